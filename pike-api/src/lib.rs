@@ -1,0 +1,2 @@
+//! `pike-api` (placeholder crate root; see README.md).
+#![forbid(unsafe_code)]

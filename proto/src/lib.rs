@@ -1,0 +1,2 @@
+//! Generated protobuf messages (placeholder until codegen).
+#![forbid(unsafe_code)]

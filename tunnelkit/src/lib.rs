@@ -1,0 +1,2 @@
+//! `tunnelkit` (placeholder crate root; see README.md).
+#![forbid(unsafe_code)]
