@@ -66,12 +66,14 @@ pub enum HandshakeError {
         /// The frame that came.
         got: FrameType,
     },
-    /// The peer started a TLS handshake on a plain port.
-    #[error("the peer speaks TLS on a plain-text port (use the TLS port)")]
-    TlsOnPlainPort,
-    /// The peer sent an HTTP request to a Pike port.
-    #[error("the peer speaks HTTP on a Pike port")]
-    HttpOnPikePort,
+    /// The peer speaks TLS where plain text was expected: a TLS client on
+    /// a plain port, or a plain client on a TLS port.
+    #[error("the peer speaks TLS where plain text was expected (wrong port, or TLS not configured on this side)")]
+    PeerSpeaksTls,
+    /// The peer speaks HTTP: an HTTP client on a Pike port, or a Pike client
+    /// pointed at an HTTP port.
+    #[error("the peer speaks HTTP, not the Pike tunnel protocol (wrong port?)")]
+    PeerSpeaksHttp,
     /// No protocol version in common.
     #[error("no common protocol version: peer offers {offered:?}, we speak {supported:?}")]
     UnsupportedVersion {
@@ -97,7 +99,7 @@ impl HandshakeError {
             Self::Frame(e) => e.code(),
             Self::Io(_) | Self::Closed => ErrorCode::Unspecified,
             Self::Timeout => ErrorCode::HandshakeTimeout,
-            Self::UnexpectedFrame { .. } | Self::TlsOnPlainPort | Self::HttpOnPikePort => ErrorCode::Protocol,
+            Self::UnexpectedFrame { .. } | Self::PeerSpeaksTls | Self::PeerSpeaksHttp => ErrorCode::Protocol,
             Self::UnsupportedVersion { .. } => ErrorCode::UnsupportedVersion,
             Self::Rejected { code, .. } => *code,
         }

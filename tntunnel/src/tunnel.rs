@@ -7,7 +7,7 @@ use futures_util::{SinkExt, StreamExt};
 use proto::tunnel::{ClientHello, Compression, ErrorCode, ServerHello};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{Instant, timeout_at};
-use tokio_util::codec::{Framed, FramedParts};
+use tokio_util::codec::{Encoder, Framed, FramedParts};
 
 use crate::codec::{DEFAULT_MAX_FRAME_LENGTH, FrameCodec};
 use crate::config::TunnelConfig;
@@ -42,15 +42,21 @@ where
     let start = Instant::now();
     let mut handshake = ClientHandshake::new(hello, start.into_std(), config.get_handshake_timeout());
     let deadline = start + config.get_handshake_timeout();
-    let mut framed = Framed::new(io, config.codec());
     let exchange = async {
+        let mut io = io;
+        let mut codec = config.codec();
+        let mut out = BytesMut::new();
         while let Some(frame) = handshake.poll_transmit() {
-            framed.send(frame).await?;
+            codec.encode(frame, &mut out)?;
         }
+        io.write_all(&out).await?;
+        io.flush().await?;
+        let buf = read_first(&mut io, Side::Client).await?;
+        let mut framed = framed_with(io, codec, buf);
         let frame = framed.next().await.ok_or(HandshakeError::Closed)??;
-        handshake.handle_frame(frame)
+        Ok::<_, HandshakeError>((framed, handshake.handle_frame(frame)?))
     };
-    let server_hello = timeout_at(deadline, exchange)
+    let (mut framed, server_hello) = timeout_at(deadline, exchange)
         .await
         .map_err(|_| HandshakeError::Timeout)??;
     let codec = framed.codec_mut();
@@ -61,8 +67,8 @@ where
 
 /// Runs the server side of the handshake up to the client's hello.
 ///
-/// Refuses, with a clear error and without reading further, a peer that
-/// speaks TLS on a plain port or HTTP; answers a bad first frame with a close
+/// Refuses, with a clear error, a peer that speaks TLS on a plain port or
+/// HTTP (which gets an HTTP 400 answer); answers a bad first frame with a close
 /// frame carrying the error code. The caller then decides with
 /// [`Incoming::accept`] or [`Incoming::reject`].
 pub async fn accept<S>(io: S, config: &TunnelConfig) -> Result<Incoming<S>, HandshakeError>
@@ -72,9 +78,11 @@ where
     let start = Instant::now();
     let deadline = start + config.get_handshake_timeout();
     let mut handshake = ServerHandshake::new(start.into_std(), config.get_handshake_timeout());
-    let mut framed = timeout_at(deadline, sniff(io, config))
+    let mut io = io;
+    let buf = timeout_at(deadline, read_first(&mut io, Side::Server))
         .await
         .map_err(|_| HandshakeError::Timeout)??;
+    let mut framed = framed_with(io, config.codec(), buf);
     let first = timeout_at(deadline, framed.next()).await;
     let result = match first {
         Err(_) => Err(HandshakeError::Timeout),
@@ -172,10 +180,18 @@ fn peer_limit(advertised: u32) -> usize {
     }
 }
 
-/// Reads the first bytes and refuses TLS and HTTP peers with a clear error
-/// before the frame decoder sees them; otherwise wraps `io` in the codec
-/// with those bytes already buffered.
-async fn sniff<S>(mut io: S, config: &TunnelConfig) -> Result<FramedTunnel<S>, HandshakeError>
+/// Which end of the handshake is reading.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+enum Side {
+    Client,
+    Server,
+}
+
+/// Reads the peer's first bytes and refuses, with a clear error, a peer that
+/// speaks TLS where plain text is expected or HTTP where Pike is expected
+/// (a wrong port, or a missing TLS setting). Anything else is left for the
+/// frame decoder to judge.
+async fn read_first<S>(io: &mut S, side: Side) -> Result<BytesMut, HandshakeError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -184,26 +200,53 @@ where
         return Err(HandshakeError::Closed);
     }
     let first = buf[0];
-    if first != FrameType::CLIENT_HELLO.code() {
-        // Not a hello: read just enough to tell a TLS record or an HTTP
-        // method from plain garbage (which the codec classifies below).
-        let wanted = if first == 0x16 { 2 } else { 4 };
-        while buf.len() < wanted {
-            if io.read_buf(&mut buf).await? == 0 {
-                break;
-            }
-        }
-        if first == 0x16 && buf.get(1) == Some(&0x03) {
-            return Err(HandshakeError::TlsOnPlainPort);
-        }
-        const METHODS: [&[u8]; 9] = [b"GET ", b"POST", b"PUT ", b"HEAD", b"DELE", b"OPTI", b"PATC", b"CONN", b"PRI "];
-        if METHODS.iter().any(|m| buf.starts_with(m)) {
-            io.write_all(HTTP_REFUSAL).await?;
-            io.shutdown().await?;
-            return Err(HandshakeError::HttpOnPikePort);
+    let expected: &[FrameType] = match side {
+        Side::Server => &[FrameType::CLIENT_HELLO],
+        Side::Client => &[FrameType::SERVER_HELLO, FrameType::CLOSE],
+    };
+    if expected.iter().any(|t| t.code() == first) {
+        return Ok(buf);
+    }
+    // TLS records (handshake 0x16, alert 0x15) start with the type and the
+    // major version 0x03; HTTP starts with an upper-case method or "HTTP".
+    // Wait for just enough bytes to tell; plain garbage is not waited on.
+    let wanted = match first {
+        0x15 | 0x16 => 2,
+        b'A'..=b'Z' => 4,
+        _ => return Ok(buf),
+    };
+    while buf.len() < wanted {
+        if io.read_buf(&mut buf).await? == 0 {
+            break;
         }
     }
-    let mut parts = FramedParts::new::<Frame>(io, config.codec());
+    if matches!(first, 0x15 | 0x16) && buf.get(1) == Some(&0x03) {
+        return Err(HandshakeError::PeerSpeaksTls);
+    }
+    match side {
+        Side::Server => {
+            const METHODS: [&[u8]; 9] = [b"GET ", b"POST", b"PUT ", b"HEAD", b"DELE", b"OPTI", b"PATC", b"CONN", b"PRI "];
+            if METHODS.iter().any(|m| buf.starts_with(m)) {
+                io.write_all(HTTP_REFUSAL).await?;
+                io.shutdown().await?;
+                return Err(HandshakeError::PeerSpeaksHttp);
+            }
+        }
+        Side::Client => {
+            if buf.starts_with(b"HTTP") {
+                return Err(HandshakeError::PeerSpeaksHttp);
+            }
+        }
+    }
+    Ok(buf)
+}
+
+/// Wraps `io` in a framed codec whose read buffer already holds `buf`.
+fn framed_with<S>(io: S, codec: FrameCodec, buf: BytesMut) -> FramedTunnel<S>
+where
+    S: AsyncRead + AsyncWrite,
+{
+    let mut parts = FramedParts::new::<Frame>(io, codec);
     parts.read_buf = buf;
-    Ok(Framed::from_parts(parts))
+    Framed::from_parts(parts)
 }
