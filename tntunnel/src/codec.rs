@@ -140,7 +140,10 @@ impl Decoder for FrameCodec {
         match self.decode(src)? {
             Some(frame) => Ok(Some(frame)),
             None if src.is_empty() && matches!(self.state, DecodeState::Head) => Ok(None),
-            None => Err(FrameError::Truncated { buffered: src.len() }.into()),
+            None => Err(FrameError::Truncated {
+                buffered: src.len(),
+            }
+            .into()),
         }
     }
 }

@@ -26,7 +26,11 @@ pub(crate) fn compress(algorithm: Compression, body: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// Decompresses a body, refusing any declared size above `max`.
-pub(crate) fn decompress(algorithm: Compression, body: &[u8], max: usize) -> Result<Bytes, FrameError> {
+pub(crate) fn decompress(
+    algorithm: Compression,
+    body: &[u8],
+    max: usize,
+) -> Result<Bytes, FrameError> {
     match algorithm {
         Compression::None => Err(FrameError::CompressionNotNegotiated),
         Compression::Lz4 => {
@@ -37,7 +41,8 @@ pub(crate) fn decompress(algorithm: Compression, body: &[u8], max: usize) -> Res
             if size > max {
                 return Err(FrameError::FrameTooLarge { len: size, max });
             }
-            let out = lz4_flex::block::decompress(block, size).map_err(|e| FrameError::Decompression(e.to_string()))?;
+            let out = lz4_flex::block::decompress(block, size)
+                .map_err(|e| FrameError::Decompression(e.to_string()))?;
             if out.len() != size {
                 return Err(FrameError::Decompression(format!(
                     "declared {size} bytes, got {}",
@@ -58,9 +63,14 @@ mod tests {
         let text = b"abcdabcdabcdabcd".repeat(100);
         let packed = compress(Compression::Lz4, &text).unwrap();
         assert!(packed.len() < text.len());
-        assert_eq!(decompress(Compression::Lz4, &packed, 1 << 20).unwrap(), &text[..]);
+        assert_eq!(
+            decompress(Compression::Lz4, &packed, 1 << 20).unwrap(),
+            &text[..]
+        );
 
-        let noise: Vec<u8> = (0..64u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        let noise: Vec<u8> = (0..64u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
         assert_eq!(compress(Compression::Lz4, &noise), None);
         assert_eq!(compress(Compression::None, &text), None);
     }
@@ -71,7 +81,10 @@ mod tests {
         bomb.extend_from_slice(&[0x1f, 0, 0, 0]);
         assert_eq!(
             decompress(Compression::Lz4, &bomb, 1024),
-            Err(FrameError::FrameTooLarge { len: u32::MAX as usize, max: 1024 })
+            Err(FrameError::FrameTooLarge {
+                len: u32::MAX as usize,
+                max: 1024
+            })
         );
     }
 

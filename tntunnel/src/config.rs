@@ -121,6 +121,12 @@ mod tests {
         let mut config = TunnelConfig::default();
         assert!(config.max_frame_length(512).is_err());
         assert!(config.max_frame_length(MAX_VARINT_VALUE + 1).is_err());
-        assert_eq!(config.max_frame_length(4096).unwrap().get_max_frame_length(), 4096);
+        assert_eq!(
+            config
+                .max_frame_length(4096)
+                .unwrap()
+                .get_max_frame_length(),
+            4096
+        );
     }
 }

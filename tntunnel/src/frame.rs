@@ -51,7 +51,10 @@ impl FrameType {
     ///
     /// If `code` is outside `0x10..=0x3F` (at compile time in a `const`).
     pub const fn app(code: u8) -> Self {
-        assert!(code >= Self::APP_FIRST && code <= Self::APP_LAST, "application frame types are 0x10..=0x3F");
+        assert!(
+            code >= Self::APP_FIRST && code <= Self::APP_LAST,
+            "application frame types are 0x10..=0x3F"
+        );
         Self(code)
     }
 
@@ -102,7 +105,10 @@ pub struct Frame {
 impl Frame {
     /// A frame from a type and body bytes.
     pub fn new(ty: FrameType, body: impl Into<Bytes>) -> Self {
-        Self { ty, body: body.into() }
+        Self {
+            ty,
+            body: body.into(),
+        }
     }
 
     /// A frame whose body is `message` encoded as protobuf.
@@ -115,7 +121,10 @@ impl Frame {
 
     /// Decodes the body as the protobuf message `M`.
     pub fn decode<M: prost::Message + Default>(&self) -> Result<M, FrameError> {
-        M::decode(self.body.clone()).map_err(|source| FrameError::MalformedBody { ty: self.ty, source })
+        M::decode(self.body.clone()).map_err(|source| FrameError::MalformedBody {
+            ty: self.ty,
+            source,
+        })
     }
 
     /// A close frame with a code and a human-readable reason.
@@ -142,10 +151,22 @@ mod tests {
 
     #[test]
     fn frame_type_ranges() {
-        assert_eq!(FrameType::try_from(0x00), Err(FrameError::UnknownFrameType(0x00)));
-        assert_eq!(FrameType::try_from(0x04), Err(FrameError::UnknownFrameType(0x04)));
-        assert_eq!(FrameType::try_from(0x0f), Err(FrameError::UnknownFrameType(0x0f)));
-        assert_eq!(FrameType::try_from(0x40), Err(FrameError::UnknownFrameType(0x40)));
+        assert_eq!(
+            FrameType::try_from(0x00),
+            Err(FrameError::UnknownFrameType(0x00))
+        );
+        assert_eq!(
+            FrameType::try_from(0x04),
+            Err(FrameError::UnknownFrameType(0x04))
+        );
+        assert_eq!(
+            FrameType::try_from(0x0f),
+            Err(FrameError::UnknownFrameType(0x0f))
+        );
+        assert_eq!(
+            FrameType::try_from(0x40),
+            Err(FrameError::UnknownFrameType(0x40))
+        );
         assert_eq!(FrameType::try_from(0x10), Ok(FrameType::app(0x10)));
         assert_eq!(FrameType::try_from(0x3f), Ok(FrameType::app(0x3f)));
         assert!(FrameType::CLOSE.is_control());
@@ -155,7 +176,13 @@ mod tests {
 
     #[test]
     fn encoded_len_counts_header_and_prefix() {
-        assert_eq!(Frame::new(FrameType::app(0x28), Bytes::new()).encoded_len(), 2);
-        assert_eq!(Frame::new(FrameType::app(0x18), vec![0u8; 200]).encoded_len(), 203);
+        assert_eq!(
+            Frame::new(FrameType::app(0x28), Bytes::new()).encoded_len(),
+            2
+        );
+        assert_eq!(
+            Frame::new(FrameType::app(0x18), vec![0u8; 200]).encoded_len(),
+            203
+        );
     }
 }

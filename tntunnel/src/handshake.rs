@@ -68,7 +68,9 @@ pub enum HandshakeError {
     },
     /// The peer speaks TLS where plain text was expected: a TLS client on
     /// a plain port, or a plain client on a TLS port.
-    #[error("the peer speaks TLS where plain text was expected (wrong port, or TLS not configured on this side)")]
+    #[error(
+        "the peer speaks TLS where plain text was expected (wrong port, or TLS not configured on this side)"
+    )]
     PeerSpeaksTls,
     /// The peer speaks HTTP: an HTTP client on a Pike port, or a Pike client
     /// pointed at an HTTP port.
@@ -99,7 +101,9 @@ impl HandshakeError {
             Self::Frame(e) => e.code(),
             Self::Io(_) | Self::Closed => ErrorCode::Unspecified,
             Self::Timeout => ErrorCode::HandshakeTimeout,
-            Self::UnexpectedFrame { .. } | Self::PeerSpeaksTls | Self::PeerSpeaksHttp => ErrorCode::Protocol,
+            Self::UnexpectedFrame { .. } | Self::PeerSpeaksTls | Self::PeerSpeaksHttp => {
+                ErrorCode::Protocol
+            }
             Self::UnsupportedVersion { .. } => ErrorCode::UnsupportedVersion,
             Self::Rejected { code, .. } => *code,
         }
@@ -259,7 +263,11 @@ impl ServerHandshake {
 
 /// The highest version in `offered` that this crate speaks.
 pub fn negotiate_version(offered: &[u32]) -> Option<u32> {
-    offered.iter().copied().filter(|v| SUPPORTED_VERSIONS.contains(v)).max()
+    offered
+        .iter()
+        .copied()
+        .filter(|v| SUPPORTED_VERSIONS.contains(v))
+        .max()
 }
 
 /// The error a close frame received during the handshake stands for.
@@ -317,8 +325,12 @@ mod tests {
             DEFAULT_HANDSHAKE_TIMEOUT,
         );
         let mut server = ServerHandshake::new(now, DEFAULT_HANDSHAKE_TIMEOUT);
-        let err = server.handle_frame(client.poll_transmit().unwrap()).unwrap_err();
-        assert!(matches!(&err, HandshakeError::UnsupportedVersion { offered, .. } if offered == &[99]));
+        let err = server
+            .handle_frame(client.poll_transmit().unwrap())
+            .unwrap_err();
+        assert!(
+            matches!(&err, HandshakeError::UnsupportedVersion { offered, .. } if offered == &[99])
+        );
         match client.handle_frame(err.close_frame()).unwrap_err() {
             HandshakeError::Rejected { code, message } => {
                 assert_eq!(code, ErrorCode::UnsupportedVersion);
@@ -364,7 +376,10 @@ mod tests {
         let err = server
             .handle_frame(Frame::new(FrameType::CLIENT_HELLO, vec![0xff, 0xff, 0xff]))
             .unwrap_err();
-        assert!(matches!(err, HandshakeError::Frame(FrameError::MalformedBody { .. })));
+        assert!(matches!(
+            err,
+            HandshakeError::Frame(FrameError::MalformedBody { .. })
+        ));
         assert_eq!(err.code(), ErrorCode::MalformedFrame);
     }
 
@@ -381,8 +396,14 @@ mod tests {
         let hello = client.poll_transmit().unwrap();
         let mut server = ServerHandshake::new(now, DEFAULT_HANDSHAKE_TIMEOUT);
         server.handle_frame(hello).unwrap();
-        client.handle_frame(server.accept(ServerHello::default())).unwrap();
+        client
+            .handle_frame(server.accept(ServerHello::default()))
+            .unwrap();
         assert_eq!(client.poll_timeout(), None);
-        assert!(client.handle_timeout(now + Duration::from_secs(3600)).is_ok());
+        assert!(
+            client
+                .handle_timeout(now + Duration::from_secs(3600))
+                .is_ok()
+        );
     }
 }

@@ -34,13 +34,18 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     if hello.compressions.is_empty() {
-        hello.compressions = config.get_compressions().iter().map(|c| *c as i32).collect();
+        hello.compressions = config
+            .get_compressions()
+            .iter()
+            .map(|c| *c as i32)
+            .collect();
     }
     if hello.max_frame_length == 0 {
         hello.max_frame_length = u32::try_from(config.get_max_frame_length()).unwrap_or(u32::MAX);
     }
     let start = Instant::now();
-    let mut handshake = ClientHandshake::new(hello, start.into_std(), config.get_handshake_timeout());
+    let mut handshake =
+        ClientHandshake::new(hello, start.into_std(), config.get_handshake_timeout());
     let deadline = start + config.get_handshake_timeout();
     let exchange = async {
         let mut io = io;
@@ -60,7 +65,9 @@ where
         .await
         .map_err(|_| HandshakeError::Timeout)??;
     let codec = framed.codec_mut();
-    codec.set_compression(Compression::try_from(server_hello.compression).unwrap_or(Compression::None));
+    codec.set_compression(
+        Compression::try_from(server_hello.compression).unwrap_or(Compression::None),
+    );
     codec.set_peer_max_frame_length(peer_limit(server_hello.max_frame_length));
     Ok((framed, server_hello))
 }
@@ -144,7 +151,10 @@ where
     /// Accepts the client with `hello`, whose version, compression and frame
     /// limit are filled in here. Returns the framed tunnel ready for
     /// application frames.
-    pub async fn accept(mut self, mut hello: ServerHello) -> Result<FramedTunnel<S>, HandshakeError> {
+    pub async fn accept(
+        mut self,
+        mut hello: ServerHello,
+    ) -> Result<FramedTunnel<S>, HandshakeError> {
         let offered = &self.hello.compressions;
         let chosen = self
             .compressions
@@ -164,7 +174,11 @@ where
 
     /// Refuses the client: sends a close with `code` and `message`, then
     /// shuts the stream down.
-    pub async fn reject(mut self, code: ErrorCode, message: impl Into<String>) -> Result<(), HandshakeError> {
+    pub async fn reject(
+        mut self,
+        code: ErrorCode,
+        message: impl Into<String>,
+    ) -> Result<(), HandshakeError> {
         let frame = self.handshake.reject(code, message);
         self.framed.send(frame).await?;
         self.framed.get_mut().shutdown().await?;
@@ -225,7 +239,9 @@ where
     }
     match side {
         Side::Server => {
-            const METHODS: [&[u8]; 9] = [b"GET ", b"POST", b"PUT ", b"HEAD", b"DELE", b"OPTI", b"PATC", b"CONN", b"PRI "];
+            const METHODS: [&[u8]; 9] = [
+                b"GET ", b"POST", b"PUT ", b"HEAD", b"DELE", b"OPTI", b"PATC", b"CONN", b"PRI ",
+            ];
             if METHODS.iter().any(|m| buf.starts_with(m)) {
                 io.write_all(HTTP_REFUSAL).await?;
                 io.shutdown().await?;

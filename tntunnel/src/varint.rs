@@ -63,20 +63,36 @@ mod tests {
 
     #[test]
     fn round_trips_boundaries() {
-        for value in [0, 1, 127, 128, 16_383, 16_384, 2_097_151, 2_097_152, MAX_VARINT_VALUE] {
+        for value in [
+            0,
+            1,
+            127,
+            128,
+            16_383,
+            16_384,
+            2_097_151,
+            2_097_152,
+            MAX_VARINT_VALUE,
+        ] {
             let mut buf = Vec::new();
             encode(value, &mut buf);
             assert_eq!(buf.len(), encoded_len(value), "value {value}");
             assert_eq!(
                 decode(&buf).unwrap(),
-                Varint::Complete { value, len: buf.len() }
+                Varint::Complete {
+                    value,
+                    len: buf.len()
+                }
             );
         }
     }
 
     #[test]
     fn rejects_five_byte_and_padded_lengths() {
-        assert_eq!(decode(&[0x80, 0x80, 0x80, 0x80]), Err(FrameError::LengthTooLong));
+        assert_eq!(
+            decode(&[0x80, 0x80, 0x80, 0x80]),
+            Err(FrameError::LengthTooLong)
+        );
         assert_eq!(decode(&[0x81, 0x00]), Err(FrameError::NonMinimalLength));
         assert_eq!(decode(&[0x80, 0x80]), Ok(Varint::Incomplete));
         assert_eq!(decode(&[]), Ok(Varint::Incomplete));

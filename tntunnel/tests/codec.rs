@@ -118,7 +118,9 @@ async fn scripted_reads_splitting_the_length_prefix() {
 
 #[tokio::test]
 async fn eof_inside_a_frame_is_truncated() {
-    let io = tokio_test::io::Builder::new().read(&[0x18, 0x05, 1, 2]).build();
+    let io = tokio_test::io::Builder::new()
+        .read(&[0x18, 0x05, 1, 2])
+        .build();
     let mut reader = FramedRead::new(io, FrameCodec::new());
     match reader.next().await.unwrap() {
         Err(CodecError::Frame(e)) => assert_eq!(e, FrameError::Truncated { buffered: 2 }),
@@ -139,28 +141,55 @@ fn oversize_length_is_refused_before_buffering_the_body() {
     let mut buf = BytesMut::from(&[0x18, 0x81, 0x08][..]);
     match codec.decode(&mut buf) {
         Err(CodecError::Frame(e)) => {
-            assert_eq!(e, FrameError::FrameTooLarge { len: 1025, max: 1024 });
+            assert_eq!(
+                e,
+                FrameError::FrameTooLarge {
+                    len: 1025,
+                    max: 1024
+                }
+            );
             assert_eq!(e.code(), ErrorCode::FrameTooLarge);
         }
         other => panic!("unexpected {other:?}"),
     }
-    assert!(buf.capacity() < 1025, "no room was reserved for the refused body");
+    assert!(
+        buf.capacity() < 1025,
+        "no room was reserved for the refused body"
+    );
     // The largest legal prefix with the default limit.
     assert_eq!(
         decode_err(&[0x18, 0xff, 0xff, 0xff, 0x7f]),
-        FrameError::FrameTooLarge { len: (1 << 28) - 1, max: 1 << 20 }
+        FrameError::FrameTooLarge {
+            len: (1 << 28) - 1,
+            max: 1 << 20
+        }
     );
 }
 
 #[test]
 fn catalogue_of_malformed_headers() {
-    assert_eq!(decode_err(&[0x00, 0x00]), FrameError::UnknownFrameType(0x00));
-    assert_eq!(decode_err(&[0x05, 0x00]), FrameError::UnknownFrameType(0x05));
+    assert_eq!(
+        decode_err(&[0x00, 0x00]),
+        FrameError::UnknownFrameType(0x00)
+    );
+    assert_eq!(
+        decode_err(&[0x05, 0x00]),
+        FrameError::UnknownFrameType(0x05)
+    );
     assert_eq!(decode_err(&[0x58, 0x00]), FrameError::ReservedFlag(0x58));
-    assert_eq!(decode_err(&[0x18, 0x80, 0x80, 0x80, 0x80]), FrameError::LengthTooLong);
-    assert_eq!(decode_err(&[0x18, 0x85, 0x00]), FrameError::NonMinimalLength);
+    assert_eq!(
+        decode_err(&[0x18, 0x80, 0x80, 0x80, 0x80]),
+        FrameError::LengthTooLong
+    );
+    assert_eq!(
+        decode_err(&[0x18, 0x85, 0x00]),
+        FrameError::NonMinimalLength
+    );
     // Compressed flag without negotiated compression.
-    assert_eq!(decode_err(&[0x98, 0x01, 0x00]), FrameError::CompressionNotNegotiated);
+    assert_eq!(
+        decode_err(&[0x98, 0x01, 0x00]),
+        FrameError::CompressionNotNegotiated
+    );
 }
 
 #[test]
@@ -177,17 +206,35 @@ fn corrupt_compressed_body_is_an_error() {
 fn encoder_refuses_frames_above_the_peer_limit() {
     let mut codec = FrameCodec::builder().peer_max_frame_length(16).build();
     let mut buf = BytesMut::new();
-    let err = codec.encode(Frame::new(FrameType::app(0x18), vec![0u8; 17]), &mut buf).unwrap_err();
-    assert!(matches!(err, CodecError::Frame(FrameError::FrameTooLarge { len: 17, max: 16 })));
+    let err = codec
+        .encode(Frame::new(FrameType::app(0x18), vec![0u8; 17]), &mut buf)
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        CodecError::Frame(FrameError::FrameTooLarge { len: 17, max: 16 })
+    ));
     assert!(buf.is_empty());
 }
 
 #[test]
 fn compression_is_used_only_above_threshold_and_when_it_pays() {
-    let mut codec = FrameCodec::builder().compression(Compression::Lz4).compression_threshold(100).build();
-    let small = encode_all(&mut codec, &[Frame::new(FrameType::app(0x18), vec![b'a'; 99])]);
+    let mut codec = FrameCodec::builder()
+        .compression(Compression::Lz4)
+        .compression_threshold(100)
+        .build();
+    let small = encode_all(
+        &mut codec,
+        &[Frame::new(FrameType::app(0x18), vec![b'a'; 99])],
+    );
     assert_eq!(small[0], 0x18, "below threshold: not compressed");
-    let big = encode_all(&mut codec, &[Frame::new(FrameType::app(0x18), vec![b'a'; 4000])]);
+    let big = encode_all(
+        &mut codec,
+        &[Frame::new(FrameType::app(0x18), vec![b'a'; 4000])],
+    );
     assert_eq!(big[0], 0x98, "compressed flag set");
-    assert!(big.len() < 100, "4000 repeated bytes compress to {} bytes", big.len());
+    assert!(
+        big.len() < 100,
+        "4000 repeated bytes compress to {} bytes",
+        big.len()
+    );
 }

@@ -48,14 +48,20 @@ async fn raw_exchange(bytes: &[u8], half_close: bool) -> (Result<(), HandshakeEr
         io.shutdown().await.unwrap();
     }
     let mut answer = Vec::new();
-    timeout(LIMIT, io.read_to_end(&mut answer)).await.unwrap().unwrap();
+    timeout(LIMIT, io.read_to_end(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
     let result = timeout(LIMIT, task).await.unwrap().unwrap();
     (result, answer)
 }
 
 fn close_frame(answer: &[u8]) -> Close {
     let mut buf = bytes::BytesMut::from(answer);
-    let frame = FrameCodec::new().decode(&mut buf).unwrap().expect("a whole frame");
+    let frame = FrameCodec::new()
+        .decode(&mut buf)
+        .unwrap()
+        .expect("a whole frame");
     assert_eq!(frame.ty, FrameType::CLOSE);
     frame.decode().unwrap()
 }
@@ -70,7 +76,9 @@ async fn handshake_and_frames_over_tcp_with_compression() {
         sdk_name: "pike-rust".into(),
         ..Default::default()
     };
-    let (mut framed, server_hello) = tntunnel::connect(io, hello, &TunnelConfig::default()).await.unwrap();
+    let (mut framed, server_hello) = tntunnel::connect(io, hello, &TunnelConfig::default())
+        .await
+        .unwrap();
     assert_eq!(server_hello.version, tntunnel::PROTOCOL_VERSION);
     assert_eq!(server_hello.connection_token.len(), 32);
     assert_eq!(server_hello.heartbeat_interval_ms, 30_000);
@@ -93,7 +101,9 @@ async fn compression_off_when_client_offers_none() {
     let io = TcpStream::connect(addr).await.unwrap();
     let mut config = TunnelConfig::default();
     config.compressions(Vec::new());
-    let (mut framed, server_hello) = tntunnel::connect(io, ClientHello::default(), &config).await.unwrap();
+    let (mut framed, server_hello) = tntunnel::connect(io, ClientHello::default(), &config)
+        .await
+        .unwrap();
     assert_eq!(server_hello.compression, Compression::None as i32);
     let big = Frame::new(FrameType::app(0x18), "x".repeat(5000));
     framed.send(big.clone()).await.unwrap();
@@ -105,14 +115,26 @@ async fn compression_off_when_client_offers_none() {
 #[tokio::test]
 async fn truncated_header() {
     let (result, answer) = raw_exchange(&[0x01], true).await;
-    assert!(matches!(result, Err(HandshakeError::Frame(FrameError::Truncated { buffered: 1 }))), "{result:?}");
+    assert!(
+        matches!(
+            result,
+            Err(HandshakeError::Frame(FrameError::Truncated { buffered: 1 }))
+        ),
+        "{result:?}"
+    );
     assert_eq!(close_frame(&answer).code, ErrorCode::MalformedFrame as i32);
 }
 
 #[tokio::test]
 async fn truncated_hello_body() {
     let (result, answer) = raw_exchange(&[0x01, 0x10, 0x08, 0x01], true).await;
-    assert!(matches!(result, Err(HandshakeError::Frame(FrameError::Truncated { buffered: 2 }))), "{result:?}");
+    assert!(
+        matches!(
+            result,
+            Err(HandshakeError::Frame(FrameError::Truncated { buffered: 2 }))
+        ),
+        "{result:?}"
+    );
     assert_eq!(close_frame(&answer).code, ErrorCode::MalformedFrame as i32);
 }
 
@@ -120,7 +142,13 @@ async fn truncated_hello_body() {
 async fn oversize_length() {
     let (result, answer) = raw_exchange(&[0x01, 0xff, 0xff, 0xff, 0x7f], false).await;
     assert!(
-        matches!(result, Err(HandshakeError::Frame(FrameError::FrameTooLarge { len: 268_435_455, max: 1_048_576 }))),
+        matches!(
+            result,
+            Err(HandshakeError::Frame(FrameError::FrameTooLarge {
+                len: 268_435_455,
+                max: 1_048_576
+            }))
+        ),
         "{result:?}"
     );
     let close = close_frame(&answer);
@@ -131,8 +159,17 @@ async fn oversize_length() {
 #[tokio::test]
 async fn unknown_frame_type() {
     let (result, answer) = raw_exchange(&[0x05, 0x00], false).await;
-    assert!(matches!(result, Err(HandshakeError::Frame(FrameError::UnknownFrameType(0x05)))), "{result:?}");
-    assert_eq!(close_frame(&answer).code, ErrorCode::UnknownFrameType as i32);
+    assert!(
+        matches!(
+            result,
+            Err(HandshakeError::Frame(FrameError::UnknownFrameType(0x05)))
+        ),
+        "{result:?}"
+    );
+    assert_eq!(
+        close_frame(&answer).code,
+        ErrorCode::UnknownFrameType as i32
+    );
 }
 
 #[tokio::test]
@@ -148,14 +185,26 @@ async fn application_frame_before_hello() {
 #[tokio::test]
 async fn garbage_before_hello() {
     let (result, answer) = raw_exchange(b"\xff\xfe\xfd hello?", false).await;
-    assert!(matches!(result, Err(HandshakeError::Frame(FrameError::ReservedFlag(0xff)))), "{result:?}");
+    assert!(
+        matches!(
+            result,
+            Err(HandshakeError::Frame(FrameError::ReservedFlag(0xff)))
+        ),
+        "{result:?}"
+    );
     assert_eq!(close_frame(&answer).code, ErrorCode::MalformedFrame as i32);
 }
 
 #[tokio::test]
 async fn malformed_hello_body() {
     let (result, answer) = raw_exchange(&[0x01, 0x03, 0xff, 0xff, 0xff], false).await;
-    assert!(matches!(result, Err(HandshakeError::Frame(FrameError::MalformedBody { .. }))), "{result:?}");
+    assert!(
+        matches!(
+            result,
+            Err(HandshakeError::Frame(FrameError::MalformedBody { .. }))
+        ),
+        "{result:?}"
+    );
     assert_eq!(close_frame(&answer).code, ErrorCode::MalformedFrame as i32);
 }
 
@@ -175,15 +224,24 @@ async fn wrong_version() {
         other => panic!("unexpected {other:?}"),
     }
     let result = timeout(LIMIT, task).await.unwrap().unwrap();
-    assert!(matches!(result, Err(HandshakeError::UnsupportedVersion { offered, .. }) if offered == [2, 99]));
+    assert!(
+        matches!(result, Err(HandshakeError::UnsupportedVersion { offered, .. }) if offered == [2, 99])
+    );
 }
 
 #[tokio::test]
 async fn http_request_to_the_pike_port_gets_a_400() {
-    let (result, answer) = raw_exchange(b"GET /v1/healthz HTTP/1.1\r\nHost: x\r\n\r\n", false).await;
-    assert!(matches!(result, Err(HandshakeError::PeerSpeaksHttp)), "{result:?}");
+    let (result, answer) =
+        raw_exchange(b"GET /v1/healthz HTTP/1.1\r\nHost: x\r\n\r\n", false).await;
+    assert!(
+        matches!(result, Err(HandshakeError::PeerSpeaksHttp)),
+        "{result:?}"
+    );
     let answer = String::from_utf8(answer).unwrap();
-    assert!(answer.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{answer}");
+    assert!(
+        answer.starts_with("HTTP/1.1 400 Bad Request\r\n"),
+        "{answer}"
+    );
     assert!(answer.ends_with("not HTTP\r\n"));
 }
 
@@ -195,19 +253,36 @@ async fn pike_client_to_an_http_port() {
         let (mut io, _) = listener.accept().await.unwrap();
         let mut buf = [0u8; 64];
         let _ = io.read(&mut buf).await;
-        let _ = io.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n").await;
+        let _ = io
+            .write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+            .await;
     });
     let io = TcpStream::connect(addr).await.unwrap();
     let result = tntunnel::connect(io, ClientHello::default(), &TunnelConfig::default()).await;
-    assert!(matches!(result, Err(HandshakeError::PeerSpeaksTls | HandshakeError::PeerSpeaksHttp)));
-    assert!(matches!(result, Err(HandshakeError::PeerSpeaksHttp)), "{result:?}");
+    assert!(matches!(
+        result,
+        Err(HandshakeError::PeerSpeaksTls | HandshakeError::PeerSpeaksHttp)
+    ));
+    assert!(
+        matches!(result, Err(HandshakeError::PeerSpeaksHttp)),
+        "{result:?}"
+    );
 }
 
 #[tokio::test]
 async fn tls_client_hello_to_the_plain_port() {
     // The first bytes of a real TLS 1.3 ClientHello record.
-    let (result, answer) = raw_exchange(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03], false).await;
-    assert!(matches!(result, Err(HandshakeError::PeerSpeaksTls)), "{result:?}");
+    let (result, answer) = raw_exchange(
+        &[
+            0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03,
+        ],
+        false,
+    )
+    .await;
+    assert!(
+        matches!(result, Err(HandshakeError::PeerSpeaksTls)),
+        "{result:?}"
+    );
     // No Pike frame is sent to a TLS client: it could not read it anyway.
     assert!(answer.is_empty());
 }
@@ -222,11 +297,16 @@ async fn plain_client_to_a_tls_speaking_server() {
         let (mut io, _) = listener.accept().await.unwrap();
         let mut buf = [0u8; 64];
         let _ = io.read(&mut buf).await;
-        let _ = io.write_all(&[0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x32]).await;
+        let _ = io
+            .write_all(&[0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x32])
+            .await;
     });
     let io = TcpStream::connect(addr).await.unwrap();
     let result = tntunnel::connect(io, ClientHello::default(), &TunnelConfig::default()).await;
-    assert!(matches!(result, Err(HandshakeError::PeerSpeaksTls)), "{result:?}");
+    assert!(
+        matches!(result, Err(HandshakeError::PeerSpeaksTls)),
+        "{result:?}"
+    );
 }
 
 #[tokio::test]
@@ -239,7 +319,11 @@ async fn peer_closing_before_the_hello() {
 #[tokio::test(start_paused = true)]
 async fn silent_client_times_out() {
     let (client, server) = tokio::io::duplex(1024);
-    let accept = tokio::spawn(async move { tntunnel::accept(server, &TunnelConfig::default()).await.map(|_| ()) });
+    let accept = tokio::spawn(async move {
+        tntunnel::accept(server, &TunnelConfig::default())
+            .await
+            .map(|_| ())
+    });
     let result = accept.await.unwrap();
     assert!(matches!(result, Err(HandshakeError::Timeout)), "{result:?}");
     assert_eq!(tokio::time::Instant::now().elapsed(), Duration::ZERO);
@@ -261,7 +345,9 @@ async fn silent_server_times_out() {
 async fn a_bad_frame_after_the_handshake_is_a_typed_error() {
     let (addr, task) = server().await;
     let io = TcpStream::connect(addr).await.unwrap();
-    let (framed, _) = tntunnel::connect(io, ClientHello::default(), &TunnelConfig::default()).await.unwrap();
+    let (framed, _) = tntunnel::connect(io, ClientHello::default(), &TunnelConfig::default())
+        .await
+        .unwrap();
     let mut io = framed.into_inner();
     io.write_all(&[0x07, 0x00]).await.unwrap();
     let result = timeout(LIMIT, task).await.unwrap().unwrap();
@@ -286,7 +372,10 @@ fn hello_frame_is_small() {
     };
     let mut buf = bytes::BytesMut::new();
     FrameCodec::new()
-        .encode(Frame::from_message(FrameType::CLIENT_HELLO, &hello), &mut buf)
+        .encode(
+            Frame::from_message(FrameType::CLIENT_HELLO, &hello),
+            &mut buf,
+        )
         .unwrap();
     assert!(buf.len() < 80, "hello is {} bytes", buf.len());
 }
