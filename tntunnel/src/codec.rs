@@ -1,6 +1,6 @@
 //! The frame codec: [`Frame`]s to and from bytes, on `tokio_util::codec`.
 
-use bytes::{Buf, BufMut, BytesMut};
+use bytes::{Buf, BytesMut};
 use proto::tunnel::Compression;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::codec::{Decoder, Encoder, Framed};
@@ -172,10 +172,13 @@ impl Encoder<Frame> for FrameCodec {
             }
             .into());
         }
-        dst.reserve(1 + varint::encoded_len(body.len()) + body.len());
-        dst.put_u8(header);
-        varint::encode(body.len(), dst);
-        dst.put_slice(body);
+        // Header and length prefix go out as one small slice.
+        let mut head = [0u8; 1 + varint::MAX_VARINT_LEN];
+        head[0] = header;
+        let head_len = 1 + varint::encode_into(body.len(), &mut head[1..]);
+        dst.reserve(head_len + body.len());
+        dst.extend_from_slice(&head[..head_len]);
+        dst.extend_from_slice(body);
         Ok(())
     }
 }

@@ -47,14 +47,18 @@ pub(crate) fn encoded_len(value: usize) -> usize {
     }
 }
 
-/// Appends `value` (at most [`MAX_VARINT_VALUE`]) to `dst`.
-pub(crate) fn encode(mut value: usize, dst: &mut impl bytes::BufMut) {
+/// Writes `value` (at most [`MAX_VARINT_VALUE`]) at the start of `dst`,
+/// which must hold [`MAX_VARINT_LEN`] bytes; returns the bytes written.
+pub(crate) fn encode_into(mut value: usize, dst: &mut [u8]) -> usize {
     debug_assert!(value <= MAX_VARINT_VALUE);
-    while value >= 0x80 {
-        dst.put_u8((value as u8 & 0x7f) | 0x80);
+    let mut i = 0;
+    while value >= 0x80 && i + 1 < dst.len() {
+        dst[i] = (value as u8 & 0x7f) | 0x80;
         value >>= 7;
+        i += 1;
     }
-    dst.put_u8(value as u8);
+    dst[i] = value as u8;
+    i + 1
 }
 
 #[cfg(test)]
@@ -74,11 +78,12 @@ mod tests {
             2_097_152,
             MAX_VARINT_VALUE,
         ] {
-            let mut buf = Vec::new();
-            encode(value, &mut buf);
+            let mut buf = [0u8; MAX_VARINT_LEN];
+            let n = encode_into(value, &mut buf);
+            let buf = &buf[..n];
             assert_eq!(buf.len(), encoded_len(value), "value {value}");
             assert_eq!(
-                decode(&buf).unwrap(),
+                decode(buf).unwrap(),
                 Varint::Complete {
                     value,
                     len: buf.len()
