@@ -53,6 +53,9 @@ mod config;
 mod error;
 mod frame;
 mod handshake;
+mod security;
+#[cfg(feature = "tls")]
+pub mod tls;
 mod token;
 mod tunnel;
 mod varint;
@@ -63,11 +66,15 @@ pub use crate::config::{ConfigError, MIN_MAX_FRAME_LENGTH, TunnelConfig};
 pub use crate::error::{CodecError, FrameError};
 pub use crate::frame::{Frame, FrameType};
 pub use crate::handshake::{
-    ClientHandshake, DEFAULT_HANDSHAKE_TIMEOUT, HandshakeError, PROTOCOL_VERSION, SUPPORTED_VERSIONS,
-    ServerHandshake, negotiate_version,
+    ClientHandshake, DEFAULT_HANDSHAKE_TIMEOUT, HandshakeError, PROTOCOL_VERSION,
+    SUPPORTED_VERSIONS, ServerHandshake, negotiate_version,
+};
+pub use crate::security::{
+    ClientSecurity, SecureStream, SecurityError, ServerSecurity, looks_like_tls,
 };
 pub use crate::token::new_connection_token;
 pub use crate::tunnel::{FramedTunnel, Incoming, accept, close, connect};
 
 pub use bytes;
 pub use proto;
+pub use rustls;

@@ -1,0 +1,7 @@
+//! Plain TCP: client transport and listener.
+
+mod listener;
+mod transport;
+
+pub use listener::TcpListener;
+pub use transport::{TcpConfig, TcpTransport};
