@@ -1,0 +1,151 @@
+//! Server-side settings.
+
+use std::time::Duration;
+
+use proto::tunnel::ServerHello;
+
+use super::{check_count, check_duration};
+use crate::error::ConfigError;
+
+/// Settings of a [`ServerChannel`](crate::ServerChannel).
+///
+/// The heartbeat values are what the gateway advertises in its
+/// `ServerHello` ([`ServerConfig::fill_hello`]); the idle timeout defaults
+/// to what a client following them needs at worst (interval + timeout) plus
+/// slack for latency and scheduling.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub(crate) heartbeat_interval: Duration,
+    pub(crate) heartbeat_timeout: Duration,
+    pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) idle_slack: Duration,
+    pub(crate) downlink_window: u32,
+    pub(crate) go_away_grace: Duration,
+    pub(crate) uplink_dedup_memory: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            heartbeat_interval: Duration::from_secs(60),
+            heartbeat_timeout: Duration::from_secs(20),
+            idle_timeout: None,
+            idle_slack: Duration::from_secs(10),
+            downlink_window: 512,
+            go_away_grace: Duration::from_secs(30),
+            uplink_dedup_memory: 256,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Heartbeat interval and timeout advertised to clients. Defaults 60 s
+    /// and 20 s; bounds 1 s ..= 1 h and 1 s ..= 10 min.
+    pub fn heartbeat(
+        &mut self,
+        interval: Duration,
+        timeout: Duration,
+    ) -> Result<&mut Self, ConfigError> {
+        let interval = check_duration(
+            "heartbeat_interval",
+            interval,
+            Duration::from_secs(1),
+            Duration::from_secs(3600),
+            "1 s ..= 1 h",
+        )?;
+        let timeout = check_duration(
+            "heartbeat_timeout",
+            timeout,
+            Duration::from_secs(1),
+            Duration::from_secs(600),
+            "1 s ..= 10 min",
+        )?;
+        self.heartbeat_interval = interval;
+        self.heartbeat_timeout = timeout;
+        Ok(self)
+    }
+
+    /// Close a connection that sent nothing for this long. Default: the
+    /// advertised interval + timeout + 10 s of slack (90 s with the default
+    /// heartbeat). Must be above interval + timeout, at most 2 h.
+    pub fn idle_timeout(&mut self, value: Duration) -> Result<&mut Self, ConfigError> {
+        let floor = self.heartbeat_interval + self.heartbeat_timeout;
+        self.idle_timeout = Some(check_duration(
+            "idle_timeout",
+            value,
+            floor,
+            Duration::from_secs(7200),
+            "heartbeat interval + timeout ..= 2 h",
+        )?);
+        Ok(self)
+    }
+
+    /// Reliable downlink messages in flight (pushed, not acked) per stream
+    /// before [`push`](crate::ServerChannel::push) refuses with
+    /// [`PushError::WindowFull`](crate::PushError::WindowFull). Default 512,
+    /// bounds 1 ..= 1 048 576.
+    pub fn downlink_window(&mut self, value: u32) -> Result<&mut Self, ConfigError> {
+        self.downlink_window = check_count("downlink_window", value, 1, 1 << 20, "1 ..= 1048576")?;
+        Ok(self)
+    }
+
+    /// After a go-away, close the connection if the client has not left
+    /// within this time. Default 30 s, bounds 1 s ..= 10 min.
+    pub fn go_away_grace(&mut self, value: Duration) -> Result<&mut Self, ConfigError> {
+        self.go_away_grace = check_duration(
+            "go_away_grace",
+            value,
+            Duration::from_secs(1),
+            Duration::from_secs(600),
+            "1 s ..= 10 min",
+        )?;
+        Ok(self)
+    }
+
+    /// Acked uplink sequence numbers remembered per stream to answer resends
+    /// with the original result. Default 256, bounds 1 ..= 65536.
+    pub fn uplink_dedup_memory(&mut self, value: usize) -> Result<&mut Self, ConfigError> {
+        self.uplink_dedup_memory =
+            check_count("uplink_dedup_memory", value, 1, 65_536, "1 ..= 65536")?;
+        Ok(self)
+    }
+
+    /// The idle timeout in effect.
+    pub fn get_idle_timeout(&self) -> Duration {
+        self.idle_timeout
+            .unwrap_or(self.heartbeat_interval + self.heartbeat_timeout + self.idle_slack)
+    }
+
+    /// Writes the advertised heartbeat parameters into a hello.
+    pub fn fill_hello(&self, hello: &mut ServerHello) {
+        hello.heartbeat_interval_ms = millis_u32(self.heartbeat_interval);
+        hello.heartbeat_timeout_ms = millis_u32(self.heartbeat_timeout);
+    }
+}
+
+fn millis_u32(d: Duration) -> u32 {
+    u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idle_timeout_defaults_to_advertised_plus_slack() {
+        let mut c = ServerConfig::default();
+        assert_eq!(c.get_idle_timeout(), Duration::from_secs(90));
+        c.heartbeat(Duration::from_secs(10), Duration::from_secs(5))
+            .unwrap();
+        assert_eq!(c.get_idle_timeout(), Duration::from_secs(25));
+        assert!(c.idle_timeout(Duration::from_secs(14)).is_err());
+        c.idle_timeout(Duration::from_secs(40)).unwrap();
+        assert_eq!(c.get_idle_timeout(), Duration::from_secs(40));
+        let mut hello = ServerHello::default();
+        c.fill_hello(&mut hello);
+        assert_eq!(
+            (hello.heartbeat_interval_ms, hello.heartbeat_timeout_ms),
+            (10_000, 5_000)
+        );
+    }
+}

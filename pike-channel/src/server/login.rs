@@ -1,0 +1,156 @@
+//! Logins, logouts and tags on the server side.
+
+use std::time::Instant;
+
+use proto::channel::{Login, LoginResult, Logout, Tags, TagsResult};
+use proto::tunnel::ErrorCode;
+
+use super::stream::{ServerStream, StreamPhase};
+use super::{ServerChannel, ServerEvent};
+use crate::error::ReplyError;
+use crate::frame_types;
+use crate::ids::StreamId;
+use crate::message::Message;
+
+impl ServerChannel {
+    pub(super) fn handle_login(&mut self, m: Login, _now: Instant) {
+        let stream = StreamId::new(m.stream);
+        if m.stream == 0 {
+            self.error_frame(
+                ErrorCode::InvalidArgument,
+                "stream 0 is reserved",
+                stream,
+                frame_types::LOGIN,
+            );
+            return;
+        }
+        if self.streams.contains_key(&stream) {
+            self.error_frame(
+                ErrorCode::AlreadyLoggedIn,
+                "stream is already logged in",
+                stream,
+                frame_types::LOGIN,
+            );
+            return;
+        }
+        self.streams.insert(stream, ServerStream::new());
+        self.events.push_back(ServerEvent::LoginRequested {
+            stream,
+            biz: m.biz,
+            alias: m.alias,
+            credential: m.credential,
+            route_id: m.route_id,
+            last_acked_seq: m.last_acked_seq,
+        });
+    }
+
+    pub(super) fn handle_logout(&mut self, m: Logout) {
+        let stream = StreamId::new(m.stream);
+        if self.streams.remove(&stream).is_some() {
+            self.events.push_back(ServerEvent::LoggedOut { stream });
+        }
+    }
+
+    pub(super) fn handle_tags(&mut self, m: Tags, _now: Instant) {
+        let stream = StreamId::new(m.stream);
+        if !self.require_active(stream, frame_types::TAGS) {
+            return;
+        }
+        self.events.push_back(ServerEvent::TagsRequested {
+            stream,
+            request_id: m.request_id,
+            bind: m.bind,
+            unbind: m.unbind,
+        });
+    }
+
+    /// Accepts a pending login: the client stores `route_id` for sticky
+    /// routing; `last_seq` is the last sequence assigned on the stream (0 if
+    /// none). Push the messages after the client's `last_acked_seq` next.
+    pub fn accept_login(
+        &mut self,
+        stream: StreamId,
+        route_id: impl Into<String>,
+        last_seq: u64,
+        _now: Instant,
+    ) -> Result<(), ReplyError> {
+        let entry = self.pending_login(stream)?;
+        entry.phase = StreamPhase::Active;
+        let result = LoginResult {
+            stream: stream.value(),
+            code: ErrorCode::Unspecified.into(),
+            route_id: route_id.into(),
+            last_seq,
+            ..LoginResult::default()
+        };
+        self.transmit(&Message::LoginResult(result));
+        Ok(())
+    }
+
+    /// Refuses a pending login with `code` (AUTH_FAILED, TOKEN_EXPIRED,
+    /// FORBIDDEN make the client give up; other codes make it retry).
+    pub fn reject_login(
+        &mut self,
+        stream: StreamId,
+        code: ErrorCode,
+        message: impl Into<String>,
+        _now: Instant,
+    ) -> Result<(), ReplyError> {
+        self.pending_login(stream)?;
+        self.streams.remove(&stream);
+        let result = LoginResult {
+            stream: stream.value(),
+            code: code.into(),
+            message: message.into(),
+            ..LoginResult::default()
+        };
+        self.transmit(&Message::LoginResult(result));
+        Ok(())
+    }
+
+    /// Answers a [`ServerEvent::TagsRequested`]: `code` `Unspecified` with
+    /// every tag bound after the change, or an error code.
+    pub fn tags_result(
+        &mut self,
+        stream: StreamId,
+        request_id: u32,
+        code: ErrorCode,
+        message: impl Into<String>,
+        tags: Vec<String>,
+        _now: Instant,
+    ) -> Result<(), ReplyError> {
+        self.active_stream(stream)?;
+        let result = TagsResult {
+            stream: stream.value(),
+            request_id,
+            code: code.into(),
+            message: message.into(),
+            tags,
+        };
+        self.transmit(&Message::TagsResult(result));
+        Ok(())
+    }
+
+    fn pending_login(&mut self, stream: StreamId) -> Result<&mut ServerStream, ReplyError> {
+        if self.is_closed() {
+            return Err(ReplyError::Closed);
+        }
+        self.streams
+            .get_mut(&stream)
+            .filter(|s| s.phase == StreamPhase::Pending)
+            .ok_or(ReplyError::NoPendingLogin(stream))
+    }
+
+    pub(super) fn active_stream(
+        &mut self,
+        stream: StreamId,
+    ) -> Result<&mut ServerStream, ReplyError> {
+        if self.is_closed() {
+            return Err(ReplyError::Closed);
+        }
+        self.streams
+            .get_mut(&stream)
+            .filter(|s| s.is_active())
+            .ok_or(ReplyError::NotLoggedIn(stream))
+    }
+}

@@ -1,0 +1,107 @@
+//! Room requests on the server side: joins, leaves and pulls are handed to
+//! the gateway, which owns the rooms (and holds long polls).
+
+use std::time::{Duration, Instant};
+
+use proto::channel::{RoomBatch, RoomJoin, RoomJoinResult, RoomLeave, RoomPull};
+use proto::tunnel::ErrorCode;
+
+use super::{ServerChannel, ServerEvent};
+use crate::error::ReplyError;
+use crate::frame_types;
+use crate::ids::StreamId;
+use crate::message::Message;
+
+impl ServerChannel {
+    pub(super) fn handle_room_join(&mut self, m: RoomJoin, _now: Instant) {
+        let stream = StreamId::new(m.stream);
+        if self.require_active(stream, frame_types::ROOM_JOIN) {
+            self.events.push_back(ServerEvent::RoomJoin {
+                stream,
+                room: m.room,
+            });
+        }
+    }
+
+    pub(super) fn handle_room_leave(&mut self, m: RoomLeave, _now: Instant) {
+        let stream = StreamId::new(m.stream);
+        if self.require_active(stream, frame_types::ROOM_LEAVE) {
+            self.events.push_back(ServerEvent::RoomLeave {
+                stream,
+                room: m.room,
+            });
+        }
+    }
+
+    pub(super) fn handle_room_pull(&mut self, m: RoomPull, _now: Instant) {
+        let stream = StreamId::new(m.stream);
+        if self.require_active(stream, frame_types::ROOM_PULL) {
+            self.events.push_back(ServerEvent::RoomPull {
+                stream,
+                room: m.room,
+                offset: m.offset,
+                max: m.max,
+                wait: Duration::from_millis(u64::from(m.wait_ms)),
+            });
+        }
+    }
+
+    /// Accepts a join: `head` is the oldest offset in the room's ring, `tail`
+    /// the offset the next message gets.
+    pub fn room_joined(
+        &mut self,
+        stream: StreamId,
+        room: impl Into<String>,
+        head: u64,
+        tail: u64,
+        _now: Instant,
+    ) -> Result<(), ReplyError> {
+        self.active_stream(stream)?;
+        let result = RoomJoinResult {
+            stream: stream.value(),
+            room: room.into(),
+            code: ErrorCode::Unspecified.into(),
+            message: String::new(),
+            head,
+            tail,
+        };
+        self.transmit(&Message::RoomJoinResult(result));
+        Ok(())
+    }
+
+    /// Refuses a join (e.g. UNKNOWN_ROOM, FORBIDDEN).
+    pub fn room_join_failed(
+        &mut self,
+        stream: StreamId,
+        room: impl Into<String>,
+        code: ErrorCode,
+        message: impl Into<String>,
+        _now: Instant,
+    ) -> Result<(), ReplyError> {
+        self.active_stream(stream)?;
+        let result = RoomJoinResult {
+            stream: stream.value(),
+            room: room.into(),
+            code: code.into(),
+            message: message.into(),
+            head: 0,
+            tail: 0,
+        };
+        self.transmit(&Message::RoomJoinResult(result));
+        Ok(())
+    }
+
+    /// Sends a batch answering `stream`'s pull (its `stream` field is set
+    /// here).
+    pub fn room_batch(
+        &mut self,
+        stream: StreamId,
+        mut batch: RoomBatch,
+        _now: Instant,
+    ) -> Result<(), ReplyError> {
+        self.active_stream(stream)?;
+        batch.stream = stream.value();
+        self.transmit(&Message::RoomBatch(batch));
+        Ok(())
+    }
+}

@@ -1,0 +1,242 @@
+//! Logins over the shared channel: results, sticky route id, failures,
+//! logout, tags.
+
+use proto::tunnel::ErrorCode;
+
+use super::util::*;
+use crate::{ConnectionState, Event, SendError, SendFailureReason, UnknownStream};
+
+#[test]
+fn login_ok_then_downlink_round_trip() {
+    let _guard = subscribe();
+    let mut pair = Pair::new();
+    let chat = pair.login("chat", "u42");
+    pair.start();
+    assert_eq!(pair.client.state(), ConnectionState::Connecting);
+    // One step: the dial completes after a round trip.
+    assert!(pair.step());
+    assert_eq!(pair.time - origin(), ms(40));
+    assert_eq!(pair.client.state(), ConnectionState::Connected);
+    assert!(!pair.client.is_logged_in(chat));
+    pair.connect_and_login();
+    assert_eq!(pair.client.route_id(chat), Some("route-1"));
+    pair.push("u42", "hello");
+    pair.drive();
+    let got: Vec<_> = pair
+        .deliveries(chat)
+        .iter()
+        .map(|d| (d.seq, d.payload.clone()))
+        .collect();
+    assert_eq!(got, vec![(1, bytes::Bytes::from_static(b"hello"))]);
+    assert_eq!(
+        pair.gateway.acked.get("u42"),
+        Some(&1),
+        "the coalesced ack reached the gateway"
+    );
+    assert_eq!(
+        pair.events_where(|e| matches!(e, Event::LoginOk { .. }))
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn three_businesses_share_one_connection() {
+    let _guard = subscribe();
+    let mut pair = Pair::new();
+    let a = pair.login("chat", "a");
+    let b = pair.login("order", "b");
+    pair.start();
+    pair.connect_and_login();
+    let c = pair.login("game", "c"); // added while connected
+    pair.connect_and_login();
+    assert_eq!((a.value(), b.value(), c.value()), (1, 2, 3));
+    for alias in ["a", "b", "c", "a"] {
+        pair.push(alias, &format!("to-{alias}"));
+    }
+    pair.drive();
+    assert_eq!(pair.deliveries(a).len(), 2);
+    assert_eq!(pair.deliveries(b).len(), 1);
+    assert_eq!(pair.deliveries(c).len(), 1);
+    assert_eq!(pair.client.stats().connections, 1);
+}
+
+#[test]
+fn auth_failure_reports_login_failed_and_removes_the_login() {
+    let _guard = subscribe();
+    let mut pair = Pair::new();
+    pair.gateway.reject = Some(ErrorCode::TokenExpired);
+    let chat = pair.login("chat", "u1");
+    let id = pair
+        .client
+        .send(chat, &b"queued"[..], None, pair.time)
+        .unwrap();
+    pair.start();
+    assert!(pair.run_until(secs(10), |p| {
+        !p.events_where(|e| matches!(e, Event::LoginFailed { .. }))
+            .is_empty()
+    }));
+    let stream_events: Vec<Event> = pair
+        .client_events
+        .iter()
+        .filter(|(_, e)| e.stream() == Some(chat))
+        .map(|(_, e)| e.clone())
+        .collect();
+    assert_eq!(
+        stream_events,
+        [
+            Event::SendFailure {
+                stream: chat,
+                id,
+                seq: 1,
+                reason: SendFailureReason::LoginGone
+            },
+            Event::LoginFailed {
+                stream: chat,
+                code: ErrorCode::TokenExpired,
+                message: "refused".into()
+            },
+        ]
+    );
+    assert_eq!(pair.client.streams().count(), 0);
+    assert_eq!(
+        pair.client.send(chat, &b"x"[..], None, pair.time),
+        Err(SendError::UnknownStream(chat))
+    );
+    // A reconnect does not log it in again; the channel itself stays up.
+    pair.kill_connection();
+    pair.wait_disconnected();
+    pair.connect_and_login();
+    pair.drive();
+    assert_eq!(pair.gateway.logins.len(), 1);
+    assert_eq!(pair.client.state(), ConnectionState::Connected);
+}
+
+#[test]
+fn transient_login_error_is_retried() {
+    let _guard = subscribe();
+    let mut pair = Pair::new();
+    pair.gateway.reject = Some(ErrorCode::Overloaded);
+    let chat = pair.login("chat", "u1");
+    pair.start();
+    assert!(pair.run_until(secs(10), |p| {
+        !p.events_where(|e| matches!(e, Event::LoginRetry { .. }))
+            .is_empty()
+    }));
+    let refused_at = pair.time;
+    pair.gateway.reject = None;
+    assert!(pair.run_until(secs(30), |p| p.client.is_logged_in(chat)));
+    assert!(
+        pair.time - refused_at >= secs(5),
+        "retried after the login retry delay"
+    );
+    assert_eq!(pair.gateway.logins.len(), 2);
+}
+
+#[test]
+fn route_id_is_sticky_across_relogin() {
+    let _guard = subscribe();
+    let mut pair = Pair::new();
+    let chat = pair.login("chat", "u1");
+    pair.start();
+    pair.connect_and_login();
+    assert_eq!(pair.client.route_id(chat), Some("route-1"));
+    // The backend behind route-1 died: the gateway hands out route-2.
+    pair.gateway.route_id = "route-2".into();
+    pair.kill_connection();
+    pair.wait_disconnected();
+    pair.connect_and_login();
+    let reported: Vec<_> = pair
+        .gateway
+        .logins
+        .iter()
+        .map(|(_, route, _)| route.as_str())
+        .collect();
+    assert_eq!(
+        reported,
+        ["", "route-1"],
+        "the saved route id is reported on re-login"
+    );
+    assert_eq!(pair.client.route_id(chat), Some("route-2"));
+    assert_eq!(
+        pair.events_where(|e| matches!(e, Event::LoginOk { .. }))
+            .last()
+            .map(|(_, e)| e.clone()),
+        Some(Event::LoginOk {
+            stream: chat,
+            route_id: "route-2".into()
+        })
+    );
+}
+
+#[test]
+fn logout_fails_pending_sends_and_tells_the_server() {
+    let _guard = subscribe();
+    let mut pair = Pair::new();
+    let chat = pair.login("chat", "u1");
+    let other = pair.login("chat", "u2");
+    pair.start();
+    pair.connect_and_login();
+    pair.gateway.ack_uplink = false;
+    let id = pair.send(chat, "pending");
+    pair.client.logout(chat, pair.time).unwrap();
+    pair.flush();
+    assert_eq!(
+        pair.client.logout(chat, pair.time),
+        Err(UnknownStream(chat))
+    );
+    assert!(
+        !pair
+            .events_where(|e| *e
+                == Event::SendFailure {
+                    stream: chat,
+                    id,
+                    seq: 1,
+                    reason: SendFailureReason::LoginGone
+                })
+            .is_empty()
+    );
+    pair.drive();
+    // The other business is untouched; the server dropped the session.
+    assert!(pair.client.is_logged_in(other));
+    pair.push("u1", "after logout");
+    pair.drive();
+    assert!(pair.deliveries(chat).is_empty());
+    let server_logged_in: Vec<_> = pair.current_conn().unwrap().server.logged_in().collect();
+    assert_eq!(server_logged_in, [other]);
+}
+
+#[test]
+fn tags_round_trip_and_survive_a_reconnect() {
+    let _guard = subscribe();
+    let mut pair = Pair::new();
+    let chat = pair.login("chat", "u1");
+    // Requested before the login is active: sent once it is.
+    let first = pair
+        .client
+        .update_tags(chat, vec!["vip".into()], vec![], pair.time)
+        .unwrap();
+    pair.start();
+    pair.connect_and_login();
+    // The request is on the wire when the connection dies: re-sent after
+    // the re-login, answered once.
+    pair.kill_connection();
+    pair.wait_disconnected();
+    assert!(
+        pair.events_where(|e| matches!(e, Event::TagsResult { .. }))
+            .is_empty()
+    );
+    pair.connect_and_login();
+    pair.drive();
+    let results = pair.events_where(|e| matches!(e, Event::TagsResult { .. }));
+    assert_eq!(
+        results.iter().map(|(_, e)| e.clone()).collect::<Vec<_>>(),
+        [Event::TagsResult {
+            stream: chat,
+            request_id: first,
+            code: ErrorCode::Unspecified,
+            message: String::new(),
+            tags: vec!["vip".into()]
+        }]
+    );
+}

@@ -1,0 +1,12 @@
+//! Deterministic tests of both machines against each other in virtual time
+//! (see [`util`] for the harness).
+
+mod downlink;
+mod inspection;
+mod keepalive;
+mod login;
+mod reconnect;
+mod rooms;
+mod server;
+mod uplink;
+pub(crate) mod util;

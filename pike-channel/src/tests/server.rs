@@ -1,0 +1,377 @@
+//! The server machine on its own: idle timeout, malformed frames, request
+//! errors, uplink dedup, the downlink window, go-away.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use proto::channel::{
+    DownlinkAck, Error as ErrorFrame, Login, Ping, Pong, RoomPull, Uplink, UplinkAck,
+};
+use proto::tunnel::{ClientHello, Close, ErrorCode};
+use tntunnel::{Frame, FrameType};
+
+use super::util::*;
+use crate::server::SERVER_ONLY_TYPES;
+use crate::{
+    CloseInitiator, Message, Push, PushError, ReplyError, ServerChannel, ServerConfig, ServerEvent,
+    StreamId, UplinkResult,
+};
+
+fn server() -> (ServerChannel, Instant) {
+    let t = origin();
+    (
+        ServerChannel::new(Arc::new(ServerConfig::default()), ClientHello::default(), t),
+        t,
+    )
+}
+
+fn frames(server: &mut ServerChannel) -> Vec<Frame> {
+    std::iter::from_fn(|| server.poll_transmit()).collect()
+}
+
+fn events(server: &mut ServerChannel) -> Vec<ServerEvent> {
+    std::iter::from_fn(|| server.poll_event()).collect()
+}
+
+/// A server with stream 1 logged in.
+fn logged_in() -> (ServerChannel, StreamId, Instant) {
+    let (mut server, t) = server();
+    let login = Login {
+        stream: 1,
+        biz: "chat".into(),
+        alias: "u1".into(),
+        last_acked_seq: 7,
+        ..Login::default()
+    };
+    server.handle_frame(Message::Login(login).to_frame(), t);
+    let events = events(&mut server);
+    assert!(matches!(
+        &events[..],
+        [ServerEvent::LoginRequested {
+            last_acked_seq: 7,
+            ..
+        }]
+    ));
+    let stream = StreamId::new(1);
+    server.accept_login(stream, "r1", 9, t).unwrap();
+    frames(&mut server);
+    (server, stream, t)
+}
+
+fn assert_closed_with(server: &mut ServerChannel, code: ErrorCode) {
+    let out = frames(server);
+    let close = out.last().expect("a close frame");
+    assert_eq!(close.ty, FrameType::CLOSE);
+    assert_eq!(close.decode::<Close>().unwrap().code(), code);
+    let events = events(server);
+    assert!(
+        matches!(events.last(), Some(ServerEvent::Closed { code: c, initiator: CloseInitiator::Local, .. }) if *c == code),
+        "{events:?}"
+    );
+    assert!(server.is_closed());
+    assert_eq!(server.poll_timeout(), None);
+    assert!(!server.holds_resources(), "a closed machine holds nothing");
+}
+
+#[test]
+fn idle_timeout_closes_and_frees() {
+    let _guard = subscribe();
+    let (mut server, stream, t) = logged_in();
+    let idle = ServerConfig::default().get_idle_timeout();
+    assert_eq!(idle, secs(90), "interval 60 + timeout 20 + slack 10");
+    assert_eq!(server.poll_timeout(), Some(t + idle));
+    // A ping pushes the deadline back and is answered at once.
+    server.handle_frame(Message::Ping(Ping { nonce: 5 }).to_frame(), t + secs(50));
+    let out = frames(&mut server);
+    assert_eq!(out, [Message::Pong(Pong { nonce: 5 }).to_frame()]);
+    assert_eq!(server.poll_timeout(), Some(t + secs(50) + idle));
+    server.handle_timeout(t + secs(100));
+    assert!(!server.is_closed());
+    server.handle_timeout(t + secs(140));
+    let closed = std::iter::from_fn(|| server.poll_event()).last();
+    assert_eq!(
+        closed,
+        Some(ServerEvent::Closed {
+            code: ErrorCode::IdleTimeout,
+            message: "no heartbeat or data within the idle timeout".into(),
+            initiator: CloseInitiator::Local,
+            streams: vec![stream],
+        })
+    );
+    let out = frames(&mut server);
+    assert_eq!(out.len(), 1);
+    assert_eq!(
+        out[0].decode::<Close>().unwrap().code(),
+        ErrorCode::IdleTimeout
+    );
+    assert_eq!(server.poll_timeout(), None);
+    assert!(!server.holds_resources());
+    assert_eq!(
+        server.push(stream, 1, Push::new(&b"x"[..]), t + secs(141)),
+        Err(PushError::Closed)
+    );
+}
+
+#[test]
+fn malformed_frame_closes_with_its_code() {
+    let _guard = subscribe();
+    let (mut server, _, t) = logged_in();
+    server.handle_frame(
+        Frame::new(
+            crate::frame_types::UPLINK,
+            Bytes::from_static(&[0x0a, 0xff]),
+        ),
+        t,
+    );
+    assert_closed_with(&mut server, ErrorCode::MalformedFrame);
+
+    let (mut server, _, t) = logged_in();
+    server.handle_frame(Frame::new(FrameType::app(0x3e), Bytes::new()), t);
+    assert_closed_with(&mut server, ErrorCode::UnknownFrameType);
+
+    let (mut server, _, t) = logged_in();
+    server.handle_frame(Frame::new(FrameType::CLIENT_HELLO, Bytes::new()), t);
+    assert_closed_with(&mut server, ErrorCode::Protocol);
+
+    for ty in SERVER_ONLY_TYPES {
+        let (mut server, _, t) = logged_in();
+        server.handle_frame(Frame::new(ty, Bytes::new()), t);
+        assert_closed_with(&mut server, ErrorCode::Protocol);
+    }
+}
+
+#[test]
+fn requests_naming_unknown_streams_get_an_error_frame() {
+    let _guard = subscribe();
+    let (mut server, _, t) = logged_in();
+    let uplink = Uplink {
+        stream: 9,
+        seq: 1,
+        ..Uplink::default()
+    };
+    server.handle_frame(Message::Uplink(uplink).to_frame(), t);
+    let pull = RoomPull {
+        stream: 4,
+        room: "r".into(),
+        ..RoomPull::default()
+    };
+    server.handle_frame(Message::RoomPull(pull).to_frame(), t);
+    let errors: Vec<ErrorFrame> = frames(&mut server)
+        .iter()
+        .map(|f| f.decode().unwrap())
+        .collect();
+    assert_eq!(errors.len(), 2);
+    assert_eq!(
+        (errors[0].code(), errors[0].stream, errors[0].frame_type),
+        (ErrorCode::NotLoggedIn, 9, 0x1A)
+    );
+    assert_eq!(
+        (errors[1].code(), errors[1].stream, errors[1].frame_type),
+        (ErrorCode::NotLoggedIn, 4, 0x23)
+    );
+    assert!(events(&mut server).is_empty());
+    assert!(!server.is_closed(), "the connection stays up");
+}
+
+#[test]
+fn duplicate_login_is_refused() {
+    let _guard = subscribe();
+    let (mut server, stream, t) = logged_in();
+    let login = Login {
+        stream: stream.value(),
+        ..Login::default()
+    };
+    server.handle_frame(Message::Login(login).to_frame(), t);
+    let error: ErrorFrame = frames(&mut server)[0].decode().unwrap();
+    assert_eq!(error.code(), ErrorCode::AlreadyLoggedIn);
+    assert!(events(&mut server).is_empty());
+    assert_eq!(server.logged_in().collect::<Vec<_>>(), [stream]);
+    // Answers that match no pending login are refused.
+    assert_eq!(
+        server.accept_login(stream, "r", 0, t),
+        Err(ReplyError::NoPendingLogin(stream))
+    );
+}
+
+#[test]
+fn uplink_resend_is_reacked_without_a_new_event() {
+    let _guard = subscribe();
+    let (mut server, stream, t) = logged_in();
+    let uplink = Uplink {
+        stream: 1,
+        seq: 1,
+        idempotency_key: "k1".into(),
+        payload: Bytes::from_static(b"p"),
+    };
+    server.handle_frame(Message::Uplink(uplink.clone()).to_frame(), t);
+    assert_eq!(events(&mut server).len(), 1);
+    // A resend while the backend has not answered: nothing new.
+    server.handle_frame(Message::Uplink(uplink.clone()).to_frame(), t);
+    assert!(events(&mut server).is_empty());
+    assert!(frames(&mut server).is_empty());
+    server
+        .ack_uplink(stream, 1, UplinkResult::accepted().with_route_id("r2"), t)
+        .unwrap();
+    let ack: UplinkAck = frames(&mut server)[0].decode().unwrap();
+    assert_eq!(
+        (ack.seq, ack.code(), ack.route_id.as_str()),
+        (1, ErrorCode::Unspecified, "r2")
+    );
+    // A resend after the ack: acked again from memory, no event.
+    server.handle_frame(Message::Uplink(uplink).to_frame(), t);
+    assert!(events(&mut server).is_empty());
+    let again: UplinkAck = frames(&mut server)[0].decode().unwrap();
+    assert_eq!((again.seq, again.code()), (1, ErrorCode::Unspecified));
+    assert_eq!(server.stats().uplink_duplicates, 2);
+    assert_eq!(
+        server.ack_uplink(stream, 1, UplinkResult::accepted(), t),
+        Err(ReplyError::NoPendingUplink { stream, seq: 1 })
+    );
+}
+
+#[test]
+fn downlink_window_and_cumulative_acks() {
+    let _guard = subscribe();
+    let mut config = ServerConfig::default();
+    config.downlink_window(3).unwrap();
+    let t = origin();
+    let mut server = ServerChannel::new(Arc::new(config), ClientHello::default(), t);
+    server.handle_frame(
+        Message::Login(Login {
+            stream: 2,
+            ..Login::default()
+        })
+        .to_frame(),
+        t,
+    );
+    events(&mut server);
+    let stream = StreamId::new(2);
+    assert_eq!(
+        server.push(stream, 1, Push::new(&b"x"[..]), t),
+        Err(PushError::NotLoggedIn(stream))
+    );
+    server.accept_login(stream, "r", 0, t).unwrap();
+    for seq in 1..=3 {
+        server.push(stream, seq, Push::new(&b"x"[..]), t).unwrap();
+    }
+    assert_eq!(
+        server.push(stream, 4, Push::new(&b"x"[..]), t),
+        Err(PushError::WindowFull { stream, window: 3 })
+    );
+    assert_eq!(
+        server.push(stream, 3, Push::new(&b"x"[..]), t),
+        Err(PushError::SeqNotIncreasing {
+            stream,
+            seq: 3,
+            last: 3
+        })
+    );
+    server
+        .push_transient(stream, Push::new(&b"t"[..]), t)
+        .unwrap();
+    assert_eq!(server.in_flight(stream), Some(3));
+    server.handle_frame(
+        Message::DownlinkAck(DownlinkAck { stream: 2, seq: 2 }).to_frame(),
+        t,
+    );
+    assert_eq!(events(&mut server), [ServerEvent::Acked { stream, seq: 2 }]);
+    assert_eq!(server.in_flight(stream), Some(1));
+    assert!(server.can_push(stream));
+    // Stale and impossible acks are ignored.
+    server.handle_frame(
+        Message::DownlinkAck(DownlinkAck { stream: 2, seq: 1 }).to_frame(),
+        t,
+    );
+    server.handle_frame(
+        Message::DownlinkAck(DownlinkAck { stream: 2, seq: 99 }).to_frame(),
+        t,
+    );
+    assert!(events(&mut server).is_empty());
+    assert_eq!(server.acked(stream), Some(2));
+}
+
+#[test]
+fn go_away_closes_after_the_grace_period() {
+    let _guard = subscribe();
+    let (mut server, _, t) = logged_in();
+    server.go_away(ErrorCode::GoingAway, "drain", None, t);
+    assert_eq!(frames(&mut server)[0].ty, crate::frame_types::GO_AWAY);
+    server.handle_timeout(t + secs(29));
+    assert!(!server.is_closed());
+    server.handle_timeout(t + secs(30));
+    assert_closed_with(&mut server, ErrorCode::GoingAway);
+}
+
+#[test]
+fn client_close_and_connection_loss_end_the_machine() {
+    let _guard = subscribe();
+    let (mut server, stream, t) = logged_in();
+    server.handle_frame(Frame::close(ErrorCode::Unspecified, "bye"), t);
+    assert_eq!(
+        events(&mut server),
+        [ServerEvent::Closed {
+            code: ErrorCode::Unspecified,
+            message: "bye".into(),
+            initiator: CloseInitiator::Peer,
+            streams: vec![stream],
+        }]
+    );
+    assert!(
+        frames(&mut server).is_empty(),
+        "no close frame answers a close"
+    );
+    assert!(!server.holds_resources());
+
+    let (mut server, _, t) = logged_in();
+    server.handle_connection_lost(t);
+    assert!(matches!(
+        events(&mut server)[..],
+        [ServerEvent::Closed {
+            initiator: CloseInitiator::Transport,
+            ..
+        }]
+    ));
+    assert!(!server.holds_resources());
+}
+
+#[test]
+fn client_closes_on_a_malformed_server_frame() {
+    let _guard = subscribe();
+    let mut pair = Pair::new();
+    pair.login("chat", "u1");
+    pair.start();
+    pair.connect_and_login();
+    let now = pair.time;
+    pair.client.handle_frame(
+        Frame::new(crate::frame_types::DOWNLINK, Bytes::from_static(&[0xff])),
+        now,
+    );
+    pair.flush();
+    let disconnect = pair
+        .events_where(|e| matches!(e, crate::Event::Disconnect { .. }))
+        .pop()
+        .map(|(_, e)| e)
+        .unwrap();
+    let crate::Event::Disconnect {
+        reason,
+        close: Some(close),
+        ..
+    } = disconnect
+    else {
+        panic!("{disconnect:?}")
+    };
+    assert!(matches!(
+        reason,
+        crate::DisconnectReason::ProtocolError {
+            code: ErrorCode::MalformedFrame,
+            ..
+        }
+    ));
+    assert_eq!(
+        close.decode::<Close>().unwrap().code(),
+        ErrorCode::MalformedFrame
+    );
+    // It reconnects and carries on.
+    pair.connect_and_login();
+}
