@@ -106,7 +106,7 @@ impl ClientChannel {
             transmit: VecDeque::new(),
             events: VecDeque::new(),
             stats: ClientStats::default(),
-            next_stream: 1,
+            next_stream: 0,
             next_send_id: 1,
             next_request_id: 1,
         }
@@ -220,7 +220,7 @@ impl ClientChannel {
     /// An error frame: report it; a stream the server forgot logs in again.
     fn handle_error_frame(&mut self, m: ErrorFrame, now: Instant) {
         let code = m.code();
-        let stream = (m.stream != 0).then_some(StreamId::new(m.stream));
+        let stream = m.stream.map(StreamId::new);
         if code == ErrorCode::NotLoggedIn
             && let Some(stream) = stream
             && self.logins.get(&stream).is_some_and(LoginEntry::is_active)

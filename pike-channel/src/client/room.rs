@@ -187,9 +187,9 @@ impl ClientChannel {
     }
 
     pub(super) fn handle_room_batch(&mut self, m: RoomBatch, now: Instant) {
-        // A batch naming a stream answers that stream's pull; stream 0 is
-        // pushed to every member of the room on this connection.
-        let targets: Vec<StreamId> = if m.stream != 0 {
+        // A pulled batch answers its stream's pull; a pushed batch goes to
+        // every stream of this connection that joined the room.
+        let targets: Vec<StreamId> = if !m.pushed {
             vec![StreamId::new(m.stream)]
         } else {
             self.rooms
@@ -228,7 +228,7 @@ impl ClientChannel {
                     missed: m.missed,
                 });
             }
-            if m.stream != 0 {
+            if !m.pushed {
                 self.send_room_pull(stream, m.room.clone(), now);
             }
         }

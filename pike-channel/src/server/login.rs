@@ -15,15 +15,6 @@ use crate::message::Message;
 impl ServerChannel {
     pub(super) fn handle_login(&mut self, m: Login, _now: Instant) {
         let stream = StreamId::new(m.stream);
-        if m.stream == 0 {
-            self.error_frame(
-                ErrorCode::InvalidArgument,
-                "stream 0 is reserved",
-                stream,
-                frame_types::LOGIN,
-            );
-            return;
-        }
         if self.streams.contains_key(&stream) {
             self.error_frame(
                 ErrorCode::AlreadyLoggedIn,

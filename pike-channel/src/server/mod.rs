@@ -267,7 +267,7 @@ impl ServerChannel {
         let error = ErrorFrame {
             code: code.into(),
             message: message.to_owned(),
-            stream: stream.value(),
+            stream: Some(stream.value()),
             frame_type: u32::from(frame_type.code()),
         };
         self.transmit(&Message::Error(error));

@@ -50,7 +50,7 @@ fn three_businesses_share_one_connection() {
     pair.connect_and_login();
     let c = pair.login("game", "c"); // added while connected
     pair.connect_and_login();
-    assert_eq!((a.value(), b.value(), c.value()), (1, 2, 3));
+    assert_eq!((a.value(), b.value(), c.value()), (0, 1, 2));
     for alias in ["a", "b", "c", "a"] {
         pair.push(alias, &format!("to-{alias}"));
     }

@@ -164,11 +164,11 @@ fn requests_naming_unknown_streams_get_an_error_frame() {
     assert_eq!(errors.len(), 2);
     assert_eq!(
         (errors[0].code(), errors[0].stream, errors[0].frame_type),
-        (ErrorCode::NotLoggedIn, 9, 0x1A)
+        (ErrorCode::NotLoggedIn, Some(9), 0x1A)
     );
     assert_eq!(
         (errors[1].code(), errors[1].stream, errors[1].frame_type),
-        (ErrorCode::NotLoggedIn, 4, 0x23)
+        (ErrorCode::NotLoggedIn, Some(4), 0x23)
     );
     assert!(events(&mut server).is_empty());
     assert!(!server.is_closed(), "the connection stays up");

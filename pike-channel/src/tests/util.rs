@@ -819,7 +819,7 @@ impl FakeGateway {
             messages,
             missed: 0,
             next_offset,
-            stream: 0,
+            ..RoomBatch::default()
         };
         server.room_batch(stream, batch, now).is_ok()
     }

@@ -258,9 +258,14 @@ pub struct RoomBatch {
     /// Offset to pull from next.
     #[prost(uint64, tag = "4")]
     pub next_offset: u64,
-    /// The stream that joined the room.
+    /// The stream whose pull this batch answers (ignored when `pushed`).
     #[prost(uint32, tag = "5")]
     pub stream: u32,
+    /// True when the gateway pushed the batch (push mode) instead of answering
+    /// a pull: it goes to every stream of the connection that joined the room,
+    /// and carries no per-member field, so one encoding serves every member.
+    #[prost(bool, tag = "6")]
+    pub pushed: bool,
 }
 /// Heartbeat (0x28, either direction). Answered by a Pong.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
@@ -298,9 +303,10 @@ pub struct Error {
     /// Human-readable detail.
     #[prost(string, tag = "2")]
     pub message: ::prost::alloc::string::String,
-    /// The stream concerned, if any.
-    #[prost(uint32, tag = "3")]
-    pub stream: u32,
+    /// The stream concerned, if any (absent for connection-wide errors; 0 is a
+    /// valid stream).
+    #[prost(uint32, optional, tag = "3")]
+    pub stream: ::core::option::Option<u32>,
     /// The frame type of the request that failed.
     #[prost(uint32, tag = "4")]
     pub frame_type: u32,
