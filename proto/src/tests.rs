@@ -214,6 +214,7 @@ fn room_batch_roundtrip() {
         missed: 2,
         next_offset: 12,
         stream: 1,
+        pushed: false,
     });
 }
 
@@ -222,7 +223,7 @@ fn cross_package_enum_field() {
     let error = channel::Error {
         code: tunnel::ErrorCode::RateLimited.into(),
         message: "slow down".to_owned(),
-        stream: 1,
+        stream: Some(0),
         frame_type: 0x1A,
     };
     roundtrip(&error);
