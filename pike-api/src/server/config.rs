@@ -1,0 +1,117 @@
+//! Gateway settings.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pike_channel::ServerConfig as ChannelConfig;
+use tntunnel::TunnelConfig;
+
+/// Settings of a [`Gateway`](super::Gateway). Defaults and why:
+///
+/// - heartbeat 60 s / 20 s (advertised to clients; see `docs/channel.md`);
+/// - `command_queue` 1024 per connection: transient pushes and control
+///   beyond it are dropped and counted (reliable pushes never queue: they
+///   wait in the store, see `docs/gateway.md`);
+/// - `write_timeout` 30 s: a connection whose socket accepts nothing for
+///   that long is closed as a slow consumer;
+/// - `read_batch` 64: reliable messages read from the store per read;
+/// - `max_recipients` 100,000 aliases per push (tags and whole-app pushes):
+///   beyond that use a room;
+/// - `default_ttl` 7 days;
+/// - `drain_delay` 1 to 10 s: the reconnect window advised in go-away at
+///   shutdown, so clients do not all come back at once.
+#[derive(Clone, Debug)]
+pub struct GatewayConfig {
+    pub(crate) channel: Arc<ChannelConfig>,
+    pub(crate) tunnel: TunnelConfig,
+    pub(crate) command_queue: usize,
+    pub(crate) write_timeout: Duration,
+    pub(crate) read_batch: usize,
+    pub(crate) max_recipients: usize,
+    pub(crate) default_ttl: Duration,
+    pub(crate) max_connections: Option<usize>,
+    pub(crate) drain_delay: (Duration, Duration),
+    pub(crate) shutdown_grace: Duration,
+}
+
+impl GatewayConfig {
+    /// Settings of every connection's channel machine (heartbeat, windows,
+    /// idle timeout).
+    pub fn channel(&mut self, config: ChannelConfig) -> &mut Self {
+        self.channel = Arc::new(config);
+        self
+    }
+
+    /// Frame limits and handshake timeout.
+    pub fn tunnel(&mut self, config: TunnelConfig) -> &mut Self {
+        self.tunnel = config;
+        self
+    }
+
+    /// Queue of transient pushes and control per connection (at least 1).
+    pub fn command_queue(&mut self, len: usize) -> &mut Self {
+        self.command_queue = len.max(1);
+        self
+    }
+
+    /// Time a connection may refuse to take written bytes before it is
+    /// closed as a slow consumer.
+    pub fn write_timeout(&mut self, timeout: Duration) -> &mut Self {
+        self.write_timeout = timeout;
+        self
+    }
+
+    /// Reliable messages read from the store at a time (at least 1).
+    pub fn read_batch(&mut self, len: usize) -> &mut Self {
+        self.read_batch = len.max(1);
+        self
+    }
+
+    /// Most aliases a tag or whole-app push may reach.
+    pub fn max_recipients(&mut self, n: usize) -> &mut Self {
+        self.max_recipients = n;
+        self
+    }
+
+    /// Time to live of reliable messages pushed without one.
+    pub fn default_ttl(&mut self, ttl: Duration) -> &mut Self {
+        self.default_ttl = ttl;
+        self
+    }
+
+    /// Most client connections at once (`None`: no limit); more are refused
+    /// with `OVERLOADED` and reconnect advice.
+    pub fn max_connections(&mut self, limit: Option<usize>) -> &mut Self {
+        self.max_connections = limit;
+        self
+    }
+
+    /// Reconnect window advised to clients when the gateway shuts down.
+    pub fn drain_delay(&mut self, min: Duration, max: Duration) -> &mut Self {
+        self.drain_delay = (min, max.max(min));
+        self
+    }
+
+    /// Longest wait for connections to leave after go-away at shutdown.
+    pub fn shutdown_grace(&mut self, grace: Duration) -> &mut Self {
+        self.shutdown_grace = grace;
+        self
+    }
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            channel: Arc::new(ChannelConfig::default()),
+            tunnel: TunnelConfig::default(),
+            command_queue: 1024,
+            write_timeout: Duration::from_secs(30),
+            read_batch: 64,
+            max_recipients: 100_000,
+            default_ttl: Duration::from_secs(7 * 24 * 3600),
+            max_connections: None,
+            drain_delay: (Duration::from_secs(1), Duration::from_secs(10)),
+            shutdown_grace: Duration::from_secs(15),
+        }
+    }
+}

@@ -1,0 +1,865 @@
+//! One task per client connection: it owns the socket and the connection's
+//! [`ServerChannel`], and does the gateway's work for it: logins, resume
+//! from the store, reliable and transient downlink, ordered uplink to the
+//! backend, tags, trace and metrics.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::stream::FuturesUnordered;
+use futures_util::{SinkExt, StreamExt};
+use pike_channel::{Push, ServerChannel, ServerEvent, StreamId, UplinkResult};
+use proto::tunnel::{ClientHello, ErrorCode};
+use tntunnel::{CodecError, FramedTunnel};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio::time::Instant;
+use tower::ServiceExt as _;
+
+use super::auth::{AuthError, LoginRequest};
+use super::hub::{Hub, unix_ms};
+use super::registry::{ConnCommand, ConnEntry, ConnId, ConnShared, LoginInfo};
+use super::store::{BoxFuture, ReadBatch, StoreError, StoredMessage, StreamKey, UplinkRecord};
+use super::trace::{self, SharedTrace};
+use super::uplink::{UplinkError, UplinkRequest};
+
+/// How many times an uplink message is offered to backends (re-routing
+/// after each route failure) before the client is told it failed.
+const UPLINK_ATTEMPTS: usize = 3;
+
+/// A connection that passed the hello, ready to run.
+pub(crate) struct Accepted<S> {
+    pub(crate) framed: FramedTunnel<S>,
+    pub(crate) hello: ClientHello,
+    pub(crate) token: String,
+    pub(crate) peer: SocketAddr,
+    pub(crate) transport: &'static str,
+    pub(crate) permit: Option<OwnedSemaphorePermit>,
+}
+
+/// The outcome of background work started by the connection task.
+enum Work {
+    Login {
+        stream: StreamId,
+        biz: String,
+        alias: String,
+        result: Result<LoginReady, AuthError>,
+    },
+    Read {
+        stream: StreamId,
+        result: Result<ReadBatch, StoreError>,
+    },
+    Uplink {
+        stream: StreamId,
+        seq: u64,
+        result: Result<String, UplinkError>,
+    },
+    Tags {
+        stream: StreamId,
+        request_id: u32,
+        result: Result<Vec<String>, StoreError>,
+    },
+    Done,
+}
+
+/// What a granted login needs to start.
+struct LoginReady {
+    route_id: String,
+    start_after: u64,
+    batch: ReadBatch,
+}
+
+/// Reliable downlink state of one login.
+struct StreamState {
+    key: StreamKey,
+    /// The next sequence number to push.
+    next_seq: u64,
+    /// The highest sequence known to exist in the store.
+    last_known: u64,
+    /// A store read is in flight.
+    reading: bool,
+    /// Push times of in-flight messages, for the ack latency metric.
+    sent_at: VecDeque<(u64, Instant)>,
+    biz: String,
+    alias: String,
+    route_id: String,
+    /// Uplink messages waiting for their turn (delivered one at a time).
+    uplink_queue: VecDeque<PendingUplink>,
+    uplink_busy: bool,
+}
+
+struct PendingUplink {
+    seq: u64,
+    key: String,
+    payload: bytes::Bytes,
+    received_at: Instant,
+}
+
+/// Runs one connection to its end.
+pub(crate) async fn run<S>(hub: Arc<Hub>, accepted: Accepted<S>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let Accepted {
+        mut framed,
+        hello,
+        token,
+        peer,
+        transport,
+        permit: _permit,
+    } = accepted;
+    let id = hub.next_connection_id();
+    let (tx, rx) = mpsc::channel(hub.config.command_queue);
+    let shared = Arc::new(ConnShared::default());
+    let trace = SharedTrace::default();
+    trace::lock(&trace).record(
+        unix_ms(),
+        "hello",
+        format!(
+            "app={} device={} sdk={}/{} transport={transport} peer={peer}",
+            hello.app_id, hello.device_id, hello.sdk_name, hello.sdk_version
+        ),
+    );
+    let app = hello.app_id.clone();
+    let device_id = hello.device_id.clone();
+    hub.registry.insert(
+        id,
+        ConnEntry {
+            app: app.clone(),
+            device_id: device_id.clone(),
+            token: token.clone(),
+            transport,
+            peer,
+            connected_at_ms: unix_ms(),
+            tx,
+            shared: shared.clone(),
+            logins: Vec::new(),
+            trace: trace.clone(),
+        },
+    );
+    metrics::gauge!("pike_connections", "transport" => transport).increment(1.0);
+    metrics::counter!("pike_connections_total", "transport" => transport).increment(1);
+
+    let now = Instant::now();
+    let channel = ServerChannel::new(hub.config.channel.clone(), hello, now.into_std());
+    let mut conn = Conn {
+        hub: hub.clone(),
+        id,
+        app,
+        device_id,
+        token,
+        channel,
+        streams: HashMap::new(),
+        work: FuturesUnordered::new(),
+        trace,
+        connected_at: now,
+        ready_reported: false,
+        pings_seen: 0,
+    };
+    let span = tracing::debug_span!("conn", conn.token = %conn.token, peer.addr = %peer, transport);
+    let _enter = span.enter();
+    drop(_enter);
+    tracing::Instrument::instrument(conn.drive(&mut framed, rx, shared), span).await;
+
+    hub.registry.remove(id);
+    metrics::gauge!("pike_connections", "transport" => transport).decrement(1.0);
+}
+
+struct Conn {
+    hub: Arc<Hub>,
+    id: ConnId,
+    app: String,
+    device_id: String,
+    token: String,
+    channel: ServerChannel,
+    streams: HashMap<StreamId, StreamState>,
+    work: FuturesUnordered<BoxFuture<'static, Work>>,
+    trace: SharedTrace,
+    connected_at: Instant,
+    ready_reported: bool,
+    pings_seen: u64,
+}
+
+impl Conn {
+    async fn drive<S>(
+        &mut self,
+        framed: &mut FramedTunnel<S>,
+        mut rx: mpsc::Receiver<ConnCommand>,
+        shared: Arc<ConnShared>,
+    ) where
+        S: AsyncRead + AsyncWrite + Unpin + Send,
+    {
+        loop {
+            self.process_events();
+            if !self.flush(framed).await {
+                self.channel.handle_connection_lost(now());
+                self.process_events();
+                break;
+            }
+            if self.channel.is_closed() {
+                break;
+            }
+            let deadline = self.channel.poll_timeout().map(Instant::from_std);
+            tokio::select! {
+                frame = framed.next() => match frame {
+                    Some(Ok(frame)) => {
+                        self.channel.handle_frame(frame, now());
+                        self.note_heartbeats();
+                    }
+                    Some(Err(CodecError::Frame(e))) => {
+                        self.record("protocol-error", e.to_string());
+                        self.channel.close(e.code(), e.to_string(), now());
+                    }
+                    Some(Err(e)) => {
+                        self.record("transport-error", e.to_string());
+                        self.channel.handle_connection_lost(now());
+                    }
+                    None => self.channel.handle_connection_lost(now()),
+                },
+                Some(command) = rx.recv() => self.command(command),
+                () = shared.notify.notified() => {
+                    for (key, message) in shared.take() {
+                        self.stored(&key, message);
+                    }
+                }
+                Some(work) = self.work.next(), if !self.work.is_empty() => self.finish(work),
+                () = sleep_until(deadline) => self.channel.handle_timeout(now()),
+            }
+        }
+        // Whatever the machine still holds (a close frame) goes out, briefly.
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            while let Some(frame) = self.channel.poll_transmit() {
+                if framed.feed(frame).await.is_err() {
+                    return;
+                }
+            }
+            let _ = framed.close().await;
+        })
+        .await;
+    }
+
+    /// Writes what the machine wants sent; `false` when the peer is gone or
+    /// did not take the bytes within the write timeout.
+    async fn flush<S>(&mut self, framed: &mut FramedTunnel<S>) -> bool
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send,
+    {
+        let mut wrote = false;
+        let write = async {
+            while let Some(frame) = self.channel.poll_transmit() {
+                framed.feed(frame).await?;
+                wrote = true;
+            }
+            if wrote {
+                framed.flush().await?;
+            }
+            Ok::<_, CodecError>(())
+        };
+        match tokio::time::timeout(self.hub.config.write_timeout, write).await {
+            Ok(Ok(())) => true,
+            Ok(Err(e)) => {
+                self.record("transport-error", e.to_string());
+                false
+            }
+            Err(_) => {
+                metrics::counter!("pike_slow_consumer_closed_total").increment(1);
+                self.record("close", "slow consumer: write timed out".into());
+                false
+            }
+        }
+    }
+
+    fn process_events(&mut self) {
+        while let Some(event) = self.channel.poll_event() {
+            self.event(event);
+        }
+    }
+
+    fn event(&mut self, event: ServerEvent) {
+        match event {
+            ServerEvent::LoginRequested {
+                stream,
+                biz,
+                alias,
+                credential,
+                route_id,
+                last_acked_seq,
+            } => self.login(stream, biz, alias, credential, route_id, last_acked_seq),
+            ServerEvent::LoggedOut { stream } => {
+                self.record("logout", format!("stream={}", stream.value()));
+                self.streams.remove(&stream);
+                self.hub.registry.remove_login(self.id, stream);
+            }
+            ServerEvent::TagsRequested {
+                stream,
+                request_id,
+                bind,
+                unbind,
+            } => {
+                let Some(state) = self.streams.get(&stream) else {
+                    return;
+                };
+                self.record(
+                    "tags",
+                    format!("stream={} bind={bind:?} unbind={unbind:?}", stream.value()),
+                );
+                let hub = self.hub.clone();
+                let (app, biz, alias) = (self.app.clone(), state.biz.clone(), state.alias.clone());
+                self.work.push(Box::pin(async move {
+                    let result = hub.store.update_tags(app, biz, alias, bind, unbind).await;
+                    Work::Tags {
+                        stream,
+                        request_id,
+                        result,
+                    }
+                }));
+            }
+            ServerEvent::Acked { stream, seq } => self.acked(stream, seq),
+            ServerEvent::Uplink {
+                stream,
+                seq,
+                idempotency_key,
+                payload,
+            } => {
+                metrics::counter!("pike_uplink_received_total").increment(1);
+                self.record(
+                    "uplink",
+                    format!("stream={} seq={seq} key={idempotency_key}", stream.value()),
+                );
+                if let Some(state) = self.streams.get_mut(&stream) {
+                    state.uplink_queue.push_back(PendingUplink {
+                        seq,
+                        key: idempotency_key,
+                        payload,
+                        received_at: Instant::now(),
+                    });
+                    self.next_uplink(stream);
+                }
+            }
+            ServerEvent::RoomJoin { stream, room } => {
+                let _ = self.channel.room_join_failed(
+                    stream,
+                    room,
+                    ErrorCode::UnknownRoom,
+                    "this gateway serves no live rooms",
+                    now(),
+                );
+            }
+            ServerEvent::RoomLeave { .. } | ServerEvent::RoomPull { .. } => {}
+            ServerEvent::Closed {
+                code,
+                message,
+                initiator,
+                ..
+            } => {
+                self.record("close", format!("code={code:?} by={initiator:?} {message}"));
+            }
+            _ => {}
+        }
+    }
+
+    fn login(
+        &mut self,
+        stream: StreamId,
+        biz: String,
+        alias: String,
+        credential: String,
+        saved_route: String,
+        last_acked: u64,
+    ) {
+        metrics::counter!("pike_login_requests_total").increment(1);
+        self.record(
+            "auth",
+            format!("stream={} biz={biz} alias={alias}", stream.value()),
+        );
+        let hub = self.hub.clone();
+        let request = LoginRequest {
+            app: self.app.clone(),
+            device_id: self.device_id.clone(),
+            connection_token: self.token.clone(),
+            biz: biz.clone(),
+            alias: alias.clone(),
+            credential,
+        };
+        self.work.push(Box::pin(async move {
+            let result = async {
+                let auth = hub.auth.clone();
+                auth.oneshot(request.clone()).await?;
+                let key = StreamKey::new(&request.app, &request.biz, &request.alias);
+                let stored = hub
+                    .store
+                    .position(key.clone(), request.device_id.clone())
+                    .await
+                    .map_err(internal)?;
+                let start_after = last_acked.max(stored.unwrap_or(0));
+                hub.store
+                    .touch_alias(
+                        request.app.clone(),
+                        request.biz.clone(),
+                        request.alias.clone(),
+                    )
+                    .await
+                    .map_err(internal)?;
+                let batch = hub
+                    .store
+                    .read(key, start_after, hub.config.read_batch, unix_ms())
+                    .await
+                    .map_err(internal)?;
+                let route_id = hub
+                    .uplink
+                    .route(&request.app, &request.biz, &saved_route, None)
+                    .unwrap_or_default();
+                Ok(LoginReady {
+                    route_id,
+                    start_after,
+                    batch,
+                })
+            }
+            .await;
+            Work::Login {
+                stream,
+                biz,
+                alias,
+                result,
+            }
+        }));
+    }
+
+    fn finish(&mut self, work: Work) {
+        match work {
+            Work::Login {
+                stream,
+                biz,
+                alias,
+                result,
+            } => match result {
+                Ok(ready) => self.login_granted(stream, biz, alias, ready),
+                Err(e) => {
+                    metrics::counter!("pike_logins_total", "result" => "refused").increment(1);
+                    self.record(
+                        "auth",
+                        format!(
+                            "stream={} refused {:?}: {}",
+                            stream.value(),
+                            e.code,
+                            e.message
+                        ),
+                    );
+                    let _ = self.channel.reject_login(stream, e.code, e.message, now());
+                }
+            },
+            Work::Read { stream, result } => self.read_done(stream, result),
+            Work::Uplink {
+                stream,
+                seq,
+                result,
+            } => self.uplink_done(stream, seq, result),
+            Work::Tags {
+                stream,
+                request_id,
+                result,
+            } => {
+                let (code, message, tags) = match result {
+                    Ok(tags) => (ErrorCode::Unspecified, String::new(), tags),
+                    Err(e) => (ErrorCode::Internal, e.to_string(), Vec::new()),
+                };
+                let _ = self
+                    .channel
+                    .tags_result(stream, request_id, code, message, tags, now());
+            }
+            Work::Done => {}
+        }
+    }
+
+    fn login_granted(&mut self, stream: StreamId, biz: String, alias: String, ready: LoginReady) {
+        if self
+            .channel
+            .accept_login(stream, ready.route_id.clone(), ready.batch.last_seq, now())
+            .is_err()
+        {
+            return;
+        }
+        metrics::counter!("pike_logins_total", "result" => "ok").increment(1);
+        if !self.ready_reported {
+            self.ready_reported = true;
+            metrics::histogram!("pike_channel_ready_seconds")
+                .record(self.connected_at.elapsed().as_secs_f64());
+        }
+        self.record(
+            "alias-bind",
+            format!(
+                "stream={} biz={biz} alias={alias} route={} resume_after={} last_seq={}",
+                stream.value(),
+                ready.route_id,
+                ready.start_after,
+                ready.batch.last_seq
+            ),
+        );
+        self.hub.registry.add_login(
+            self.id,
+            LoginInfo {
+                stream,
+                biz: biz.clone(),
+                alias: alias.clone(),
+                route_id: ready.route_id.clone(),
+                since_ms: unix_ms(),
+            },
+        );
+        let key = StreamKey::new(&self.app, &biz, &alias);
+        self.streams.insert(
+            stream,
+            StreamState {
+                key,
+                next_seq: ready.start_after + 1,
+                last_known: ready.batch.last_seq,
+                reading: true,
+                sent_at: VecDeque::new(),
+                biz,
+                alias,
+                route_id: ready.route_id,
+                uplink_queue: VecDeque::new(),
+                uplink_busy: false,
+            },
+        );
+        self.read_done(stream, Ok(ready.batch));
+    }
+
+    /// A reliable message was stored in `key`.
+    fn stored(&mut self, key: &StreamKey, message: Arc<StoredMessage>) {
+        let targets: Vec<StreamId> = self
+            .streams
+            .iter()
+            .filter(|(_, s)| &s.key == key)
+            .map(|(id, _)| *id)
+            .collect();
+        for stream in targets {
+            let Some(state) = self.streams.get_mut(&stream) else {
+                continue;
+            };
+            state.last_known = state.last_known.max(message.seq);
+            let direct =
+                !state.reading && state.next_seq == message.seq && self.channel.can_push(stream);
+            if direct {
+                self.push_reliable(stream, &message);
+            }
+            self.fill(stream);
+        }
+    }
+
+    /// Starts a store read if `stream` is behind and has window room.
+    fn fill(&mut self, stream: StreamId) {
+        let Some(state) = self.streams.get_mut(&stream) else {
+            return;
+        };
+        if state.reading || state.next_seq > state.last_known || !self.channel.can_push(stream) {
+            return;
+        }
+        state.reading = true;
+        let hub = self.hub.clone();
+        let key = state.key.clone();
+        let after = state.next_seq - 1;
+        self.work.push(Box::pin(async move {
+            let result = hub
+                .store
+                .read(key, after, hub.config.read_batch, unix_ms())
+                .await;
+            Work::Read { stream, result }
+        }));
+    }
+
+    fn read_done(&mut self, stream: StreamId, result: Result<ReadBatch, StoreError>) {
+        let Some(state) = self.streams.get_mut(&stream) else {
+            return;
+        };
+        state.reading = false;
+        let batch = match result {
+            Ok(batch) => batch,
+            Err(e) => {
+                tracing::warn!(error = %e, "store read failed");
+                metrics::counter!("pike_errors_total", "kind" => "store").increment(1);
+                return;
+            }
+        };
+        state.last_known = state.last_known.max(batch.last_seq);
+        if batch.messages.is_empty() {
+            // Everything after next_seq expired or was evicted.
+            state.next_seq = state.next_seq.max(state.last_known + 1);
+            return;
+        }
+        for message in batch.messages {
+            if message.seq < self.streams.get(&stream).map_or(u64::MAX, |s| s.next_seq) {
+                continue;
+            }
+            if !self.channel.can_push(stream) {
+                break;
+            }
+            self.push_reliable(stream, &message);
+        }
+        self.fill(stream);
+    }
+
+    fn push_reliable(&mut self, stream: StreamId, message: &StoredMessage) {
+        let push = Push::new(message.payload.clone())
+            .priority(message.priority)
+            .expires_at_ms(message.expires_at_ms);
+        match self.channel.push(stream, message.seq, push, now()) {
+            Ok(()) => {
+                metrics::counter!("pike_downlink_sent_total", "kind" => "reliable").increment(1);
+                if let Some(state) = self.streams.get_mut(&stream) {
+                    state.next_seq = message.seq + 1;
+                    state.sent_at.push_back((message.seq, Instant::now()));
+                }
+                self.record(
+                    "downlink",
+                    format!(
+                        "stream={} seq={} message_id={}",
+                        stream.value(),
+                        message.seq,
+                        message.message_id
+                    ),
+                );
+            }
+            Err(e) => tracing::debug!(error = %e, "push refused"),
+        }
+    }
+
+    fn acked(&mut self, stream: StreamId, seq: u64) {
+        self.record("ack", format!("stream={} seq={seq}", stream.value()));
+        let Some(state) = self.streams.get_mut(&stream) else {
+            return;
+        };
+        let at = Instant::now();
+        while let Some(&(s, sent)) = state.sent_at.front() {
+            if s > seq {
+                break;
+            }
+            state.sent_at.pop_front();
+            metrics::counter!("pike_downlink_acked_total").increment(1);
+            metrics::histogram!("pike_downlink_ack_seconds").record((at - sent).as_secs_f64());
+        }
+        let hub = self.hub.clone();
+        let key = state.key.clone();
+        let device = self.device_id.clone();
+        self.work.push(Box::pin(async move {
+            if let Err(e) = hub.store.set_position(key, device, seq).await {
+                tracing::warn!(error = %e, "saving a device position failed");
+            }
+            Work::Done
+        }));
+        self.fill(stream);
+    }
+
+    fn next_uplink(&mut self, stream: StreamId) {
+        let Some(state) = self.streams.get_mut(&stream) else {
+            return;
+        };
+        if state.uplink_busy {
+            return;
+        }
+        let Some(item) = state.uplink_queue.front() else {
+            return;
+        };
+        state.uplink_busy = true;
+        let hub = self.hub.clone();
+        let request = UplinkRequest {
+            app: self.app.clone(),
+            biz: state.biz.clone(),
+            alias: state.alias.clone(),
+            device_id: self.device_id.clone(),
+            connection_token: self.token.clone(),
+            route_id: state.route_id.clone(),
+            seq: item.seq,
+            idempotency_key: item.key.clone(),
+            payload: item.payload.clone(),
+        };
+        let key = state.key.clone();
+        let seq = item.seq;
+        self.work.push(Box::pin(async move {
+            let result = deliver_uplink(&hub, key, request).await;
+            Work::Uplink {
+                stream,
+                seq,
+                result,
+            }
+        }));
+    }
+
+    fn uplink_done(&mut self, stream: StreamId, seq: u64, result: Result<String, UplinkError>) {
+        let Some(state) = self.streams.get_mut(&stream) else {
+            return;
+        };
+        state.uplink_busy = false;
+        let item = state.uplink_queue.pop_front();
+        if let Some(item) = &item {
+            metrics::histogram!("pike_uplink_ack_seconds")
+                .record(item.received_at.elapsed().as_secs_f64());
+        }
+        let reply = match result {
+            Ok(route_id) => {
+                metrics::counter!("pike_uplink_acked_total", "result" => "ok").increment(1);
+                if route_id != state.route_id {
+                    state.route_id.clone_from(&route_id);
+                    self.hub.registry.set_route(self.id, stream, &route_id);
+                }
+                UplinkResult::accepted().with_route_id(route_id)
+            }
+            Err(e) => {
+                metrics::counter!("pike_uplink_acked_total", "result" => "failed").increment(1);
+                UplinkResult::rejected(e.code, e.message)
+            }
+        };
+        self.record(
+            "uplink-ack",
+            format!("stream={} seq={seq} {reply:?}", stream.value()),
+        );
+        let _ = self.channel.ack_uplink(stream, seq, reply, now());
+        self.next_uplink(stream);
+    }
+
+    fn command(&mut self, command: ConnCommand) {
+        match command {
+            ConnCommand::Transient {
+                biz,
+                alias,
+                message_id,
+                priority,
+                payload,
+            } => {
+                let targets: Vec<StreamId> = self
+                    .streams
+                    .iter()
+                    .filter(|(_, s)| s.biz == biz && alias.as_ref().is_none_or(|a| *a == s.alias))
+                    .map(|(id, _)| *id)
+                    .collect();
+                for stream in targets {
+                    let push = Push::new(payload.clone())
+                        .message_id(message_id)
+                        .priority(priority);
+                    if self.channel.push_transient(stream, push, now()).is_ok() {
+                        metrics::counter!("pike_downlink_sent_total", "kind" => "transient")
+                            .increment(1);
+                        self.record(
+                            "downlink",
+                            format!(
+                                "stream={} transient message_id={message_id}",
+                                stream.value()
+                            ),
+                        );
+                    }
+                }
+            }
+            ConnCommand::GoAway { advice } => {
+                self.record(
+                    "go-away",
+                    format!(
+                        "reconnect in {}..{} ms",
+                        advice.min_delay_ms, advice.max_delay_ms
+                    ),
+                );
+                self.channel.go_away(
+                    ErrorCode::GoingAway,
+                    "the gateway is shutting down",
+                    Some(advice),
+                    now(),
+                );
+            }
+            ConnCommand::Close { code, message } => {
+                self.channel.close(code, message, now());
+            }
+        }
+    }
+
+    fn note_heartbeats(&mut self) {
+        let pings = self.channel.stats().pings;
+        if pings > self.pings_seen {
+            self.pings_seen = pings;
+            self.record("heartbeat", format!("ping #{pings}"));
+        }
+    }
+
+    fn record(&self, signal: &'static str, detail: String) {
+        trace::lock(&self.trace).record(unix_ms(), signal, detail);
+    }
+}
+
+/// Delivers one uplink message exactly once to a backend: answers from the
+/// dedup record when it was delivered before, re-routes after a route
+/// failure, records the delivery before the client is acked.
+async fn deliver_uplink(
+    hub: &Hub,
+    key: StreamKey,
+    mut request: UplinkRequest,
+) -> Result<String, UplinkError> {
+    let store_error = |e: StoreError| UplinkError {
+        code: ErrorCode::Internal,
+        message: e.to_string(),
+        route_failed: false,
+    };
+    if let Some(record) = hub
+        .store
+        .uplink_record(key.clone(), request.idempotency_key.clone())
+        .await
+        .map_err(store_error)?
+    {
+        metrics::counter!("pike_uplink_duplicates_total").increment(1);
+        return Ok(record.route_id);
+    }
+    let mut last_error = None;
+    for _ in 0..UPLINK_ATTEMPTS {
+        if request.route_id.is_empty() {
+            match hub.uplink.route(&request.app, &request.biz, "", None) {
+                Some(route) => request.route_id = route,
+                None => break,
+            }
+        }
+        match hub.uplink.deliver(request.clone()).await {
+            Ok(()) => {
+                let route_id = request.route_id.clone();
+                hub.store
+                    .record_uplink(
+                        key,
+                        request.idempotency_key,
+                        UplinkRecord {
+                            route_id: route_id.clone(),
+                        },
+                        unix_ms(),
+                    )
+                    .await
+                    .map_err(store_error)?;
+                return Ok(route_id);
+            }
+            Err(e) if e.route_failed => {
+                tracing::info!(route = %request.route_id, error = %e, "uplink route failed; re-routing");
+                let failed = std::mem::take(&mut request.route_id);
+                request.route_id = hub
+                    .uplink
+                    .route(&request.app, &request.biz, "", Some(&failed))
+                    .unwrap_or_default();
+                last_error = Some(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| UplinkError {
+        code: ErrorCode::BackendUnavailable,
+        message: format!("no uplink backend for biz {:?}", request.biz),
+        route_failed: false,
+    }))
+}
+
+fn internal(e: StoreError) -> AuthError {
+    AuthError::new(ErrorCode::Internal, e.to_string())
+}
+
+fn now() -> std::time::Instant {
+    Instant::now().into_std()
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

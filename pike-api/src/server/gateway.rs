@@ -1,0 +1,378 @@
+//! [`Gateway`]: listeners, handshakes and the accept loops; serving and
+//! graceful shutdown.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use proto::tunnel::{ErrorCode, ReconnectAdvice, ServerHello};
+use tntunnel::ServerSecurity;
+use tntunnel::tls::TlsServerConfig;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_util::task::TaskTracker;
+use tower::Service;
+use tunnelkit::{Listener, QuicConfig, QuicListener, TcpListener};
+
+use super::auth::{AllowAll, AuthError, BoxAuthenticator, LoginGrant, LoginRequest};
+use super::config::GatewayConfig;
+use super::connection::{self, Accepted};
+use super::hub::{Hub, unix_ms};
+use super::push::PushHandle;
+use super::registry::ConnCommand;
+use super::store::{MemoryStore, Store};
+use super::uplink::{NoUplink, UplinkHandler};
+
+/// Why a gateway could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GatewayError {
+    /// A listener could not bind.
+    #[error("cannot listen on {addr} ({transport}): {message}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// `tcp`, `tls` or `quic`.
+        transport: &'static str,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// Builds a [`Gateway`]. Consuming: each call returns the builder.
+#[must_use]
+pub struct GatewayBuilder {
+    tcp: Vec<SocketAddr>,
+    tls: Vec<(SocketAddr, TlsServerConfig)>,
+    quic: Vec<(SocketAddr, TlsServerConfig)>,
+    store: Option<Arc<dyn Store>>,
+    auth: Option<BoxAuthenticator>,
+    uplink: Option<Arc<dyn UplinkHandler>>,
+    config: GatewayConfig,
+    known_apps: Option<HashSet<String>>,
+}
+
+impl std::fmt::Debug for GatewayBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GatewayBuilder")
+            .field("tcp", &self.tcp)
+            .field("tls", &self.tls.iter().map(|(a, _)| a).collect::<Vec<_>>())
+            .field(
+                "quic",
+                &self.quic.iter().map(|(a, _)| a).collect::<Vec<_>>(),
+            )
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GatewayBuilder {
+    /// Serves plain TCP on `addr` (port 0 picks a free port).
+    pub fn tcp(mut self, addr: SocketAddr) -> Self {
+        self.tcp.push(addr);
+        self
+    }
+
+    /// Serves TLS 1.3 over TCP on `addr`.
+    pub fn tls(mut self, addr: SocketAddr, tls: TlsServerConfig) -> Self {
+        self.tls.push((addr, tls));
+        self
+    }
+
+    /// Serves QUIC on `addr` with the TLS identity `tls`.
+    pub fn quic(mut self, addr: SocketAddr, tls: TlsServerConfig) -> Self {
+        self.quic.push((addr, tls));
+        self
+    }
+
+    /// The store (default: [`MemoryStore`], not durable).
+    pub fn store(mut self, store: Arc<dyn Store>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// The login authenticator, any `tower::Service` (wrap it in tower
+    /// layers for timeouts and concurrency limits). Default: [`AllowAll`].
+    pub fn authenticator<S>(mut self, service: S) -> Self
+    where
+        S: Service<LoginRequest, Response = LoginGrant, Error = AuthError>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        self.auth = Some(BoxAuthenticator::new(service));
+        self
+    }
+
+    /// Where uplink goes (default: [`NoUplink`], which refuses it).
+    pub fn uplink(mut self, handler: Arc<dyn UplinkHandler>) -> Self {
+        self.uplink = Some(handler);
+        self
+    }
+
+    /// Gateway settings.
+    pub fn config(mut self, config: GatewayConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Serves only these app ids; others are refused at the hello with
+    /// `UNKNOWN_APP` (default: any app id).
+    pub fn apps(mut self, apps: impl IntoIterator<Item = String>) -> Self {
+        self.known_apps = Some(apps.into_iter().collect());
+        self
+    }
+
+    /// Binds every listener.
+    pub async fn bind(self) -> Result<Gateway, GatewayError> {
+        let hub = Arc::new(Hub::new(
+            self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
+            self.auth.unwrap_or_else(|| BoxAuthenticator::new(AllowAll)),
+            self.uplink.unwrap_or_else(|| Arc::new(NoUplink)),
+            self.config,
+            self.known_apps,
+        ));
+        let bind_error = |addr, transport, e: &dyn std::fmt::Display| GatewayError::Bind {
+            addr,
+            transport,
+            message: e.to_string(),
+        };
+        let mut listeners = Vec::new();
+        for addr in self.tcp {
+            let listener = TcpListener::bind(addr).map_err(|e| bind_error(addr, "tcp", &e))?;
+            listeners.push(Bound::Tcp(listener, ServerSecurity::Plain, "tcp"));
+        }
+        for (addr, tls) in self.tls {
+            let listener = TcpListener::bind(addr).map_err(|e| bind_error(addr, "tls", &e))?;
+            listeners.push(Bound::Tcp(listener, ServerSecurity::Tls(tls), "tls"));
+        }
+        for (addr, tls) in self.quic {
+            let listener = QuicListener::bind(addr, tls.rustls_config(), &QuicConfig::default())
+                .map_err(|e| bind_error(addr, "quic", &e))?;
+            listeners.push(Bound::Quic(listener));
+        }
+        Ok(Gateway { hub, listeners })
+    }
+}
+
+enum Bound {
+    Tcp(TcpListener, ServerSecurity, &'static str),
+    Quic(QuicListener),
+}
+
+/// A bound gateway, ready to serve.
+pub struct Gateway {
+    hub: Arc<Hub>,
+    listeners: Vec<Bound>,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("listening", &self.local_addrs())
+            .field("hub", &self.hub)
+            .finish()
+    }
+}
+
+impl Gateway {
+    /// A builder with no listener, an in-memory store, every login allowed
+    /// and no uplink backend.
+    pub fn builder() -> GatewayBuilder {
+        GatewayBuilder {
+            tcp: Vec::new(),
+            tls: Vec::new(),
+            quic: Vec::new(),
+            store: None,
+            auth: None,
+            uplink: None,
+            config: GatewayConfig::default(),
+            known_apps: None,
+        }
+    }
+
+    /// A handle to push and to query presence and traces.
+    pub fn push_handle(&self) -> PushHandle {
+        PushHandle {
+            hub: self.hub.clone(),
+        }
+    }
+
+    /// Where the listeners are: (`tcp` | `tls` | `quic`, address).
+    pub fn local_addrs(&self) -> Vec<(&'static str, SocketAddr)> {
+        self.listeners
+            .iter()
+            .filter_map(|l| match l {
+                Bound::Tcp(l, _, name) => l.local_addr().ok().map(|a| (*name, a)),
+                Bound::Quic(l) => l.local_addr().ok().map(|a| ("quic", a)),
+            })
+            .collect()
+    }
+
+    /// Serves until `shutdown` resolves, then drains: stops accepting,
+    /// tells every client to reconnect elsewhere after a jittered delay
+    /// (go-away), waits for them to leave (up to the shutdown grace), and
+    /// closes the rest.
+    pub async fn serve_with_shutdown(self, shutdown: impl Future<Output = ()>) {
+        let tracker = TaskTracker::new();
+        for bound in self.listeners {
+            let hub = self.hub.clone();
+            let conns = tracker.clone();
+            match bound {
+                Bound::Tcp(listener, security, name) => {
+                    tracker.spawn(accept_loop(hub, listener, security, name, conns));
+                }
+                Bound::Quic(listener) => {
+                    tracker.spawn(accept_loop(
+                        hub,
+                        listener,
+                        ServerSecurity::Plain,
+                        "quic",
+                        conns,
+                    ));
+                }
+            }
+        }
+        shutdown.await;
+        tracing::info!(
+            connections = self.hub.registry.len(),
+            "shutting down: draining connections"
+        );
+        self.hub.shutdown.cancel();
+        let (min, max) = self.hub.config.drain_delay;
+        let advice = ReconnectAdvice {
+            min_delay_ms: u32::try_from(min.as_millis()).unwrap_or(u32::MAX),
+            max_delay_ms: u32::try_from(max.as_millis()).unwrap_or(u32::MAX),
+            endpoints: Vec::new(),
+        };
+        for sender in self.hub.registry.all_senders() {
+            let _ = sender.try_send(ConnCommand::GoAway {
+                advice: advice.clone(),
+            });
+        }
+        tracker.close();
+        if tokio::time::timeout(self.hub.config.shutdown_grace, tracker.wait())
+            .await
+            .is_err()
+        {
+            for sender in self.hub.registry.all_senders() {
+                let _ = sender.try_send(ConnCommand::Close {
+                    code: ErrorCode::GoingAway,
+                    message: "the gateway is shutting down".into(),
+                });
+            }
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), tracker.wait()).await;
+        }
+    }
+
+    /// Serves until the process ends.
+    pub async fn serve(self) {
+        self.serve_with_shutdown(std::future::pending()).await;
+    }
+}
+
+async fn accept_loop<L>(
+    hub: Arc<Hub>,
+    mut listener: L,
+    security: ServerSecurity,
+    transport: &'static str,
+    conns: TaskTracker,
+) where
+    L: Listener,
+    L::Conn: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let security = Arc::new(security);
+    loop {
+        let accepted = tokio::select! {
+            () = hub.shutdown.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let (io, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(e) => {
+                tracing::warn!(error = %e, transport, "accept failed");
+                metrics::counter!("pike_errors_total", "kind" => "accept").increment(1);
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let hub = hub.clone();
+        let security = security.clone();
+        conns.spawn(async move {
+            if let Err(e) = handshake(hub, io, peer, &security, transport).await {
+                tracing::debug!(error = %e, %peer, transport, "handshake failed");
+                metrics::counter!("pike_handshake_failures_total", "transport" => transport)
+                    .increment(1);
+            }
+        });
+    }
+}
+
+/// Secures the connection, runs the hello exchange, decides, and runs the
+/// connection.
+async fn handshake<C>(
+    hub: Arc<Hub>,
+    io: C,
+    peer: SocketAddr,
+    security: &ServerSecurity,
+    transport: &'static str,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+where
+    C: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let permit = hub
+        .connection_slots
+        .as_ref()
+        .and_then(|slots| slots.clone().try_acquire_owned().ok());
+    let over_limit = hub.connection_slots.is_some() && permit.is_none();
+    let io = security.secure(io).await?;
+    let incoming = tntunnel::accept(io, &hub.config.tunnel).await?;
+    let app = incoming.hello().app_id.clone();
+    if over_limit {
+        metrics::counter!("pike_connections_refused_total", "reason" => "overloaded").increment(1);
+        incoming
+            .reject(
+                ErrorCode::Overloaded,
+                "the gateway is at its connection limit",
+            )
+            .await?;
+        return Ok(());
+    }
+    if hub.shutdown.is_cancelled() {
+        incoming
+            .reject(ErrorCode::GoingAway, "the gateway is shutting down")
+            .await?;
+        return Ok(());
+    }
+    if !hub.app_known(&app) {
+        metrics::counter!("pike_connections_refused_total", "reason" => "unknown_app").increment(1);
+        incoming
+            .reject(ErrorCode::UnknownApp, format!("unknown app {app:?}"))
+            .await?;
+        return Ok(());
+    }
+    let token = tntunnel::new_connection_token().ok_or("the system random source failed")?;
+    let mut hello = ServerHello {
+        connection_token: token.clone(),
+        server_time_ms: unix_ms(),
+        ..ServerHello::default()
+    };
+    hub.config.channel.fill_hello(&mut hello);
+    let client_hello = incoming.hello().clone();
+    let framed = incoming.accept(hello).await?;
+    connection::run(
+        hub,
+        Accepted {
+            framed,
+            hello: client_hello,
+            token,
+            peer,
+            transport,
+            permit,
+        },
+    )
+    .await;
+    Ok(())
+}

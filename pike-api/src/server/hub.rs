@@ -1,0 +1,84 @@
+//! State shared by every connection task and push handle of a gateway.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use super::auth::BoxAuthenticator;
+use super::config::GatewayConfig;
+use super::registry::{ConnId, Registry};
+use super::store::Store;
+use super::uplink::UplinkHandler;
+
+/// The shared state.
+pub(crate) struct Hub {
+    pub(crate) registry: Registry,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) auth: BoxAuthenticator,
+    pub(crate) uplink: Arc<dyn UplinkHandler>,
+    pub(crate) config: GatewayConfig,
+    pub(crate) known_apps: Option<HashSet<String>>,
+    pub(crate) connection_slots: Option<Arc<Semaphore>>,
+    pub(crate) shutdown: CancellationToken,
+    next_connection: AtomicU64,
+    next_transient: AtomicU64,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("connections", &self.registry.len())
+            .field("known_apps", &self.known_apps)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Hub {
+    pub(crate) fn new(
+        store: Arc<dyn Store>,
+        auth: BoxAuthenticator,
+        uplink: Arc<dyn UplinkHandler>,
+        config: GatewayConfig,
+        known_apps: Option<HashSet<String>>,
+    ) -> Self {
+        let connection_slots = config.max_connections.map(|n| Arc::new(Semaphore::new(n)));
+        Self {
+            registry: Registry::default(),
+            store,
+            auth,
+            uplink,
+            config,
+            known_apps,
+            connection_slots,
+            shutdown: CancellationToken::new(),
+            next_connection: AtomicU64::new(1),
+            // Transient message ids live in their own range, above any id
+            // the store hands out, and differ between process runs.
+            next_transient: AtomicU64::new((1 << 62) | (unix_ms() << 16)),
+        }
+    }
+
+    pub(crate) fn next_connection_id(&self) -> ConnId {
+        self.next_connection.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub(crate) fn next_transient_id(&self) -> u64 {
+        self.next_transient.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub(crate) fn app_known(&self, app: &str) -> bool {
+        self.known_apps
+            .as_ref()
+            .is_none_or(|apps| apps.contains(app))
+    }
+}
+
+/// Wall-clock time, unix milliseconds.
+pub(crate) fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}

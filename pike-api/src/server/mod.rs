@@ -1,0 +1,56 @@
+//! Build a gateway: accept Pike connections over TCP, TLS and QUIC,
+//! authenticate business logins, store and deliver reliable downlink, push
+//! transient downlink, and deliver uplink in order to business backends.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! use bytes::Bytes;
+//! use pike_api::server::{Delivery, Gateway, PushRequest, Target};
+//!
+//! let gateway = Gateway::builder()
+//!     .tcp("127.0.0.1:9300".parse()?)
+//!     .apps(["demo".to_string()])
+//!     .bind()
+//!     .await?;
+//! let pusher = gateway.push_handle();
+//! tokio::spawn(gateway.serve());
+//!
+//! let receipt = pusher
+//!     .push(PushRequest {
+//!         app: "demo".into(),
+//!         biz: "chat".into(),
+//!         target: Target::Alias("u42".into()),
+//!         payload: Bytes::from_static(b"hello"),
+//!         delivery: Delivery::Reliable { ttl: None },
+//!         priority: 0,
+//!     })
+//!     .await?;
+//! println!("stored for {} alias(es), {} online", receipt.stored, receipt.online);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! How it works is in `docs/gateway.md`.
+
+mod auth;
+mod config;
+mod connection;
+mod gateway;
+mod hub;
+mod push;
+mod registry;
+mod store;
+mod trace;
+mod uplink;
+
+pub use auth::{AllowAll, AuthError, BoxAuthenticator, FnAuthenticator, LoginGrant, LoginRequest};
+pub use config::GatewayConfig;
+pub use gateway::{Gateway, GatewayBuilder, GatewayError};
+pub use push::{Delivery, PushError, PushHandle, PushReceipt, PushRequest, Target};
+pub use registry::{ConnectionInfo, LoginView};
+pub use store::{
+    Append, Appended, BoxFuture, MemoryStore, ReadBatch, Store, StoreError, StoredMessage,
+    StreamKey, UplinkRecord,
+};
+pub use trace::{CLOSED_TRACES, TRACE_EVENTS, Trace, TraceEvent};
+pub use uplink::{NoUplink, UplinkError, UplinkHandler, UplinkRequest};

@@ -1,0 +1,337 @@
+//! Who is connected: connections by id and token, logins by alias stream,
+//! connections by device. Lookups for push routing and presence.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use bytes::Bytes;
+use pike_channel::StreamId;
+use proto::tunnel::{ErrorCode, ReconnectAdvice};
+use tokio::sync::mpsc;
+
+use super::store::{StoredMessage, StreamKey};
+use super::trace::{ClosedTraces, SharedTrace};
+
+/// Gateway-local id of a connection.
+pub(crate) type ConnId = u64;
+
+/// Reliable-push notifications for one connection, coalesced per stream:
+/// never dropped, never blocking the pusher, bounded by the number of
+/// streams the connection is logged in to.
+#[derive(Debug, Default)]
+pub(crate) struct ConnShared {
+    reliable: Mutex<HashMap<StreamKey, Arc<StoredMessage>>>,
+    pub(crate) notify: tokio::sync::Notify,
+}
+
+impl ConnShared {
+    /// Notes that `message` (the newest so far) was stored in `stream`.
+    pub(crate) fn stored(&self, stream: &StreamKey, message: &Arc<StoredMessage>) {
+        {
+            let mut pending = mutex(&self.reliable);
+            match pending.get_mut(stream) {
+                Some(newest) if newest.seq >= message.seq => {}
+                Some(newest) => *newest = message.clone(),
+                None => {
+                    pending.insert(stream.clone(), message.clone());
+                }
+            }
+        }
+        self.notify.notify_one();
+    }
+
+    /// Takes the pending notifications.
+    pub(crate) fn take(&self) -> HashMap<StreamKey, Arc<StoredMessage>> {
+        std::mem::take(&mut *mutex(&self.reliable))
+    }
+}
+
+/// What other tasks ask of a connection task.
+#[derive(Debug)]
+pub(crate) enum ConnCommand {
+    /// A transient message for the logins of `biz` as `alias` (any alias
+    /// when `None`, for a push to a device).
+    Transient {
+        biz: String,
+        alias: Option<String>,
+        message_id: u64,
+        priority: u32,
+        payload: Bytes,
+    },
+    /// Ask the client to reconnect elsewhere, then close.
+    GoAway { advice: ReconnectAdvice },
+    /// Close now.
+    Close { code: ErrorCode, message: String },
+}
+
+/// A login on a connection.
+#[derive(Clone, Debug)]
+pub(crate) struct LoginInfo {
+    pub(crate) stream: StreamId,
+    pub(crate) biz: String,
+    pub(crate) alias: String,
+    pub(crate) route_id: String,
+    pub(crate) since_ms: u64,
+}
+
+/// A live connection.
+#[derive(Debug)]
+pub(crate) struct ConnEntry {
+    pub(crate) app: String,
+    pub(crate) device_id: String,
+    pub(crate) token: String,
+    pub(crate) transport: &'static str,
+    pub(crate) peer: SocketAddr,
+    pub(crate) connected_at_ms: u64,
+    pub(crate) tx: mpsc::Sender<ConnCommand>,
+    pub(crate) shared: Arc<ConnShared>,
+    pub(crate) logins: Vec<LoginInfo>,
+    pub(crate) trace: SharedTrace,
+}
+
+/// What the presence and connection-list APIs show of a connection.
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub struct ConnectionInfo {
+    /// The connection token.
+    pub token: String,
+    /// App id.
+    pub app: String,
+    /// Device id.
+    pub device_id: String,
+    /// `tcp`, `tls` or `quic`.
+    pub transport: &'static str,
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// When it connected, unix milliseconds.
+    pub connected_at_ms: u64,
+    /// Its business logins.
+    pub logins: Vec<LoginView>,
+}
+
+/// A login as the APIs show it.
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub struct LoginView {
+    /// Business id.
+    pub biz: String,
+    /// Alias.
+    pub alias: String,
+    /// Route id of its uplink backend.
+    pub route_id: String,
+    /// When it logged in, unix milliseconds.
+    pub since_ms: u64,
+}
+
+/// The registry.
+#[derive(Debug, Default)]
+pub(crate) struct Registry {
+    conns: RwLock<HashMap<ConnId, ConnEntry>>,
+    tokens: RwLock<HashMap<String, ConnId>>,
+    streams: RwLock<HashMap<StreamKey, Vec<ConnId>>>,
+    devices: RwLock<HashMap<(String, String), Vec<ConnId>>>,
+    closed: Mutex<ClosedTraces>,
+}
+
+fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    lock.read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    lock.write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn mutex<T>(lock: &Mutex<T>) -> MutexGuard<'_, T> {
+    lock.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Registry {
+    pub(crate) fn insert(&self, id: ConnId, entry: ConnEntry) {
+        write(&self.tokens).insert(entry.token.clone(), id);
+        write(&self.devices)
+            .entry((entry.app.clone(), entry.device_id.clone()))
+            .or_default()
+            .push(id);
+        write(&self.conns).insert(id, entry);
+    }
+
+    pub(crate) fn remove(&self, id: ConnId) {
+        let Some(entry) = write(&self.conns).remove(&id) else {
+            return;
+        };
+        write(&self.tokens).remove(&entry.token);
+        remove_from(
+            &mut write(&self.devices),
+            &(entry.app.clone(), entry.device_id.clone()),
+            id,
+        );
+        {
+            let mut streams = write(&self.streams);
+            for login in &entry.logins {
+                remove_from(
+                    &mut streams,
+                    &StreamKey::new(&entry.app, &login.biz, &login.alias),
+                    id,
+                );
+            }
+        }
+        mutex(&self.closed).insert(entry.token, entry.trace);
+    }
+
+    pub(crate) fn add_login(&self, id: ConnId, login: LoginInfo) {
+        let key = {
+            let mut conns = write(&self.conns);
+            let Some(entry) = conns.get_mut(&id) else {
+                return;
+            };
+            let key = StreamKey::new(&entry.app, &login.biz, &login.alias);
+            entry.logins.push(login);
+            key
+        };
+        let mut streams = write(&self.streams);
+        let ids = streams.entry(key).or_default();
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+
+    pub(crate) fn remove_login(&self, id: ConnId, stream: StreamId) {
+        let key = {
+            let mut conns = write(&self.conns);
+            let Some(entry) = conns.get_mut(&id) else {
+                return;
+            };
+            let Some(pos) = entry.logins.iter().position(|l| l.stream == stream) else {
+                return;
+            };
+            let login = entry.logins.remove(pos);
+            let still = entry
+                .logins
+                .iter()
+                .any(|l| l.biz == login.biz && l.alias == login.alias);
+            (!still).then(|| StreamKey::new(&entry.app, &login.biz, &login.alias))
+        };
+        if let Some(key) = key {
+            remove_from(&mut write(&self.streams), &key, id);
+        }
+    }
+
+    pub(crate) fn set_route(&self, id: ConnId, stream: StreamId, route_id: &str) {
+        if let Some(entry) = write(&self.conns).get_mut(&id)
+            && let Some(login) = entry.logins.iter_mut().find(|l| l.stream == stream)
+        {
+            route_id.clone_into(&mut login.route_id);
+        }
+    }
+
+    /// Tells every connection logged in to `stream` that `message` was
+    /// stored; returns how many were told.
+    pub(crate) fn notify_stored(&self, stream: &StreamKey, message: &Arc<StoredMessage>) -> usize {
+        let ids = read(&self.streams).get(stream).cloned().unwrap_or_default();
+        let conns = read(&self.conns);
+        ids.iter()
+            .filter_map(|id| conns.get(id))
+            .map(|e| e.shared.stored(stream, message))
+            .count()
+    }
+
+    /// Senders of the connections logged in to `stream`.
+    pub(crate) fn senders_for_stream(&self, stream: &StreamKey) -> Vec<mpsc::Sender<ConnCommand>> {
+        let ids = read(&self.streams).get(stream).cloned().unwrap_or_default();
+        let conns = read(&self.conns);
+        ids.iter()
+            .filter_map(|id| conns.get(id).map(|e| e.tx.clone()))
+            .collect()
+    }
+
+    /// Senders of the connections of `device` in `app`.
+    pub(crate) fn senders_for_device(
+        &self,
+        app: &str,
+        device: &str,
+    ) -> Vec<mpsc::Sender<ConnCommand>> {
+        let ids = read(&self.devices)
+            .get(&(app.to_owned(), device.to_owned()))
+            .cloned()
+            .unwrap_or_default();
+        let conns = read(&self.conns);
+        ids.iter()
+            .filter_map(|id| conns.get(id).map(|e| e.tx.clone()))
+            .collect()
+    }
+
+    /// Senders of every connection (for shutdown).
+    pub(crate) fn all_senders(&self) -> Vec<mpsc::Sender<ConnCommand>> {
+        read(&self.conns).values().map(|e| e.tx.clone()).collect()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        read(&self.conns).len()
+    }
+
+    /// Connections logged in as `alias` of `biz` in `app`.
+    pub(crate) fn presence(&self, stream: &StreamKey) -> Vec<ConnectionInfo> {
+        let ids = read(&self.streams).get(stream).cloned().unwrap_or_default();
+        let conns = read(&self.conns);
+        ids.iter()
+            .filter_map(|id| conns.get(id).map(info))
+            .collect()
+    }
+
+    /// Up to `limit` connections of `app`, oldest first.
+    pub(crate) fn connections(&self, app: &str, limit: usize) -> Vec<ConnectionInfo> {
+        let conns = read(&self.conns);
+        let mut list: Vec<ConnectionInfo> =
+            conns.values().filter(|e| e.app == app).map(info).collect();
+        list.sort_by(|a, b| {
+            a.connected_at_ms
+                .cmp(&b.connected_at_ms)
+                .then_with(|| a.token.cmp(&b.token))
+        });
+        list.truncate(limit);
+        list
+    }
+
+    /// The trace of the connection with `token`, live or recently closed,
+    /// with its app (for access checks).
+    pub(crate) fn trace(&self, token: &str) -> Option<(Option<String>, SharedTrace)> {
+        if let Some(id) = read(&self.tokens).get(token)
+            && let Some(entry) = read(&self.conns).get(id)
+        {
+            return Some((Some(entry.app.clone()), entry.trace.clone()));
+        }
+        mutex(&self.closed).get(token).map(|t| (None, t))
+    }
+}
+
+fn info(e: &ConnEntry) -> ConnectionInfo {
+    ConnectionInfo {
+        token: e.token.clone(),
+        app: e.app.clone(),
+        device_id: e.device_id.clone(),
+        transport: e.transport,
+        peer: e.peer,
+        connected_at_ms: e.connected_at_ms,
+        logins: e
+            .logins
+            .iter()
+            .map(|l| LoginView {
+                biz: l.biz.clone(),
+                alias: l.alias.clone(),
+                route_id: l.route_id.clone(),
+                since_ms: l.since_ms,
+            })
+            .collect(),
+    }
+}
+
+fn remove_from<K: std::hash::Hash + Eq>(map: &mut HashMap<K, Vec<ConnId>>, key: &K, id: ConnId) {
+    if let Some(ids) = map.get_mut(key) {
+        ids.retain(|x| *x != id);
+        if ids.is_empty() {
+            map.remove(key);
+        }
+    }
+}
