@@ -4,6 +4,21 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod apps;
+pub mod auth;
 pub mod config;
 pub mod data_dir;
+mod gateway_store;
+pub mod run;
+pub mod store;
 pub mod token;
+pub mod webhook;
+
+pub use run::{RunError, Started, run};
+
+/// Wall-clock time, unix milliseconds.
+pub(crate) fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}

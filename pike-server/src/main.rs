@@ -1,7 +1,119 @@
 //! `pike-server`: the reference Pike gateway.
+//!
+//! With no arguments it serves the zero-config gateway on loopback (plain
+//! TCP 9300, TLS 9301, QUIC 9302, HTTP 9380, data in `./pike-data`, dev app
+//! `demo`). `pike-server --config pike.toml` for everything else
+//! (`docs/config.md`).
 #![forbid(unsafe_code)]
 
-fn main() {
-    eprintln!("pike-server: not yet implemented (the gateway lands with the gateway issue)");
-    std::process::exit(2);
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use pike_server::config::Config;
+use pike_server::{Started, run};
+
+/// The Pike gateway.
+#[derive(Debug, Parser)]
+#[command(
+    name = "pike-server",
+    version,
+    about = "The Pike long-connection gateway"
+)]
+struct Args {
+    /// Configuration file (TOML, see docs/config.md); none: zero-config
+    /// defaults on loopback.
+    #[arg(long, short, env = "PIKE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory (overrides `data_dir` of the configuration).
+    #[arg(long, env = "PIKE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+    // One process-wide crypto provider: ring (the HTTP client uses it).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+
+    let mut config = match &args.config {
+        Some(path) => match Config::load(path) {
+            Ok(config) => config,
+            Err(e) => {
+                eprintln!("pike-server: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => Config::default(),
+    };
+    if let Some(dir) = args.data_dir {
+        config.data_dir = dir;
+    }
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("pike-server: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config, banner, shutdown_signal())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pike-server: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Tells the operator where everything is.
+fn banner(started: &Started) {
+    println!("pike-server {} ready", env!("CARGO_PKG_VERSION"));
+    for (name, addr) in &started.listening {
+        println!("  {name:<5} {addr}");
+    }
+    println!("  data  {}", started.data_dir.display());
+    if let Some(fingerprint) = &started.fingerprint {
+        println!("  tls certificate sha256 {fingerprint}");
+    }
+    if let Some(dev) = &started.dev_app {
+        println!(
+            "dev app {:?} (kept in {}/dev-app.json):",
+            dev.app,
+            started.data_dir.display()
+        );
+        println!("  api key       {}", dev.api_key);
+        println!("  token secret  {}", dev.token_secret);
+        println!("try, from this directory:");
+        println!("  pike listen --alias chat:u42");
+        println!("  pike push --alias chat:u42 hello");
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+    tracing::info!("shutdown requested");
 }

@@ -1,0 +1,87 @@
+//! The apps a gateway serves: ids, HTTP API keys, token secrets and
+//! businesses, from `pike.toml` or the dev app in the data dir.
+
+use std::collections::HashMap;
+
+use ring::digest::{SHA256, digest};
+
+use crate::config::{App, Biz, Config};
+use crate::data_dir::DevApp;
+
+/// The apps, indexed for the HTTP API and the authenticator.
+#[derive(Clone, Debug, Default)]
+pub struct AppDirectory {
+    apps: HashMap<String, App>,
+}
+
+impl AppDirectory {
+    /// The apps of `config`, or the dev app when the config lists none.
+    pub fn from_config(config: &Config, dev: Option<&DevApp>) -> Self {
+        let mut apps: Vec<App> = config.apps.clone();
+        if apps.is_empty()
+            && let Some(dev) = dev
+        {
+            apps.push(App {
+                id: dev.app.clone(),
+                api_key: dev.api_key.clone(),
+                token_secret: dev.token_secret.clone(),
+                biz: Vec::new(),
+            });
+        }
+        Self {
+            apps: apps.into_iter().map(|a| (a.id.clone(), a)).collect(),
+        }
+    }
+
+    /// The app whose API key is `key`. Keys are compared by their SHA-256
+    /// digests, so comparison time says nothing useful about a key.
+    pub fn app_for_api_key(&self, key: &str) -> Option<&App> {
+        let candidate = digest(&SHA256, key.as_bytes());
+        self.apps
+            .values()
+            .find(|app| digest(&SHA256, app.api_key.as_bytes()).as_ref() == candidate.as_ref())
+    }
+
+    /// The app `id`.
+    pub fn app(&self, id: &str) -> Option<&App> {
+        self.apps.get(id)
+    }
+
+    /// The business `biz` of app `app`, if configured.
+    pub fn biz(&self, app: &str, biz: &str) -> Option<&Biz> {
+        self.apps.get(app)?.biz.iter().find(|b| b.id == biz)
+    }
+
+    /// Every app id.
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        self.apps.keys().map(String::as_str)
+    }
+
+    /// Every app.
+    pub fn iter(&self) -> impl Iterator<Item = &App> {
+        self.apps.values()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dev_app_stands_in_when_none_is_configured() {
+        let dev = DevApp {
+            app: "demo".into(),
+            api_key: "pk_0123456789abcdef".into(),
+            token_secret: "s".repeat(32),
+        };
+        let dir = AppDirectory::from_config(&Config::default(), Some(&dev));
+        assert_eq!(
+            dir.app_for_api_key("pk_0123456789abcdef")
+                .map(|a| a.id.as_str()),
+            Some("demo")
+        );
+        assert!(dir.app_for_api_key("pk_0123456789abcdeX").is_none());
+        assert!(dir.app_for_api_key("").is_none());
+        assert_eq!(dir.ids().collect::<Vec<_>>(), ["demo"]);
+    }
+}

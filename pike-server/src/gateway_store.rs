@@ -1,0 +1,230 @@
+//! [`RedbStore`] as the gateway's [`Store`](pike_api::server::Store).
+
+use pike_api::server::{
+    self as api, Append as ApiAppend, Appended as ApiAppended, BoxFuture,
+    ReadBatch as ApiReadBatch, StoreError as ApiStoreError, StoredMessage as ApiStoredMessage,
+    StreamKey as ApiStreamKey, UplinkRecord,
+};
+
+use crate::store::{Append, MAX_PAGE, RedbStore, StoreError, StreamKey, UplinkOutcome};
+
+fn key(k: &ApiStreamKey) -> StreamKey {
+    StreamKey::alias(&k.app, &k.biz, &k.alias)
+}
+
+fn err(e: StoreError) -> ApiStoreError {
+    ApiStoreError(e.to_string())
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl api::Store for RedbStore {
+    fn append(
+        &self,
+        batch: Vec<ApiAppend>,
+    ) -> BoxFuture<'_, Result<Vec<ApiAppended>, ApiStoreError>> {
+        Box::pin(async move {
+            let id = self.next_message_id();
+            let appends = batch
+                .into_iter()
+                .map(|a| {
+                    Append::new(key(&a.stream), a.payload)
+                        .with_priority(a.priority)
+                        .with_expires_at_ms(a.expires_at_ms)
+                        .with_message_id(id)
+                })
+                .collect();
+            let done = RedbStore::append(self, appends, now_ms())
+                .await
+                .map_err(err)?;
+            Ok(done
+                .into_iter()
+                .map(|d| ApiAppended {
+                    seq: d.seq,
+                    message_id: d.message_id,
+                })
+                .collect())
+        })
+    }
+
+    fn read(
+        &self,
+        stream: ApiStreamKey,
+        after_seq: u64,
+        max: usize,
+        now_ms: u64,
+    ) -> BoxFuture<'_, Result<ApiReadBatch, ApiStoreError>> {
+        Box::pin(async move {
+            let batch = RedbStore::read(self, &key(&stream), after_seq, max, now_ms)
+                .await
+                .map_err(err)?;
+            Ok(ApiReadBatch {
+                messages: batch
+                    .messages
+                    .into_iter()
+                    .map(|m| ApiStoredMessage {
+                        seq: m.seq,
+                        message_id: m.message_id,
+                        priority: m.priority,
+                        expires_at_ms: m.expires_at_ms,
+                        payload: m.payload,
+                    })
+                    .collect(),
+                first_seq: batch.first_seq,
+                last_seq: batch.last_seq,
+            })
+        })
+    }
+
+    fn set_position(
+        &self,
+        stream: ApiStreamKey,
+        device: String,
+        seq: u64,
+    ) -> BoxFuture<'_, Result<(), ApiStoreError>> {
+        Box::pin(async move {
+            RedbStore::set_position(self, &key(&stream), &device, seq)
+                .await
+                .map(|_| ())
+                .map_err(err)
+        })
+    }
+
+    fn position(
+        &self,
+        stream: ApiStreamKey,
+        device: String,
+    ) -> BoxFuture<'_, Result<Option<u64>, ApiStoreError>> {
+        Box::pin(async move {
+            RedbStore::position(self, &key(&stream), &device)
+                .await
+                .map_err(err)
+        })
+    }
+
+    fn update_tags(
+        &self,
+        app: String,
+        biz: String,
+        alias: String,
+        bind: Vec<String>,
+        unbind: Vec<String>,
+    ) -> BoxFuture<'_, Result<Vec<String>, ApiStoreError>> {
+        Box::pin(async move {
+            RedbStore::update_tags(self, &app, &biz, &alias, &bind, &unbind)
+                .await
+                .map_err(err)
+        })
+    }
+
+    fn tag_members(
+        &self,
+        app: String,
+        biz: String,
+        tag: String,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<String>, ApiStoreError>> {
+        Box::pin(async move {
+            let mut out: Vec<String> = Vec::new();
+            while out.len() < limit {
+                let want = (limit - out.len()).min(MAX_PAGE);
+                let page = RedbStore::tag_members(
+                    self,
+                    &app,
+                    &biz,
+                    &tag,
+                    out.last().map(String::as_str),
+                    want,
+                )
+                .await
+                .map_err(err)?;
+                let done = page.len() < want;
+                out.extend(page);
+                if done {
+                    break;
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    fn touch_alias(
+        &self,
+        app: String,
+        biz: String,
+        alias: String,
+    ) -> BoxFuture<'_, Result<(), ApiStoreError>> {
+        Box::pin(async move {
+            RedbStore::touch_alias(self, &app, &biz, &alias)
+                .await
+                .map_err(err)
+        })
+    }
+
+    fn aliases(
+        &self,
+        app: String,
+        biz: String,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<String>, ApiStoreError>> {
+        Box::pin(async move {
+            let mut out: Vec<String> = Vec::new();
+            while out.len() < limit {
+                let want = (limit - out.len()).min(MAX_PAGE);
+                let page =
+                    RedbStore::aliases(self, &app, &biz, out.last().map(String::as_str), want)
+                        .await
+                        .map_err(err)?;
+                let done = page.len() < want;
+                out.extend(page);
+                if done {
+                    break;
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    fn uplink_record(
+        &self,
+        stream: ApiStreamKey,
+        idem: String,
+    ) -> BoxFuture<'_, Result<Option<UplinkRecord>, ApiStoreError>> {
+        Box::pin(async move {
+            let outcome =
+                RedbStore::uplink_outcome(self, &stream.app, &stream.biz, &stream.alias, &idem)
+                    .await
+                    .map_err(err)?;
+            Ok(outcome.filter(|o| o.code == 0).map(|o| UplinkRecord {
+                route_id: o.route_id,
+            }))
+        })
+    }
+
+    fn record_uplink(
+        &self,
+        stream: ApiStreamKey,
+        idem: String,
+        record: UplinkRecord,
+        now_ms: u64,
+    ) -> BoxFuture<'_, Result<(), ApiStoreError>> {
+        Box::pin(async move {
+            RedbStore::record_uplink(
+                self,
+                &stream.app,
+                &stream.biz,
+                &stream.alias,
+                &idem,
+                UplinkOutcome::accepted(record.route_id),
+                now_ms,
+            )
+            .await
+            .map(|_| ())
+            .map_err(err)
+        })
+    }
+}

@@ -1,0 +1,208 @@
+//! Starting the gateway from a [`Config`]: data dir, store, TLS identity,
+//! apps, listeners, HTTP API, periodic expiry, graceful shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pike_api::server::{Gateway, GatewayConfig};
+use tntunnel::TunnelConfig;
+use tntunnel::tls::{Fingerprint, TlsServerConfig};
+use tokio_util::sync::CancellationToken;
+
+use crate::apps::AppDirectory;
+use crate::auth::TokenAuthenticator;
+use crate::config::Config;
+use crate::data_dir::{DataDir, DevApp};
+use crate::store::{RedbStore, StoreConfig};
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    /// The data dir is unusable.
+    #[error(transparent)]
+    DataDir(#[from] crate::data_dir::DataDirError),
+    /// The store could not be opened.
+    #[error("store: {0}")]
+    Store(#[from] crate::store::StoreError),
+    /// The TLS identity could not be loaded or made.
+    #[error("tls: {0}")]
+    Tls(String),
+    /// A setting is out of range.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// A listener could not bind.
+    #[error(transparent)]
+    Bind(#[from] pike_api::server::GatewayError),
+    /// The HTTP listener could not bind.
+    #[error("cannot listen on {addr} (http): {source}")]
+    HttpBind {
+        /// The address.
+        addr: SocketAddr,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+}
+
+/// What a started gateway tells its operator.
+#[derive(Clone, Debug)]
+pub struct Started {
+    /// Listener addresses: (`tcp` | `tls` | `quic` | `http`, address).
+    pub listening: Vec<(&'static str, SocketAddr)>,
+    /// The dev app's credentials, when it serves the dev app.
+    pub dev_app: Option<DevApp>,
+    /// SHA-256 fingerprint of the TLS certificate.
+    pub fingerprint: Option<Fingerprint>,
+    /// The data dir.
+    pub data_dir: std::path::PathBuf,
+}
+
+/// Runs the gateway until `shutdown` resolves; `on_started` is called once
+/// every listener is bound.
+pub async fn run(
+    config: Config,
+    on_started: impl FnOnce(&Started),
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    let data = DataDir::create(&config.data_dir)?;
+    let dev_app = if config.apps.is_empty() {
+        Some(data.dev_app()?)
+    } else {
+        None
+    };
+    let apps = Arc::new(AppDirectory::from_config(&config, dev_app.as_ref()));
+
+    let store_config = StoreConfig::default()
+        .with_default_ttl(Duration::from_secs(config.store.default_ttl_secs))?
+        .with_max_messages_per_stream(config.store.max_messages_per_stream)?;
+    let store = Arc::new(RedbStore::open(data.store_path(), store_config)?);
+
+    let (tls, fingerprint) = match (&config.tls.cert, &config.tls.key) {
+        (Some(cert), Some(key)) => {
+            let tls = TlsServerConfig::from_pem_files(cert, key)
+                .await
+                .map_err(|e| RunError::Tls(e.to_string()))?;
+            let fingerprint = tls.leaf_fingerprint();
+            (tls, fingerprint)
+        }
+        _ => {
+            let (tls, fingerprint) = TlsServerConfig::self_signed_in(
+                data.root(),
+                ["localhost".to_string(), "127.0.0.1".to_string()],
+            )
+            .await
+            .map_err(|e| RunError::Tls(e.to_string()))?;
+            (tls, Some(fingerprint))
+        }
+    };
+
+    let mut channel = pike_channel::ServerConfig::default();
+    channel
+        .heartbeat(
+            Duration::from_secs(config.heartbeat.interval_secs.into()),
+            Duration::from_secs(config.heartbeat.timeout_secs.into()),
+        )
+        .map_err(|e| RunError::Config(e.to_string()))?;
+    let mut tunnel = TunnelConfig::default();
+    tunnel
+        .max_frame_length(config.limits.max_frame_length)
+        .map_err(|e| RunError::Config(e.to_string()))?
+        .handshake_timeout(Duration::from_secs(
+            config.limits.handshake_timeout_secs.into(),
+        ));
+    let mut gateway_config = GatewayConfig::default();
+    gateway_config
+        .channel(channel)
+        .tunnel(tunnel)
+        .default_ttl(Duration::from_secs(config.store.default_ttl_secs))
+        .max_connections(
+            (config.limits.max_connections > 0).then_some(config.limits.max_connections),
+        );
+
+    let http_client = reqwest::Client::builder()
+        .build()
+        .map_err(|e| RunError::Config(format!("http client: {e}")))?;
+    let mut builder = Gateway::builder()
+        .store(store.clone())
+        .authenticator(TokenAuthenticator::new(apps.clone(), http_client.clone()))
+        .uplink(crate::webhook::shared(&apps, http_client))
+        .apps(apps.ids().map(str::to_owned))
+        .config(gateway_config);
+    if let Some(addr) = config.listen.tcp {
+        builder = builder.tcp(addr);
+    }
+    if let Some(addr) = config.listen.tls {
+        builder = builder.tls(addr, tls.clone());
+    }
+    if let Some(addr) = config.listen.quic {
+        builder = builder.quic(addr, tls);
+    }
+    let gateway = builder.bind().await?;
+    let mut listening = gateway.local_addrs();
+
+    let push = gateway.push_handle();
+    let http_shutdown = CancellationToken::new();
+    let mut http_task = None;
+    if let Some(addr) = config.listen.http {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| RunError::HttpBind { addr, source })?;
+        listening.push(("http", listener.local_addr().unwrap_or(addr)));
+        let router = http_router(push.clone(), apps.clone());
+        let signal = http_shutdown.clone().cancelled_owned();
+        http_task = Some(tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, router)
+                .with_graceful_shutdown(signal)
+                .await
+            {
+                tracing::error!(error = %e, "http server failed");
+            }
+        }));
+    }
+
+    let expiry = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                match store.expire(crate::unix_ms()).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(removed = n, "expired stored messages"),
+                    Err(e) => tracing::warn!(error = %e, "store expiry failed"),
+                }
+            }
+        })
+    };
+
+    on_started(&Started {
+        listening,
+        dev_app,
+        fingerprint,
+        data_dir: data.root().to_owned(),
+    });
+
+    gateway.serve_with_shutdown(shutdown).await;
+    http_shutdown.cancel();
+    if let Some(task) = http_task {
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    }
+    expiry.abort();
+    if let Err(e) = store.flush().await {
+        tracing::warn!(error = %e, "final store flush failed");
+    }
+    Ok(())
+}
+
+/// The HTTP API router.
+fn http_router(push: pike_api::server::PushHandle, _apps: Arc<AppDirectory>) -> axum::Router {
+    axum::Router::new().route(
+        "/healthz",
+        axum::routing::get(move || {
+            let count = push.connection_count();
+            async move { axum::Json(serde_json::json!({"status": "ok", "connections": count})) }
+        }),
+    )
+}

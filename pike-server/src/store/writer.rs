@@ -1,0 +1,716 @@
+//! The writer thread: group commit.
+//!
+//! Every mutation goes through one bounded queue to one dedicated thread.
+//! The thread blocks for the first request, then drains whatever else is
+//! queued (up to [`StoreConfig::max_batch`] operations), applies it all in
+//! ONE redb write transaction, commits, and only then answers each caller.
+//! While a commit is fsyncing, new requests pile up in the queue and go into
+//! the next transaction: batching grows with load and costs no added latency
+//! when the store is idle.
+//!
+//! A request that fails while being applied (a corrupt value) aborts the
+//! transaction; the batch is then re-run one request per transaction so that
+//! only the faulty request fails.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use redb::{Database, Durability, ReadableTable, Table, WriteTransaction};
+use tokio::sync::{mpsc, oneshot};
+
+use super::codec::{self, MessageValue, StreamMeta};
+use super::config::StoreConfig;
+use super::error::StoreError;
+use super::keys::*;
+use super::{Append, Appended, StoreStats, Target, UplinkOutcome};
+
+/// A mutation for the writer.
+#[derive(Debug)]
+pub(crate) enum Op {
+    Append {
+        appends: Vec<Append>,
+        now_ms: u64,
+    },
+    SetPosition {
+        stream: Vec<u8>,
+        device: String,
+        seq: u64,
+    },
+    Tags {
+        app: String,
+        biz: String,
+        alias: String,
+        bind: Vec<String>,
+        unbind: Vec<String>,
+    },
+    TouchAlias {
+        app: String,
+        biz: String,
+        alias: String,
+    },
+    RecordUplink {
+        key: Vec<u8>,
+        outcome: UplinkOutcome,
+        now_ms: u64,
+    },
+    Sweep {
+        now_ms: u64,
+    },
+    Flush,
+}
+
+impl Op {
+    fn weight(&self) -> usize {
+        match self {
+            Self::Append { appends, .. } => appends.len().max(1),
+            Self::Tags { bind, unbind, .. } => (bind.len() + unbind.len()).max(1),
+            _ => 1,
+        }
+    }
+
+    /// Losing it on a crash only costs redelivery, so it need not fsync.
+    fn is_lazy(&self) -> bool {
+        matches!(self, Self::SetPosition { .. })
+    }
+}
+
+/// A successful answer.
+#[derive(Debug)]
+pub(crate) enum Value {
+    Appended(Vec<Appended>),
+    Position(u64),
+    Tags(Vec<String>),
+    Unit,
+    Uplink(UplinkOutcome),
+    Swept { removed: usize, more: bool },
+}
+
+pub(crate) type Reply = oneshot::Sender<Result<Value, StoreError>>;
+
+/// An [`Op`] and where to send its answer.
+#[derive(Debug)]
+pub(crate) struct Request {
+    pub(crate) op: Op,
+    pub(crate) reply: Reply,
+}
+
+/// Counters shared with [`RedbStore::stats`](super::RedbStore::stats).
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    commits: AtomicU64,
+    durable_commits: AtomicU64,
+    requests: AtomicU64,
+    appended: AtomicU64,
+    largest_batch: AtomicU64,
+}
+
+impl Stats {
+    pub(crate) fn snapshot(&self) -> StoreStats {
+        StoreStats {
+            commits: self.commits.load(Ordering::Relaxed),
+            durable_commits: self.durable_commits.load(Ordering::Relaxed),
+            requests: self.requests.load(Ordering::Relaxed),
+            appended: self.appended.load(Ordering::Relaxed),
+            largest_batch: self.largest_batch.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Why a transaction did not commit.
+enum Failure {
+    /// While applying a request: the batch can be retried request by request.
+    Apply(StoreError),
+    /// Beginning or committing the transaction: everyone gets the error.
+    Commit(StoreError),
+}
+
+pub(crate) struct Writer {
+    pub(crate) db: Arc<Database>,
+    pub(crate) rx: mpsc::Receiver<Request>,
+    pub(crate) config: StoreConfig,
+    pub(crate) stats: Arc<Stats>,
+    /// Next message id to hand out (shared with `next_message_id`).
+    pub(crate) next_message_id: Arc<AtomicU64>,
+    /// `next_message_id` as last committed.
+    pub(crate) persisted_next_message_id: u64,
+    /// Non-durable commits since the last durable one.
+    pub(crate) lazy_commits: u32,
+}
+
+impl Writer {
+    /// Runs until every sender is gone, then makes pending lazy commits
+    /// durable.
+    pub(crate) fn run(mut self) {
+        let max_batch = self.config.max_batch();
+        while let Some(first) = self.rx.blocking_recv() {
+            let mut weight = first.op.weight();
+            let mut batch = vec![first];
+            while weight < max_batch {
+                match self.rx.try_recv() {
+                    Ok(req) => {
+                        weight += req.op.weight();
+                        batch.push(req);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.commit_batch(batch);
+        }
+        if self.lazy_commits > 0
+            && let Err(Failure::Apply(e) | Failure::Commit(e)) = self.try_commit(&[&Op::Flush])
+        {
+            tracing::error!(error = %e, "store: final flush failed");
+        }
+        tracing::debug!("store writer stopped");
+    }
+
+    pub(crate) fn commit_batch(&mut self, batch: Vec<Request>) {
+        let ops: Vec<&Op> = batch.iter().map(|r| &r.op).collect();
+        match self.try_commit(&ops) {
+            Ok(results) => {
+                for (req, res) in batch.into_iter().zip(results) {
+                    let _ = req.reply.send(res);
+                }
+            }
+            Err(Failure::Apply(e)) if batch.len() > 1 => {
+                tracing::warn!(error = %e, requests = batch.len(), "store: batch failed, retrying requests one by one");
+                for req in batch {
+                    let res = match self.try_commit(&[&req.op]) {
+                        Ok(mut r) => r.pop().unwrap_or(Err(StoreError::Closed)),
+                        Err(Failure::Apply(e) | Failure::Commit(e)) => Err(e),
+                    };
+                    let _ = req.reply.send(res);
+                }
+            }
+            Err(Failure::Apply(e) | Failure::Commit(e)) => {
+                if !matches!(e, StoreError::Corrupt { .. }) {
+                    tracing::error!(error = %e, "store: commit failed");
+                }
+                for req in batch {
+                    let _ = req.reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+
+    fn try_commit(&mut self, ops: &[&Op]) -> Result<Vec<Result<Value, StoreError>>, Failure> {
+        let durable = ops.iter().any(|op| !op.is_lazy())
+            || self.lazy_commits + 1 >= self.config.lazy_commits_per_flush();
+        let mut txn = self
+            .db
+            .begin_write()
+            .map_err(|e| Failure::Commit(e.into()))?;
+        if !durable {
+            txn.set_durability(Durability::None)
+                .map_err(|e| Failure::Commit(e.into()))?;
+        }
+        let mut appended = 0u64;
+        let (results, next_mid) = {
+            let mut batch =
+                Batch::open(&txn, &self.config, &self.next_message_id).map_err(Failure::Apply)?;
+            let mut results = Vec::with_capacity(ops.len());
+            for op in ops {
+                let res = batch.apply(op).map_err(Failure::Apply)?;
+                if let (Op::Append { appends, .. }, Ok(_)) = (op, &res) {
+                    appended += appends.len() as u64;
+                }
+                results.push(res);
+            }
+            let next_mid = batch
+                .finish(self.persisted_next_message_id)
+                .map_err(Failure::Apply)?;
+            (results, next_mid)
+        };
+        txn.commit().map_err(|e| Failure::Commit(e.into()))?;
+        self.persisted_next_message_id = next_mid;
+        self.lazy_commits = if durable { 0 } else { self.lazy_commits + 1 };
+        let s = &self.stats;
+        s.commits.fetch_add(1, Ordering::Relaxed);
+        if durable {
+            s.durable_commits.fetch_add(1, Ordering::Relaxed);
+        }
+        s.requests.fetch_add(ops.len() as u64, Ordering::Relaxed);
+        s.appended.fetch_add(appended, Ordering::Relaxed);
+        s.largest_batch
+            .fetch_max(ops.len() as u64, Ordering::Relaxed);
+        Ok(results)
+    }
+}
+
+/// The tables of one write transaction.
+pub(crate) struct Tables<'t> {
+    pub(crate) meta: Table<'t, &'static str, u64>,
+    pub(crate) stream_ids: Table<'t, &'static [u8], u64>,
+    pub(crate) streams: Table<'t, u64, &'static [u8]>,
+    pub(crate) messages: Table<'t, (u64, u64), &'static [u8]>,
+    pub(crate) message_expiry: Table<'t, (u64, u64, u64), ()>,
+    pub(crate) positions: Table<'t, (u64, &'static str), u64>,
+    pub(crate) aliases: Table<'t, &'static [u8], ()>,
+    pub(crate) alias_tags: Table<'t, &'static [u8], ()>,
+    pub(crate) tag_members: Table<'t, &'static [u8], ()>,
+    pub(crate) uplinks: Table<'t, &'static [u8], &'static [u8]>,
+    pub(crate) uplink_expiry: Table<'t, (u64, &'static [u8]), ()>,
+}
+
+impl<'t> Tables<'t> {
+    /// Opens (creating if needed) every table.
+    pub(crate) fn open(txn: &'t WriteTransaction) -> Result<Self, StoreError> {
+        Ok(Self {
+            meta: txn.open_table(META)?,
+            stream_ids: txn.open_table(STREAM_IDS)?,
+            streams: txn.open_table(STREAMS)?,
+            messages: txn.open_table(MESSAGES)?,
+            message_expiry: txn.open_table(MESSAGE_EXPIRY)?,
+            positions: txn.open_table(POSITIONS)?,
+            aliases: txn.open_table(ALIASES)?,
+            alias_tags: txn.open_table(ALIAS_TAGS)?,
+            tag_members: txn.open_table(TAG_MEMBERS)?,
+            uplinks: txn.open_table(UPLINKS)?,
+            uplink_expiry: txn.open_table(UPLINK_EXPIRY)?,
+        })
+    }
+}
+
+/// Keys of `table` in `[prefix ++ after, prefix ++ ∞)` (after excluded),
+/// at most `limit`, as the suffixes after `prefix`.
+pub(crate) fn scan_suffixes<T>(
+    table: &T,
+    table_name: &'static str,
+    prefix: &[u8],
+    after: Option<&str>,
+    limit: usize,
+) -> Result<Vec<String>, StoreError>
+where
+    T: ReadableTable<&'static [u8], ()>,
+{
+    use std::ops::Bound;
+    let start_key;
+    let start = match after {
+        Some(a) => {
+            let mut k = prefix.to_vec();
+            k.extend_from_slice(a.as_bytes());
+            start_key = k;
+            Bound::Excluded(start_key.as_slice())
+        }
+        None => Bound::Included(prefix),
+    };
+    let mut out = Vec::new();
+    if limit == 0 {
+        return Ok(out);
+    }
+    for entry in table.range::<&[u8]>((start, Bound::Unbounded))? {
+        let (k, _) = entry?;
+        let key = k.value();
+        if !key.starts_with(prefix) {
+            break;
+        }
+        out.push(codec::suffix(key, prefix, table_name)?.to_owned());
+        if out.len() >= limit {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// One write transaction's work, with the stream bookkeeping it touched.
+struct Batch<'a, 't> {
+    t: Tables<'t>,
+    config: &'a StoreConfig,
+    next_message_id: &'a AtomicU64,
+    /// Stream ids known in this transaction (encoded key -> id).
+    ids: HashMap<Vec<u8>, u64>,
+    /// Stream metadata loaded in this transaction, and whether it changed.
+    metas: HashMap<u64, (StreamMeta, bool)>,
+    /// Next stream id, once loaded; `true` when changed.
+    next_stream_id: Option<(u64, bool)>,
+}
+
+impl<'a, 't> Batch<'a, 't> {
+    fn open(
+        txn: &'t WriteTransaction,
+        config: &'a StoreConfig,
+        next_message_id: &'a AtomicU64,
+    ) -> Result<Self, StoreError> {
+        Ok(Self {
+            t: Tables::open(txn)?,
+            config,
+            next_message_id,
+            ids: HashMap::new(),
+            metas: HashMap::new(),
+            next_stream_id: None,
+        })
+    }
+
+    /// Writes back what changed; returns the persisted next message id.
+    fn finish(mut self, persisted_next_message_id: u64) -> Result<u64, StoreError> {
+        for (id, (meta, dirty)) in &self.metas {
+            if *dirty {
+                self.t.streams.insert(*id, meta.encode().as_slice())?;
+            }
+        }
+        if let Some((next, true)) = self.next_stream_id {
+            self.t.meta.insert(META_NEXT_STREAM_ID, next)?;
+        }
+        let next_mid = self.next_message_id.load(Ordering::SeqCst);
+        if next_mid > persisted_next_message_id {
+            self.t.meta.insert(META_NEXT_MESSAGE_ID, next_mid)?;
+            return Ok(next_mid);
+        }
+        Ok(persisted_next_message_id)
+    }
+
+    /// Outer error: abort the transaction. Inner error: this request is
+    /// refused, the transaction goes on (nothing was modified for it).
+    fn apply(&mut self, op: &Op) -> Result<Result<Value, StoreError>, StoreError> {
+        match op {
+            Op::Append { appends, now_ms } => self.append(appends, *now_ms).map(Ok),
+            Op::SetPosition {
+                stream,
+                device,
+                seq,
+            } => self.set_position(stream, device, *seq).map(Ok),
+            Op::Tags {
+                app,
+                biz,
+                alias,
+                bind,
+                unbind,
+            } => self.tags(app, biz, alias, bind, unbind),
+            Op::TouchAlias { app, biz, alias } => {
+                let key = codec::scoped(&[app, biz], alias);
+                if self.t.aliases.get(key.as_slice())?.is_none() {
+                    self.t.aliases.insert(key.as_slice(), ())?;
+                }
+                Ok(Ok(Value::Unit))
+            }
+            Op::RecordUplink {
+                key,
+                outcome,
+                now_ms,
+            } => self.record_uplink(key, outcome, *now_ms).map(Ok),
+            Op::Sweep { now_ms } => self.sweep(*now_ms).map(Ok),
+            Op::Flush => Ok(Ok(Value::Unit)),
+        }
+    }
+
+    fn lookup_id(&mut self, key: &[u8]) -> Result<Option<u64>, StoreError> {
+        if let Some(id) = self.ids.get(key) {
+            return Ok(Some(*id));
+        }
+        let id = self.t.stream_ids.get(key)?.map(|g| g.value());
+        if let Some(id) = id {
+            self.ids.insert(key.to_vec(), id);
+        }
+        Ok(id)
+    }
+
+    fn meta(&mut self, id: u64) -> Result<StreamMeta, StoreError> {
+        if let Some((m, _)) = self.metas.get(&id) {
+            return Ok(*m);
+        }
+        let m = match self.t.streams.get(id)? {
+            Some(g) => StreamMeta::decode(g.value())?,
+            None => {
+                return Err(StoreError::corrupt(
+                    "streams",
+                    format!("stream id {id} has no metadata"),
+                ));
+            }
+        };
+        self.metas.insert(id, (m, false));
+        Ok(m)
+    }
+
+    fn put_meta(&mut self, id: u64, m: StreamMeta) {
+        self.metas.insert(id, (m, true));
+    }
+
+    /// The id of a stream, created (with its alias registered) if new.
+    fn stream_id(&mut self, key: &[u8], stream: &super::StreamKey) -> Result<u64, StoreError> {
+        if let Some(id) = self.lookup_id(key)? {
+            return Ok(id);
+        }
+        let (next, _) = match self.next_stream_id {
+            Some(n) => n,
+            None => (
+                self.t
+                    .meta
+                    .get(META_NEXT_STREAM_ID)?
+                    .map_or(1, |g| g.value()),
+                false,
+            ),
+        };
+        let id = next;
+        let after = next
+            .checked_add(1)
+            .ok_or_else(|| StoreError::corrupt("meta", "stream ids exhausted"))?;
+        self.next_stream_id = Some((after, true));
+        self.t.stream_ids.insert(key, id)?;
+        self.ids.insert(key.to_vec(), id);
+        self.put_meta(id, StreamMeta::NEW);
+        if let Target::Alias(alias) = &stream.target {
+            let akey = codec::scoped(&[&stream.app, &stream.biz], alias);
+            self.t.aliases.insert(akey.as_slice(), ())?;
+        }
+        Ok(id)
+    }
+
+    fn append(&mut self, appends: &[Append], now_ms: u64) -> Result<Value, StoreError> {
+        let cap = self.config.max_messages_per_stream();
+        let ttl = self.config.default_ttl_ms();
+        let mut out = Vec::with_capacity(appends.len());
+        for a in appends {
+            let key = codec::stream_key(&a.stream);
+            let id = self.stream_id(&key, &a.stream)?;
+            let mut m = self.meta(id)?;
+            let seq = m
+                .last_seq
+                .checked_add(1)
+                .ok_or_else(|| StoreError::corrupt("streams", "sequence numbers exhausted"))?;
+            m.last_seq = seq;
+            if m.count == 0 {
+                m.first_seq = seq;
+            }
+            m.count += 1;
+            let message_id = match a.message_id {
+                Some(id) => id,
+                None => self.next_message_id.fetch_add(1, Ordering::SeqCst),
+            };
+            let expires_at_ms = if a.expires_at_ms == 0 {
+                now_ms.saturating_add(ttl)
+            } else {
+                a.expires_at_ms
+            };
+            let value = MessageValue::encode(message_id, a.priority, expires_at_ms, &a.payload);
+            self.t.messages.insert((id, seq), value.as_slice())?;
+            self.t.message_expiry.insert((expires_at_ms, id, seq), ())?;
+            if m.count > cap {
+                self.evict(id, &mut m, cap)?;
+            }
+            self.put_meta(id, m);
+            out.push(Appended {
+                seq,
+                message_id,
+                expires_at_ms,
+            });
+        }
+        Ok(Value::Appended(out))
+    }
+
+    /// Removes the oldest messages of stream `id` until at most `cap` remain.
+    fn evict(&mut self, id: u64, m: &mut StreamMeta, cap: u64) -> Result<(), StoreError> {
+        while m.count > cap {
+            let oldest = {
+                let mut range = self.t.messages.range((id, m.first_seq)..=(id, u64::MAX))?;
+                match range.next() {
+                    Some(entry) => {
+                        let (k, v) = entry?;
+                        Some((k.value().1, MessageValue::expires_at(v.value())))
+                    }
+                    None => None,
+                }
+            };
+            let Some((seq, expires)) = oldest else {
+                tracing::warn!(
+                    stream_id = id,
+                    "store: message count above what is stored; fixed"
+                );
+                m.count = 0;
+                break;
+            };
+            self.t.messages.remove((id, seq))?;
+            match expires {
+                Ok(exp) => {
+                    self.t.message_expiry.remove((exp, id, seq))?;
+                }
+                // The sweep drops the orphaned index row when its time comes.
+                Err(e) => {
+                    tracing::warn!(error = %e, stream_id = id, seq, "store: evicted a corrupt message")
+                }
+            }
+            m.count -= 1;
+            m.first_seq = seq + 1;
+        }
+        self.refresh_first_seq(id, m)
+    }
+
+    /// Sets `first_seq` to the lowest stored seq (or `last_seq + 1`).
+    fn refresh_first_seq(&mut self, id: u64, m: &mut StreamMeta) -> Result<(), StoreError> {
+        if m.count == 0 {
+            m.first_seq = m.last_seq + 1;
+            return Ok(());
+        }
+        let first = {
+            let mut range = self.t.messages.range((id, m.first_seq)..=(id, u64::MAX))?;
+            match range.next() {
+                Some(entry) => Some(entry?.0.value().1),
+                None => None,
+            }
+        };
+        match first {
+            Some(seq) => m.first_seq = seq,
+            None => {
+                tracing::warn!(
+                    stream_id = id,
+                    "store: message count above what is stored; fixed"
+                );
+                m.count = 0;
+                m.first_seq = m.last_seq + 1;
+            }
+        }
+        Ok(())
+    }
+
+    fn set_position(&mut self, stream: &[u8], device: &str, seq: u64) -> Result<Value, StoreError> {
+        let Some(id) = self.lookup_id(stream)? else {
+            return Ok(Value::Position(0));
+        };
+        let m = self.meta(id)?;
+        let wanted = seq.min(m.last_seq);
+        let current = self.t.positions.get((id, device))?.map(|g| g.value());
+        match current {
+            Some(cur) if cur >= wanted => Ok(Value::Position(cur)),
+            _ => {
+                self.t.positions.insert((id, device), wanted)?;
+                Ok(Value::Position(wanted))
+            }
+        }
+    }
+
+    fn tags(
+        &mut self,
+        app: &str,
+        biz: &str,
+        alias: &str,
+        bind: &[String],
+        unbind: &[String],
+    ) -> Result<Result<Value, StoreError>, StoreError> {
+        let max = self.config.max_tags_per_alias();
+        let prefix = codec::scope(&[app, biz, alias]);
+        let current: BTreeSet<String> =
+            scan_suffixes(&self.t.alias_tags, "alias_tags", &prefix, None, usize::MAX)?
+                .into_iter()
+                .collect();
+        let mut next = current.clone();
+        next.extend(bind.iter().cloned());
+        for t in unbind {
+            next.remove(t);
+        }
+        if next.len() > max && next.len() > current.len() {
+            return Ok(Err(StoreError::InvalidArgument(format!(
+                "an alias may have at most {max} tags"
+            ))));
+        }
+        for tag in next.difference(&current) {
+            let k = codec::scoped(&[app, biz, alias], tag);
+            self.t.alias_tags.insert(k.as_slice(), ())?;
+            let k = codec::scoped(&[app, biz, tag], alias);
+            self.t.tag_members.insert(k.as_slice(), ())?;
+        }
+        for tag in current.difference(&next) {
+            let k = codec::scoped(&[app, biz, alias], tag);
+            self.t.alias_tags.remove(k.as_slice())?;
+            let k = codec::scoped(&[app, biz, tag], alias);
+            self.t.tag_members.remove(k.as_slice())?;
+        }
+        Ok(Ok(Value::Tags(next.into_iter().collect())))
+    }
+
+    fn record_uplink(
+        &mut self,
+        key: &[u8],
+        outcome: &UplinkOutcome,
+        now_ms: u64,
+    ) -> Result<Value, StoreError> {
+        let existing = self
+            .t
+            .uplinks
+            .get(key)?
+            .map(|g| codec::decode_uplink(g.value()));
+        match existing {
+            // First record wins while it lives: a resend gets the same answer.
+            Some(Ok((_, expires, kept))) if expires > now_ms => return Ok(Value::Uplink(kept)),
+            Some(Ok((_, expires, _))) => {
+                self.t.uplink_expiry.remove((expires, key))?;
+            }
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "store: replacing a corrupt uplink record");
+            }
+            None => {}
+        }
+        let expires = now_ms.saturating_add(self.config.uplink_retention_ms());
+        let value = codec::encode_uplink(now_ms, expires, outcome);
+        self.t.uplinks.insert(key, value.as_slice())?;
+        self.t.uplink_expiry.insert((expires, key), ())?;
+        Ok(Value::Uplink(outcome.clone()))
+    }
+
+    /// Removes up to `sweep_chunk` expired entries (messages first).
+    fn sweep(&mut self, now_ms: u64) -> Result<Value, StoreError> {
+        let chunk = self.config.sweep_chunk();
+        let due: Vec<(u64, u64, u64)> = {
+            let mut v = Vec::new();
+            for entry in self
+                .t
+                .message_expiry
+                .range(..=(now_ms, u64::MAX, u64::MAX))?
+                .take(chunk)
+            {
+                v.push(entry?.0.value());
+            }
+            v
+        };
+        let mut removed = 0usize;
+        let mut touched = Vec::new();
+        for &(exp, id, seq) in &due {
+            self.t.message_expiry.remove((exp, id, seq))?;
+            if self.t.messages.remove((id, seq))?.is_some() {
+                let mut m = self.meta(id)?;
+                m.count = m.count.saturating_sub(1);
+                self.put_meta(id, m);
+                touched.push(id);
+                removed += 1;
+            }
+        }
+        touched.sort_unstable();
+        touched.dedup();
+        for id in touched {
+            let mut m = self.meta(id)?;
+            self.refresh_first_seq(id, &mut m)?;
+            self.put_meta(id, m);
+        }
+        let budget = chunk - due.len();
+        let mut uplinks_due: Vec<(u64, Vec<u8>)> = Vec::new();
+        if budget > 0 {
+            for entry in self.t.uplink_expiry.range::<(u64, &[u8])>(..)?.take(budget) {
+                let (k, _) = entry?;
+                let (exp, key) = k.value();
+                if exp > now_ms {
+                    break;
+                }
+                uplinks_due.push((exp, key.to_vec()));
+            }
+            for (exp, key) in &uplinks_due {
+                self.t.uplink_expiry.remove((*exp, key.as_slice()))?;
+                // An index row left behind by a replaced corrupt record must
+                // not delete the record that replaced it.
+                let current = self
+                    .t
+                    .uplinks
+                    .get(key.as_slice())?
+                    .map(|g| codec::decode_uplink(g.value()).map(|(_, e, _)| e));
+                match current {
+                    Some(Ok(e)) if e != *exp => {}
+                    Some(_) => {
+                        self.t.uplinks.remove(key.as_slice())?;
+                        removed += 1;
+                    }
+                    None => {}
+                }
+            }
+        }
+        let more = due.len() == chunk || (budget > 0 && uplinks_due.len() == budget);
+        Ok(Value::Swept { removed, more })
+    }
+}

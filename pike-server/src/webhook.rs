@@ -1,0 +1,242 @@
+//! Uplink to business backends over HTTP webhooks (one URL per backend
+//! instance), with sticky routes and failover.
+//!
+//! A route id is `r<index>`: the position of the URL in the business's
+//! `uplink_webhooks` list. A login keeps its route while that backend is
+//! healthy; a backend that fails (connection error, timeout, 408, 429 or
+//! 5xx) is avoided for [`COOLDOWN`] and its logins move to the healthy
+//! backend with the fewest requests in flight. See `docs/webhooks.md` for
+//! the request format.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use pike_api::server::{BoxFuture, UplinkError, UplinkHandler, UplinkRequest};
+use proto::tunnel::ErrorCode;
+
+use crate::apps::AppDirectory;
+
+/// How long a failed backend is avoided.
+pub const COOLDOWN: Duration = Duration::from_secs(10);
+
+/// Uplink over webhooks.
+#[derive(Debug)]
+pub struct WebhookUplink {
+    client: reqwest::Client,
+    bizs: HashMap<(String, String), Backends>,
+}
+
+#[derive(Debug)]
+struct Backends {
+    urls: Vec<String>,
+    timeout: Duration,
+    health: Vec<Health>,
+    next: AtomicUsize,
+}
+
+#[derive(Debug, Default)]
+struct Health {
+    failed_until_ms: AtomicU64,
+    in_flight: AtomicUsize,
+}
+
+impl WebhookUplink {
+    /// Webhooks for every business of every app in `apps` that has some.
+    pub fn new(apps: &AppDirectory, client: reqwest::Client) -> Self {
+        let mut bizs = HashMap::new();
+        for app in apps.iter() {
+            for biz in &app.biz {
+                if biz.uplink_webhooks.is_empty() {
+                    continue;
+                }
+                bizs.insert(
+                    (app.id.clone(), biz.id.clone()),
+                    Backends {
+                        urls: biz.uplink_webhooks.clone(),
+                        timeout: Duration::from_millis(biz.webhook_timeout_ms),
+                        health: biz
+                            .uplink_webhooks
+                            .iter()
+                            .map(|_| Health::default())
+                            .collect(),
+                        next: AtomicUsize::new(0),
+                    },
+                );
+            }
+        }
+        Self { client, bizs }
+    }
+}
+
+impl Backends {
+    fn healthy(&self, i: usize, now_ms: u64) -> bool {
+        self.health[i].failed_until_ms.load(Ordering::Relaxed) <= now_ms
+    }
+
+    fn pick(&self, saved: &str, avoid: Option<&str>, now_ms: u64) -> Option<usize> {
+        let index = |route: &str| {
+            route
+                .strip_prefix('r')
+                .and_then(|n| n.parse::<usize>().ok())
+        };
+        let avoid = avoid.and_then(index);
+        if let Some(i) = index(saved)
+            && i < self.urls.len()
+            && Some(i) != avoid
+            && self.healthy(i, now_ms)
+        {
+            return Some(i);
+        }
+        let n = self.urls.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let candidates = (0..n)
+            .map(|k| (start + k) % n)
+            .filter(|i| Some(*i) != avoid);
+        let healthy = candidates
+            .clone()
+            .filter(|i| self.healthy(*i, now_ms))
+            .min_by_key(|i| self.health[*i].in_flight.load(Ordering::Relaxed));
+        // Nobody healthy: try the one whose cooldown ends first.
+        healthy.or_else(|| {
+            candidates.min_by_key(|i| self.health[*i].failed_until_ms.load(Ordering::Relaxed))
+        })
+    }
+}
+
+impl UplinkHandler for WebhookUplink {
+    fn route(&self, app: &str, biz: &str, saved: &str, avoid: Option<&str>) -> Option<String> {
+        let backends = self.bizs.get(&(app.to_owned(), biz.to_owned()))?;
+        backends
+            .pick(saved, avoid, unix_ms())
+            .map(|i| format!("r{i}"))
+    }
+
+    fn deliver(&self, request: UplinkRequest) -> BoxFuture<'_, Result<(), UplinkError>> {
+        Box::pin(async move {
+            let unavailable = |message: String, route_failed| UplinkError {
+                code: ErrorCode::BackendUnavailable,
+                message,
+                route_failed,
+            };
+            let Some(backends) = self.bizs.get(&(request.app.clone(), request.biz.clone())) else {
+                return Err(unavailable(
+                    format!("no uplink webhook for biz {:?}", request.biz),
+                    false,
+                ));
+            };
+            let Some(i) = request
+                .route_id
+                .strip_prefix('r')
+                .and_then(|n| n.parse::<usize>().ok())
+                .filter(|i| *i < backends.urls.len())
+            else {
+                return Err(unavailable(
+                    format!("unknown route {:?}", request.route_id),
+                    true,
+                ));
+            };
+            let health = &backends.health[i];
+            health.in_flight.fetch_add(1, Ordering::Relaxed);
+            let result = self
+                .client
+                .post(&backends.urls[i])
+                .timeout(backends.timeout)
+                .header("content-type", "application/octet-stream")
+                .header("idempotency-key", &request.idempotency_key)
+                .header("pike-app", &request.app)
+                .header("pike-biz", &request.biz)
+                .header("pike-alias", &request.alias)
+                .header("pike-device", &request.device_id)
+                .header("pike-connection", &request.connection_token)
+                .header("pike-seq", request.seq.to_string())
+                .header("pike-route", &request.route_id)
+                .body(request.payload.clone())
+                .send()
+                .await;
+            health.in_flight.fetch_sub(1, Ordering::Relaxed);
+            let fail_route = |message: String| {
+                health
+                    .failed_until_ms
+                    .store(unix_ms() + COOLDOWN.as_millis() as u64, Ordering::Relaxed);
+                metrics::counter!("pike_webhook_failures_total", "biz" => request.biz.clone())
+                    .increment(1);
+                unavailable(message, true)
+            };
+            match result {
+                Ok(response) if response.status().is_success() => Ok(()),
+                Ok(response) => {
+                    let status = response.status();
+                    if status.is_server_error() || status.as_u16() == 408 || status.as_u16() == 429
+                    {
+                        Err(fail_route(format!(
+                            "backend {} answered {status}",
+                            request.route_id
+                        )))
+                    } else {
+                        Err(unavailable(
+                            format!("backend refused the message: {status}"),
+                            false,
+                        ))
+                    }
+                }
+                Err(e) => Err(fail_route(format!(
+                    "backend {} unreachable: {e}",
+                    request.route_id
+                ))),
+            }
+        })
+    }
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A shared handle, as the gateway builder takes it.
+pub fn shared(apps: &AppDirectory, client: reqwest::Client) -> Arc<dyn UplinkHandler> {
+    Arc::new(WebhookUplink::new(apps, client))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backends(n: usize) -> Backends {
+        Backends {
+            urls: (0..n).map(|i| format!("http://127.0.0.1:1/{i}")).collect(),
+            timeout: Duration::from_secs(1),
+            health: (0..n).map(|_| Health::default()).collect(),
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    #[test]
+    fn saved_route_is_kept_while_healthy() {
+        let b = backends(3);
+        assert_eq!(b.pick("r2", None, 1_000), Some(2));
+        b.health[2].failed_until_ms.store(5_000, Ordering::Relaxed);
+        let moved = b.pick("r2", None, 1_000).unwrap();
+        assert_ne!(moved, 2, "a failed backend is avoided during its cooldown");
+        assert_eq!(
+            b.pick("r2", None, 5_000),
+            Some(2),
+            "and used again after it"
+        );
+    }
+
+    #[test]
+    fn new_logins_spread_and_avoid_the_failed_route() {
+        let b = backends(2);
+        let first = b.pick("", None, 0).unwrap();
+        let second = b.pick("", None, 0).unwrap();
+        assert_ne!(first, second, "round robin among equally loaded backends");
+        assert_eq!(b.pick("r0", Some("r0"), 0), Some(1));
+        assert_eq!(b.pick("garbage", None, 0).map(|i| i < 2), Some(true));
+        let one = backends(1);
+        assert_eq!(one.pick("r0", Some("r0"), 0), None, "no other backend");
+    }
+}
