@@ -1,0 +1,36 @@
+//! `pike token`: mint a client credential.
+
+use clap::Args;
+
+use super::{Common, Failure, split_scoped, token_secret};
+use crate::token::{Claims, mint};
+
+/// Arguments of `pike token`.
+#[derive(Debug, Args)]
+pub(crate) struct TokenArgs {
+    /// The business alias the credential may bind, as BIZ:ALIAS.
+    #[arg(long, env = "PIKE_ALIAS")]
+    alias: String,
+    /// Validity in seconds.
+    #[arg(long, default_value_t = 86_400)]
+    ttl: u64,
+    /// The app's token secret (default: the dev app's, from the data dir).
+    #[arg(long, env = "PIKE_TOKEN_SECRET", hide_env_values = true)]
+    token_secret: Option<String>,
+}
+
+pub(crate) fn run(common: &Common, args: TokenArgs) -> Result<(), Failure> {
+    let (biz, alias) = split_scoped(&args.alias, "--alias").map_err(Failure::usage)?;
+    let secret = token_secret(common, args.token_secret.as_deref())?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    println!(
+        "{}",
+        mint(
+            &Claims::new(&common.app, &biz, &alias, now, args.ttl),
+            secret.as_bytes()
+        )
+    );
+    Ok(())
+}
