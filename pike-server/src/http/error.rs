@@ -1,0 +1,161 @@
+//! The error model: every 4xx and 5xx answer carries
+//! `{"error": {"code": "...", "message": "..."}}`.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use pike_api::server::PushError;
+
+use super::model::{ErrorBody, ErrorDetail};
+
+/// The machine-readable `error.code` of an HTTP API error; each maps to one
+/// HTTP status.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// 400: malformed JSON, wrong content type, a missing, extra or invalid
+    /// field or query parameter.
+    InvalidRequest,
+    /// 401: no `Authorization: Bearer <api key>` header, or an unknown key.
+    Unauthorized,
+    /// 404: unknown route, or a resource the app does not have (a
+    /// connection token of another app is not found either).
+    NotFound,
+    /// 405: the route exists, the method does not (see `Allow`).
+    MethodNotAllowed,
+    /// 413: the request body is larger than the limit.
+    PayloadTooLarge,
+    /// 422: a tag or whole-app push reaches more aliases than the gateway's
+    /// limit (use a room).
+    TooManyRecipients,
+    /// 503: the store failed or the gateway is shutting down; nothing was
+    /// done; retry (on another gateway when shutting down).
+    Unavailable,
+    /// 500: a bug.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The code as it appears in the JSON body.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidRequest => "invalid_request",
+            Self::Unauthorized => "unauthorized",
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::TooManyRecipients => "too_many_recipients",
+            Self::Unavailable => "unavailable",
+            Self::Internal => "internal",
+        }
+    }
+
+    /// The HTTP status of the code.
+    pub fn status(self) -> StatusCode {
+        match self {
+            Self::InvalidRequest => StatusCode::BAD_REQUEST,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::TooManyRecipients => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+/// An HTTP API error: a code and a human-readable message.
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub struct ApiError {
+    code: ErrorCode,
+    message: String,
+}
+
+impl ApiError {
+    /// An error with `code` and `message`.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// `400 invalid_request`.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidRequest, message)
+    }
+
+    /// `401 unauthorized`.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Unauthorized, message)
+    }
+
+    /// `404 not_found`.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::NotFound, message)
+    }
+
+    /// The code.
+    pub fn code(&self) -> ErrorCode {
+        self.code
+    }
+
+    /// The message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code.as_str(), self.message)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.as_str().to_owned(),
+                message: self.message,
+            },
+        };
+        let mut response = (self.code.status(), Json(body)).into_response();
+        if self.code == ErrorCode::Unauthorized {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(r#"Bearer realm="pike""#),
+            );
+        }
+        response
+    }
+}
+
+impl From<PushError> for ApiError {
+    fn from(error: PushError) -> Self {
+        match error {
+            PushError::Invalid(message) => Self::invalid(message),
+            e @ PushError::TooManyRecipients { .. } => {
+                Self::new(ErrorCode::TooManyRecipients, e.to_string())
+            }
+            PushError::Store(e) => {
+                tracing::error!(error = %e, "push failed: store error");
+                Self::new(
+                    ErrorCode::Unavailable,
+                    "the message store is unavailable; nothing was pushed; retry later",
+                )
+            }
+            PushError::ShuttingDown => Self::new(
+                ErrorCode::Unavailable,
+                "the gateway is shutting down; nothing was pushed; retry on another gateway",
+            ),
+            e => {
+                tracing::error!(error = %e, "push failed");
+                Self::new(ErrorCode::Internal, "the push failed unexpectedly")
+            }
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! The gateway's HTTP API: JSON under `/v1`, authenticated by a per-app
+//! bearer API key (the key names the app, so an app only ever sees its own
+//! data), plus `/healthz` and `/metrics` without authentication.
+//!
+//! | Method and path | What |
+//! |---|---|
+//! | `POST /v1/push` | push to an alias, aliases, a tag, a device or the whole app |
+//! | `GET /v1/presence?biz=&alias=` | the connections logged in as an alias |
+//! | `GET /v1/connections?limit=` | the app's connections |
+//! | `GET /v1/connections/{token}/trace` | the signals of one connection |
+//! | `POST /v1/tokens` | mint a client credential |
+//! | `GET /healthz` | liveness and connection count |
+//! | `GET /metrics` | Prometheus text format |
+//!
+//! Every 4xx and 5xx answer has the body
+//! `{"error": {"code": "...", "message": "..."}}` ([`ErrorCode`]). The
+//! reference, with examples, is `docs/http-api.md`; the OpenAPI 3.1
+//! description is `docs/openapi.yaml`.
+//!
+//! ```no_run
+//! # async fn example(push: pike_api::server::PushHandle, apps: pike_server::apps::AppDirectory)
+//! # -> std::io::Result<()> {
+//! use pike_server::http::{HttpState, router};
+//!
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:9380").await?;
+//! axum::serve(listener, router(HttpState::new(push, apps, None))).await?;
+//! # Ok(())
+//! # }
+//! ```
+
+mod error;
+mod extract;
+pub mod model;
+mod ops;
+mod presence;
+mod push;
+mod state;
+mod tokens;
+mod trace;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+
+pub use error::{ApiError, ErrorCode};
+pub use presence::{DEFAULT_CONNECTIONS_LIMIT, MAX_CONNECTIONS_LIMIT};
+pub use state::{DEFAULT_BODY_LIMIT, HttpState};
+pub use tokens::{DEFAULT_TOKEN_TTL_SECS, MAX_TOKEN_TTL_SECS};
+
+/// The HTTP API's router, ready for `axum::serve`.
+pub fn router(state: HttpState) -> Router {
+    let body_limit = state.body_limit();
+    Router::new()
+        .route("/v1/push", post(push::push))
+        .route("/v1/presence", get(presence::presence))
+        .route("/v1/connections", get(presence::connections))
+        .route("/v1/connections/{token}/trace", get(trace::trace))
+        .route("/v1/tokens", post(tokens::mint_token))
+        .route("/healthz", get(ops::healthz))
+        .route("/metrics", get(ops::metrics))
+        .method_not_allowed_fallback(ops::method_not_allowed)
+        .fallback(ops::not_found)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn(ops::track))
+        .with_state(state)
+}

@@ -1,0 +1,215 @@
+//! The JSON bodies of the HTTP API, shared with clients such as `pike push`
+//! (`docs/http-api.md` describes every field).
+
+use serde::{Deserialize, Serialize};
+
+/// Body of `POST /v1/push`: exactly one target (`alias`, `aliases`, `tag`,
+/// `device` or `all: true`) and exactly one payload (`payload` or
+/// `payload_base64`).
+#[derive(Clone, Debug, Default, Deserialize, Eq, PartialEq, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushBody {
+    /// Business id.
+    pub biz: String,
+    /// Target: every device logged in as this alias.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alias: Option<String>,
+    /// Target: several aliases (duplicates count once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aliases: Option<Vec<String>>,
+    /// Target: the aliases bound to this tag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    /// Target: the connections of one device (transient pushes only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    /// Target: every alias known in the business, when `true`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub all: Option<bool>,
+    /// Payload as UTF-8 text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<String>,
+    /// Payload as standard base64 (with padding), for binary payloads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload_base64: Option<String>,
+    /// Stored and delivered at least once (default `true`), or transient.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reliable: Option<bool>,
+    /// Time to live of a reliable push, seconds (default: the gateway's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_secs: Option<u64>,
+    /// Priority, 0 (default) = normal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<u32>,
+}
+
+/// Answer of `POST /v1/push`.
+#[derive(Clone, Debug, Deserialize, Eq, PartialEq, Serialize)]
+pub struct PushResponse {
+    /// The message id, as a decimal string (it may exceed 2^53).
+    pub message_id: String,
+    /// Aliases the message was stored for (reliable pushes).
+    pub stored: usize,
+    /// Connections online that got it (or will, from the store).
+    pub online: usize,
+    /// Connections whose queue was full (transient pushes only).
+    pub dropped: usize,
+}
+
+/// Query of `GET /v1/presence`.
+#[derive(Clone, Debug, Deserialize, Eq, PartialEq, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PresenceQuery {
+    /// Business id.
+    pub biz: String,
+    /// Alias.
+    pub alias: String,
+}
+
+/// Answer of `GET /v1/presence`.
+#[derive(Clone, Debug, Deserialize, Eq, PartialEq, Serialize)]
+pub struct PresenceResponse {
+    /// Whether at least one connection is logged in as the alias.
+    pub online: bool,
+    /// Those connections.
+    pub connections: Vec<Connection>,
+}
+
+/// Query of `GET /v1/connections`.
+#[derive(Clone, Debug, Default, Deserialize, Eq, PartialEq, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionsQuery {
+    /// Most connections listed, 1 to 10,000 (default 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+}
+
+/// Answer of `GET /v1/connections`.
+#[derive(Clone, Debug, Deserialize, Eq, PartialEq, Serialize)]
+pub struct ConnectionsResponse {
+    /// Open connections of the app.
+    pub total: usize,
+    /// Up to `limit` of them, oldest first.
+    pub connections: Vec<Connection>,
+}
+
+/// A client connection.
+#[derive(Clone, Debug, Deserialize, Eq, PartialEq, Serialize)]
+pub struct Connection {
+    /// The connection token (key of its trace).
+    pub token: String,
+    /// Device id from the client's hello.
+    pub device_id: String,
+    /// `tcp`, `tls` or `quic`.
+    pub transport: String,
+    /// The client's address, `ip:port`.
+    pub peer: String,
+    /// When it connected, unix milliseconds.
+    pub connected_at_ms: u64,
+    /// Its business logins.
+    pub logins: Vec<Login>,
+}
+
+/// A business login on a connection.
+#[derive(Clone, Debug, Deserialize, Eq, PartialEq, Serialize)]
+pub struct Login {
+    /// Business id.
+    pub biz: String,
+    /// Alias.
+    pub alias: String,
+    /// Route id of its uplink backend.
+    pub route_id: String,
+    /// When it logged in, unix milliseconds.
+    pub since_ms: u64,
+}
+
+/// Answer of `GET /v1/connections/{token}/trace`.
+#[derive(Clone, Debug, Deserialize, Eq, PartialEq, Serialize)]
+pub struct TraceResponse {
+    /// The connection token.
+    pub token: String,
+    /// Its signals, oldest first.
+    pub events: Vec<TraceEventBody>,
+}
+
+/// One signal of a connection trace.
+#[derive(Clone, Debug, Deserialize, Eq, PartialEq, Serialize)]
+pub struct TraceEventBody {
+    /// Wall-clock time, unix milliseconds.
+    pub at_ms: u64,
+    /// What happened: `hello`, `auth`, `alias-bind`, `tags`, `downlink`,
+    /// `ack`, `uplink`, `heartbeat`, `go-away`, `close`, ...
+    pub signal: String,
+    /// Details (ids, codes, counts).
+    pub detail: String,
+}
+
+/// Body of `POST /v1/tokens`.
+#[derive(Clone, Debug, Deserialize, Eq, PartialEq, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRequest {
+    /// Business the credential may log in to.
+    pub biz: String,
+    /// Alias it may bind.
+    pub alias: String,
+    /// Validity, seconds: 1 to 2,592,000 (30 days), default 86,400.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_secs: Option<u64>,
+}
+
+/// Answer of `POST /v1/tokens`.
+#[derive(Clone, Debug, Deserialize, Eq, PartialEq, Serialize)]
+pub struct TokenResponse {
+    /// The client credential (a JWT signed HS256 with the app's token
+    /// secret).
+    pub token: String,
+    /// Its expiry, unix seconds.
+    pub expires_at: u64,
+}
+
+/// Answer of `GET /healthz`.
+#[derive(Clone, Debug, Deserialize, Eq, PartialEq, Serialize)]
+pub struct HealthResponse {
+    /// `ok`.
+    pub status: String,
+    /// Open client connections, all apps.
+    pub connections: usize,
+}
+
+/// Body of every 4xx and 5xx answer.
+#[derive(Clone, Debug, Deserialize, Eq, PartialEq, Serialize)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// The error of an [`ErrorBody`].
+#[derive(Clone, Debug, Deserialize, Eq, PartialEq, Serialize)]
+pub struct ErrorDetail {
+    /// Machine-readable code (see [`ErrorCode`](super::ErrorCode)).
+    pub code: String,
+    /// Human-readable explanation.
+    pub message: String,
+}
+
+impl From<pike_api::server::ConnectionInfo> for Connection {
+    fn from(info: pike_api::server::ConnectionInfo) -> Self {
+        Self {
+            token: info.token,
+            device_id: info.device_id,
+            transport: info.transport.to_owned(),
+            peer: info.peer.to_string(),
+            connected_at_ms: info.connected_at_ms,
+            logins: info
+                .logins
+                .into_iter()
+                .map(|l| Login {
+                    biz: l.biz,
+                    alias: l.alias,
+                    route_id: l.route_id,
+                    since_ms: l.since_ms,
+                })
+                .collect(),
+        }
+    }
+}

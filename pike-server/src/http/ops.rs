@@ -1,0 +1,65 @@
+//! `/healthz`, `/metrics`, the JSON fallbacks (404, 405) and request
+//! metrics.
+
+use axum::Json;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::error::{ApiError, ErrorCode};
+use super::model::HealthResponse;
+use super::state::HttpState;
+
+/// Content type of the Prometheus text exposition format.
+const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+pub(crate) async fn healthz(State(state): State<HttpState>) -> Json<HealthResponse> {
+    Json(HealthResponse {
+        status: "ok".to_owned(),
+        connections: state.push_handle().connection_count(),
+    })
+}
+
+pub(crate) async fn metrics(State(state): State<HttpState>) -> Result<Response, ApiError> {
+    let Some(handle) = state.metrics() else {
+        return Err(ApiError::not_found(
+            "metrics are not enabled on this gateway (no Prometheus recorder)",
+        ));
+    };
+    let mut response = handle.render().into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(PROMETHEUS_TEXT),
+    );
+    Ok(response)
+}
+
+pub(crate) async fn not_found() -> ApiError {
+    ApiError::not_found("no such route; see docs/http-api.md")
+}
+
+pub(crate) async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        "this route does not take this method (see the Allow header)",
+    )
+}
+
+/// Counts requests (`pike_http_requests_total{route, status}`) and times
+/// them (`pike_http_request_duration_seconds{route}`); `route` is the
+/// route's pattern, or `unmatched`, so labels stay few.
+pub(crate) async fn track(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let started = tokio::time::Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::histogram!("pike_http_request_duration_seconds", "route" => route.clone())
+        .record(started.elapsed().as_secs_f64());
+    metrics::counter!("pike_http_requests_total", "route" => route, "status" => status)
+        .increment(1);
+    response
+}
