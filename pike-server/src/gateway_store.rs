@@ -38,9 +38,7 @@ impl api::Store for RedbStore {
                         .with_message_id(id)
                 })
                 .collect();
-            let done = RedbStore::append(self, appends, now_ms())
-                .await
-                .map_err(err)?;
+            let done = Self::append(self, appends, now_ms()).await.map_err(err)?;
             Ok(done
                 .into_iter()
                 .map(|d| ApiAppended {
@@ -59,7 +57,7 @@ impl api::Store for RedbStore {
         now_ms: u64,
     ) -> BoxFuture<'_, Result<ApiReadBatch, ApiStoreError>> {
         Box::pin(async move {
-            let batch = RedbStore::read(self, &key(&stream), after_seq, max, now_ms)
+            let batch = Self::read(self, &key(&stream), after_seq, max, now_ms)
                 .await
                 .map_err(err)?;
             Ok(ApiReadBatch {
@@ -87,7 +85,7 @@ impl api::Store for RedbStore {
         seq: u64,
     ) -> BoxFuture<'_, Result<(), ApiStoreError>> {
         Box::pin(async move {
-            RedbStore::set_position(self, &key(&stream), &device, seq)
+            Self::set_position(self, &key(&stream), &device, seq)
                 .await
                 .map(|_| ())
                 .map_err(err)
@@ -100,7 +98,7 @@ impl api::Store for RedbStore {
         device: String,
     ) -> BoxFuture<'_, Result<Option<u64>, ApiStoreError>> {
         Box::pin(async move {
-            RedbStore::position(self, &key(&stream), &device)
+            Self::position(self, &key(&stream), &device)
                 .await
                 .map_err(err)
         })
@@ -115,7 +113,7 @@ impl api::Store for RedbStore {
         unbind: Vec<String>,
     ) -> BoxFuture<'_, Result<Vec<String>, ApiStoreError>> {
         Box::pin(async move {
-            RedbStore::update_tags(self, &app, &biz, &alias, &bind, &unbind)
+            Self::update_tags(self, &app, &biz, &alias, &bind, &unbind)
                 .await
                 .map_err(err)
         })
@@ -132,16 +130,10 @@ impl api::Store for RedbStore {
             let mut out: Vec<String> = Vec::new();
             while out.len() < limit {
                 let want = (limit - out.len()).min(MAX_PAGE);
-                let page = RedbStore::tag_members(
-                    self,
-                    &app,
-                    &biz,
-                    &tag,
-                    out.last().map(String::as_str),
-                    want,
-                )
-                .await
-                .map_err(err)?;
+                let page =
+                    Self::tag_members(self, &app, &biz, &tag, out.last().map(String::as_str), want)
+                        .await
+                        .map_err(err)?;
                 let done = page.len() < want;
                 out.extend(page);
                 if done {
@@ -159,7 +151,7 @@ impl api::Store for RedbStore {
         alias: String,
     ) -> BoxFuture<'_, Result<(), ApiStoreError>> {
         Box::pin(async move {
-            RedbStore::touch_alias(self, &app, &biz, &alias)
+            Self::touch_alias(self, &app, &biz, &alias)
                 .await
                 .map_err(err)
         })
@@ -175,10 +167,9 @@ impl api::Store for RedbStore {
             let mut out: Vec<String> = Vec::new();
             while out.len() < limit {
                 let want = (limit - out.len()).min(MAX_PAGE);
-                let page =
-                    RedbStore::aliases(self, &app, &biz, out.last().map(String::as_str), want)
-                        .await
-                        .map_err(err)?;
+                let page = Self::aliases(self, &app, &biz, out.last().map(String::as_str), want)
+                    .await
+                    .map_err(err)?;
                 let done = page.len() < want;
                 out.extend(page);
                 if done {
@@ -196,7 +187,7 @@ impl api::Store for RedbStore {
     ) -> BoxFuture<'_, Result<Option<UplinkRecord>, ApiStoreError>> {
         Box::pin(async move {
             let outcome =
-                RedbStore::uplink_outcome(self, &stream.app, &stream.biz, &stream.alias, &idem)
+                Self::uplink_outcome(self, &stream.app, &stream.biz, &stream.alias, &idem)
                     .await
                     .map_err(err)?;
             Ok(outcome.filter(|o| o.code == 0).map(|o| UplinkRecord {
@@ -213,7 +204,7 @@ impl api::Store for RedbStore {
         now_ms: u64,
     ) -> BoxFuture<'_, Result<(), ApiStoreError>> {
         Box::pin(async move {
-            RedbStore::record_uplink(
+            Self::record_uplink(
                 self,
                 &stream.app,
                 &stream.biz,

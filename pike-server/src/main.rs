@@ -62,7 +62,14 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(config, banner, shutdown_signal())) {
+    let metrics = match metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder() {
+        Ok(handle) => Some(handle),
+        Err(e) => {
+            eprintln!("pike-server: metrics are off: {e}");
+            None
+        }
+    };
+    match runtime.block_on(run(config, metrics, banner, shutdown_signal())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("pike-server: {e}");

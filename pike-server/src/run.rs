@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use metrics_exporter_prometheus::PrometheusHandle;
 use pike_api::server::{Gateway, GatewayConfig};
 use tntunnel::TunnelConfig;
 use tntunnel::tls::{Fingerprint, TlsServerConfig};
@@ -60,9 +61,11 @@ pub struct Started {
 }
 
 /// Runs the gateway until `shutdown` resolves; `on_started` is called once
-/// every listener is bound.
+/// every listener is bound. `metrics` is the process's Prometheus recorder
+/// handle (installed by the binary), rendered at `/metrics`.
 pub async fn run(
     config: Config,
+    metrics: Option<PrometheusHandle>,
     on_started: impl FnOnce(&Started),
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
@@ -150,7 +153,11 @@ pub async fn run(
             .await
             .map_err(|source| RunError::HttpBind { addr, source })?;
         listening.push(("http", listener.local_addr().unwrap_or(addr)));
-        let router = http_router(push.clone(), apps.clone());
+        let router = crate::http::router(crate::http::HttpState::new(
+            push.clone(),
+            apps.clone(),
+            metrics.clone(),
+        ));
         let signal = http_shutdown.clone().cancelled_owned();
         http_task = Some(tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, router)
@@ -162,12 +169,20 @@ pub async fn run(
         }));
     }
 
-    let expiry = {
+    let upkeep = {
         let store = store.clone();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            let mut ticks = 0u64;
             loop {
                 tick.tick().await;
+                ticks += 1;
+                if let Some(metrics) = &metrics {
+                    metrics.run_upkeep();
+                }
+                if !ticks.is_multiple_of(12) {
+                    continue;
+                }
                 match store.expire(crate::unix_ms()).await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(removed = n, "expired stored messages"),
@@ -189,20 +204,9 @@ pub async fn run(
     if let Some(task) = http_task {
         let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
     }
-    expiry.abort();
+    upkeep.abort();
     if let Err(e) = store.flush().await {
         tracing::warn!(error = %e, "final store flush failed");
     }
     Ok(())
-}
-
-/// The HTTP API router.
-fn http_router(push: pike_api::server::PushHandle, _apps: Arc<AppDirectory>) -> axum::Router {
-    axum::Router::new().route(
-        "/healthz",
-        axum::routing::get(move || {
-            let count = push.connection_count();
-            async move { axum::Json(serde_json::json!({"status": "ok", "connections": count})) }
-        }),
-    )
 }

@@ -159,7 +159,10 @@ mod tests {
             },
         )
         .unwrap();
-        assert_eq!(request.target, Target::Aliases(vec!["a".into(), "b".into()]));
+        assert_eq!(
+            request.target,
+            Target::Aliases(vec!["a".into(), "b".into()])
+        );
     }
 
     #[test]

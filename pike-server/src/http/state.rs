@@ -28,12 +28,17 @@ pub struct HttpState {
 }
 
 impl HttpState {
-    /// State for a gateway's `push` handle serving `apps`, with `metrics`
-    /// rendered at `/metrics` when given.
-    pub fn new(push: PushHandle, apps: AppDirectory, metrics: Option<PrometheusHandle>) -> Self {
+    /// State for a gateway's `push` handle serving `apps` (an
+    /// [`AppDirectory`] or an `Arc` of one), with `metrics` rendered at
+    /// `/metrics` when given.
+    pub fn new(
+        push: PushHandle,
+        apps: impl Into<Arc<AppDirectory>>,
+        metrics: Option<PrometheusHandle>,
+    ) -> Self {
         Self {
             push,
-            apps: Arc::new(apps),
+            apps: apps.into(),
             metrics,
             body_limit: DEFAULT_BODY_LIMIT,
         }
