@@ -535,7 +535,9 @@ impl RedbStore {
     /// Durably records the outcome of uplink message `key` of `alias`
     /// (before the client is acked). If an unexpired record already exists
     /// it is kept (the first outcome wins) and returned; otherwise
-    /// `outcome` is stored, to be swept after the uplink retention.
+    /// `outcome` is stored, to be swept after the uplink retention. Refused
+    /// with [`StoreError::InvalidArgument`] when the route id is longer than
+    /// [`MAX_ID_LEN`](super::MAX_ID_LEN) or the message longer than 64 KiB.
     pub async fn record_uplink(
         &self,
         app: &str,
