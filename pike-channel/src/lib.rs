@@ -26,6 +26,45 @@
 //! randomness is a seeded generator. `docs/channel.md` draws the state
 //! machines and explains every timer and its default.
 //!
+//! # Drivers
+//!
+//! Thin tokio drivers run the machines over real connections, one task per
+//! connection (quinn's `ConnectionDriver` style): [`ClientDriver`] /
+//! [`spawn_client`] with a [`Connector`] ([`TunnelConnector`] over any
+//! `tunnelkit` transport, TLS or plain) and a cloneable [`ClientHandle`]
+//! for commands and per-business [`EventReceiver`]s; [`ServerDriver`] /
+//! [`serve_connection`] with a [`ServerHandle`] and [`ServerEvents`] for the
+//! gateway, and [`spawn_accept_loop`] from a `tunnelkit::Acceptor`.
+//!
+//! ```no_run
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//!
+//! use pike_channel::proto::tunnel::ClientHello;
+//! use pike_channel::tunnelkit::{Dialer, DialerConfig, TcpConfig, TcpTransport};
+//! use pike_channel::{ClientConfig, DriverConfig, Event, LoginParams, TunnelConnector};
+//!
+//! let dialer = Dialer::new(TcpTransport::new(TcpConfig::default())?, DialerConfig::default())?;
+//! let hello = ClientHello { app_id: "demo".into(), device_id: "d1".into(), ..Default::default() };
+//! let connector = TunnelConnector::new(dialer, vec!["127.0.0.1:9300".parse()?], hello);
+//! let client = pike_channel::spawn_client(
+//!     Arc::new(ClientConfig::default()),
+//!     connector,
+//!     &DriverConfig::default(),
+//! );
+//! let (chat, mut events) = client.login(LoginParams::new("chat", "u42", "credential"));
+//! client.start();
+//! client.send(chat, "hello", None)?;
+//! while let Some(event) = events.recv().await {
+//!     if let Event::Received(delivery) = event {
+//!         println!("{:?}", delivery.payload);
+//!     }
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Example
 //!
 //! A client and a server machine driven by hand through a login and one
@@ -104,6 +143,7 @@
 mod backoff;
 mod client;
 mod config;
+mod driver;
 mod error;
 pub mod frame_types;
 mod ids;
@@ -112,6 +152,9 @@ mod server;
 mod stats;
 mod timer;
 
+#[cfg(feature = "_test-util")]
+#[doc(hidden)]
+pub mod test_util;
 #[cfg(test)]
 mod tests;
 
@@ -120,6 +163,12 @@ pub use crate::client::{
     SendFailureReason,
 };
 pub use crate::config::{ClientConfig, ServerConfig};
+pub use crate::driver::{
+    AcceptLoop, AcceptOptions, AsyncIo, BoxConnector, BoxIo, ClientDriver, ClientHandle,
+    ConnectError, Connected, ConnectionInfo, Connector, DriverConfig, EventFilter, EventReceiver,
+    HelloDecision, ServerConnection, ServerDriver, ServerEvents, ServerHandle, TunnelConnector,
+    serve_connection, spawn_accept_loop, spawn_client,
+};
 pub use crate::error::{
     ChannelError, ConfigError, PushError, ReplyError, SendError, UnknownStream,
 };
@@ -128,4 +177,4 @@ pub use crate::message::Message;
 pub use crate::server::{CloseInitiator, Push, ServerChannel, ServerEvent, UplinkResult};
 pub use crate::stats::{ClientStats, ServerStats};
 
-pub use {bytes, proto, tntunnel};
+pub use {bytes, proto, tntunnel, tunnelkit};

@@ -6,12 +6,12 @@
 
 pub mod apps;
 pub mod auth;
+pub mod cli;
 pub mod config;
 pub mod data_dir;
-pub mod http;
 mod gateway_store;
+pub mod http;
 pub mod run;
-pub mod cli;
 pub mod store;
 pub mod token;
 pub mod webhook;

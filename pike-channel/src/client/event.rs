@@ -86,6 +86,12 @@ pub enum Event {
         /// The server's detail.
         message: String,
     },
+    /// The business logged out ([`logout`](crate::ClientChannel::logout)):
+    /// the last event of its stream, after the failures of its pending sends.
+    LoggedOut {
+        /// The business.
+        stream: StreamId,
+    },
     /// A login was refused with a transient error; it is sent again after
     /// `delay`.
     LoginRetry {
@@ -205,6 +211,7 @@ impl Event {
             | Self::Stopped => None,
             Self::LoginOk { stream, .. }
             | Self::LoginFailed { stream, .. }
+            | Self::LoggedOut { stream }
             | Self::LoginRetry { stream, .. }
             | Self::TagsResult { stream, .. }
             | Self::Gap { stream, .. }
@@ -216,6 +223,12 @@ impl Event {
             Self::Received(delivery) => Some(delivery.stream),
             Self::ServerError { stream, .. } => *stream,
         }
+    }
+
+    /// Whether this is the last event of its stream (the login is gone:
+    /// [`LoggedOut`](Self::LoggedOut) or [`LoginFailed`](Self::LoginFailed)).
+    pub fn ends_stream(&self) -> bool {
+        matches!(self, Self::LoggedOut { .. } | Self::LoginFailed { .. })
     }
 
     /// Whether this is an action the driver must carry out.

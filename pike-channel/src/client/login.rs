@@ -132,7 +132,8 @@ impl ClientChannel {
     }
 
     /// Removes a business login: tells the server if connected, fails its
-    /// pending sends ([`SendFailureReason::LoginGone`]) and forgets its rooms.
+    /// pending sends ([`SendFailureReason::LoginGone`]), forgets its rooms,
+    /// and emits [`Event::LoggedOut`] after those failures.
     pub fn logout(&mut self, stream: StreamId, now: Instant) -> Result<(), UnknownStream> {
         let entry = self.logins.get(&stream).ok_or(UnknownStream(stream))?;
         if self.link.is_connected()
@@ -146,6 +147,7 @@ impl ClientChannel {
             );
         }
         self.remove_login(stream);
+        self.events.push_back(Event::LoggedOut { stream });
         self.update_timers();
         Ok(())
     }

@@ -196,6 +196,21 @@ fn logout_fails_pending_sends_and_tells_the_server() {
                 })
             .is_empty()
     );
+    // The failure comes first, then the end of the stream.
+    let ends: Vec<_> = pair
+        .events_where(|e| e.stream() == Some(chat))
+        .into_iter()
+        .map(|(_, e)| e)
+        .filter(|e| matches!(e, Event::SendFailure { .. } | Event::LoggedOut { .. }))
+        .collect();
+    assert!(
+        matches!(
+            ends.as_slice(),
+            [Event::SendFailure { .. }, Event::LoggedOut { stream }] if *stream == chat
+        ),
+        "{ends:?}"
+    );
+    assert!(ends[1].ends_stream());
     pair.drive();
     // The other business is untouched; the server dropped the session.
     assert!(pair.client.is_logged_in(other));

@@ -1,0 +1,1019 @@
+//! The HTTP API over real sockets: a real `Gateway` on 127.0.0.1 (in-memory
+//! store), the router served by `axum::serve`, real Pike clients (the
+//! pike-channel driver over TCP) for the online cases, requests with
+//! reqwest.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Once, OnceLock};
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use pike_api::server::{
+    Append, Appended, BoxFuture, Gateway, GatewayBuilder, GatewayConfig, MemoryStore, ReadBatch,
+    Store, StoreError, StreamKey, UplinkRecord,
+};
+use pike_channel::proto::tunnel::{ClientHello, ErrorCode};
+use pike_channel::{
+    ClientConfig, ClientHandle, Delivery, DriverConfig, Event, EventReceiver, LoginParams,
+    StreamId, TunnelConnector, spawn_client,
+};
+use pike_server::apps::AppDirectory;
+use pike_server::config::{App, Config};
+use pike_server::http::{HttpState, router};
+use pike_server::token::{Scope, verify};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tunnelkit::{Dialer, DialerConfig, TcpConfig, TcpTransport};
+
+const DEMO_KEY: &str = "pk_demo_0123456789abcdef";
+const DEMO_SECRET: &str = "demo-secret-0123456789abcdef";
+const OTHER_KEY: &str = "pk_other_0123456789abcdef";
+
+/// Longest wait for anything in these tests (a bound, not a sleep).
+const PATIENCE: Duration = Duration::from_secs(10);
+
+async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
+    tokio::time::timeout(PATIENCE, future)
+        .await
+        .unwrap_or_else(|_| panic!("timed out: {what}"))
+}
+
+/// The process-wide Prometheus recorder, installed once (as the binary
+/// does).
+fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            PrometheusBuilder::new()
+                .install_recorder()
+                .expect("install the recorder")
+        })
+        .clone()
+}
+
+fn apps() -> AppDirectory {
+    let app = |id: &str, key: &str, secret: &str| App {
+        id: id.into(),
+        api_key: key.into(),
+        token_secret: secret.into(),
+        biz: Vec::new(),
+    };
+    let config = Config {
+        apps: vec![
+            app("demo", DEMO_KEY, DEMO_SECRET),
+            app("other", OTHER_KEY, "other-secret-0123456789abcdef"),
+        ],
+        ..Config::default()
+    };
+    AppDirectory::from_config(&config, None)
+}
+
+/// A gateway and its HTTP API on loopback.
+struct Harness {
+    base: String,
+    http: reqwest::Client,
+    gateway: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    serving: Option<JoinHandle<()>>,
+}
+
+/// An answer: status, headers and the body as JSON (every answer of the
+/// API but `/metrics` is JSON, errors included).
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    headers: reqwest::header::HeaderMap,
+    body: Value,
+}
+
+impl Reply {
+    fn error_code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or_else(|| {
+            panic!("no error.code in {}", self.body);
+        })
+    }
+
+    fn error_message(&self) -> &str {
+        self.body["error"]["message"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error.message in {}", self.body))
+    }
+
+    #[track_caller]
+    fn assert_error(&self, status: u16, code: &str) {
+        assert_eq!(self.status, status, "{self:?}");
+        assert_eq!(self.error_code(), code, "{self:?}");
+        assert!(!self.error_message().is_empty(), "{self:?}");
+        assert_eq!(
+            self.headers
+                .get(reqwest::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok()),
+            Some("application/json"),
+            "{self:?}"
+        );
+    }
+
+    #[track_caller]
+    fn receipt(&self) -> (u64, u64, u64) {
+        assert_eq!(self.status, 200, "{self:?}");
+        let id = self.body["message_id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("message_id is not a string: {}", self.body));
+        assert!(id.parse::<u64>().is_ok(), "message_id {id:?} is not a u64");
+        let n = |field: &str| {
+            self.body[field]
+                .as_u64()
+                .unwrap_or_else(|| panic!("{field} missing in {}", self.body))
+        };
+        (n("stored"), n("online"), n("dropped"))
+    }
+}
+
+impl Harness {
+    async fn start() -> Self {
+        Self::start_with(|builder| builder).await
+    }
+
+    async fn start_with(customize: impl FnOnce(GatewayBuilder) -> GatewayBuilder) -> Self {
+        static CRYPTO: Once = Once::new();
+        CRYPTO.call_once(|| {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        });
+        let builder = Gateway::builder()
+            .tcp("127.0.0.1:0".parse().expect("addr"))
+            .apps(["demo".to_owned(), "other".to_owned()]);
+        let gateway = customize(builder).bind().await.expect("bind the gateway");
+        let tcp = gateway
+            .local_addrs()
+            .into_iter()
+            .find_map(|(transport, addr)| (transport == "tcp").then_some(addr))
+            .expect("a tcp listener");
+        let state = HttpState::new(gateway.push_handle(), apps(), Some(metrics_handle()));
+        let (shutdown, signal) = oneshot::channel::<()>();
+        let serving = tokio::spawn(gateway.serve_with_shutdown(async move {
+            let _ = signal.await;
+        }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind http");
+        let base = format!("http://{}", listener.local_addr().expect("http addr"));
+        tokio::spawn(async move {
+            axum::serve(listener, router(state))
+                .await
+                .expect("serve http");
+        });
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("http client");
+        Self {
+            base,
+            http,
+            gateway: tcp,
+            shutdown: Some(shutdown),
+            serving: Some(serving),
+        }
+    }
+
+    /// Shuts the gateway down and waits until it has stopped serving.
+    async fn shut_down_gateway(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(serving) = self.serving.take() {
+            within("gateway shutdown", serving)
+                .await
+                .expect("gateway task");
+        }
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> Reply {
+        let response = within("http request", request.send())
+            .await
+            .expect("http request");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.expect("response body");
+        let body = serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+            panic!(
+                "status {status}: body is not JSON ({e}): {:?}",
+                String::from_utf8_lossy(&bytes)
+            )
+        });
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn get(&self, path: &str, key: &str) -> Reply {
+        self.send(self.http.get(self.url(path)).bearer_auth(key))
+            .await
+    }
+
+    async fn post(&self, path: &str, key: &str, body: &Value) -> Reply {
+        self.post_raw(path, key, "application/json", body.to_string())
+            .await
+    }
+
+    async fn post_raw(&self, path: &str, key: &str, content_type: &str, body: String) -> Reply {
+        self.send(
+            self.http
+                .post(self.url(path))
+                .bearer_auth(key)
+                .header(reqwest::header::CONTENT_TYPE, content_type)
+                .body(body),
+        )
+        .await
+    }
+
+    async fn push(&self, body: Value) -> Reply {
+        self.post("/v1/push", DEMO_KEY, &body).await
+    }
+
+    async fn text(&self, path: &str) -> (u16, Option<String>, String) {
+        let response = within("http request", self.http.get(self.url(path)).send())
+            .await
+            .expect("http request");
+        let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        (status, content_type, response.text().await.expect("body"))
+    }
+
+    /// A Pike client of `app` on `device`, logged in to `biz` as `alias`.
+    async fn client(&self, app: &str, device: &str, biz: &str, alias: &str) -> TestClient {
+        let hello = ClientHello {
+            app_id: app.into(),
+            device_id: device.into(),
+            ..ClientHello::default()
+        };
+        let transport = TcpTransport::new(TcpConfig::default()).expect("tcp transport");
+        let dialer = Dialer::new(transport, DialerConfig::default()).expect("dialer");
+        let connector = TunnelConnector::new(dialer, vec![self.gateway], hello);
+        let handle = spawn_client(
+            Arc::new(ClientConfig::default()),
+            connector,
+            &DriverConfig::default(),
+        );
+        let (stream, mut events) = handle.login(LoginParams::new(biz, alias, "credential"));
+        handle.start();
+        let mut token = None;
+        within("login", async {
+            loop {
+                match events.recv().await.expect("client events") {
+                    Event::Connected { connection_token } => token = Some(connection_token),
+                    Event::LoginOk { .. } => break,
+                    Event::LoginFailed { code, message, .. } => {
+                        panic!("login failed: {code:?} {message}")
+                    }
+                    _ => {}
+                }
+            }
+        })
+        .await;
+        TestClient {
+            handle,
+            stream,
+            events,
+            token: token.expect("connected before the login"),
+        }
+    }
+}
+
+/// A connected, logged-in Pike client.
+struct TestClient {
+    handle: ClientHandle,
+    stream: StreamId,
+    events: EventReceiver,
+    /// The connection token (key of its trace).
+    token: String,
+}
+
+impl TestClient {
+    async fn next_delivery(&mut self) -> Delivery {
+        within("a downlink message", async {
+            loop {
+                if let Event::Received(delivery) = self.events.recv().await.expect("client events")
+                {
+                    return delivery;
+                }
+            }
+        })
+        .await
+    }
+
+    async fn bind_tags(&mut self, tags: &[&str]) {
+        let tags = tags.iter().map(|t| (*t).to_owned()).collect();
+        self.handle
+            .update_tags(self.stream, tags, Vec::new())
+            .expect("update tags");
+        within("tags result", async {
+            loop {
+                if let Event::TagsResult { code, message, .. } =
+                    self.events.recv().await.expect("client events")
+                {
+                    assert_eq!(code, ErrorCode::Unspecified, "tags refused: {message}");
+                    return;
+                }
+            }
+        })
+        .await;
+    }
+}
+
+// --- push ------------------------------------------------------------------
+
+#[tokio::test]
+async fn push_to_an_online_alias_is_stored_and_delivered() {
+    let h = Harness::start().await;
+    let mut client = h.client("demo", "d1", "chat", "u42").await;
+
+    let reply = h
+        .push(json!({"biz": "chat", "alias": "u42", "payload": "hello"}))
+        .await;
+    assert_eq!(reply.receipt(), (1, 1, 0));
+    let delivery = client.next_delivery().await;
+    assert_eq!(&delivery.payload[..], b"hello");
+    assert!(!delivery.is_transient());
+    // Reliable downlink is identified by (stream, seq) and leaves the
+    // message id off the wire (docs/protocol.md, "Size on the wire").
+    assert_eq!(delivery.seq, 1);
+    assert_eq!(delivery.message_id, 0);
+
+    // Binary payloads go as base64.
+    let binary = [0_u8, 159, 146, 150, 255];
+    let reply = h
+        .push(json!({
+            "biz": "chat", "alias": "u42",
+            "payload_base64": STANDARD.encode(binary), "priority": 3, "ttl_secs": 60,
+        }))
+        .await;
+    assert_eq!(reply.receipt(), (1, 1, 0));
+    let delivery = client.next_delivery().await;
+    assert_eq!(&delivery.payload[..], binary);
+    assert_eq!(delivery.priority, 3);
+}
+
+#[tokio::test]
+async fn push_to_an_offline_alias_is_stored_only_when_reliable() {
+    let h = Harness::start().await;
+    let reliable = h
+        .push(json!({"biz": "chat", "alias": "nobody", "payload": "x"}))
+        .await;
+    assert_eq!(reliable.receipt(), (1, 0, 0));
+    let transient = h
+        .push(json!({"biz": "chat", "alias": "nobody", "payload": "x", "reliable": false}))
+        .await;
+    assert_eq!(transient.receipt(), (0, 0, 0));
+}
+
+#[tokio::test]
+async fn transient_push_to_an_online_alias_is_delivered_not_stored() {
+    let h = Harness::start().await;
+    let mut client = h.client("demo", "d1", "chat", "u42").await;
+    let reply = h
+        .push(json!({"biz": "chat", "alias": "u42", "payload": "now", "reliable": false}))
+        .await;
+    assert_eq!(reply.receipt(), (0, 1, 0));
+    let delivery = client.next_delivery().await;
+    assert!(delivery.is_transient());
+    assert_eq!(&delivery.payload[..], b"now");
+    assert_eq!(
+        delivery.message_id.to_string(),
+        reply.body["message_id"].as_str().expect("id")
+    );
+}
+
+#[tokio::test]
+async fn push_to_aliases_counts_each_alias_once() {
+    let h = Harness::start().await;
+    let mut client = h.client("demo", "d1", "chat", "u42").await;
+    let reply = h
+        .push(json!({"biz": "chat", "aliases": ["u42", "u43", "u42"], "payload": "hi"}))
+        .await;
+    // u42 (online) and u43 (offline) stored once each.
+    assert_eq!(reply.receipt(), (2, 1, 0));
+    assert_eq!(&client.next_delivery().await.payload[..], b"hi");
+}
+
+#[tokio::test]
+async fn push_to_a_tag_reaches_its_members() {
+    let h = Harness::start().await;
+    let mut vip = h.client("demo", "d1", "chat", "u42").await;
+    vip.bind_tags(&["vip"]).await;
+    let _plain = h.client("demo", "d2", "chat", "u43").await;
+
+    let reply = h
+        .push(json!({"biz": "chat", "tag": "vip", "payload": "for vips"}))
+        .await;
+    assert_eq!(reply.receipt(), (1, 1, 0));
+    assert_eq!(&vip.next_delivery().await.payload[..], b"for vips");
+
+    let reply = h
+        .push(json!({"biz": "chat", "tag": "no-members", "payload": "x"}))
+        .await;
+    assert_eq!(reply.receipt(), (0, 0, 0));
+}
+
+#[tokio::test]
+async fn push_to_all_reaches_every_alias_of_the_business() {
+    let h = Harness::start().await;
+    let mut a = h.client("demo", "d1", "chat", "u42").await;
+    let mut b = h.client("demo", "d2", "chat", "u43").await;
+    let _elsewhere = h.client("demo", "d3", "order", "u44").await;
+    let _other_app = h.client("other", "d4", "chat", "u45").await;
+
+    let reply = h
+        .push(json!({"biz": "chat", "all": true, "payload": "everyone"}))
+        .await;
+    assert_eq!(reply.receipt(), (2, 2, 0));
+    assert_eq!(&a.next_delivery().await.payload[..], b"everyone");
+    assert_eq!(&b.next_delivery().await.payload[..], b"everyone");
+}
+
+#[tokio::test]
+async fn push_to_a_device_is_transient_only() {
+    let h = Harness::start().await;
+    let mut client = h.client("demo", "d1", "chat", "u42").await;
+
+    let reply = h
+        .push(json!({"biz": "chat", "device": "d1", "payload": "ping", "reliable": false}))
+        .await;
+    assert_eq!(reply.receipt(), (0, 1, 0));
+    assert_eq!(&client.next_delivery().await.payload[..], b"ping");
+
+    // Reliable is the default: the library explains why it is refused.
+    let reply = h
+        .push(json!({"biz": "chat", "device": "d1", "payload": "ping"}))
+        .await;
+    reply.assert_error(400, "invalid_request");
+    assert!(
+        reply.error_message().contains("transient only"),
+        "{reply:?}"
+    );
+}
+
+#[tokio::test]
+async fn too_many_recipients_is_422() {
+    let mut config = GatewayConfig::default();
+    config.max_recipients(1);
+    let h = Harness::start_with(|b| b.config(config)).await;
+    let reply = h
+        .push(json!({"biz": "chat", "aliases": ["a", "b"], "payload": "x"}))
+        .await;
+    reply.assert_error(422, "too_many_recipients");
+    assert!(reply.error_message().contains("limit of 1"), "{reply:?}");
+}
+
+/// A store whose appends fail.
+#[derive(Debug, Default)]
+struct BrokenStore(MemoryStore);
+
+impl Store for BrokenStore {
+    fn append(&self, _batch: Vec<Append>) -> BoxFuture<'_, Result<Vec<Appended>, StoreError>> {
+        Box::pin(async { Err(StoreError("disk on fire at /secret/path".into())) })
+    }
+    fn read(
+        &self,
+        stream: StreamKey,
+        after_seq: u64,
+        max: usize,
+        now_ms: u64,
+    ) -> BoxFuture<'_, Result<ReadBatch, StoreError>> {
+        self.0.read(stream, after_seq, max, now_ms)
+    }
+    fn set_position(
+        &self,
+        stream: StreamKey,
+        device: String,
+        seq: u64,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.0.set_position(stream, device, seq)
+    }
+    fn position(
+        &self,
+        stream: StreamKey,
+        device: String,
+    ) -> BoxFuture<'_, Result<Option<u64>, StoreError>> {
+        self.0.position(stream, device)
+    }
+    fn update_tags(
+        &self,
+        app: String,
+        biz: String,
+        alias: String,
+        bind: Vec<String>,
+        unbind: Vec<String>,
+    ) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
+        self.0.update_tags(app, biz, alias, bind, unbind)
+    }
+    fn tag_members(
+        &self,
+        app: String,
+        biz: String,
+        tag: String,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
+        self.0.tag_members(app, biz, tag, limit)
+    }
+    fn touch_alias(
+        &self,
+        app: String,
+        biz: String,
+        alias: String,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.0.touch_alias(app, biz, alias)
+    }
+    fn aliases(
+        &self,
+        app: String,
+        biz: String,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
+        self.0.aliases(app, biz, limit)
+    }
+    fn uplink_record(
+        &self,
+        stream: StreamKey,
+        key: String,
+    ) -> BoxFuture<'_, Result<Option<UplinkRecord>, StoreError>> {
+        self.0.uplink_record(stream, key)
+    }
+    fn record_uplink(
+        &self,
+        stream: StreamKey,
+        key: String,
+        record: UplinkRecord,
+        now_ms: u64,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.0.record_uplink(stream, key, record, now_ms)
+    }
+}
+
+#[tokio::test]
+async fn store_failure_is_503_without_internals() {
+    let h = Harness::start_with(|b| b.store(Arc::new(BrokenStore::default()))).await;
+    let reply = h
+        .push(json!({"biz": "chat", "alias": "u42", "payload": "x"}))
+        .await;
+    reply.assert_error(503, "unavailable");
+    assert!(!reply.error_message().contains("/secret/path"), "{reply:?}");
+    // Transient pushes do not touch the store.
+    let reply = h
+        .push(json!({"biz": "chat", "alias": "u42", "payload": "x", "reliable": false}))
+        .await;
+    assert_eq!(reply.receipt(), (0, 0, 0));
+}
+
+#[tokio::test]
+async fn push_while_shutting_down_is_503() {
+    let mut h = Harness::start().await;
+    h.shut_down_gateway().await;
+    let reply = h
+        .push(json!({"biz": "chat", "alias": "u42", "payload": "x"}))
+        .await;
+    reply.assert_error(503, "unavailable");
+    assert!(reply.error_message().contains("shutting down"), "{reply:?}");
+}
+
+// --- validation --------------------------------------------------------------
+
+#[tokio::test]
+async fn invalid_push_bodies_are_400_with_an_explanation() {
+    let h = Harness::start().await;
+    let cases = [
+        (json!({"biz": "chat", "payload": "x"}), "target is required"),
+        (
+            json!({"biz": "chat", "alias": "a", "tag": "t", "payload": "x"}),
+            "exactly one target",
+        ),
+        (
+            json!({"biz": "chat", "alias": "a", "all": true, "payload": "x"}),
+            "exactly one target",
+        ),
+        (json!({"biz": "chat", "alias": "a"}), "payload is required"),
+        (
+            json!({"biz": "chat", "alias": "a", "payload": "x", "payload_base64": "eA=="}),
+            "not both",
+        ),
+        (
+            json!({"biz": "chat", "alias": "a", "payload_base64": "not base64!"}),
+            "not base64",
+        ),
+        (
+            json!({"biz": "chat", "alias": "", "payload": "x"}),
+            "`alias` must not be empty",
+        ),
+        (
+            json!({"biz": "chat", "aliases": [], "payload": "x"}),
+            "`aliases` must not be empty",
+        ),
+        (
+            json!({"biz": "chat", "aliases": ["a", ""], "payload": "x"}),
+            "must not be empty",
+        ),
+        (
+            json!({"biz": "", "alias": "a", "payload": "x"}),
+            "`biz` must not be empty",
+        ),
+        (json!({"alias": "a", "payload": "x"}), "missing field `biz`"),
+        (
+            json!({"biz": "chat", "alias": "a", "payload": "x", "colour": "red"}),
+            "unknown field `colour`",
+        ),
+        (
+            json!({"biz": "chat", "alias": 42, "payload": "x"}),
+            "invalid type",
+        ),
+        (
+            json!({"biz": "chat", "alias": "a", "payload": "x", "priority": -1}),
+            "invalid value",
+        ),
+        (
+            json!({"biz": "chat", "alias": "a", "payload": "x", "ttl_secs": 0}),
+            "at least 1",
+        ),
+        (
+            json!({"biz": "chat", "alias": "a", "payload": "x", "reliable": false, "ttl_secs": 5}),
+            "reliable pushes only",
+        ),
+        (json!(["not", "an", "object"]), "invalid type"),
+    ];
+    for (body, expected) in cases {
+        let reply = h.push(body.clone()).await;
+        reply.assert_error(400, "invalid_request");
+        assert!(
+            reply.error_message().contains(expected),
+            "{body}: expected {expected:?} in {:?}",
+            reply.error_message()
+        );
+    }
+}
+
+#[tokio::test]
+async fn malformed_json_and_wrong_content_type_are_400_json() {
+    let h = Harness::start().await;
+    let reply = h
+        .post_raw(
+            "/v1/push",
+            DEMO_KEY,
+            "application/json",
+            "{\"biz\": ".into(),
+        )
+        .await;
+    reply.assert_error(400, "invalid_request");
+
+    let reply = h
+        .post_raw(
+            "/v1/push",
+            DEMO_KEY,
+            "text/plain",
+            json!({"biz": "chat", "alias": "a", "payload": "x"}).to_string(),
+        )
+        .await;
+    reply.assert_error(400, "invalid_request");
+    assert!(reply.error_message().contains("Content-Type"), "{reply:?}");
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_413_json() {
+    let h = Harness::start().await;
+    let payload = "x".repeat(pike_server::http::DEFAULT_BODY_LIMIT + 1);
+    let reply = h
+        .push(json!({"biz": "chat", "alias": "u42", "payload": payload}))
+        .await;
+    reply.assert_error(413, "payload_too_large");
+    // Nothing was pushed: the same alias has nothing stored yet.
+    let reply = h
+        .push(json!({"biz": "chat", "alias": "u42", "payload": "small"}))
+        .await;
+    assert_eq!(reply.receipt(), (1, 0, 0));
+}
+
+// --- auth and isolation ------------------------------------------------------
+
+#[tokio::test]
+async fn missing_or_wrong_credentials_are_401_with_a_bearer_challenge() {
+    let h = Harness::start().await;
+    let body = json!({"biz": "chat", "alias": "u42", "payload": "x"}).to_string();
+    let requests = [
+        h.http.post(h.url("/v1/push")),
+        h.http
+            .post(h.url("/v1/push"))
+            .bearer_auth("pk_wrong_0123456789abcdef"),
+        h.http.post(h.url("/v1/push")).bearer_auth(""),
+        h.http
+            .post(h.url("/v1/push"))
+            .basic_auth("demo", Some(DEMO_KEY)),
+        h.http
+            .post(h.url("/v1/push"))
+            .header(reqwest::header::AUTHORIZATION, DEMO_KEY),
+    ];
+    for request in requests {
+        let reply = h
+            .send(
+                request
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(body.clone()),
+            )
+            .await;
+        reply.assert_error(401, "unauthorized");
+        let challenge = reply
+            .headers
+            .get(reqwest::header::WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .expect("WWW-Authenticate");
+        assert!(challenge.starts_with("Bearer"), "{challenge}");
+    }
+    // The scheme is case-insensitive.
+    let reply = h
+        .send(
+            h.http
+                .post(h.url("/v1/push"))
+                .header(reqwest::header::AUTHORIZATION, format!("bearer {DEMO_KEY}"))
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    // Every /v1 route is protected.
+    for path in [
+        "/v1/presence?biz=chat&alias=u42",
+        "/v1/connections",
+        "/v1/connections/abc/trace",
+    ] {
+        let reply = h.send(h.http.get(h.url(path))).await;
+        reply.assert_error(401, "unauthorized");
+    }
+}
+
+#[tokio::test]
+async fn an_app_never_sees_another_apps_connections() {
+    let h = Harness::start().await;
+    let mut client = h.client("demo", "d1", "chat", "u42").await;
+
+    // The other app's key: its own namespace, where u42 is not online.
+    let reply = h
+        .post(
+            "/v1/push",
+            OTHER_KEY,
+            &json!({"biz": "chat", "alias": "u42", "payload": "intruder", "reliable": false}),
+        )
+        .await;
+    assert_eq!(reply.receipt(), (0, 0, 0));
+    let reply = h.get("/v1/presence?biz=chat&alias=u42", OTHER_KEY).await;
+    assert_eq!(reply.body, json!({"online": false, "connections": []}));
+    let reply = h.get("/v1/connections", OTHER_KEY).await;
+    assert_eq!(reply.body, json!({"total": 0, "connections": []}));
+    let path = format!("/v1/connections/{}/trace", client.token);
+    h.get(&path, OTHER_KEY).await.assert_error(404, "not_found");
+
+    // The owner sees it; the client got nothing from the other app.
+    let reply = h.get(&path, DEMO_KEY).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let reply = h
+        .push(json!({"biz": "chat", "alias": "u42", "payload": "mine", "reliable": false}))
+        .await;
+    assert_eq!(reply.receipt(), (0, 1, 0));
+    assert_eq!(&client.next_delivery().await.payload[..], b"mine");
+}
+
+// --- presence, connections, trace --------------------------------------------
+
+#[tokio::test]
+async fn presence_lists_the_connections_of_an_alias() {
+    let h = Harness::start().await;
+    let reply = h.get("/v1/presence?biz=chat&alias=u42", DEMO_KEY).await;
+    assert_eq!(reply.body, json!({"online": false, "connections": []}));
+
+    let client = h.client("demo", "d1", "chat", "u42").await;
+    let reply = h.get("/v1/presence?biz=chat&alias=u42", DEMO_KEY).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.body["online"], json!(true));
+    let connections = reply.body["connections"].as_array().expect("array");
+    assert_eq!(connections.len(), 1);
+    let c = &connections[0];
+    assert_eq!(c["token"], json!(client.token));
+    assert_eq!(c["device_id"], json!("d1"));
+    assert_eq!(c["transport"], json!("tcp"));
+    assert!(
+        c["peer"]
+            .as_str()
+            .is_some_and(|p| p.parse::<SocketAddr>().is_ok()),
+        "{c}"
+    );
+    assert!(c["connected_at_ms"].as_u64().is_some_and(|t| t > 0), "{c}");
+    assert_eq!(c["logins"][0]["biz"], json!("chat"));
+    assert_eq!(c["logins"][0]["alias"], json!("u42"));
+    assert!(c["logins"][0]["route_id"].is_string(), "{c}");
+    assert!(c["logins"][0]["since_ms"].as_u64().is_some(), "{c}");
+
+    for bad in [
+        "/v1/presence?biz=chat",
+        "/v1/presence?biz=&alias=u42",
+        "/v1/presence?biz=chat&alias=u42&extra=1",
+    ] {
+        h.get(bad, DEMO_KEY)
+            .await
+            .assert_error(400, "invalid_request");
+    }
+}
+
+#[tokio::test]
+async fn connections_are_listed_with_a_total_and_a_limit() {
+    let h = Harness::start().await;
+    let first = h.client("demo", "d1", "chat", "u42").await;
+    let _second = h.client("demo", "d2", "chat", "u43").await;
+    let _other_app = h.client("other", "d3", "chat", "u44").await;
+
+    let reply = h.get("/v1/connections", DEMO_KEY).await;
+    assert_eq!(reply.body["total"], json!(2), "{reply:?}");
+    assert_eq!(reply.body["connections"].as_array().map(Vec::len), Some(2));
+
+    let reply = h.get("/v1/connections?limit=1", DEMO_KEY).await;
+    assert_eq!(reply.body["total"], json!(2), "{reply:?}");
+    let listed = reply.body["connections"].as_array().expect("array");
+    assert_eq!(listed.len(), 1);
+    // Oldest first.
+    assert_eq!(listed[0]["token"], json!(first.token));
+
+    for bad in ["0", "10001", "abc", "-1"] {
+        h.get(&format!("/v1/connections?limit={bad}"), DEMO_KEY)
+            .await
+            .assert_error(400, "invalid_request");
+    }
+    let reply = h.get("/v1/connections?limit=10000", DEMO_KEY).await;
+    assert_eq!(reply.status, 200);
+}
+
+#[tokio::test]
+async fn trace_shows_the_signals_of_a_session() {
+    let h = Harness::start().await;
+    let mut client = h.client("demo", "d1", "chat", "u42").await;
+    let reply = h
+        .push(json!({"biz": "chat", "alias": "u42", "payload": "traced"}))
+        .await;
+    assert_eq!(reply.receipt(), (1, 1, 0));
+    client.next_delivery().await;
+
+    let reply = h
+        .get(&format!("/v1/connections/{}/trace", client.token), DEMO_KEY)
+        .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.body["token"], json!(client.token));
+    let events = reply.body["events"].as_array().expect("events");
+    let signals: Vec<&str> = events
+        .iter()
+        .map(|e| e["signal"].as_str().expect("signal"))
+        .collect();
+    assert_eq!(signals.first(), Some(&"hello"), "{signals:?}");
+    for expected in ["alias-bind", "downlink"] {
+        assert!(signals.contains(&expected), "{expected} in {signals:?}");
+    }
+    assert!(
+        events[0]["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("app=demo") && d.contains("device=d1")),
+        "{}",
+        events[0]
+    );
+    assert!(events.iter().all(|e| e["at_ms"].as_u64().is_some()));
+
+    h.get("/v1/connections/no-such-token/trace", DEMO_KEY)
+        .await
+        .assert_error(404, "not_found");
+}
+
+// --- tokens -------------------------------------------------------------------
+
+#[tokio::test]
+async fn minted_tokens_verify_with_the_apps_secret_and_scope() {
+    let h = Harness::start().await;
+    let reply = h
+        .post(
+            "/v1/tokens",
+            DEMO_KEY,
+            &json!({"biz": "chat", "alias": "u42", "ttl_secs": 600}),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let token = reply.body["token"].as_str().expect("token");
+    let expires_at = reply.body["expires_at"].as_u64().expect("expires_at");
+    let scope = Scope {
+        app: "demo",
+        biz: "chat",
+        alias: "u42",
+    };
+    let claims = verify(token, DEMO_SECRET.as_bytes(), &scope, expires_at - 600)
+        .expect("the minted token verifies");
+    assert_eq!(claims.exp, expires_at);
+    assert_eq!(claims.exp - claims.iat, 600);
+    // Scoped: not valid for another alias or with another app's secret.
+    let other_alias = Scope {
+        alias: "u43",
+        ..scope
+    };
+    assert!(verify(token, DEMO_SECRET.as_bytes(), &other_alias, claims.iat).is_err());
+    assert!(verify(token, b"other-secret-0123456789abcdef", &scope, claims.iat).is_err());
+
+    // Default validity: one day.
+    let reply = h
+        .post(
+            "/v1/tokens",
+            DEMO_KEY,
+            &json!({"biz": "chat", "alias": "u42"}),
+        )
+        .await;
+    let token = reply.body["token"].as_str().expect("token");
+    let claims = verify(token, DEMO_SECRET.as_bytes(), &scope, 0).expect("verifies");
+    assert_eq!(claims.exp - claims.iat, 86_400);
+
+    for bad in [
+        json!({"biz": "chat", "alias": "u42", "ttl_secs": 0}),
+        json!({"biz": "chat", "alias": "u42", "ttl_secs": 30 * 86_400 + 1}),
+        json!({"biz": "", "alias": "u42"}),
+        json!({"biz": "chat"}),
+        json!({"biz": "chat", "alias": "u42", "app": "other"}),
+    ] {
+        h.post("/v1/tokens", DEMO_KEY, &bad)
+            .await
+            .assert_error(400, "invalid_request");
+    }
+}
+
+// --- ops and routing --------------------------------------------------------------
+
+#[tokio::test]
+async fn healthz_needs_no_key_and_counts_connections() {
+    let h = Harness::start().await;
+    let reply = h.send(h.http.get(h.url("/healthz"))).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.body, json!({"status": "ok", "connections": 0}));
+    let _client = h.client("demo", "d1", "chat", "u42").await;
+    let reply = h.send(h.http.get(h.url("/healthz"))).await;
+    assert_eq!(reply.body, json!({"status": "ok", "connections": 1}));
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_get_json_errors() {
+    let h = Harness::start().await;
+    h.get("/v1/nothing-here", DEMO_KEY)
+        .await
+        .assert_error(404, "not_found");
+    h.send(h.http.get(h.url("/")))
+        .await
+        .assert_error(404, "not_found");
+
+    let reply = h.get("/v1/push", DEMO_KEY).await;
+    reply.assert_error(405, "method_not_allowed");
+    let allow = reply
+        .headers
+        .get(reqwest::header::ALLOW)
+        .and_then(|v| v.to_str().ok())
+        .expect("Allow header");
+    assert!(allow.contains("POST"), "{allow}");
+    h.send(h.http.delete(h.url("/healthz")))
+        .await
+        .assert_error(405, "method_not_allowed");
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_and_status() {
+    let h = Harness::start().await;
+    h.send(h.http.get(h.url("/healthz"))).await;
+    h.get("/v1/nothing-here", DEMO_KEY).await;
+    h.send(h.http.post(h.url("/v1/push"))).await;
+
+    let (status, content_type, text) = h.text("/metrics").await;
+    assert_eq!(status, 200);
+    assert!(
+        content_type.is_some_and(|c| c.starts_with("text/plain")),
+        "Prometheus text format"
+    );
+    let has = |route: &str, code: &str| {
+        text.lines().any(|line| {
+            line.starts_with("pike_http_requests_total{")
+                && line.contains(&format!("route=\"{route}\""))
+                && line.contains(&format!("status=\"{code}\""))
+        })
+    };
+    assert!(has("/healthz", "200"), "{text}");
+    assert!(has("unmatched", "404"), "{text}");
+    assert!(has("/v1/push", "401"), "{text}");
+    assert!(
+        text.contains("pike_http_request_duration_seconds"),
+        "{text}"
+    );
+}
