@@ -20,6 +20,7 @@ use futures_util::{Stream, StreamExt};
 use pike_channel::{
     ClientHandle, DisconnectReason, Event, LoginParams, SendError, SendId, StreamId,
 };
+use proto::tunnel::ErrorCode;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::Instrument;
 
@@ -147,6 +148,11 @@ pub(crate) enum Command {
         reply: oneshot::Sender<Result<SendReceipt, Error>>,
     },
     SetCredential(String),
+    UpdateTags {
+        bind: Vec<String>,
+        unbind: Vec<String>,
+        reply: oneshot::Sender<Result<Vec<String>, Error>>,
+    },
 }
 
 /// One business's client (seed 5.1), created by
@@ -216,6 +222,7 @@ impl PikeClient {
             sends: BTreeMap::new(),
             session,
             restart_after_stop: false,
+            tag_requests: BTreeMap::new(),
         };
         tokio::spawn(actor.run().instrument(span));
         (client, commands_tx)
@@ -275,6 +282,29 @@ impl PikeClient {
             reply,
         });
         Sending { id, key, rx }
+    }
+
+    /// Binds `bind` and unbinds `unbind` for this business's alias
+    /// (pushes to a tag reach every alias bound to it); resolves to every tag
+    /// bound after the change. Needs a running client; tags are kept by the
+    /// gateway across reconnects and channel switches.
+    pub async fn update_tags(
+        &self,
+        bind: Vec<String>,
+        unbind: Vec<String>,
+    ) -> Result<Vec<String>, Error> {
+        let (reply, rx) = oneshot::channel();
+        self.command(Command::UpdateTags {
+            bind,
+            unbind,
+            reply,
+        });
+        rx.await.unwrap_or_else(|_| {
+            Err(Error::new(
+                ErrorKind::ChannelClosed,
+                "the client's task is gone",
+            ))
+        })
     }
 
     /// The lifecycle state (as of the last lifecycle event reported).
@@ -387,6 +417,8 @@ struct Actor {
     sends: BTreeMap<u64, PendingSend>,
     session: Arc<Mutex<Session>>,
     restart_after_stop: bool,
+    /// Tag requests waiting for their result, by (generation, request id).
+    tag_requests: BTreeMap<(u64, u32), oneshot::Sender<Result<Vec<String>, Error>>>,
 }
 
 impl Actor {
@@ -482,6 +514,32 @@ impl Actor {
                 payload,
                 reply,
             } => self.send(id, key, payload, reply).await,
+            Command::UpdateTags {
+                bind,
+                unbind,
+                reply,
+            } => {
+                let binding = self
+                    .current
+                    .filter(|_| self.lifecycle == ClientState::Running)
+                    .and_then(|g| self.bindings.get(&g).map(|b| (g, b)));
+                let Some((generation, binding)) = binding else {
+                    let _ = reply.send(Err(Error::new(
+                        ErrorKind::NotStarted,
+                        "tags need a running client",
+                    )));
+                    return;
+                };
+                match binding.channel.update_tags(binding.stream, bind, unbind) {
+                    Ok(request_id) => {
+                        self.tag_requests.insert((generation, request_id), reply);
+                    }
+                    Err(e) => {
+                        let _ =
+                            reply.send(Err(Error::new(ErrorKind::ChannelClosed, e.to_string())));
+                    }
+                }
+            }
             Command::SetCredential(credential) => {
                 self.options.credential = credential.clone();
                 for binding in self.bindings.values() {
@@ -667,6 +725,22 @@ impl Actor {
                 self.stopped(StopReason::AuthFailed { code, message }).await;
             }
             Event::Received(delivery) => self.on_delivery(generation, delivery.into()).await,
+            Event::TagsResult {
+                request_id,
+                code,
+                message,
+                tags,
+                ..
+            } => {
+                if let Some(reply) = self.tag_requests.remove(&(generation, request_id)) {
+                    let result = if code == ErrorCode::Unspecified {
+                        Ok(tags)
+                    } else {
+                        Err(Error::new(ErrorKind::Rejected, message).with_code(code))
+                    };
+                    let _ = reply.send(result);
+                }
+            }
             Event::SendSuccess { id: send, .. } => {
                 if let Some(id) = self.find_send(generation, send, false) {
                     self.finish_send(id, Ok(())).await;
