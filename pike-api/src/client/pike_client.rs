@@ -397,6 +397,9 @@ struct PendingSend {
 
 type Tagged = BoxStream<'static, (u64, Option<Event>)>;
 
+/// Where the result of a tag change goes.
+type TagsReply = oneshot::Sender<Result<Vec<String>, Error>>;
+
 struct Actor {
     proxy: Arc<Proxy>,
     options: ClientOptions,
@@ -418,7 +421,7 @@ struct Actor {
     session: Arc<Mutex<Session>>,
     restart_after_stop: bool,
     /// Tag requests waiting for their result, by (generation, request id).
-    tag_requests: BTreeMap<(u64, u32), oneshot::Sender<Result<Vec<String>, Error>>>,
+    tag_requests: BTreeMap<(u64, u32), TagsReply>,
 }
 
 impl Actor {
