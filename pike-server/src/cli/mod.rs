@@ -11,7 +11,10 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::data_dir::DataDir;
 
+mod device;
+mod listen;
 mod push;
+mod send;
 mod token;
 
 /// `pike`: talk to a Pike gateway.
@@ -46,6 +49,11 @@ pub struct Common {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Connect as a device, log a business in and print downlink as JSON
+    /// lines.
+    Listen(listen::ListenArgs),
+    /// Send one uplink message as a device and wait for the backend.
+    Send(send::SendArgs),
     /// Push a message through the HTTP API (as a business backend).
     Push(push::PushArgs),
     /// Mint a client credential (signed token) for a business alias.
@@ -120,6 +128,8 @@ pub fn main_with(cli: Cli) -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
+            Command::Listen(args) => listen::run(&cli.common, args).await,
+            Command::Send(args) => send::run(&cli.common, args).await,
             Command::Push(args) => push::run(&cli.common, args).await,
             Command::Token(args) => token::run(&cli.common, args),
         }

@@ -1,0 +1,45 @@
+//! `pike send`: send one uplink message and wait for the backend's answer.
+
+use std::time::Duration;
+
+use clap::Args;
+
+use super::device::DeviceArgs;
+use super::{Common, Failure};
+
+/// Arguments of `pike send`.
+#[derive(Debug, Args)]
+pub(crate) struct SendArgs {
+    #[command(flatten)]
+    device: DeviceArgs,
+    /// Idempotency key (default: generated).
+    #[arg(long)]
+    key: Option<String>,
+    /// Seconds to wait for the backend's answer.
+    #[arg(long, default_value_t = 30)]
+    timeout: u64,
+    /// The message (UTF-8); words are joined with spaces.
+    #[arg(required = true)]
+    message: Vec<String>,
+}
+
+pub(crate) async fn run(common: &Common, args: SendArgs) -> Result<(), Failure> {
+    let device = args.device.connect(common).await?;
+    let payload = args.message.join(" ").into_bytes();
+    let sending = match &args.key {
+        Some(key) => device.client.send_with_key(payload, key.clone()),
+        None => device.client.send(payload),
+    };
+    let key = sending.key().to_owned();
+    match tokio::time::timeout(Duration::from_secs(args.timeout), sending).await {
+        Ok(Ok(_receipt)) => {
+            println!("{}", serde_json::json!({"status": "accepted", "key": key}));
+            Ok(())
+        }
+        Ok(Err(e)) => Err(Failure::failed(format!("send failed: {e}"))),
+        Err(_) => Err(Failure::failed(format!(
+            "no answer from the backend within {} s",
+            args.timeout
+        ))),
+    }
+}
