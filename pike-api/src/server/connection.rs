@@ -218,7 +218,10 @@ impl Conn {
                     }
                     None => self.channel.handle_connection_lost(now()),
                 },
-                Some(command) = rx.recv() => self.command(command),
+                Some(command) = rx.recv() => {
+                    metrics::histogram!("pike_command_queue_depth").record(rx.len() as f64);
+                    self.command(command);
+                }
                 () = shared.notify.notified() => {
                     for (key, message) in shared.take() {
                         self.stored(&key, message);
@@ -335,6 +338,8 @@ impl Conn {
                         payload,
                         received_at: Instant::now(),
                     });
+                    metrics::histogram!("pike_uplink_queue_depth")
+                        .record(state.uplink_queue.len() as f64);
                     self.next_uplink(stream);
                 }
             }
