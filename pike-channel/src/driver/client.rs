@@ -17,7 +17,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use bytes::Bytes;
-use futures_util::{Sink, Stream};
+use futures_util::Stream;
 use proto::tunnel::ServerHello;
 use tntunnel::{Frame, FramedTunnel};
 use tokio::sync::mpsc;
@@ -27,7 +27,7 @@ use tracing::{Instrument, Span};
 
 use super::config::DriverConfig;
 use super::connector::{ConnectError, Connected, Connector};
-use super::util::{Clock, ReadEnd, lock, trim_buffers};
+use super::util::{Clock, ReadEnd, lock, pump_transmit, trim_buffers};
 use crate::error::{SendError, UnknownStream};
 use crate::{
     ClientChannel, ClientConfig, ConnectionId, ConnectionState, DisconnectReason, Event,
@@ -601,44 +601,13 @@ impl<C: Connector> ClientDriver<C> {
             return false;
         };
         let enter = conn.span.enter();
-        let mut progress = false;
-        let mut failure = None;
-        loop {
-            match Pin::new(&mut conn.framed).poll_ready(cx) {
-                Poll::Ready(Ok(())) => {}
-                Poll::Ready(Err(error)) => {
-                    failure = Some(error);
-                    break;
-                }
-                Poll::Pending => break,
-            }
-            let Some(frame) = state.channel.poll_transmit() else {
-                break;
-            };
-            progress = true;
-            match Pin::new(&mut conn.framed).start_send(frame) {
-                Ok(()) => conn.needs_flush = true,
-                Err(tntunnel::CodecError::Frame(error)) => {
-                    // Above the server's frame limit: this frame can never be
-                    // sent; the rest can.
-                    tracing::warn!(%error, "frame not sent");
-                }
-                Err(error) => {
-                    failure = Some(error);
-                    break;
-                }
-            }
-        }
-        if failure.is_none() && conn.needs_flush {
-            match Pin::new(&mut conn.framed).poll_flush(cx) {
-                Poll::Ready(Ok(())) => {
-                    conn.needs_flush = false;
-                    trim_buffers(&mut conn.framed, self.config.max_idle_buffer);
-                }
-                Poll::Ready(Err(error)) => failure = Some(error),
-                Poll::Pending => {}
-            }
-        }
+        let (progress, failure) = pump_transmit(
+            &mut conn.framed,
+            &mut conn.needs_flush,
+            self.config.max_idle_buffer,
+            cx,
+            || state.channel.poll_transmit(),
+        );
         drop(enter);
         if let Some(error) = failure {
             self.lose(state, ReadEnd::from_error(error), now);

@@ -34,7 +34,7 @@ use tracing::{Instrument, Span};
 
 use super::client::receiver_gone;
 use super::config::DriverConfig;
-use super::util::{Clock, ReadEnd, lock, trim_buffers};
+use super::util::{Clock, ReadEnd, lock, pump_transmit, trim_buffers};
 use crate::error::{PushError, ReplyError};
 use crate::{Push, ServerChannel, ServerEvent, StreamId, UplinkResult};
 
@@ -366,42 +366,13 @@ where
             while state.channel.poll_transmit().is_some() {}
             return false;
         }
-        let mut progress = false;
-        let mut failure = None;
-        loop {
-            match Pin::new(&mut self.framed).poll_ready(cx) {
-                Poll::Ready(Ok(())) => {}
-                Poll::Ready(Err(error)) => {
-                    failure = Some(error);
-                    break;
-                }
-                Poll::Pending => break,
-            }
-            let Some(frame) = state.channel.poll_transmit() else {
-                break;
-            };
-            progress = true;
-            match Pin::new(&mut self.framed).start_send(frame) {
-                Ok(()) => self.needs_flush = true,
-                Err(tntunnel::CodecError::Frame(error)) => {
-                    tracing::warn!(%error, "frame not sent");
-                }
-                Err(error) => {
-                    failure = Some(error);
-                    break;
-                }
-            }
-        }
-        if failure.is_none() && self.needs_flush {
-            match Pin::new(&mut self.framed).poll_flush(cx) {
-                Poll::Ready(Ok(())) => {
-                    self.needs_flush = false;
-                    trim_buffers(&mut self.framed, self.config.max_idle_buffer);
-                }
-                Poll::Ready(Err(error)) => failure = Some(error),
-                Poll::Pending => {}
-            }
-        }
+        let (progress, failure) = pump_transmit(
+            &mut self.framed,
+            &mut self.needs_flush,
+            self.config.max_idle_buffer,
+            cx,
+            || state.channel.poll_transmit(),
+        );
         if let Some(error) = failure {
             tracing::debug!(%error, "write failed");
             self.broken = true;

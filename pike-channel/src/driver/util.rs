@@ -4,8 +4,13 @@
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use bytes::BytesMut;
-use tntunnel::{CodecError, FrameError, FramedTunnel};
+use futures_util::Sink;
+use tntunnel::{CodecError, Frame, FrameError, FramedTunnel};
+use tokio::io::{AsyncRead, AsyncWrite};
 
 /// Capacity a trimmed read or write buffer gets back (tokio-util's initial
 /// capacity).
@@ -78,4 +83,48 @@ pub(crate) fn trim_buffers<S>(framed: &mut FramedTunnel<S>, max_idle: usize) {
     if framed.write_buffer().is_empty() && framed.write_buffer().capacity() > max_idle {
         *framed.write_buffer_mut() = BytesMut::with_capacity(TRIMMED_CAPACITY);
     }
+}
+
+/// Moves frames from `next` into the framed sink while it has room, then
+/// flushes once (coalesced writes). Returns whether a frame was taken and the
+/// write error that broke the connection, if any. A frame above the peer's
+/// limit can never be sent: it is logged and skipped, the rest still go.
+pub(crate) fn pump_transmit<S>(
+    framed: &mut FramedTunnel<S>,
+    needs_flush: &mut bool,
+    max_idle_buffer: usize,
+    cx: &mut Context<'_>,
+    mut next: impl FnMut() -> Option<Frame>,
+) -> (bool, Option<CodecError>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut progress = false;
+    loop {
+        match Pin::new(&mut *framed).poll_ready(cx) {
+            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Err(error)) => return (progress, Some(error)),
+            Poll::Pending => break,
+        }
+        let Some(frame) = next() else {
+            break;
+        };
+        progress = true;
+        match Pin::new(&mut *framed).start_send(frame) {
+            Ok(()) => *needs_flush = true,
+            Err(CodecError::Frame(error)) => tracing::warn!(%error, "frame not sent"),
+            Err(error) => return (progress, Some(error)),
+        }
+    }
+    if *needs_flush {
+        match Pin::new(&mut *framed).poll_flush(cx) {
+            Poll::Ready(Ok(())) => {
+                *needs_flush = false;
+                trim_buffers(framed, max_idle_buffer);
+            }
+            Poll::Ready(Err(error)) => return (progress, Some(error)),
+            Poll::Pending => {}
+        }
+    }
+    (progress, None)
 }
