@@ -529,6 +529,32 @@ impl Conn {
             },
         );
         self.read_done(stream, Ok(ready.batch));
+        // The login's read happened before it was registered for
+        // notifications: read once more so that a message stored in between
+        // is not left waiting for the next push.
+        self.catch_up(stream);
+    }
+
+    /// Reads the store after the stream's position even when no newer
+    /// message is known (unless a read is in flight already).
+    fn catch_up(&mut self, stream: StreamId) {
+        let Some(state) = self.streams.get_mut(&stream) else {
+            return;
+        };
+        if state.reading {
+            return;
+        }
+        state.reading = true;
+        let hub = self.hub.clone();
+        let key = state.key.clone();
+        let after = state.next_seq - 1;
+        self.work.push(Box::pin(async move {
+            let result = hub
+                .store
+                .read(key, after, hub.config.read_batch, unix_ms())
+                .await;
+            Work::Read { stream, result }
+        }));
     }
 
     /// A reliable message was stored in `key`.
@@ -561,17 +587,7 @@ impl Conn {
         if state.reading || state.next_seq > state.last_known || !self.channel.can_push(stream) {
             return;
         }
-        state.reading = true;
-        let hub = self.hub.clone();
-        let key = state.key.clone();
-        let after = state.next_seq - 1;
-        self.work.push(Box::pin(async move {
-            let result = hub
-                .store
-                .read(key, after, hub.config.read_batch, unix_ms())
-                .await;
-            Work::Read { stream, result }
-        }));
+        self.catch_up(stream);
     }
 
     fn read_done(&mut self, stream: StreamId, result: Result<ReadBatch, StoreError>) {
