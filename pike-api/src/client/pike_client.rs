@@ -745,6 +745,12 @@ impl Actor {
                 }
             }
             Event::SendSuccess { id: send, .. } => {
+                // The ack may carry a new route id (the gateway moved the
+                // login to another backend): keep the one the channel now
+                // holds, for the session and the next login.
+                if is_current {
+                    self.follow_route(generation);
+                }
                 if let Some(id) = self.find_send(generation, send, false) {
                     self.finish_send(id, Ok(())).await;
                 }
@@ -760,6 +766,22 @@ impl Actor {
                 }
             }
             other => tracing::trace!(generation, event = ?other, "not reported"),
+        }
+    }
+
+    /// Adopts the route id the channel holds for `generation`'s login (set
+    /// by the gateway in uplink acks after a backend failover).
+    fn follow_route(&mut self, generation: u64) {
+        let Some(binding) = self.bindings.get(&generation) else {
+            return;
+        };
+        let route = binding
+            .channel
+            .inspect(|c| c.route_id(binding.stream).map(str::to_owned));
+        if let Some(route) = route.filter(|r| !r.is_empty() && *r != self.route_id) {
+            tracing::debug!(from = %self.route_id, to = %route, "route id changed");
+            self.route_id = route;
+            self.save_session();
         }
     }
 
