@@ -796,7 +796,7 @@ impl Conn {
         let pings = self.channel.stats().pings;
         if pings > self.pings_seen {
             self.pings_seen = pings;
-            self.record("heartbeat", format!("ping #{pings}"));
+            trace::lock(&self.trace).heartbeat(unix_ms(), pings);
         }
     }
 

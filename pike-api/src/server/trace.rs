@@ -46,6 +46,20 @@ impl Trace {
         });
     }
 
+    /// Records a heartbeat: consecutive heartbeats share one event (time of
+    /// the latest, running count), so an idle connection's trace stays a few
+    /// events long however long it lives.
+    pub fn heartbeat(&mut self, at_ms: u64, pings: u64) {
+        if let Some(last) = self.events.back_mut()
+            && last.signal == "heartbeat"
+        {
+            last.at_ms = at_ms;
+            last.detail = format!("{pings} pings so far");
+            return;
+        }
+        self.record(at_ms, "heartbeat", format!("{pings} pings so far"));
+    }
+
     /// The events kept, oldest first.
     pub fn events(&self) -> Vec<TraceEvent> {
         self.events.iter().cloned().collect()
@@ -104,6 +118,22 @@ mod tests {
         assert_eq!(events.len(), TRACE_EVENTS);
         assert_eq!(events[0].at_ms, 10);
         assert_eq!(trace.dropped(), 10);
+    }
+
+    #[test]
+    fn consecutive_heartbeats_share_one_event() {
+        let mut trace = Trace::default();
+        trace.record(1, "alias-bind", "u42".into());
+        for ping in 1..=1000 {
+            trace.heartbeat(1 + ping, ping);
+        }
+        trace.record(2000, "downlink", "seq=1".into());
+        trace.heartbeat(3000, 1001);
+        let events = trace.events();
+        assert_eq!(events.len(), 4);
+        assert_eq!(events[1].detail, "1000 pings so far");
+        assert_eq!(events[1].at_ms, 1001);
+        assert_eq!(events[3].signal, "heartbeat");
     }
 
     #[test]
