@@ -61,9 +61,10 @@ pub mod server;
 
 pub use crate::client::{
     ChannelProxy, ChannelProxyBuilder, ClientEvent, ClientOptions, ClientState, Error, ErrorKind,
-    Message, Mode, PikeClient, SendReceipt, Sending, Session, StopReason,
+    Message, Mode, PikeClient, RoomPosition, SendReceipt, Sending, Session, StopReason,
 };
 pub use pike_channel::{
     BoxConnector, ClientConfig, Connector, DisconnectReason, DriverConfig, TunnelConnector,
 };
+pub use proto::channel::{RoomClass, RoomMessage};
 pub use {bytes, pike_channel, proto, tntunnel, tunnelkit};

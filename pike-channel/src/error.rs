@@ -124,6 +124,11 @@ pub enum ReplyError {
         /// The sequence number.
         seq: u64,
     },
+    /// A pre-encoded frame handed to
+    /// [`room_batch_frame`](crate::ServerChannel::room_batch_frame) is not a
+    /// room batch.
+    #[error("frame type {0} is not a room batch")]
+    NotRoomBatch(FrameType),
     /// The connection is closed.
     #[error("the connection is closed")]
     Closed,

@@ -4,7 +4,9 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
+use pike_api::server::{RateLimit, RoomConfig, RoomMode};
 use serde::{Deserialize, Serialize};
 
 /// Why a configuration was refused.
@@ -48,6 +50,8 @@ pub struct Config {
     pub limits: Limits,
     /// Retention of reliable messages.
     pub store: Store,
+    /// Live rooms.
+    pub rooms: Rooms,
     /// Apps served. Empty: the dev app `demo`, whose credentials are
     /// generated into the data dir on first start.
     pub apps: Vec<App>,
@@ -158,6 +162,247 @@ fn default_webhook_timeout_ms() -> u64 {
     5_000
 }
 
+/// Live rooms (`docs/rooms.md`): defaults for every room and rules for
+/// some rooms of an app.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Rooms {
+    /// Most live rooms at once (default 100,000); joins and publishes that
+    /// would start more are refused.
+    pub max_rooms: usize,
+    /// Settings of every room (each key falls back to the built-in
+    /// default).
+    pub defaults: RoomSettings,
+    /// Settings of some rooms of one app; the most specific rule wins (an
+    /// exact name, then the longest prefix, then `*`), layered on the app's
+    /// `*` rule and the defaults.
+    pub rules: Vec<RoomRuleConfig>,
+}
+
+impl Default for Rooms {
+    fn default() -> Self {
+        Self {
+            max_rooms: 100_000,
+            defaults: RoomSettings::default(),
+            rules: Vec::new(),
+        }
+    }
+}
+
+/// Settings of the rooms of `app` matching `name`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoomRuleConfig {
+    /// App id.
+    pub app: String,
+    /// `*` (every room of the app), `prefix*`, or an exact room name.
+    pub name: String,
+    /// The settings (each key falls back to the app's `*` rule, then the
+    /// defaults).
+    #[serde(default)]
+    pub settings: RoomSettings,
+}
+
+/// How a room's batches reach its members.
+#[derive(Clone, Copy, Debug, Deserialize, Eq, PartialEq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RoomModeConfig {
+    /// Push up to `push_max_members` members, pull above.
+    Auto,
+    /// Push batches to every member.
+    Push,
+    /// Members pull by offset (long poll).
+    Pull,
+}
+
+/// Room settings; every key is optional.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RoomSettings {
+    /// `auto` (default), `push` or `pull`.
+    pub mode: Option<RoomModeConfig>,
+    /// Largest room that pushes in `auto` mode (default 10,000).
+    pub push_max_members: Option<usize>,
+    /// Droppable messages in the ring (default 1,024).
+    pub ring_capacity: Option<usize>,
+    /// Age at which a droppable message leaves the ring, seconds (default
+    /// 30).
+    pub ring_retention_secs: Option<u64>,
+    /// Reliable messages kept (default 1,024); a full store refuses new
+    /// ones.
+    pub reliable_capacity: Option<usize>,
+    /// Age at which a reliable message leaves the store, seconds (default
+    /// 0: kept while the room exists).
+    pub reliable_retention_secs: Option<u64>,
+    /// Droppable messages accepted per second per room (default 1,000; 0:
+    /// no cap).
+    pub droppable_rate: Option<u32>,
+    /// Burst of the room's cap (default: the rate).
+    pub droppable_burst: Option<u32>,
+    /// Droppable messages accepted per second per publisher (default 10; 0:
+    /// no cap).
+    pub publisher_rate: Option<u32>,
+    /// Burst of a publisher's cap (default: twice its rate).
+    pub publisher_burst: Option<u32>,
+    /// Longest wait of a message in the room before its batch is released,
+    /// milliseconds (default 50).
+    pub latency_budget_ms: Option<u64>,
+    /// A batch is released once it holds this many messages (default 100;
+    /// 1 turns batching off).
+    pub max_batch_messages: Option<usize>,
+    /// ... or this many payload bytes (default 65,536).
+    pub max_batch_bytes: Option<usize>,
+    /// Largest payload accepted (default 65,536).
+    pub max_message_bytes: Option<usize>,
+    /// Longest time a pull is held, seconds (default 60).
+    pub max_pull_wait_secs: Option<u64>,
+    /// A room without members and publishes for this long is removed,
+    /// seconds (default 300).
+    pub idle_ttl_secs: Option<u64>,
+}
+
+impl RoomSettings {
+    /// `base` with these settings applied.
+    pub fn apply(&self, base: &RoomConfig) -> RoomConfig {
+        let mut config = base.clone();
+        if let Some(mode) = self.mode {
+            config.mode(match mode {
+                RoomModeConfig::Auto => RoomMode::Auto,
+                RoomModeConfig::Push => RoomMode::Push,
+                RoomModeConfig::Pull => RoomMode::Pull,
+            });
+        }
+        if let Some(n) = self.push_max_members {
+            config.push_max_members(n);
+        }
+        if let Some(n) = self.ring_capacity {
+            config.ring_capacity(n);
+        }
+        if let Some(secs) = self.ring_retention_secs {
+            config.ring_retention(Duration::from_secs(secs));
+        }
+        if let Some(n) = self.reliable_capacity {
+            config.reliable_capacity(n);
+        }
+        if let Some(secs) = self.reliable_retention_secs {
+            config.reliable_retention((secs > 0).then(|| Duration::from_secs(secs)));
+        }
+        let rate =
+            |rate: Option<u32>, burst: Option<u32>, current: Option<RateLimit>, factor| match (
+                rate, burst, current,
+            ) {
+                (Some(0), _, _) => None,
+                (Some(rate), burst, _) => {
+                    Some(RateLimit::new(rate, burst.unwrap_or(rate * factor)))
+                }
+                (None, Some(burst), Some(current)) => {
+                    Some(RateLimit::new(current.per_second, burst))
+                }
+                (None, _, current) => current,
+            };
+        config.room_rate(rate(
+            self.droppable_rate,
+            self.droppable_burst,
+            base.get_room_rate(),
+            1,
+        ));
+        config.publisher_rate(rate(
+            self.publisher_rate,
+            self.publisher_burst,
+            base.get_publisher_rate(),
+            2,
+        ));
+        if let Some(ms) = self.latency_budget_ms {
+            config.latency_budget(Duration::from_millis(ms));
+        }
+        if self.max_batch_messages.is_some() || self.max_batch_bytes.is_some() {
+            config.max_batch(
+                self.max_batch_messages
+                    .unwrap_or_else(|| base.get_max_batch_messages()),
+                self.max_batch_bytes
+                    .unwrap_or_else(|| base.get_max_batch_bytes()),
+            );
+        }
+        if let Some(n) = self.max_message_bytes {
+            config.max_message_bytes(n);
+        }
+        if let Some(secs) = self.max_pull_wait_secs {
+            config.max_pull_wait(Duration::from_secs(secs));
+        }
+        if let Some(secs) = self.idle_ttl_secs {
+            config.idle_ttl(Duration::from_secs(secs));
+        }
+        config
+    }
+
+    fn validate(&self, place: &str, max_frame_length: usize) -> Result<(), ConfigError> {
+        let zero = [
+            ("ring_capacity", self.ring_capacity.map(|n| n as u64)),
+            (
+                "reliable_capacity",
+                self.reliable_capacity.map(|n| n as u64),
+            ),
+            ("latency_budget_ms", self.latency_budget_ms),
+            (
+                "max_batch_messages",
+                self.max_batch_messages.map(|n| n as u64),
+            ),
+            ("max_batch_bytes", self.max_batch_bytes.map(|n| n as u64)),
+            (
+                "max_message_bytes",
+                self.max_message_bytes.map(|n| n as u64),
+            ),
+            ("droppable_burst", self.droppable_burst.map(u64::from)),
+            ("publisher_burst", self.publisher_burst.map(u64::from)),
+        ];
+        if let Some((key, _)) = zero.iter().find(|(_, v)| *v == Some(0)) {
+            return Err(ConfigError::Invalid(format!(
+                "{place}.{key} must be at least 1"
+            )));
+        }
+        // The largest batch frame: the bigger of a full batch and one
+        // message, plus per-message framing for up to 1,000 messages.
+        let largest = self
+            .max_batch_bytes
+            .unwrap_or(64 * 1024)
+            .max(self.max_message_bytes.unwrap_or(64 * 1024))
+            + 1000 * 24
+            + 512;
+        if largest > max_frame_length {
+            return Err(ConfigError::Invalid(format!(
+                "{place}: batches of max_batch_bytes / max_message_bytes would not fit in limits.max_frame_length ({max_frame_length})"
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl Rooms {
+    /// The room settings for the gateway: the defaults, and one
+    /// (pattern, settings) per rule, layered.
+    pub fn resolve(&self) -> (RoomConfig, Vec<(String, String, RoomConfig)>) {
+        let defaults = self.defaults.apply(&RoomConfig::default());
+        let rules = self
+            .rules
+            .iter()
+            .map(|rule| {
+                let app_wide = self
+                    .rules
+                    .iter()
+                    .find(|r| r.app == rule.app && r.name == "*" && rule.name != "*");
+                let base =
+                    app_wide.map_or_else(|| defaults.clone(), |r| r.settings.apply(&defaults));
+                (
+                    rule.app.clone(),
+                    rule.name.clone(),
+                    rule.settings.apply(&base),
+                )
+            })
+            .collect();
+        (defaults, rules)
+    }
+}
+
 impl Config {
     /// Reads and validates `path`.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
@@ -202,6 +447,18 @@ impl Config {
         }
         if self.limits.handshake_timeout_secs == 0 {
             return invalid("limits.handshake_timeout_secs must be at least 1".into());
+        }
+        self.rooms
+            .defaults
+            .validate("rooms.defaults", self.limits.max_frame_length)?;
+        for rule in &self.rooms.rules {
+            if rule.app.is_empty() || rule.name.is_empty() {
+                return invalid("rooms.rules: app and name must not be empty".into());
+            }
+            rule.settings.validate(
+                &format!("rooms.rules[{}:{}].settings", rule.app, rule.name),
+                self.limits.max_frame_length,
+            )?;
         }
         if self.store.max_messages_per_stream == 0 || self.store.default_ttl_secs == 0 {
             return invalid(
@@ -251,6 +508,7 @@ impl Default for Config {
             heartbeat: Heartbeat::default(),
             limits: Limits::default(),
             store: Store::default(),
+            rooms: Rooms::default(),
             apps: Vec::new(),
         }
     }
@@ -370,6 +628,53 @@ mod tests {
                 .tcp
                 .is_none()
         );
+    }
+
+    #[test]
+    fn room_settings_layer_defaults_app_and_rule() {
+        let config = parse(
+            r#"
+[rooms]
+max_rooms = 10
+[rooms.defaults]
+mode = "pull"
+latency_budget_ms = 20
+droppable_rate = 0
+[[rooms.rules]]
+app = "demo"
+name = "*"
+settings = { ring_capacity = 50 }
+[[rooms.rules]]
+app = "demo"
+name = "live:*"
+[rooms.rules.settings]
+mode = "push"
+publisher_rate = 3
+"#,
+        )
+        .unwrap();
+        let (defaults, rules) = config.rooms.resolve();
+        let mut expected = RoomConfig::default();
+        expected
+            .mode(RoomMode::Pull)
+            .latency_budget(Duration::from_millis(20))
+            .room_rate(None);
+        assert_eq!(defaults, expected);
+        let live = &rules[1].2;
+        let mut expected_live = expected.clone();
+        expected_live
+            .ring_capacity(50)
+            .mode(RoomMode::Push)
+            .publisher_rate(Some(RateLimit::new(3, 6)));
+        assert_eq!(live, &expected_live);
+        assert_eq!(config.rooms.max_rooms, 10);
+
+        let err = parse("[rooms.defaults]\nmode = \"fast\"\n").unwrap_err();
+        assert!(matches!(err, ConfigError::Parse { .. }), "{err}");
+        let err = parse("[rooms.defaults]\nmax_batch_messages = 0\n").unwrap_err();
+        assert!(err.to_string().contains("max_batch_messages"), "{err}");
+        let err = parse("[limits]\nmax_frame_length = 4096\n").unwrap_err();
+        assert!(err.to_string().contains("max_frame_length"), "{err}");
     }
 
     #[test]

@@ -123,6 +123,13 @@ pub async fn run(
         .max_connections(
             (config.limits.max_connections > 0).then_some(config.limits.max_connections),
         );
+    let (room_defaults, room_rules) = config.rooms.resolve();
+    gateway_config
+        .rooms(room_defaults)
+        .max_rooms(config.rooms.max_rooms);
+    for (app, pattern, room_config) in room_rules {
+        gateway_config.room_config(app, pattern, room_config);
+    }
 
     let http_client = reqwest::Client::builder()
         .build()

@@ -7,7 +7,7 @@ use tokio_util::codec::{Decoder, Encoder, Framed};
 
 use crate::compression::{self, DEFAULT_COMPRESSION_THRESHOLD};
 use crate::error::{CodecError, FrameError};
-use crate::frame::{FLAG_COMPRESSED, FLAG_RESERVED, Frame, FrameType, TYPE_MASK};
+use crate::frame::{BodyForm, FLAG_COMPRESSED, FLAG_RESERVED, Frame, FrameType, TYPE_MASK};
 use crate::varint::{self, MAX_VARINT_VALUE, Varint};
 
 /// Default largest frame body accepted: 1 MiB (NATS's default payload limit).
@@ -75,6 +75,11 @@ impl FrameCodec {
         self.compression
     }
 
+    /// The smallest body this codec compresses.
+    pub fn compression_threshold(&self) -> usize {
+        self.compression_threshold
+    }
+
     fn decode_head(&mut self, src: &mut BytesMut) -> Result<Option<(u8, usize)>, FrameError> {
         let Some(&header) = src.first() else {
             return Ok(None);
@@ -133,7 +138,7 @@ impl Decoder for FrameCodec {
         }
         // The type was validated in `decode_head`.
         let ty = FrameType::try_from(header & TYPE_MASK)?;
-        Ok(Some(Frame { ty, body }))
+        Ok(Some(Frame::new(ty, body)))
     }
 
     fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, CodecError> {
@@ -153,10 +158,20 @@ impl Encoder<Frame> for FrameCodec {
 
     fn encode(&mut self, frame: Frame, dst: &mut BytesMut) -> Result<(), CodecError> {
         let mut header = frame.ty.code();
-        let packed = if frame.body.len() >= self.compression_threshold {
-            compression::compress(self.compression, &frame.body)
-        } else {
-            None
+        let packed = match frame.form() {
+            BodyForm::Auto if frame.body.len() >= self.compression_threshold => {
+                compression::compress(self.compression, &frame.body)
+            }
+            BodyForm::Auto | BodyForm::Raw => None,
+            BodyForm::Compressed(algorithm) => {
+                // Prepared once for many connections: sent as is, but only
+                // to a peer that agreed to this algorithm.
+                if algorithm != self.compression || algorithm == Compression::None {
+                    return Err(FrameError::CompressionNotNegotiated.into());
+                }
+                header |= FLAG_COMPRESSED;
+                None
+            }
         };
         let body: &[u8] = match &packed {
             Some(packed) => {

@@ -14,6 +14,7 @@
 //! to the layer above (the Pike channel). Type `0x00` is never valid.
 
 use bytes::Bytes;
+use proto::tunnel::Compression;
 
 use crate::error::FrameError;
 
@@ -93,13 +94,42 @@ impl std::fmt::Display for FrameType {
     }
 }
 
-/// One frame: its type and its (uncompressed) body.
+/// How the codec treats a frame's body when it writes the frame.
+///
+/// Frames built with [`Frame::new`] or [`Frame::from_message`] are
+/// [`Auto`](Self::Auto): each connection's codec decides on compression.
+/// A frame meant for many connections is prepared once with
+/// [`Frame::prepare`], which decides (and compresses) once, so the codecs
+/// only copy the shared body.
+#[derive(Clone, Copy, Debug, Default, Eq, Hash, PartialEq)]
+#[non_exhaustive]
+pub enum BodyForm {
+    /// An uncompressed body; the codec compresses it when compression was
+    /// negotiated, the body reaches the threshold and compressing makes it
+    /// smaller.
+    #[default]
+    Auto,
+    /// An uncompressed body written as is (the sender already found that
+    /// compression does not pay, or that the body is below the threshold).
+    Raw,
+    /// A body already compressed with this algorithm, written as is with the
+    /// C bit. A codec that negotiated another algorithm (or none) refuses to
+    /// write it ([`FrameError::CompressionNotNegotiated`]).
+    Compressed(Compression),
+}
+
+/// One frame: its type and its body.
+///
+/// The body is uncompressed, except in a frame made by [`Frame::prepare`]
+/// with [`BodyForm::Compressed`] (see [`Frame::form`]); decoded frames are
+/// always uncompressed.
 #[derive(Clone, Debug, Eq, PartialEq)]
 pub struct Frame {
     /// What the body is.
     pub ty: FrameType,
     /// The body, usually an encoded protobuf message.
     pub body: Bytes,
+    form: BodyForm,
 }
 
 impl Frame {
@@ -108,15 +138,42 @@ impl Frame {
         Self {
             ty,
             body: body.into(),
+            form: BodyForm::Auto,
         }
     }
 
     /// A frame whose body is `message` encoded as protobuf.
     pub fn from_message(ty: FrameType, message: &impl prost::Message) -> Self {
-        Self {
-            ty,
-            body: Bytes::from(message.encode_to_vec()),
+        Self::new(ty, Bytes::from(message.encode_to_vec()))
+    }
+
+    /// A frame to be written to many connections that negotiated
+    /// `compression`, with compression decided once here instead of by each
+    /// connection's codec: a `body` of at least `threshold` bytes is
+    /// compressed when that makes it smaller ([`BodyForm::Compressed`]),
+    /// otherwise it is kept as is ([`BodyForm::Raw`], sharing `body`).
+    /// Clones of the result share its bytes.
+    pub fn prepare(ty: FrameType, body: Bytes, compression: Compression, threshold: usize) -> Self {
+        let packed = (body.len() >= threshold)
+            .then(|| crate::compression::compress(compression, &body))
+            .flatten();
+        match packed {
+            Some(packed) => Self {
+                ty,
+                body: Bytes::from(packed),
+                form: BodyForm::Compressed(compression),
+            },
+            None => Self {
+                ty,
+                body,
+                form: BodyForm::Raw,
+            },
         }
+    }
+
+    /// How the codec treats the body (see [`BodyForm`]).
+    pub fn form(&self) -> BodyForm {
+        self.form
     }
 
     /// Decodes the body as the protobuf message `M`.
@@ -139,7 +196,8 @@ impl Frame {
         )
     }
 
-    /// Bytes this frame takes on the wire when sent uncompressed.
+    /// Bytes this frame takes on the wire when sent with its body as it is
+    /// (uncompressed, or as prepared).
     pub fn encoded_len(&self) -> usize {
         1 + crate::varint::encoded_len(self.body.len()) + self.body.len()
     }
@@ -172,6 +230,27 @@ mod tests {
         assert!(FrameType::CLOSE.is_control());
         assert!(!FrameType::app(0x10).is_control());
         assert_eq!(FrameType::app(0x18).to_string(), "app-0x18");
+    }
+
+    #[test]
+    fn prepare_compresses_once_when_it_pays() {
+        let text = Bytes::from(b"abcdabcdabcdabcd".repeat(100));
+        let ty = FrameType::app(0x24);
+        let packed = Frame::prepare(ty, text.clone(), Compression::Lz4, 1024);
+        assert_eq!(packed.form(), BodyForm::Compressed(Compression::Lz4));
+        assert!(packed.body.len() < text.len());
+
+        // Below the threshold, without compression, or when it does not pay:
+        // the same bytes, marked raw.
+        for (body, compression) in [
+            (text.slice(..100), Compression::Lz4),
+            (text.clone(), Compression::None),
+        ] {
+            let raw = Frame::prepare(ty, body.clone(), compression, 1024);
+            assert_eq!(raw.form(), BodyForm::Raw);
+            assert_eq!(raw.body.as_ptr(), body.as_ptr());
+        }
+        assert_eq!(Frame::new(ty, text).form(), BodyForm::Auto);
     }
 
     #[test]

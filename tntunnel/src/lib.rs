@@ -64,7 +64,7 @@ pub use crate::codec::{DEFAULT_MAX_FRAME_LENGTH, FrameCodec, FrameCodecBuilder};
 pub use crate::compression::DEFAULT_COMPRESSION_THRESHOLD;
 pub use crate::config::{ConfigError, MIN_MAX_FRAME_LENGTH, TunnelConfig};
 pub use crate::error::{CodecError, FrameError};
-pub use crate::frame::{Frame, FrameType};
+pub use crate::frame::{BodyForm, Frame, FrameType};
 pub use crate::handshake::{
     ClientHandshake, DEFAULT_HANDSHAKE_TIMEOUT, HandshakeError, PROTOCOL_VERSION,
     SUPPORTED_VERSIONS, ServerHandshake, negotiate_version,

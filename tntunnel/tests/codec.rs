@@ -238,3 +238,35 @@ fn compression_is_used_only_above_threshold_and_when_it_pays() {
         big.len()
     );
 }
+
+#[test]
+fn prepared_frames_are_written_as_prepared() {
+    let ty = FrameType::app(0x24);
+    let text = Bytes::from(b"room batch room batch ".repeat(100));
+    let mut lz4 = FrameCodec::builder().compression(Compression::Lz4).build();
+
+    // Compressed once: every LZ4 connection writes the same packed bytes
+    // and the peer decodes the original body.
+    let packed = Frame::prepare(ty, text.clone(), Compression::Lz4, 1024);
+    let wire = encode_all(&mut lz4, &[packed.clone(), packed.clone()]);
+    assert_eq!(wire.len(), 2 * packed.encoded_len());
+    let mut buf = wire;
+    for _ in 0..2 {
+        let frame = lz4.decode(&mut buf).unwrap().unwrap();
+        assert_eq!(frame, Frame::new(ty, text.clone()));
+    }
+    // A connection that negotiated no compression cannot take it.
+    let mut plain = FrameCodec::new();
+    let err = plain.encode(packed, &mut BytesMut::new()).unwrap_err();
+    assert!(
+        matches!(err, CodecError::Frame(FrameError::CompressionNotNegotiated)),
+        "{err:?}"
+    );
+
+    // Prepared raw (compression decided against once): never compressed
+    // again by the connection's codec, even above its threshold.
+    let raw = Frame::prepare(ty, text.clone(), Compression::None, 1024);
+    let wire = encode_all(&mut lz4, std::slice::from_ref(&raw));
+    assert_eq!(wire.len(), raw.encoded_len());
+    assert_eq!(wire[0] & 0x80, 0, "no C bit");
+}

@@ -2,13 +2,15 @@
 //! (the alias lives in `.cargo/config.toml`).
 //!
 //! `main` only parses the command line and dispatches; each command lives in
-//! its own module (`codegen`, and later `bench`). Arguments are parsed by hand
-//! to keep this crate dependency-light.
+//! its own module (`codegen`, `bench`). Arguments are parsed by hand to keep
+//! this crate dependency-light. `bench` drives the product binaries as
+//! processes: this crate depends on no product crate.
 //!
 //! Exit codes: 0 on success, 1 when a command fails (or `codegen --check`
 //! finds stale files), 2 on a usage error.
 #![forbid(unsafe_code)]
 
+mod bench;
 mod codegen;
 
 use std::ffi::OsString;
@@ -20,6 +22,8 @@ Usage: cargo xtask <command> [options]
 Commands:
   codegen           Regenerate proto/src/gen/ from proto/proto/**/*.proto
   codegen --check   Check that proto/src/gen/ is up to date, without writing
+  bench [--quick]   pike-server vs mosquitto and nats-server side by side
+                    (see `cargo xtask bench --help`)
 
 Options:
   -h, --help        Print this help
@@ -38,6 +42,9 @@ fn main() -> ExitCode {
     };
     match command.as_str() {
         "codegen" => codegen_command(rest),
+        "bench" => bench::command(rest),
+        // The MQTT/NATS load generator process `bench` starts (internal).
+        "bench-client" => bench::client_command(rest),
         "-h" | "--help" | "help" => {
             print!("{USAGE}");
             ExitCode::SUCCESS

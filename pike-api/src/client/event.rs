@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use pike_channel::{Delivery, DisconnectReason};
+use proto::channel::RoomMessage;
 use proto::tunnel::ErrorCode;
 
 use super::error::Error;
@@ -154,6 +155,28 @@ pub enum ClientEvent {
         expected: u64,
         /// The one that arrived.
         got: u64,
+    },
+    /// A batch of a joined live room (see
+    /// [`PikeClient::join_room`](super::PikeClient::join_room)): each offset
+    /// once, highest priority first, then by offset.
+    RoomMessages {
+        /// The room.
+        room: String,
+        /// The messages (`class` tells reliable from droppable).
+        messages: Vec<RoomMessage>,
+        /// Messages the business will not get: the room's ring overwrote
+        /// them (or they expired) before they could be delivered.
+        missed: u64,
+    },
+    /// The gateway refused to rejoin a room after a reconnect (the room is
+    /// left).
+    RoomJoinFailed {
+        /// The room.
+        room: String,
+        /// The server's code.
+        code: ErrorCode,
+        /// The server's detail.
+        message: String,
     },
 }
 

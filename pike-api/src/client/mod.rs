@@ -8,5 +8,7 @@ mod proxy;
 
 pub use self::error::{Error, ErrorKind};
 pub use self::event::{ClientEvent, ClientState, Message, StopReason};
-pub use self::pike_client::{ClientOptions, PikeClient, SendReceipt, Sending, Session};
+pub use self::pike_client::{
+    ClientOptions, PikeClient, RoomPosition, SendReceipt, Sending, Session,
+};
 pub use self::proxy::{ChannelProxy, ChannelProxyBuilder, Mode};

@@ -28,6 +28,10 @@ use super::error::{Error, ErrorKind};
 use super::event::{ClientEvent, ClientState, Message, StopReason};
 use super::proxy::{Inner as Proxy, Mode};
 
+mod room;
+
+pub use self::room::RoomPosition;
+
 /// Who a business is: biz id, alias, credential, and optionally a saved
 /// session to resume.
 #[derive(Clone, Debug, Eq, PartialEq)]
@@ -153,6 +157,12 @@ pub(crate) enum Command {
         unbind: Vec<String>,
         reply: oneshot::Sender<Result<Vec<String>, Error>>,
     },
+    JoinRoom {
+        room: String,
+        from: Option<u64>,
+        reply: room::JoinReply,
+    },
+    LeaveRoom(String),
 }
 
 /// One business's client (seed 5.1), created by
@@ -223,6 +233,7 @@ impl PikeClient {
             session,
             restart_after_stop: false,
             tag_requests: BTreeMap::new(),
+            rooms: BTreeMap::new(),
         };
         tokio::spawn(actor.run().instrument(span));
         (client, commands_tx)
@@ -422,6 +433,8 @@ struct Actor {
     restart_after_stop: bool,
     /// Tag requests waiting for their result, by (generation, request id).
     tag_requests: BTreeMap<(u64, u32), TagsReply>,
+    /// Live rooms joined, by name.
+    rooms: BTreeMap<String, room::ClientRoom>,
 }
 
 impl Actor {
@@ -543,6 +556,8 @@ impl Actor {
                     }
                 }
             }
+            Command::JoinRoom { room, from, reply } => self.join_room(room, from, reply),
+            Command::LeaveRoom(room) => self.leave_room(&room),
             Command::SetCredential(credential) => {
                 self.options.credential = credential.clone();
                 for binding in self.bindings.values() {
@@ -602,6 +617,7 @@ impl Actor {
                 retiring: false,
             },
         );
+        self.rejoin_rooms(generation);
         self.current = Some(generation);
         for (id, error) in failed {
             self.finish_send(id, Err(send_error(error))).await;
@@ -765,6 +781,9 @@ impl Actor {
                         .await;
                 }
             }
+            event @ (Event::RoomJoined { .. }
+            | Event::RoomJoinFailed { .. }
+            | Event::RoomMessages { .. }) => self.on_room_event(event).await,
             other => tracing::trace!(generation, event = ?other, "not reported"),
         }
     }

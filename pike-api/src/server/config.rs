@@ -6,6 +6,8 @@ use std::time::Duration;
 use pike_channel::ServerConfig as ChannelConfig;
 use tntunnel::TunnelConfig;
 
+use super::room::{RoomConfig, RoomRule};
+
 /// Settings of a [`Gateway`](super::Gateway). Defaults and why:
 ///
 /// - heartbeat 60 s / 20 s (advertised to clients; see `docs/channel.md`);
@@ -19,7 +21,8 @@ use tntunnel::TunnelConfig;
 ///   beyond that use a room;
 /// - `default_ttl` 7 days;
 /// - `drain_delay` 1 to 10 s: the reconnect window advised in go-away at
-///   shutdown, so clients do not all come back at once.
+///   shutdown, so clients do not all come back at once;
+/// - rooms: [`RoomConfig::default`] for every room, at most 100,000 rooms.
 #[derive(Clone, Debug)]
 pub struct GatewayConfig {
     pub(crate) channel: Arc<ChannelConfig>,
@@ -32,6 +35,9 @@ pub struct GatewayConfig {
     pub(crate) max_connections: Option<usize>,
     pub(crate) drain_delay: (Duration, Duration),
     pub(crate) shutdown_grace: Duration,
+    pub(crate) rooms: RoomConfig,
+    pub(crate) room_rules: Vec<RoomRule>,
+    pub(crate) max_rooms: usize,
 }
 
 impl GatewayConfig {
@@ -97,6 +103,38 @@ impl GatewayConfig {
         self.shutdown_grace = grace;
         self
     }
+
+    /// Settings of every live room without a more specific
+    /// [`room_config`](Self::room_config).
+    pub fn rooms(&mut self, config: RoomConfig) -> &mut Self {
+        self.rooms = config;
+        self
+    }
+
+    /// Settings of some rooms of `app`: `pattern` is `*` (all its rooms),
+    /// `prefix*`, or an exact room name. The most specific match wins (an
+    /// exact name, then the longest prefix, then `*`); a room keeps the
+    /// settings it started with.
+    pub fn room_config(
+        &mut self,
+        app: impl Into<String>,
+        pattern: impl Into<String>,
+        config: RoomConfig,
+    ) -> &mut Self {
+        self.room_rules.push(RoomRule {
+            app: app.into(),
+            pattern: pattern.into(),
+            config,
+        });
+        self
+    }
+
+    /// Most live rooms at once; joins and publishes starting more are
+    /// refused.
+    pub fn max_rooms(&mut self, limit: usize) -> &mut Self {
+        self.max_rooms = limit;
+        self
+    }
 }
 
 impl Default for GatewayConfig {
@@ -112,6 +150,9 @@ impl Default for GatewayConfig {
             max_connections: None,
             drain_delay: (Duration::from_secs(1), Duration::from_secs(10)),
             shutdown_grace: Duration::from_secs(15),
+            rooms: RoomConfig::default(),
+            room_rules: Vec::new(),
+            max_rooms: 100_000,
         }
     }
 }

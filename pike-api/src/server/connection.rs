@@ -21,6 +21,7 @@ use tower::ServiceExt as _;
 use super::auth::{AuthError, LoginRequest};
 use super::hub::{Hub, unix_ms};
 use super::registry::{ConnCommand, ConnEntry, ConnId, ConnShared, LoginInfo};
+use super::room::{ConnRooms, JoinOutcome};
 use super::store::{BoxFuture, ReadBatch, StoreError, StoredMessage, StreamKey, UplinkRecord};
 use super::trace::{self, SharedTrace};
 use super::uplink::{UplinkError, UplinkRequest};
@@ -31,7 +32,9 @@ const UPLINK_ATTEMPTS: usize = 3;
 
 /// A connection that passed the hello, ready to run.
 pub(crate) struct Accepted<S> {
-    pub(crate) framed: FramedTunnel<S>,
+    /// Boxed: the stream type is sized for TLS (about 1.3 KiB), and the
+    /// connection future would otherwise hold it twice.
+    pub(crate) framed: Box<FramedTunnel<S>>,
     pub(crate) hello: ClientHello,
     pub(crate) token: String,
     pub(crate) peer: SocketAddr,
@@ -144,6 +147,13 @@ where
 
     let now = Instant::now();
     let channel = ServerChannel::new(hub.config.channel.clone(), hello, now.into_std());
+    let codec = framed.codec();
+    let rooms = ConnRooms::new(
+        id,
+        shared.clone(),
+        codec.compression(),
+        codec.compression_threshold(),
+    );
     let mut conn = Conn {
         hub: hub.clone(),
         id,
@@ -157,6 +167,7 @@ where
         connected_at: now,
         ready_reported: false,
         pings_seen: 0,
+        rooms,
     };
     let span = tracing::debug_span!("conn", conn.token = %conn.token, peer.addr = %peer, transport);
     let _enter = span.enter();
@@ -180,13 +191,15 @@ struct Conn {
     connected_at: Instant,
     ready_reported: bool,
     pings_seen: u64,
+    /// Live rooms joined by this connection's logins.
+    rooms: ConnRooms,
 }
 
 impl Conn {
     async fn drive<S>(
         &mut self,
         framed: &mut FramedTunnel<S>,
-        mut rx: mpsc::Receiver<ConnCommand>,
+        mut rx: mpsc::Receiver<Box<ConnCommand>>,
         shared: Arc<ConnShared>,
     ) where
         S: AsyncRead + AsyncWrite + Unpin + Send,
@@ -220,11 +233,14 @@ impl Conn {
                 },
                 Some(command) = rx.recv() => {
                     metrics::histogram!("pike_command_queue_depth").record(rx.len() as f64);
-                    self.command(command);
+                    self.command(*command);
                 }
                 () = shared.notify.notified() => {
                     for (key, message) in shared.take() {
                         self.stored(&key, message);
+                    }
+                    if shared.take_rooms_ready() {
+                        self.rooms.ready(&mut self.channel, Instant::now());
                     }
                 }
                 Some(work) = self.work.next(), if !self.work.is_empty() => self.finish(work),
@@ -294,6 +310,7 @@ impl Conn {
                 self.record("logout", format!("stream={}", stream.value()));
                 self.streams.remove(&stream);
                 self.hub.registry.remove_login(self.id, stream);
+                self.rooms.logged_out(stream, Instant::now());
             }
             ServerEvent::TagsRequested {
                 stream,
@@ -344,15 +361,50 @@ impl Conn {
                 }
             }
             ServerEvent::RoomJoin { stream, room } => {
-                let _ = self.channel.room_join_failed(
+                let outcome = self.rooms.join(
+                    &self.hub.rooms,
+                    &self.app,
+                    &mut self.channel,
                     stream,
-                    room,
-                    ErrorCode::UnknownRoom,
-                    "this gateway serves no live rooms",
-                    now(),
+                    room.clone(),
+                    Instant::now(),
+                );
+                let detail = match outcome {
+                    JoinOutcome::Joined { head, tail } => format!("head={head} tail={tail}"),
+                    JoinOutcome::Refused { code, message } => {
+                        format!("refused {code:?}: {message}")
+                    }
+                };
+                self.record(
+                    "room-join",
+                    format!("stream={} room={room} {detail}", stream.value()),
                 );
             }
-            ServerEvent::RoomLeave { .. } | ServerEvent::RoomPull { .. } => {}
+            ServerEvent::RoomLeave { stream, room }
+                if self.rooms.leave(stream, &room, Instant::now()) =>
+            {
+                self.record(
+                    "room-leave",
+                    format!("stream={} room={room}", stream.value()),
+                );
+            }
+            ServerEvent::RoomPull {
+                stream,
+                room,
+                offset,
+                max,
+                wait,
+            } => {
+                self.rooms.pull(
+                    &mut self.channel,
+                    stream,
+                    &room,
+                    offset,
+                    max,
+                    wait,
+                    Instant::now(),
+                );
+            }
             ServerEvent::Closed {
                 code,
                 message,
@@ -360,6 +412,7 @@ impl Conn {
                 ..
             } => {
                 self.record("close", format!("code={code:?} by={initiator:?} {message}"));
+                self.rooms.leave_all(Instant::now());
             }
             _ => {}
         }

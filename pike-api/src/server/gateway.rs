@@ -7,8 +7,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use proto::tunnel::{ErrorCode, ReconnectAdvice, ServerHello};
-use tntunnel::ServerSecurity;
 use tntunnel::tls::TlsServerConfig;
+use tntunnel::{SecureStream, ServerSecurity};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::task::TaskTracker;
 use tower::Service;
@@ -248,9 +248,9 @@ impl Gateway {
             endpoints: Vec::new(),
         };
         for sender in self.hub.registry.all_senders() {
-            let _ = sender.try_send(ConnCommand::GoAway {
+            let _ = sender.try_send(Box::new(ConnCommand::GoAway {
                 advice: advice.clone(),
-            });
+            }));
         }
         tracker.close();
         if tokio::time::timeout(self.hub.config.shutdown_grace, tracker.wait())
@@ -258,10 +258,10 @@ impl Gateway {
             .is_err()
         {
             for sender in self.hub.registry.all_senders() {
-                let _ = sender.try_send(ConnCommand::Close {
+                let _ = sender.try_send(Box::new(ConnCommand::Close {
                     code: ErrorCode::GoingAway,
                     message: "the gateway is shutting down".into(),
-                });
+                }));
             }
             let _ = tokio::time::timeout(std::time::Duration::from_secs(2), tracker.wait()).await;
         }
@@ -300,25 +300,49 @@ async fn accept_loop<L>(
         };
         let hub = hub.clone();
         let security = security.clone();
+        let tracker = conns.clone();
+        // The handshake runs in a task of its own, which then starts the
+        // connection's task: the connection task is sized for the
+        // connection alone, not also for the handshake's state (TLS, the
+        // hello exchange and its timeout: several KiB per connection).
         conns.spawn(async move {
-            if let Err(e) = handshake(hub, io, peer, &security, transport).await {
-                tracing::debug!(error = %e, %peer, transport, "handshake failed");
-                metrics::counter!("pike_handshake_failures_total", "transport" => transport)
-                    .increment(1);
+            match handshake(hub.clone(), io, peer, &security, transport).await {
+                Ok(Some(accepted)) => {
+                    tracker.spawn(connection::run(hub, accepted));
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::debug!(error = %e, %peer, transport, "handshake failed");
+                    metrics::counter!("pike_handshake_failures_total", "transport" => transport)
+                        .increment(1);
+                }
             }
         });
     }
 }
 
-/// Secures the connection, runs the hello exchange, decides, and runs the
-/// connection.
+/// Gives back empty codec buffers: tokio-util's `Framed` starts with 8 KiB
+/// per direction, which an idle connection would hold for its whole life.
+/// An unallocated buffer grows again for the next frame (the codec reserves
+/// what a frame needs).
+fn release_idle_buffers<S>(framed: &mut tntunnel::FramedTunnel<S>) {
+    if framed.read_buffer().is_empty() {
+        *framed.read_buffer_mut() = bytes::BytesMut::new();
+    }
+    if framed.write_buffer().is_empty() {
+        *framed.write_buffer_mut() = bytes::BytesMut::new();
+    }
+}
+
+/// Secures the connection, runs the hello exchange and decides: the
+/// connection to run, or `None` when it was refused (and told so).
 async fn handshake<C>(
     hub: Arc<Hub>,
     io: C,
     peer: SocketAddr,
     security: &ServerSecurity,
     transport: &'static str,
-) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+) -> Result<Option<Accepted<SecureStream<C>>>, Box<dyn std::error::Error + Send + Sync>>
 where
     C: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -338,20 +362,20 @@ where
                 "the gateway is at its connection limit",
             )
             .await?;
-        return Ok(());
+        return Ok(None);
     }
     if hub.shutdown.is_cancelled() {
         incoming
             .reject(ErrorCode::GoingAway, "the gateway is shutting down")
             .await?;
-        return Ok(());
+        return Ok(None);
     }
     if !hub.app_known(&app) {
         metrics::counter!("pike_connections_refused_total", "reason" => "unknown_app").increment(1);
         incoming
             .reject(ErrorCode::UnknownApp, format!("unknown app {app:?}"))
             .await?;
-        return Ok(());
+        return Ok(None);
     }
     let token = tntunnel::new_connection_token().ok_or("the system random source failed")?;
     let mut hello = ServerHello {
@@ -361,18 +385,14 @@ where
     };
     hub.config.channel.fill_hello(&mut hello);
     let client_hello = incoming.hello().clone();
-    let framed = incoming.accept(hello).await?;
-    connection::run(
-        hub,
-        Accepted {
-            framed,
-            hello: client_hello,
-            token,
-            peer,
-            transport,
-            permit,
-        },
-    )
-    .await;
-    Ok(())
+    let mut framed = incoming.accept(hello).await?;
+    release_idle_buffers(&mut framed);
+    Ok(Some(Accepted {
+        framed: Box::new(framed),
+        hello: client_hello,
+        token,
+        peer,
+        transport,
+        permit,
+    }))
 }

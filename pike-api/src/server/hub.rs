@@ -10,12 +10,14 @@ use tokio_util::sync::CancellationToken;
 use super::auth::BoxAuthenticator;
 use super::config::GatewayConfig;
 use super::registry::{ConnId, Registry};
+use super::room::Rooms;
 use super::store::Store;
 use super::uplink::UplinkHandler;
 
 /// The shared state.
 pub(crate) struct Hub {
     pub(crate) registry: Registry,
+    pub(crate) rooms: Rooms,
     pub(crate) store: Arc<dyn Store>,
     pub(crate) auth: BoxAuthenticator,
     pub(crate) uplink: Arc<dyn UplinkHandler>,
@@ -45,15 +47,23 @@ impl Hub {
         known_apps: Option<HashSet<String>>,
     ) -> Self {
         let connection_slots = config.max_connections.map(|n| Arc::new(Semaphore::new(n)));
+        let shutdown = CancellationToken::new();
+        let rooms = Rooms::new(
+            config.rooms.clone(),
+            config.room_rules.clone(),
+            config.max_rooms,
+            shutdown.clone(),
+        );
         Self {
             registry: Registry::default(),
+            rooms,
             store,
             auth,
             uplink,
             config,
             known_apps,
             connection_slots,
-            shutdown: CancellationToken::new(),
+            shutdown,
             next_connection: AtomicU64::new(1),
             // Transient message ids live in their own range, above any id
             // the store hands out, and differ between process runs.

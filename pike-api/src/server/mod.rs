@@ -1,6 +1,7 @@
 //! Build a gateway: accept Pike connections over TCP, TLS and QUIC,
 //! authenticate business logins, store and deliver reliable downlink, push
-//! transient downlink, and deliver uplink in order to business backends.
+//! transient downlink, deliver uplink in order to business backends, and
+//! serve live rooms (`docs/rooms.md`).
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
@@ -39,6 +40,7 @@ mod gateway;
 mod hub;
 mod push;
 mod registry;
+mod room;
 mod store;
 mod trace;
 mod uplink;
@@ -46,8 +48,13 @@ mod uplink;
 pub use auth::{AllowAll, AuthError, BoxAuthenticator, FnAuthenticator, LoginGrant, LoginRequest};
 pub use config::GatewayConfig;
 pub use gateway::{Gateway, GatewayBuilder, GatewayError};
+pub use proto::channel::RoomClass;
 pub use push::{Delivery, PushError, PushHandle, PushReceipt, PushRequest, Target};
 pub use registry::{ConnectionInfo, LoginView};
+pub use room::{
+    DropReason, MAX_ROOM_NAME, RateLimit, RoomConfig, RoomError, RoomMode, RoomPublish,
+    RoomReceipt, RoomStats,
+};
 pub use store::{
     Append, Appended, BoxFuture, MemoryStore, ReadBatch, Store, StoreError, StoredMessage,
     StreamKey, UplinkRecord,

@@ -209,7 +209,7 @@ impl PushHandle {
             message_id,
             ..PushReceipt::default()
         };
-        let mut deliver = |senders: Vec<tokio::sync::mpsc::Sender<ConnCommand>>,
+        let mut deliver = |senders: Vec<tokio::sync::mpsc::Sender<Box<ConnCommand>>>,
                            alias: Option<String>| {
             for sender in senders {
                 let command = ConnCommand::Transient {
@@ -219,7 +219,7 @@ impl PushHandle {
                     priority: request.priority,
                     payload: request.payload.clone(),
                 };
-                match sender.try_send(command) {
+                match sender.try_send(Box::new(command)) {
                     Ok(()) => receipt.online += 1,
                     Err(_) => receipt.dropped += 1,
                 }

@@ -22,6 +22,8 @@ pub(crate) type ConnId = u64;
 #[derive(Debug, Default)]
 pub(crate) struct ConnShared {
     reliable: Mutex<HashMap<StreamKey, Arc<StoredMessage>>>,
+    /// A room the connection joined released a batch.
+    rooms_ready: std::sync::atomic::AtomicBool,
     pub(crate) notify: tokio::sync::Notify,
 }
 
@@ -45,7 +47,26 @@ impl ConnShared {
     pub(crate) fn take(&self) -> HashMap<StreamKey, Arc<StoredMessage>> {
         std::mem::take(&mut *mutex(&self.reliable))
     }
+
+    /// Notes that a joined room released a batch.
+    pub(crate) fn wake_rooms(&self) {
+        self.rooms_ready
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.notify.notify_one();
+    }
+
+    /// Whether a joined room released a batch since the last call.
+    pub(crate) fn take_rooms_ready(&self) -> bool {
+        self.rooms_ready
+            .swap(false, std::sync::atomic::Ordering::AcqRel)
+    }
 }
+
+/// A connection task's command queue. Commands travel boxed: tokio's
+/// channel allocates its first block of 32 slots when it is created, so
+/// every connection, idle or not, holds 32 slots: 32 boxes are 256 bytes,
+/// 32 inline commands were 3 KiB.
+pub(crate) type CommandSender = mpsc::Sender<Box<ConnCommand>>;
 
 /// What other tasks ask of a connection task.
 #[derive(Debug)]
@@ -84,7 +105,7 @@ pub(crate) struct ConnEntry {
     pub(crate) transport: &'static str,
     pub(crate) peer: SocketAddr,
     pub(crate) connected_at_ms: u64,
-    pub(crate) tx: mpsc::Sender<ConnCommand>,
+    pub(crate) tx: CommandSender,
     pub(crate) shared: Arc<ConnShared>,
     pub(crate) logins: Vec<LoginInfo>,
     pub(crate) trace: SharedTrace,
@@ -238,7 +259,7 @@ impl Registry {
     }
 
     /// Senders of the connections logged in to `stream`.
-    pub(crate) fn senders_for_stream(&self, stream: &StreamKey) -> Vec<mpsc::Sender<ConnCommand>> {
+    pub(crate) fn senders_for_stream(&self, stream: &StreamKey) -> Vec<CommandSender> {
         let ids = read(&self.streams).get(stream).cloned().unwrap_or_default();
         let conns = read(&self.conns);
         ids.iter()
@@ -247,11 +268,7 @@ impl Registry {
     }
 
     /// Senders of the connections of `device` in `app`.
-    pub(crate) fn senders_for_device(
-        &self,
-        app: &str,
-        device: &str,
-    ) -> Vec<mpsc::Sender<ConnCommand>> {
+    pub(crate) fn senders_for_device(&self, app: &str, device: &str) -> Vec<CommandSender> {
         let ids = read(&self.devices)
             .get(&(app.to_owned(), device.to_owned()))
             .cloned()
@@ -263,7 +280,7 @@ impl Registry {
     }
 
     /// Senders of every connection (for shutdown).
-    pub(crate) fn all_senders(&self) -> Vec<mpsc::Sender<ConnCommand>> {
+    pub(crate) fn all_senders(&self) -> Vec<CommandSender> {
         read(&self.conns).values().map(|e| e.tx.clone()).collect()
     }
 

@@ -172,7 +172,8 @@ pub enum Event {
         /// The server's detail.
         message: String,
     },
-    /// Room messages, in offset order, each offset at most once.
+    /// Room messages of one batch, each offset at most once, in the batch's
+    /// order (highest priority first, then by offset).
     RoomMessages {
         /// The business.
         stream: StreamId,

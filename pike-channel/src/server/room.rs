@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use proto::channel::{RoomBatch, RoomJoin, RoomJoinResult, RoomLeave, RoomPull};
 use proto::tunnel::ErrorCode;
+use tntunnel::Frame;
 
 use super::{ServerChannel, ServerEvent};
 use crate::error::ReplyError;
@@ -103,5 +104,46 @@ impl ServerChannel {
         batch.stream = stream.value();
         self.transmit(&Message::RoomBatch(batch));
         Ok(())
+    }
+
+    /// Sends a room batch encoded once for many connections (encode-once
+    /// fan-out): `frame` is a [`ROOM_BATCH`](crate::frame_types::ROOM_BATCH)
+    /// frame, typically built by the gateway with
+    /// [`encode_room_batch`](Self::encode_room_batch) and
+    /// [`Frame::prepare`], whose body is shared by every connection it goes
+    /// to; it is queued as is (no decoding, no copy: [`poll_transmit`]
+    /// returns the same bytes).
+    ///
+    /// `stream` names the stream whose pull the batch answers (the frame's
+    /// `stream` field must match it); `None` for a pushed batch
+    /// (`pushed` set, no per-member field), which needs no particular
+    /// stream.
+    ///
+    /// [`poll_transmit`]: Self::poll_transmit
+    pub fn room_batch_frame(
+        &mut self,
+        stream: Option<StreamId>,
+        frame: Frame,
+        _now: Instant,
+    ) -> Result<(), ReplyError> {
+        if frame.ty != frame_types::ROOM_BATCH {
+            return Err(ReplyError::NotRoomBatch(frame.ty));
+        }
+        match stream {
+            Some(stream) => {
+                self.active_stream(stream)?;
+            }
+            None if self.is_closed() => return Err(ReplyError::Closed),
+            None => {}
+        }
+        self.stats.frames_sent += 1;
+        self.transmit.push_back(frame);
+        Ok(())
+    }
+
+    /// The uncompressed frame of `batch`, for
+    /// [`room_batch_frame`](Self::room_batch_frame).
+    pub fn encode_room_batch(batch: &RoomBatch) -> Frame {
+        Frame::from_message(frame_types::ROOM_BATCH, batch)
     }
 }

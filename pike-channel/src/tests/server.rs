@@ -375,3 +375,51 @@ fn client_closes_on_a_malformed_server_frame() {
     // It reconnects and carries on.
     pair.connect_and_login();
 }
+
+#[test]
+fn pre_encoded_room_batches_are_sent_as_is() {
+    let _guard = subscribe();
+    let (mut server, stream, t) = logged_in();
+    let batch = proto::channel::RoomBatch {
+        room: "r1".into(),
+        messages: vec![proto::channel::RoomMessage {
+            offset: 5,
+            payload: Bytes::from_static(b"hi"),
+            ..Default::default()
+        }],
+        next_offset: 6,
+        pushed: true,
+        ..Default::default()
+    };
+    let frame = ServerChannel::encode_room_batch(&batch);
+
+    // A pushed batch needs no stream; the very same bytes go out.
+    server.room_batch_frame(None, frame.clone(), t).unwrap();
+    let out = frames(&mut server);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].body.as_ptr(), frame.body.as_ptr(), "no copy");
+    assert_eq!(out[0].decode::<proto::channel::RoomBatch>().unwrap(), batch);
+
+    // A pull answer names a logged-in stream.
+    server
+        .room_batch_frame(Some(stream), frame.clone(), t)
+        .unwrap();
+    assert_eq!(frames(&mut server).len(), 1);
+    assert_eq!(
+        server.room_batch_frame(Some(StreamId::new(9)), frame.clone(), t),
+        Err(ReplyError::NotLoggedIn(StreamId::new(9)))
+    );
+    let ping = Message::Ping(Ping { nonce: 1 }).to_frame();
+    assert_eq!(
+        server.room_batch_frame(None, ping.clone(), t),
+        Err(ReplyError::NotRoomBatch(ping.ty))
+    );
+    assert!(frames(&mut server).is_empty());
+
+    server.close(ErrorCode::Unspecified, "bye", t);
+    frames(&mut server);
+    assert_eq!(
+        server.room_batch_frame(None, frame, t),
+        Err(ReplyError::Closed)
+    );
+}

@@ -11,9 +11,11 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::data_dir::DataDir;
 
+mod bench;
 mod device;
 mod listen;
 mod push;
+mod room;
 mod send;
 mod token;
 
@@ -58,6 +60,12 @@ enum Command {
     Push(push::PushArgs),
     /// Mint a client credential (signed token) for a business alias.
     Token(token::TokenArgs),
+    /// Load generator: many devices from one process (idle connections,
+    /// unicast push latency).
+    Bench(bench::BenchArgs),
+    /// Live rooms: join or pull as a device, publish or show through the
+    /// HTTP API.
+    Room(room::RoomArgs),
 }
 
 /// Splits `biz:name` (e.g. `chat:u42`).
@@ -132,6 +140,8 @@ pub fn main_with(cli: Cli) -> ExitCode {
             Command::Send(args) => send::run(&cli.common, args).await,
             Command::Push(args) => push::run(&cli.common, args).await,
             Command::Token(args) => token::run(&cli.common, args),
+            Command::Bench(args) => bench::run(&cli.common, args).await,
+            Command::Room(args) => room::run(&cli.common, args).await,
         }
     });
     match result {

@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use pike_api::server::PushError;
+use pike_api::server::{PushError, RoomError};
 
 use super::model::{ErrorBody, ErrorDetail};
 
@@ -28,6 +28,9 @@ pub enum ErrorCode {
     /// 422: a tag or whole-app push reaches more aliases than the gateway's
     /// limit (use a room).
     TooManyRecipients,
+    /// 503: a live room's reliable store is full; nothing was dropped to
+    /// make room, the message was not taken; retry later.
+    RoomFull,
     /// 503: the store failed or the gateway is shutting down; nothing was
     /// done; retry (on another gateway when shutting down).
     Unavailable,
@@ -45,6 +48,7 @@ impl ErrorCode {
             Self::MethodNotAllowed => "method_not_allowed",
             Self::PayloadTooLarge => "payload_too_large",
             Self::TooManyRecipients => "too_many_recipients",
+            Self::RoomFull => "room_full",
             Self::Unavailable => "unavailable",
             Self::Internal => "internal",
         }
@@ -59,6 +63,7 @@ impl ErrorCode {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::TooManyRecipients => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::RoomFull => StatusCode::SERVICE_UNAVAILABLE,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -155,6 +160,24 @@ impl From<PushError> for ApiError {
             e => {
                 tracing::error!(error = %e, "push failed");
                 Self::new(ErrorCode::Internal, "the push failed unexpectedly")
+            }
+        }
+    }
+}
+
+impl From<RoomError> for ApiError {
+    fn from(error: RoomError) -> Self {
+        match error {
+            RoomError::Invalid(message) => Self::invalid(message),
+            e @ RoomError::ReliableFull { .. } => Self::new(ErrorCode::RoomFull, e.to_string()),
+            e @ RoomError::TooManyRooms { .. } => Self::new(ErrorCode::Unavailable, e.to_string()),
+            RoomError::ShuttingDown => Self::new(
+                ErrorCode::Unavailable,
+                "the gateway is shutting down; nothing was published; retry on another gateway",
+            ),
+            e => {
+                tracing::error!(error = %e, "room publish failed");
+                Self::new(ErrorCode::Internal, "the publish failed unexpectedly")
             }
         }
     }

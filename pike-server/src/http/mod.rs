@@ -8,6 +8,9 @@
 //! | `GET /v1/presence?biz=&alias=` | the connections logged in as an alias |
 //! | `GET /v1/connections?limit=` | the app's connections |
 //! | `GET /v1/connections/{token}/trace` | the signals of one connection |
+//! | `POST /v1/rooms/{room}/publish` | publish into a live room (droppable or reliable) |
+//! | `GET /v1/rooms` | the app's live rooms with their members and counters |
+//! | `GET /v1/rooms/{room}` | one live room |
 //! | `POST /v1/tokens` | mint a client credential |
 //! | `GET /healthz` | liveness and connection count |
 //! | `GET /metrics` | Prometheus text format |
@@ -34,6 +37,7 @@ pub mod model;
 mod ops;
 mod presence;
 mod push;
+mod rooms;
 mod state;
 mod tokens;
 mod trace;
@@ -56,6 +60,9 @@ pub fn router(state: HttpState) -> Router {
         .route("/v1/connections", get(presence::connections))
         .route("/v1/connections/{token}/trace", get(trace::trace))
         .route("/v1/tokens", post(tokens::mint_token))
+        .route("/v1/rooms", get(rooms::list))
+        .route("/v1/rooms/{room}", get(rooms::get))
+        .route("/v1/rooms/{room}/publish", post(rooms::publish))
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))
         .method_not_allowed_fallback(ops::method_not_allowed)

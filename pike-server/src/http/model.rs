@@ -213,3 +213,148 @@ impl From<pike_api::server::ConnectionInfo> for Connection {
         }
     }
 }
+
+/// Body of `POST /v1/rooms/{room}/publish`: exactly one payload (`payload`
+/// or `payload_base64`).
+#[derive(Clone, Debug, Default, Deserialize, Eq, PartialEq, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoomPublishBody {
+    /// Payload as UTF-8 text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<String>,
+    /// Payload as standard base64 (with padding), for binary payloads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload_base64: Option<String>,
+    /// `droppable` (default: barrage, comments; shed under load) or
+    /// `reliable` (control signals, lottery results; never dropped while
+    /// the room exists).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class: Option<String>,
+    /// Priority, 0 (default) = normal: batches list higher priorities
+    /// first, and priority 0 is shed first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<u32>,
+    /// Who publishes (e.g. the commenting user's id), for the per-publisher
+    /// rate cap of droppable messages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publisher: Option<String>,
+}
+
+/// Answer of `POST /v1/rooms/{room}/publish` (always 200 when the request
+/// was valid): the offset of an accepted message, or why a droppable one
+/// was shed.
+#[derive(Clone, Debug, Deserialize, Eq, PartialEq, Serialize)]
+pub struct RoomPublishResponse {
+    /// The message's offset in the room (absent when dropped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
+    /// `true` when the message was shed by the room's policy.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dropped: bool,
+    /// Why it was shed: `room_rate` or `publisher_rate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Answer of `GET /v1/rooms`.
+#[derive(Clone, Debug, Deserialize, PartialEq, Serialize)]
+pub struct RoomsResponse {
+    /// The app's live rooms, by name.
+    pub rooms: Vec<Room>,
+}
+
+/// A live room (answer of `GET /v1/rooms/{room}`).
+#[derive(Clone, Debug, Deserialize, PartialEq, Serialize)]
+pub struct Room {
+    /// Room name.
+    pub room: String,
+    /// Joined streams (the membership count).
+    pub members: usize,
+    /// Member connections.
+    pub connections: usize,
+    /// Configured mode: `auto`, `push` or `pull`.
+    pub mode: String,
+    /// Mode in use now: `push` or `pull`.
+    pub effective_mode: String,
+    /// Oldest offset still held.
+    pub head: u64,
+    /// Offset the next message gets.
+    pub tail: u64,
+    /// Offsets below this were released to members.
+    pub released: u64,
+    /// Droppable messages in the ring.
+    pub ring_len: usize,
+    /// Reliable messages in the store.
+    pub reliable_len: usize,
+    /// Accepted messages per second over the last 10 seconds.
+    pub publish_rate: f64,
+    /// Accepted messages by class.
+    pub published: RoomClassCounts,
+    /// Droppable messages shed by the room's cap.
+    pub dropped_room_rate: u64,
+    /// Droppable messages shed by a publisher's cap.
+    pub dropped_publisher_rate: u64,
+    /// Droppable messages overwritten in the ring or past its retention.
+    pub evicted_droppable: u64,
+    /// Reliable messages past their retention.
+    pub expired_reliable: u64,
+    /// Reliable publishes refused because the store was full.
+    pub refused_reliable: u64,
+    /// Batches released.
+    pub batches: u64,
+    /// Encodings of released batches (each shared by every member).
+    pub encodes: u64,
+    /// Encodings for one member (catch-up, odd offsets).
+    pub catchup_encodes: u64,
+    /// Frames written to members.
+    pub frames_sent: u64,
+    /// Messages written to members, counted per member.
+    pub messages_sent: u64,
+    /// Missed messages reported to members.
+    pub missed_reported: u64,
+    /// When the room started, unix milliseconds.
+    pub created_at_ms: u64,
+}
+
+/// Messages by class.
+#[derive(Clone, Copy, Debug, Deserialize, Eq, PartialEq, Serialize)]
+pub struct RoomClassCounts {
+    /// Droppable messages.
+    pub droppable: u64,
+    /// Reliable messages.
+    pub reliable: u64,
+}
+
+impl From<pike_api::server::RoomStats> for Room {
+    fn from(s: pike_api::server::RoomStats) -> Self {
+        Self {
+            room: s.room,
+            members: s.members,
+            connections: s.connections,
+            mode: s.mode.as_str().to_owned(),
+            effective_mode: s.effective_mode.as_str().to_owned(),
+            head: s.head,
+            tail: s.tail,
+            released: s.released,
+            ring_len: s.ring_len,
+            reliable_len: s.reliable_len,
+            publish_rate: s.publish_rate,
+            published: RoomClassCounts {
+                droppable: s.published_droppable,
+                reliable: s.published_reliable,
+            },
+            dropped_room_rate: s.dropped_room_rate,
+            dropped_publisher_rate: s.dropped_publisher_rate,
+            evicted_droppable: s.evicted_droppable,
+            expired_reliable: s.expired_reliable,
+            refused_reliable: s.refused_reliable,
+            batches: s.batches,
+            encodes: s.encodes,
+            catchup_encodes: s.catchup_encodes,
+            frames_sent: s.frames_sent,
+            messages_sent: s.messages_sent,
+            missed_reported: s.missed_reported,
+            created_at_ms: s.created_at_ms,
+        }
+    }
+}

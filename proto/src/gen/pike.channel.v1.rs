@@ -166,7 +166,8 @@ pub struct UplinkAck {
 /// Join a live room (0x20, client -> server).
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct RoomJoin {
-    /// The login stream (its app and biz scope the room).
+    /// The login stream (it must be logged in). Rooms belong to the app: every
+    /// business of the app names the same room by the same name.
     #[prost(uint32, tag = "1")]
     pub stream: u32,
     /// Room name.
@@ -235,7 +236,8 @@ pub struct RoomMessage {
     /// Class of the message.
     #[prost(enumeration = "RoomClass", tag = "2")]
     pub class: i32,
-    /// Priority inside a batch (higher first among equal offsets' neighbours).
+    /// Priority: a batch lists higher priorities first; under load, droppable
+    /// messages of priority 0 are shed before higher ones.
     #[prost(uint32, tag = "3")]
     pub priority: u32,
     /// Business payload.
@@ -249,7 +251,9 @@ pub struct RoomBatch {
     /// Room name.
     #[prost(string, tag = "1")]
     pub room: ::prost::alloc::string::String,
-    /// Messages in offset order.
+    /// Messages, highest priority first, then in offset order. Together they
+    /// are every message still held between the pulled offset and
+    /// `next_offset`.
     #[prost(message, repeated, tag = "2")]
     pub messages: ::prost::alloc::vec::Vec<RoomMessage>,
     /// Messages the client missed because the ring's head passed its offset.
