@@ -14,12 +14,18 @@
 //!
 //! Workloads so far: S1, idle connections ([`s1`]).
 
+mod chart;
 mod client;
+mod load;
 mod peers;
+mod plan;
 mod procfs;
 mod report;
 mod s1;
+mod s8;
 mod servers;
+mod sweep;
+mod sweep_report;
 mod wire;
 
 use std::path::{Path, PathBuf};
@@ -29,30 +35,44 @@ use std::time::Duration;
 use tokio::process::Command;
 
 use self::s1::{S1Result, S1Settings};
-use self::servers::{Binaries, Kind};
+use self::s8::S8Settings;
+use self::servers::{Binaries, Kind, TlsFiles};
 
 pub(crate) const USAGE: &str = "\
 Usage: cargo xtask bench [options]
 
-Runs workload S1 (idle connections) against pike-server, mosquitto (MQTT
-3.1.1) and nats-server (core) on loopback: each server fresh and pinned to
-CPU 0 with one worker, the generators pinned to CPU 1. Prints a ratio table
-(pike/peer) and writes JSON results to target/bench/.
+Runs the workloads of PERF-NOTES §3 against pike-server, mosquitto (MQTT
+3.1.1, QoS 0) and nats-server (core) on loopback: each server fresh and
+pinned to CPU 0 with one worker, the load generators pinned to CPU 1.
+Prints a table per workload with the ratio pike/peer from the same run and
+writes JSON, the tables (report.md) and SVG charts to target/bench/<mode>/.
+
+  S1 idle connections        S5 uplink to a webhook backend (pike window
+  S2 room fan-out sweep         1 and default) / a sink subscriber
+  S3 unicast sweep           S6 S2 under 1 %/s reconnect churn
+  S4 group push sweep        S7 S2 with 1 % of members not reading
+                             S8 TLS reconnect storm vs the handshake ceiling
 
 Options:
-  --quick             Small and fast (< 3 minutes): 5,000 connections, one
-                      round, 3 s idle-CPU window
-  --connections N     Idle connections per server (default: quick 5,000;
-                      full: the open-file limit minus 300)
-  --rounds R          Rounds; the table shows the median (default: quick 1,
-                      full 3)
+  --quick             Every workload small (< 3 minutes): 1,000-2,000
+                      connections, one or two rates, 2 s windows, one round
+  --workloads LIST    Workloads to run, comma-separated: s1,...,s8 or all
+                      (default: all)
+  --connections N     S1: idle connections per server (default: quick
+                      2,000; full: the open-file limit minus 300);
+                      S2-S4, S6, S7: members/devices (default: quick 1,000,
+                      full 9,000)
+  --rounds R          Rounds; tables show the median and min-max (default:
+                      quick 1, full 3)
   --only LIST         Servers to run, comma-separated: pike,mosquitto,nats
   --no-build          Use the binaries already in target/release
   --no-install        Do not install missing peers (they are skipped)
-  --per-generator N   Most connections per generator process (default:
+  --per-generator N   S1: most connections per generator process (default:
                       the open-file limit minus 200; more processes, each
                       dialling from its own 127.0.x.0/24, when needed)
   --out FILE          Where to write the JSON results
+  --out-dir DIR       Where to write JSON, report.md and charts
+                      (default: target/bench/quick or target/bench/full)
   -h, --help          Print this help
 
 Needs Linux, taskset (util-linux), and root or the packages mosquitto and
@@ -75,6 +95,8 @@ pub(crate) struct Options {
     pub(crate) build: bool,
     pub(crate) install: bool,
     pub(crate) out: Option<PathBuf>,
+    pub(crate) out_dir: Option<PathBuf>,
+    pub(crate) workloads: Vec<&'static str>,
     pub(crate) help: bool,
 }
 
@@ -89,6 +111,8 @@ impl Options {
             build: true,
             install: true,
             out: None,
+            out_dir: None,
+            workloads: plan::WORKLOADS.to_vec(),
             help: false,
         };
         let mut args = args.iter();
@@ -146,6 +170,8 @@ impl Options {
                     options.per_generator = Some(n);
                 }
                 "--out" => options.out = Some(PathBuf::from(value(arg)?)),
+                "--out-dir" => options.out_dir = Some(PathBuf::from(value(arg)?)),
+                "--workloads" => options.workloads = plan::parse_workloads(&value(arg)?)?,
                 other => return Err(format!("unknown option `{other}` for `bench`")),
             }
         }
@@ -162,7 +188,7 @@ impl Options {
             usize::try_from(fd_limit.saturating_sub(SERVER_FD_HEADROOM)).unwrap_or(usize::MAX);
         let connections = self
             .connections
-            .unwrap_or(if self.quick { 5_000 } else { ceiling });
+            .unwrap_or(if self.quick { 2_000 } else { ceiling });
         if connections > ceiling {
             return Err(format!(
                 "{connections} connections do not fit one server process: the open-file limit is {fd_limit} \
@@ -179,7 +205,7 @@ impl Options {
                 .min(generator_limit)
                 .max(1),
             concurrency: 256,
-            cpu_window: Duration::from_secs(if self.quick { 3 } else { 10 }),
+            cpu_window: Duration::from_secs(if self.quick { 2 } else { 10 }),
             settle_limit: Duration::from_secs(if self.quick { 10 } else { 30 }),
             connect_deadline: Duration::from_secs(if self.quick { 60 } else { 300 }),
         })
@@ -301,10 +327,9 @@ async fn run(options: &Options) -> Result<(), String> {
     });
 
     let fd_limit = procfs::open_file_limit().unwrap_or(1024);
-    let settings = options.s1(fd_limit)?;
     let clk_tck = clk_tck().await;
     let rounds = options.rounds();
-    let machine = machine(fd_limit);
+    let mode = if options.quick { "quick" } else { "full" };
     let mut versions = serde_json::Map::new();
     for kind in &kinds {
         versions.insert(
@@ -312,9 +337,14 @@ async fn run(options: &Options) -> Result<(), String> {
             servers::version(*kind, &bins).await.into(),
         );
     }
+    let out_dir = options
+        .out_dir
+        .clone()
+        .unwrap_or_else(|| target_dir(&root).join("bench").join(mode));
+    std::fs::create_dir_all(&out_dir).map_err(|e| format!("create {}: {e}", out_dir.display()))?;
     eprintln!(
-        "xtask bench: S1 idle connections, {} per server, {rounds} round(s), servers {}; load average before: {}",
-        settings.connections,
+        "xtask bench: {mode} run, workloads {}, {rounds} round(s), servers {}; load average before: {}",
+        options.workloads.join(","),
         kinds
             .iter()
             .map(|k| k.name())
@@ -322,12 +352,129 @@ async fn run(options: &Options) -> Result<(), String> {
             .join(", "),
         load_text()
     );
+    let machine = machine(fd_limit);
+    let mut report = String::new();
+    let mut json = serde_json::Map::new();
 
+    if options.workloads.contains(&"s1") {
+        let settings = options.s1(fd_limit)?;
+        let (text, value) = run_s1(&kinds, &bins, &settings, rounds, clk_tck, &out_dir).await?;
+        report.push_str(&text);
+        json.insert("s1".into(), value);
+    }
+    for id in ["s2", "s3", "s4", "s5", "s6", "s7"] {
+        if !options.workloads.contains(&id) {
+            continue;
+        }
+        let Some(mut sweep) = plan::sweep(id, options.quick) else {
+            continue;
+        };
+        if let Some(n) = options.connections
+            && id != "s5"
+        {
+            sweep.connections = n;
+            if sweep.workload == "fanout" {
+                sweep.fanout = n as u64;
+            }
+        }
+        let contenders = plan::contenders(id, &kinds);
+        let (connects, steps) = sweep::run(&sweep, &contenders, &bins, rounds, clk_tck).await?;
+        let labels: Vec<String> = contenders
+            .iter()
+            .map(|c| c.label.clone())
+            .filter(|l| steps.iter().any(|s| &s.label == l))
+            .collect();
+        let text = format!(
+            "\n## {} {}: {} connections, rates {:?} (per second), {} s windows{}\n\n{}\n{}",
+            sweep.id,
+            sweep.title,
+            sweep.connections,
+            sweep.rates,
+            sweep.step,
+            if rounds > 1 {
+                format!(", median of {rounds} (min–max)")
+            } else {
+                String::new()
+            },
+            sweep_report::summary_table(&steps, &labels),
+            sweep_report::rates_table(&sweep, &steps, &labels),
+        );
+        eprint!("{text}");
+        report.push_str(&text);
+        let chart_path = out_dir.join(format!("{id}.svg"));
+        if let Err(e) = chart::sweep_chart(&chart_path, &sweep, &steps, &labels) {
+            eprintln!("xtask bench: {e}");
+        }
+        json.insert(
+            id.into(),
+            serde_json::json!({
+                "title": sweep.title,
+                "connections": sweep.connections,
+                "rates": sweep.rates,
+                "warmup": sweep.warmup,
+                "step": sweep.step,
+                "drain": sweep.drain,
+                "args": sweep.args,
+                "connects": connects.iter().map(|c| serde_json::json!({"label": c.label, "round": c.round, "line": c.line})).collect::<Vec<_>>(),
+                "steps": steps.iter().map(sweep::Step::to_json).collect::<Vec<_>>(),
+            }),
+        );
+    }
+    if options.workloads.contains(&"s8") && kinds.contains(&Kind::Pike) {
+        let (text, value) = run_s8(&bins, options, rounds, &out_dir).await?;
+        report.push_str(&text);
+        json.insert("s8".into(), value);
+    }
+
+    let load_after = load_text();
+    println!("\n# cargo xtask bench ({mode}), load average after: {load_after}\n{report}");
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let all = serde_json::json!({
+        "mode": mode,
+        "rounds": rounds,
+        "machine": machine,
+        "load_average_after": procfs::load_average(),
+        "versions": versions,
+        "workloads": json,
+        "seconds": started.elapsed().as_secs_f64(),
+    });
+    let out = options
+        .out
+        .clone()
+        .unwrap_or_else(|| out_dir.join(format!("bench-{mode}-{stamp}.json")));
+    let text = serde_json::to_string_pretty(&all).map_err(|e| e.to_string())?;
+    std::fs::write(&out, text + "\n").map_err(|e| format!("write {}: {e}", out.display()))?;
+    let md = out_dir.join("report.md");
+    std::fs::write(&md, &report).map_err(|e| format!("write {}: {e}", md.display()))?;
+    println!(
+        "\nresults: {}, tables: {}, charts: {}/*.svg ({:.0} s in all)",
+        out.display(),
+        md.display(),
+        out_dir.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// S1 over every server, `rounds` times; the table and the JSON.
+async fn run_s1(
+    kinds: &[Kind],
+    bins: &Binaries,
+    settings: &S1Settings,
+    rounds: usize,
+    clk_tck: u64,
+    out_dir: &Path,
+) -> Result<(String, serde_json::Value), String> {
     let mut results: Vec<S1Result> = Vec::new();
     for round in 1..=rounds {
-        for kind in &kinds {
-            eprintln!("xtask bench: round {round}/{rounds}: {} ...", kind.name());
-            let result = s1::measure(*kind, &bins, &settings, clk_tck).await?;
+        for kind in kinds {
+            eprintln!(
+                "xtask bench: S1 round {round}/{rounds}: {} ...",
+                kind.name()
+            );
+            let result = s1::measure(*kind, bins, settings, clk_tck).await?;
             eprintln!(
                 "xtask bench:   {} connected {}/{} in {:.2} s ({:.0}/s), RSS {} → {} KiB ({:.0} B/conn{}), slab {:.0} B/conn, idle CPU {:.2} %",
                 kind.name(),
@@ -352,57 +499,108 @@ async fn run(options: &Options) -> Result<(), String> {
             results.push(result);
         }
     }
-
-    let table = report::s1_table(&results, &kinds, rounds);
-    let load_after = load_text();
-    println!(
-        "\nS1 idle connections: {} per server, {} ({rounds} round{}{}), load average after: {load_after}\n",
+    let table = report::s1_table(&results, kinds, rounds);
+    let text = format!(
+        "\n## S1 idle connections: {} per server{}\n\n{table}",
         settings.connections,
-        if options.quick { "quick" } else { "full" },
-        if rounds == 1 { "" } else { "s" },
         if rounds > 1 {
-            "; median (min–max)"
+            format!(", median of {rounds} (min–max)")
         } else {
-            ""
+            String::new()
         },
     );
-    print!("{table}");
-
-    let json = serde_json::json!({
-        "workload": "S1 idle connections",
-        "mode": if options.quick { "quick" } else { "full" },
+    eprint!("{text}");
+    let bars: Vec<(String, f64)> = kinds
+        .iter()
+        .filter_map(|k| {
+            let values: Vec<f64> = results
+                .iter()
+                .filter(|r| r.server == k.name())
+                .map(|r| r.rss_per_conn_bytes)
+                .collect();
+            Some((k.name().to_owned(), report::median(&values)?))
+        })
+        .collect();
+    if let Err(e) = chart::bar_chart(
+        &out_dir.join("s1.svg"),
+        &format!(
+            "S1: user-space memory per idle connection ({} connections)",
+            settings.connections
+        ),
+        "bytes per connection",
+        &bars,
+    ) {
+        eprintln!("xtask bench: {e}");
+    }
+    let value = serde_json::json!({
         "connections": settings.connections,
-        "rounds": rounds,
         "cpu_window_seconds": settings.cpu_window.as_secs_f64(),
-        "machine": machine,
-        "load_average_after": procfs::load_average(),
-        "versions": versions,
         "results": results.iter().map(S1Result::to_json).collect::<Vec<_>>(),
-        "table": table,
-        "seconds": started.elapsed().as_secs_f64(),
     });
-    let out = match &options.out {
-        Some(path) => path.clone(),
-        None => {
-            let dir = target_dir(&root).join("bench");
-            std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
-            let stamp = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
-            dir.join(format!(
-                "s1-{}-{stamp}.json",
-                if options.quick { "quick" } else { "full" }
-            ))
-        }
+    Ok((text, value))
+}
+
+/// S8 on pike, `rounds` times; the table, the chart and the JSON.
+async fn run_s8(
+    bins: &Binaries,
+    options: &Options,
+    rounds: usize,
+    out_dir: &Path,
+) -> Result<(String, serde_json::Value), String> {
+    let cert_dir = tempfile::Builder::new()
+        .prefix("pike-bench-tls-")
+        .tempdir()
+        .map_err(|e| format!("temporary directory: {e}"))?;
+    let tls = TlsFiles::generate(cert_dir.path())?;
+    let settings = S8Settings {
+        clients: if options.quick { 1_000 } else { 5_000 },
+        ceiling_secs: if options.quick { 2 } else { 5 },
+        deadline: if options.quick { 60 } else { 180 },
     };
-    let text = serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?;
-    std::fs::write(&out, text + "\n").map_err(|e| format!("write {}: {e}", out.display()))?;
-    println!(
-        "\nresults: {} ({:.0} s in all)",
-        out.display(),
-        started.elapsed().as_secs_f64()
+    let mut results = Vec::new();
+    for round in 1..=rounds {
+        eprintln!("xtask bench: S8 reconnect storm round {round}/{rounds} ...");
+        match s8::measure(bins, &tls, &settings, round).await {
+            Ok(result) => {
+                eprintln!(
+                    "xtask bench:   ceiling {:.0} handshakes/s, 99 % back in {:.2} s (ideal {:.2} s), gave up {}",
+                    result.handshakes_per_sec,
+                    result.seconds_to_99,
+                    result.ideal_secs,
+                    result.gave_up
+                );
+                results.push(result);
+            }
+            Err(e) => eprintln!("xtask bench:   S8 failed: {e}"),
+        }
+    }
+    let text = format!(
+        "\n## S8 reconnect storm: {} TLS clients, gateway killed and restarted{}\n\n{}",
+        settings.clients,
+        if rounds > 1 {
+            format!(", median of {rounds} (min–max)")
+        } else {
+            String::new()
+        },
+        s8::table(&results)
     );
-    Ok(())
+    eprint!("{text}");
+    if let Some(first) = results.first()
+        && let Err(e) = chart::curve_chart(
+            &out_dir.join("s8.svg"),
+            &format!("S8: {} TLS clients after a gateway restart", first.clients),
+            &first.curve,
+            first.clients as f64,
+            first.ideal_secs.is_finite().then_some(first.ideal_secs),
+        )
+    {
+        eprintln!("xtask bench: {e}");
+    }
+    let value = serde_json::json!({
+        "clients": settings.clients,
+        "results": results.iter().map(s8::S8Result::to_json).collect::<Vec<_>>(),
+    });
+    Ok((text, value))
 }
 
 /// The workspace root (this crate lives in `<root>/xtask`).
@@ -504,9 +702,10 @@ mod tests {
         assert_eq!(o.rounds(), 1);
         assert_eq!(o.only, Kind::ALL.to_vec());
         let s = o.s1(20_000).unwrap();
-        assert_eq!(s.connections, 5_000);
+        assert_eq!(s.connections, 2_000);
         assert_eq!(s.per_generator, 19_800);
-        assert_eq!(s.cpu_window, Duration::from_secs(3));
+        assert_eq!(s.cpu_window, Duration::from_secs(2));
+        assert_eq!(o.workloads, plan::WORKLOADS.to_vec());
     }
 
     #[test]
@@ -535,12 +734,15 @@ mod tests {
             "--no-install",
             "--out",
             "x.json",
+            "--workloads",
+            "s2,s1",
         ]))
         .unwrap();
         assert_eq!(o.only, vec![Kind::Pike, Kind::Nats]);
         assert_eq!((o.rounds(), o.connections), (5, Some(100)));
         assert!(!o.build && !o.install);
         assert_eq!(o.out, Some(PathBuf::from("x.json")));
+        assert_eq!(o.workloads, ["s1", "s2"]);
         let o = Options::parse(&args(&["--per-generator", "1000"])).unwrap();
         assert_eq!(o.s1(20_000).unwrap().per_generator, 1000);
         // Never above what a generator process may open.
@@ -559,6 +761,7 @@ mod tests {
             &["--only", ""],
             &["--per-generator", "0"],
             &["--frobnicate"],
+            &["--workloads", "s0"],
         ] {
             assert!(Options::parse(&args(bad)).is_err(), "{bad:?}");
         }

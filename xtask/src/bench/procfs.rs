@@ -10,6 +10,13 @@ pub(crate) fn rss_kib(pid: u32) -> io::Result<u64> {
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no VmRSS in status"))
 }
 
+/// Peak resident memory of `pid`, KiB (`VmHWM` of `/proc/<pid>/status`).
+pub(crate) fn hwm_kib(pid: u32) -> io::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status_field_kib(&status, "VmHWM:")
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no VmHWM in status"))
+}
+
 /// Threads of `pid` (`Threads` of `/proc/<pid>/status`).
 pub(crate) fn threads(pid: u32) -> io::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
@@ -96,6 +103,7 @@ mod tests {
     fn reads_this_process() {
         let pid = std::process::id();
         assert!(rss_kib(pid).unwrap() > 0);
+        assert!(hwm_kib(pid).unwrap() >= rss_kib(pid).unwrap() / 2);
         assert!(threads(pid).unwrap() >= 1);
         cpu_ticks(pid).unwrap();
         assert!(slab_kib().unwrap() > 0);

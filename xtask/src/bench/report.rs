@@ -134,7 +134,7 @@ pub(crate) fn s1_table(results: &[S1Result], kinds: &[Kind], rounds: usize) -> S
 }
 
 /// Renders rows as a Markdown table with aligned columns.
-fn render(rows: &[Vec<String>]) -> String {
+pub(crate) fn render(rows: &[Vec<String>]) -> String {
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..columns)
         .map(|c| {

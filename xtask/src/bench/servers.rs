@@ -13,7 +13,6 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::time::Instant;
 
@@ -60,12 +59,70 @@ pub(crate) struct Binaries {
     pub(crate) nats: Option<PathBuf>,
 }
 
+/// What to start: the server and the extras a workload needs.
+#[derive(Clone, Debug)]
+pub(crate) struct ServerSpec {
+    pub(crate) kind: Kind,
+    /// A TLS listener too, with this certificate (S1 over TLS, S8).
+    pub(crate) tls: Option<TlsFiles>,
+    /// pike: the uplink webhook of business `bench` (S5).
+    pub(crate) webhook: Option<String>,
+}
+
+impl ServerSpec {
+    /// `kind` with plain TCP only.
+    pub(crate) fn plain(kind: Kind) -> Self {
+        Self {
+            kind,
+            tls: None,
+            webhook: None,
+        }
+    }
+}
+
+/// A certificate and key (PEM files) every server of a run uses for TLS,
+/// and the certificate's SHA-256 fingerprint for pinning.
+#[derive(Clone, Debug)]
+pub(crate) struct TlsFiles {
+    pub(crate) cert: PathBuf,
+    pub(crate) key: PathBuf,
+    pub(crate) fingerprint: String,
+}
+
+impl TlsFiles {
+    /// Generates a self-signed ECDSA P-256 certificate for `localhost` and
+    /// `127.0.0.1` into `dir`.
+    pub(crate) fn generate(dir: &Path) -> Result<Self, String> {
+        let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+        let certified =
+            rcgen::generate_simple_self_signed(names).map_err(|e| format!("certificate: {e}"))?;
+        let cert = dir.join("bench-cert.pem");
+        let key = dir.join("bench-key.pem");
+        write(&cert, &certified.cert.pem())?;
+        write(&key, &certified.signing_key.serialize_pem())?;
+        let digest = ring::digest::digest(&ring::digest::SHA256, certified.cert.der());
+        let fingerprint = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        Ok(Self {
+            cert,
+            key,
+            fingerprint,
+        })
+    }
+}
+
 /// A running server; killed (SIGKILL) and reaped when dropped.
 #[derive(Debug)]
 pub(crate) struct Server {
     pub(crate) pid: u32,
     /// The client port (pike: plain TCP; mosquitto: MQTT; nats: NATS).
     pub(crate) addr: SocketAddr,
+    /// The TLS client port, when the spec asked for one.
+    pub(crate) tls_addr: Option<SocketAddr>,
+    /// pike's HTTP API.
+    pub(crate) http_addr: Option<SocketAddr>,
+    spec: ServerSpec,
+    cpu: u32,
+    config: PathBuf,
     child: Child,
     _dir: tempfile::TempDir,
 }
@@ -73,84 +130,144 @@ pub(crate) struct Server {
 impl Server {
     /// Starts `kind` pinned to CPU `cpu` and waits until it accepts.
     pub(crate) async fn start(kind: Kind, bins: &Binaries, cpu: u32) -> Result<Self, String> {
+        Self::start_spec(&ServerSpec::plain(kind), bins, cpu).await
+    }
+
+    /// Starts the server of `spec` pinned to CPU `cpu`, on ports chosen now
+    /// and written into its configuration (so a restart reuses them), and
+    /// waits until it accepts.
+    pub(crate) async fn start_spec(
+        spec: &ServerSpec,
+        bins: &Binaries,
+        cpu: u32,
+    ) -> Result<Self, String> {
         let dir = tempfile::Builder::new()
             .prefix("pike-bench-")
             .tempdir()
             .map_err(|e| format!("temporary directory: {e}"))?;
-        let mut command = Command::new("taskset");
-        command
-            .arg("-c")
-            .arg(cpu.to_string())
-            .stdin(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true);
-        let port_addr = match kind {
-            Kind::Pike => {
-                let config = dir.path().join("pike.toml");
-                write(&config, &pike_config(&dir.path().join("data")))?;
-                command
-                    .arg(&bins.pike_server)
-                    .arg("--config")
-                    .arg(&config)
-                    .env("TOKIO_WORKER_THREADS", "1")
-                    .env("RUST_LOG", "warn")
-                    .env("NO_COLOR", "1")
-                    .stdout(Stdio::piped());
-                None
-            }
-            Kind::Mosquitto => {
-                let bin = bins
-                    .mosquitto
-                    .as_ref()
-                    .ok_or("mosquitto is not installed")?;
-                let addr = free_port()?;
-                let config = dir.path().join("mosquitto.conf");
-                write(&config, &mosquitto_config(addr))?;
-                command
-                    .arg(bin)
-                    .arg("-c")
-                    .arg(&config)
-                    .stdout(Stdio::null());
-                Some(addr)
-            }
-            Kind::Nats => {
-                let bin = bins.nats.as_ref().ok_or("nats-server is not installed")?;
-                let addr = free_port()?;
-                let config = dir.path().join("nats.conf");
-                write(&config, &nats_config(addr))?;
-                command
-                    .arg(bin)
-                    .arg("-c")
-                    .arg(&config)
-                    .env("GOMAXPROCS", "1")
-                    .stdout(Stdio::null());
-                Some(addr)
-            }
+        let addr = free_port()?;
+        // nats-server serves TLS on its one client port.
+        let tls_addr = match (&spec.tls, spec.kind) {
+            (None, _) => None,
+            (Some(_), Kind::Nats) => Some(addr),
+            (Some(_), _) => Some(free_port()?),
         };
-        let mut child = command
-            .spawn()
-            .map_err(|e| format!("cannot start {} (taskset): {e}", kind.name()))?;
+        let http_addr = (spec.kind == Kind::Pike).then(free_port).transpose()?;
+        let (name, text) = match spec.kind {
+            Kind::Pike => (
+                "pike.toml",
+                pike_config(
+                    &dir.path().join("data"),
+                    &PikePorts {
+                        tcp: addr,
+                        tls: tls_addr,
+                        http: http_addr.unwrap_or(addr),
+                    },
+                    spec.tls.as_ref(),
+                    spec.webhook.as_deref(),
+                ),
+            ),
+            Kind::Mosquitto => (
+                "mosquitto.conf",
+                mosquitto_config(addr, tls_addr.zip(spec.tls.as_ref())),
+            ),
+            Kind::Nats => (
+                "nats.conf",
+                nats_config(addr, tls_addr.zip(spec.tls.as_ref())),
+            ),
+        };
+        let config = dir.path().join(name);
+        write(&config, &text)?;
+        let mut child = spawn(spec.kind, bins, cpu, &config)?;
         let pid = child.id().ok_or("the server exited at once")?;
-        let addr = match port_addr {
-            Some(addr) => {
-                wait_accepting(addr, &mut child).await?;
-                addr
-            }
-            None => pike_banner(&mut child).await?,
-        };
+        wait_accepting(addr, &mut child).await?;
+        if let Some(tls) = tls_addr {
+            wait_accepting(tls, &mut child).await?;
+        }
+        if let Some(http) = http_addr {
+            wait_accepting(http, &mut child).await?;
+        }
         Ok(Self {
             pid,
             addr,
+            tls_addr,
+            http_addr,
+            spec: spec.clone(),
+            cpu,
+            config,
             child,
             _dir: dir,
         })
     }
 
-    /// Kills the server and waits for it to exit.
-    pub(crate) async fn stop(mut self) {
+    /// pike's HTTP API base URL.
+    pub(crate) fn api_url(&self) -> Option<String> {
+        self.http_addr.map(|a| format!("http://{a}"))
+    }
+
+    /// Kills the server (SIGKILL) and waits for it to exit.
+    pub(crate) async fn kill(&mut self) {
         let _ = self.child.start_kill();
         let _ = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;
     }
+
+    /// Starts the server again with the same configuration, data and
+    /// ports (after [`Server::kill`]); waits until it accepts.
+    pub(crate) async fn restart(&mut self, bins: &Binaries) -> Result<(), String> {
+        self.child = spawn(self.spec.kind, bins, self.cpu, &self.config)?;
+        self.pid = self.child.id().ok_or("the server exited at once")?;
+        wait_accepting(self.addr, &mut self.child).await?;
+        if let Some(tls) = self.tls_addr {
+            wait_accepting(tls, &mut self.child).await?;
+        }
+        Ok(())
+    }
+
+    /// Kills the server and waits for it to exit.
+    pub(crate) async fn stop(mut self) {
+        self.kill().await;
+    }
+}
+
+/// Starts `kind` with `config`, pinned to `cpu`, output discarded.
+fn spawn(kind: Kind, bins: &Binaries, cpu: u32, config: &Path) -> Result<Child, String> {
+    let mut command = Command::new("taskset");
+    command
+        .arg("-c")
+        .arg(cpu.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true);
+    match kind {
+        Kind::Pike => {
+            command
+                .arg(&bins.pike_server)
+                .arg("--config")
+                .arg(config)
+                .env("TOKIO_WORKER_THREADS", "1")
+                .env("RUST_LOG", "warn")
+                .env("NO_COLOR", "1");
+        }
+        Kind::Mosquitto => {
+            let bin = bins
+                .mosquitto
+                .as_ref()
+                .ok_or("mosquitto is not installed")?;
+            command.arg(bin).arg("-c").arg(config);
+        }
+        Kind::Nats => {
+            let bin = bins.nats.as_ref().ok_or("nats-server is not installed")?;
+            command
+                .arg(bin)
+                .arg("-c")
+                .arg(config)
+                .env("GOMAXPROCS", "1");
+        }
+    }
+    command
+        .spawn()
+        .map_err(|e| format!("cannot start {} (taskset): {e}", kind.name()))
 }
 
 fn write(path: &Path, text: &str) -> Result<(), String> {
@@ -164,19 +281,49 @@ fn free_port() -> Result<SocketAddr, String> {
         .map_err(|e| format!("no free port: {e}"))
 }
 
-pub(crate) fn pike_config(data_dir: &Path) -> String {
+/// pike's listeners for one run.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PikePorts {
+    pub(crate) tcp: SocketAddr,
+    pub(crate) tls: Option<SocketAddr>,
+    pub(crate) http: SocketAddr,
+}
+
+pub(crate) fn pike_config(
+    data_dir: &Path,
+    ports: &PikePorts,
+    tls: Option<&TlsFiles>,
+    webhook: Option<&str>,
+) -> String {
+    let tls_listen = ports.tls.map_or_else(String::new, |a| a.to_string());
+    let tls_section = tls.map_or_else(String::new, |t| {
+        format!(
+            "\n[tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+            t.cert.display(),
+            t.key.display()
+        )
+    });
+    let webhooks = webhook.map_or_else(String::new, |url| {
+        format!("uplink_webhooks = [\"{url}\"]\n")
+    });
     format!(
         r#"# Written by `cargo xtask bench` for one run.
 data_dir = "{data}"
 
 [listen]
-tcp = "127.0.0.1:0"
-tls = ""
+tcp = "{tcp}"
+tls = "{tls_listen}"
 quic = ""
-http = "127.0.0.1:0"
+http = "{http}"
 
 [limits]
 max_connections = 0
+{tls_section}
+# Rooms: no rate caps (the peers have none); batching as shipped.
+[rooms.defaults]
+droppable_rate = 0
+publisher_rate = 0
+ring_capacity = 65536
 
 [[apps]]
 id = "{PIKE_APP}"
@@ -185,35 +332,59 @@ token_secret = "{PIKE_TOKEN_SECRET}"
 
 [[apps.biz]]
 id = "{PIKE_BIZ}"
-"#,
-        data = data_dir.display()
+{webhooks}"#,
+        data = data_dir.display(),
+        tcp = ports.tcp,
+        http = ports.http,
     )
 }
 
-pub(crate) fn mosquitto_config(addr: SocketAddr) -> String {
-    format!(
+pub(crate) fn mosquitto_config(addr: SocketAddr, tls: Option<(SocketAddr, &TlsFiles)>) -> String {
+    let mut text = format!(
         "# Written by `cargo xtask bench` for one run.\n\
-         listener {port} {ip}\n\
+         per_listener_settings false\n\
          allow_anonymous true\n\
          persistence false\n\
          max_connections -1\n\
          connection_messages false\n\
          log_dest stderr\n\
          log_type error\n\
-         log_type warning\n",
+         log_type warning\n\
+         listener {port} {ip}\n",
         port = addr.port(),
         ip = addr.ip()
-    )
+    );
+    if let Some((tls_addr, files)) = tls {
+        text.push_str(&format!(
+            "listener {port} {ip}\ncertfile {cert}\nkeyfile {key}\ntls_version tlsv1.3\n",
+            port = tls_addr.port(),
+            ip = tls_addr.ip(),
+            cert = files.cert.display(),
+            key = files.key.display()
+        ));
+    }
+    text
 }
 
-pub(crate) fn nats_config(addr: SocketAddr) -> String {
-    format!(
+pub(crate) fn nats_config(addr: SocketAddr, tls: Option<(SocketAddr, &TlsFiles)>) -> String {
+    let mut text = format!(
         "# Written by `cargo xtask bench` for one run.\n\
          listen: {addr}\n\
          max_connections: 1000000\n\
+         max_pending: 268435456\n\
          debug: false\n\
          trace: false\n"
-    )
+    );
+    if let Some((_, files)) = tls {
+        // nats-server serves TLS on its one client port (TLS for every
+        // client); a TLS run gets its own server.
+        text.push_str(&format!(
+            "tls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n}}\n",
+            files.cert.display(),
+            files.key.display()
+        ));
+    }
+    text
 }
 
 /// Polls `addr` until it accepts a connection (then closes it).
@@ -231,38 +402,6 @@ async fn wait_accepting(addr: SocketAddr, child: &mut Child) -> Result<(), Strin
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-/// Reads pike-server's banner for its plain TCP address.
-async fn pike_banner(child: &mut Child) -> Result<SocketAddr, String> {
-    let stdout = child.stdout.take().ok_or("no stdout")?;
-    let mut lines = BufReader::new(stdout).lines();
-    let found = tokio::time::timeout(READY_TIMEOUT, async {
-        let mut ready = false;
-        while let Ok(Some(line)) = lines.next_line().await {
-            if line.starts_with("pike-server ") && line.ends_with(" ready") {
-                ready = true;
-            } else if ready && let Some(addr) = banner_tcp(&line) {
-                return Some(addr);
-            }
-        }
-        None
-    })
-    .await;
-    // Keep draining stdout so the server never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    match found {
-        Ok(Some(addr)) => Ok(addr),
-        Ok(None) => Err("pike-server exited before its banner".into()),
-        Err(_) => Err(format!("no banner within {READY_TIMEOUT:?}")),
-    }
-}
-
-/// `  tcp   127.0.0.1:9300` → the address.
-fn banner_tcp(line: &str) -> Option<SocketAddr> {
-    let mut words = line.split_whitespace();
-    (words.next()? == "tcp").then_some(())?;
-    words.next()?.parse().ok()
 }
 
 /// The version a server reports (best effort, for the report).
@@ -304,29 +443,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn banner_lines() {
-        assert_eq!(
-            banner_tcp("  tcp   127.0.0.1:9300"),
-            Some("127.0.0.1:9300".parse().unwrap())
-        );
-        assert_eq!(banner_tcp("  http  127.0.0.1:9380"), None);
-        assert_eq!(banner_tcp("  tcp   nonsense"), None);
-    }
-
-    #[test]
     fn configs_name_the_port_and_turn_persistence_off() {
         let addr: SocketAddr = "127.0.0.1:18830".parse().unwrap();
-        let m = mosquitto_config(addr);
+        let m = mosquitto_config(addr, None);
         assert!(m.contains("listener 18830 127.0.0.1\n"));
         assert!(m.contains("persistence false\n"));
         assert!(m.contains("max_connections -1\n"));
-        let n = nats_config(addr);
+        let n = nats_config(addr, None);
         assert!(n.contains("listen: 127.0.0.1:18830\n"));
         assert!(!n.contains("jetstream"));
-        let p = pike_config(Path::new("/tmp/x/data"));
+        let ports = PikePorts {
+            tcp: addr,
+            tls: None,
+            http: "127.0.0.1:18831".parse().unwrap(),
+        };
+        let p = pike_config(Path::new("/tmp/x/data"), &ports, None, None);
         let value: toml_like::Doc = toml_like::parse(&p);
         assert_eq!(value.get("data_dir"), Some("\"/tmp/x/data\""));
-        assert_eq!(value.get("tcp"), Some("\"127.0.0.1:0\""));
+        assert_eq!(value.get("tcp"), Some("\"127.0.0.1:18830\""));
+        assert_eq!(value.get("http"), Some("\"127.0.0.1:18831\""));
+        assert_eq!(value.get("publisher_rate"), Some("0"));
         assert_eq!(value.get("tls"), Some("\"\""));
         assert_eq!(
             value.get("token_secret"),

@@ -1,0 +1,207 @@
+//! What each workload runs in quick and full mode: connections, the rate
+//! sweep, the window lengths and the contenders.
+
+use super::servers::Kind;
+use super::sweep::{Contender, Sweep};
+
+/// The workloads, in run order.
+pub(crate) const WORKLOADS: [&str; 8] = ["s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8"];
+
+/// Members of the fan-out room (PERF-NOTES §3: 9,000 subscribers).
+const FULL_MEMBERS: usize = 9_000;
+/// Connections of every quick workload.
+const QUICK_CONNECTIONS: usize = 1_000;
+
+/// The sweep of workload `id` (`s2` … `s7`).
+pub(crate) fn sweep(id: &str, quick: bool) -> Option<Sweep> {
+    let n = if quick {
+        QUICK_CONNECTIONS
+    } else {
+        FULL_MEMBERS
+    };
+    let (warmup, step, drain) = if quick { (1, 1, 1) } else { (2, 4, 2) };
+    let base = |id, title, workload, rates: Vec<u64>, fanout| Sweep {
+        id,
+        title,
+        workload,
+        args: Vec::new(),
+        connections: n,
+        rates,
+        warmup,
+        step,
+        drain,
+        fanout,
+    };
+    let fanout = n as u64;
+    Some(match id {
+        "s2" => base(
+            "S2",
+            "room fan-out (1 publisher, 64 B, every member gets every message)",
+            "fanout",
+            if quick {
+                vec![100]
+            } else {
+                vec![2, 20, 100, 200, 400, 640]
+            },
+            fanout,
+        ),
+        "s3" => base(
+            "S3",
+            "unicast to distinct devices (64 B)",
+            "unicast",
+            if quick {
+                vec![2_000]
+            } else {
+                vec![2_000, 10_000, 50_000, 200_000]
+            },
+            1,
+        ),
+        "s4" => {
+            let mut s = base(
+                "S4",
+                "group push (groups of 100, 64 B)",
+                "group",
+                if quick {
+                    vec![100]
+                } else {
+                    vec![100, 1_000, 5_000, 20_000]
+                },
+                100,
+            );
+            s.args = vec!["--group-size".into(), "100".into()];
+            s
+        }
+        "s5" => {
+            let mut s = base(
+                "S5",
+                "uplink to one backend (64 B)",
+                "uplink",
+                if quick {
+                    vec![1_000]
+                } else {
+                    vec![1_000, 10_000, 50_000]
+                },
+                1,
+            );
+            s.connections = if quick { 500 } else { 1_000 };
+            s
+        }
+        "s6" => {
+            let mut s = base(
+                "S6",
+                "room fan-out under 1 %/s reconnect churn",
+                "fanout",
+                if quick { vec![10] } else { vec![10, 100] },
+                fanout,
+            );
+            s.args = vec!["--churn".into(), "1".into()];
+            s
+        }
+        "s7" => {
+            let mut s = base(
+                "S7",
+                "room fan-out with 1 % of members that stop reading",
+                "fanout",
+                if quick { vec![10] } else { vec![10, 100] },
+                fanout,
+            );
+            s.args = vec!["--slow".into(), "1".into()];
+            s
+        }
+        _ => return None,
+    })
+}
+
+/// Who runs workload `id`: every server; S5 runs pike twice, with the send
+/// window 1 (the naive scheme) and with the default window.
+pub(crate) fn contenders(id: &str, kinds: &[Kind]) -> Vec<Contender> {
+    let mut list = Vec::new();
+    for &kind in kinds {
+        if id == "s5" && kind == Kind::Pike {
+            list.push(Contender::plain(kind));
+            list.push(Contender {
+                label: "pike window 1".into(),
+                kind,
+                args: vec!["--window".into(), "1".into()],
+            });
+        } else {
+            list.push(Contender::plain(kind));
+        }
+    }
+    list
+}
+
+/// Parses `--workloads s1,s2,...` (`all` for every one).
+pub(crate) fn parse_workloads(list: &str) -> Result<Vec<&'static str>, String> {
+    let mut chosen = Vec::new();
+    for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        if name == "all" {
+            return Ok(WORKLOADS.to_vec());
+        }
+        let lower = name.to_ascii_lowercase();
+        let found = WORKLOADS
+            .iter()
+            .find(|w| **w == lower)
+            .ok_or_else(|| format!("unknown workload {name:?} (s1 … s8 or all)"))?;
+        if !chosen.contains(found) {
+            chosen.push(*found);
+        }
+    }
+    if chosen.is_empty() {
+        return Err("--workloads needs at least one workload".into());
+    }
+    chosen.sort_by_key(|w| WORKLOADS.iter().position(|x| x == w));
+    Ok(chosen)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_sweep_has_a_plan_in_both_modes() {
+        for id in ["s2", "s3", "s4", "s5", "s6", "s7"] {
+            for quick in [true, false] {
+                let s = sweep(id, quick).unwrap();
+                assert!(!s.rates.is_empty() && s.step > 0, "{id}");
+                assert!(
+                    s.rates.windows(2).all(|w| w[0] < w[1]),
+                    "{id}: rates ascend"
+                );
+            }
+        }
+        assert!(sweep("s1", true).is_none());
+        assert_eq!(sweep("s2", false).unwrap().connections, 9_000);
+    }
+
+    #[test]
+    fn quick_mode_fits_three_minutes() {
+        // Connect (≈ 2 s with start-up) plus the steps, per contender.
+        let mut seconds = 0;
+        for id in ["s2", "s3", "s4", "s5", "s6", "s7"] {
+            let s = sweep(id, true).unwrap();
+            let per =
+                3 + s.warmup * s.rates.len() as u64 + (s.step + s.drain) * s.rates.len() as u64;
+            seconds += per * contenders(id, &Kind::ALL).len() as u64;
+        }
+        assert!(seconds < 120, "{seconds} s of sweeps");
+    }
+
+    #[test]
+    fn s5_runs_pike_with_both_windows() {
+        let labels: Vec<String> = contenders("s5", &Kind::ALL)
+            .into_iter()
+            .map(|c| c.label)
+            .collect();
+        assert_eq!(labels, ["pike", "pike window 1", "mosquitto", "nats"]);
+        assert_eq!(contenders("s2", &[Kind::Nats]).len(), 1);
+    }
+
+    #[test]
+    fn workload_lists() {
+        assert_eq!(parse_workloads("all").unwrap().len(), 8);
+        assert_eq!(parse_workloads("s3,S1,s3").unwrap(), ["s1", "s3"]);
+        assert!(parse_workloads("s9").is_err());
+        assert!(parse_workloads(",").is_err());
+    }
+}

@@ -1,0 +1,277 @@
+//! Workloads S2–S7: open-loop rate sweeps run by one generator process
+//! per server and round, with the server's CPU time and memory read from
+//! `/proc` at the edges of every measured window.
+//!
+//! | Id | Generator workload | What grows with the rate |
+//! |---|---|---|
+//! | S2 | `fanout` (9,000 members of one room/topic, 1 publisher) | publishes/s × members deliveries/s |
+//! | S3 | `unicast` (N devices, each its own address; 4 publishers) | messages/s |
+//! | S4 | `group` (N devices in groups of 100) | group messages/s × 100 |
+//! | S5 | `uplink` (N devices sending to one backend) | uplink messages/s |
+//! | S6 | `fanout --churn 1` (1 % of members reconnect per second) | as S2 |
+//! | S7 | `fanout --slow 1` (1 % of members stop reading) | as S2 |
+
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::time::Instant;
+
+use super::load::{self, Load};
+use super::procfs;
+use super::servers::{Binaries, Kind, Server, ServerSpec};
+
+/// One sweep workload.
+#[derive(Clone, Debug)]
+pub(crate) struct Sweep {
+    /// `S2` … `S7`.
+    pub(crate) id: &'static str,
+    pub(crate) title: &'static str,
+    /// The generator's workload word.
+    pub(crate) workload: &'static str,
+    /// Flags after the common ones (same for every server).
+    pub(crate) args: Vec<String>,
+    /// Connections the generator opens (members or devices).
+    pub(crate) connections: usize,
+    /// The open-loop rates (the generator's unit: publishes/s, messages/s
+    /// or group messages/s).
+    pub(crate) rates: Vec<u64>,
+    pub(crate) warmup: u64,
+    pub(crate) step: u64,
+    pub(crate) drain: u64,
+    /// What one unit of rate delivers (members for fan-out, the group
+    /// size for S4, 1 otherwise); for tables and charts.
+    pub(crate) fanout: u64,
+}
+
+/// One column of the report: a server, possibly with a variant of the
+/// workload (S5: pike's send window 1 and the default).
+#[derive(Clone, Debug)]
+pub(crate) struct Contender {
+    pub(crate) label: String,
+    pub(crate) kind: Kind,
+    /// Extra generator flags of this contender.
+    pub(crate) args: Vec<String>,
+}
+
+impl Contender {
+    pub(crate) fn plain(kind: Kind) -> Self {
+        Self {
+            label: kind.name().to_owned(),
+            kind,
+            args: Vec::new(),
+        }
+    }
+}
+
+/// One measured step (one rate) of one contender in one round.
+#[derive(Clone, Debug)]
+pub(crate) struct Step {
+    pub(crate) label: String,
+    pub(crate) round: usize,
+    pub(crate) rate: u64,
+    /// The generator's `step` line.
+    pub(crate) line: Value,
+    /// Server CPU seconds over the window and the drain.
+    pub(crate) server_cpu_secs: f64,
+    pub(crate) server_rss_kib: u64,
+    pub(crate) server_hwm_kib: u64,
+}
+
+impl Step {
+    pub(crate) fn f(&self, key: &str) -> f64 {
+        self.line[key].as_f64().unwrap_or(f64::NAN)
+    }
+
+    pub(crate) fn delivered_pct(&self) -> f64 {
+        self.f("delivered_pct")
+    }
+
+    pub(crate) fn p99_ms(&self) -> f64 {
+        self.f("p99_ms")
+    }
+
+    /// Whether the step counts as sustained: ≥ 99.9 % delivered and p99 ≤
+    /// 250 ms (PERF-NOTES §3).
+    pub(crate) fn sustained(&self) -> bool {
+        self.delivered_pct() >= 99.9 && self.p99_ms() <= 250.0
+    }
+
+    /// Server CPU seconds per million deliveries.
+    pub(crate) fn cpu_per_million(&self) -> f64 {
+        let delivered = self.f("delivered");
+        if delivered > 0.0 {
+            self.server_cpu_secs / (delivered / 1e6)
+        } else {
+            f64::NAN
+        }
+    }
+
+    pub(crate) fn to_json(&self) -> Value {
+        serde_json::json!({
+            "label": self.label,
+            "round": self.round,
+            "rate": self.rate,
+            "generator": self.line,
+            "server_cpu_secs": self.server_cpu_secs,
+            "server_cpu_per_million": self.cpu_per_million(),
+            "server_rss_kib": self.server_rss_kib,
+            "server_hwm_kib": self.server_hwm_kib,
+        })
+    }
+}
+
+/// What the generator's connect phase reported.
+#[derive(Clone, Debug)]
+pub(crate) struct Connected {
+    pub(crate) label: String,
+    pub(crate) round: usize,
+    pub(crate) line: Value,
+}
+
+/// Runs `sweep` against `contender` once (round `round`): a fresh server,
+/// one generator, every rate.
+pub(crate) async fn measure(
+    sweep: &Sweep,
+    contender: &Contender,
+    bins: &Binaries,
+    round: usize,
+    clk_tck: u64,
+) -> Result<(Connected, Vec<Step>), String> {
+    let dir = tempfile::Builder::new()
+        .prefix("pike-bench-load-")
+        .tempdir()
+        .map_err(|e| format!("temporary directory: {e}"))?;
+    let mut spec = ServerSpec::plain(contender.kind);
+    // S5 on pike: the generator is the uplink backend; the gateway's
+    // webhook points at it.
+    let sink = if sweep.workload == "uplink" && contender.kind == Kind::Pike {
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| format!("no free port: {e}"))?;
+        spec.webhook = Some(format!("http://{addr}/uplink"));
+        Some(addr)
+    } else {
+        None
+    };
+    let server = Server::start_spec(&spec, bins, 0).await?;
+    let pid = server.pid;
+    let mut command = load::command_for(contender.kind, bins, &server, sweep.workload);
+    let rates: Vec<String> = sweep.rates.iter().map(u64::to_string).collect();
+    command
+        .arg("--server")
+        .arg(server.addr.to_string())
+        .args(["--source-net", "127.0.20", "--sources", "32"])
+        .arg(if sweep.workload == "fanout" {
+            "--members"
+        } else {
+            "--devices"
+        })
+        .arg(sweep.connections.to_string())
+        .arg("--rates")
+        .arg(rates.join(","))
+        .arg("--warmup")
+        .arg(sweep.warmup.to_string())
+        .arg("--step")
+        .arg(sweep.step.to_string())
+        .arg("--drain")
+        .arg(sweep.drain.to_string())
+        .args(&sweep.args)
+        .args(&contender.args);
+    if let Some(sink) = sink {
+        command.arg("--sink").arg(sink.to_string());
+    }
+    let mut gen_ = Load::spawn(command, dir.path())?;
+    let connected = gen_.expect("connected", Duration::from_secs(180)).await?;
+    let connected = Connected {
+        label: contender.label.clone(),
+        round,
+        line: connected,
+    };
+    let per_step = Duration::from_secs(sweep.warmup + sweep.step + sweep.drain + 60);
+    let mut steps = Vec::new();
+    let mut ticks_at_begin = None;
+    while steps.len() < sweep.rates.len() {
+        let Some(line) = gen_.next(per_step).await? else {
+            return Err(gen_.ended("step").await);
+        };
+        match line["kind"].as_str() {
+            Some("step_begin") => {
+                ticks_at_begin = procfs::cpu_ticks(pid).ok();
+            }
+            Some("step") => {
+                let ticks = procfs::cpu_ticks(pid).ok();
+                let cpu = match (ticks_at_begin.take(), ticks) {
+                    (Some(a), Some(b)) => b.saturating_sub(a) as f64 / clk_tck.max(1) as f64,
+                    _ => f64::NAN,
+                };
+                let rate = line["rate"].as_u64().unwrap_or(0);
+                let step = Step {
+                    label: contender.label.clone(),
+                    round,
+                    rate,
+                    line,
+                    server_cpu_secs: cpu,
+                    server_rss_kib: procfs::rss_kib(pid).unwrap_or(0),
+                    server_hwm_kib: procfs::hwm_kib(pid).unwrap_or(0),
+                };
+                eprintln!("xtask bench:   {}", summary(&step));
+                steps.push(step);
+            }
+            _ => {}
+        }
+    }
+    let _ = gen_.expect("report", Duration::from_secs(30)).await;
+    gen_.finish().await;
+    server.stop().await;
+    Ok((connected, steps))
+}
+
+/// One progress line for a step.
+fn summary(step: &Step) -> String {
+    format!(
+        "{} rate {}: delivered {:.0}/s ({:.2} %), p50 {:.1} ms, p99 {:.1} ms, server CPU {:.2} s, RSS {} MiB",
+        step.label,
+        step.rate,
+        step.f("delivered_per_sec"),
+        step.delivered_pct(),
+        step.f("p50_ms"),
+        step.p99_ms(),
+        step.server_cpu_secs,
+        step.server_rss_kib / 1024,
+    )
+}
+
+/// Runs every contender over `rounds` rounds (servers interleaved within
+/// a round, so drift of the machine spreads over all of them).
+pub(crate) async fn run(
+    sweep: &Sweep,
+    contenders: &[Contender],
+    bins: &Binaries,
+    rounds: usize,
+    clk_tck: u64,
+) -> Result<(Vec<Connected>, Vec<Step>), String> {
+    let started = Instant::now();
+    let mut connects = Vec::new();
+    let mut steps = Vec::new();
+    for round in 1..=rounds {
+        for contender in contenders {
+            eprintln!(
+                "xtask bench: {} {} round {round}/{rounds}: {} ...",
+                sweep.id, sweep.title, contender.label
+            );
+            match measure(sweep, contender, bins, round, clk_tck).await {
+                Ok((connected, mut measured)) => {
+                    connects.push(connected);
+                    steps.append(&mut measured);
+                }
+                Err(e) => eprintln!("xtask bench:   {} failed: {e}", contender.label),
+            }
+        }
+    }
+    eprintln!(
+        "xtask bench: {} done in {:.0} s",
+        sweep.id,
+        started.elapsed().as_secs_f64()
+    );
+    Ok((connects, steps))
+}

@@ -1,0 +1,250 @@
+//! Tables of the sweep workloads (S2–S7): a summary per contender (the
+//! best sustained rate, memory, CPU per million deliveries) and the figures
+//! at every rate, each cell the median over rounds with the min–max range,
+//! and the ratio of the first contender (pike) to each other one, from the
+//! same run.
+
+use super::report::{median, ratio, render};
+use super::sweep::{Step, Sweep};
+
+/// Median, min and max of `values` (finite ones only).
+pub(crate) fn spread(values: &[f64]) -> Option<(f64, f64, f64)> {
+    let finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+    let lo = finite.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = finite.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    Some((median(&finite)?, lo, hi))
+}
+
+fn cell(stats: Option<(f64, f64, f64)>, decimals: usize) -> String {
+    match stats {
+        None => "–".into(),
+        Some((m, lo, hi)) if (hi - lo).abs() > f64::EPSILON => {
+            format!("{m:.decimals$} ({lo:.decimals$}–{hi:.decimals$})")
+        }
+        Some((m, _, _)) => format!("{m:.decimals$}"),
+    }
+}
+
+/// The rounds that ran for `label`.
+fn rounds_of(steps: &[Step], label: &str) -> Vec<usize> {
+    let mut rounds: Vec<usize> = steps
+        .iter()
+        .filter(|s| s.label == label)
+        .map(|s| s.round)
+        .collect();
+    rounds.sort_unstable();
+    rounds.dedup();
+    rounds
+}
+
+/// The best sustained deliveries/s of `label` in each round (0 when no
+/// step was sustained).
+pub(crate) fn max_sustained(steps: &[Step], label: &str) -> Vec<f64> {
+    rounds_of(steps, label)
+        .into_iter()
+        .map(|round| {
+            steps
+                .iter()
+                .filter(|s| s.label == label && s.round == round && s.sustained())
+                .map(|s| s.f("delivered_per_sec"))
+                .fold(0.0, f64::max)
+        })
+        .collect()
+}
+
+/// Per round, the largest of `value` over `label`'s steps.
+fn per_round_max(steps: &[Step], label: &str, value: fn(&Step) -> f64) -> Vec<f64> {
+    rounds_of(steps, label)
+        .into_iter()
+        .map(|round| {
+            steps
+                .iter()
+                .filter(|s| s.label == label && s.round == round)
+                .map(value)
+                .fold(f64::NEG_INFINITY, f64::max)
+        })
+        .collect()
+}
+
+/// The values of `value` at `rate` for `label`, one per round.
+pub(crate) fn at_rate(steps: &[Step], label: &str, rate: u64, value: fn(&Step) -> f64) -> Vec<f64> {
+    steps
+        .iter()
+        .filter(|s| s.label == label && s.rate == rate)
+        .map(value)
+        .collect()
+}
+
+/// One row: a label, a cell per contender, then first/other ratios.
+fn row(
+    name: String,
+    labels: &[String],
+    per_label: &dyn Fn(&str) -> Vec<f64>,
+    decimals: usize,
+    ratios: bool,
+) -> Vec<String> {
+    let mut row = vec![name];
+    let stats: Vec<Option<(f64, f64, f64)>> =
+        labels.iter().map(|l| spread(&per_label(l))).collect();
+    row.extend(stats.iter().map(|s| cell(*s, decimals)));
+    if let Some((first, others)) = stats.split_first() {
+        for other in others {
+            let r = match (first, other) {
+                (Some(a), Some(b)) if ratios => ratio(a.0, b.0),
+                _ => None,
+            };
+            row.push(r.map_or_else(|| "–".into(), |r| format!("{r:.2}×")));
+        }
+    }
+    row
+}
+
+fn header(first: &str, labels: &[String]) -> Vec<String> {
+    let mut header = vec![first.to_owned()];
+    header.extend(labels.iter().cloned());
+    if let Some((base, others)) = labels.split_first() {
+        header.extend(others.iter().map(|o| format!("{base}/{o}")));
+    }
+    header
+}
+
+/// The summary table of a sweep.
+pub(crate) fn summary_table(steps: &[Step], labels: &[String]) -> String {
+    let mut rows = vec![header("metric", labels)];
+    rows.push(row(
+        "max sustained deliveries/s (≥ 99.9 % delivered, p99 ≤ 250 ms) — higher is better".into(),
+        labels,
+        &|l| max_sustained(steps, l),
+        0,
+        true,
+    ));
+    rows.push(row(
+        "most deliveries/s at any rate — higher is better".into(),
+        labels,
+        &|l| per_round_max(steps, l, |s| s.f("delivered_per_sec")),
+        0,
+        true,
+    ));
+    rows.push(row(
+        "server peak RSS, MiB — lower is better".into(),
+        labels,
+        &|l| per_round_max(steps, l, |s| s.server_hwm_kib as f64 / 1024.0),
+        0,
+        true,
+    ));
+    render(&rows)
+}
+
+/// The table of figures at every rate.
+pub(crate) fn rates_table(sweep: &Sweep, steps: &[Step], labels: &[String]) -> String {
+    type Metric = (&'static str, fn(&Step) -> f64, usize);
+    let metrics: [Metric; 7] = [
+        ("delivered/s", |s| s.f("delivered_per_sec"), 0),
+        ("delivered %", |s| s.delivered_pct(), 2),
+        ("p50 ms", |s| s.f("p50_ms"), 1),
+        ("p99 ms", |s| s.p99_ms(), 1),
+        ("p99.9 ms", |s| s.f("p999_ms"), 1),
+        (
+            "server CPU-s per 1 M deliveries",
+            |s| s.cpu_per_million(),
+            2,
+        ),
+        ("server RSS MiB", |s| s.server_rss_kib as f64 / 1024.0, 0),
+    ];
+    let mut rows = vec![header("rate · metric", labels)];
+    for rate in &sweep.rates {
+        let offered = rate * sweep.fanout;
+        for (name, value, decimals) in &metrics {
+            rows.push(row(
+                format!("{rate}/s (offered {offered}/s) · {name}"),
+                labels,
+                &|l| at_rate(steps, l, *rate, *value),
+                *decimals,
+                true,
+            ));
+        }
+    }
+    render(&rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn step(label: &str, round: usize, rate: u64, per_sec: f64, pct: f64, p99: f64) -> Step {
+        Step {
+            label: label.into(),
+            round,
+            rate,
+            line: json!({"delivered_per_sec": per_sec, "delivered_pct": pct, "p99_ms": p99, "delivered": per_sec * 6.0}),
+            server_cpu_secs: 1.5,
+            server_rss_kib: 10_240,
+            server_hwm_kib: 20_480,
+        }
+    }
+
+    #[test]
+    fn sustained_needs_both_delivery_and_latency() {
+        assert!(step("a", 1, 1, 10.0, 99.95, 249.0).sustained());
+        assert!(!step("a", 1, 1, 10.0, 99.8, 10.0).sustained());
+        assert!(!step("a", 1, 1, 10.0, 100.0, 251.0).sustained());
+    }
+
+    #[test]
+    fn max_sustained_per_round() {
+        let steps = vec![
+            step("pike", 1, 10, 100.0, 100.0, 5.0),
+            step("pike", 1, 100, 1000.0, 100.0, 50.0),
+            step("pike", 1, 1000, 9000.0, 95.0, 900.0),
+            step("pike", 2, 10, 100.0, 100.0, 5.0),
+            step("pike", 2, 100, 1000.0, 99.0, 50.0),
+            step("nats", 1, 10, 100.0, 90.0, 5.0),
+        ];
+        assert_eq!(max_sustained(&steps, "pike"), vec![1000.0, 100.0]);
+        assert_eq!(max_sustained(&steps, "nats"), vec![0.0]);
+        let labels = vec!["pike".to_owned(), "nats".to_owned()];
+        let table = summary_table(&steps, &labels);
+        assert!(table.contains("550 (100–1000)"), "{table}");
+        // nats sustained nothing: no ratio against 0.
+        assert!(
+            table.lines().nth(2).unwrap().trim_end().ends_with("– |"),
+            "{table}"
+        );
+    }
+
+    #[test]
+    fn rate_rows_carry_ratios() {
+        let steps = vec![
+            step("pike", 1, 10, 200.0, 100.0, 5.0),
+            step("nats", 1, 10, 100.0, 100.0, 10.0),
+        ];
+        let sweep = Sweep {
+            id: "S2",
+            title: "t",
+            workload: "fanout",
+            args: vec![],
+            connections: 10,
+            rates: vec![10],
+            warmup: 1,
+            step: 1,
+            drain: 1,
+            fanout: 10,
+        };
+        let labels = vec!["pike".to_owned(), "nats".to_owned()];
+        let table = rates_table(&sweep, &steps, &labels);
+        let delivered = table.lines().find(|l| l.contains("· delivered/s")).unwrap();
+        assert!(
+            delivered.contains("2.00×") && delivered.contains("offered 100/s"),
+            "{table}"
+        );
+        let p99 = table.lines().find(|l| l.contains("· p99 ms")).unwrap();
+        assert!(p99.contains("0.50×"), "{table}");
+        let cpu = table.lines().find(|l| l.contains("CPU-s")).unwrap();
+        // 1.5 s for 1,200 (pike) and 600 (nats) deliveries.
+        assert!(
+            cpu.contains("1250.00") && cpu.contains("2500.00"),
+            "{table}"
+        );
+    }
+}
