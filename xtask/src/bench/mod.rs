@@ -12,7 +12,10 @@
 //! `target/bench/`. Every server and generator is killed when its guard is
 //! dropped (also on Ctrl-C).
 //!
-//! Workloads so far: S1, idle connections ([`s1`]).
+//! Workloads: S1 idle connections over plain TCP, TLS and QUIC and across
+//! several server processes ([`s1`]); S2–S7 rate sweeps ([`sweep`], plans in
+//! [`plan`], tables in [`sweep_report`]); S8 reconnect storm ([`s8`]); charts
+//! ([`chart`]).
 
 mod chart;
 mod client;
@@ -34,7 +37,7 @@ use std::time::Duration;
 
 use tokio::process::Command;
 
-use self::s1::{S1Result, S1Settings};
+use self::s1::{S1Result, S1Settings, S1Transport};
 use self::s8::S8Settings;
 use self::servers::{Binaries, Kind, TlsFiles};
 
@@ -208,6 +211,9 @@ impl Options {
             cpu_window: Duration::from_secs(if self.quick { 2 } else { 10 }),
             settle_limit: Duration::from_secs(if self.quick { 10 } else { 30 }),
             connect_deadline: Duration::from_secs(if self.quick { 60 } else { 300 }),
+            transport: S1Transport::Tcp,
+            tls: None,
+            servers: 1,
         })
     }
 }
@@ -356,11 +362,61 @@ async fn run(options: &Options) -> Result<(), String> {
     let mut report = String::new();
     let mut json = serde_json::Map::new();
 
+    let cert_dir = tempfile::Builder::new()
+        .prefix("pike-bench-tls-")
+        .tempdir()
+        .map_err(|e| format!("temporary directory: {e}"))?;
+    let tls = TlsFiles::generate(cert_dir.path())?;
     if options.workloads.contains(&"s1") {
-        let settings = options.s1(fd_limit)?;
-        let (text, value) = run_s1(&kinds, &bins, &settings, rounds, clk_tck, &out_dir).await?;
-        report.push_str(&text);
-        json.insert("s1".into(), value);
+        let plain = options.s1(fd_limit)?;
+        let small = if options.quick { 500 } else { 10_000 };
+        let mut variants = vec![
+            ("s1", plain.clone(), kinds.clone()),
+            (
+                "s1-tls",
+                S1Settings {
+                    connections: small,
+                    transport: S1Transport::Tls,
+                    tls: Some(tls.clone()),
+                    ..plain.clone()
+                },
+                kinds.clone(),
+            ),
+            (
+                "s1-quic",
+                S1Settings {
+                    connections: small,
+                    transport: S1Transport::Quic,
+                    tls: Some(tls.clone()),
+                    ..plain.clone()
+                },
+                kinds.iter().copied().filter(|k| *k == Kind::Pike).collect(),
+            ),
+        ];
+        // 100,000 connections over several server processes (full runs).
+        let per_server =
+            usize::try_from(fd_limit.saturating_sub(SERVER_FD_HEADROOM)).unwrap_or(usize::MAX);
+        if !options.quick && per_server > 0 {
+            let total = 100_000;
+            variants.push((
+                "s1-100k",
+                S1Settings {
+                    connections: total,
+                    servers: total.div_ceil(per_server),
+                    ..plain.clone()
+                },
+                kinds.clone(),
+            ));
+        }
+        for (name, settings, who) in variants {
+            if who.is_empty() {
+                continue;
+            }
+            let (text, value) =
+                run_s1(name, &who, &bins, &settings, rounds, clk_tck, &out_dir).await?;
+            report.push_str(&text);
+            json.insert(name.into(), value);
+        }
     }
     for id in ["s2", "s3", "s4", "s5", "s6", "s7"] {
         if !options.workloads.contains(&id) {
@@ -421,7 +477,7 @@ async fn run(options: &Options) -> Result<(), String> {
         );
     }
     if options.workloads.contains(&"s8") && kinds.contains(&Kind::Pike) {
-        let (text, value) = run_s8(&bins, options, rounds, &out_dir).await?;
+        let (text, value) = run_s8(&bins, &tls, options, rounds, &out_dir).await?;
         report.push_str(&text);
         json.insert("s8".into(), value);
     }
@@ -458,8 +514,10 @@ async fn run(options: &Options) -> Result<(), String> {
     Ok(())
 }
 
-/// S1 over every server, `rounds` times; the table and the JSON.
+/// S1 (variant `name`) over every server, `rounds` times; the table, the
+/// chart and the JSON.
 async fn run_s1(
+    name: &str,
     kinds: &[Kind],
     bins: &Binaries,
     settings: &S1Settings,
@@ -501,8 +559,14 @@ async fn run_s1(
     }
     let table = report::s1_table(&results, kinds, rounds);
     let text = format!(
-        "\n## S1 idle connections: {} per server{}\n\n{table}",
+        "\n## S1 idle connections over {}: {} per server kind{}{}\n\n{table}",
+        settings.transport.name(),
         settings.connections,
+        if settings.servers > 1 {
+            format!(" across {} processes", settings.servers)
+        } else {
+            String::new()
+        },
         if rounds > 1 {
             format!(", median of {rounds} (min–max)")
         } else {
@@ -522,9 +586,10 @@ async fn run_s1(
         })
         .collect();
     if let Err(e) = chart::bar_chart(
-        &out_dir.join("s1.svg"),
+        &out_dir.join(format!("{name}.svg")),
         &format!(
-            "S1: user-space memory per idle connection ({} connections)",
+            "S1: user-space memory per idle connection ({}, {} connections)",
+            settings.transport.name(),
             settings.connections
         ),
         "bytes per connection",
@@ -533,6 +598,8 @@ async fn run_s1(
         eprintln!("xtask bench: {e}");
     }
     let value = serde_json::json!({
+        "transport": settings.transport.name(),
+        "servers": settings.servers,
         "connections": settings.connections,
         "cpu_window_seconds": settings.cpu_window.as_secs_f64(),
         "results": results.iter().map(S1Result::to_json).collect::<Vec<_>>(),
@@ -543,15 +610,11 @@ async fn run_s1(
 /// S8 on pike, `rounds` times; the table, the chart and the JSON.
 async fn run_s8(
     bins: &Binaries,
+    tls: &TlsFiles,
     options: &Options,
     rounds: usize,
     out_dir: &Path,
 ) -> Result<(String, serde_json::Value), String> {
-    let cert_dir = tempfile::Builder::new()
-        .prefix("pike-bench-tls-")
-        .tempdir()
-        .map_err(|e| format!("temporary directory: {e}"))?;
-    let tls = TlsFiles::generate(cert_dir.path())?;
     let settings = S8Settings {
         clients: if options.quick { 1_000 } else { 5_000 },
         ceiling_secs: if options.quick { 2 } else { 5 },
@@ -560,7 +623,7 @@ async fn run_s8(
     let mut results = Vec::new();
     for round in 1..=rounds {
         eprintln!("xtask bench: S8 reconnect storm round {round}/{rounds} ...");
-        match s8::measure(bins, &tls, &settings, round).await {
+        match s8::measure(bins, tls, &settings, round).await {
             Ok(result) => {
                 eprintln!(
                     "xtask bench:   ceiling {:.0} handshakes/s, 99 % back in {:.2} s (ideal {:.2} s), gave up {}",

@@ -24,7 +24,26 @@ use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::time::Instant;
 
 use super::procfs;
-use super::servers::{self, Binaries, Kind, Server};
+use super::servers::{self, Binaries, Kind, Server, ServerSpec, TlsFiles};
+
+/// How S1's connections reach the server.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub(crate) enum S1Transport {
+    Tcp,
+    Tls,
+    /// pike only.
+    Quic,
+}
+
+impl S1Transport {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Tcp => "plain TCP",
+            Self::Tls => "TLS 1.3",
+            Self::Quic => "QUIC",
+        }
+    }
+}
 
 /// Settings of S1.
 #[derive(Clone, Debug)]
@@ -37,6 +56,12 @@ pub(crate) struct S1Settings {
     /// Longest wait for a stable RSS.
     pub(crate) settle_limit: Duration,
     pub(crate) connect_deadline: Duration,
+    pub(crate) transport: S1Transport,
+    /// The certificate for TLS and QUIC.
+    pub(crate) tls: Option<TlsFiles>,
+    /// Server processes sharing the connections (more than one when the
+    /// connections exceed one process's open-file limit).
+    pub(crate) servers: usize,
 }
 
 /// One measurement of one server.
@@ -103,26 +128,51 @@ pub(crate) fn split(n: usize, per: usize) -> Vec<(usize, usize)> {
         .collect()
 }
 
-/// Measures S1 on one server.
+/// Measures S1 on one server kind (`settings.servers` processes of it).
 pub(crate) async fn measure(
     kind: Kind,
     bins: &Binaries,
     settings: &S1Settings,
     clk_tck: u64,
 ) -> Result<S1Result, String> {
-    let server = Server::start(kind, bins, 0).await?;
-    let pid = server.pid;
-    let (rss_before, _) = settle(pid, Duration::from_secs(1), settings.settle_limit).await?;
+    let spec = ServerSpec {
+        kind,
+        tls: settings.tls.clone(),
+        quic: settings.transport == S1Transport::Quic,
+        webhook: None,
+    };
+    let mut servers = Vec::new();
+    for _ in 0..settings.servers.max(1) {
+        servers.push(Server::start_spec(&spec, bins, 0).await?);
+    }
+    let pids: Vec<u32> = servers.iter().map(|s| s.pid).collect();
+    let mut rss_before = 0;
+    for pid in &pids {
+        rss_before += settle(*pid, Duration::from_secs(1), settings.settle_limit)
+            .await?
+            .0;
+    }
     let slab_before = procfs::slab_kib().map_err(|e| e.to_string())?;
 
     let mut generators = Vec::new();
-    for (i, (first, count)) in split(settings.connections, settings.per_generator)
-        .into_iter()
-        .enumerate()
-    {
-        generators.push(Generator::spawn(
-            kind, bins, &server, settings, i, first, count,
-        )?);
+    let per_server = split(
+        settings.connections,
+        settings.connections.div_ceil(servers.len()),
+    );
+    let mut index = 0;
+    for (server, (server_first, server_count)) in servers.iter().zip(per_server) {
+        for (first, count) in split(server_count, settings.per_generator) {
+            generators.push(Generator::spawn(
+                kind,
+                bins,
+                server,
+                settings,
+                index,
+                server_first + first,
+                count,
+            )?);
+            index += 1;
+        }
     }
     let mut result = S1Result {
         server: kind.name().to_owned(),
@@ -145,19 +195,33 @@ pub(crate) async fn measure(
     result.connect_seconds = slowest;
     result.connect_rate = result.connected as f64 / slowest.max(1e-9);
 
-    let (rss_after, settled) = settle(pid, Duration::from_secs(1), settings.settle_limit).await?;
+    let mut rss_after = 0;
+    let mut all_settled = true;
+    for pid in &pids {
+        let (rss, settled) = settle(*pid, Duration::from_secs(1), settings.settle_limit).await?;
+        rss_after += rss;
+        all_settled &= settled;
+    }
     let slab_after = procfs::slab_kib().map_err(|e| e.to_string())?;
     result.rss_after_kib = rss_after;
-    result.rss_settled = settled;
+    result.rss_settled = all_settled;
     let n = result.connected.max(1) as f64;
     result.rss_per_conn_bytes = (rss_after as f64 - rss_before as f64) * 1024.0 / n;
     result.slab_per_conn_bytes = (slab_after as f64 - slab_before as f64) * 1024.0 / n;
-    result.server_threads = procfs::threads(pid).unwrap_or(0);
+    result.server_threads = pids
+        .iter()
+        .map(|pid| procfs::threads(*pid).unwrap_or(0))
+        .sum();
 
-    let ticks_before = procfs::cpu_ticks(pid).map_err(|e| e.to_string())?;
+    let ticks = |pids: &[u32]| -> Result<u64, String> {
+        pids.iter()
+            .map(|pid| procfs::cpu_ticks(*pid).map_err(|e| e.to_string()))
+            .sum()
+    };
+    let ticks_before = ticks(&pids)?;
     let window_start = Instant::now();
     tokio::time::sleep(settings.cpu_window).await;
-    let ticks_after = procfs::cpu_ticks(pid).map_err(|e| e.to_string())?;
+    let ticks_after = ticks(&pids)?;
     let window = window_start.elapsed().as_secs_f64();
     result.idle_cpu_pct =
         (ticks_after.saturating_sub(ticks_before)) as f64 / clk_tck.max(1) as f64 / window * 100.0;
@@ -171,7 +235,9 @@ pub(crate) async fn measure(
         }
         generator.finish().await;
     }
-    server.stop().await;
+    for server in servers {
+        server.stop().await;
+    }
     Ok(result)
 }
 
@@ -225,6 +291,17 @@ impl Generator {
     ) -> Result<Self, String> {
         // Each generator dials from its own /24: 127.0.(10 + index).1..=32.
         let net = format!("127.0.{}", 10 + index);
+        let (addr, pin) = match settings.transport {
+            S1Transport::Tcp => (server.addr, None),
+            S1Transport::Tls => (
+                server.tls_addr.ok_or("the server has no TLS listener")?,
+                settings.tls.as_ref(),
+            ),
+            S1Transport::Quic => (
+                server.quic_addr.ok_or("the server has no QUIC listener")?,
+                settings.tls.as_ref(),
+            ),
+        };
         let hold = (settings.connect_deadline + settings.settle_limit * 2 + settings.cpu_window)
             .as_secs()
             + 120;
@@ -245,9 +322,20 @@ impl Generator {
                     "--quiet",
                     "--stdin-stop",
                 ]);
+                if settings.transport != S1Transport::Tcp {
+                    let transport = if settings.transport == S1Transport::Tls {
+                        "tls"
+                    } else {
+                        "quic"
+                    };
+                    command.args(["--transport", transport]);
+                }
+                if let Some(tls) = pin {
+                    command.arg("--pin").arg(&tls.fingerprint);
+                }
                 command
                     .arg("--server")
-                    .arg(server.addr.to_string())
+                    .arg(addr.to_string())
                     .arg("--connections")
                     .arg(count.to_string())
                     .arg("--first-alias")
@@ -270,9 +358,12 @@ impl Generator {
                 command
                     .arg(&bins.xtask)
                     .args(["bench-client", "--proto", proto, "--stdin-stop"]);
+                if let Some(tls) = pin {
+                    command.arg("--tls").arg("--ca").arg(&tls.cert);
+                }
                 command
                     .arg("--server")
-                    .arg(server.addr.to_string())
+                    .arg(addr.to_string())
                     .arg("--connections")
                     .arg(count.to_string())
                     .arg("--first")

@@ -68,6 +68,7 @@ pub(crate) async fn measure(
     let spec = ServerSpec {
         kind: Kind::Pike,
         tls: Some(tls.clone()),
+        quic: false,
         webhook: None,
     };
     let mut server = Server::start_spec(&spec, bins, 0).await?;

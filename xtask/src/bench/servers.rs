@@ -65,6 +65,8 @@ pub(crate) struct ServerSpec {
     pub(crate) kind: Kind,
     /// A TLS listener too, with this certificate (S1 over TLS, S8).
     pub(crate) tls: Option<TlsFiles>,
+    /// pike: a QUIC listener too (with the `tls` certificate).
+    pub(crate) quic: bool,
     /// pike: the uplink webhook of business `bench` (S5).
     pub(crate) webhook: Option<String>,
 }
@@ -75,6 +77,7 @@ impl ServerSpec {
         Self {
             kind,
             tls: None,
+            quic: false,
             webhook: None,
         }
     }
@@ -118,6 +121,8 @@ pub(crate) struct Server {
     pub(crate) addr: SocketAddr,
     /// The TLS client port, when the spec asked for one.
     pub(crate) tls_addr: Option<SocketAddr>,
+    /// pike's QUIC port (UDP), when the spec asked for one.
+    pub(crate) quic_addr: Option<SocketAddr>,
     /// pike's HTTP API.
     pub(crate) http_addr: Option<SocketAddr>,
     spec: ServerSpec,
@@ -128,11 +133,6 @@ pub(crate) struct Server {
 }
 
 impl Server {
-    /// Starts `kind` pinned to CPU `cpu` and waits until it accepts.
-    pub(crate) async fn start(kind: Kind, bins: &Binaries, cpu: u32) -> Result<Self, String> {
-        Self::start_spec(&ServerSpec::plain(kind), bins, cpu).await
-    }
-
     /// Starts the server of `spec` pinned to CPU `cpu`, on ports chosen now
     /// and written into its configuration (so a restart reuses them), and
     /// waits until it accepts.
@@ -153,6 +153,9 @@ impl Server {
             (Some(_), _) => Some(free_port()?),
         };
         let http_addr = (spec.kind == Kind::Pike).then(free_port).transpose()?;
+        let quic_addr = (spec.kind == Kind::Pike && spec.quic && spec.tls.is_some())
+            .then(free_udp_port)
+            .transpose()?;
         let (name, text) = match spec.kind {
             Kind::Pike => (
                 "pike.toml",
@@ -161,6 +164,7 @@ impl Server {
                     &PikePorts {
                         tcp: addr,
                         tls: tls_addr,
+                        quic: quic_addr,
                         http: http_addr.unwrap_or(addr),
                     },
                     spec.tls.as_ref(),
@@ -191,6 +195,7 @@ impl Server {
             pid,
             addr,
             tls_addr,
+            quic_addr,
             http_addr,
             spec: spec.clone(),
             cpu,
@@ -286,6 +291,7 @@ fn free_port() -> Result<SocketAddr, String> {
 pub(crate) struct PikePorts {
     pub(crate) tcp: SocketAddr,
     pub(crate) tls: Option<SocketAddr>,
+    pub(crate) quic: Option<SocketAddr>,
     pub(crate) http: SocketAddr,
 }
 
@@ -296,6 +302,7 @@ pub(crate) fn pike_config(
     webhook: Option<&str>,
 ) -> String {
     let tls_listen = ports.tls.map_or_else(String::new, |a| a.to_string());
+    let quic_listen = ports.quic.map_or_else(String::new, |a| a.to_string());
     let tls_section = tls.map_or_else(String::new, |t| {
         format!(
             "\n[tls]\ncert = \"{}\"\nkey = \"{}\"\n",
@@ -313,7 +320,7 @@ data_dir = "{data}"
 [listen]
 tcp = "{tcp}"
 tls = "{tls_listen}"
-quic = ""
+quic = "{quic_listen}"
 http = "{http}"
 
 [limits]
@@ -387,6 +394,13 @@ pub(crate) fn nats_config(addr: SocketAddr, tls: Option<(SocketAddr, &TlsFiles)>
     text
 }
 
+/// A UDP port that was free a moment ago.
+fn free_udp_port() -> Result<SocketAddr, String> {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map_err(|e| format!("no free UDP port: {e}"))
+}
+
 /// Polls `addr` until it accepts a connection (then closes it).
 async fn wait_accepting(addr: SocketAddr, child: &mut Child) -> Result<(), String> {
     let deadline = Instant::now() + READY_TIMEOUT;
@@ -455,6 +469,7 @@ mod tests {
         let ports = PikePorts {
             tcp: addr,
             tls: None,
+            quic: None,
             http: "127.0.0.1:18831".parse().unwrap(),
         };
         let p = pike_config(Path::new("/tmp/x/data"), &ports, None, None);
