@@ -75,6 +75,8 @@ pub(crate) struct Step {
     pub(crate) server_cpu_secs: f64,
     pub(crate) server_rss_kib: u64,
     pub(crate) server_hwm_kib: u64,
+    /// Seconds of drain after the window.
+    pub(crate) drain_secs: u64,
 }
 
 impl Step {
@@ -104,6 +106,26 @@ impl Step {
         } else {
             f64::NAN
         }
+    }
+
+    /// Deliveries per second of generator CPU in this step: the
+    /// generator's own ceiling, calibrated in the same run (a step whose
+    /// generator CPU nears 100 % is bounded by the generator, not the
+    /// server).
+    pub(crate) fn generator_ceiling(&self) -> f64 {
+        let cpu = self.f("gen_cpu_secs");
+        let delivered = self.f("delivered");
+        if cpu > 0.0 && delivered > 0.0 {
+            delivered / cpu
+        } else {
+            f64::NAN
+        }
+    }
+
+    /// The generator's CPU over the window and the drain, % of one core.
+    pub(crate) fn generator_cpu_pct(&self) -> f64 {
+        let seconds = self.f("seconds") + self.drain_secs as f64;
+        self.f("gen_cpu_secs") / seconds * 100.0
     }
 
     pub(crate) fn to_json(&self) -> Value {
@@ -213,6 +235,7 @@ pub(crate) async fn measure(
                     server_cpu_secs: cpu,
                     server_rss_kib: procfs::rss_kib(pid).unwrap_or(0),
                     server_hwm_kib: procfs::hwm_kib(pid).unwrap_or(0),
+                    drain_secs: sweep.drain,
                 };
                 eprintln!("xtask bench:   {}", summary(&step));
                 steps.push(step);

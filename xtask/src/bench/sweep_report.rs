@@ -126,6 +126,13 @@ pub(crate) fn summary_table(steps: &[Step], labels: &[String]) -> String {
         true,
     ));
     rows.push(row(
+        "generator ceiling: deliveries per generator CPU-second (busiest step)".into(),
+        labels,
+        &|l| per_round_max(steps, l, Step::generator_ceiling),
+        0,
+        false,
+    ));
+    rows.push(row(
         "server peak RSS, MiB — lower is better".into(),
         labels,
         &|l| per_round_max(steps, l, |s| s.server_hwm_kib as f64 / 1024.0),
@@ -138,7 +145,7 @@ pub(crate) fn summary_table(steps: &[Step], labels: &[String]) -> String {
 /// The table of figures at every rate.
 pub(crate) fn rates_table(sweep: &Sweep, steps: &[Step], labels: &[String]) -> String {
     type Metric = (&'static str, fn(&Step) -> f64, usize);
-    let metrics: [Metric; 7] = [
+    let metrics: [Metric; 8] = [
         ("delivered/s", |s| s.f("delivered_per_sec"), 0),
         ("delivered %", |s| s.delivered_pct(), 2),
         ("p50 ms", |s| s.f("p50_ms"), 1),
@@ -150,6 +157,7 @@ pub(crate) fn rates_table(sweep: &Sweep, steps: &[Step], labels: &[String]) -> S
             2,
         ),
         ("server RSS MiB", |s| s.server_rss_kib as f64 / 1024.0, 0),
+        ("generator CPU %", Step::generator_cpu_pct, 0),
     ];
     let mut rows = vec![header("rate · metric", labels)];
     for rate in &sweep.rates {
@@ -181,6 +189,7 @@ mod tests {
             server_cpu_secs: 1.5,
             server_rss_kib: 10_240,
             server_hwm_kib: 20_480,
+            drain_secs: 1,
         }
     }
 
