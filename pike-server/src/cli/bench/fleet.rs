@@ -45,6 +45,10 @@ pub(crate) struct FleetPlan {
     pub(crate) concurrency: usize,
     pub(crate) login_timeout: Duration,
     pub(crate) connect_deadline: Duration,
+    /// With `G` > 0 every device binds tag `g<k>` right after its login,
+    /// `k` = its alias number / `G` (so several generator processes with
+    /// their own alias ranges agree on the groups).
+    pub(crate) group_size: u64,
 }
 
 impl FleetPlan {
@@ -52,6 +56,16 @@ impl FleetPlan {
     pub(crate) fn alias(&self, index: usize) -> String {
         format!("{}{}", self.alias_prefix, self.first_alias + index as u64)
     }
+
+    /// The group of device `index` (with a group size).
+    pub(crate) fn group(&self, index: usize) -> Option<u64> {
+        (self.group_size > 0).then(|| (self.first_alias + index as u64) / self.group_size)
+    }
+}
+
+/// The tag of group `k`.
+pub(crate) fn group_tag(k: u64) -> String {
+    format!("g{k}")
 }
 
 /// Receives every delivery of every device, with the time it arrived.
@@ -315,11 +329,18 @@ async fn device(context: Arc<Context>, index: usize, done: mpsc::UnboundedSender
     };
     let connector = TunnelConnector::new(dialer, vec![plan.server], hello);
     let client = spawn_client(context.channel.clone(), connector, &context.driver);
-    let (_stream, mut events) = client.login(LoginParams::new(&plan.biz, &alias, credential));
+    let (stream, mut events) = client.login(LoginParams::new(&plan.biz, &alias, credential));
     client.start();
 
+    let login = async {
+        first_login(&mut events).await?;
+        match plan.group(index) {
+            Some(k) => bind_tag(&client, stream, &mut events, group_tag(k)).await,
+            None => Ok(()),
+        }
+    };
     let login = tokio::select! {
-        result = tokio::time::timeout(plan.login_timeout, first_login(&mut events)) => {
+        result = tokio::time::timeout(plan.login_timeout, login) => {
             result.unwrap_or_else(|_| Err(format!("{alias}: no login within {:?}", plan.login_timeout)))
         }
         () = context.give_up.cancelled() => return,
@@ -368,6 +389,36 @@ async fn device(context: Arc<Context>, index: usize, done: mpsc::UnboundedSender
     // Dropping the last handle stops the driver: close frame, then the
     // socket.
     drop(client);
+}
+
+/// Binds `tag` to the device's alias and waits for the answer.
+async fn bind_tag(
+    client: &pike_channel::ClientHandle,
+    stream: pike_channel::StreamId,
+    events: &mut EventReceiver,
+    tag: String,
+) -> Result<(), String> {
+    let request = client
+        .update_tags(stream, vec![tag], Vec::new())
+        .map_err(|e| e.to_string())?;
+    loop {
+        match events.recv().await {
+            Some(Event::TagsResult {
+                request_id,
+                code,
+                message,
+                ..
+            }) if request_id == request => {
+                return if code == proto::tunnel::ErrorCode::Unspecified {
+                    Ok(())
+                } else {
+                    Err(format!("tags refused ({code:?}): {message}"))
+                };
+            }
+            Some(Event::Stopped) | None => return Err("the channel stopped".to_owned()),
+            Some(_) => {}
+        }
+    }
 }
 
 /// Waits for the first `LoginOk`; a refusal or the end of the channel is an

@@ -63,6 +63,7 @@ pub(super) fn plan(common: &Common, args: &FleetArgs) -> Result<FleetPlan, Failu
         concurrency: args.concurrency,
         login_timeout: args.login_timeout(),
         connect_deadline: args.connect_deadline(),
+        group_size: 0,
     })
 }
 

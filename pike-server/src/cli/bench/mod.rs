@@ -10,18 +10,31 @@
 //! - `idle`: connect N devices, each logged in as its own alias, report the
 //!   connect rate, hold them idle, report what happened during the hold;
 //! - `unicast`: the same N logged-in aliases, plus pushes through the HTTP
-//!   API at a fixed open-loop rate, each payload stamped with its
-//!   *scheduled* send time (no coordinated omission); push→receive
-//!   latency in an HdrHistogram, delivered/s.
+//!   API at open-loop rates, each payload stamped with its *scheduled*
+//!   send time (no coordinated omission); push→receive latency in an
+//!   HdrHistogram, delivered/s;
+//! - `fanout`: N lean members of one live room, one publisher through the
+//!   HTTP API (`--churn`: members reconnect; `--slow`: members stop
+//!   reading);
+//! - `group`: N aliases bound to tags of G aliases each, pushes to the
+//!   tags.
+//!
+//! `unicast`, `fanout` and `group` are rate sweeps ([`sweep`]) speaking
+//! the harness's contract: `--rates`, `--warmup`, `--step`, `--drain`, and
+//! `connected`, `step_begin`, `step` and `report` JSON lines.
 //!
 //! Output: progress on stderr, a summary table on stdout, or with `--json`
 //! JSON lines on stdout (one `connected` line after the connect phase, one
 //! `report` line at the end) for harnesses such as `cargo xtask bench`.
 //!
-//! Files: [`fleet`] (the connections), [`sources`] (source addresses and
-//! the open-file limit), [`latency`] (payload stamps and the recorder),
-//! [`schedule`] (open-loop send times), [`idle`] and [`unicast`] (the
-//! workloads), [`report`] (progress, JSON, table).
+//! Files: [`fleet`] (the connections), [`room_member`] (lean room
+//! members), [`sources`] (source addresses and the open-file limit),
+//! [`latency`] (payload stamps and the recorder), [`stamp`] and [`board`]
+//! (the sweep's stamps and per-step counts), [`schedule`] (open-loop send
+//! times), [`sweep`] (the step loop), [`churn`] (who reconnects when),
+//! [`api`] and [`http_pool`] (the publisher), [`cpu`] (the generator's own
+//! CPU), [`idle`], [`unicast`], [`fanout`] and [`group`] (the workloads),
+//! [`report`] (progress, JSON, table).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -30,12 +43,27 @@ use clap::{Args, Subcommand};
 
 use super::{Common, Failure};
 
+mod api;
+mod board;
+mod churn;
+mod cpu;
+mod fanout;
 mod fleet;
+mod group;
+mod http_pool;
 mod idle;
+#[allow(
+    dead_code,
+    reason = "the text stamp and recorder of the single-rate unicast, kept for workloads that still use them"
+)]
 mod latency;
+mod push_sweep;
 mod report;
+mod room_member;
 mod schedule;
 mod sources;
+mod stamp;
+mod sweep;
 mod unicast;
 
 /// Arguments of `pike bench`.
@@ -50,9 +78,15 @@ enum Workload {
     /// Connect N devices (one alias each), report the connect rate, hold
     /// them idle for --hold seconds.
     Idle(idle::IdleArgs),
-    /// N logged-in aliases; push to them through the HTTP API at a fixed
-    /// open-loop rate and measure push→receive latency.
+    /// N logged-in aliases; push to them through the HTTP API at open-loop
+    /// rates and measure push→receive latency.
     Unicast(unicast::UnicastArgs),
+    /// N members of one live room; publish into it through the HTTP API at
+    /// open-loop rates (with churning or slow members).
+    Fanout(fanout::FanoutArgs),
+    /// N aliases in tag groups; push to the tags through the HTTP API at
+    /// open-loop rates.
+    Group(group::GroupArgs),
 }
 
 /// How to open the fleet of devices (shared by every workload).
@@ -62,7 +96,7 @@ pub(crate) struct FleetArgs {
     #[arg(long, env = "PIKE_SERVER", default_value = "127.0.0.1:9300")]
     server: SocketAddr,
     /// Devices to connect (each logs in as its own alias).
-    #[arg(long, short = 'n', default_value_t = 1000)]
+    #[arg(long, short = 'n', visible_aliases = ["devices", "members"], default_value_t = 1000)]
     connections: usize,
     /// Connects (dial + handshake + login) in flight at once.
     #[arg(long, default_value_t = 256)]
@@ -115,5 +149,7 @@ pub(crate) async fn run(common: &Common, args: BenchArgs) -> Result<(), Failure>
     match args.workload {
         Workload::Idle(args) => idle::run(common, args).await,
         Workload::Unicast(args) => unicast::run(common, args).await,
+        Workload::Fanout(args) => fanout::run(common, args).await,
+        Workload::Group(args) => group::run(common, args).await,
     }
 }

@@ -6,6 +6,8 @@ use std::io::{IsTerminal, Write};
 
 use serde::Serialize;
 
+use super::fleet::ConnectReport;
+
 /// Progress lines on stderr.
 #[derive(Debug)]
 pub(crate) struct Progress {
@@ -69,6 +71,38 @@ pub(crate) fn json_line<T: Serialize>(kind: &str, value: &T) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{}", serde_json::Value::Object(object));
     let _ = out.flush();
+}
+
+/// The `connected` line of the rate sweeps (the harness's contract:
+/// `connections`, `failed`, `seconds`, `rate_per_sec`, and details).
+#[derive(Debug, Serialize)]
+pub(crate) struct ConnectedLine {
+    /// Connections logged in (and joined, for room members).
+    pub(crate) connections: u64,
+    pub(crate) failed: u64,
+    pub(crate) seconds: f64,
+    pub(crate) rate_per_sec: f64,
+    pub(crate) requested: usize,
+    pub(crate) sources: usize,
+    pub(crate) concurrency: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) first_error: Option<String>,
+}
+
+impl ConnectedLine {
+    /// The line of a connect phase.
+    pub(crate) fn new(connect: &ConnectReport) -> Self {
+        Self {
+            connections: connect.connected,
+            failed: connect.failed,
+            seconds: connect.seconds,
+            rate_per_sec: connect.rate,
+            requested: connect.requested,
+            sources: connect.sources,
+            concurrency: connect.concurrency,
+            first_error: connect.first_error.clone(),
+        }
+    }
 }
 
 /// A two-column summary table.
