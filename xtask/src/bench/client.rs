@@ -14,21 +14,32 @@
 //! SUB + PING → PONG (the server handled the SUB before answering).
 //! While idle it answers NATS PINGs and sends an MQTT PINGREQ every
 //! keep-alive period (60 s).
+//!
+//! With `--tls --ca FILE` (and `--server-name NAME`, default the server's
+//! IP) the connections are TLS: from the first byte for MQTT; after the
+//! plain-text INFO for NATS (the server's default TLS upgrade).
+//!
+//! The other workloads (`fanout`, `unicast`, `group`, `uplink`) live in
+//! `bench/gen/`; the handshakes are shared with them.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::time::Instant;
+use tokio_rustls::TlsConnector;
 
+use super::r#gen::tls::MaybeTls;
+use super::r#gen::{conn, mqtt, nats, tls};
 use super::wire;
 
 /// MQTT keep-alive and the client's ping period, seconds.
-const KEEP_ALIVE_SECS: u16 = 60;
+const KEEP_ALIVE_SECS: u16 = mqtt::KEEP_ALIVE_SECS;
 
 /// The protocol to speak.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
@@ -68,11 +79,15 @@ pub(crate) struct ClientOptions {
     pub(crate) connect_deadline: Duration,
     pub(crate) hold: Duration,
     pub(crate) stdin_stop: bool,
+    /// TLS, trusting this CA file.
+    pub(crate) tls: bool,
+    pub(crate) ca: Option<PathBuf>,
+    pub(crate) server_name: Option<String>,
 }
 
 impl ClientOptions {
     /// Parses `bench-client` arguments (all `--name value`, plus the
-    /// `--stdin-stop` switch).
+    /// `--stdin-stop` and `--tls` switches).
     pub(crate) fn parse(args: &[String]) -> Result<Self, String> {
         let mut options = Self {
             proto: Proto::Mqtt,
@@ -86,11 +101,18 @@ impl ClientOptions {
             connect_deadline: Duration::from_secs(300),
             hold: Duration::from_secs(10),
             stdin_stop: false,
+            tls: false,
+            ca: None,
+            server_name: None,
         };
         let mut args = args.iter();
         while let Some(flag) = args.next() {
             if flag == "--stdin-stop" {
                 options.stdin_stop = true;
+                continue;
+            }
+            if flag == "--tls" {
+                options.tls = true;
                 continue;
             }
             let value = args
@@ -117,8 +139,13 @@ impl ClientOptions {
                     options.connect_deadline = secs(value).map_err(|_| bad("seconds"))?
                 }
                 "--hold" => options.hold = secs(value).map_err(|_| bad("seconds"))?,
+                "--ca" => options.ca = Some(PathBuf::from(value)),
+                "--server-name" => options.server_name = Some(value.clone()),
                 other => return Err(format!("unknown option `{other}` for `bench-client`")),
             }
+        }
+        if options.tls && options.ca.is_none() {
+            return Err("`--tls` needs `--ca FILE`".into());
         }
         Ok(options)
     }
@@ -158,6 +185,13 @@ fn get(counter: &AtomicU64) -> u64 {
 /// Runs the generator (in its own process); prints JSON lines on stdout,
 /// progress on stderr.
 pub(crate) async fn run(options: ClientOptions) -> Result<(), String> {
+    let tls = match (&options.ca, options.tls) {
+        (Some(ca), true) => Some(Tls {
+            connector: tls::connector(ca)?,
+            name: tls::server_name(options.server_name.as_deref(), options.server)?,
+        }),
+        _ => None,
+    };
     let n = options.connections;
     let counters = Arc::new(Counters::default());
     let gate = Arc::new(Semaphore::new(options.concurrency.max(1)));
@@ -171,6 +205,7 @@ pub(crate) async fn run(options: ClientOptions) -> Result<(), String> {
         let source = (!sources.is_empty()).then(|| sources[i % sources.len()]);
         tasks.spawn(connection(
             options.clone(),
+            tls.clone(),
             options.first + i as u64,
             source,
             gate.clone(),
@@ -224,7 +259,11 @@ pub(crate) async fn run(options: ClientOptions) -> Result<(), String> {
         "rate": connected as f64 / seconds.max(1e-9),
         "sources": sources.len(),
         "concurrency": options.concurrency,
+        "tls": options.tls,
         "first_error": first_error,
+        // The workloads' field names.
+        "connections": connected,
+        "rate_per_sec": connected as f64 / seconds.max(1e-9),
     });
     json_line("connected", &connect);
 
@@ -280,10 +319,63 @@ fn watch_stdin() -> Option<tokio::sync::oneshot::Receiver<()>> {
     Some(rx)
 }
 
+/// The TLS client of `--tls`.
+#[derive(Clone)]
+struct Tls {
+    connector: TlsConnector,
+    name: rustls_pki_types::ServerName<'static>,
+}
+
+/// Dials and handshakes (TLS first when asked; for NATS after its INFO).
+async fn establish(
+    options: &ClientOptions,
+    tls: Option<&Tls>,
+    id: u64,
+    source: Option<IpAddr>,
+) -> Result<(MaybeTls, Vec<u8>), String> {
+    let tcp = dial(options.server, source).await?;
+    let mut buf = Vec::with_capacity(256);
+    let Some(tls) = tls else {
+        let mut stream = MaybeTls::Plain(tcp);
+        match options.proto {
+            Proto::Mqtt => mqtt_handshake(&mut stream, &mut buf, id).await?,
+            Proto::Nats => nats_handshake(&mut stream, &mut buf, id).await?,
+        }
+        return Ok((stream, buf));
+    };
+    let mut tcp = tcp;
+    if options.proto == Proto::Nats {
+        nats::read_info(&mut tcp, &mut buf).await?;
+        if !buf.is_empty() {
+            return Err("unexpected bytes after INFO before the TLS handshake".into());
+        }
+    }
+    let session = tls
+        .connector
+        .connect(tls.name.clone(), tcp)
+        .await
+        .map_err(|e| format!("TLS: {e}"))?;
+    let mut stream = MaybeTls::Tls(Box::new(session));
+    match options.proto {
+        Proto::Mqtt => mqtt_handshake(&mut stream, &mut buf, id).await?,
+        Proto::Nats => {
+            nats::connect(
+                &mut stream,
+                &mut buf,
+                &format!("b{id}"),
+                Some(&format!("d.{id}")),
+            )
+            .await?;
+        }
+    }
+    Ok((stream, buf))
+}
+
 /// One connection: handshake (reported on `done`), then idle until `stop`.
 #[allow(clippy::too_many_arguments)]
 async fn connection(
     options: ClientOptions,
+    tls: Option<Tls>,
     id: u64,
     source: Option<IpAddr>,
     gate: Arc<Semaphore>,
@@ -299,15 +391,7 @@ async fn connection(
         },
         () = stopped(&mut give_up) => return,
     };
-    let attempt = async {
-        let mut stream = dial(options.server, source).await?;
-        let mut buf = Vec::with_capacity(256);
-        match options.proto {
-            Proto::Mqtt => mqtt_handshake(&mut stream, &mut buf, id).await?,
-            Proto::Nats => nats_handshake(&mut stream, &mut buf, id).await?,
-        }
-        Ok::<_, String>((stream, buf))
-    };
+    let attempt = establish(&options, tls.as_ref(), id, source);
     let outcome = tokio::select! {
         outcome = tokio::time::timeout(options.login_timeout, attempt) => {
             outcome.unwrap_or_else(|_| Err(format!("no subscription within {:?}", options.login_timeout)))
@@ -365,7 +449,11 @@ async fn stopped(flag: &mut watch::Receiver<bool>) {
 
 /// Handles what an idle connection received: answers NATS PINGs, ignores
 /// the rest; an error ends the connection.
-async fn idle_input(proto: Proto, stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<(), String> {
+async fn idle_input<S: AsyncWrite + Unpin>(
+    proto: Proto,
+    stream: &mut S,
+    buf: &mut Vec<u8>,
+) -> Result<(), String> {
     match proto {
         Proto::Mqtt => {
             while wire::mqtt_take(buf)
@@ -389,88 +477,23 @@ async fn idle_input(proto: Proto, stream: &mut TcpStream, buf: &mut Vec<u8>) -> 
 
 /// Dials `server` from `source` (port chosen at connect time).
 async fn dial(server: SocketAddr, source: Option<IpAddr>) -> Result<TcpStream, String> {
-    let socket = TcpSocket::new_v4().map_err(|e| format!("socket: {e}"))?;
-    socket.set_nodelay(true).map_err(|e| e.to_string())?;
-    if let Some(ip) = source {
-        use nix::sys::socket::{setsockopt, sockopt::IpBindAddressNoPort};
-        setsockopt(&socket, IpBindAddressNoPort, &true)
-            .map_err(|e| format!("IP_BIND_ADDRESS_NO_PORT: {e}"))?;
-        socket
-            .bind(SocketAddr::new(ip, 0))
-            .map_err(|e| format!("bind {ip}: {e}"))?;
-    }
-    socket
-        .connect(server)
-        .await
-        .map_err(|e| format!("connect {server}: {e}"))
+    conn::dial(server, source, None).await
 }
 
-/// Reads at least one more chunk into `buf`.
-async fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<(), String> {
-    let mut chunk = [0u8; 1024];
-    match stream.read(&mut chunk).await {
-        Ok(0) => Err("connection closed by the server".into()),
-        Ok(n) => {
-            buf.extend_from_slice(&chunk[..n]);
-            Ok(())
-        }
-        Err(e) => Err(e.to_string()),
-    }
+/// MQTT: CONNECT as `b<id>`, SUBSCRIBE `d/<id>`.
+async fn mqtt_handshake<S>(stream: &mut S, buf: &mut Vec<u8>, id: u64) -> Result<(), String>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    mqtt::handshake(stream, buf, &format!("b{id}"), Some(&format!("d/{id}"))).await
 }
 
-async fn mqtt_handshake(stream: &mut TcpStream, buf: &mut Vec<u8>, id: u64) -> Result<(), String> {
-    let mut out = wire::mqtt_connect(&format!("b{id}"), KEEP_ALIVE_SECS);
-    out.extend_from_slice(&wire::mqtt_subscribe(1, &format!("d/{id}"), 0));
-    stream.write_all(&out).await.map_err(|e| e.to_string())?;
-    let mut connack = false;
-    loop {
-        while let Some(packet) = wire::mqtt_take(buf).map_err(|_| "malformed MQTT".to_owned())? {
-            if let Some(code) = wire::mqtt_connack_code(&packet) {
-                if code != 0 {
-                    return Err(format!("CONNACK refused: return code {code}"));
-                }
-                connack = true;
-            } else if let Some(code) = wire::mqtt_suback_code(&packet, 1) {
-                if !connack {
-                    return Err("SUBACK before CONNACK".into());
-                }
-                if code > 2 {
-                    return Err(format!("SUBACK failure: {code:#x}"));
-                }
-                return Ok(());
-            }
-        }
-        fill(stream, buf).await?;
-    }
-}
-
-async fn nats_handshake(stream: &mut TcpStream, buf: &mut Vec<u8>, id: u64) -> Result<(), String> {
-    // The server speaks first: INFO.
-    loop {
-        match wire::nats_take(buf).map_err(|e| e.0)? {
-            Some(wire::NatsOp::Info) => break,
-            Some(other) => return Err(format!("expected INFO, got {other:?}")),
-            None => fill(stream, buf).await?,
-        }
-    }
-    let mut out = wire::nats_connect(&format!("b{id}")).into_bytes();
-    out.extend_from_slice(wire::nats_sub(&format!("d.{id}"), 1).as_bytes());
-    out.extend_from_slice(wire::NATS_PING);
-    stream.write_all(&out).await.map_err(|e| e.to_string())?;
-    loop {
-        match wire::nats_take(buf).map_err(|e| e.0)? {
-            Some(wire::NatsOp::Pong) => return Ok(()),
-            Some(wire::NatsOp::Err(e)) => return Err(format!("-ERR {e}")),
-            Some(wire::NatsOp::Ping) => {
-                stream
-                    .write_all(wire::NATS_PONG)
-                    .await
-                    .map_err(|e| e.to_string())?;
-            }
-            Some(_) => {}
-            None => fill(stream, buf).await?,
-        }
-    }
+/// NATS: INFO, CONNECT as `b<id>`, SUB `d.<id>`, PING → PONG.
+async fn nats_handshake<S>(stream: &mut S, buf: &mut Vec<u8>, id: u64) -> Result<(), String>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    nats::handshake(stream, buf, &format!("b{id}"), Some(&format!("d.{id}"))).await
 }
 
 #[cfg(test)]
@@ -520,6 +543,23 @@ mod tests {
         assert!(ClientOptions::parse(&args(&["--source-net", "10.0.0"])).is_err());
         assert!(ClientOptions::parse(&args(&["--hold"])).is_err());
         assert!(ClientOptions::parse(&args(&["--what", "1"])).is_err());
+    }
+
+    #[test]
+    fn tls_needs_a_ca() {
+        assert!(ClientOptions::parse(&args(&["--tls"])).is_err());
+        let o = ClientOptions::parse(&args(&[
+            "--tls",
+            "--ca",
+            "/tmp/ca.pem",
+            "--server-name",
+            "localhost",
+        ]))
+        .unwrap();
+        assert!(o.tls);
+        assert_eq!(o.ca, Some(PathBuf::from("/tmp/ca.pem")));
+        assert_eq!(o.server_name.as_deref(), Some("localhost"));
+        assert!(!ClientOptions::parse(&[]).unwrap().tls);
     }
 
     #[test]

@@ -19,6 +19,7 @@
 
 mod chart;
 mod client;
+mod r#gen;
 mod load;
 mod peers;
 mod plan;
@@ -262,12 +263,20 @@ pub(crate) fn command(args: &[String]) -> ExitCode {
 
 /// `xtask bench-client ...`: the MQTT/NATS generator process.
 pub(crate) fn client_command(args: &[String]) -> ExitCode {
-    let options = match client::ClientOptions::parse(args) {
-        Ok(options) => options,
-        Err(message) => {
-            eprintln!("error: {message}");
-            return ExitCode::from(2);
-        }
+    // `bench-client [idle|fanout|unicast|group|uplink] --proto P ...`: no
+    // workload word is `idle` (S1's call).
+    let (workload, rest) = match args.first().map(String::as_str) {
+        Some("idle") => (None, &args[1..]),
+        Some(word) if !word.starts_with('-') => match r#gen::Workload::parse(word) {
+            Some(workload) => (Some(workload), &args[1..]),
+            None => {
+                eprintln!(
+                    "error: unknown workload `{word}` (idle, fanout, unicast, group, uplink)"
+                );
+                return ExitCode::from(2);
+            }
+        },
+        _ => (None, args),
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -279,7 +288,23 @@ pub(crate) fn client_command(args: &[String]) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(client::run(options)) {
+    let outcome = match workload {
+        None => match client::ClientOptions::parse(rest) {
+            Ok(options) => runtime.block_on(client::run(options)),
+            Err(message) => {
+                eprintln!("error: {message}");
+                return ExitCode::from(2);
+            }
+        },
+        Some(workload) => match r#gen::GenOptions::parse(workload, rest) {
+            Ok(options) => runtime.block_on(r#gen::run(options)),
+            Err(message) => {
+                eprintln!("error: {message}");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("error: {message}");
@@ -529,10 +554,17 @@ async fn run_s1(
     for round in 1..=rounds {
         for kind in kinds {
             eprintln!(
-                "xtask bench: S1 round {round}/{rounds}: {} ...",
+                "xtask bench: S1 {} round {round}/{rounds}: {} ...",
+                settings.transport.name(),
                 kind.name()
             );
-            let result = s1::measure(*kind, bins, settings, clk_tck).await?;
+            let result = match s1::measure(*kind, bins, settings, clk_tck).await {
+                Ok(result) => result,
+                Err(e) => {
+                    eprintln!("xtask bench:   {} failed: {e}", kind.name());
+                    continue;
+                }
+            };
             eprintln!(
                 "xtask bench:   {} connected {}/{} in {:.2} s ({:.0}/s), RSS {} → {} KiB ({:.0} B/conn{}), slab {:.0} B/conn, idle CPU {:.2} %",
                 kind.name(),

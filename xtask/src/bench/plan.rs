@@ -124,12 +124,33 @@ pub(crate) fn contenders(id: &str, kinds: &[Kind]) -> Vec<Contender> {
                 kind,
                 args: vec!["--window".into(), "1".into()],
             });
+        } else if kind == Kind::Pike && matches!(id, "s2" | "s3" | "s4" | "s6" | "s7") {
+            // pike's publisher is a backend calling the HTTP API: one
+            // request per publish, so several in flight (the MQTT and NATS
+            // publishers pipeline on one connection without waiting).
+            list.push(Contender {
+                label: kind.name().to_owned(),
+                kind,
+                args: vec!["--http-connections".into(), PIKE_HTTP_CONNECTIONS.into()],
+            });
+        } else if kind == Kind::Mosquitto {
+            list.push(Contender {
+                label: kind.name().to_owned(),
+                kind,
+                args: vec![
+                    "--concurrency".into(),
+                    super::s1::peer_concurrency(kind, 256).to_string(),
+                ],
+            });
         } else {
             list.push(Contender::plain(kind));
         }
     }
     list
 }
+
+/// Requests in flight of pike's HTTP publisher.
+const PIKE_HTTP_CONNECTIONS: &str = "32";
 
 /// Parses `--workloads s1,s2,...` (`all` for every one).
 pub(crate) fn parse_workloads(list: &str) -> Result<Vec<&'static str>, String> {
