@@ -12,7 +12,16 @@
 //! - `unicast`: the same N logged-in aliases, plus pushes through the HTTP
 //!   API at a fixed open-loop rate, each payload stamped with its
 //!   *scheduled* send time (no coordinated omission); push→receive
-//!   latency in an HdrHistogram, delivered/s.
+//!   latency in an HdrHistogram, delivered/s;
+//! - `uplink`: N logged-in devices send uplink at an open-loop rate sweep;
+//!   the generator is the webhook backend ([`sink`]) and measures
+//!   scheduled→backend latency ([`uplink`], steps in [`sweep`]);
+//! - `storm`: N TLS devices with the real reconnect backoff; the gateway
+//!   is killed and restarted; time until they are all back ([`storm`]);
+//! - `tls-handshakes`: the gateway's TLS 1.3 handshake rate
+//!   ([`tls_handshakes`]).
+//!
+//! Every fleet dials over `--transport tcp|tls|quic` ([`dial`]).
 //!
 //! Output: progress on stderr, a summary table on stdout, or with `--json`
 //! JSON lines on stdout (one `connected` line after the connect phase, one
@@ -30,13 +39,19 @@ use clap::{Args, Subcommand};
 
 use super::{Common, Failure};
 
+mod dial;
 mod fleet;
 mod idle;
 mod latency;
 mod report;
 mod schedule;
+mod sink;
 mod sources;
+mod storm;
+mod sweep;
+mod tls_handshakes;
 mod unicast;
+mod uplink;
 
 /// Arguments of `pike bench`.
 #[derive(Debug, Args)]
@@ -53,16 +68,26 @@ enum Workload {
     /// N logged-in aliases; push to them through the HTTP API at a fixed
     /// open-loop rate and measure push→receive latency.
     Unicast(unicast::UnicastArgs),
+    /// N logged-in devices send uplink messages at an open-loop rate sweep
+    /// to a webhook sink this process runs; scheduled→sink latency.
+    Uplink(uplink::UplinkArgs),
+    /// N TLS devices with the real reconnect backoff: time until they are
+    /// logged in again after the gateway is killed and restarted.
+    Storm(storm::StormArgs),
+    /// TLS 1.3 handshakes per second against the gateway's TLS port.
+    TlsHandshakes(tls_handshakes::TlsHandshakesArgs),
 }
 
 /// How to open the fleet of devices (shared by every workload).
 #[derive(Debug, Args)]
 pub(crate) struct FleetArgs {
-    /// The gateway's plain TCP client address.
+    /// The gateway's client address (of the `--transport` listener).
     #[arg(long, env = "PIKE_SERVER", default_value = "127.0.0.1:9300")]
     server: SocketAddr,
+    #[command(flatten)]
+    dial: dial::DialArgs,
     /// Devices to connect (each logs in as its own alias).
-    #[arg(long, short = 'n', default_value_t = 1000)]
+    #[arg(long, short = 'n', visible_aliases = ["devices", "clients"], default_value_t = 1000)]
     connections: usize,
     /// Connects (dial + handshake + login) in flight at once.
     #[arg(long, default_value_t = 256)]
@@ -115,5 +140,8 @@ pub(crate) async fn run(common: &Common, args: BenchArgs) -> Result<(), Failure>
     match args.workload {
         Workload::Idle(args) => idle::run(common, args).await,
         Workload::Unicast(args) => unicast::run(common, args).await,
+        Workload::Uplink(args) => uplink::run(common, args).await,
+        Workload::Storm(args) => storm::run(common, args).await,
+        Workload::TlsHandshakes(args) => tls_handshakes::run(common, args).await,
     }
 }
