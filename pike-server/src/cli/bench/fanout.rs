@@ -493,6 +493,7 @@ async fn connect(members: &Arc<Members>, progress: &Progress) -> (JoinSet<()>, C
         sources: plan.sources.len(),
         concurrency,
         first_error,
+        transport: "tcp",
     };
     (tasks, report)
 }

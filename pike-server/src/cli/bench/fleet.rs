@@ -15,16 +15,15 @@ use std::time::Duration;
 
 use pike_channel::proto::tunnel::ClientHello;
 use pike_channel::{
-    ClientConfig, Delivery, DriverConfig, Event, EventReceiver, LoginParams, TunnelConnector,
-    spawn_client,
+    ClientConfig, ClientHandle, Delivery, DriverConfig, Event, EventReceiver, LoginParams, StreamId,
 };
 use serde::Serialize;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tunnelkit::{Dialer, DialerConfig, TcpConfig, TcpTransport};
 
+use super::dial::Dial;
 use super::report::Progress;
 use crate::token::{Claims, mint};
 
@@ -49,6 +48,10 @@ pub(crate) struct FleetPlan {
     /// `k` = its alias number / `G` (so several generator processes with
     /// their own alias ranges agree on the groups).
     pub(crate) group_size: u64,
+    /// The transports (TCP, TLS or QUIC).
+    pub(crate) dial: Dial,
+    /// The channel settings of every device (send window, backoff).
+    pub(crate) channel: ClientConfig,
 }
 
 impl FleetPlan {
@@ -86,6 +89,13 @@ pub(crate) struct Counters {
     pub(crate) relogins: AtomicU64,
     /// Deliveries received.
     pub(crate) received: AtomicU64,
+    /// Devices whose login was refused for good after the first login, or
+    /// whose channel stopped: they never come back.
+    pub(crate) gave_up: AtomicU64,
+    /// Uplink messages acked by the backend.
+    pub(crate) send_ok: AtomicU64,
+    /// Uplink messages that failed for good.
+    pub(crate) send_failed: AtomicU64,
 }
 
 impl Counters {
@@ -105,6 +115,8 @@ pub(crate) struct ConnectReport {
     pub(crate) rate: f64,
     pub(crate) sources: usize,
     pub(crate) concurrency: usize,
+    /// `tcp`, `tls` or `quic`.
+    pub(crate) transport: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) first_error: Option<String>,
 }
@@ -117,6 +129,7 @@ pub(crate) struct Fleet {
     stop: CancellationToken,
     counters: Arc<Counters>,
     logged_in: Vec<String>,
+    handles: Vec<(ClientHandle, StreamId)>,
 }
 
 impl Fleet {
@@ -130,9 +143,16 @@ impl Fleet {
         &self.logged_in
     }
 
+    /// The client handle and login stream of every device whose first
+    /// login succeeded, in device order (for uplink).
+    pub(crate) fn handles(&self) -> &[(ClientHandle, StreamId)] {
+        &self.handles
+    }
+
     /// Ends every device (each sends its close frame as its driver stops)
     /// and waits for the pumps, at most `limit`.
     pub(crate) async fn close(mut self, limit: Duration) {
+        self.handles.clear();
         self.stop.cancel();
         let _ = tokio::time::timeout(limit, async {
             while self.tasks.join_next().await.is_some() {}
@@ -150,7 +170,6 @@ impl Drop for Fleet {
 /// What the devices share.
 struct Context {
     plan: FleetPlan,
-    transport: TcpTransport,
     channel: Arc<ClientConfig>,
     driver: DriverConfig,
     counters: Arc<Counters>,
@@ -190,10 +209,6 @@ pub(crate) async fn connect(
     sink: Option<Sink>,
     progress: &Progress,
 ) -> Result<(Fleet, ConnectReport), String> {
-    let mut tcp = TcpConfig::default();
-    tcp.connect_timeout(Some(plan.login_timeout))
-        .source_ips(plan.sources.iter().copied());
-    let transport = TcpTransport::new(tcp).map_err(|e| e.to_string())?;
     let n = plan.connections;
     let concurrency = plan.concurrency.max(1);
     let deadline = plan.connect_deadline;
@@ -203,10 +218,10 @@ pub(crate) async fn connect(
     driver.event_capacity(64).map_err(|e| e.to_string())?;
     let counters = Arc::new(Counters::default());
     let stop = CancellationToken::new();
+    let channel = Arc::new(plan.channel.clone());
     let context = Arc::new(Context {
         plan,
-        transport,
-        channel: Arc::new(ClientConfig::default()),
+        channel,
         driver,
         counters: counters.clone(),
         sink,
@@ -216,7 +231,7 @@ pub(crate) async fn connect(
         first_error: Mutex::new(None),
     });
 
-    let (done_tx, mut done) = mpsc::unbounded_channel::<(usize, bool)>();
+    let (done_tx, mut done) = mpsc::unbounded_channel::<(usize, Option<Login>)>();
     let mut tasks = JoinSet::new();
     let started = Instant::now();
     for index in 0..n {
@@ -224,16 +239,16 @@ pub(crate) async fn connect(
     }
     drop(done_tx);
 
-    let mut ok = vec![false; n];
+    let mut ok: Vec<Option<Login>> = (0..n).map(|_| None).collect();
     let mut reported = 0usize;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let phase_end = started + deadline;
     while reported < n {
         tokio::select! {
             outcome = done.recv() => match outcome {
-                Some((index, success)) => {
+                Some((index, login)) => {
                     reported += 1;
-                    ok[index] = success;
+                    ok[index] = login;
                 }
                 None => break,
             },
@@ -269,9 +284,10 @@ pub(crate) async fn connect(
     let logged_in = ok
         .iter()
         .enumerate()
-        .filter(|(_, ok)| **ok)
+        .filter(|(_, ok)| ok.is_some())
         .map(|(i, _)| context.plan.alias(i))
         .collect();
+    let handles = ok.into_iter().flatten().collect();
     let report = ConnectReport {
         requested: n,
         connected,
@@ -280,6 +296,7 @@ pub(crate) async fn connect(
         rate: connected as f64 / seconds.max(1e-9),
         sources,
         concurrency,
+        transport: context.plan.dial.name(),
         first_error,
     };
     Ok((
@@ -288,14 +305,22 @@ pub(crate) async fn connect(
             stop,
             counters,
             logged_in,
+            handles,
         },
         report,
     ))
 }
 
+/// A logged-in device: its client handle and login stream.
+type Login = (ClientHandle, StreamId);
+
 /// One device: connect and log in (reported on `done`), then pump events
 /// until the run ends.
-async fn device(context: Arc<Context>, index: usize, done: mpsc::UnboundedSender<(usize, bool)>) {
+async fn device(
+    context: Arc<Context>,
+    index: usize,
+    done: mpsc::UnboundedSender<(usize, Option<Login>)>,
+) {
     let plan = &context.plan;
     let alias = plan.alias(index);
     let permit = tokio::select! {
@@ -319,16 +344,21 @@ async fn device(context: Arc<Context>, index: usize, done: mpsc::UnboundedSender
         sdk_version: env!("CARGO_PKG_VERSION").into(),
         ..ClientHello::default()
     };
-    let dialer = match Dialer::new(context.transport.clone(), DialerConfig::default()) {
-        Ok(dialer) => dialer,
-        Err(e) => {
-            context.fail(e.to_string());
-            let _ = done.send((index, false));
+    let spawned = plan.dial.spawn(
+        index,
+        plan.server,
+        hello,
+        context.channel.clone(),
+        &context.driver,
+    );
+    let client = match spawned {
+        Ok(client) => client,
+        Err(message) => {
+            context.fail(message);
+            let _ = done.send((index, None));
             return;
         }
     };
-    let connector = TunnelConnector::new(dialer, vec![plan.server], hello);
-    let client = spawn_client(context.channel.clone(), connector, &context.driver);
     let (stream, mut events) = client.login(LoginParams::new(&plan.biz, &alias, credential));
     client.start();
 
@@ -348,12 +378,12 @@ async fn device(context: Arc<Context>, index: usize, done: mpsc::UnboundedSender
     drop(permit);
     if let Err(message) = login {
         context.fail(message);
-        let _ = done.send((index, false));
+        let _ = done.send((index, None));
         return;
     }
     context.counters.connected.fetch_add(1, Ordering::Relaxed);
     context.counters.online.fetch_add(1, Ordering::Relaxed);
-    let _ = done.send((index, true));
+    let _ = done.send((index, Some((client.clone(), stream))));
     drop(done);
 
     let mut online = true;
@@ -379,6 +409,15 @@ async fn device(context: Arc<Context>, index: usize, done: mpsc::UnboundedSender
                 context.counters.online.fetch_add(1, Ordering::Relaxed);
                 context.counters.relogins.fetch_add(1, Ordering::Relaxed);
             }
+            Some(Event::SendSuccess { .. }) => {
+                context.counters.send_ok.fetch_add(1, Ordering::Relaxed);
+            }
+            Some(Event::SendFailure { .. }) => {
+                context.counters.send_failed.fetch_add(1, Ordering::Relaxed);
+            }
+            Some(Event::LoginFailed { .. } | Event::Stopped) => {
+                context.counters.gave_up.fetch_add(1, Ordering::Relaxed);
+            }
             Some(_) => {}
             None => break,
         }
@@ -393,8 +432,8 @@ async fn device(context: Arc<Context>, index: usize, done: mpsc::UnboundedSender
 
 /// Binds `tag` to the device's alias and waits for the answer.
 async fn bind_tag(
-    client: &pike_channel::ClientHandle,
-    stream: pike_channel::StreamId,
+    client: &ClientHandle,
+    stream: StreamId,
     events: &mut EventReceiver,
     tag: String,
 ) -> Result<(), String> {

@@ -51,6 +51,7 @@ pub(super) fn plan(common: &Common, args: &FleetArgs) -> Result<FleetPlan, Failu
     sources::check_fd_budget(args.connections, sources::open_file_limit())
         .map_err(Failure::usage)?;
     let ips = sources::source_ips(&args.source_net, args.sources).map_err(Failure::usage)?;
+    let dial = args.dial.dial(common, &ips, args.login_timeout())?;
     Ok(FleetPlan {
         server: args.server,
         app: common.app.clone(),
@@ -64,6 +65,8 @@ pub(super) fn plan(common: &Common, args: &FleetArgs) -> Result<FleetPlan, Failu
         login_timeout: args.login_timeout(),
         connect_deadline: args.connect_deadline(),
         group_size: 0,
+        dial,
+        channel: pike_channel::ClientConfig::default(),
     })
 }
 

@@ -22,6 +22,15 @@
 //! `unicast`, `fanout` and `group` are rate sweeps ([`sweep`]) speaking
 //! the harness's contract: `--rates`, `--warmup`, `--step`, `--drain`, and
 //! `connected`, `step_begin`, `step` and `report` JSON lines.
+//! - `uplink`: N logged-in devices send uplink at an open-loop rate sweep;
+//!   the generator is the webhook backend ([`sink`]) and measures
+//!   scheduled→backend latency ([`uplink`], steps in [`uplink_steps`]);
+//! - `storm`: N TLS devices with the real reconnect backoff; the gateway
+//!   is killed and restarted; time until they are all back ([`storm`]);
+//! - `tls-handshakes`: the gateway's TLS 1.3 handshake rate
+//!   ([`tls_handshakes`]).
+//!
+//! Every fleet dials over `--transport tcp|tls|quic` ([`dial`]).
 //!
 //! Output: progress on stderr, a summary table on stdout, or with `--json`
 //! JSON lines on stdout (one `connected` line after the connect phase, one
@@ -47,6 +56,7 @@ mod api;
 mod board;
 mod churn;
 mod cpu;
+mod dial;
 mod fanout;
 mod fleet;
 mod group;
@@ -61,10 +71,15 @@ mod push_sweep;
 mod report;
 mod room_member;
 mod schedule;
+mod sink;
 mod sources;
 mod stamp;
+mod storm;
 mod sweep;
+mod tls_handshakes;
 mod unicast;
+mod uplink;
+mod uplink_steps;
 
 /// Arguments of `pike bench`.
 #[derive(Debug, Args)]
@@ -87,16 +102,26 @@ enum Workload {
     /// N aliases in tag groups; push to the tags through the HTTP API at
     /// open-loop rates.
     Group(group::GroupArgs),
+    /// N logged-in devices send uplink messages at an open-loop rate sweep
+    /// to a webhook sink this process runs; scheduled→sink latency.
+    Uplink(uplink::UplinkArgs),
+    /// N TLS devices with the real reconnect backoff: time until they are
+    /// logged in again after the gateway is killed and restarted.
+    Storm(storm::StormArgs),
+    /// TLS 1.3 handshakes per second against the gateway's TLS port.
+    TlsHandshakes(tls_handshakes::TlsHandshakesArgs),
 }
 
 /// How to open the fleet of devices (shared by every workload).
 #[derive(Debug, Args)]
 pub(crate) struct FleetArgs {
-    /// The gateway's plain TCP client address.
+    /// The gateway's client address (of the `--transport` listener).
     #[arg(long, env = "PIKE_SERVER", default_value = "127.0.0.1:9300")]
     server: SocketAddr,
+    #[command(flatten)]
+    dial: dial::DialArgs,
     /// Devices to connect (each logs in as its own alias).
-    #[arg(long, short = 'n', visible_aliases = ["devices", "members"], default_value_t = 1000)]
+    #[arg(long, short = 'n', visible_aliases = ["devices", "members", "clients"], default_value_t = 1000)]
     connections: usize,
     /// Connects (dial + handshake + login) in flight at once.
     #[arg(long, default_value_t = 256)]
@@ -151,5 +176,8 @@ pub(crate) async fn run(common: &Common, args: BenchArgs) -> Result<(), Failure>
         Workload::Unicast(args) => unicast::run(common, args).await,
         Workload::Fanout(args) => fanout::run(common, args).await,
         Workload::Group(args) => group::run(common, args).await,
+        Workload::Uplink(args) => uplink::run(common, args).await,
+        Workload::Storm(args) => storm::run(common, args).await,
+        Workload::TlsHandshakes(args) => tls_handshakes::run(common, args).await,
     }
 }
