@@ -111,6 +111,11 @@ pub struct Limits {
     pub max_frame_length: usize,
     /// Time allowed for the hello exchange, seconds (default 10).
     pub handshake_timeout_secs: u32,
+    /// TLS handshakes a second this gateway takes, for sizing the
+    /// crash-reconnect window advised to clients (0 = 1,000 per worker).
+    pub reconnect_rate: u32,
+    /// Largest crash-reconnect window advised, seconds (default 60).
+    pub reconnect_window_max_secs: u32,
 }
 
 /// Retention of reliable downlink.
@@ -542,6 +547,8 @@ impl Default for Limits {
             max_connections: 0,
             max_frame_length: 1 << 20,
             handshake_timeout_secs: 10,
+            reconnect_rate: 0,
+            reconnect_window_max_secs: 60,
         }
     }
 }

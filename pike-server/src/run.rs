@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use metrics_exporter_prometheus::PrometheusHandle;
-use pike_api::server::{Gateway, GatewayConfig};
+use pike_api::server::{Gateway, GatewayConfig, ReconnectSpread};
 use tntunnel::TunnelConfig;
 use tntunnel::tls::{Fingerprint, TlsServerConfig};
 use tokio_util::sync::CancellationToken;
@@ -122,7 +122,12 @@ pub async fn run(
         .default_ttl(Duration::from_secs(config.store.default_ttl_secs))
         .max_connections(
             (config.limits.max_connections > 0).then_some(config.limits.max_connections),
-        );
+        )
+        .reconnect_spread(ReconnectSpread::new(
+            Some(config.limits.reconnect_rate),
+            Duration::from_secs(1),
+            Duration::from_secs(config.limits.reconnect_window_max_secs.into()),
+        ));
     let (room_defaults, room_rules) = config.rooms.resolve();
     gateway_config
         .rooms(room_defaults)

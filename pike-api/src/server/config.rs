@@ -6,6 +6,7 @@ use std::time::Duration;
 use pike_channel::ServerConfig as ChannelConfig;
 use tntunnel::TunnelConfig;
 
+use super::reconnect_spread::ReconnectSpread;
 use super::room::{RoomConfig, RoomRule};
 
 /// Settings of a [`Gateway`](super::Gateway). Defaults and why:
@@ -22,6 +23,9 @@ use super::room::{RoomConfig, RoomRule};
 /// - `default_ttl` 7 days;
 /// - `drain_delay` 1 to 10 s: the reconnect window advised in go-away at
 ///   shutdown, so clients do not all come back at once;
+/// - reconnect spread: every server hello advises a crash-reconnect window
+///   of `connections × 1.5 / handshake rate`, 1 s to 60 s
+///   ([`ReconnectSpread`]);
 /// - rooms: [`RoomConfig::default`] for every room, at most 100,000 rooms.
 #[derive(Clone, Debug)]
 pub struct GatewayConfig {
@@ -34,6 +38,7 @@ pub struct GatewayConfig {
     pub(crate) default_ttl: Duration,
     pub(crate) max_connections: Option<usize>,
     pub(crate) drain_delay: (Duration, Duration),
+    pub(crate) reconnect_spread: ReconnectSpread,
     pub(crate) shutdown_grace: Duration,
     pub(crate) rooms: RoomConfig,
     pub(crate) room_rules: Vec<RoomRule>,
@@ -98,6 +103,13 @@ impl GatewayConfig {
         self
     }
 
+    /// How the reconnect window advised in every server hello (for a crash
+    /// without go-away) is sized.
+    pub fn reconnect_spread(&mut self, spread: ReconnectSpread) -> &mut Self {
+        self.reconnect_spread = spread;
+        self
+    }
+
     /// Longest wait for connections to leave after go-away at shutdown.
     pub fn shutdown_grace(&mut self, grace: Duration) -> &mut Self {
         self.shutdown_grace = grace;
@@ -149,6 +161,7 @@ impl Default for GatewayConfig {
             default_ttl: Duration::from_secs(7 * 24 * 3600),
             max_connections: None,
             drain_delay: (Duration::from_secs(1), Duration::from_secs(10)),
+            reconnect_spread: ReconnectSpread::default(),
             shutdown_grace: Duration::from_secs(15),
             rooms: RoomConfig::default(),
             room_rules: Vec::new(),

@@ -384,6 +384,17 @@ where
         ..ServerHello::default()
     };
     hub.config.channel.fill_hello(&mut hello);
+    // The crash-reconnect window, sized by the connections held now.
+    let workers = tokio::runtime::Handle::current().metrics().num_workers();
+    let window = hub
+        .config
+        .reconnect_spread
+        .window(hub.registry.len() + 1, workers);
+    hello.reconnect = Some(ReconnectAdvice {
+        min_delay_ms: 0,
+        max_delay_ms: u32::try_from(window.as_millis()).unwrap_or(u32::MAX),
+        endpoints: Vec::new(),
+    });
     let client_hello = incoming.hello().clone();
     let mut framed = incoming.accept(hello).await?;
     release_idle_buffers(&mut framed);

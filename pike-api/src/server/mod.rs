@@ -39,6 +39,7 @@ mod connection;
 mod gateway;
 mod hub;
 mod push;
+mod reconnect_spread;
 mod registry;
 mod room;
 mod store;
@@ -50,6 +51,7 @@ pub use config::GatewayConfig;
 pub use gateway::{Gateway, GatewayBuilder, GatewayError};
 pub use proto::channel::RoomClass;
 pub use push::{Delivery, PushError, PushHandle, PushReceipt, PushRequest, Target};
+pub use reconnect_spread::{DEFAULT_HANDSHAKES_PER_WORKER, ReconnectSpread};
 pub use registry::{ConnectionInfo, LoginView};
 pub use room::{
     DropReason, MAX_ROOM_NAME, RateLimit, RoomConfig, RoomError, RoomMode, RoomPublish,

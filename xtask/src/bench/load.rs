@@ -30,8 +30,13 @@ pub(crate) fn command_for(kind: Kind, bins: &Binaries, server: &Server, workload
             command
                 .arg(&bins.pike)
                 .args(["--app", servers::PIKE_APP, "bench", workload])
-                .args(["--json", "--quiet", "--biz", servers::PIKE_BIZ])
-                .args(["--token-secret", servers::PIKE_TOKEN_SECRET]);
+                .args(["--json", "--quiet"]);
+            if workload != "tls-handshakes" {
+                // Every workload but the bare handshakes logs devices in.
+                command
+                    .args(["--biz", servers::PIKE_BIZ])
+                    .args(["--token-secret", servers::PIKE_TOKEN_SECRET]);
+            }
             if needs_api(workload)
                 && let Some(api) = server.api_url()
             {

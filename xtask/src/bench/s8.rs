@@ -12,6 +12,10 @@ use serde_json::Value;
 use super::load::{self, Load};
 use super::servers::{Binaries, Kind, Server, ServerSpec, TlsFiles};
 
+/// Seconds after which the clients count their connection as stable
+/// (the driver's default is 30 s; shortened so the run stays short).
+const STABLE_SECS: u64 = 5;
+
 /// Settings of S8.
 #[derive(Clone, Debug)]
 pub(crate) struct S8Settings {
@@ -104,7 +108,9 @@ pub(crate) async fn measure(
         .arg(settings.clients.to_string())
         .args(["--source-net", "127.0.30", "--sources", "32"])
         .arg("--deadline")
-        .arg(settings.deadline.to_string());
+        .arg(settings.deadline.to_string())
+        .arg("--stable-secs")
+        .arg(STABLE_SECS.to_string());
     let mut storm = Load::spawn(command, dir.path())?;
     let connected = storm
         .expect("connected", Duration::from_secs(settings.deadline + 60))
@@ -114,6 +120,9 @@ pub(crate) async fn measure(
         connected["connections"].as_u64().unwrap_or(0),
         connected["rate_per_sec"].as_f64().unwrap_or(0.0)
     );
+    // Let every connection count as stable (its driver then spreads its
+    // first reconnect, as after a long-lived connection) before the kill.
+    tokio::time::sleep(Duration::from_secs(STABLE_SECS + 1)).await;
     server.kill().await;
     storm
         .expect("down", Duration::from_secs(settings.deadline + 30))
