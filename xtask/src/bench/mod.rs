@@ -411,9 +411,6 @@ async fn run(options: &Options) -> Result<(), String> {
                 "s1-quic",
                 S1Settings {
                     connections: small,
-                    // More handshakes in flight overflow the gateway's UDP
-                    // receive buffer (drops, retransmits: ≈ 285/s at 256).
-                    concurrency: 32,
                     transport: S1Transport::Quic,
                     tls: Some(tls.clone()),
                     ..plain.clone()
