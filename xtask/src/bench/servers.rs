@@ -4,9 +4,12 @@
 //!
 //! | Server | Configuration written | Why |
 //! |---|---|---|
-//! | `pike-server` | plain TCP and HTTP on `127.0.0.1:0` (TLS and QUIC off), one app `bench` with business `bench`, no connection limit, data dir in a temporary directory; `TOKIO_WORKER_THREADS=1` | one worker on one core; the store (redb) cannot be turned off, but idle devices write nothing to it |
-//! | mosquitto | `listener <port> 127.0.0.1`, `allow_anonymous true`, `persistence false`, `max_connections -1`, `connection_messages false`, errors and warnings logged | no persistence, no connection limit, no per-connect log line |
-//! | nats-server | `listen: 127.0.0.1:<port>`, `max_connections: 1000000`, no JetStream, no monitoring port; `GOMAXPROCS=1` | core NATS only, limit raised, one P on one core |
+//! | `pike-server` | plain TCP and HTTP on fixed loopback ports chosen per run (TLS with the run's certificate and QUIC when the workload needs them), one app `bench` with business `bench` (its uplink webhook pointing at the generator's sink in S5), no connection limit, room rate caps off (`droppable_rate = 0`, `publisher_rate = 0`), data dir in a temporary directory; `TOKIO_WORKER_THREADS=1` | one worker on one core; the peers have no rate caps; the store (redb) cannot be turned off, but only reliable traffic writes to it (none in S2–S7) |
+//! | mosquitto | `listener <port> 127.0.0.1` (and a TLS 1.3 listener with the run's certificate when needed), `allow_anonymous true`, `persistence false`, `max_connections -1`, `connection_messages false`, errors and warnings logged | no persistence, no connection limit, no per-connect log line |
+//! | nats-server | `listen: 127.0.0.1:<port>` (with a `tls` block when needed: TLS on the one client port), `max_connections: 1000000`, no JetStream, no monitoring port; `GOMAXPROCS=1` | core NATS only, limit raised, one P on one core |
+//!
+//! Ports are fixed in the configuration so a server can be restarted on
+//! the same ones (S8).
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -330,7 +333,6 @@ max_connections = 0
 [rooms.defaults]
 droppable_rate = 0
 publisher_rate = 0
-ring_capacity = 65536
 
 [[apps]]
 id = "{PIKE_APP}"
@@ -378,7 +380,6 @@ pub(crate) fn nats_config(addr: SocketAddr, tls: Option<(SocketAddr, &TlsFiles)>
         "# Written by `cargo xtask bench` for one run.\n\
          listen: {addr}\n\
          max_connections: 1000000\n\
-         max_pending: 268435456\n\
          debug: false\n\
          trace: false\n"
     );
