@@ -54,13 +54,15 @@ writes JSON, the tables (report.md) and SVG charts to target/bench/<mode>/.
   S1 idle connections        S5 uplink to a webhook backend (pike window
   S2 room fan-out sweep         1 and default) / a sink subscriber
   S3 unicast sweep           S6 S2 under 1 %/s reconnect churn
+  S3 acked: pike reliable vs MQTT QoS 1
   S4 group push sweep        S7 S2 with 1 % of members not reading
                              S8 TLS reconnect storm vs the handshake ceiling
 
 Options:
   --quick             Every workload small (< 3 minutes): 1,000-2,000
                       connections, one or two rates, 2 s windows, one round
-  --workloads LIST    Workloads to run, comma-separated: s1,...,s8 or all
+  --workloads LIST    Workloads to run, comma-separated: s1, s2, s3,
+                      s3-acked, s4, ..., s8, or all
                       (default: all)
   --connections N     S1: idle connections per server (default: quick
                       2,000; full: the open-file limit minus 300);
@@ -445,7 +447,7 @@ async fn run(options: &Options) -> Result<(), String> {
             json.insert(name.into(), value);
         }
     }
-    for id in ["s2", "s3", "s4", "s5", "s6", "s7"] {
+    for id in plan::SWEEPS {
         if !options.workloads.contains(&id) {
             continue;
         }

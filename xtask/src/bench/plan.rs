@@ -5,7 +5,11 @@ use super::servers::Kind;
 use super::sweep::{Contender, Sweep};
 
 /// The workloads, in run order.
-pub(crate) const WORKLOADS: [&str; 8] = ["s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8"];
+pub(crate) const WORKLOADS: [&str; 9] =
+    ["s1", "s2", "s3", "s3-acked", "s4", "s5", "s6", "s7", "s8"];
+
+/// The sweep workloads, in run order.
+pub(crate) const SWEEPS: [&str; 7] = ["s2", "s3", "s3-acked", "s4", "s5", "s6", "s7"];
 
 /// Members of the fan-out room (PERF-NOTES §3: 9,000 subscribers).
 const FULL_MEMBERS: usize = 9_000;
@@ -58,6 +62,17 @@ pub(crate) fn sweep(id: &str, quick: bool) -> Option<Sweep> {
                 vec![2_000]
             } else {
                 vec![2_000, 20_000, 100_000]
+            },
+            1,
+        ),
+        "s3-acked" => base(
+            "S3 acked",
+            "unicast, acknowledged (pike reliable vs MQTT QoS 1; NATS core has no acks)",
+            "unicast",
+            if quick {
+                vec![1_000]
+            } else {
+                vec![1_000, 5_000, 20_000]
             },
             1,
         ),
@@ -121,6 +136,33 @@ pub(crate) fn sweep(id: &str, quick: bool) -> Option<Sweep> {
 /// window 1 (the naive scheme) and with the default window.
 pub(crate) fn contenders(id: &str, kinds: &[Kind]) -> Vec<Contender> {
     let mut list = Vec::new();
+    if id == "s3-acked" {
+        for &kind in kinds {
+            match kind {
+                Kind::Pike => list.push(Contender {
+                    label: kind.name().to_owned(),
+                    kind,
+                    args: vec![
+                        "--reliable".into(),
+                        "--http-connections".into(),
+                        PIKE_HTTP_CONNECTIONS.into(),
+                    ],
+                }),
+                Kind::Mosquitto => list.push(Contender {
+                    label: "mosquitto QoS 1".into(),
+                    kind,
+                    args: vec![
+                        "--qos".into(),
+                        "1".into(),
+                        "--concurrency".into(),
+                        super::s1::peer_concurrency(kind, 256).to_string(),
+                    ],
+                }),
+                Kind::Nats => {}
+            }
+        }
+        return list;
+    }
     for &kind in kinds {
         if id == "s5" && kind == Kind::Pike {
             list.push(Contender::plain(kind));
@@ -168,7 +210,7 @@ pub(crate) fn parse_workloads(list: &str) -> Result<Vec<&'static str>, String> {
         let found = WORKLOADS
             .iter()
             .find(|w| **w == lower)
-            .ok_or_else(|| format!("unknown workload {name:?} (s1 … s8 or all)"))?;
+            .ok_or_else(|| format!("unknown workload {name:?} (s1 … s8, s3-acked or all)"))?;
         if !chosen.contains(found) {
             chosen.push(*found);
         }
@@ -186,7 +228,7 @@ mod tests {
 
     #[test]
     fn every_sweep_has_a_plan_in_both_modes() {
-        for id in ["s2", "s3", "s4", "s5", "s6", "s7"] {
+        for id in SWEEPS {
             for quick in [true, false] {
                 let s = sweep(id, quick).unwrap();
                 assert!(!s.rates.is_empty() && s.step > 0, "{id}");
@@ -202,12 +244,14 @@ mod tests {
 
     #[test]
     fn quick_mode_fits_three_minutes() {
-        // Connect (≈ 2 s with start-up) plus the steps, per contender.
+        // Start, connect and stop (≈ 0.5 s at 1,000 connections in the
+        // first quick run; 2 s allowed) plus the steps, per contender; S1
+        // (≈ 30 s) and S8 (≈ 20 s) come on top.
         let mut seconds = 0;
-        for id in ["s2", "s3", "s4", "s5", "s6", "s7"] {
+        for id in SWEEPS {
             let s = sweep(id, true).unwrap();
             let per =
-                3 + s.warmup * s.rates.len() as u64 + (s.step + s.drain) * s.rates.len() as u64;
+                2 + s.warmup * s.rates.len() as u64 + (s.step + s.drain) * s.rates.len() as u64;
             seconds += per * contenders(id, &Kind::ALL).len() as u64;
         }
         assert!(seconds < 120, "{seconds} s of sweeps");
@@ -221,11 +265,17 @@ mod tests {
             .collect();
         assert_eq!(labels, ["pike", "pike window 1", "mosquitto", "nats"]);
         assert_eq!(contenders("s2", &[Kind::Nats]).len(), 1);
+        let acked: Vec<String> = contenders("s3-acked", &Kind::ALL)
+            .into_iter()
+            .map(|c| c.label)
+            .collect();
+        assert_eq!(acked, ["pike", "mosquitto QoS 1"]);
     }
 
     #[test]
     fn workload_lists() {
-        assert_eq!(parse_workloads("all").unwrap().len(), 8);
+        assert_eq!(parse_workloads("all").unwrap().len(), 9);
+        assert_eq!(parse_workloads("s3-acked,s1").unwrap(), ["s1", "s3-acked"]);
         assert_eq!(parse_workloads("s3,S1,s3").unwrap(), ["s1", "s3"]);
         assert!(parse_workloads("s9").is_err());
         assert!(parse_workloads(",").is_err());
