@@ -39,6 +39,33 @@ pub(crate) fn slab_kib() -> io::Result<u64> {
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no Slab in meminfo"))
 }
 
+/// The slab caches a socket is made of: the protocol's socket (`TCP`,
+/// `UDP` for QUIC), its inode and its open file.
+pub(crate) const SOCKET_CACHES: [&str; 4] = ["TCP", "UDP", "sock_inode_cache", "filp"];
+
+/// Bytes held by the slab caches `names`, from `/proc/slabinfo`
+/// (`active_objs × objsize`; root only).
+pub(crate) fn slab_caches_bytes(names: &[&str]) -> io::Result<u64> {
+    let text = std::fs::read_to_string("/proc/slabinfo")?;
+    Ok(parse_slabinfo(&text, names))
+}
+
+fn parse_slabinfo(text: &str, names: &[&str]) -> u64 {
+    text.lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            let name = words.next()?;
+            if !names.contains(&name) {
+                return None;
+            }
+            let active: u64 = words.next()?.parse().ok()?;
+            let _total = words.next()?;
+            let size: u64 = words.next()?.parse().ok()?;
+            Some(active * size)
+        })
+        .sum()
+}
+
 /// The soft open-file limit of this process (children inherit it).
 pub(crate) fn open_file_limit() -> Option<u64> {
     let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
@@ -90,6 +117,17 @@ mod tests {
         assert_eq!(status_field_kib(status, "VmSwap:"), None);
         let meminfo = "MemTotal:       24000000 kB\nSlab:             123456 kB\n";
         assert_eq!(status_field_kib(meminfo, "Slab:"), Some(123_456));
+    }
+
+    #[test]
+    fn slabinfo_sums_the_named_caches() {
+        let text = "slabinfo - version: 2.1\n# name <active_objs> ...\nTCP 4004 4004 2368 13 8 : tunables 0 0 0 : slabdata 308 308 0\nsock_inode_cache 10 19 832 19 4 : tunables 0 0 0 : slabdata 1 1 0\ndentry 5 5 192 21 1 : tunables 0 0 0 : slabdata 1 1 0\n";
+        assert_eq!(
+            parse_slabinfo(text, &["TCP", "sock_inode_cache"]),
+            4004 * 2368 + 10 * 832
+        );
+        assert_eq!(parse_slabinfo(text, &["UDP"]), 0);
+        assert_eq!(parse_slabinfo("garbage\nTCP x y z", &["TCP"]), 0);
     }
 
     #[test]

@@ -14,7 +14,7 @@ struct Metric {
     decimals: usize,
 }
 
-const METRICS: [Metric; 5] = [
+const METRICS: [Metric; 6] = [
     Metric {
         label: "user-space RSS per connection (bytes)",
         better: "lower is better",
@@ -37,6 +37,12 @@ const METRICS: [Metric; 5] = [
         label: "kernel slab per connection, both ends (bytes)",
         better: "lower is better",
         value: |r| r.slab_per_conn_bytes,
+        decimals: 0,
+    },
+    Metric {
+        label: "socket slab per connection, both ends (TCP/UDP, sock_inode, filp; bytes)",
+        better: "lower is better",
+        value: |r| r.socket_slab_per_conn_bytes,
         decimals: 0,
     },
     Metric {

@@ -79,6 +79,9 @@ pub(crate) struct S1Result {
     pub(crate) rss_settled: bool,
     pub(crate) rss_per_conn_bytes: f64,
     pub(crate) slab_per_conn_bytes: f64,
+    /// `/proc/slabinfo`: the socket caches ([`procfs::SOCKET_CACHES`]),
+    /// both ends.
+    pub(crate) socket_slab_per_conn_bytes: f64,
     pub(crate) idle_cpu_pct: f64,
     pub(crate) server_threads: u64,
     pub(crate) disconnects: u64,
@@ -100,6 +103,7 @@ impl S1Result {
             "rss_settled": self.rss_settled,
             "rss_per_conn_bytes": self.rss_per_conn_bytes,
             "slab_per_conn_bytes": self.slab_per_conn_bytes,
+            "socket_slab_per_conn_bytes": self.socket_slab_per_conn_bytes,
             "idle_cpu_pct": self.idle_cpu_pct,
             "server_threads": self.server_threads,
             "disconnects": self.disconnects,
@@ -153,6 +157,7 @@ pub(crate) async fn measure(
             .0;
     }
     let slab_before = procfs::slab_kib().map_err(|e| e.to_string())?;
+    let sockets_before = procfs::slab_caches_bytes(&procfs::SOCKET_CACHES).ok();
 
     let mut generators = Vec::new();
     let per_server = split(
@@ -203,11 +208,16 @@ pub(crate) async fn measure(
         all_settled &= settled;
     }
     let slab_after = procfs::slab_kib().map_err(|e| e.to_string())?;
+    let sockets_after = procfs::slab_caches_bytes(&procfs::SOCKET_CACHES).ok();
     result.rss_after_kib = rss_after;
     result.rss_settled = all_settled;
     let n = result.connected.max(1) as f64;
     result.rss_per_conn_bytes = (rss_after as f64 - rss_before as f64) * 1024.0 / n;
     result.slab_per_conn_bytes = (slab_after as f64 - slab_before as f64) * 1024.0 / n;
+    result.socket_slab_per_conn_bytes = match (sockets_before, sockets_after) {
+        (Some(a), Some(b)) => (b as f64 - a as f64) / n,
+        _ => f64::NAN,
+    };
     result.server_threads = pids
         .iter()
         .map(|pid| procfs::threads(*pid).unwrap_or(0))
