@@ -588,6 +588,268 @@ async fn push_while_shutting_down_is_503() {
     assert!(reply.error_message().contains("shutting down"), "{reply:?}");
 }
 
+// --- batch -------------------------------------------------------------------
+
+impl Harness {
+    async fn batch(&self, pushes: Vec<Value>) -> Reply {
+        self.post("/v1/push/batch", DEMO_KEY, &json!({ "pushes": pushes }))
+            .await
+    }
+}
+
+/// The results of a 200 batch answer, checked to be one per item.
+#[track_caller]
+fn batch_results(reply: &Reply, items: usize) -> Vec<Value> {
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let results = reply.body["results"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no results in {}", reply.body))
+        .clone();
+    assert_eq!(results.len(), items, "{reply:?}");
+    results
+}
+
+/// The `(stored, online, dropped)` of a batch item's receipt.
+#[track_caller]
+fn item_receipt(item: &Value) -> (u64, u64, u64) {
+    let id = item["message_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no message_id in {item}"));
+    assert!(id.parse::<u64>().is_ok(), "message_id {id:?} is not a u64");
+    let n = |field: &str| {
+        item[field]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{field} missing in {item}"))
+    };
+    (n("stored"), n("online"), n("dropped"))
+}
+
+#[tokio::test]
+async fn a_batch_delivers_each_message_in_order_with_receipts_in_order() {
+    let h = Harness::start().await;
+    let aliases = ["u1", "u2", "u3"];
+    let mut clients = Vec::new();
+    for (i, alias) in aliases.iter().enumerate() {
+        clients.push(h.client("demo", &format!("d{i}"), "chat", alias).await);
+    }
+    // Nine messages, round robin: u1 gets m0, m3, m6 and so on.
+    let pushes = (0..9)
+        .map(|k| json!({"biz": "chat", "alias": aliases[k % 3], "payload": format!("m{k}")}))
+        .collect();
+    let reply = h.batch(pushes).await;
+    let results = batch_results(&reply, 9);
+    let mut ids = Vec::new();
+    for item in &results {
+        assert_eq!(item_receipt(item), (1, 1, 0), "{item}");
+        ids.push(item["message_id"].as_str().expect("id").to_owned());
+    }
+    for (i, client) in clients.iter_mut().enumerate() {
+        for (n, k) in (i..9).step_by(3).enumerate() {
+            let delivery = client.next_delivery().await;
+            assert_eq!(delivery.payload, format!("m{k}").as_bytes(), "alias {i}");
+            assert_eq!(delivery.seq, n as u64 + 1);
+        }
+    }
+    // A transient item answers the id its devices see.
+    let reply = h
+        .batch(vec![
+            json!({"biz": "chat", "alias": "u2", "payload": "now", "reliable": false}),
+        ])
+        .await;
+    let results = batch_results(&reply, 1);
+    assert_eq!(item_receipt(&results[0]), (0, 1, 0));
+    let delivery = clients[1].next_delivery().await;
+    assert!(delivery.is_transient());
+    assert_eq!(
+        delivery.message_id.to_string(),
+        results[0]["message_id"].as_str().expect("id")
+    );
+}
+
+#[tokio::test]
+async fn an_invalid_item_refuses_the_whole_batch_and_pushes_nothing() {
+    let h = Harness::start().await;
+    let mut client = h.client("demo", "d1", "chat", "u1").await;
+    let cases = [
+        (
+            json!({"biz": "chat", "alias": "u1"}),
+            "pushes[2]: a payload is required",
+        ),
+        (
+            json!({"biz": "chat", "device": "d1", "payload": "x"}),
+            "pushes[2]: a push to a device is transient only",
+        ),
+        (
+            json!({"biz": "chat", "alias": "u1", "payload": "x", "colour": "red"}),
+            "pushes[2]",
+        ),
+    ];
+    for (bad, expected) in cases {
+        let pushes = vec![
+            json!({"biz": "chat", "alias": "u1", "payload": "first"}),
+            json!({"biz": "chat", "alias": "u2", "payload": "second"}),
+            bad,
+            json!({"biz": "chat", "alias": "u1", "payload": "x"}),
+        ];
+        let reply = h.batch(pushes).await;
+        reply.assert_error(400, "invalid_request");
+        assert!(reply.error_message().contains(expected), "{reply:?}");
+    }
+    // Nothing was pushed: the next message is u1's first, and u2 has
+    // nothing stored.
+    let reply = h
+        .push(json!({"biz": "chat", "alias": "u1", "payload": "after"}))
+        .await;
+    assert_eq!(reply.receipt(), (1, 1, 0));
+    let delivery = client.next_delivery().await;
+    assert_eq!(&delivery.payload[..], b"after");
+    assert_eq!(delivery.seq, 1);
+    let mut u2 = h.client("demo", "d2", "chat", "u2").await;
+    let reply = h
+        .push(json!({"biz": "chat", "alias": "u2", "payload": "only"}))
+        .await;
+    assert_eq!(reply.receipt(), (1, 1, 0));
+    assert_eq!(&u2.next_delivery().await.payload[..], b"only");
+}
+
+#[tokio::test]
+async fn a_failed_item_is_an_error_entry_and_the_others_succeed() {
+    let mut config = GatewayConfig::default();
+    config.max_recipients(1);
+    let h = Harness::start_with(|b| b.config(config)).await;
+    let mut client = h.client("demo", "d1", "chat", "u1").await;
+    let reply = h
+        .batch(vec![
+            json!({"biz": "chat", "alias": "u1", "payload": "one"}),
+            json!({"biz": "chat", "aliases": ["a", "b"], "payload": "too many"}),
+            json!({"biz": "chat", "alias": "u1", "payload": "three"}),
+        ])
+        .await;
+    let results = batch_results(&reply, 3);
+    assert_eq!(item_receipt(&results[0]), (1, 1, 0));
+    assert_eq!(
+        results[1]["error"]["code"], "too_many_recipients",
+        "{reply:?}"
+    );
+    assert!(
+        results[1]["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("limit of 1")),
+        "{reply:?}"
+    );
+    assert!(results[1].get("message_id").is_none(), "{reply:?}");
+    assert_eq!(item_receipt(&results[2]), (1, 1, 0));
+    assert_eq!(&client.next_delivery().await.payload[..], b"one");
+    assert_eq!(&client.next_delivery().await.payload[..], b"three");
+}
+
+#[tokio::test]
+async fn store_failure_in_a_batch_is_an_unavailable_entry() {
+    let h = Harness::start_with(|b| b.store(Arc::new(BrokenStore::default()))).await;
+    let reply = h
+        .batch(vec![
+            json!({"biz": "chat", "alias": "u1", "payload": "x"}),
+            json!({"biz": "chat", "alias": "u1", "payload": "x", "reliable": false}),
+        ])
+        .await;
+    let results = batch_results(&reply, 2);
+    assert_eq!(results[0]["error"]["code"], "unavailable", "{reply:?}");
+    assert!(
+        !reply.body.to_string().contains("/secret/path"),
+        "{reply:?}"
+    );
+    assert_eq!(item_receipt(&results[1]), (0, 0, 0));
+}
+
+#[tokio::test]
+async fn empty_and_oversized_batches_are_400_json() {
+    let h = Harness::start().await;
+    let reply = h.batch(Vec::new()).await;
+    reply.assert_error(400, "invalid_request");
+    assert!(reply.error_message().contains("empty"), "{reply:?}");
+
+    let item = json!({"biz": "chat", "alias": "u1", "payload": "x"});
+    let reply = h
+        .batch(vec![item.clone(); pike_server::http::MAX_BATCH_PUSHES + 1])
+        .await;
+    reply.assert_error(400, "invalid_request");
+    assert!(reply.error_message().contains("1000"), "{reply:?}");
+
+    for body in [
+        json!({}),
+        json!({"pushes": {}}),
+        json!({"pushes": [], "x": 1}),
+    ] {
+        let reply = h.post("/v1/push/batch", DEMO_KEY, &body).await;
+        reply.assert_error(400, "invalid_request");
+    }
+    let reply = h
+        .post_raw("/v1/push/batch", DEMO_KEY, "application/json", "{".into())
+        .await;
+    reply.assert_error(400, "invalid_request");
+}
+
+#[tokio::test]
+async fn a_full_batch_of_1_kib_payloads_fits_the_batch_limit() {
+    let h = Harness::start().await;
+    let payload = "p".repeat(1024);
+    let pushes: Vec<Value> = (0..pike_server::http::MAX_BATCH_PUSHES)
+        .map(|k| json!({"biz": "chat", "alias": format!("u{k}"), "payload": payload}))
+        .collect();
+    // More than the 1 MiB of a single push.
+    assert!(json!({ "pushes": pushes }).to_string().len() > pike_server::http::DEFAULT_BODY_LIMIT);
+    let reply = h.batch(pushes).await;
+    for item in batch_results(&reply, pike_server::http::MAX_BATCH_PUSHES) {
+        assert_eq!(item_receipt(&item), (1, 0, 0));
+    }
+    // Over the batch limit: 413 naming it.
+    let limit = pike_server::http::batch_body_limit(pike_server::http::DEFAULT_BODY_LIMIT);
+    let big = "x".repeat(limit);
+    let reply = h
+        .batch(vec![json!({"biz": "chat", "alias": "u1", "payload": big})])
+        .await;
+    reply.assert_error(413, "payload_too_large");
+    assert!(
+        reply.error_message().contains(&limit.to_string()),
+        "{reply:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_batch_without_a_valid_key_is_401() {
+    let h = Harness::start().await;
+    let body = json!({"pushes": [{"biz": "chat", "alias": "u1", "payload": "x"}]}).to_string();
+    for request in [
+        h.http.post(h.url("/v1/push/batch")),
+        h.http
+            .post(h.url("/v1/push/batch"))
+            .bearer_auth("pk_wrong_0123456789abcdef"),
+    ] {
+        let reply = h
+            .send(
+                request
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(body.clone()),
+            )
+            .await;
+        reply.assert_error(401, "unauthorized");
+        assert!(
+            reply
+                .headers
+                .contains_key(reqwest::header::WWW_AUTHENTICATE)
+        );
+    }
+    // Another app's key pushes into that app, not this one's.
+    let reply = h
+        .post(
+            "/v1/push/batch",
+            OTHER_KEY,
+            &serde_json::from_str(&body).expect("json"),
+        )
+        .await;
+    assert_eq!(batch_results(&reply, 1).len(), 1);
+}
+
 // --- validation --------------------------------------------------------------
 
 #[tokio::test]

@@ -5,6 +5,7 @@
 //! | Method and path | What |
 //! |---|---|
 //! | `POST /v1/push` | push to an alias, aliases, a tag, a device or the whole app |
+//! | `POST /v1/push/batch` | up to 1,000 pushes in one request, done in order |
 //! | `GET /v1/presence?biz=&alias=` | the connections logged in as an alias |
 //! | `GET /v1/connections?limit=` | the app's connections |
 //! | `GET /v1/connections/{token}/trace` | the signals of one connection |
@@ -48,6 +49,7 @@ use axum::routing::{get, post};
 
 pub use error::{ApiError, ErrorCode};
 pub use presence::{DEFAULT_CONNECTIONS_LIMIT, MAX_CONNECTIONS_LIMIT};
+pub use push::{BATCH_BODY_LIMIT_FACTOR, MAX_BATCH_PUSHES, batch_body_limit};
 pub use state::{DEFAULT_BODY_LIMIT, HttpState};
 pub use tokens::{DEFAULT_TOKEN_TTL_SECS, MAX_TOKEN_TTL_SECS};
 
@@ -56,6 +58,12 @@ pub fn router(state: HttpState) -> Router {
     let body_limit = state.body_limit();
     Router::new()
         .route("/v1/push", post(push::push))
+        // Its own, larger body limit: the route's layer overrides the
+        // router's.
+        .route(
+            "/v1/push/batch",
+            post(push::push_batch).layer(DefaultBodyLimit::max(batch_body_limit(body_limit))),
+        )
         .route("/v1/presence", get(presence::presence))
         .route("/v1/connections", get(presence::connections))
         .route("/v1/connections/{token}/trace", get(trace::trace))

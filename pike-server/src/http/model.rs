@@ -56,6 +56,36 @@ pub struct PushResponse {
     pub dropped: usize,
 }
 
+/// Body of `POST /v1/push/batch`: 1 to [`MAX_BATCH_PUSHES`] pushes, each
+/// exactly a [`PushBody`] of `POST /v1/push`.
+///
+/// [`MAX_BATCH_PUSHES`]: super::MAX_BATCH_PUSHES
+#[derive(Clone, Debug, Default, Deserialize, Eq, PartialEq, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushBatchBody {
+    /// The pushes, done in this order.
+    pub pushes: Vec<PushBody>,
+}
+
+/// Answer of `POST /v1/push/batch` (200 once every item was valid): one
+/// result per item, in the order of the request.
+#[derive(Clone, Debug, Deserialize, Eq, PartialEq, Serialize)]
+pub struct PushBatchResponse {
+    /// The item results, in order.
+    pub results: Vec<PushBatchResult>,
+}
+
+/// The result of one item of a batch: its receipt, or why it failed (a
+/// failed item does not stop the items after it).
+#[derive(Clone, Debug, Deserialize, Eq, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum PushBatchResult {
+    /// Pushed: the same receipt as `POST /v1/push` answers.
+    Pushed(PushResponse),
+    /// Not pushed: the error `POST /v1/push` would have answered.
+    Failed(ErrorBody),
+}
+
 /// Query of `GET /v1/presence`.
 #[derive(Clone, Debug, Deserialize, Eq, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]

@@ -1,4 +1,4 @@
-//! `POST /v1/push`.
+//! `POST /v1/push` and `POST /v1/push/batch`.
 
 use std::time::Duration;
 
@@ -9,11 +9,29 @@ use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use pike_api::server::{Delivery, PushReceipt, PushRequest, Target};
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorCode};
 use super::extract::{ApiJson, Caller};
-use super::model::{PushBody, PushResponse};
+use super::model::{
+    ErrorBody, ErrorDetail, PushBatchBody, PushBatchResponse, PushBatchResult, PushBody,
+    PushResponse,
+};
 use super::state::HttpState;
 
+/// Most pushes in one `POST /v1/push/batch`.
+pub const MAX_BATCH_PUSHES: usize = 1000;
+
+/// The body limit of `POST /v1/push/batch` is this many times the API's
+/// (4 MiB by default), so that [`MAX_BATCH_PUSHES`] pushes of 1 KiB
+/// payloads fit, even in base64.
+pub const BATCH_BODY_LIMIT_FACTOR: usize = 4;
+
+/// The largest body of `POST /v1/push/batch` when the API's limit is
+/// `body_limit`.
+pub fn batch_body_limit(body_limit: usize) -> usize {
+    body_limit.saturating_mul(BATCH_BODY_LIMIT_FACTOR)
+}
+
+/// `POST /v1/push`: one push.
 pub(crate) async fn push(
     State(state): State<HttpState>,
     caller: Caller,
@@ -24,6 +42,89 @@ pub(crate) async fn push(
     Ok(Json(response(&receipt)))
 }
 
+/// `POST /v1/push/batch`: validates every item first (the first invalid
+/// one refuses the whole request, naming its index, and nothing is
+/// pushed), then pushes them one after the other, in order, answering one
+/// result per item; an item that fails does not stop the ones after it.
+pub(crate) async fn push_batch(
+    State(state): State<HttpState>,
+    caller: Caller,
+    body: Result<ApiJson<PushBatchBody>, ApiError>,
+) -> Result<Json<PushBatchResponse>, ApiError> {
+    let ApiJson(body) = body.map_err(|e| batch_rejection(e, state.body_limit()))?;
+    let requests = batch_requests(&caller.app, body)?;
+    let push = state.push_handle();
+    let mut results = Vec::with_capacity(requests.len());
+    for request in requests {
+        results.push(match push.push(request).await {
+            Ok(receipt) => PushBatchResult::Pushed(response(&receipt)),
+            Err(e) => PushBatchResult::Failed(error_body(&ApiError::from(e))),
+        });
+    }
+    Ok(Json(PushBatchResponse { results }))
+}
+
+/// The batch's rejection: a body over the limit names the batch limit.
+fn batch_rejection(error: ApiError, body_limit: usize) -> ApiError {
+    if error.code() == ErrorCode::PayloadTooLarge {
+        ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!(
+                "the request body is larger than the batch limit of {} bytes; split the batch",
+                batch_body_limit(body_limit)
+            ),
+        )
+    } else {
+        error
+    }
+}
+
+/// Validates every item of a batch into the library's requests: the
+/// first invalid item is the error, prefixed with `pushes[i]: `.
+fn batch_requests(app: &str, body: PushBatchBody) -> Result<Vec<PushRequest>, ApiError> {
+    let count = body.pushes.len();
+    if count == 0 {
+        return Err(ApiError::invalid("`pushes` must not be empty"));
+    }
+    if count > MAX_BATCH_PUSHES {
+        return Err(ApiError::invalid(format!(
+            "`pushes` has {count} items, more than the limit of {MAX_BATCH_PUSHES}; split the batch"
+        )));
+    }
+    body.pushes
+        .into_iter()
+        .enumerate()
+        .map(|(index, item)| {
+            to_request(app.to_owned(), item)
+                .and_then(|request| {
+                    // The library refuses this only when pushing; a batch
+                    // refuses it up front so that nothing is pushed.
+                    if matches!(request.target, Target::Device(_))
+                        && matches!(request.delivery, Delivery::Reliable { .. })
+                    {
+                        Err(ApiError::invalid(
+                            "a push to a device is transient only; to reach one device reliably, log it in under an alias of its own",
+                        ))
+                    } else {
+                        Ok(request)
+                    }
+                })
+                .map_err(|e| ApiError::invalid(format!("pushes[{index}]: {}", e.message())))
+        })
+        .collect()
+}
+
+/// The JSON error of a failed batch item.
+fn error_body(error: &ApiError) -> ErrorBody {
+    ErrorBody {
+        error: ErrorDetail {
+            code: error.code().as_str().to_owned(),
+            message: error.message().to_owned(),
+        },
+    }
+}
+
+/// The receipt as JSON.
 fn response(receipt: &PushReceipt) -> PushResponse {
     PushResponse {
         message_id: receipt.message_id.to_string(),
@@ -191,5 +292,29 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.message().contains("ttl_secs"), "{err}");
+    }
+
+    #[test]
+    fn a_batch_names_its_first_invalid_item() {
+        let bad = PushBody {
+            payload: None,
+            ..body()
+        };
+        let device = PushBody {
+            alias: None,
+            device: Some("d1".into()),
+            ..body()
+        };
+        let batch = |pushes| PushBatchBody { pushes };
+        let err = batch_requests("demo", batch(vec![body(), bad.clone(), bad])).unwrap_err();
+        assert_eq!(err.code(), ErrorCode::InvalidRequest);
+        assert!(err.message().starts_with("pushes[1]: "), "{err}");
+        let err = batch_requests("demo", batch(vec![device])).unwrap_err();
+        assert!(err.message().starts_with("pushes[0]: "), "{err}");
+        assert!(err.message().contains("transient only"), "{err}");
+        assert!(batch_requests("demo", batch(Vec::new())).is_err());
+        assert!(batch_requests("demo", batch(vec![body(); MAX_BATCH_PUSHES + 1])).is_err());
+        let requests = batch_requests("demo", batch(vec![body(); MAX_BATCH_PUSHES])).unwrap();
+        assert_eq!(requests.len(), MAX_BATCH_PUSHES);
     }
 }

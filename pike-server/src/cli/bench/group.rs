@@ -3,6 +3,8 @@
 //! HTTP API (`POST /v1/push`, transient unless `--reliable`) at each rate
 //! of an open-loop sweep, round robin over the groups. Expected
 //! deliveries: each message sent × the logged-in devices of its group.
+//! `--batch N` sends the due messages in `POST /v1/push/batch` requests of
+//! up to N pushes.
 
 use clap::Args;
 
@@ -28,6 +30,11 @@ pub(crate) struct GroupArgs {
     /// Reliable pushes (stored, acked) instead of transient (at most once).
     #[arg(long)]
     reliable: bool,
+    /// Pushes per request: 1 sends each message as one `POST /v1/push`;
+    /// more sends the messages due at each wake-up of the publisher in
+    /// `POST /v1/push/batch` requests of at most this many (1 to 1000).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    batch: u16,
 }
 
 pub(crate) async fn run(common: &Common, args: GroupArgs) -> Result<(), Failure> {
@@ -44,6 +51,7 @@ pub(crate) async fn run(common: &Common, args: GroupArgs) -> Result<(), Failure>
             workload: "group",
             addressing: Addressing::Group,
             reliable: args.reliable,
+            batch: usize::from(args.batch),
             api: &api,
             sweep: &sweep,
             json: args.fleet.json,

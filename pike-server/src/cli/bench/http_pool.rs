@@ -13,6 +13,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -50,6 +51,66 @@ impl Answer {
             online: value["online"].as_u64(),
             dropped: value["dropped"].as_u64().unwrap_or(0),
         }
+    }
+}
+
+/// The answer of `POST /v1/push/batch`, as far as the publisher reads it.
+#[derive(Debug, Deserialize)]
+struct BatchAnswer {
+    results: Vec<BatchItem>,
+}
+
+/// One item's result: a receipt or an error.
+#[derive(Debug, Deserialize)]
+struct BatchItem {
+    #[serde(default)]
+    online: Option<u64>,
+    #[serde(default)]
+    dropped: u64,
+    #[serde(default)]
+    error: Option<BatchError>,
+}
+
+/// A failed item's error.
+#[derive(Debug, Deserialize)]
+struct BatchError {
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    message: String,
+}
+
+impl Answer {
+    /// Classifies a response of `POST /v1/push/batch` of `items` pushes:
+    /// one answer per item when the batch was taken (2xx), else the error
+    /// of the whole request (status and body).
+    pub(crate) fn classify_batch(
+        status: u16,
+        body: &[u8],
+        items: usize,
+    ) -> Result<Vec<Self>, String> {
+        if !(200..300).contains(&status) {
+            return Err(format!("{status}: {}", String::from_utf8_lossy(body)));
+        }
+        let answer: BatchAnswer = serde_json::from_slice(body)
+            .map_err(|e| format!("{status}: unreadable batch answer: {e}"))?;
+        if answer.results.len() != items {
+            return Err(format!(
+                "{status}: {} results for {items} pushes",
+                answer.results.len()
+            ));
+        }
+        Ok(answer
+            .results
+            .into_iter()
+            .map(|item| match item.error {
+                Some(error) => Self::Refused(format!("{}: {}", error.code, error.message)),
+                None => Self::Accepted {
+                    online: item.online,
+                    dropped: item.dropped,
+                },
+            })
+            .collect())
     }
 }
 
@@ -156,9 +217,15 @@ struct Conn {
 }
 
 impl Conn {
-    /// Sends `request` and reads the answer, within `limit`.
-    async fn round_trip(&mut self, request: &[u8], limit: Duration) -> Result<Answer, String> {
-        let result = tokio::time::timeout(limit, self.exchange(request))
+    /// Sends `request` and reads the answer, within `limit`; `read` makes
+    /// the answer of the status and body.
+    async fn round_trip<T>(
+        &mut self,
+        request: &[u8],
+        limit: Duration,
+        read: impl FnOnce(u16, &[u8]) -> T,
+    ) -> Result<T, String> {
+        let result = tokio::time::timeout(limit, self.exchange(request, read))
             .await
             .unwrap_or_else(|_| Err(format!("no answer within {limit:?}")));
         if result.is_err() {
@@ -167,7 +234,11 @@ impl Conn {
         result
     }
 
-    async fn exchange(&mut self, request: &[u8]) -> Result<Answer, String> {
+    async fn exchange<T>(
+        &mut self,
+        request: &[u8],
+        read: impl FnOnce(u16, &[u8]) -> T,
+    ) -> Result<T, String> {
         let stream = match &mut self.stream {
             Some(stream) => stream,
             None => {
@@ -193,7 +264,7 @@ impl Conn {
         while self.buf.len() < end {
             read_more(stream, &mut self.buf).await?;
         }
-        let answer = Answer::classify(head.status, &self.buf[head.len..end]);
+        let answer = read(head.status, &self.buf[head.len..end]);
         self.buf.drain(..end);
         if head.close {
             self.stream = None;
@@ -232,7 +303,27 @@ impl Lease {
         limit: Duration,
     ) -> Result<Answer, String> {
         match &mut self.conn {
-            Some(conn) => conn.round_trip(request, limit).await,
+            Some(conn) => conn.round_trip(request, limit, Answer::classify).await,
+            None => Err("no connection".into()),
+        }
+    }
+
+    /// Sends the `POST /v1/push/batch` `request` of `items` pushes and
+    /// reads the answer, within `limit`: one [`Answer`] per item, or the
+    /// error of the whole request.
+    pub(crate) async fn round_trip_batch(
+        &mut self,
+        request: &[u8],
+        items: usize,
+        limit: Duration,
+    ) -> Result<Vec<Answer>, String> {
+        match &mut self.conn {
+            Some(conn) => conn
+                .round_trip(request, limit, |status, body| {
+                    Answer::classify_batch(status, body, items)
+                })
+                .await
+                .and_then(|answers| answers),
             None => Err("no connection".into()),
         }
     }
@@ -392,6 +483,29 @@ mod tests {
             Answer::classify(503, br#"{"error":{}}"#),
             Answer::Refused(m) if m.starts_with("503")
         ));
+    }
+
+    #[test]
+    fn batch_answers_are_classified_per_item() {
+        let body = br#"{"results":[{"message_id":"1","stored":0,"online":1,"dropped":0},{"error":{"code":"too_many_recipients","message":"over"}},{"message_id":"3","stored":1,"online":0,"dropped":2}]}"#;
+        assert_eq!(
+            Answer::classify_batch(200, body, 3),
+            Ok(vec![
+                Answer::Accepted {
+                    online: Some(1),
+                    dropped: 0
+                },
+                Answer::Refused("too_many_recipients: over".into()),
+                Answer::Accepted {
+                    online: Some(0),
+                    dropped: 2
+                },
+            ])
+        );
+        assert!(Answer::classify_batch(200, body, 2).is_err());
+        assert!(Answer::classify_batch(200, b"{}", 1).is_err());
+        let refused = Answer::classify_batch(400, br#"{"error":{}}"#, 1).unwrap_err();
+        assert!(refused.starts_with("400"), "{refused}");
     }
 
     #[test]

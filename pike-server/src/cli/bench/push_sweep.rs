@@ -3,22 +3,45 @@
 //! `group`), every delivery goes to the [`Board`], and message `k` goes to
 //! target `k mod targets` (an alias, or a group's tag), transient unless
 //! `--reliable`.
+//!
+//! With `--batch N` above 1 the publisher sends through
+//! `POST /v1/push/batch` instead: at each wake-up it takes the messages
+//! already due (at most N, never mixing warm-up and window messages), each
+//! still stamped with its own scheduled time, and sends them as one
+//! request (still open loop: the schedule never waits for answers). A
+//! message counts as sent when its batch was answered 200 with a receipt
+//! for its item; a failed item, a refused or unanswered batch counts as a
+//! send error per message. The `step` lines are the same as without
+//! batches.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::api::Api;
 use super::board::Board;
+use super::cpu::process_cpu_secs;
 use super::fleet::{self, ConnectReport, FleetPlan, Sink, group_tag};
-use super::http_pool::RequestTemplate;
+use super::http_pool::{Answer, HttpPool, RequestTemplate};
 use super::report::{ConnectedLine, Progress, Table, json_line};
-use super::sweep::{self, Message, StepLine, SweepPlan, Tally, Window, Workload, json_string};
+use super::schedule::Schedule;
+use super::stamp::{MAX_STEP, SweepStamp};
+use super::sweep::{
+    self, Message, StepLine, SweepPlan, Tally, Window, Workload, json_string, percent,
+};
 use crate::cli::Failure;
+
+/// Longest wait for one batch request (as for one push).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long after the drain a step waits for unanswered batches.
+const ANSWER_GRACE: Duration = Duration::from_secs(5);
+/// Delay from a step's set-up to its first message.
+const LEAD_IN: Duration = Duration::from_millis(20);
 
 /// Where the pushes go.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
@@ -87,16 +110,30 @@ struct Pushes {
     targets: Vec<Target>,
 }
 
+impl Pushes {
+    /// Appends the push body of message `k` with its stamped `payload` to
+    /// `body`; returns the deliveries it should make.
+    fn push_body(&self, k: u64, payload: &str, body: &mut String) -> u64 {
+        let index = usize::try_from(k % self.targets.len().max(1) as u64).unwrap_or(0);
+        let Some(target) = self.targets.get(index) else {
+            return 0;
+        };
+        body.push_str(&self.prefix);
+        body.push_str(&target.field);
+        body.push_str(r#","payload":""#);
+        body.push_str(payload);
+        body.push_str(r#""}"#);
+        target.devices
+    }
+}
+
 impl Workload for Pushes {
     fn message(&self, k: u64, payload: &str) -> Message {
-        let index = usize::try_from(k % self.targets.len() as u64).unwrap_or(0);
-        let target = &self.targets[index];
+        let mut body = String::with_capacity(self.prefix.len() + payload.len() + 32);
+        let weight = self.push_body(k, payload, &mut body);
         Message {
-            request: self.template.with_body(&format!(
-                r#"{}{},"payload":"{payload}"}}"#,
-                self.prefix, target.field
-            )),
-            weight: target.devices,
+            request: self.template.with_body(&body),
+            weight,
         }
     }
 
@@ -116,6 +153,8 @@ struct PushReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     group_size: Option<u64>,
     http_connections: usize,
+    /// Pushes per request (1: `POST /v1/push`; more: `POST /v1/push/batch`).
+    batch: usize,
     payload_bytes: usize,
     connect: ConnectReport,
     disconnects: u64,
@@ -128,6 +167,9 @@ pub(crate) struct PushSweep<'a> {
     pub(crate) workload: &'static str,
     pub(crate) addressing: Addressing,
     pub(crate) reliable: bool,
+    /// Pushes per request: 1 for `POST /v1/push`, more for
+    /// `POST /v1/push/batch` requests of at most this many.
+    pub(crate) batch: usize,
     pub(crate) api: &'a Api,
     pub(crate) sweep: &'a SweepPlan,
     pub(crate) json: bool,
@@ -170,10 +212,22 @@ pub(crate) async fn run(plan: FleetPlan, push: PushSweep<'_>) -> Result<(), Fail
         targets,
     };
     let mut pool = push.api.pool();
-    let steps = sweep::run(
-        push.sweep, &board, &mut pool, &workload, &progress, push.json,
-    )
-    .await;
+    let steps = if push.batch > 1 {
+        let batches = Batches {
+            workload: &workload,
+            template: push.api.template("/v1/push/batch"),
+            size: push.batch,
+        };
+        run_batched(
+            push.sweep, &board, &mut pool, &batches, &progress, push.json,
+        )
+        .await
+    } else {
+        sweep::run(
+            push.sweep, &board, &mut pool, &workload, &progress, push.json,
+        )
+        .await
+    };
     let counters = fleet.counters();
     let (disconnects, relogins) = (
         fleet::Counters::get(&counters.disconnects),
@@ -186,6 +240,7 @@ pub(crate) async fn run(plan: FleetPlan, push: PushSweep<'_>) -> Result<(), Fail
         targets: workload.targets.len(),
         group_size: (group_size > 0).then_some(group_size),
         http_connections: push.api.connections(),
+        batch: push.batch.max(1),
         payload_bytes: push.sweep.size,
         connect,
         disconnects,
@@ -207,6 +262,296 @@ pub(crate) async fn run(plan: FleetPlan, push: PushSweep<'_>) -> Result<(), Fail
         print!("{}", table.render(&format!("pike bench {}", push.workload)));
     }
     Ok(())
+}
+
+/// How the batched sweep publishes.
+struct Batches<'a> {
+    workload: &'a Pushes,
+    /// `POST /v1/push/batch`.
+    template: RequestTemplate,
+    /// Most pushes per request.
+    size: usize,
+}
+
+impl Batches<'_> {
+    /// The batch request of messages `[from, to)` with their stamped
+    /// payloads (`payload(k)`), and the weight of each.
+    fn request(
+        &self,
+        from: u64,
+        to: u64,
+        mut payload: impl FnMut(u64) -> String,
+    ) -> (Vec<u8>, Vec<u64>) {
+        let count = usize::try_from(to.saturating_sub(from)).unwrap_or(0);
+        let mut body = String::with_capacity(16 + count * (self.workload.prefix.len() + 128));
+        let mut weights = Vec::with_capacity(count);
+        body.push_str(r#"{"pushes":["#);
+        for k in from..to {
+            if k > from {
+                body.push(',');
+            }
+            weights.push(self.workload.push_body(k, &payload(k), &mut body));
+        }
+        body.push_str("]}");
+        (self.template.with_body(&body), weights)
+    }
+}
+
+/// The outcome of one batch request: whether its messages are window
+/// ones, their weights, and the answer.
+type BatchOutcome = (bool, Vec<u64>, Result<Vec<Answer>, String>);
+
+/// [`sweep::run`] with batch requests: one step per rate, the same
+/// `step_begin` and `step` lines.
+async fn run_batched(
+    plan: &SweepPlan,
+    board: &Board,
+    pool: &mut HttpPool,
+    batches: &Batches<'_>,
+    progress: &Progress,
+    json: bool,
+) -> Vec<StepLine> {
+    let mut lines = Vec::with_capacity(plan.rates.len());
+    for (index, &rate) in plan.rates.iter().enumerate() {
+        let step = u32::try_from(index + 1).unwrap_or(MAX_STEP);
+        let line = run_batched_step(plan, step, rate, board, pool, batches, progress, json).await;
+        progress.done(&format!(
+            "rate {rate} (batches of up to {}): sent {} (unsent {}, errors {}), delivered {}/{} ({:.2} %), {:.0}/s, p50 {:.2} ms, p99 {:.2} ms, generator CPU {:.2} s",
+            batches.size,
+            line.tally.sent,
+            line.tally.unsent,
+            line.tally.send_errors,
+            line.delivered,
+            line.expected,
+            line.delivered_pct,
+            line.delivered_per_sec,
+            line.p50_ms,
+            line.p99_ms,
+            line.gen_cpu_secs
+        ));
+        if json {
+            json_line("step", &line);
+        }
+        lines.push(line);
+    }
+    lines
+}
+
+/// One step of the batched sweep: the schedule of [`sweep::run`], but the
+/// messages due at each wake-up go out together.
+#[allow(clippy::too_many_arguments)]
+async fn run_batched_step(
+    plan: &SweepPlan,
+    step: u32,
+    rate: u64,
+    board: &Board,
+    pool: &mut HttpPool,
+    batches: &Batches<'_>,
+    progress: &Progress,
+    json: bool,
+) -> StepLine {
+    let workload = batches.workload;
+    let size = batches.size.max(1) as u64;
+    let warmup = Schedule::new(rate, plan.warmup);
+    let whole = Schedule::new(rate, plan.warmup + plan.step);
+    // Messages [0, first) are the warm-up, [first, total) the window.
+    let first = if plan.warmup.is_zero() {
+        0
+    } else {
+        warmup.total()
+    };
+    let total = whole.total();
+    let t0 = Instant::now() + LEAD_IN;
+    let window = Window {
+        step,
+        start: t0 + plan.warmup,
+        end: t0 + whole.span(),
+        drain_end: t0 + whole.span() + plan.drain,
+    };
+    board.begin(step, window.start, window.end);
+
+    let mut tally = Tally::default();
+    let mut inflight: JoinSet<BatchOutcome> = JoinSet::new();
+    // Window messages of each batch in flight, for one that never ends.
+    let mut sizes = HashMap::<tokio::task::Id, u64>::new();
+    let mut window_started = false;
+    let mut cpu_at_start = None;
+    let mut next_progress = t0 + Duration::from_secs(1);
+    let mut max_lag = Duration::ZERO;
+    let mut k = 0;
+    while k < total {
+        let in_window = k >= first;
+        if k == first {
+            tokio::time::sleep_until(window.start).await;
+            workload.window_starts(&window);
+            window_started = true;
+            cpu_at_start = process_cpu_secs();
+            if json {
+                json_line("step_begin", &serde_json::json!({ "rate": rate }));
+            }
+        }
+        let due = t0 + whole.offset(k);
+        if due > Instant::now() {
+            tokio::time::sleep_until(due).await;
+        }
+        // The messages due by now, at most a batch, all warm-up or all
+        // window.
+        let now = Instant::now();
+        let limit = if in_window { total } else { first };
+        let mut end = k + 1;
+        while end < limit && end - k < size && t0 + whole.offset(end) <= now {
+            end += 1;
+        }
+        let deadline = if in_window { window.end } else { window.start };
+        let Some(mut lease) = pool.acquire(deadline).await else {
+            if in_window {
+                tally.unsent += total - k;
+                break;
+            }
+            tally.warmup_unsent += end - k;
+            k = end;
+            continue;
+        };
+        let now = Instant::now();
+        if in_window {
+            max_lag = max_lag.max(now.saturating_duration_since(due));
+        }
+        let (request, weights) = batches.request(k, end, |m| {
+            SweepStamp {
+                step,
+                scheduled_ns: board.ns_at(t0 + whole.offset(m)),
+            }
+            .encode(plan.size)
+        });
+        let items = weights.len();
+        let handle = inflight.spawn(async move {
+            let answer = lease
+                .round_trip_batch(&request, items, REQUEST_TIMEOUT)
+                .await;
+            (in_window, weights, answer)
+        });
+        if in_window {
+            sizes.insert(handle.id(), end - k);
+        }
+        k = end;
+        while let Some(done) = inflight.try_join_next_with_id() {
+            count(&mut tally, &mut sizes, done);
+        }
+        if now >= next_progress {
+            next_progress = now + Duration::from_secs(1);
+            let d = board.deliveries();
+            progress.update(&format!(
+                "rate {}: {k}/{total} published, {} counted deliveries, {} requests in flight",
+                whole.rate(),
+                d.delivered,
+                pool.lent()
+            ));
+        }
+    }
+    if !window_started {
+        // The loop ended before the window (cannot happen with a window of
+        // at least one second).
+        tokio::time::sleep_until(window.start).await;
+        workload.window_starts(&window);
+        cpu_at_start = process_cpu_secs();
+        if json {
+            json_line("step_begin", &serde_json::json!({ "rate": rate }));
+        }
+    }
+    tokio::time::sleep_until(window.drain_end).await;
+    let _ = tokio::time::timeout_at(window.drain_end + ANSWER_GRACE, async {
+        while let Some(done) = inflight.join_next_with_id().await {
+            count(&mut tally, &mut sizes, done);
+        }
+    })
+    .await;
+    // Still unanswered: errors (their connections are dropped with them).
+    inflight.abort_all();
+    while let Some(done) = inflight.join_next_with_id().await {
+        count(&mut tally, &mut sizes, done);
+    }
+    let cpu_at_end = process_cpu_secs();
+    tally.max_send_lag_ms = max_lag.as_secs_f64() * 1000.0;
+    let deliveries = board.deliveries();
+    let (expected, extras) = workload.step_done(&window, &tally).await;
+    let seconds = plan.step.as_secs_f64();
+    StepLine {
+        rate,
+        seconds,
+        expected,
+        delivered: deliveries.delivered,
+        delivered_pct: percent(deliveries.delivered, expected),
+        delivered_per_sec: deliveries.delivered as f64 / seconds,
+        offered_per_sec: expected as f64 / seconds,
+        p50_ms: deliveries.p50_ms,
+        p99_ms: deliveries.p99_ms,
+        p999_ms: deliveries.p999_ms,
+        max_ms: deliveries.max_ms,
+        gen_cpu_secs: match (cpu_at_start, cpu_at_end) {
+            (Some(a), Some(b)) => b - a,
+            _ => f64::NAN,
+        },
+        tally,
+        extras,
+    }
+}
+
+/// Counts one finished batch request: each window message by its item's
+/// answer; every window message of a refused, failed, unanswered or
+/// panicked batch is a send error.
+fn count(
+    tally: &mut Tally,
+    sizes: &mut HashMap<tokio::task::Id, u64>,
+    done: Result<(tokio::task::Id, BatchOutcome), tokio::task::JoinError>,
+) {
+    match done {
+        Ok((id, (in_window, weights, answer))) => {
+            sizes.remove(&id);
+            if !in_window {
+                return;
+            }
+            match answer {
+                Ok(answers) => {
+                    for (weight, answer) in weights.into_iter().zip(answers) {
+                        count_answer(tally, weight, answer);
+                    }
+                }
+                Err(message) => {
+                    tally.send_errors += weights.len() as u64;
+                    tally.first_error.get_or_insert(message);
+                }
+            }
+        }
+        Err(e) => {
+            if let Some(n) = sizes.remove(&e.id()) {
+                tally.send_errors += n;
+            }
+        }
+    }
+}
+
+/// Counts the answer to one window message of a batch (as the sweep counts
+/// one push).
+fn count_answer(tally: &mut Tally, weight: u64, answer: Answer) {
+    match answer {
+        Answer::Accepted { online, dropped } => {
+            tally.sent += 1;
+            tally.weight += weight;
+            tally.queue_dropped += dropped;
+            if online == Some(0) {
+                tally.not_online += 1;
+            }
+        }
+        Answer::Shed => {
+            tally.sent += 1;
+            tally.weight += weight;
+            tally.shed += 1;
+        }
+        Answer::Refused(message) => {
+            tally.send_errors += 1;
+            tally.first_error.get_or_insert(message);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -279,5 +624,72 @@ mod tests {
         assert_eq!(value["payload"], "0001");
         assert_eq!(m.weight, 1);
         assert_eq!(pushes.message(0, "x").weight, 2);
+    }
+
+    #[test]
+    fn batch_bodies_hold_one_push_per_message() {
+        let pushes = Pushes {
+            template: RequestTemplate::post_json("h", "/v1/push", "k"),
+            prefix: r#"{"biz":"bench","reliable":false,"#.into(),
+            targets: targets(&aliases(&[0, 1]), Addressing::Alias, "u", 0),
+        };
+        let batches = Batches {
+            workload: &pushes,
+            template: RequestTemplate::post_json("h", "/v1/push/batch", "k"),
+            size: 100,
+        };
+        let (request, weights) = batches.request(3, 6, |k| format!("p{k}"));
+        let text = String::from_utf8(request).unwrap();
+        assert!(text.starts_with("POST /v1/push/batch "));
+        let body = text.split("\r\n\r\n").nth(1).unwrap();
+        let value: Value = serde_json::from_str(body).unwrap();
+        let items = value["pushes"].as_array().unwrap();
+        assert_eq!(items.len(), 3);
+        assert_eq!(items[0]["alias"], "u1");
+        assert_eq!(items[0]["payload"], "p3");
+        assert_eq!(items[1]["alias"], "u0");
+        assert_eq!(items[2]["payload"], "p5");
+        assert_eq!(items[2]["reliable"], false);
+        assert_eq!(weights, vec![1, 1, 1]);
+    }
+
+    #[test]
+    fn batch_answers_count_per_message() {
+        let mut tally = Tally::default();
+        let mut sizes = HashMap::new();
+        let id = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(async { tokio::spawn(async {}).id() });
+        let accepted = Answer::Accepted {
+            online: Some(1),
+            dropped: 0,
+        };
+        count(
+            &mut tally,
+            &mut sizes,
+            Ok((
+                id,
+                (
+                    true,
+                    vec![1, 1],
+                    Ok(vec![accepted.clone(), Answer::Refused("x: y".into())]),
+                ),
+            )),
+        );
+        count(
+            &mut tally,
+            &mut sizes,
+            Ok((id, (true, vec![1, 1, 1], Err("503: down".into())))),
+        );
+        count(
+            &mut tally,
+            &mut sizes,
+            Ok((id, (false, vec![1], Ok(vec![accepted])))),
+        );
+        assert_eq!(tally.sent, 1);
+        assert_eq!(tally.weight, 1);
+        assert_eq!(tally.send_errors, 4);
+        assert_eq!(tally.first_error.as_deref(), Some("x: y"));
     }
 }

@@ -2,7 +2,8 @@
 //! the HTTP API (`POST /v1/push`, transient unless `--reliable`) at each
 //! rate of an open-loop sweep; message `k` goes to alias `k mod N`.
 //! Expected deliveries: the messages sent. `--rate R` runs a one-step
-//! sweep.
+//! sweep. `--batch N` sends the due messages in `POST /v1/push/batch`
+//! requests of up to N pushes.
 
 use clap::Args;
 
@@ -25,6 +26,11 @@ pub(crate) struct UnicastArgs {
     /// Reliable pushes (stored, acked) instead of transient (at most once).
     #[arg(long)]
     reliable: bool,
+    /// Pushes per request: 1 sends each message as one `POST /v1/push`;
+    /// more sends the messages due at each wake-up of the publisher in
+    /// `POST /v1/push/batch` requests of at most this many (1 to 1000).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    batch: u16,
 }
 
 pub(crate) async fn run(common: &Common, args: UnicastArgs) -> Result<(), Failure> {
@@ -37,6 +43,7 @@ pub(crate) async fn run(common: &Common, args: UnicastArgs) -> Result<(), Failur
             workload: "unicast",
             addressing: Addressing::Alias,
             reliable: args.reliable,
+            batch: usize::from(args.batch),
             api: &api,
             sweep: &sweep,
             json: args.fleet.json,
