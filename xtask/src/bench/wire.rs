@@ -1,11 +1,14 @@
 //! The few frames the peers' adapters need, hand-encoded: MQTT 3.1.1
-//! (CONNECT, SUBSCRIBE, PINGREQ and reading CONNACK, SUBACK, PINGRESP) and
+//! (CONNECT, SUBSCRIBE, PINGREQ, PUBACK and reading CONNACK, SUBACK,
+//! PINGRESP) and
 //! the NATS core text protocol (CONNECT, SUB, PING/PONG and reading INFO,
 //! +OK, -ERR, PING, PONG, MSG).
 
 /// MQTT control packet types (high nibble of the first byte).
 pub(crate) mod mqtt_type {
     pub(crate) const CONNACK: u8 = 2;
+    pub(crate) const PUBLISH: u8 = 3;
+    pub(crate) const PUBACK: u8 = 4;
     pub(crate) const SUBACK: u8 = 9;
 }
 
@@ -57,6 +60,13 @@ pub(crate) fn mqtt_subscribe(packet_id: u16, topic: &str, qos: u8) -> Vec<u8> {
     put_remaining_length(&mut packet, body.len());
     packet.extend_from_slice(&body);
     packet
+}
+
+/// PUBACK (§3.4) of the QoS 1 PUBLISH with `packet_id`: type 4, flags 0,
+/// remaining length 2, the packet identifier (big endian).
+pub(crate) fn mqtt_puback(packet_id: u16) -> [u8; 4] {
+    let [hi, lo] = packet_id.to_be_bytes();
+    [0x40, 0x02, hi, lo]
 }
 
 /// PINGREQ (§3.12).
@@ -282,6 +292,30 @@ mod tests {
         assert_eq!(mqtt_suback_code(&packets[1], 2), None);
         assert_eq!(packets[2].kind, 13, "PINGRESP");
         assert_eq!(mqtt_connack_code(&packets[2]), None);
+    }
+
+    #[test]
+    fn puback_bytes() {
+        assert_eq!(mqtt_puback(1), [0x40, 0x02, 0x00, 0x01]);
+        assert_eq!(mqtt_puback(0x1234), [0x40, 0x02, 0x12, 0x34]);
+        assert_eq!(mqtt_puback(65_535), [0x40, 0x02, 0xff, 0xff]);
+        // Read back as a whole packet of type PUBACK, even byte by byte.
+        let mut buf = Vec::new();
+        let mut got = Vec::new();
+        for byte in mqtt_puback(0xBEEF) {
+            buf.push(byte);
+            while let Some(p) = mqtt_take(&mut buf).unwrap() {
+                got.push(p);
+            }
+        }
+        assert_eq!(
+            got,
+            [MqttPacket {
+                kind: mqtt_type::PUBACK,
+                flags: 0,
+                body: vec![0xBE, 0xEF]
+            }]
+        );
     }
 
     #[test]

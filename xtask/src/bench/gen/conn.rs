@@ -64,6 +64,8 @@ pub(crate) struct Dial {
     pub(crate) server: SocketAddr,
     pub(crate) source: Option<IpAddr>,
     pub(crate) recv_buffer: Option<u32>,
+    /// The subscription's QoS (MQTT; 0 elsewhere).
+    pub(crate) qos: u8,
 }
 
 /// Opens a connection named `name`, subscribed to `topic` when given;
@@ -76,7 +78,7 @@ pub(crate) async fn open(
     let mut stream = dial(dial_to.server, dial_to.source, dial_to.recv_buffer).await?;
     let mut buf = Vec::with_capacity(512);
     match dial_to.proto {
-        Proto::Mqtt => mqtt::handshake(&mut stream, &mut buf, name, topic).await?,
+        Proto::Mqtt => mqtt::handshake_qos(&mut stream, &mut buf, name, topic, dial_to.qos).await?,
         Proto::Nats => nats::handshake(&mut stream, &mut buf, name, topic).await?,
     }
     Ok((stream, buf))

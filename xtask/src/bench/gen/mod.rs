@@ -90,6 +90,11 @@ pub(crate) struct GenOptions {
     /// Client-id prefix (unique per process by default: MQTT servers drop
     /// the older of two sessions with the same id).
     pub(crate) id_prefix: String,
+    /// MQTT QoS of the subscriptions and publishes: 0, or 1 (acknowledged:
+    /// subscribers PUBACK, a message counts as sent when its PUBACK came).
+    pub(crate) qos: u8,
+    /// Unacknowledged QoS 1 messages per publisher connection, at most.
+    pub(crate) inflight: usize,
 }
 
 impl GenOptions {
@@ -121,6 +126,8 @@ impl GenOptions {
             churn: 0.0,
             slow: 0.0,
             id_prefix: format!("x{:x}", std::process::id()),
+            qos: 0,
+            inflight: 1000,
         }
     }
 
@@ -170,6 +177,17 @@ impl GenOptions {
                 "--churn" => o.churn = percent(value)?,
                 "--slow" => o.slow = percent(value)?,
                 "--id-prefix" => o.id_prefix = value.clone(),
+                "--qos" => {
+                    o.qos = match value.as_str() {
+                        "0" => 0,
+                        "1" => 1,
+                        _ => return Err(bad("0 or 1")),
+                    }
+                }
+                "--inflight" => match count(value)? {
+                    n @ 1..=mqtt::IdPool::CAPACITY => o.inflight = n,
+                    _ => return Err(bad("1 to 65535 packet ids")),
+                },
                 other => {
                     return Err(format!(
                         "unknown option `{other}` for `bench-client {}`",
@@ -189,6 +207,19 @@ impl GenOptions {
         }
         if (o.churn > 0.0 || o.slow > 0.0) && workload != Workload::Fanout {
             return Err("`--churn` and `--slow` belong to `fanout`".into());
+        }
+        if o.qos == 1 && o.proto != Proto::Mqtt {
+            return Err(format!(
+                "`--qos 1` is MQTT's acknowledged delivery: not available with `--proto {}` \
+                 (NATS core has no acknowledgements)",
+                o.proto.name()
+            ));
+        }
+        if o.qos == 1 && !matches!(workload, Workload::Fanout | Workload::Unicast) {
+            return Err(format!(
+                "`--qos 1` belongs to `fanout` and `unicast`, not `{}`",
+                workload.name()
+            ));
         }
         o.size = o.size.max(stamp::STAMP_LEN);
         Ok(o)
@@ -262,6 +293,16 @@ mod tests {
         assert_eq!(o.source_ips().len(), 2);
         let u = GenOptions::parse(Workload::Uplink, &[]).unwrap();
         assert_eq!((u.population, u.publishers), (1000, 4));
+        assert_eq!((u.qos, u.inflight), (0, 1000));
+        let q = GenOptions::parse(
+            Workload::Unicast,
+            &args(&["--qos", "1", "--inflight", "65535"]),
+        )
+        .unwrap();
+        assert_eq!((q.qos, q.inflight), (1, 65_535));
+        let q =
+            GenOptions::parse(Workload::Fanout, &args(&["--qos", "0", "--proto", "nats"])).unwrap();
+        assert_eq!(q.qos, 0);
     }
 
     #[test]
@@ -274,6 +315,11 @@ mod tests {
         assert!(parse(Workload::Group, &["--group-size", "0"]).is_err());
         assert!(parse(Workload::Fanout, &["--members"]).is_err());
         assert!(parse(Workload::Fanout, &["--hold", "3"]).is_err());
+        assert!(parse(Workload::Unicast, &["--proto", "nats", "--qos", "1"]).is_err());
+        assert!(parse(Workload::Fanout, &["--qos", "2"]).is_err());
+        assert!(parse(Workload::Group, &["--qos", "1"]).is_err());
+        assert!(parse(Workload::Fanout, &["--inflight", "0"]).is_err());
+        assert!(parse(Workload::Fanout, &["--inflight", "65536"]).is_err());
         assert_eq!(Workload::parse("group"), Some(Workload::Group));
         assert_eq!(Workload::parse("idle"), None);
     }

@@ -14,6 +14,16 @@
 //! scheduled to churn during the window or drain (nor slow). `expected` is
 //! the sum over messages sent of the healthy receivers subscribed to their
 //! topic.
+//!
+//! At MQTT QoS 1 (`--qos 1`) members subscribe at QoS 1 and answer every
+//! QoS 1 PUBLISH with a PUBACK (those of one read in one write); each
+//! publisher connection keeps at most `--inflight` unacknowledged
+//! messages (packet ids from an [`mqtt::IdPool`]), and a window message
+//! counts as `sent` only once its PUBACK arrived (by the end of the
+//! drain); `expected` follows from those. A PUBLISH with the DUP flag is a
+//! redelivery of one already read on the same connection (sessions are
+//! clean, so nothing is redelivered across connections): it is answered
+//! but counted as a `duplicate`, not as a delivery.
 
 use std::cell::{Cell, RefCell};
 use std::net::IpAddr;
@@ -164,6 +174,9 @@ struct Member {
     /// Measured deliveries in the current step.
     delivered: Cell<u64>,
     churn: tokio::sync::Notify,
+    /// Bytes the socket did not take yet (PUBACKs, PINGREQs at QoS 1):
+    /// written before anything else, so frames never interleave.
+    out: RefCell<Vec<u8>>,
 }
 
 /// Per-step counters of the receive path.
@@ -173,6 +186,47 @@ struct Tally {
     stale: Cell<u64>,
     foreign: Cell<u64>,
     excluded: Cell<u64>,
+    /// PUBLISH packets with the DUP flag (QoS 1), not counted.
+    duplicates: Cell<u64>,
+}
+
+/// A QoS 1 message in flight on a publisher connection.
+#[derive(Clone, Copy, Debug, Default)]
+struct Slot {
+    step: u32,
+    target: u32,
+    /// Scheduled inside the step's window.
+    counted: bool,
+}
+
+/// The unacknowledged QoS 1 messages of one publisher connection.
+#[derive(Debug)]
+struct Flight {
+    ids: mqtt::IdPool,
+    /// By packet id.
+    slots: Vec<Slot>,
+}
+
+impl Flight {
+    fn new() -> Self {
+        Self {
+            ids: mqtt::IdPool::new(),
+            slots: vec![Slot::default(); mqtt::IdPool::CAPACITY + 1],
+        }
+    }
+}
+
+/// Per-step PUBACK counters of the publishers (QoS 1).
+#[derive(Debug, Default)]
+struct Acked {
+    /// PUBACKs of the current step's messages (warm-up and window).
+    all: Cell<u64>,
+    /// PUBACKs of the current step's window messages: its `sent`.
+    window: Cell<u64>,
+    /// `window` by target.
+    to: RefCell<Vec<u64>>,
+    /// PUBACKs for no message in flight.
+    unknown: Cell<u64>,
 }
 
 /// Per-step churn counters.
@@ -192,6 +246,8 @@ struct Sent {
     send_errors: u64,
     max_lag_ns: u64,
     sent_to: Vec<u64>,
+    /// Times the publisher waited for a PUBACK to free a slot (QoS 1).
+    inflight_stalls: u64,
 }
 
 #[derive(Debug)]
@@ -213,6 +269,15 @@ struct Engine {
     churn: ChurnStats,
     /// Start of the churn schedule.
     churn_t0: Cell<Option<Instant>>,
+    /// MQTT QoS 1.
+    qos1: bool,
+    /// Per sender (QoS 1).
+    flights: Vec<RefCell<Flight>>,
+    acked: Acked,
+    /// Raised by every PUBACK (a publisher waiting for a free slot).
+    ack_wake: tokio::sync::Notify,
+    /// The PUBACKs a member owes for one read.
+    acks: RefCell<Vec<u8>>,
     last_error: RefCell<Option<String>>,
 }
 
@@ -241,6 +306,7 @@ impl Engine {
                         server: options.server,
                         source: source(i),
                         recv_buffer: spec.slow.then_some(SLOW_RECV_BUFFER),
+                        qos: options.qos,
                     },
                     conn: RefCell::new(None),
                     up: Cell::new(false),
@@ -248,15 +314,18 @@ impl Engine {
                     counting: Cell::new(false),
                     delivered: Cell::new(0),
                     churn: tokio::sync::Notify::new(),
+                    out: RefCell::new(Vec::new()),
                 })
             })
             .collect();
         let payload = options.size;
+        let qos1 = options.proto == Proto::Mqtt && options.qos == 1;
         let frames = plan
             .routes
             .iter()
             .map(|r| {
                 let prefix = match options.proto {
+                    Proto::Mqtt if qos1 => mqtt::publish_qos1_prefix(&r.topic, payload),
                     Proto::Mqtt => mqtt::publish_prefix(&r.topic, payload),
                     Proto::Nats => nats::pub_prefix(&r.topic, payload),
                 };
@@ -286,6 +355,20 @@ impl Engine {
             },
             churn_t0: Cell::new(None),
             last_error: RefCell::new(None),
+            qos1,
+            flights: if qos1 {
+                (0..plan.senders.len())
+                    .map(|_| RefCell::new(Flight::new()))
+                    .collect()
+            } else {
+                Vec::new()
+            },
+            acked: Acked {
+                to: RefCell::new(vec![0; plan.targets]),
+                ..Acked::default()
+            },
+            ack_wake: tokio::sync::Notify::new(),
+            acks: RefCell::new(Vec::new()),
             options,
             plan,
         }
@@ -305,14 +388,21 @@ impl Engine {
     }
 
     /// Scans `data` for `member` (received now); keeps the incomplete tail
-    /// in `carry`; returns the PINGs to answer.
-    fn absorb(&self, member: &Member, data: &[u8], carry: &mut Vec<u8>) -> Result<u32, String> {
+    /// in `carry`; returns the PINGs to answer, and appends the PUBACKs
+    /// owed (QoS 1) to `acks`.
+    fn absorb(
+        &self,
+        member: &Member,
+        data: &[u8],
+        carry: &mut Vec<u8>,
+        acks: &mut Vec<u8>,
+    ) -> Result<u32, String> {
         let now_ns = self.ns(Instant::now());
         let window = self.window.get();
         let counting = member.counting.get() && member.session_start_ns.get() <= window.start_ns;
         let mut histogram = self.histogram.borrow_mut();
-        let (mut measured, mut excluded, mut outside, mut stale, mut foreign) =
-            (0u64, 0u64, 0u64, 0u64, 0u64);
+        let (mut measured, mut excluded, mut outside, mut stale, mut foreign, mut duplicates) =
+            (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
         let mut on_payload = |payload: &[u8]| match window.classify(payload, now_ns) {
             Seen::Measured(latency_ns) => {
                 if counting {
@@ -327,6 +417,24 @@ impl Engine {
             Seen::Foreign => foreign += 1,
         };
         let (consumed, pings) = match self.options.proto {
+            Proto::Mqtt if self.qos1 => (
+                mqtt::scan_packets(
+                    data,
+                    |publish| {
+                        if let Some(id) = publish.packet_id {
+                            acks.extend_from_slice(&wire::mqtt_puback(id));
+                        }
+                        if publish.dup {
+                            duplicates += 1;
+                        } else {
+                            on_payload(publish.payload);
+                        }
+                    },
+                    |_| {},
+                )
+                .map_err(|_| "malformed MQTT from the server".to_owned())?,
+                0,
+            ),
             Proto::Mqtt => (
                 mqtt::scan(data, &mut on_payload)
                     .map_err(|_| "malformed MQTT from the server".to_owned())?,
@@ -346,6 +454,7 @@ impl Engine {
         add(&self.tally.outside, outside);
         add(&self.tally.stale, stale);
         add(&self.tally.foreign, foreign);
+        add(&self.tally.duplicates, duplicates);
         carry.clear();
         carry.extend_from_slice(&data[consumed..]);
         Ok(pings)
@@ -375,8 +484,16 @@ impl Engine {
         if n < READ_CHUNK {
             drained(stream);
         }
-        let pings = self.absorb(member, &scratch[..have + n], carry)?;
+        let mut acks = self.acks.borrow_mut();
+        let pings = self.absorb(member, &scratch[..have + n], carry, &mut acks)?;
         drop(scratch);
+        if !acks.is_empty() {
+            // This read's PUBACKs in one write.
+            let sent = member.send(stream, &acks);
+            acks.clear();
+            sent?;
+        }
+        drop(acks);
         for _ in 0..pings {
             // A subscriber writes nothing else: a PONG never interleaves.
             let _ = stream.try_write(wire::NATS_PONG);
@@ -384,8 +501,14 @@ impl Engine {
         Ok(true)
     }
 
-    /// Reads a sending connection's input: PINGs to answer (NATS), errors.
-    fn pump_control(&self, stream: &TcpStream, carry: &mut Vec<u8>) -> Result<u32, String> {
+    /// Reads sending connection `sender`'s input: PINGs to answer (NATS),
+    /// PUBACKs (MQTT QoS 1), errors.
+    fn pump_control(
+        &self,
+        sender: usize,
+        stream: &TcpStream,
+        carry: &mut Vec<u8>,
+    ) -> Result<u32, String> {
         let mut scratch = self.scratch.borrow_mut();
         let have = carry.len();
         let want = have + READ_CHUNK;
@@ -404,6 +527,11 @@ impl Engine {
         }
         let data = &scratch[..have + n];
         let (consumed, pings) = match self.options.proto {
+            Proto::Mqtt if self.qos1 => (
+                mqtt::scan_packets(data, |_| {}, |id| self.on_puback(sender, id))
+                    .map_err(|_| "malformed MQTT".to_owned())?,
+                0,
+            ),
             Proto::Mqtt => (
                 mqtt::scan(data, |_| {}).map_err(|_| "malformed MQTT".to_owned())?,
                 0,
@@ -419,6 +547,32 @@ impl Engine {
         carry.clear();
         carry.extend_from_slice(&data[consumed..]);
         Ok(pings)
+    }
+}
+
+impl Engine {
+    /// The broker acknowledged `id` of publisher `sender` (QoS 1).
+    fn on_puback(&self, sender: usize, id: u16) {
+        let Some(flight) = self.flights.get(sender) else {
+            return;
+        };
+        let mut flight = flight.borrow_mut();
+        if !flight.ids.release(id) {
+            self.acked.unknown.set(self.acked.unknown.get() + 1);
+            return;
+        }
+        let slot = flight.slots[usize::from(id)];
+        drop(flight);
+        if slot.step == self.window.get().step {
+            self.acked.all.set(self.acked.all.get() + 1);
+            if slot.counted {
+                self.acked.window.set(self.acked.window.get() + 1);
+                if let Some(n) = self.acked.to.borrow_mut().get_mut(slot.target as usize) {
+                    *n += 1;
+                }
+            }
+        }
+        self.ack_wake.notify_one();
     }
 }
 
@@ -448,15 +602,28 @@ async fn session(
 ) -> SessionEnd {
     if !carry.is_empty() {
         let data = std::mem::take(&mut carry);
-        if let Err(e) = engine.absorb(member, &data, &mut carry) {
+        let mut acks = Vec::new();
+        if let Err(e) = engine.absorb(member, &data, &mut carry, &mut acks) {
+            return SessionEnd::Lost(e);
+        }
+        if let Err(e) = member.send(stream, &acks) {
             return SessionEnd::Lost(e);
         }
     }
     let churn = engine.options.churn > 0.0;
     loop {
+        let owing = !member.out.borrow().is_empty();
         tokio::select! {
             biased;
             () = member.churn.notified(), if churn => return SessionEnd::Churn,
+            ready = stream.writable(), if owing => {
+                if let Err(e) = ready.map_err(|e| format!("writable: {e}"))
+                    .and_then(|()| member.flush(stream))
+                {
+                    return SessionEnd::Lost(e);
+                }
+                continue;
+            }
             ready = stream.readable() => if let Err(e) = ready {
                 return SessionEnd::Lost(format!("readable: {e}"));
             },
@@ -469,6 +636,7 @@ async fn session(
 
 impl Member {
     fn set_up(&self, stream: Rc<TcpStream>, now_ns: u64) {
+        self.out.borrow_mut().clear();
         *self.conn.borrow_mut() = Some(stream);
         self.session_start_ns.set(now_ns);
         self.up.set(true);
@@ -477,6 +645,42 @@ impl Member {
     fn set_down(&self) {
         self.up.set(false);
         self.conn.borrow_mut().take();
+    }
+
+    /// Writes `bytes` after whatever is still owed; keeps what the socket
+    /// does not take now (the session writes it when writable).
+    fn send(&self, stream: &TcpStream, bytes: &[u8]) -> Result<(), String> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        let mut out = self.out.borrow_mut();
+        if !out.is_empty() {
+            out.extend_from_slice(bytes);
+            drop(out);
+            return self.flush(stream);
+        }
+        match stream.try_write(bytes) {
+            Ok(n) => out.extend_from_slice(&bytes[n..]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => out.extend_from_slice(bytes),
+            Err(e) => return Err(format!("write: {e}")),
+        }
+        Ok(())
+    }
+
+    /// Writes what is owed, as far as the socket takes it now.
+    fn flush(&self, stream: &TcpStream) -> Result<(), String> {
+        let mut out = self.out.borrow_mut();
+        let mut head = 0;
+        while head < out.len() {
+            match stream.try_write(&out[head..]) {
+                Ok(0) => return Err("the connection wrote 0 bytes".into()),
+                Ok(n) => head += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(format!("write: {e}")),
+            }
+        }
+        out.drain(..head);
+        Ok(())
     }
 }
 
@@ -618,7 +822,7 @@ async fn sender_task(
             outbox.fail(format!("readable: {e}"));
             break;
         }
-        match engine.pump_control(&stream, &mut carry) {
+        match engine.pump_control(index, &stream, &mut carry) {
             Ok(0) => {}
             Ok(pings) => {
                 outbox.append(|b| {
@@ -647,7 +851,8 @@ async fn keepalive(engine: Rc<Engine>) {
         tick.tick().await;
         for member in &engine.members {
             if let Some(stream) = member.conn.borrow().as_ref() {
-                let _ = stream.try_write(&wire::MQTT_PINGREQ);
+                // After any PUBACK still owed, never inside one.
+                let _ = member.send(stream, &wire::MQTT_PINGREQ);
             }
         }
         for outbox in engine.senders.borrow().iter().flatten() {
@@ -768,6 +973,7 @@ async fn drive(options: GenOptions, plan: Plan) -> Result<(), String> {
                 sources[(sources.len() - 1 + sources.len() - index % sources.len()) % sources.len()]
             }),
             recv_buffer: None,
+            qos: o.qos,
         };
         tokio::task::spawn_local(sender_task(
             engine.clone(),
@@ -908,6 +1114,10 @@ async fn run_step(engine: &Rc<Engine>, step_no: u32, rate: u64, clk_tck: u64) ->
         &engine.tally.stale,
         &engine.tally.foreign,
         &engine.tally.excluded,
+        &engine.tally.duplicates,
+        &engine.acked.all,
+        &engine.acked.window,
+        &engine.acked.unknown,
         &engine.churn.reconnects,
         &engine.churn.failed,
         &engine.churn.skipped,
@@ -920,6 +1130,7 @@ async fn run_step(engine: &Rc<Engine>, step_no: u32, rate: u64, clk_tck: u64) ->
         let churns = victims.as_ref().is_some_and(|v| v[i]);
         member.counting.set(!member.spec.slow && !churns);
     }
+    engine.acked.to.borrow_mut().fill(0);
     let lost_before = engine.lost.get();
 
     let total = rate.saturating_mul((o.warmup + o.step).as_secs());
@@ -949,12 +1160,19 @@ async fn run_step(engine: &Rc<Engine>, step_no: u32, rate: u64, clk_tck: u64) ->
             delivered += member.delivered.get();
         }
     }
-    let expected: u64 = sent
-        .sent_to
-        .iter()
-        .zip(&healthy_in)
-        .map(|(s, h)| s * h)
-        .sum();
+    // At QoS 1 a message is sent once the broker acknowledged it.
+    let acked_to = engine.acked.to.borrow().clone();
+    let sent_to = if engine.qos1 {
+        &acked_to
+    } else {
+        &sent.sent_to
+    };
+    let n_sent = if engine.qos1 {
+        engine.acked.window.get()
+    } else {
+        sent.sent
+    };
+    let expected: u64 = sent_to.iter().zip(&healthy_in).map(|(s, h)| s * h).sum();
     let secs = o.step.as_secs_f64();
     let h = engine.histogram.borrow();
     let quantile = |q: f64| {
@@ -968,7 +1186,7 @@ async fn run_step(engine: &Rc<Engine>, step_no: u32, rate: u64, clk_tck: u64) ->
         "rate": rate,
         "step": step_no,
         "seconds": secs,
-        "sent": sent.sent,
+        "sent": n_sent,
         "expected": expected,
         "delivered": delivered,
         "delivered_pct": if expected == 0 { 0.0 } else { delivered as f64 * 100.0 / expected as f64 },
@@ -992,6 +1210,28 @@ async fn run_step(engine: &Rc<Engine>, step_no: u32, rate: u64, clk_tck: u64) ->
     });
     drop(h);
     let extras = line.as_object_mut().map(|object| {
+        if engine.qos1 {
+            let in_flight: usize = engine
+                .flights
+                .iter()
+                .map(|f| f.borrow().ids.in_flight())
+                .sum();
+            object.insert("qos".into(), 1.into());
+            object.insert("acked".into(), engine.acked.window.get().into());
+            object.insert("acked_all".into(), engine.acked.all.get().into());
+            // Window messages written to the broker, and those of them
+            // still unacknowledged at the end of the drain.
+            object.insert("published".into(), sent.sent.into());
+            object.insert(
+                "unacked".into(),
+                sent.sent.saturating_sub(engine.acked.window.get()).into(),
+            );
+            object.insert("in_flight_at_end".into(), in_flight.into());
+            object.insert("inflight_limit".into(), o.inflight.into());
+            object.insert("inflight_stalls".into(), sent.inflight_stalls.into());
+            object.insert("unknown_pubacks".into(), engine.acked.unknown.get().into());
+            object.insert("duplicates".into(), engine.tally.duplicates.get().into());
+        }
         if o.churn > 0.0 {
             let latency = engine.churn.latency.borrow();
             let q = |q: f64| {
@@ -1078,6 +1318,7 @@ async fn publish(
         let now_ns = engine.ns(now);
         let due = due_by(now_ns.saturating_sub(t0_ns), rate).min(total);
         let mut stalled = false;
+        let mut awaiting_acks = false;
         while k < due {
             let (s, route) = engine.plan.route(k);
             let Some(outbox) = senders[s].as_ref().filter(|o| !o.failed()) else {
@@ -1096,8 +1337,31 @@ async fn publish(
             }
             let scheduled_ns = t0_ns + offset_ns(k, rate);
             let (prefix, target) = &engine.frames[route];
+            let packet_id = if engine.qos1 {
+                let mut flight = engine.flights[s].borrow_mut();
+                if flight.ids.in_flight() >= engine.options.inflight {
+                    awaiting_acks = true;
+                    break;
+                }
+                // `--inflight` is at most the pool's capacity: an id is free.
+                let Some(id) = flight.ids.take() else {
+                    awaiting_acks = true;
+                    break;
+                };
+                flight.slots[usize::from(id)] = Slot {
+                    step: step_no,
+                    target: u32::try_from(*target).unwrap_or(u32::MAX),
+                    counted: k >= first_window,
+                };
+                Some(id)
+            } else {
+                None
+            };
             outbox.append(|b| {
                 b.extend_from_slice(prefix);
+                if let Some(id) = packet_id {
+                    b.extend_from_slice(&id.to_be_bytes());
+                }
                 stamp::put(b, step_no, scheduled_ns);
                 b.extend_from_slice(&engine.padding);
                 b.extend_from_slice(engine.suffix);
@@ -1121,6 +1385,12 @@ async fn publish(
         }
         if k >= total {
             break;
+        }
+        if awaiting_acks {
+            // The connection's window is full: on at the next PUBACK.
+            out.inflight_stalls += 1;
+            let _ = tokio::time::timeout_at(deadline, engine.ack_wake.notified()).await;
+            continue;
         }
         let next = if stalled {
             now + Duration::from_millis(1)
@@ -1241,8 +1511,8 @@ mod tests {
     /// on; its cost per frame is printed, not asserted).
     #[test]
     fn scan_counts_every_frame_of_a_full_read() {
-        for proto in ["mqtt", "nats"] {
-            let args: Vec<String> = ["--members", "1", "--proto", proto]
+        for (proto, qos) in [("mqtt", "0"), ("nats", "0"), ("mqtt", "1")] {
+            let args: Vec<String> = ["--members", "1", "--proto", proto, "--qos", qos]
                 .iter()
                 .map(|s| (*s).to_owned())
                 .collect();
@@ -1265,24 +1535,41 @@ mod tests {
             };
             let mut data = Vec::new();
             let mut frames = 0u64;
+            let mut want_acks = Vec::new();
             while data.len() + 100 < READ_CHUNK {
                 data.extend_from_slice(&prefix);
+                if engine.qos1 {
+                    // Packet ids 1, 2, ...; every 10th a redelivery (DUP).
+                    let id = u16::try_from(frames + 1).unwrap();
+                    if frames % 10 == 9 {
+                        let at = data.len() - prefix.len();
+                        data[at] |= 0x08;
+                    }
+                    data.extend_from_slice(&id.to_be_bytes());
+                    want_acks.extend_from_slice(&wire::mqtt_puback(id));
+                }
                 stamp::put(&mut data, 1, 1_000);
                 data.extend_from_slice(&engine.padding);
                 data.extend_from_slice(engine.suffix);
                 frames += 1;
             }
             let mut carry = Vec::new();
+            let mut acks = Vec::new();
             let rounds = 3u64;
             let started = Instant::now();
             for _ in 0..rounds {
-                engine.absorb(member, &data, &mut carry).unwrap();
+                acks.clear();
+                engine.absorb(member, &data, &mut carry, &mut acks).unwrap();
             }
             let secs = started.elapsed().as_secs_f64();
             assert!(carry.is_empty());
-            assert_eq!(member.delivered.get(), frames * rounds);
+            // One PUBACK per QoS 1 PUBLISH (DUP ones too), in order.
+            assert_eq!(acks, want_acks, "{proto} QoS {qos}");
+            let dups = if engine.qos1 { frames / 10 } else { 0 };
+            assert_eq!(member.delivered.get(), (frames - dups) * rounds);
+            assert_eq!(engine.tally.duplicates.get(), dups * rounds);
             println!(
-                "{proto}: {:.1} ns/message, {:.1} M messages/s (parse + stamp + histogram)",
+                "{proto} QoS {qos}: {:.1} ns/message, {:.1} M messages/s (parse + stamp + histogram)",
                 secs * 1e9 / (frames * rounds) as f64,
                 (frames * rounds) as f64 / secs / 1e6
             );
