@@ -146,6 +146,8 @@ pub(crate) fn contenders(id: &str, kinds: &[Kind]) -> Vec<Contender> {
                         "--reliable".into(),
                         "--http-connections".into(),
                         PIKE_HTTP_CONNECTIONS.into(),
+                        "--batch".into(),
+                        PIKE_BATCH.into(),
                     ],
                 }),
                 Kind::Mosquitto => list.push(Contender {
@@ -175,10 +177,17 @@ pub(crate) fn contenders(id: &str, kinds: &[Kind]) -> Vec<Contender> {
             // pike's publisher is a backend calling the HTTP API: one
             // request per publish, so several in flight (the MQTT and NATS
             // publishers pipeline on one connection without waiting).
+            let mut args = vec!["--http-connections".into(), PIKE_HTTP_CONNECTIONS.into()];
+            if matches!(id, "s3" | "s4") {
+                // Many distinct messages: the backend batches them
+                // (`POST /v1/push/batch`), as the peers' publishers
+                // pipeline them on one connection.
+                args.extend(["--batch".into(), PIKE_BATCH.into()]);
+            }
             list.push(Contender {
                 label: kind.name().to_owned(),
                 kind,
-                args: vec!["--http-connections".into(), PIKE_HTTP_CONNECTIONS.into()],
+                args,
             });
         } else if kind == Kind::Mosquitto {
             list.push(Contender {
@@ -195,6 +204,10 @@ pub(crate) fn contenders(id: &str, kinds: &[Kind]) -> Vec<Contender> {
     }
     list
 }
+
+/// Most pushes per `POST /v1/push/batch` of pike's unicast and group
+/// publishers.
+const PIKE_BATCH: &str = "100";
 
 /// Requests in flight of pike's HTTP publisher.
 const PIKE_HTTP_CONNECTIONS: &str = "32";
