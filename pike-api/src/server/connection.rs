@@ -3,7 +3,7 @@
 //! from the store, reliable and transient downlink, ordered uplink to the
 //! backend, tags, trace and metrics.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +22,7 @@ use super::auth::{AuthError, LoginRequest};
 use super::hub::{Hub, unix_ms};
 use super::registry::{ConnCommand, ConnEntry, ConnId, ConnShared, LoginInfo};
 use super::room::{ConnRooms, JoinOutcome};
+use super::small_map::SmallMap;
 use super::store::{BoxFuture, ReadBatch, StoreError, StoredMessage, StreamKey, UplinkRecord};
 use super::trace::{self, SharedTrace};
 use super::uplink::{UplinkError, UplinkRequest};
@@ -161,7 +162,7 @@ where
         device_id,
         token,
         channel,
-        streams: HashMap::new(),
+        streams: SmallMap::default(),
         work: FuturesUnordered::new(),
         trace,
         connected_at: now,
@@ -185,7 +186,8 @@ struct Conn {
     device_id: String,
     token: String,
     channel: ServerChannel,
-    streams: HashMap<StreamId, StreamState>,
+    /// Logins by stream: one is the common case.
+    streams: SmallMap<StreamId, StreamState>,
     work: FuturesUnordered<BoxFuture<'static, Work>>,
     trace: SharedTrace,
     connected_at: Instant,

@@ -41,6 +41,7 @@ mod hub;
 mod push;
 mod registry;
 mod room;
+mod small_map;
 mod store;
 mod trace;
 mod uplink;

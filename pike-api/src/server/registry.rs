@@ -208,6 +208,9 @@ impl Registry {
                 return;
             };
             let key = StreamKey::new(&entry.app, &login.biz, &login.alias);
+            // Exactly sized: one login is the common case (a growing `Vec`
+            // would take four slots).
+            entry.logins.reserve_exact(1);
             entry.logins.push(login);
             key
         };
@@ -228,6 +231,9 @@ impl Registry {
                 return;
             };
             let login = entry.logins.remove(pos);
+            if entry.logins.is_empty() {
+                entry.logins = Vec::new();
+            }
             let still = entry
                 .logins
                 .iter()
