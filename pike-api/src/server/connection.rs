@@ -687,14 +687,11 @@ impl Conn {
                     state.next_seq = message.seq + 1;
                     state.sent_at.push_back((message.seq, Instant::now()));
                 }
-                self.record(
-                    "downlink",
-                    format!(
-                        "stream={} seq={} message_id={}",
-                        stream.value(),
-                        message.seq,
-                        message.message_id
-                    ),
+                trace::lock(&self.trace).downlink(
+                    unix_ms(),
+                    stream.value(),
+                    message.seq,
+                    message.message_id,
                 );
             }
             Err(e) => tracing::debug!(error = %e, "push refused"),
@@ -702,7 +699,7 @@ impl Conn {
     }
 
     fn acked(&mut self, stream: StreamId, seq: u64) {
-        self.record("ack", format!("stream={} seq={seq}", stream.value()));
+        trace::lock(&self.trace).ack(unix_ms(), stream.value(), seq);
         let Some(state) = self.streams.get_mut(&stream) else {
             return;
         };
@@ -816,13 +813,7 @@ impl Conn {
                     if self.channel.push_transient(stream, push, now()).is_ok() {
                         metrics::counter!("pike_downlink_sent_total", "kind" => "transient")
                             .increment(1);
-                        self.record(
-                            "downlink",
-                            format!(
-                                "stream={} transient message_id={message_id}",
-                                stream.value()
-                            ),
-                        );
+                        trace::lock(&self.trace).transient(unix_ms(), stream.value(), message_id);
                     }
                 }
             }

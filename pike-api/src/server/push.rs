@@ -262,14 +262,14 @@ impl PushHandle {
     /// closed), if it belongs to `app`.
     pub fn trace(&self, app: &str, token: &str) -> Option<Vec<TraceEvent>> {
         let (owner, trace) = self.hub.registry.trace(token)?;
-        let events = trace::lock(&trace).events();
+        let trace = trace::lock(&trace);
         let app_matches = match owner {
             Some(owner) => owner == app,
             // A closed connection: its hello names the app.
-            None => events
-                .first()
-                .is_some_and(|e| e.detail.starts_with(&format!("app={app} "))),
+            None => trace
+                .first_detail()
+                .is_some_and(|detail| detail.starts_with(&format!("app={app} "))),
         };
-        app_matches.then_some(events)
+        app_matches.then(|| trace.events())
     }
 }
