@@ -14,7 +14,7 @@ use pike_channel::{Push, ServerChannel, ServerEvent, StreamId, UplinkResult};
 use proto::tunnel::{ClientHello, ErrorCode};
 use tntunnel::{CodecError, FramedTunnel};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use tower::ServiceExt as _;
 
@@ -115,8 +115,7 @@ where
         permit: _permit,
     } = accepted;
     let id = hub.next_connection_id();
-    let (tx, rx) = mpsc::channel(hub.config.command_queue);
-    let shared = Arc::new(ConnShared::default());
+    let shared = Arc::new(ConnShared::new(hub.config.command_queue));
     let trace = SharedTrace::default();
     trace::lock(&trace).record(
         unix_ms(),
@@ -137,7 +136,6 @@ where
             transport,
             peer,
             connected_at_ms: unix_ms(),
-            tx,
             shared: shared.clone(),
             logins: Vec::new(),
             trace: trace.clone(),
@@ -173,7 +171,7 @@ where
     let span = tracing::debug_span!("conn", conn.token = %conn.token, peer.addr = %peer, transport);
     let _enter = span.enter();
     drop(_enter);
-    tracing::Instrument::instrument(conn.drive(&mut framed, rx, shared), span).await;
+    tracing::Instrument::instrument(conn.drive(&mut framed, shared), span).await;
 
     hub.registry.remove(id);
     metrics::gauge!("pike_connections", "transport" => transport).decrement(1.0);
@@ -198,12 +196,8 @@ struct Conn {
 }
 
 impl Conn {
-    async fn drive<S>(
-        &mut self,
-        framed: &mut FramedTunnel<S>,
-        mut rx: mpsc::Receiver<Box<ConnCommand>>,
-        shared: Arc<ConnShared>,
-    ) where
+    async fn drive<S>(&mut self, framed: &mut FramedTunnel<S>, shared: Arc<ConnShared>)
+    where
         S: AsyncRead + AsyncWrite + Unpin + Send,
     {
         loop {
@@ -233,10 +227,6 @@ impl Conn {
                     }
                     None => self.channel.handle_connection_lost(now()),
                 },
-                Some(command) = rx.recv() => {
-                    metrics::histogram!("pike_command_queue_depth").record(rx.len() as f64);
-                    self.command(*command);
-                }
                 () = shared.notify.notified() => {
                     for (key, message) in shared.take() {
                         self.stored(&key, message);
@@ -244,11 +234,16 @@ impl Conn {
                     if shared.take_rooms_ready() {
                         self.rooms.ready(&mut self.channel, Instant::now());
                     }
+                    while let Some((command, depth)) = shared.next_command() {
+                        metrics::histogram!("pike_command_queue_depth").record(depth as f64);
+                        self.command(command);
+                    }
                 }
                 Some(work) = self.work.next(), if !self.work.is_empty() => self.finish(work),
                 () = sleep_until(deadline) => self.channel.handle_timeout(now()),
             }
         }
+        shared.close_commands();
         // Whatever the machine still holds (a close frame) goes out, briefly.
         let _ = tokio::time::timeout(Duration::from_secs(1), async {
             while let Some(frame) = self.channel.poll_transmit() {

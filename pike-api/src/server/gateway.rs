@@ -248,9 +248,9 @@ impl Gateway {
             endpoints: Vec::new(),
         };
         for sender in self.hub.registry.all_senders() {
-            let _ = sender.try_send(Box::new(ConnCommand::GoAway {
+            let _ = sender.try_send(ConnCommand::GoAway {
                 advice: advice.clone(),
-            }));
+            });
         }
         tracker.close();
         if tokio::time::timeout(self.hub.config.shutdown_grace, tracker.wait())
@@ -258,10 +258,10 @@ impl Gateway {
             .is_err()
         {
             for sender in self.hub.registry.all_senders() {
-                let _ = sender.try_send(Box::new(ConnCommand::Close {
+                let _ = sender.try_send(ConnCommand::Close {
                     code: ErrorCode::GoingAway,
                     message: "the gateway is shutting down".into(),
-                }));
+                });
             }
             let _ = tokio::time::timeout(std::time::Duration::from_secs(2), tracker.wait()).await;
         }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::hub::{Hub, unix_ms};
-use super::registry::{ConnCommand, ConnectionInfo};
+use super::registry::{CommandSender, ConnCommand, ConnectionInfo};
 use super::store::{Append, StoreError, StoredMessage, StreamKey};
 use super::trace::{self, TraceEvent};
 
@@ -209,8 +209,7 @@ impl PushHandle {
             message_id,
             ..PushReceipt::default()
         };
-        let mut deliver = |senders: Vec<tokio::sync::mpsc::Sender<Box<ConnCommand>>>,
-                           alias: Option<String>| {
+        let mut deliver = |senders: Vec<CommandSender>, alias: Option<String>| {
             for sender in senders {
                 let command = ConnCommand::Transient {
                     biz: request.biz.clone(),
@@ -219,7 +218,7 @@ impl PushHandle {
                     priority: request.priority,
                     payload: request.payload.clone(),
                 };
-                match sender.try_send(Box::new(command)) {
+                match sender.try_send(command) {
                     Ok(()) => receipt.online += 1,
                     Err(_) => receipt.dropped += 1,
                 }
