@@ -102,17 +102,49 @@ struct PendingUplink {
 }
 
 /// Runs one connection to its end.
-pub(crate) async fn run<S>(hub: Arc<Hub>, accepted: Accepted<S>)
+///
+/// `accepted` comes boxed: an async fn keeps its arguments in its future for
+/// the whole of its life, and the connection's future is the biggest part
+/// of an idle connection's memory. The setup runs in [`start`], a plain
+/// function, so that its temporaries (the hello, the registry entry) take
+/// no room in the future either.
+pub(crate) async fn run<S>(hub: Arc<Hub>, accepted: Box<Accepted<S>>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let Accepted {
+    let Started {
+        mut conn,
         mut framed,
+        shared,
+        span,
+        transport,
+        permit: _permit,
+    } = start(hub, *accepted);
+    tracing::Instrument::instrument(conn.drive(&mut framed, shared), span).await;
+
+    conn.hub.registry.remove(conn.id);
+    metrics::gauge!("pike_connections", "transport" => transport).decrement(1.0);
+}
+
+/// A registered connection, ready to drive.
+struct Started<S> {
+    conn: Conn,
+    framed: Box<FramedTunnel<S>>,
+    shared: Arc<ConnShared>,
+    span: tracing::Span,
+    transport: &'static str,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+/// Registers an accepted connection and builds its state.
+fn start<S>(hub: Arc<Hub>, accepted: Accepted<S>) -> Started<S> {
+    let Accepted {
+        framed,
         hello,
         token,
         peer,
         transport,
-        permit: _permit,
+        permit,
     } = accepted;
     let id = hub.next_connection_id();
     let shared = Arc::new(ConnShared::new(hub.config.command_queue));
@@ -153,8 +185,8 @@ where
         codec.compression(),
         codec.compression_threshold(),
     );
-    let mut conn = Conn {
-        hub: hub.clone(),
+    let conn = Conn {
+        hub,
         id,
         app,
         device_id,
@@ -169,12 +201,14 @@ where
         rooms,
     };
     let span = tracing::debug_span!("conn", conn.token = %conn.token, peer.addr = %peer, transport);
-    let _enter = span.enter();
-    drop(_enter);
-    tracing::Instrument::instrument(conn.drive(&mut framed, shared), span).await;
-
-    hub.registry.remove(id);
-    metrics::gauge!("pike_connections", "transport" => transport).decrement(1.0);
+    Started {
+        conn,
+        framed,
+        shared,
+        span,
+        transport,
+        permit,
+    }
 }
 
 struct Conn {

@@ -308,7 +308,7 @@ async fn accept_loop<L>(
         conns.spawn(async move {
             match handshake(hub.clone(), io, peer, &security, transport).await {
                 Ok(Some(accepted)) => {
-                    tracker.spawn(connection::run(hub, accepted));
+                    tracker.spawn(connection::run(hub, Box::new(accepted)));
                 }
                 Ok(None) => {}
                 Err(e) => {
