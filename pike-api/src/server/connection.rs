@@ -251,7 +251,13 @@ impl Conn {
                 frame = framed.next() => match frame {
                     Some(Ok(frame)) => {
                         self.channel.handle_frame(frame, now());
-                        self.note_heartbeats();
+                        if self.note_heartbeats() {
+                            // A heartbeat is what an idle connection
+                            // sends: give back the buffers of its last
+                            // busy moment (the login, say) until it has
+                            // more to say. Busy connections keep theirs.
+                            release_idle_buffers(framed);
+                        }
                     }
                     Some(Err(CodecError::Frame(e))) => {
                         self.record("protocol-error", e.to_string());
@@ -882,12 +888,15 @@ impl Conn {
         }
     }
 
-    fn note_heartbeats(&mut self) {
+    /// Traces new heartbeats; whether there were any.
+    fn note_heartbeats(&mut self) -> bool {
         let pings = self.channel.stats().pings;
         if pings > self.pings_seen {
             self.pings_seen = pings;
             trace::lock(&self.trace).heartbeat(unix_ms(), pings);
+            return true;
         }
+        false
     }
 
     fn record(&self, signal: &'static str, detail: String) {
@@ -973,6 +982,20 @@ async fn next_work(work: &mut Option<FuturesUnordered<BoxFuture<'static, Work>>>
     match work {
         Some(set) if !set.is_empty() => set.next().await,
         _ => std::future::pending().await,
+    }
+}
+
+/// Gives back empty codec buffers: tokio-util's `Framed` starts with 8 KiB
+/// per direction, and a buffer keeps the capacity of the largest frame it
+/// held, which an idle connection would hold for its whole life. An
+/// unallocated buffer grows again for the next frame (the codec reserves
+/// what a frame needs).
+pub(crate) fn release_idle_buffers<S>(framed: &mut FramedTunnel<S>) {
+    if framed.read_buffer().is_empty() && framed.read_buffer().capacity() != 0 {
+        *framed.read_buffer_mut() = bytes::BytesMut::new();
+    }
+    if framed.write_buffer().is_empty() && framed.write_buffer().capacity() != 0 {
+        *framed.write_buffer_mut() = bytes::BytesMut::new();
     }
 }
 

@@ -16,7 +16,7 @@ use tunnelkit::{Listener, QuicConfig, QuicListener, TcpListener};
 
 use super::auth::{AllowAll, AuthError, BoxAuthenticator, LoginGrant, LoginRequest};
 use super::config::GatewayConfig;
-use super::connection::{self, Accepted};
+use super::connection::{self, Accepted, release_idle_buffers};
 use super::hub::{Hub, unix_ms};
 use super::push::PushHandle;
 use super::registry::ConnCommand;
@@ -318,19 +318,6 @@ async fn accept_loop<L>(
                 }
             }
         });
-    }
-}
-
-/// Gives back empty codec buffers: tokio-util's `Framed` starts with 8 KiB
-/// per direction, which an idle connection would hold for its whole life.
-/// An unallocated buffer grows again for the next frame (the codec reserves
-/// what a frame needs).
-fn release_idle_buffers<S>(framed: &mut tntunnel::FramedTunnel<S>) {
-    if framed.read_buffer().is_empty() {
-        *framed.read_buffer_mut() = bytes::BytesMut::new();
-    }
-    if framed.write_buffer().is_empty() {
-        *framed.write_buffer_mut() = bytes::BytesMut::new();
     }
 }
 
