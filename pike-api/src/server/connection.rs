@@ -86,8 +86,7 @@ struct StreamState {
     reading: bool,
     /// Push times of in-flight messages, for the ack latency metric.
     sent_at: VecDeque<(u64, Instant)>,
-    biz: String,
-    alias: String,
+    /// The login's business id and alias are `key.biz` and `key.alias`.
     route_id: String,
     /// Uplink messages waiting for their turn (delivered one at a time).
     uplink_queue: VecDeque<PendingUplink>,
@@ -157,13 +156,11 @@ fn start<S>(hub: Arc<Hub>, accepted: Accepted<S>) -> Started<S> {
             hello.app_id, hello.device_id, hello.sdk_name, hello.sdk_version
         ),
     );
-    let app = hello.app_id.clone();
-    let device_id = hello.device_id.clone();
     hub.registry.insert(
         id,
         ConnEntry {
-            app: app.clone(),
-            device_id: device_id.clone(),
+            app: hello.app_id.clone(),
+            device_id: hello.device_id.clone(),
             token: token.clone(),
             transport,
             peer,
@@ -188,8 +185,6 @@ fn start<S>(hub: Arc<Hub>, accepted: Accepted<S>) -> Started<S> {
     let conn = Conn {
         hub,
         id,
-        app,
-        device_id,
         token,
         channel,
         streams: SmallMap::default(),
@@ -214,9 +209,8 @@ fn start<S>(hub: Arc<Hub>, accepted: Accepted<S>) -> Started<S> {
 struct Conn {
     hub: Arc<Hub>,
     id: ConnId,
-    app: String,
-    device_id: String,
     token: String,
+    /// Also the connection's app and device id (its client hello).
     channel: ServerChannel,
     /// Logins by stream: one is the common case.
     streams: SmallMap<StreamId, StreamState>,
@@ -378,7 +372,11 @@ impl Conn {
                     format!("stream={} bind={bind:?} unbind={unbind:?}", stream.value()),
                 );
                 let hub = self.hub.clone();
-                let (app, biz, alias) = (self.app.clone(), state.biz.clone(), state.alias.clone());
+                let (app, biz, alias) = (
+                    self.app().to_owned(),
+                    state.key.biz.clone(),
+                    state.key.alias.clone(),
+                );
                 self.start(Box::pin(async move {
                     let result = hub.store.update_tags(app, biz, alias, bind, unbind).await;
                     Work::Tags {
@@ -413,9 +411,11 @@ impl Conn {
                 }
             }
             ServerEvent::RoomJoin { stream, room } => {
+                // The app id is the channel's (borrowed mutably here).
+                let app = self.app().to_owned();
                 let outcome = self.rooms.join(
                     &self.hub.rooms,
-                    &self.app,
+                    &app,
                     &mut self.channel,
                     stream,
                     room.clone(),
@@ -486,8 +486,8 @@ impl Conn {
         );
         let hub = self.hub.clone();
         let request = LoginRequest {
-            app: self.app.clone(),
-            device_id: self.device_id.clone(),
+            app: self.app().to_owned(),
+            device_id: self.device_id().to_owned(),
             connection_token: self.token.clone(),
             biz: biz.clone(),
             alias: alias.clone(),
@@ -617,7 +617,7 @@ impl Conn {
                 since_ms: unix_ms(),
             },
         );
-        let key = StreamKey::new(&self.app, &biz, &alias);
+        let key = StreamKey::new(self.app(), biz, alias);
         self.streams.insert(
             stream,
             StreamState {
@@ -626,8 +626,6 @@ impl Conn {
                 last_known: ready.batch.last_seq,
                 reading: true,
                 sent_at: VecDeque::new(),
-                biz,
-                alias,
                 route_id: ready.route_id,
                 uplink_queue: VecDeque::new(),
                 uplink_busy: false,
@@ -764,7 +762,7 @@ impl Conn {
         }
         let hub = self.hub.clone();
         let key = state.key.clone();
-        let device = self.device_id.clone();
+        let device = self.device_id().to_owned();
         self.start(Box::pin(async move {
             if let Err(e) = hub.store.set_position(key, device, seq).await {
                 tracing::warn!(error = %e, "saving a device position failed");
@@ -787,10 +785,10 @@ impl Conn {
         state.uplink_busy = true;
         let hub = self.hub.clone();
         let request = UplinkRequest {
-            app: self.app.clone(),
-            biz: state.biz.clone(),
-            alias: state.alias.clone(),
-            device_id: self.device_id.clone(),
+            app: state.key.app.clone(),
+            biz: state.key.biz.clone(),
+            alias: state.key.alias.clone(),
+            device_id: self.channel.client_hello().device_id.clone(),
             connection_token: self.token.clone(),
             route_id: state.route_id.clone(),
             seq: item.seq,
@@ -853,7 +851,9 @@ impl Conn {
                 let targets: Vec<StreamId> = self
                     .streams
                     .iter()
-                    .filter(|(_, s)| s.biz == biz && alias.as_ref().is_none_or(|a| *a == s.alias))
+                    .filter(|(_, s)| {
+                        s.key.biz == biz && alias.as_ref().is_none_or(|a| *a == s.key.alias)
+                    })
                     .map(|(id, _)| *id)
                     .collect();
                 for stream in targets {
@@ -886,6 +886,14 @@ impl Conn {
                 self.channel.close(code, message, now());
             }
         }
+    }
+
+    fn app(&self) -> &str {
+        &self.channel.client_hello().app_id
+    }
+
+    fn device_id(&self) -> &str {
+        &self.channel.client_hello().device_id
     }
 
     /// Traces new heartbeats; whether there were any.
