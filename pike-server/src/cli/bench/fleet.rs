@@ -45,6 +45,8 @@ pub(crate) struct FleetPlan {
     pub(crate) concurrency: usize,
     pub(crate) login_timeout: Duration,
     pub(crate) connect_deadline: Duration,
+    /// Plain TCP, or TLS verified against the server's IP address.
+    pub(crate) security: tntunnel::ClientSecurity,
 }
 
 impl FleetPlan {
@@ -313,7 +315,8 @@ async fn device(context: Arc<Context>, index: usize, done: mpsc::UnboundedSender
             return;
         }
     };
-    let connector = TunnelConnector::new(dialer, vec![plan.server], hello);
+    let connector = TunnelConnector::new(dialer, vec![plan.server], hello)
+        .security(plan.security.clone(), plan.server.ip().to_string());
     let client = spawn_client(context.channel.clone(), connector, &context.driver);
     let (_stream, mut events) = client.login(LoginParams::new(&plan.biz, &alias, credential));
     client.start();

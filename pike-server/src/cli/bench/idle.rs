@@ -51,6 +51,16 @@ pub(super) fn plan(common: &Common, args: &FleetArgs) -> Result<FleetPlan, Failu
     sources::check_fd_budget(args.connections, sources::open_file_limit())
         .map_err(Failure::usage)?;
     let ips = sources::source_ips(&args.source_net, args.sources).map_err(Failure::usage)?;
+    let security = match &args.tls_ca {
+        None => tntunnel::ClientSecurity::Plain,
+        Some(path) => {
+            let pem = std::fs::read(path)
+                .map_err(|e| Failure::usage(format!("--tls-ca {}: {e}", path.display())))?;
+            let tls = tntunnel::tls::TlsClientConfig::with_ca_pem(&pem)
+                .map_err(|e| Failure::usage(format!("--tls-ca {}: {e}", path.display())))?;
+            tntunnel::ClientSecurity::Tls(tls)
+        }
+    };
     Ok(FleetPlan {
         server: args.server,
         app: common.app.clone(),
@@ -63,6 +73,7 @@ pub(super) fn plan(common: &Common, args: &FleetArgs) -> Result<FleetPlan, Failu
         concurrency: args.concurrency,
         login_timeout: args.login_timeout(),
         connect_deadline: args.connect_deadline(),
+        security,
     })
 }
 

@@ -98,6 +98,12 @@ pub(crate) struct FleetArgs {
     /// No progress lines on stderr.
     #[arg(long)]
     quiet: bool,
+    /// Connect over TLS (to the gateway's TLS port), trusting the CA
+    /// certificate in this PEM file (a zero-config gateway's self-signed
+    /// certificate is `<data dir>/tls/cert.pem`). The server is verified
+    /// against the IP address of `--server`.
+    #[arg(long, value_name = "PEM")]
+    tls_ca: Option<std::path::PathBuf>,
 }
 
 impl FleetArgs {
