@@ -43,17 +43,19 @@ use crate::tls::{Fingerprint, TlsClientConfig, TlsServerConfig};
 ///
 /// Produced by [`ClientSecurity::secure`] and [`ServerSecurity::secure`]; implements
 /// [`AsyncRead`] and [`AsyncWrite`] by delegating to the variant, so the frame codec runs
-/// unchanged over both. The TLS variants hold the rustls connection inline (no boxing).
+/// unchanged over both. The TLS variants are boxed: a rustls connection is over a kilobyte,
+/// and inline it would size every stream, plain ones included, for TLS (a gateway holds
+/// one per connection; TLS connections pay one more allocation, next to rustls's own).
 #[non_exhaustive]
 pub enum SecureStream<S> {
     /// No encryption: bytes go to `S` as they are.
     Plain(S),
     /// The client side of a TLS 1.3 connection.
     #[cfg(feature = "tls")]
-    ClientTls(tokio_rustls::client::TlsStream<S>),
+    ClientTls(Box<tokio_rustls::client::TlsStream<S>>),
     /// The server side of a TLS 1.3 connection.
     #[cfg(feature = "tls")]
-    ServerTls(tokio_rustls::server::TlsStream<S>),
+    ServerTls(Box<tokio_rustls::server::TlsStream<S>>),
 }
 
 // === impl SecureStream ===
@@ -109,9 +111,15 @@ macro_rules! delegate {
         match $self.get_mut() {
             SecureStream::Plain($io) => $call,
             #[cfg(feature = "tls")]
-            SecureStream::ClientTls($io) => $call,
+            SecureStream::ClientTls(tls) => {
+                let $io = &mut **tls;
+                $call
+            }
             #[cfg(feature = "tls")]
-            SecureStream::ServerTls($io) => $call,
+            SecureStream::ServerTls(tls) => {
+                let $io = &mut **tls;
+                $call
+            }
         }
     };
 }
@@ -251,7 +259,7 @@ impl ClientSecurity {
                     tls.alpn = ?tls.get_ref().1.alpn_protocol().map(String::from_utf8_lossy),
                     "TLS client handshake complete"
                 );
-                Ok(SecureStream::ClientTls(tls))
+                Ok(SecureStream::ClientTls(Box::new(tls)))
             }
         }
     }
@@ -310,7 +318,7 @@ impl ServerSecurity {
                     tls.sni = ?tls.get_ref().1.server_name(),
                     "TLS server handshake complete"
                 );
-                Ok(SecureStream::ServerTls(tls))
+                Ok(SecureStream::ServerTls(Box::new(tls)))
             }
         }
     }

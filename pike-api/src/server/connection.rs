@@ -3,7 +3,7 @@
 //! from the store, reliable and transient downlink, ordered uplink to the
 //! backend, tags, trace and metrics.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +14,7 @@ use pike_channel::{Push, ServerChannel, ServerEvent, StreamId, UplinkResult};
 use proto::tunnel::{ClientHello, ErrorCode};
 use tntunnel::{CodecError, FramedTunnel};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use tower::ServiceExt as _;
 
@@ -22,6 +22,7 @@ use super::auth::{AuthError, LoginRequest};
 use super::hub::{Hub, unix_ms};
 use super::registry::{ConnCommand, ConnEntry, ConnId, ConnShared, LoginInfo};
 use super::room::{ConnRooms, JoinOutcome};
+use super::small_map::SmallMap;
 use super::store::{BoxFuture, ReadBatch, StoreError, StoredMessage, StreamKey, UplinkRecord};
 use super::trace::{self, SharedTrace};
 use super::uplink::{UplinkError, UplinkRequest};
@@ -85,8 +86,7 @@ struct StreamState {
     reading: bool,
     /// Push times of in-flight messages, for the ack latency metric.
     sent_at: VecDeque<(u64, Instant)>,
-    biz: String,
-    alias: String,
+    /// The login's business id and alias are `key.biz` and `key.alias`.
     route_id: String,
     /// Uplink messages waiting for their turn (delivered one at a time).
     uplink_queue: VecDeque<PendingUplink>,
@@ -101,21 +101,52 @@ struct PendingUplink {
 }
 
 /// Runs one connection to its end.
-pub(crate) async fn run<S>(hub: Arc<Hub>, accepted: Accepted<S>)
+///
+/// `accepted` comes boxed: an async fn keeps its arguments in its future for
+/// the whole of its life, and the connection's future is the biggest part
+/// of an idle connection's memory. The setup runs in [`start`], a plain
+/// function, so that its temporaries (the hello, the registry entry) take
+/// no room in the future either.
+pub(crate) async fn run<S>(hub: Arc<Hub>, accepted: Box<Accepted<S>>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let Accepted {
+    let Started {
+        mut conn,
         mut framed,
+        shared,
+        span,
+        transport,
+        permit: _permit,
+    } = start(hub, *accepted);
+    tracing::Instrument::instrument(conn.drive(&mut framed, shared), span).await;
+
+    conn.hub.registry.remove(conn.id);
+    metrics::gauge!("pike_connections", "transport" => transport).decrement(1.0);
+}
+
+/// A registered connection, ready to drive.
+struct Started<S> {
+    conn: Conn,
+    framed: Box<FramedTunnel<S>>,
+    shared: Arc<ConnShared>,
+    span: tracing::Span,
+    transport: &'static str,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+/// Registers an accepted connection and builds its state.
+fn start<S>(hub: Arc<Hub>, accepted: Accepted<S>) -> Started<S> {
+    let Accepted {
+        framed,
         hello,
         token,
         peer,
         transport,
-        permit: _permit,
+        permit,
     } = accepted;
     let id = hub.next_connection_id();
-    let (tx, rx) = mpsc::channel(hub.config.command_queue);
-    let shared = Arc::new(ConnShared::default());
+    let shared = Arc::new(ConnShared::new(hub.config.command_queue));
     let trace = SharedTrace::default();
     trace::lock(&trace).record(
         unix_ms(),
@@ -125,18 +156,15 @@ where
             hello.app_id, hello.device_id, hello.sdk_name, hello.sdk_version
         ),
     );
-    let app = hello.app_id.clone();
-    let device_id = hello.device_id.clone();
     hub.registry.insert(
         id,
         ConnEntry {
-            app: app.clone(),
-            device_id: device_id.clone(),
+            app: hello.app_id.clone(),
+            device_id: hello.device_id.clone(),
             token: token.clone(),
             transport,
             peer,
             connected_at_ms: unix_ms(),
-            tx,
             shared: shared.clone(),
             logins: Vec::new(),
             trace: trace.clone(),
@@ -154,15 +182,13 @@ where
         codec.compression(),
         codec.compression_threshold(),
     );
-    let mut conn = Conn {
-        hub: hub.clone(),
+    let conn = Conn {
+        hub,
         id,
-        app,
-        device_id,
         token,
         channel,
-        streams: HashMap::new(),
-        work: FuturesUnordered::new(),
+        streams: SmallMap::default(),
+        work: None,
         trace,
         connected_at: now,
         ready_reported: false,
@@ -170,23 +196,27 @@ where
         rooms,
     };
     let span = tracing::debug_span!("conn", conn.token = %conn.token, peer.addr = %peer, transport);
-    let _enter = span.enter();
-    drop(_enter);
-    tracing::Instrument::instrument(conn.drive(&mut framed, rx, shared), span).await;
-
-    hub.registry.remove(id);
-    metrics::gauge!("pike_connections", "transport" => transport).decrement(1.0);
+    Started {
+        conn,
+        framed,
+        shared,
+        span,
+        transport,
+        permit,
+    }
 }
 
 struct Conn {
     hub: Arc<Hub>,
     id: ConnId,
-    app: String,
-    device_id: String,
     token: String,
+    /// Also the connection's app and device id (its client hello).
     channel: ServerChannel,
-    streams: HashMap<StreamId, StreamState>,
-    work: FuturesUnordered<BoxFuture<'static, Work>>,
+    /// Logins by stream: one is the common case.
+    streams: SmallMap<StreamId, StreamState>,
+    /// Background work in flight; created on demand and dropped when it
+    /// runs dry (an idle connection has none: the set costs ≈ 150 bytes).
+    work: Option<FuturesUnordered<BoxFuture<'static, Work>>>,
     trace: SharedTrace,
     connected_at: Instant,
     ready_reported: bool,
@@ -196,12 +226,8 @@ struct Conn {
 }
 
 impl Conn {
-    async fn drive<S>(
-        &mut self,
-        framed: &mut FramedTunnel<S>,
-        mut rx: mpsc::Receiver<Box<ConnCommand>>,
-        shared: Arc<ConnShared>,
-    ) where
+    async fn drive<S>(&mut self, framed: &mut FramedTunnel<S>, shared: Arc<ConnShared>)
+    where
         S: AsyncRead + AsyncWrite + Unpin + Send,
     {
         loop {
@@ -219,7 +245,13 @@ impl Conn {
                 frame = framed.next() => match frame {
                     Some(Ok(frame)) => {
                         self.channel.handle_frame(frame, now());
-                        self.note_heartbeats();
+                        if self.note_heartbeats() {
+                            // A heartbeat is what an idle connection
+                            // sends: give back the buffers of its last
+                            // busy moment (the login, say) until it has
+                            // more to say. Busy connections keep theirs.
+                            release_idle_buffers(framed);
+                        }
                     }
                     Some(Err(CodecError::Frame(e))) => {
                         self.record("protocol-error", e.to_string());
@@ -231,10 +263,6 @@ impl Conn {
                     }
                     None => self.channel.handle_connection_lost(now()),
                 },
-                Some(command) = rx.recv() => {
-                    metrics::histogram!("pike_command_queue_depth").record(rx.len() as f64);
-                    self.command(*command);
-                }
                 () = shared.notify.notified() => {
                     for (key, message) in shared.take() {
                         self.stored(&key, message);
@@ -242,11 +270,21 @@ impl Conn {
                     if shared.take_rooms_ready() {
                         self.rooms.ready(&mut self.channel, Instant::now());
                     }
+                    while let Some((command, depth)) = shared.next_command() {
+                        metrics::histogram!("pike_command_queue_depth").record(depth as f64);
+                        self.command(command);
+                    }
                 }
-                Some(work) = self.work.next(), if !self.work.is_empty() => self.finish(work),
+                Some(work) = next_work(&mut self.work), if self.work.is_some() => {
+                    if self.work.as_ref().is_some_and(FuturesUnordered::is_empty) {
+                        self.work = None;
+                    }
+                    self.finish(work);
+                }
                 () = sleep_until(deadline) => self.channel.handle_timeout(now()),
             }
         }
+        shared.close_commands();
         // Whatever the machine still holds (a close frame) goes out, briefly.
         let _ = tokio::time::timeout(Duration::from_secs(1), async {
             while let Some(frame) = self.channel.poll_transmit() {
@@ -290,6 +328,14 @@ impl Conn {
         }
     }
 
+    /// Runs `work` in the background; its outcome comes back to
+    /// [`finish`](Self::finish).
+    fn start(&mut self, work: BoxFuture<'static, Work>) {
+        self.work
+            .get_or_insert_with(FuturesUnordered::new)
+            .push(work);
+    }
+
     fn process_events(&mut self) {
         while let Some(event) = self.channel.poll_event() {
             self.event(event);
@@ -326,8 +372,12 @@ impl Conn {
                     format!("stream={} bind={bind:?} unbind={unbind:?}", stream.value()),
                 );
                 let hub = self.hub.clone();
-                let (app, biz, alias) = (self.app.clone(), state.biz.clone(), state.alias.clone());
-                self.work.push(Box::pin(async move {
+                let (app, biz, alias) = (
+                    self.app().to_owned(),
+                    state.key.biz.clone(),
+                    state.key.alias.clone(),
+                );
+                self.start(Box::pin(async move {
                     let result = hub.store.update_tags(app, biz, alias, bind, unbind).await;
                     Work::Tags {
                         stream,
@@ -361,9 +411,11 @@ impl Conn {
                 }
             }
             ServerEvent::RoomJoin { stream, room } => {
+                // The app id is the channel's (borrowed mutably here).
+                let app = self.app().to_owned();
                 let outcome = self.rooms.join(
                     &self.hub.rooms,
-                    &self.app,
+                    &app,
                     &mut self.channel,
                     stream,
                     room.clone(),
@@ -434,14 +486,14 @@ impl Conn {
         );
         let hub = self.hub.clone();
         let request = LoginRequest {
-            app: self.app.clone(),
-            device_id: self.device_id.clone(),
+            app: self.app().to_owned(),
+            device_id: self.device_id().to_owned(),
             connection_token: self.token.clone(),
             biz: biz.clone(),
             alias: alias.clone(),
             credential,
         };
-        self.work.push(Box::pin(async move {
+        self.start(Box::pin(async move {
             let result = async {
                 let auth = hub.auth.clone();
                 auth.oneshot(request.clone()).await?;
@@ -565,7 +617,7 @@ impl Conn {
                 since_ms: unix_ms(),
             },
         );
-        let key = StreamKey::new(&self.app, &biz, &alias);
+        let key = StreamKey::new(self.app(), biz, alias);
         self.streams.insert(
             stream,
             StreamState {
@@ -574,8 +626,6 @@ impl Conn {
                 last_known: ready.batch.last_seq,
                 reading: true,
                 sent_at: VecDeque::new(),
-                biz,
-                alias,
                 route_id: ready.route_id,
                 uplink_queue: VecDeque::new(),
                 uplink_busy: false,
@@ -601,7 +651,7 @@ impl Conn {
         let hub = self.hub.clone();
         let key = state.key.clone();
         let after = state.next_seq - 1;
-        self.work.push(Box::pin(async move {
+        self.start(Box::pin(async move {
             let result = hub
                 .store
                 .read(key, after, hub.config.read_batch, unix_ms())
@@ -685,14 +735,11 @@ impl Conn {
                     state.next_seq = message.seq + 1;
                     state.sent_at.push_back((message.seq, Instant::now()));
                 }
-                self.record(
-                    "downlink",
-                    format!(
-                        "stream={} seq={} message_id={}",
-                        stream.value(),
-                        message.seq,
-                        message.message_id
-                    ),
+                trace::lock(&self.trace).downlink(
+                    unix_ms(),
+                    stream.value(),
+                    message.seq,
+                    message.message_id,
                 );
             }
             Err(e) => tracing::debug!(error = %e, "push refused"),
@@ -700,7 +747,7 @@ impl Conn {
     }
 
     fn acked(&mut self, stream: StreamId, seq: u64) {
-        self.record("ack", format!("stream={} seq={seq}", stream.value()));
+        trace::lock(&self.trace).ack(unix_ms(), stream.value(), seq);
         let Some(state) = self.streams.get_mut(&stream) else {
             return;
         };
@@ -715,8 +762,8 @@ impl Conn {
         }
         let hub = self.hub.clone();
         let key = state.key.clone();
-        let device = self.device_id.clone();
-        self.work.push(Box::pin(async move {
+        let device = self.device_id().to_owned();
+        self.start(Box::pin(async move {
             if let Err(e) = hub.store.set_position(key, device, seq).await {
                 tracing::warn!(error = %e, "saving a device position failed");
             }
@@ -738,10 +785,10 @@ impl Conn {
         state.uplink_busy = true;
         let hub = self.hub.clone();
         let request = UplinkRequest {
-            app: self.app.clone(),
-            biz: state.biz.clone(),
-            alias: state.alias.clone(),
-            device_id: self.device_id.clone(),
+            app: state.key.app.clone(),
+            biz: state.key.biz.clone(),
+            alias: state.key.alias.clone(),
+            device_id: self.channel.client_hello().device_id.clone(),
             connection_token: self.token.clone(),
             route_id: state.route_id.clone(),
             seq: item.seq,
@@ -750,7 +797,7 @@ impl Conn {
         };
         let key = state.key.clone();
         let seq = item.seq;
-        self.work.push(Box::pin(async move {
+        self.start(Box::pin(async move {
             let result = deliver_uplink(&hub, key, request).await;
             Work::Uplink {
                 stream,
@@ -804,7 +851,9 @@ impl Conn {
                 let targets: Vec<StreamId> = self
                     .streams
                     .iter()
-                    .filter(|(_, s)| s.biz == biz && alias.as_ref().is_none_or(|a| *a == s.alias))
+                    .filter(|(_, s)| {
+                        s.key.biz == biz && alias.as_ref().is_none_or(|a| *a == s.key.alias)
+                    })
                     .map(|(id, _)| *id)
                     .collect();
                 for stream in targets {
@@ -814,13 +863,7 @@ impl Conn {
                     if self.channel.push_transient(stream, push, now()).is_ok() {
                         metrics::counter!("pike_downlink_sent_total", "kind" => "transient")
                             .increment(1);
-                        self.record(
-                            "downlink",
-                            format!(
-                                "stream={} transient message_id={message_id}",
-                                stream.value()
-                            ),
-                        );
+                        trace::lock(&self.trace).transient(unix_ms(), stream.value(), message_id);
                     }
                 }
             }
@@ -845,12 +888,23 @@ impl Conn {
         }
     }
 
-    fn note_heartbeats(&mut self) {
+    fn app(&self) -> &str {
+        &self.channel.client_hello().app_id
+    }
+
+    fn device_id(&self) -> &str {
+        &self.channel.client_hello().device_id
+    }
+
+    /// Traces new heartbeats; whether there were any.
+    fn note_heartbeats(&mut self) -> bool {
         let pings = self.channel.stats().pings;
         if pings > self.pings_seen {
             self.pings_seen = pings;
             trace::lock(&self.trace).heartbeat(unix_ms(), pings);
+            return true;
         }
+        false
     }
 
     fn record(&self, signal: &'static str, detail: String) {
@@ -929,6 +983,28 @@ fn internal(e: StoreError) -> AuthError {
 
 fn now() -> std::time::Instant {
     Instant::now().into_std()
+}
+
+/// The next finished piece of background work (pending while none runs).
+async fn next_work(work: &mut Option<FuturesUnordered<BoxFuture<'static, Work>>>) -> Option<Work> {
+    match work {
+        Some(set) if !set.is_empty() => set.next().await,
+        _ => std::future::pending().await,
+    }
+}
+
+/// Gives back empty codec buffers: tokio-util's `Framed` starts with 8 KiB
+/// per direction, and a buffer keeps the capacity of the largest frame it
+/// held, which an idle connection would hold for its whole life. An
+/// unallocated buffer grows again for the next frame (the codec reserves
+/// what a frame needs).
+pub(crate) fn release_idle_buffers<S>(framed: &mut FramedTunnel<S>) {
+    if framed.read_buffer().is_empty() && framed.read_buffer().capacity() != 0 {
+        *framed.read_buffer_mut() = bytes::BytesMut::new();
+    }
+    if framed.write_buffer().is_empty() && framed.write_buffer().capacity() != 0 {
+        *framed.write_buffer_mut() = bytes::BytesMut::new();
+    }
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

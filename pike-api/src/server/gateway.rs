@@ -16,7 +16,7 @@ use tunnelkit::{Listener, QuicConfig, QuicListener, TcpListener};
 
 use super::auth::{AllowAll, AuthError, BoxAuthenticator, LoginGrant, LoginRequest};
 use super::config::GatewayConfig;
-use super::connection::{self, Accepted};
+use super::connection::{self, Accepted, release_idle_buffers};
 use super::hub::{Hub, unix_ms};
 use super::push::PushHandle;
 use super::registry::ConnCommand;
@@ -248,9 +248,9 @@ impl Gateway {
             endpoints: Vec::new(),
         };
         for sender in self.hub.registry.all_senders() {
-            let _ = sender.try_send(Box::new(ConnCommand::GoAway {
+            let _ = sender.try_send(ConnCommand::GoAway {
                 advice: advice.clone(),
-            }));
+            });
         }
         tracker.close();
         if tokio::time::timeout(self.hub.config.shutdown_grace, tracker.wait())
@@ -258,10 +258,10 @@ impl Gateway {
             .is_err()
         {
             for sender in self.hub.registry.all_senders() {
-                let _ = sender.try_send(Box::new(ConnCommand::Close {
+                let _ = sender.try_send(ConnCommand::Close {
                     code: ErrorCode::GoingAway,
                     message: "the gateway is shutting down".into(),
-                }));
+                });
             }
             let _ = tokio::time::timeout(std::time::Duration::from_secs(2), tracker.wait()).await;
         }
@@ -308,7 +308,7 @@ async fn accept_loop<L>(
         conns.spawn(async move {
             match handshake(hub.clone(), io, peer, &security, transport).await {
                 Ok(Some(accepted)) => {
-                    tracker.spawn(connection::run(hub, accepted));
+                    tracker.spawn(connection::run(hub, Box::new(accepted)));
                 }
                 Ok(None) => {}
                 Err(e) => {
@@ -318,19 +318,6 @@ async fn accept_loop<L>(
                 }
             }
         });
-    }
-}
-
-/// Gives back empty codec buffers: tokio-util's `Framed` starts with 8 KiB
-/// per direction, which an idle connection would hold for its whole life.
-/// An unallocated buffer grows again for the next frame (the codec reserves
-/// what a frame needs).
-fn release_idle_buffers<S>(framed: &mut tntunnel::FramedTunnel<S>) {
-    if framed.read_buffer().is_empty() {
-        *framed.read_buffer_mut() = bytes::BytesMut::new();
-    }
-    if framed.write_buffer().is_empty() {
-        *framed.write_buffer_mut() = bytes::BytesMut::new();
     }
 }
 

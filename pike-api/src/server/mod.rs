@@ -42,6 +42,7 @@ mod push;
 mod reconnect_spread;
 mod registry;
 mod room;
+mod small_map;
 mod store;
 mod trace;
 mod uplink;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::hub::{Hub, unix_ms};
-use super::registry::{ConnCommand, ConnectionInfo};
+use super::registry::{CommandSender, ConnCommand, ConnectionInfo};
 use super::store::{Append, StoreError, StoredMessage, StreamKey};
 use super::trace::{self, TraceEvent};
 
@@ -209,8 +209,7 @@ impl PushHandle {
             message_id,
             ..PushReceipt::default()
         };
-        let mut deliver = |senders: Vec<tokio::sync::mpsc::Sender<Box<ConnCommand>>>,
-                           alias: Option<String>| {
+        let mut deliver = |senders: Vec<CommandSender>, alias: Option<String>| {
             for sender in senders {
                 let command = ConnCommand::Transient {
                     biz: request.biz.clone(),
@@ -219,7 +218,7 @@ impl PushHandle {
                     priority: request.priority,
                     payload: request.payload.clone(),
                 };
-                match sender.try_send(Box::new(command)) {
+                match sender.try_send(command) {
                     Ok(()) => receipt.online += 1,
                     Err(_) => receipt.dropped += 1,
                 }
@@ -262,14 +261,14 @@ impl PushHandle {
     /// closed), if it belongs to `app`.
     pub fn trace(&self, app: &str, token: &str) -> Option<Vec<TraceEvent>> {
         let (owner, trace) = self.hub.registry.trace(token)?;
-        let events = trace::lock(&trace).events();
+        let trace = trace::lock(&trace);
         let app_matches = match owner {
             Some(owner) => owner == app,
             // A closed connection: its hello names the app.
-            None => events
-                .first()
-                .is_some_and(|e| e.detail.starts_with(&format!("app={app} "))),
+            None => trace
+                .first_detail()
+                .is_some_and(|detail| detail.starts_with(&format!("app={app} "))),
         };
-        app_matches.then_some(events)
+        app_matches.then(|| trace.events())
     }
 }

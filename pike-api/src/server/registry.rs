@@ -1,14 +1,13 @@
 //! Who is connected: connections by id and token, logins by alias stream,
 //! connections by device. Lookups for push routing and presence.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use bytes::Bytes;
 use pike_channel::StreamId;
 use proto::tunnel::{ErrorCode, ReconnectAdvice};
-use tokio::sync::mpsc;
 
 use super::store::{StoredMessage, StreamKey};
 use super::trace::{ClosedTraces, SharedTrace};
@@ -16,18 +15,80 @@ use super::trace::{ClosedTraces, SharedTrace};
 /// Gateway-local id of a connection.
 pub(crate) type ConnId = u64;
 
-/// Reliable-push notifications for one connection, coalesced per stream:
-/// never dropped, never blocking the pusher, bounded by the number of
-/// streams the connection is logged in to.
-#[derive(Debug, Default)]
+/// What other tasks hand to one connection task, and the one wake-up for
+/// all of it: reliable-push notifications, coalesced per stream (never
+/// dropped, never blocking the pusher, bounded by the number of streams the
+/// connection is logged in to), room wake-ups and the command queue.
+#[derive(Debug)]
 pub(crate) struct ConnShared {
     reliable: Mutex<HashMap<StreamKey, Arc<StoredMessage>>>,
+    commands: Mutex<Commands>,
+    /// Commands the queue holds at most.
+    command_capacity: usize,
     /// A room the connection joined released a batch.
     rooms_ready: std::sync::atomic::AtomicBool,
     pub(crate) notify: tokio::sync::Notify,
 }
 
+/// A connection's command queue: unallocated while empty (an idle
+/// connection holds no queue block, unlike a tokio channel).
+#[derive(Debug, Default)]
+struct Commands {
+    queue: VecDeque<ConnCommand>,
+    /// The connection task is gone: commands are refused.
+    closed: bool,
+}
+
 impl ConnShared {
+    /// Shared state for a connection whose command queue holds at most
+    /// `command_capacity` commands.
+    pub(crate) fn new(command_capacity: usize) -> Self {
+        Self {
+            reliable: Mutex::default(),
+            commands: Mutex::default(),
+            command_capacity,
+            rooms_ready: std::sync::atomic::AtomicBool::new(false),
+            notify: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Queues a command; gives it back when the queue is full or the
+    /// connection is gone.
+    pub(crate) fn send(&self, command: ConnCommand) -> Result<(), ConnCommand> {
+        {
+            let mut commands = mutex(&self.commands);
+            if commands.closed || commands.queue.len() >= self.command_capacity {
+                return Err(command);
+            }
+            commands.queue.push_back(command);
+        }
+        self.notify.notify_one();
+        Ok(())
+    }
+
+    /// The next command and how many are still queued after it. The queue's
+    /// memory goes back once it is drained.
+    pub(crate) fn next_command(&self) -> Option<(ConnCommand, usize)> {
+        let mut commands = mutex(&self.commands);
+        match commands.queue.pop_front() {
+            Some(command) => Some((command, commands.queue.len())),
+            None => {
+                if commands.queue.capacity() != 0 {
+                    commands.queue = VecDeque::new();
+                }
+                None
+            }
+        }
+    }
+
+    /// The connection task is ending: refuses further commands and drops
+    /// the queued ones.
+    pub(crate) fn close_commands(&self) {
+        let mut commands = mutex(&self.commands);
+        commands.closed = true;
+        commands.queue = VecDeque::new();
+    }
+
     /// Notes that `message` (the newest so far) was stored in `stream`.
     pub(crate) fn stored(&self, stream: &StreamKey, message: &Arc<StoredMessage>) {
         {
@@ -62,11 +123,18 @@ impl ConnShared {
     }
 }
 
-/// A connection task's command queue. Commands travel boxed: tokio's
-/// channel allocates its first block of 32 slots when it is created, so
-/// every connection, idle or not, holds 32 slots: 32 boxes are 256 bytes,
-/// 32 inline commands were 3 KiB.
-pub(crate) type CommandSender = mpsc::Sender<Box<ConnCommand>>;
+/// Sends commands to a connection task (through its [`ConnShared`]: no
+/// channel of its own per connection).
+#[derive(Clone, Debug)]
+pub(crate) struct CommandSender(Arc<ConnShared>);
+
+impl CommandSender {
+    /// Queues `command`; gives it back when the connection's queue is full
+    /// or the connection is gone.
+    pub(crate) fn try_send(&self, command: ConnCommand) -> Result<(), ConnCommand> {
+        self.0.send(command)
+    }
+}
 
 /// What other tasks ask of a connection task.
 #[derive(Debug)]
@@ -105,10 +173,15 @@ pub(crate) struct ConnEntry {
     pub(crate) transport: &'static str,
     pub(crate) peer: SocketAddr,
     pub(crate) connected_at_ms: u64,
-    pub(crate) tx: CommandSender,
     pub(crate) shared: Arc<ConnShared>,
     pub(crate) logins: Vec<LoginInfo>,
     pub(crate) trace: SharedTrace,
+}
+
+impl ConnEntry {
+    fn sender(&self) -> CommandSender {
+        CommandSender(self.shared.clone())
+    }
 }
 
 /// What the presence and connection-list APIs show of a connection.
@@ -208,6 +281,9 @@ impl Registry {
                 return;
             };
             let key = StreamKey::new(&entry.app, &login.biz, &login.alias);
+            // Exactly sized: one login is the common case (a growing `Vec`
+            // would take four slots).
+            entry.logins.reserve_exact(1);
             entry.logins.push(login);
             key
         };
@@ -228,6 +304,9 @@ impl Registry {
                 return;
             };
             let login = entry.logins.remove(pos);
+            if entry.logins.is_empty() {
+                entry.logins = Vec::new();
+            }
             let still = entry
                 .logins
                 .iter()
@@ -263,7 +342,7 @@ impl Registry {
         let ids = read(&self.streams).get(stream).cloned().unwrap_or_default();
         let conns = read(&self.conns);
         ids.iter()
-            .filter_map(|id| conns.get(id).map(|e| e.tx.clone()))
+            .filter_map(|id| conns.get(id).map(ConnEntry::sender))
             .collect()
     }
 
@@ -275,13 +354,13 @@ impl Registry {
             .unwrap_or_default();
         let conns = read(&self.conns);
         ids.iter()
-            .filter_map(|id| conns.get(id).map(|e| e.tx.clone()))
+            .filter_map(|id| conns.get(id).map(ConnEntry::sender))
             .collect()
     }
 
     /// Senders of every connection (for shutdown).
     pub(crate) fn all_senders(&self) -> Vec<CommandSender> {
-        read(&self.conns).values().map(|e| e.tx.clone()).collect()
+        read(&self.conns).values().map(ConnEntry::sender).collect()
     }
 
     pub(crate) fn len(&self) -> usize {

@@ -4,6 +4,11 @@
 //! Each connection keeps its newest [`TRACE_EVENTS`] events in a ring; when
 //! it closes, its trace stays queryable among the newest
 //! [`CLOSED_TRACES`] closed connections.
+//!
+//! Frequent signals (downlink, ack, heartbeat) are kept as numbers and
+//! formatted only when the trace is read: recording them allocates nothing
+//! per message. The ring grows one slot at a time while it is small (an
+//! idle connection keeps four events: hello, auth, alias-bind, heartbeat).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -28,22 +33,102 @@ pub struct TraceEvent {
 /// The trace of one connection.
 #[derive(Debug, Default)]
 pub struct Trace {
-    events: VecDeque<TraceEvent>,
+    events: VecDeque<Entry>,
     dropped: u64,
+}
+
+/// Below this many events the ring grows by one slot at a time.
+const EXACT_UNTIL: usize = 8;
+
+/// An event as kept: its details are formatted when the trace is read.
+#[derive(Debug)]
+struct Entry {
+    at_ms: u64,
+    detail: Detail,
+}
+
+/// What happened, with the numbers to format its details from.
+#[derive(Debug)]
+enum Detail {
+    /// Any signal, with its details already formatted.
+    Text {
+        signal: &'static str,
+        detail: Box<str>,
+    },
+    /// A reliable message pushed: `downlink`, `stream=S seq=Q message_id=M`.
+    Downlink {
+        stream: u32,
+        seq: u64,
+        message_id: u64,
+    },
+    /// A transient message pushed: `downlink`,
+    /// `stream=S transient message_id=M`.
+    Transient { stream: u32, message_id: u64 },
+    /// An ack from the client: `ack`, `stream=S seq=Q`.
+    Ack { stream: u32, seq: u64 },
+    /// Consecutive heartbeats: `heartbeat`, `N pings so far`.
+    Heartbeat { pings: u64 },
+}
+
+impl Detail {
+    fn signal(&self) -> &'static str {
+        match self {
+            Self::Text { signal, .. } => signal,
+            Self::Downlink { .. } | Self::Transient { .. } => "downlink",
+            Self::Ack { .. } => "ack",
+            Self::Heartbeat { .. } => "heartbeat",
+        }
+    }
+
+    fn format(&self) -> String {
+        match self {
+            Self::Text { detail, .. } => detail.to_string(),
+            Self::Downlink {
+                stream,
+                seq,
+                message_id,
+            } => format!("stream={stream} seq={seq} message_id={message_id}"),
+            Self::Transient { stream, message_id } => {
+                format!("stream={stream} transient message_id={message_id}")
+            }
+            Self::Ack { stream, seq } => format!("stream={stream} seq={seq}"),
+            Self::Heartbeat { pings } => format!("{pings} pings so far"),
+        }
+    }
 }
 
 impl Trace {
     /// Appends an event, dropping the oldest past the limit.
     pub fn record(&mut self, at_ms: u64, signal: &'static str, detail: String) {
-        if self.events.len() == TRACE_EVENTS {
-            self.events.pop_front();
-            self.dropped += 1;
-        }
-        self.events.push_back(TraceEvent {
+        self.push(
             at_ms,
-            signal,
-            detail,
-        });
+            Detail::Text {
+                signal,
+                detail: detail.into_boxed_str(),
+            },
+        );
+    }
+
+    /// Records a reliable push (`downlink`), formatted when read.
+    pub fn downlink(&mut self, at_ms: u64, stream: u32, seq: u64, message_id: u64) {
+        self.push(
+            at_ms,
+            Detail::Downlink {
+                stream,
+                seq,
+                message_id,
+            },
+        );
+    }
+
+    /// Records a transient push (`downlink`), formatted when read.
+    pub fn transient(&mut self, at_ms: u64, stream: u32, message_id: u64) {
+        self.push(at_ms, Detail::Transient { stream, message_id });
+    }
+
+    /// Records a client ack (`ack`), formatted when read.
+    pub fn ack(&mut self, at_ms: u64, stream: u32, seq: u64) {
+        self.push(at_ms, Detail::Ack { stream, seq });
     }
 
     /// Records a heartbeat: consecutive heartbeats share one event (time of
@@ -51,18 +136,41 @@ impl Trace {
     /// events long however long it lives.
     pub fn heartbeat(&mut self, at_ms: u64, pings: u64) {
         if let Some(last) = self.events.back_mut()
-            && last.signal == "heartbeat"
+            && last.detail.signal() == "heartbeat"
         {
             last.at_ms = at_ms;
-            last.detail = format!("{pings} pings so far");
+            last.detail = Detail::Heartbeat { pings };
             return;
         }
-        self.record(at_ms, "heartbeat", format!("{pings} pings so far"));
+        self.push(at_ms, Detail::Heartbeat { pings });
+    }
+
+    fn push(&mut self, at_ms: u64, detail: Detail) {
+        if self.events.len() == TRACE_EVENTS {
+            self.events.pop_front();
+            self.dropped += 1;
+        } else if self.events.len() == self.events.capacity() && self.events.len() < EXACT_UNTIL {
+            self.events.reserve_exact(1);
+        }
+        self.events.push_back(Entry { at_ms, detail });
     }
 
     /// The events kept, oldest first.
     pub fn events(&self) -> Vec<TraceEvent> {
-        self.events.iter().cloned().collect()
+        self.events
+            .iter()
+            .map(|e| TraceEvent {
+                at_ms: e.at_ms,
+                signal: e.detail.signal(),
+                detail: e.detail.format(),
+            })
+            .collect()
+    }
+
+    /// The details of the first event (the hello), without formatting the
+    /// others.
+    pub(crate) fn first_detail(&self) -> Option<String> {
+        self.events.front().map(|e| e.detail.format())
     }
 
     /// Events dropped because the ring was full.
@@ -134,6 +242,45 @@ mod tests {
         assert_eq!(events[1].detail, "1000 pings so far");
         assert_eq!(events[1].at_ms, 1001);
         assert_eq!(events[3].signal, "heartbeat");
+    }
+
+    #[test]
+    fn structured_events_read_as_text() {
+        let mut trace = Trace::default();
+        trace.downlink(1, 3, 7, 99);
+        trace.transient(2, 3, 100);
+        trace.ack(3, 3, 7);
+        trace.heartbeat(4, 5);
+        trace.record(5, "logout", "stream=3".into());
+        let events: Vec<(u64, &str, String)> = trace
+            .events()
+            .into_iter()
+            .map(|e| (e.at_ms, e.signal, e.detail))
+            .collect();
+        assert_eq!(
+            events,
+            [
+                (1, "downlink", "stream=3 seq=7 message_id=99".to_owned()),
+                (
+                    2,
+                    "downlink",
+                    "stream=3 transient message_id=100".to_owned()
+                ),
+                (3, "ack", "stream=3 seq=7".to_owned()),
+                (4, "heartbeat", "5 pings so far".to_owned()),
+                (5, "logout", "stream=3".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_short_trace_is_exactly_sized() {
+        let mut trace = Trace::default();
+        assert_eq!(trace.events.capacity(), 0);
+        for i in 0..4 {
+            trace.record(i, "x", String::new());
+        }
+        assert_eq!(trace.events.capacity(), 4);
     }
 
     #[test]

@@ -8,7 +8,7 @@ mod room;
 mod stream;
 mod uplink;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -18,7 +18,7 @@ use tntunnel::Frame;
 
 pub use self::downlink::Push;
 pub use self::event::{CloseInitiator, ServerEvent};
-use self::stream::ServerStream;
+use self::stream::{ServerStream, StreamMap};
 pub use self::uplink::UplinkResult;
 use crate::config::ServerConfig;
 use crate::error::ChannelError;
@@ -56,8 +56,12 @@ pub struct ServerChannel {
     hello: ClientHello,
     state: State,
     timers: ServerTimers,
-    streams: BTreeMap<StreamId, ServerStream>,
+    /// Logins by stream id; see [`StreamMap`] (one login is the common
+    /// case, and an idle connection is the common state).
+    streams: StreamMap,
+    /// Frames to write; unallocated once drained.
     transmit: VecDeque<Frame>,
+    /// Events for the gateway; unallocated once drained.
     events: VecDeque<ServerEvent>,
     stats: ServerStats,
 }
@@ -73,7 +77,7 @@ impl ServerChannel {
             hello,
             state: State::Open,
             timers,
-            streams: BTreeMap::new(),
+            streams: StreamMap::default(),
             transmit: VecDeque::new(),
             events: VecDeque::new(),
             stats: ServerStats::default(),
@@ -201,12 +205,20 @@ impl ServerChannel {
 
     /// The next frame to write to the client.
     pub fn poll_transmit(&mut self) -> Option<Frame> {
-        self.transmit.pop_front()
+        let frame = self.transmit.pop_front();
+        if frame.is_none() {
+            release(&mut self.transmit);
+        }
+        frame
     }
 
     /// The next event for the gateway.
     pub fn poll_event(&mut self) -> Option<ServerEvent> {
-        self.events.pop_front()
+        let event = self.events.pop_front();
+        if event.is_none() {
+            release(&mut self.events);
+        }
+        event
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) must be called next
@@ -239,7 +251,7 @@ impl ServerChannel {
         self.streams
             .iter()
             .filter(|(_, s)| s.is_active())
-            .map(|(id, _)| *id)
+            .map(|(id, _)| id)
     }
 
     /// Counters.
@@ -296,13 +308,21 @@ impl ServerChannel {
     fn finish(&mut self, code: ErrorCode, message: String, initiator: CloseInitiator) {
         self.state = State::Closed;
         self.timers.stop_all();
-        let streams = std::mem::take(&mut self.streams).into_keys().collect();
+        let streams = self.streams.take_ids();
         self.events.push_back(ServerEvent::Closed {
             code,
             message,
             initiator,
             streams,
         });
+    }
+}
+
+/// Gives back the memory of a drained queue: a connection holds one of
+/// each for its whole life and is idle most of it.
+fn release<T>(queue: &mut VecDeque<T>) {
+    if queue.capacity() != 0 {
+        *queue = VecDeque::new();
     }
 }
 

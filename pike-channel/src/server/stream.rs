@@ -4,6 +4,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use proto::tunnel::ErrorCode;
 
+use crate::ids::StreamId;
+
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
 pub(super) enum StreamPhase {
     /// Login reported to the gateway, no answer yet.
@@ -68,5 +70,168 @@ impl ServerStream {
         while self.uplink_results.len() > memory {
             self.uplink_results.pop_first();
         }
+    }
+}
+
+/// Logins at most kept in a sorted `Vec` before [`StreamMap`] moves them to
+/// a `BTreeMap` (inserting into a sorted `Vec` moves its tail).
+const FEW_STREAMS: usize = 8;
+
+/// The logins of a connection by stream id, in id order.
+///
+/// Almost every connection has one login: a `BTreeMap` allocates an 11-slot
+/// leaf (over a kilobyte) for it, so the first few live in an exactly sized,
+/// sorted `Vec` and only a connection with many logins gets a map.
+#[derive(Debug)]
+pub(super) enum StreamMap {
+    Few(Vec<(StreamId, ServerStream)>),
+    Many(BTreeMap<StreamId, ServerStream>),
+}
+
+impl Default for StreamMap {
+    fn default() -> Self {
+        Self::Few(Vec::new())
+    }
+}
+
+impl StreamMap {
+    pub(super) fn is_empty(&self) -> bool {
+        match self {
+            Self::Few(v) => v.is_empty(),
+            Self::Many(m) => m.is_empty(),
+        }
+    }
+
+    pub(super) fn contains_key(&self, id: &StreamId) -> bool {
+        self.get(id).is_some()
+    }
+
+    pub(super) fn get(&self, id: &StreamId) -> Option<&ServerStream> {
+        match self {
+            Self::Few(v) => v
+                .binary_search_by_key(id, |(k, _)| *k)
+                .ok()
+                .map(|i| &v[i].1),
+            Self::Many(m) => m.get(id),
+        }
+    }
+
+    pub(super) fn get_mut(&mut self, id: &StreamId) -> Option<&mut ServerStream> {
+        match self {
+            Self::Few(v) => match v.binary_search_by_key(id, |(k, _)| *k) {
+                Ok(i) => Some(&mut v[i].1),
+                Err(_) => None,
+            },
+            Self::Many(m) => m.get_mut(id),
+        }
+    }
+
+    /// Inserts or replaces the login of `id`.
+    pub(super) fn insert(&mut self, id: StreamId, stream: ServerStream) {
+        match self {
+            Self::Few(v) => match v.binary_search_by_key(&id, |(k, _)| *k) {
+                Ok(i) => v[i].1 = stream,
+                Err(_) if v.len() >= FEW_STREAMS => {
+                    let mut map: BTreeMap<_, _> = std::mem::take(v).into_iter().collect();
+                    map.insert(id, stream);
+                    *self = Self::Many(map);
+                }
+                Err(i) => {
+                    v.reserve_exact(1);
+                    v.insert(i, (id, stream));
+                }
+            },
+            Self::Many(m) => {
+                m.insert(id, stream);
+            }
+        }
+    }
+
+    pub(super) fn remove(&mut self, id: &StreamId) -> Option<ServerStream> {
+        match self {
+            Self::Few(v) => {
+                let i = v.binary_search_by_key(id, |(k, _)| *k).ok()?;
+                let (_, stream) = v.remove(i);
+                if v.is_empty() {
+                    *v = Vec::new();
+                }
+                Some(stream)
+            }
+            Self::Many(m) => m.remove(id),
+        }
+    }
+
+    /// The logins in id order.
+    pub(super) fn iter(&self) -> StreamIter<'_> {
+        match self {
+            Self::Few(v) => StreamIter::Few(v.iter()),
+            Self::Many(m) => StreamIter::Many(m.iter()),
+        }
+    }
+
+    /// The stream ids in order, leaving the map empty (and unallocated).
+    pub(super) fn take_ids(&mut self) -> Vec<StreamId> {
+        match std::mem::take(self) {
+            Self::Few(v) => v.into_iter().map(|(k, _)| k).collect(),
+            Self::Many(m) => m.into_keys().collect(),
+        }
+    }
+}
+
+/// The logins of a [`StreamMap`] in id order.
+pub(super) enum StreamIter<'a> {
+    Few(std::slice::Iter<'a, (StreamId, ServerStream)>),
+    Many(std::collections::btree_map::Iter<'a, StreamId, ServerStream>),
+}
+
+impl<'a> Iterator for StreamIter<'a> {
+    type Item = (StreamId, &'a ServerStream);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            Self::Few(i) => i.next().map(|(k, s)| (*k, s)),
+            Self::Many(i) => i.next().map(|(k, s)| (*k, s)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_map_keeps_id_order_across_the_switch_to_a_map() {
+        let mut map = StreamMap::default();
+        let ids = [5u32, 1, 9, 3, 7, 2, 8, 4, 6, 10, 0];
+        for (n, id) in ids.iter().enumerate() {
+            map.insert(StreamId::new(*id), ServerStream::new());
+            assert!(matches!(map, StreamMap::Few(_)) == (n < FEW_STREAMS));
+            let keys: Vec<u32> = map.iter().map(|(k, _)| k.value()).collect();
+            let mut sorted = keys.clone();
+            sorted.sort_unstable();
+            assert_eq!(keys, sorted);
+            assert_eq!(keys.len(), n + 1);
+        }
+        assert!(map.contains_key(&StreamId::new(7)));
+        assert!(map.remove(&StreamId::new(7)).is_some());
+        assert!(map.get(&StreamId::new(7)).is_none());
+        assert!(map.get_mut(&StreamId::new(8)).is_some());
+        assert_eq!(map.take_ids().len(), ids.len() - 1);
+        assert!(map.is_empty());
+    }
+
+    #[test]
+    fn one_login_is_exactly_sized_and_freed_when_gone() {
+        let mut map = StreamMap::default();
+        map.insert(StreamId::new(1), ServerStream::new());
+        let StreamMap::Few(v) = &map else {
+            panic!("one login is few");
+        };
+        assert_eq!(v.capacity(), 1);
+        map.remove(&StreamId::new(1));
+        let StreamMap::Few(v) = &map else {
+            panic!("still few");
+        };
+        assert_eq!(v.capacity(), 0);
     }
 }

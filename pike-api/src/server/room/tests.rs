@@ -46,7 +46,7 @@ impl Member {
         let stream = StreamId::new(0);
         channel.accept_login(stream, "", 0, now).unwrap();
         while channel.poll_transmit().is_some() {}
-        let shared = Arc::new(ConnShared::default());
+        let shared = Arc::new(ConnShared::new(1));
         let rooms = ConnRooms::new(id, shared.clone(), compression, 1024);
         Self {
             channel,
