@@ -61,7 +61,7 @@ enum Command {
     /// Mint a client credential (signed token) for a business alias.
     Token(token::TokenArgs),
     /// Load generator: many devices from one process (idle connections,
-    /// unicast push latency).
+    /// unicast, group and room fan-out sweeps, uplink, reconnect storm).
     Bench(bench::BenchArgs),
     /// Live rooms: join or pull as a device, publish or show through the
     /// HTTP API.

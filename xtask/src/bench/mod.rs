@@ -79,6 +79,9 @@ Options:
   --out FILE          Where to write the JSON results
   --out-dir DIR       Where to write JSON, report.md and charts
                       (default: target/bench/quick or target/bench/full)
+  --report FILE       Measure nothing: render the sweep tables and charts
+                      again from a run's JSON (into --out-dir, default the
+                      file's directory)
   -h, --help          Print this help
 
 Needs Linux, taskset (util-linux), and root or the packages mosquitto and
@@ -102,6 +105,7 @@ pub(crate) struct Options {
     pub(crate) install: bool,
     pub(crate) out: Option<PathBuf>,
     pub(crate) out_dir: Option<PathBuf>,
+    pub(crate) report: Option<PathBuf>,
     pub(crate) workloads: Vec<&'static str>,
     pub(crate) help: bool,
 }
@@ -118,6 +122,7 @@ impl Options {
             install: true,
             out: None,
             out_dir: None,
+            report: None,
             workloads: plan::WORKLOADS.to_vec(),
             help: false,
         };
@@ -177,6 +182,7 @@ impl Options {
                 }
                 "--out" => options.out = Some(PathBuf::from(value(arg)?)),
                 "--out-dir" => options.out_dir = Some(PathBuf::from(value(arg)?)),
+                "--report" => options.report = Some(PathBuf::from(value(arg)?)),
                 "--workloads" => options.workloads = plan::parse_workloads(&value(arg)?)?,
                 other => return Err(format!("unknown option `{other}` for `bench`")),
             }
@@ -235,6 +241,15 @@ pub(crate) fn command(args: &[String]) -> ExitCode {
         print!("{USAGE}");
         return ExitCode::SUCCESS;
     }
+    if let Some(path) = &options.report {
+        return match rerender(path, options.out_dir.as_deref()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(message) => {
+                eprintln!("error: {message}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -264,7 +279,34 @@ pub(crate) fn command(args: &[String]) -> ExitCode {
 }
 
 /// `xtask bench-client ...`: the MQTT/NATS generator process.
+pub(crate) const CLIENT_USAGE: &str = "\
+Usage: xtask bench-client [WORKLOAD] --proto mqtt|nats [options]
+
+The peers' load generator of `cargo xtask bench` (pike's is `pike bench`):
+the same workloads, flags and JSON lines on stdout.
+
+Workloads:
+  idle (default)  N subscribed connections held idle: --connections N
+                  --first F --hold S --stdin-stop [--tls --ca PEM
+                  [--server-name NAME]]
+  fanout          --members N subscribe to `room`, one publisher;
+                  [--churn P] [--slow P] [--qos 0|1 --inflight N]
+  unicast         --devices N on d/<i> (d.<i>), --publishers 4;
+                  [--qos 0|1 --inflight N]
+  group           --devices N in groups of --group-size G (g/<k>)
+  uplink          --devices N publish to up/<i>; one sink subscribes up/#
+
+Common options:
+  --server ADDR --source-net 127.X.Y --sources K --concurrency C
+  --login-timeout S --connect-deadline S --size BYTES
+  --rates R1,R2,... --warmup S --step S --drain S --id-prefix P
+";
+
 pub(crate) fn client_command(args: &[String]) -> ExitCode {
+    if args.iter().any(|a| a == "-h" || a == "--help") {
+        print!("{CLIENT_USAGE}");
+        return ExitCode::SUCCESS;
+    }
     // `bench-client [idle|fanout|unicast|group|uplink] --proto P ...`: no
     // workload word is `idle` (S1's call).
     let (workload, rest) = match args.first().map(String::as_str) {
@@ -469,21 +511,7 @@ async fn run(options: &Options) -> Result<(), String> {
             .map(|c| c.label.clone())
             .filter(|l| steps.iter().any(|s| &s.label == l))
             .collect();
-        let text = format!(
-            "\n## {} {}: {} connections, rates {:?} (per second), {} s windows{}\n\n{}\n{}",
-            sweep.id,
-            sweep.title,
-            sweep.connections,
-            sweep.rates,
-            sweep.step,
-            if rounds > 1 {
-                format!(", median of {rounds} (min–max)")
-            } else {
-                String::new()
-            },
-            sweep_report::summary_table(&steps, &labels),
-            sweep_report::rates_table(&sweep, &steps, &labels),
-        );
+        let text = sweep_section(&sweep, &steps, &labels, rounds);
         eprint!("{text}");
         report.push_str(&text);
         let chart_path = out_dir.join(format!("{id}.svg"));
@@ -539,6 +567,92 @@ async fn run(options: &Options) -> Result<(), String> {
         md.display(),
         out_dir.display(),
         started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// The Markdown section of a sweep: heading, summary and per-rate tables.
+fn sweep_section(
+    sweep: &sweep::Sweep,
+    steps: &[sweep::Step],
+    labels: &[String],
+    rounds: usize,
+) -> String {
+    format!(
+        "\n## {} {}: {} connections, rates {:?} (per second), {} s windows{}\n\n{}\n{}",
+        sweep.id,
+        sweep.title,
+        sweep.connections,
+        sweep.rates,
+        sweep.step,
+        if rounds > 1 {
+            format!(", median of {rounds} (min–max)")
+        } else {
+            String::new()
+        },
+        sweep_report::summary_table(steps, labels),
+        sweep_report::rates_table(sweep, steps, labels),
+    )
+}
+
+/// `--report FILE`: the sweep tables and charts again from a run's JSON
+/// (after a change to the tables, without measuring again).
+fn rerender(path: &Path, out_dir: Option<&Path>) -> Result<(), String> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("read {}: {e}", path.display()))?;
+    let all: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let quick = all["mode"] == "quick";
+    let rounds = all["rounds"]
+        .as_u64()
+        .and_then(|r| usize::try_from(r).ok())
+        .unwrap_or(1);
+    let out_dir = out_dir
+        .map(Path::to_path_buf)
+        .or_else(|| path.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| PathBuf::from("."));
+    std::fs::create_dir_all(&out_dir).map_err(|e| format!("create {}: {e}", out_dir.display()))?;
+    let mut report = String::new();
+    for id in plan::SWEEPS {
+        let saved = &all["workloads"][id];
+        let Some(mut sweep) = plan::sweep(id, quick).filter(|_| !saved.is_null()) else {
+            continue;
+        };
+        let number = |key: &str, default: u64| saved[key].as_u64().unwrap_or(default);
+        sweep.connections = usize::try_from(number("connections", 0)).unwrap_or(0);
+        sweep.warmup = number("warmup", sweep.warmup);
+        sweep.step = number("step", sweep.step);
+        sweep.drain = number("drain", sweep.drain);
+        if let Some(rates) = saved["rates"].as_array() {
+            sweep.rates = rates.iter().filter_map(serde_json::Value::as_u64).collect();
+        }
+        if sweep.workload == "fanout" {
+            sweep.fanout = sweep.connections as u64;
+        }
+        let steps: Vec<sweep::Step> = saved["steps"]
+            .as_array()
+            .map(|list| {
+                list.iter()
+                    .filter_map(|v| sweep::Step::from_json(v, sweep.drain))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut labels: Vec<String> = Vec::new();
+        for step in &steps {
+            if !labels.contains(&step.label) {
+                labels.push(step.label.clone());
+            }
+        }
+        report.push_str(&sweep_section(&sweep, &steps, &labels, rounds));
+        chart::sweep_chart(&out_dir.join(format!("{id}.svg")), &sweep, &steps, &labels)?;
+    }
+    let md = out_dir.join("report-sweeps.md");
+    std::fs::write(&md, &report).map_err(|e| format!("write {}: {e}", md.display()))?;
+    print!("{report}");
+    println!(
+        "\ntables: {}, charts: {}/*.svg",
+        md.display(),
+        out_dir.display()
     );
     Ok(())
 }

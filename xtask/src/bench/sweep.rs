@@ -89,7 +89,32 @@ impl Step {
     }
 
     pub(crate) fn p99_ms(&self) -> f64 {
-        self.f("p99_ms")
+        self.latency("p99_ms")
+    }
+
+    /// A latency figure; not a number when nothing was delivered (the
+    /// generator's histogram is empty then, not zero).
+    pub(crate) fn latency(&self, key: &str) -> f64 {
+        if self.f("delivered") > 0.0 {
+            self.f(key)
+        } else {
+            f64::NAN
+        }
+    }
+
+    /// A step as [`Step::to_json`] wrote it (`drain_secs` is the
+    /// workload's).
+    pub(crate) fn from_json(value: &Value, drain_secs: u64) -> Option<Self> {
+        Some(Self {
+            label: value["label"].as_str()?.to_owned(),
+            round: usize::try_from(value["round"].as_u64()?).ok()?,
+            rate: value["rate"].as_u64()?,
+            line: value["generator"].clone(),
+            server_cpu_secs: value["server_cpu_secs"].as_f64().unwrap_or(f64::NAN),
+            server_rss_kib: value["server_rss_kib"].as_u64().unwrap_or(0),
+            server_hwm_kib: value["server_hwm_kib"].as_u64().unwrap_or(0),
+            drain_secs,
+        })
     }
 
     /// Whether the step counts as sustained: ≥ 99.9 % delivered and p99 ≤

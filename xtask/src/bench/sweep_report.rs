@@ -148,9 +148,9 @@ pub(crate) fn rates_table(sweep: &Sweep, steps: &[Step], labels: &[String]) -> S
     let metrics: [Metric; 8] = [
         ("delivered/s", |s| s.f("delivered_per_sec"), 0),
         ("delivered %", |s| s.delivered_pct(), 2),
-        ("p50 ms", |s| s.f("p50_ms"), 1),
+        ("p50 ms", |s| s.latency("p50_ms"), 1),
         ("p99 ms", |s| s.p99_ms(), 1),
-        ("p99.9 ms", |s| s.f("p999_ms"), 1),
+        ("p99.9 ms", |s| s.latency("p999_ms"), 1),
         (
             "server CPU-s per 1 M deliveries",
             |s| s.cpu_per_million(),
@@ -220,6 +220,19 @@ mod tests {
             table.lines().nth(2).unwrap().trim_end().ends_with("– |"),
             "{table}"
         );
+    }
+
+    #[test]
+    fn nothing_delivered_has_no_latency() {
+        let mut none = step("mosquitto", 1, 10, 0.0, 0.0, 0.0);
+        none.line["delivered"] = json!(0);
+        assert!(none.p99_ms().is_nan() && !none.sustained());
+        let back = Step::from_json(&none.to_json(), 2).unwrap();
+        assert_eq!(
+            (back.label.as_str(), back.round, back.rate, back.drain_secs),
+            ("mosquitto", 1, 10, 2)
+        );
+        assert_eq!(back.server_hwm_kib, 20_480);
     }
 
     #[test]
