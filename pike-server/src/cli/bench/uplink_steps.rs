@@ -116,45 +116,18 @@ impl StepLine {
 /// CPU time (user + system) this process has used so far, seconds; 0 where
 /// `/proc/self/stat` cannot be read.
 pub(crate) fn cpu_secs() -> f64 {
-    std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|stat| parse_cpu_ticks(&stat))
-        .map_or(0.0, |ticks| ticks as f64 / USER_HZ)
+    super::cpu::process_cpu_secs().unwrap_or(0.0)
 }
 
 /// CPU seconds rounded to the clock tick (differences of float sums
 /// otherwise print as 0.31999999999999995).
 pub(crate) fn cpu_since(start: f64) -> f64 {
-    ((cpu_secs() - start) * USER_HZ).round() / USER_HZ
-}
-
-/// Linux reports `/proc` times in USER_HZ, 100 on every architecture.
-const USER_HZ: f64 = 100.0;
-
-/// `utime + stime` (fields 14 and 15) of a `/proc/PID/stat` line; the
-/// command name (field 2) may hold spaces and parentheses, so fields are
-/// counted after its last `)`.
-fn parse_cpu_ticks(stat: &str) -> Option<u64> {
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let mut fields = rest.split_whitespace().skip(11);
-    let utime: u64 = fields.next()?.parse().ok()?;
-    let stime: u64 = fields.next()?.parse().ok()?;
-    Some(utime + stime)
+    ((cpu_secs() - start) * 100.0).round() / 100.0
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cpu_ticks_are_utime_plus_stime() {
-        // pid (comm) state ppid pgrp session tty tpgid flags minflt cminflt
-        // majflt cmajflt utime stime ...
-        let stat = "4242 (pike bench (x)) S 1 2 3 4 5 6 7 8 9 10 250 75 0 0 20 0";
-        assert_eq!(parse_cpu_ticks(stat), Some(325));
-        assert_eq!(parse_cpu_ticks("4242 (pike) S 1 2"), None);
-        assert_eq!(parse_cpu_ticks("garbage"), None);
-    }
 
     #[test]
     fn step_ratios() {
