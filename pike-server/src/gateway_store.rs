@@ -16,6 +16,25 @@ fn err(e: StoreError) -> ApiStoreError {
     ApiStoreError(e.to_string())
 }
 
+/// A store read as the library's.
+fn api_batch(batch: crate::store::ReadBatch) -> ApiReadBatch {
+    ApiReadBatch {
+        messages: batch
+            .messages
+            .into_iter()
+            .map(|m| ApiStoredMessage {
+                seq: m.seq,
+                message_id: m.message_id,
+                priority: m.priority,
+                expires_at_ms: m.expires_at_ms,
+                payload: m.payload,
+            })
+            .collect(),
+        first_seq: batch.first_seq,
+        last_seq: batch.last_seq,
+    }
+}
+
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -60,21 +79,7 @@ impl api::Store for RedbStore {
             let batch = Self::read(self, &key(&stream), after_seq, max, now_ms)
                 .await
                 .map_err(err)?;
-            Ok(ApiReadBatch {
-                messages: batch
-                    .messages
-                    .into_iter()
-                    .map(|m| ApiStoredMessage {
-                        seq: m.seq,
-                        message_id: m.message_id,
-                        priority: m.priority,
-                        expires_at_ms: m.expires_at_ms,
-                        payload: m.payload,
-                    })
-                    .collect(),
-                first_seq: batch.first_seq,
-                last_seq: batch.last_seq,
-            })
+            Ok(api_batch(batch))
         })
     }
 
@@ -141,6 +146,28 @@ impl api::Store for RedbStore {
                 }
             }
             Ok(out)
+        })
+    }
+
+    fn login(
+        &self,
+        key: ApiStreamKey,
+        device: String,
+        last_acked: u64,
+        max: usize,
+        now_ms: u64,
+    ) -> BoxFuture<'_, Result<api::LoginSnapshot, ApiStoreError>> {
+        Box::pin(async move {
+            let (position, start_after, batch) = Self::login(
+                self, &key.app, &key.biz, &key.alias, &device, last_acked, max, now_ms,
+            )
+            .await
+            .map_err(err)?;
+            Ok(api::LoginSnapshot {
+                position,
+                start_after,
+                batch: api_batch(batch),
+            })
         })
     }
 

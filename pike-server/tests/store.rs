@@ -88,6 +88,64 @@ async fn append_read_round_trip() {
     store.close().await.unwrap();
 }
 
+/// `login` answers what `position`, `touch_alias` and `read` would, in one
+/// trip: the alias recorded once, the read resuming after the larger of
+/// the client's last ack and the stored position.
+#[tokio::test]
+async fn login_reads_position_records_alias_and_reads_in_one_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&db_path(&dir));
+    // A first login of an unknown alias: no position, nothing to read, the
+    // alias is recorded.
+    let (position, start_after, batch) = store
+        .login("demo", "chat", "u1", "d1", 0, 10, NOW)
+        .await
+        .unwrap();
+    assert_eq!((position, start_after), (None, 0));
+    assert!(batch.messages.is_empty());
+    assert_eq!(
+        store.aliases("demo", "chat", None, 10).await.unwrap(),
+        strings(&["u1"])
+    );
+    let s = alias("u1");
+    let appends = (1..=5)
+        .map(|i| Append::new(s.clone(), format!("m{i}")))
+        .collect();
+    store.append(appends, NOW).await.unwrap();
+    store.set_position(&s, "d1", 2).await.unwrap();
+    // The stored position wins over an older client ack ...
+    let (position, start_after, batch) = store
+        .login("demo", "chat", "u1", "d1", 1, 10, NOW)
+        .await
+        .unwrap();
+    assert_eq!((position, start_after), (Some(2), 2));
+    assert_eq!(seqs(&batch), [3, 4, 5]);
+    // ... and a newer client ack wins over the stored position; `max` holds.
+    let (_, start_after, batch) = store
+        .login("demo", "chat", "u1", "d1", 3, 1, NOW)
+        .await
+        .unwrap();
+    assert_eq!(start_after, 3);
+    assert_eq!(seqs(&batch), [4]);
+    // Same answers as the three separate calls.
+    assert_eq!(store.position(&s, "d1").await.unwrap(), Some(2));
+    assert_eq!(seqs(&store.read(&s, 3, 1, NOW).await.unwrap()), [4]);
+    // Bad ids are refused, not panicked on.
+    assert!(
+        store
+            .login("demo", "chat", "", "d1", 0, 10, NOW)
+            .await
+            .is_err()
+    );
+    assert!(
+        store
+            .login("demo", "chat", "u1", "", 0, 10, NOW)
+            .await
+            .is_err()
+    );
+    store.close().await.unwrap();
+}
+
 #[tokio::test]
 async fn seqs_per_stream_independent_gap_free_and_ids_monotonic() {
     let dir = tempfile::tempdir().unwrap();

@@ -498,25 +498,18 @@ impl Conn {
                 let auth = hub.auth.clone();
                 auth.oneshot(request.clone()).await?;
                 let key = StreamKey::new(&request.app, &request.biz, &request.alias);
-                let stored = hub
+                let snapshot = hub
                     .store
-                    .position(key.clone(), request.device_id.clone())
-                    .await
-                    .map_err(internal)?;
-                let start_after = last_acked.max(stored.unwrap_or(0));
-                hub.store
-                    .touch_alias(
-                        request.app.clone(),
-                        request.biz.clone(),
-                        request.alias.clone(),
+                    .login(
+                        key,
+                        request.device_id.clone(),
+                        last_acked,
+                        hub.config.read_batch,
+                        unix_ms(),
                     )
                     .await
                     .map_err(internal)?;
-                let batch = hub
-                    .store
-                    .read(key, start_after, hub.config.read_batch, unix_ms())
-                    .await
-                    .map_err(internal)?;
+                let (start_after, batch) = (snapshot.start_after, snapshot.batch);
                 let route_id = hub
                     .uplink
                     .route(&request.app, &request.biz, &saved_route, None)

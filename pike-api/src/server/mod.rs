@@ -59,8 +59,8 @@ pub use room::{
     RoomReceipt, RoomStats,
 };
 pub use store::{
-    Append, Appended, BoxFuture, MemoryStore, ReadBatch, Store, StoreError, StoredMessage,
-    StreamKey, UplinkRecord,
+    Append, Appended, BoxFuture, LoginSnapshot, MemoryStore, ReadBatch, Store, StoreError,
+    StoredMessage, StreamKey, UplinkRecord,
 };
 pub use trace::{CLOSED_TRACES, TRACE_EVENTS, Trace, TraceEvent};
 pub use uplink::{NoUplink, UplinkError, UplinkHandler, UplinkRequest};

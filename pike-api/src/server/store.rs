@@ -75,6 +75,19 @@ pub struct StoredMessage {
     pub payload: Bytes,
 }
 
+/// What a login needs from the store ([`Store::login`]).
+#[derive(Clone, Debug, Default, Eq, PartialEq)]
+pub struct LoginSnapshot {
+    /// The device's stored position on the alias stream (`None`: it never
+    /// acked on it).
+    pub position: Option<u64>,
+    /// Where delivery resumes: the larger of the client's last acked
+    /// sequence and the stored position.
+    pub start_after: u64,
+    /// The first messages after `start_after`.
+    pub batch: ReadBatch,
+}
+
 /// The answer to a read.
 #[derive(Clone, Debug, Default, Eq, PartialEq)]
 pub struct ReadBatch {
@@ -146,6 +159,33 @@ pub trait Store: Send + Sync + 'static {
         tag: String,
         limit: usize,
     ) -> BoxFuture<'_, Result<Vec<String>, StoreError>>;
+
+    /// Everything a login needs, in one call: the device's position on
+    /// `key`, the alias remembered ([`touch_alias`](Self::touch_alias)) and
+    /// the first `max` messages after the larger of `last_acked` and that
+    /// position. The default makes the three calls in turn; a store may
+    /// answer them in one go (the redb store does, on one blocking thread).
+    fn login(
+        &self,
+        key: StreamKey,
+        device: String,
+        last_acked: u64,
+        max: usize,
+        now_ms: u64,
+    ) -> BoxFuture<'_, Result<LoginSnapshot, StoreError>> {
+        Box::pin(async move {
+            let position = self.position(key.clone(), device).await?;
+            let start_after = last_acked.max(position.unwrap_or(0));
+            self.touch_alias(key.app.clone(), key.biz.clone(), key.alias.clone())
+                .await?;
+            let batch = self.read(key, start_after, max, now_ms).await?;
+            Ok(LoginSnapshot {
+                position,
+                start_after,
+                batch,
+            })
+        })
+    }
 
     /// Remembers that `alias` exists in `biz` (it logged in).
     fn touch_alias(

@@ -343,6 +343,67 @@ impl RedbStore {
         .await
     }
 
+    /// What a login needs, with one trip to the blocking pool: the
+    /// position of `device` on `stream` (as [`position`](Self::position)),
+    /// the first `max` messages after the larger of `last_acked` and that
+    /// position (as [`read`](Self::read)), and the alias recorded (as
+    /// [`touch_alias`](Self::touch_alias); a known alias costs no commit).
+    /// Returns the position, where the read started and the batch.
+    #[allow(clippy::too_many_arguments, reason = "the parts of a login")]
+    pub async fn login(
+        &self,
+        app: &str,
+        biz: &str,
+        alias: &str,
+        device: &str,
+        last_acked: u64,
+        max: usize,
+        now_ms: u64,
+    ) -> Result<(Option<u64>, u64, ReadBatch), StoreError> {
+        let stream = StreamKey::alias(app, biz, alias);
+        codec::check_stream(&stream)?;
+        codec::check_id("alias", alias)?;
+        codec::check_id("device", device)?;
+        let key = codec::stream_key(&stream);
+        let alias_key = codec::scoped(&[app, biz], alias);
+        let device = device.to_owned();
+        let max = max.min(MAX_READ);
+        let (position, start_after, batch, known) = blocking(&self.db, move |db| {
+            let position = {
+                let txn = db.begin_read()?;
+                let ids = txn.open_table(STREAM_IDS)?;
+                match ids.get(key.as_slice())?.map(|g| g.value()) {
+                    None => None,
+                    Some(id) => {
+                        let positions = txn.open_table(POSITIONS)?;
+                        positions.get((id, device.as_str()))?.map(|g| g.value())
+                    }
+                }
+            };
+            let known = {
+                let txn = db.begin_read()?;
+                let t = txn.open_table(ALIASES)?;
+                t.get(alias_key.as_slice())?.is_some()
+            };
+            let start_after = last_acked.max(position.unwrap_or(0));
+            let batch = read_stream(db, &key, start_after, max, now_ms)?;
+            Ok((position, start_after, batch, known))
+        })
+        .await?;
+        if !known {
+            let op = Op::TouchAlias {
+                app: app.to_owned(),
+                biz: biz.to_owned(),
+                alias: alias.to_owned(),
+            };
+            match self.request(op).await? {
+                Value::Unit => {}
+                other => return Err(unexpected(&other)),
+            }
+        }
+        Ok((position, start_after, batch))
+    }
+
     /// Makes everything committed so far durable (one fsynced commit), for
     /// example the lazily committed positions before a planned restart.
     pub async fn flush(&self) -> Result<(), StoreError> {
