@@ -31,9 +31,7 @@ use super::http_pool::{Answer, HttpPool, RequestTemplate};
 use super::report::{ConnectedLine, Progress, Table, json_line};
 use super::schedule::Schedule;
 use super::stamp::{MAX_STEP, SweepStamp};
-use super::sweep::{
-    self, Message, StepLine, SweepPlan, Tally, Window, Workload, json_string, percent,
-};
+use super::sweep::{self, Message, StepLine, SweepPlan, Tally, Window, Workload, json_string};
 use crate::cli::Failure;
 
 /// Longest wait for one batch request (as for one push).
@@ -470,30 +468,8 @@ async fn run_batched_step(
     while let Some(done) = inflight.join_next_with_id().await {
         count(&mut tally, &mut sizes, done);
     }
-    let cpu_at_end = process_cpu_secs();
     tally.max_send_lag_ms = max_lag.as_secs_f64() * 1000.0;
-    let deliveries = board.deliveries();
-    let (expected, extras) = workload.step_done(&window, &tally).await;
-    let seconds = plan.step.as_secs_f64();
-    StepLine {
-        rate,
-        seconds,
-        expected,
-        delivered: deliveries.delivered,
-        delivered_pct: percent(deliveries.delivered, expected),
-        delivered_per_sec: deliveries.delivered as f64 / seconds,
-        offered_per_sec: expected as f64 / seconds,
-        p50_ms: deliveries.p50_ms,
-        p99_ms: deliveries.p99_ms,
-        p999_ms: deliveries.p999_ms,
-        max_ms: deliveries.max_ms,
-        gen_cpu_secs: match (cpu_at_start, cpu_at_end) {
-            (Some(a), Some(b)) => b - a,
-            _ => f64::NAN,
-        },
-        tally,
-        extras,
-    }
+    sweep::step_line(plan, rate, board, workload, &window, tally, cpu_at_start).await
 }
 
 /// Counts one finished batch request: each window message by its item's

@@ -356,10 +356,25 @@ async fn run_step<W: Workload>(
     while let Some(done) = inflight.join_next().await {
         count(&mut tally, done);
     }
-    let cpu_at_end = process_cpu_secs();
     tally.max_send_lag_ms = max_lag.as_secs_f64() * 1000.0;
+    step_line(plan, rate, board, workload, &window, tally, cpu_at_start).await
+}
+
+/// The `step` line of a finished step: deliveries from the board, what was
+/// expected (and the extras) from the workload, the generator's CPU since
+/// `cpu_at_start`.
+pub(crate) async fn step_line<W: Workload>(
+    plan: &SweepPlan,
+    rate: u64,
+    board: &Board,
+    workload: &W,
+    window: &Window,
+    tally: Tally,
+    cpu_at_start: Option<f64>,
+) -> StepLine {
+    let cpu_at_end = process_cpu_secs();
     let deliveries = board.deliveries();
-    let (expected, extras) = workload.step_done(&window, &tally).await;
+    let (expected, extras) = workload.step_done(window, &tally).await;
     let seconds = plan.step.as_secs_f64();
     StepLine {
         rate,
