@@ -106,6 +106,48 @@ impl Failure {
 }
 
 /// The token secret: the flag or environment, else the dev app's.
+/// Sends a request to the HTTP API at `api` (a POST with `body`, else a
+/// GET) with the app's `key` and prints the JSON answer; a refusal is a
+/// failure carrying the API's error message (`what` names the request).
+pub(crate) async fn api_request(
+    api: &str,
+    key: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+    what: &str,
+) -> Result<(), Failure> {
+    let url = format!("{}{path}", api.trim_end_matches('/'));
+    let client = reqwest::Client::new();
+    let request = match body {
+        Some(body) => client
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(body.to_string()),
+        None => client.get(&url),
+    };
+    let response = request
+        .bearer_auth(key)
+        .send()
+        .await
+        .map_err(|e| Failure::failed(format!("cannot reach the HTTP API at {url}: {e}")))?;
+    let status = response.status();
+    let text = response
+        .text()
+        .await
+        .map_err(|e| Failure::failed(format!("reading the answer: {e}")))?;
+    if !status.is_success() {
+        let message = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
+            .unwrap_or(text);
+        return Err(Failure::failed(format!(
+            "{what} refused ({status}): {message}"
+        )));
+    }
+    println!("{text}");
+    Ok(())
+}
+
 pub(crate) fn token_secret(common: &Common, explicit: Option<&str>) -> Result<String, Failure> {
     if let Some(secret) = explicit {
         return Ok(secret.to_owned());

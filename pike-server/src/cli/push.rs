@@ -85,29 +85,12 @@ pub(crate) async fn run(common: &Common, args: PushArgs) -> Result<(), Failure> 
     if args.priority > 0 {
         body.insert("priority".into(), args.priority.into());
     }
-    let url = format!("{}/v1/push", args.api.trim_end_matches('/'));
-    let response = reqwest::Client::new()
-        .post(&url)
-        .bearer_auth(api_key)
-        .header("content-type", "application/json")
-        .body(serde_json::Value::Object(body).to_string())
-        .send()
-        .await
-        .map_err(|e| Failure::failed(format!("cannot reach the HTTP API at {url}: {e}")))?;
-    let status = response.status();
-    let text = response
-        .text()
-        .await
-        .map_err(|e| Failure::failed(format!("reading the answer: {e}")))?;
-    if !status.is_success() {
-        let message = serde_json::from_str::<serde_json::Value>(&text)
-            .ok()
-            .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
-            .unwrap_or(text);
-        return Err(Failure::failed(format!(
-            "push refused ({status}): {message}"
-        )));
-    }
-    println!("{text}");
-    Ok(())
+    super::api_request(
+        &args.api,
+        &api_key,
+        "/v1/push",
+        Some(serde_json::Value::Object(body)),
+        "push",
+    )
+    .await
 }

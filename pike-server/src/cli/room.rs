@@ -250,36 +250,7 @@ async fn call(
     what: &str,
 ) -> Result<(), Failure> {
     let key = api_key(common, api)?;
-    let url = format!("{}{path}", api.api.trim_end_matches('/'));
-    let client = reqwest::Client::new();
-    let request = match body {
-        Some(body) => client
-            .post(&url)
-            .header("content-type", "application/json")
-            .body(body.to_string()),
-        None => client.get(&url),
-    };
-    let response = request
-        .bearer_auth(key)
-        .send()
-        .await
-        .map_err(|e| Failure::failed(format!("cannot reach the HTTP API at {url}: {e}")))?;
-    let status = response.status();
-    let text = response
-        .text()
-        .await
-        .map_err(|e| Failure::failed(format!("reading the answer: {e}")))?;
-    if !status.is_success() {
-        let message = serde_json::from_str::<serde_json::Value>(&text)
-            .ok()
-            .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
-            .unwrap_or(text);
-        return Err(Failure::failed(format!(
-            "{what} refused ({status}): {message}"
-        )));
-    }
-    println!("{text}");
-    Ok(())
+    super::api_request(&api.api, &key, path, body, what).await
 }
 
 /// A room name as one URL path segment.

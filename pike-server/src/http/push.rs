@@ -134,29 +134,31 @@ fn response(receipt: &PushReceipt) -> PushResponse {
     }
 }
 
+/// The payload of a push or publish body: `payload` (text) or
+/// `payload_base64`, exactly one.
+pub(crate) fn payload(text: Option<String>, base64: Option<String>) -> Result<Bytes, ApiError> {
+    match (text, base64) {
+        (Some(text), None) => Ok(Bytes::from(text)),
+        (None, Some(encoded)) => STANDARD
+            .decode(encoded.as_bytes())
+            .map(Bytes::from)
+            .map_err(|e| ApiError::invalid(format!("`payload_base64` is not base64: {e}"))),
+        (None, None) => Err(ApiError::invalid(
+            "a payload is required: `payload` (text) or `payload_base64`",
+        )),
+        (Some(_), Some(_)) => Err(ApiError::invalid(
+            "give either `payload` or `payload_base64`, not both",
+        )),
+    }
+}
+
 /// Validates a push body into the library's request.
 fn to_request(app: String, body: PushBody) -> Result<PushRequest, ApiError> {
     if body.biz.is_empty() {
         return Err(ApiError::invalid("`biz` must not be empty"));
     }
     let target = target(&body)?;
-    let payload = match (body.payload, body.payload_base64) {
-        (Some(text), None) => Bytes::from(text),
-        (None, Some(encoded)) => STANDARD
-            .decode(encoded.as_bytes())
-            .map(Bytes::from)
-            .map_err(|e| ApiError::invalid(format!("`payload_base64` is not base64: {e}")))?,
-        (None, None) => {
-            return Err(ApiError::invalid(
-                "a payload is required: `payload` (text) or `payload_base64`",
-            ));
-        }
-        (Some(_), Some(_)) => {
-            return Err(ApiError::invalid(
-                "give either `payload` or `payload_base64`, not both",
-            ));
-        }
-    };
+    let payload = payload(body.payload, body.payload_base64)?;
     let delivery = match (body.reliable.unwrap_or(true), body.ttl_secs) {
         (true, Some(0)) => return Err(ApiError::invalid("`ttl_secs` must be at least 1")),
         (true, ttl) => Delivery::Reliable {

@@ -2,9 +2,6 @@
 
 use axum::Json;
 use axum::extract::State;
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
-use bytes::Bytes;
 use pike_api::server::{RoomClass, RoomPublish, RoomReceipt};
 
 use super::error::ApiError;
@@ -67,23 +64,7 @@ pub(crate) async fn get(
 
 /// Validates a publish body into the library's request.
 fn to_request(app: String, room: String, body: RoomPublishBody) -> Result<RoomPublish, ApiError> {
-    let payload = match (body.payload, body.payload_base64) {
-        (Some(text), None) => Bytes::from(text),
-        (None, Some(encoded)) => STANDARD
-            .decode(encoded.as_bytes())
-            .map(Bytes::from)
-            .map_err(|e| ApiError::invalid(format!("`payload_base64` is not base64: {e}")))?,
-        (None, None) => {
-            return Err(ApiError::invalid(
-                "a payload is required: `payload` (text) or `payload_base64`",
-            ));
-        }
-        (Some(_), Some(_)) => {
-            return Err(ApiError::invalid(
-                "give either `payload` or `payload_base64`, not both",
-            ));
-        }
-    };
+    let payload = super::push::payload(body.payload, body.payload_base64)?;
     let class = match body.class.as_deref() {
         None | Some("droppable") => RoomClass::Droppable,
         Some("reliable") => RoomClass::Reliable,

@@ -47,11 +47,7 @@ pub(crate) fn command_for(kind: Kind, bins: &Binaries, server: &Server, workload
             }
         }
         Kind::Mosquitto | Kind::Nats => {
-            let proto = if kind == Kind::Mosquitto {
-                "mqtt"
-            } else {
-                "nats"
-            };
+            let proto = kind.client_proto().unwrap_or("mqtt");
             command
                 .arg(&bins.xtask)
                 .args(["bench-client", workload, "--proto", proto]);

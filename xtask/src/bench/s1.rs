@@ -360,11 +360,7 @@ impl Generator {
                     .arg(hold.to_string());
             }
             Kind::Mosquitto | Kind::Nats => {
-                let proto = if kind == Kind::Mosquitto {
-                    "mqtt"
-                } else {
-                    "nats"
-                };
+                let proto = kind.client_proto().unwrap_or("mqtt");
                 command
                     .arg(&bins.xtask)
                     .args(["bench-client", "--proto", proto, "--stdin-stop"]);

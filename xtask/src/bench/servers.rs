@@ -50,6 +50,16 @@ impl Kind {
     pub(crate) fn parse(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|k| k.name() == name)
     }
+
+    /// The `--proto` of `xtask bench-client` for a peer (`None` for pike,
+    /// driven by `pike bench`).
+    pub(crate) fn client_proto(self) -> Option<&'static str> {
+        match self {
+            Self::Pike => None,
+            Self::Mosquitto => Some("mqtt"),
+            Self::Nats => Some("nats"),
+        }
+    }
 }
 
 /// Where the binaries are.

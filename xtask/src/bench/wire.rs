@@ -87,29 +87,41 @@ pub(crate) struct MqttPacket {
 #[derive(Clone, Debug, Eq, PartialEq)]
 pub(crate) struct MalformedMqtt;
 
-/// Takes one whole packet from the front of `buf`; `Ok(None)` when more
-/// bytes are needed.
-pub(crate) fn mqtt_take(buf: &mut Vec<u8>) -> Result<Option<MqttPacket>, MalformedMqtt> {
-    let Some(&first) = buf.first() else {
-        return Ok(None);
-    };
+/// The remaining length (1 to 4 bytes) of the packet whose length field
+/// starts at `data[at]`: the body's length and where the body starts;
+/// `Ok(None)` when the field is cut short.
+pub(crate) fn mqtt_remaining_length(
+    data: &[u8],
+    at: usize,
+) -> Result<Option<(usize, usize)>, MalformedMqtt> {
     let mut len = 0usize;
     let mut shift = 0;
-    let mut i = 1;
+    let mut i = at;
     loop {
-        let Some(&byte) = buf.get(i) else {
+        let Some(&byte) = data.get(i) else {
             return Ok(None);
         };
         len |= usize::from(byte & 0x7f) << shift;
         i += 1;
         if byte & 0x80 == 0 {
-            break;
+            return Ok(Some((len, i)));
         }
         shift += 7;
         if shift > 21 {
             return Err(MalformedMqtt);
         }
     }
+}
+
+/// Takes one whole packet from the front of `buf`; `Ok(None)` when more
+/// bytes are needed.
+pub(crate) fn mqtt_take(buf: &mut Vec<u8>) -> Result<Option<MqttPacket>, MalformedMqtt> {
+    let Some(&first) = buf.first() else {
+        return Ok(None);
+    };
+    let Some((len, i)) = mqtt_remaining_length(buf, 1)? else {
+        return Ok(None);
+    };
     if buf.len() < i + len {
         return Ok(None);
     }

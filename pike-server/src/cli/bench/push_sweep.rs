@@ -29,17 +29,16 @@ use super::cpu::process_cpu_secs;
 use super::fleet::{self, ConnectReport, FleetPlan, Sink, group_tag};
 use super::http_pool::{Answer, HttpPool, RequestTemplate};
 use super::report::{ConnectedLine, Progress, Table, json_line};
-use super::schedule::Schedule;
 use super::stamp::{MAX_STEP, SweepStamp};
-use super::sweep::{self, Message, StepLine, SweepPlan, Tally, Window, Workload, json_string};
+use super::sweep::{
+    self, Message, StepLine, StepSchedule, SweepPlan, Tally, Window, Workload, json_string,
+};
 use crate::cli::Failure;
 
 /// Longest wait for one batch request (as for one push).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long after the drain a step waits for unanswered batches.
 const ANSWER_GRACE: Duration = Duration::from_secs(5);
-/// Delay from a step's set-up to its first message.
-const LEAD_IN: Duration = Duration::from_millis(20);
 
 /// Where the pushes go.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
@@ -313,23 +312,8 @@ async fn run_batched(
     for (index, &rate) in plan.rates.iter().enumerate() {
         let step = u32::try_from(index + 1).unwrap_or(MAX_STEP);
         let line = run_batched_step(plan, step, rate, board, pool, batches, progress, json).await;
-        progress.done(&format!(
-            "rate {rate} (batches of up to {}): sent {} (unsent {}, errors {}), delivered {}/{} ({:.2} %), {:.0}/s, p50 {:.2} ms, p99 {:.2} ms, generator CPU {:.2} s",
-            batches.size,
-            line.tally.sent,
-            line.tally.unsent,
-            line.tally.send_errors,
-            line.delivered,
-            line.expected,
-            line.delivered_pct,
-            line.delivered_per_sec,
-            line.p50_ms,
-            line.p99_ms,
-            line.gen_cpu_secs
-        ));
-        if json {
-            json_line("step", &line);
-        }
+        let what = format!("rate {rate} (batches of up to {})", batches.size);
+        sweep::report_step(&line, &what, progress, json);
         lines.push(line);
     }
     lines
@@ -350,23 +334,13 @@ async fn run_batched_step(
 ) -> StepLine {
     let workload = batches.workload;
     let size = batches.size.max(1) as u64;
-    let warmup = Schedule::new(rate, plan.warmup);
-    let whole = Schedule::new(rate, plan.warmup + plan.step);
-    // Messages [0, first) are the warm-up, [first, total) the window.
-    let first = if plan.warmup.is_zero() {
-        0
-    } else {
-        warmup.total()
-    };
-    let total = whole.total();
-    let t0 = Instant::now() + LEAD_IN;
-    let window = Window {
-        step,
-        start: t0 + plan.warmup,
-        end: t0 + whole.span(),
-        drain_end: t0 + whole.span() + plan.drain,
-    };
-    board.begin(step, window.start, window.end);
+    let StepSchedule {
+        whole,
+        first,
+        total,
+        t0,
+        window,
+    } = StepSchedule::begin(plan, step, rate, board);
 
     let mut tally = Tally::default();
     let mut inflight: JoinSet<BatchOutcome> = JoinSet::new();

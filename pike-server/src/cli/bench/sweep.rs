@@ -228,25 +228,71 @@ pub(crate) async fn run<W: Workload>(
     for (index, &rate) in plan.rates.iter().enumerate() {
         let step = u32::try_from(index + 1).unwrap_or(MAX_STEP);
         let line = run_step(plan, step, rate, board, pool, workload, progress, json).await;
-        progress.done(&format!(
-            "rate {rate}: sent {} (unsent {}, errors {}), delivered {}/{} ({:.2} %), {:.0}/s, p50 {:.2} ms, p99 {:.2} ms, generator CPU {:.2} s",
-            line.tally.sent,
-            line.tally.unsent,
-            line.tally.send_errors,
-            line.delivered,
-            line.expected,
-            line.delivered_pct,
-            line.delivered_per_sec,
-            line.p50_ms,
-            line.p99_ms,
-            line.gen_cpu_secs
-        ));
-        if json {
-            json_line("step", &line);
-        }
+        report_step(&line, &format!("rate {rate}"), progress, json);
         lines.push(line);
     }
     lines
+}
+
+/// Shows a finished step on the progress line and, with `json`, prints its
+/// `step` line (`what` names the step).
+pub(crate) fn report_step(line: &StepLine, what: &str, progress: &Progress, json: bool) {
+    progress.done(&format!(
+        "{what}: sent {} (unsent {}, errors {}), delivered {}/{} ({:.2} %), {:.0}/s, p50 {:.2} ms, p99 {:.2} ms, generator CPU {:.2} s",
+        line.tally.sent,
+        line.tally.unsent,
+        line.tally.send_errors,
+        line.delivered,
+        line.expected,
+        line.delivered_pct,
+        line.delivered_per_sec,
+        line.p50_ms,
+        line.p99_ms,
+        line.gen_cpu_secs
+    ));
+    if json {
+        json_line("step", line);
+    }
+}
+
+/// The schedule of one step: message `k` is due at `t0 + whole.offset(k)`;
+/// messages `[0, first)` are the warm-up, `[first, total)` the window.
+pub(crate) struct StepSchedule {
+    pub(crate) whole: Schedule,
+    pub(crate) first: u64,
+    pub(crate) total: u64,
+    pub(crate) t0: Instant,
+    pub(crate) window: Window,
+}
+
+impl StepSchedule {
+    /// The schedule of step `step` at `rate`, starting now (after the
+    /// lead-in); the board counts deliveries for its window from here on.
+    pub(crate) fn begin(plan: &SweepPlan, step: u32, rate: u64, board: &Board) -> Self {
+        let warmup = Schedule::new(rate, plan.warmup);
+        let whole = Schedule::new(rate, plan.warmup + plan.step);
+        let first = if plan.warmup.is_zero() {
+            0
+        } else {
+            warmup.total()
+        };
+        let total = whole.total();
+        let t0 = Instant::now() + LEAD_IN;
+        let window = Window {
+            step,
+            start: t0 + plan.warmup,
+            end: t0 + whole.span(),
+            drain_end: t0 + whole.span() + plan.drain,
+        };
+        board.begin(step, window.start, window.end);
+        Self {
+            whole,
+            first,
+            total,
+            t0,
+            window,
+        }
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -260,23 +306,13 @@ async fn run_step<W: Workload>(
     progress: &Progress,
     json: bool,
 ) -> StepLine {
-    let warmup = Schedule::new(rate, plan.warmup);
-    let whole = Schedule::new(rate, plan.warmup + plan.step);
-    // Messages [0, first) are the warm-up, [first, total) the window.
-    let first = if plan.warmup.is_zero() {
-        0
-    } else {
-        warmup.total()
-    };
-    let total = whole.total();
-    let t0 = Instant::now() + LEAD_IN;
-    let window = Window {
-        step,
-        start: t0 + plan.warmup,
-        end: t0 + whole.span(),
-        drain_end: t0 + whole.span() + plan.drain,
-    };
-    board.begin(step, window.start, window.end);
+    let StepSchedule {
+        whole,
+        first,
+        total,
+        t0,
+        window,
+    } = StepSchedule::begin(plan, step, rate, board);
 
     let mut tally = Tally::default();
     let mut inflight: JoinSet<Outcome> = JoinSet::new();

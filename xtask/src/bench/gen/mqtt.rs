@@ -76,24 +76,10 @@ pub(crate) fn scan_packets(
     let mut pos = 0;
     while pos + 2 <= data.len() {
         let first = data[pos];
-        // Remaining length: 1 to 4 bytes.
-        let mut len = 0usize;
-        let mut shift = 0;
-        let mut i = pos + 1;
-        loop {
-            let Some(&byte) = data.get(i) else {
-                return Ok(pos);
-            };
-            len |= usize::from(byte & 0x7f) << shift;
-            i += 1;
-            if byte & 0x80 == 0 {
-                break;
-            }
-            shift += 7;
-            if shift > 21 {
-                return Err(Malformed);
-            }
-        }
+        let Some((len, i)) = wire::mqtt_remaining_length(data, pos + 1).map_err(|_| Malformed)?
+        else {
+            return Ok(pos);
+        };
         let end = i + len;
         if end > data.len() {
             return Ok(pos);

@@ -469,23 +469,11 @@ impl Engine {
         carry: &mut Vec<u8>,
     ) -> Result<bool, String> {
         let mut scratch = self.scratch.borrow_mut();
-        let have = carry.len();
-        let want = have + READ_CHUNK;
-        if scratch.len() < want {
-            scratch.resize(want, 0);
-        }
-        scratch[..have].copy_from_slice(carry);
-        let n = match stream.try_read(&mut scratch[have..want]) {
-            Ok(0) => return Err("connection closed by the server".into()),
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(false),
-            Err(e) => return Err(format!("read: {e}")),
+        let Some(len) = read_after_carry(&mut scratch, carry, stream)? else {
+            return Ok(false);
         };
-        if n < READ_CHUNK {
-            drained(stream);
-        }
         let mut acks = self.acks.borrow_mut();
-        let pings = self.absorb(member, &scratch[..have + n], carry, &mut acks)?;
+        let pings = self.absorb(member, &scratch[..len], carry, &mut acks)?;
         drop(scratch);
         if !acks.is_empty() {
             // This read's PUBACKs in one write.
@@ -510,22 +498,10 @@ impl Engine {
         carry: &mut Vec<u8>,
     ) -> Result<u32, String> {
         let mut scratch = self.scratch.borrow_mut();
-        let have = carry.len();
-        let want = have + READ_CHUNK;
-        if scratch.len() < want {
-            scratch.resize(want, 0);
-        }
-        scratch[..have].copy_from_slice(carry);
-        let n = match stream.try_read(&mut scratch[have..want]) {
-            Ok(0) => return Err("connection closed by the server".into()),
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(0),
-            Err(e) => return Err(format!("read: {e}")),
+        let Some(len) = read_after_carry(&mut scratch, carry, stream)? else {
+            return Ok(0);
         };
-        if n < READ_CHUNK {
-            drained(stream);
-        }
-        let data = &scratch[..have + n];
+        let data = &scratch[..len];
         let (consumed, pings) = match self.options.proto {
             Proto::Mqtt if self.qos1 => (
                 mqtt::scan_packets(data, |_| {}, |id| self.on_puback(sender, id))
@@ -574,6 +550,32 @@ impl Engine {
         }
         self.ack_wake.notify_one();
     }
+}
+
+/// One non-blocking read of `stream` into `scratch` after the unconsumed
+/// bytes `carry` of the previous read: the length of `carry` plus what was
+/// read, `None` when the socket had nothing.
+fn read_after_carry(
+    scratch: &mut Vec<u8>,
+    carry: &[u8],
+    stream: &TcpStream,
+) -> Result<Option<usize>, String> {
+    let have = carry.len();
+    let want = have + READ_CHUNK;
+    if scratch.len() < want {
+        scratch.resize(want, 0);
+    }
+    scratch[..have].copy_from_slice(carry);
+    let n = match stream.try_read(&mut scratch[have..want]) {
+        Ok(0) => return Err("connection closed by the server".into()),
+        Ok(n) => n,
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(None),
+        Err(e) => return Err(format!("read: {e}")),
+    };
+    if n < READ_CHUNK {
+        drained(stream);
+    }
+    Ok(Some(have + n))
 }
 
 /// After a short read the socket is empty: clears its read readiness
