@@ -10,7 +10,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use pike_server::cli::{Invocation, try_commands};
 use pike_server::config::Config;
+use pike_server::data_dir::DEV_APP_FILE;
 use pike_server::{Started, run};
 
 /// The Pike gateway.
@@ -78,7 +80,9 @@ fn main() -> ExitCode {
     }
 }
 
-/// Tells the operator where everything is.
+/// Tells the operator where everything is, and (serving the dev app) the
+/// API key as an `export` line and `pike` commands that work as written
+/// from this directory.
 fn banner(started: &Started) {
     println!("pike-server {} ready", env!("CARGO_PKG_VERSION"));
     for (name, addr) in &started.listening {
@@ -90,15 +94,15 @@ fn banner(started: &Started) {
     }
     if let Some(dev) = &started.dev_app {
         println!(
-            "dev app {:?} (kept in {}/dev-app.json):",
+            "dev app {:?} (kept in {}):",
             dev.app,
-            started.data_dir.display()
+            started.data_dir.join(DEV_APP_FILE).display()
         );
         println!("  api key       {}", dev.api_key);
         println!("  token secret  {}", dev.token_secret);
-        println!("try, from this directory:");
-        println!("  pike listen --alias chat:u42");
-        println!("  pike push --alias chat:u42 hello");
+        for line in try_commands(started, &Invocation::detect()) {
+            println!("{line}");
+        }
     }
 }
 

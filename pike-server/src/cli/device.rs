@@ -13,7 +13,7 @@ use tntunnel::ClientSecurity;
 use tntunnel::tls::TlsClientConfig;
 use tunnelkit::{Dialer, DialerConfig, QuicConfig, QuicTransport, TcpConfig, TcpTransport};
 
-use super::{Common, Failure, split_scoped, token_secret};
+use super::{Common, Failure, split_scoped, timeout_secs, token_secret};
 use crate::data_dir::DataDir;
 use crate::token::{Claims, mint};
 
@@ -26,6 +26,17 @@ pub(crate) enum Transport {
     Tls,
     /// QUIC (default port 9302).
     Quic,
+}
+
+impl Transport {
+    /// The name `--transport` takes.
+    fn name(self) -> &'static str {
+        match self {
+            Self::Tcp => "tcp",
+            Self::Tls => "tls",
+            Self::Quic => "quic",
+        }
+    }
 }
 
 /// Options of a device connection.
@@ -58,6 +69,10 @@ pub(crate) struct DeviceArgs {
     /// TLS server name.
     #[arg(long, default_value = "localhost")]
     server_name: String,
+    /// Seconds to wait for the gateway: to connect and log in, then for
+    /// each answer (binding tags, joining a room); 1 to 86400.
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = timeout_secs)]
+    connect_timeout: Duration,
 }
 
 /// A started, running client.
@@ -65,6 +80,8 @@ pub(crate) struct Device {
     pub(crate) client: PikeClient,
     pub(crate) biz: String,
     pub(crate) alias: String,
+    /// How long to wait for each answer of the gateway (`--connect-timeout`).
+    pub(crate) timeout: Duration,
     /// Keeps the channel alive.
     _proxy: ChannelProxy,
 }
@@ -74,12 +91,8 @@ impl DeviceArgs {
     pub(crate) async fn connect(&self, common: &Common) -> Result<Device, Failure> {
         let (biz, alias) = split_scoped(&self.alias, "--alias").map_err(Failure::usage)?;
         let data = DataDir::existing(&common.data_dir);
-        let device_id = match &self.device {
-            Some(id) => id.clone(),
-            None => data
-                .cli_device_id()
-                .map_err(|e| Failure::failed(e.to_string()))?,
-        };
+        // The credential first: run in the wrong directory, the CLI says so
+        // before it writes a device id anywhere.
         let credential = match &self.token {
             Some(token) => token.clone(),
             None => {
@@ -92,6 +105,12 @@ impl DeviceArgs {
                     secret.as_bytes(),
                 )
             }
+        };
+        let device_id = match &self.device {
+            Some(id) => id.clone(),
+            None => data
+                .cli_device_id()
+                .map_err(|e| Failure::failed(e.to_string()))?,
         };
         let servers = if self.server.is_empty() {
             let port = match self.transport {
@@ -110,19 +129,33 @@ impl DeviceArgs {
             sdk_version: env!("CARGO_PKG_VERSION").into(),
             ..ClientHello::default()
         };
+        let targets = servers
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
         let connector = self.connector(&data, servers, hello).await?;
         let proxy = ChannelProxy::new(connector);
         let client = proxy
             .client(ClientOptions::new(&biz, &alias, credential))
             .map_err(|e| Failure::failed(e.to_string()))?;
         client.start();
-        let started = tokio::time::timeout(Duration::from_secs(30), async {
+        let mut problem = None;
+        let started = tokio::time::timeout(self.connect_timeout, async {
             loop {
                 match client.next_event().await {
                     Some(ClientEvent::Running { route_id }) => return Ok(route_id),
                     Some(ClientEvent::OnStop { reason }) => return Err(reason),
+                    Some(ClientEvent::Disconnected { reason }) => {
+                        problem = Some(format!("{reason:?}"));
+                    }
                     Some(ClientEvent::Reconnecting { attempt, delay }) => {
-                        eprintln!("pike: cannot reach the gateway yet (attempt {attempt}), retrying in {delay:?}");
+                        eprintln!(
+                            "pike: cannot reach the gateway at {targets} yet (attempt {attempt}{}), retrying in {delay:?}",
+                            problem
+                                .as_deref()
+                                .map_or(String::new(), |p| format!(": {p}"))
+                        );
                     }
                     Some(_) => {}
                     None => return Err(StopReason::ChannelClosed),
@@ -145,6 +178,7 @@ impl DeviceArgs {
                     client,
                     biz,
                     alias,
+                    timeout: self.connect_timeout,
                     _proxy: proxy,
                 })
             }
@@ -152,9 +186,12 @@ impl DeviceArgs {
                 "login refused ({code:?}): {message}"
             ))),
             Ok(Err(reason)) => Err(Failure::failed(format!("client stopped: {reason:?}"))),
-            Err(_) => Err(Failure::failed(
-                "no login within 30 s (is the gateway running?)",
-            )),
+            Err(_) => Err(Failure::unreachable(format!(
+                "no login within {} s: the gateway at {targets} ({}) did not answer{} (is it running? see --server, --transport)",
+                self.connect_timeout.as_secs(),
+                self.transport.name(),
+                problem.map_or(String::new(), |p| format!("; last problem: {p}"))
+            ))),
         }
     }
 

@@ -5,7 +5,7 @@ use clap::Args;
 use pike_api::ClientEvent;
 
 use super::device::DeviceArgs;
-use super::{Common, Failure};
+use super::{Common, Failure, Interrupt};
 
 /// Arguments of `pike listen`.
 #[derive(Debug, Args)]
@@ -20,14 +20,30 @@ pub(crate) struct ListenArgs {
     count: Option<u64>,
 }
 
+/// Runs until `--count` messages arrived, or Ctrl-C or SIGTERM (status 0).
 pub(crate) async fn run(common: &Common, args: ListenArgs) -> Result<(), Failure> {
+    let mut interrupt = Interrupt::new();
+    tokio::select! {
+        result = listen(common, args) => result,
+        () = interrupt.recv() => Ok(()),
+    }
+}
+
+async fn listen(common: &Common, args: ListenArgs) -> Result<(), Failure> {
     let device = args.device.connect(common).await?;
     if !args.tags.is_empty() {
-        let tags = device
-            .client
-            .update_tags(args.tags.clone(), Vec::new())
-            .await
-            .map_err(|e| Failure::failed(format!("binding tags: {e}")))?;
+        let tags = tokio::time::timeout(
+            device.timeout,
+            device.client.update_tags(args.tags.clone(), Vec::new()),
+        )
+        .await
+        .map_err(|_| {
+            Failure::unreachable(format!(
+                "binding tags: no answer within {} s",
+                device.timeout.as_secs()
+            ))
+        })?
+        .map_err(|e| Failure::failed(format!("binding tags: {e}")))?;
         eprintln!("pike: tags bound: {}", tags.join(", "));
     }
     let mut received = 0u64;
@@ -35,11 +51,7 @@ pub(crate) async fn run(common: &Common, args: ListenArgs) -> Result<(), Failure
         return Ok(());
     }
     loop {
-        let event = tokio::select! {
-            event = device.client.next_event() => event,
-            _ = tokio::signal::ctrl_c() => return Ok(()),
-        };
-        match event {
+        match device.client.next_event().await {
             Some(ClientEvent::OnReceive(message)) => {
                 let mut line = serde_json::json!({
                     "biz": device.biz,

@@ -3,9 +3,15 @@
 //! match the zero-config gateway: run from the gateway's directory, it
 //! finds the dev credentials in `./pike-data`. Every default can be
 //! overridden by a flag or an environment variable.
+//!
+//! Exit statuses (also in `pike --help`): 0 done; 1 the gateway, a backend
+//! or the HTTP API refused or failed the operation; 2 usage (bad arguments,
+//! no credentials found); 3 the gateway or the HTTP API could not be reached
+//! or did not answer in time (trying again may help).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -18,13 +24,27 @@ mod push;
 mod room;
 mod send;
 mod token;
+mod try_commands;
+
+pub use try_commands::{Invocation, try_commands};
+
+/// What `pike --help` says about exit statuses.
+const EXIT_STATUSES: &str = "\
+Exit status:
+  0  done (`listen` and `room join`: --count reached, or stopped by Ctrl-C or SIGTERM)
+  1  the gateway, a backend or the HTTP API refused or failed the operation
+  2  usage: bad arguments, or no credentials found (run next to a zero-config
+     gateway's ./pike-data, or pass --data-dir, --api-key, --token-secret)
+  3  the gateway or the HTTP API could not be reached or did not answer in
+     time (trying again may help)";
 
 /// `pike`: talk to a Pike gateway.
 #[derive(Debug, Parser)]
 #[command(
     name = "pike",
     version,
-    about = "Talk to a Pike gateway: listen as a device, send uplink, push, mint credentials"
+    about = "Talk to a Pike gateway: listen as a device, send uplink, push, mint credentials",
+    after_help = EXIT_STATUSES
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -103,21 +123,101 @@ impl Failure {
             status: 1,
         }
     }
+
+    /// The gateway or the HTTP API could not be reached or did not answer
+    /// in time (status 3).
+    pub(crate) fn unreachable(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            status: 3,
+        }
+    }
 }
 
-/// The token secret: the flag or environment, else the dev app's.
+/// Parses a number of seconds of a timeout flag: 1 to 86,400.
+pub(crate) fn timeout_secs(value: &str) -> Result<Duration, String> {
+    match value.parse::<u64>() {
+        Ok(secs @ 1..=86_400) => Ok(Duration::from_secs(secs)),
+        Ok(_) => Err("a timeout is 1 to 86400 seconds".to_owned()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Ctrl-C or SIGTERM: how `listen` and `room join` are stopped (exit
+/// status 0). The handlers are installed when this is created, so a signal
+/// that arrives before [`Interrupt::recv`] is awaited is not lost.
+pub(crate) struct Interrupt {
+    #[cfg(unix)]
+    signals: Vec<tokio::signal::unix::Signal>,
+}
+
+impl Interrupt {
+    /// Installs the handlers (call inside the runtime).
+    pub(crate) fn new() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let signals = [SignalKind::interrupt(), SignalKind::terminate()]
+                .into_iter()
+                .filter_map(|kind| signal(kind).ok())
+                .collect();
+            Self { signals }
+        }
+        #[cfg(not(unix))]
+        Self {}
+    }
+
+    /// Resolves once either signal has arrived.
+    pub(crate) async fn recv(&mut self) {
+        #[cfg(unix)]
+        {
+            if self.signals.is_empty() {
+                return std::future::pending().await;
+            }
+            let waits = self.signals.iter_mut().map(|s| Box::pin(s.recv()));
+            let _ = futures_util::future::select_all(waits).await;
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// The HTTP API key: the flag or environment, else the dev app's from the
+/// data dir.
+pub(crate) fn api_key(common: &Common, explicit: Option<&str>) -> Result<String, Failure> {
+    if let Some(key) = explicit {
+        return Ok(key.to_owned());
+    }
+    match DataDir::existing(&common.data_dir).read_dev_app() {
+        Ok(Some(dev)) if dev.app == common.app => Ok(dev.api_key),
+        Ok(_) => Err(Failure::usage(format!(
+            "no API key for app {:?}: pass --api-key (or PIKE_API_KEY), or run next to a zero-config gateway's {}",
+            common.app,
+            common.data_dir.display()
+        ))),
+        Err(e) => Err(Failure::failed(e.to_string())),
+    }
+}
+
 /// Sends a request to the HTTP API at `api` (a POST with `body`, else a
 /// GET) with the app's `key` and prints the JSON answer; a refusal is a
 /// failure carrying the API's error message (`what` names the request).
+/// Gives up after `timeout` (status 3).
 pub(crate) async fn api_request(
     api: &str,
     key: &str,
     path: &str,
     body: Option<serde_json::Value>,
     what: &str,
+    timeout: Duration,
 ) -> Result<(), Failure> {
     let url = format!("{}{path}", api.trim_end_matches('/'));
-    let client = reqwest::Client::new();
+    let client = reqwest::Client::builder()
+        .timeout(timeout)
+        .build()
+        .map_err(|e| Failure::failed(format!("HTTP client: {e}")))?;
     let request = match body {
         Some(body) => client
             .post(&url)
@@ -125,16 +225,25 @@ pub(crate) async fn api_request(
             .body(body.to_string()),
         None => client.get(&url),
     };
-    let response = request
-        .bearer_auth(key)
-        .send()
-        .await
-        .map_err(|e| Failure::failed(format!("cannot reach the HTTP API at {url}: {e}")))?;
+    let no_answer = |e: reqwest::Error| {
+        if e.is_timeout() {
+            Failure::unreachable(format!(
+                "no answer from the HTTP API at {url} within {} s",
+                timeout.as_secs()
+            ))
+        } else if e.is_connect() {
+            Failure::unreachable(format!(
+                "cannot reach the HTTP API at {url} (is the gateway running?): {e}"
+            ))
+        } else if e.is_builder() {
+            Failure::usage(format!("bad HTTP API address {api:?}: {e}"))
+        } else {
+            Failure::unreachable(format!("the HTTP API at {url} failed: {e}"))
+        }
+    };
+    let response = request.bearer_auth(key).send().await.map_err(no_answer)?;
     let status = response.status();
-    let text = response
-        .text()
-        .await
-        .map_err(|e| Failure::failed(format!("reading the answer: {e}")))?;
+    let text = response.text().await.map_err(no_answer)?;
     if !status.is_success() {
         let message = serde_json::from_str::<serde_json::Value>(&text)
             .ok()
@@ -148,6 +257,7 @@ pub(crate) async fn api_request(
     Ok(())
 }
 
+/// The token secret: the flag or environment, else the dev app's.
 pub(crate) fn token_secret(common: &Common, explicit: Option<&str>) -> Result<String, Failure> {
     if let Some(secret) = explicit {
         return Ok(secret.to_owned());
@@ -192,5 +302,57 @@ pub fn main_with(cli: Cli) -> ExitCode {
             eprintln!("pike: {}", failure.message);
             ExitCode::from(failure.status)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::*;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn help_documents_exit_statuses() {
+        let help = Cli::command().render_long_help().to_string();
+        for line in [
+            "Exit status:",
+            "0  done",
+            "1  the gateway",
+            "2  usage",
+            "3  the gateway",
+        ] {
+            assert!(help.contains(line), "{line:?} missing from:\n{help}");
+        }
+    }
+
+    #[test]
+    fn scoped_names_need_both_halves() {
+        assert_eq!(
+            split_scoped("chat:u42", "--alias"),
+            Ok(("chat".to_owned(), "u42".to_owned()))
+        );
+        assert_eq!(
+            split_scoped("chat:u:42", "--alias"),
+            Ok(("chat".to_owned(), "u:42".to_owned()))
+        );
+        for bad in ["nocolon", ":u42", "chat:", ""] {
+            let err = split_scoped(bad, "--alias").unwrap_err();
+            assert!(err.contains("BIZ:NAME"), "{err}");
+        }
+    }
+
+    #[test]
+    fn timeouts_are_bounded() {
+        assert_eq!(timeout_secs("1"), Ok(Duration::from_secs(1)));
+        assert_eq!(timeout_secs("86400"), Ok(Duration::from_secs(86_400)));
+        assert!(timeout_secs("0").is_err());
+        assert!(timeout_secs("86401").is_err());
+        assert!(timeout_secs("-1").is_err());
+        assert!(timeout_secs("soon").is_err());
     }
 }

@@ -1,9 +1,10 @@
 //! `pike push`: push through the gateway's HTTP API, as a backend would.
 
+use std::time::Duration;
+
 use clap::Args;
 
-use super::{Common, Failure, split_scoped};
-use crate::data_dir::DataDir;
+use super::{Common, Failure, split_scoped, timeout_secs};
 
 /// Arguments of `pike push`.
 #[derive(Debug, Args)]
@@ -36,26 +37,16 @@ pub(crate) struct PushArgs {
     /// The app's API key (default: the dev app's, from the data dir).
     #[arg(long, env = "PIKE_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
+    /// Seconds to wait for the HTTP API's answer (1 to 86400).
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = timeout_secs)]
+    timeout: Duration,
     /// The message (UTF-8); words are joined with spaces.
     #[arg(required = true)]
     message: Vec<String>,
 }
 
 pub(crate) async fn run(common: &Common, args: PushArgs) -> Result<(), Failure> {
-    let api_key = match args.api_key {
-        Some(key) => key,
-        None => match DataDir::existing(&common.data_dir).read_dev_app() {
-            Ok(Some(dev)) if dev.app == common.app => dev.api_key,
-            Ok(_) => {
-                return Err(Failure::usage(format!(
-                    "no API key for app {:?}: pass --api-key (or PIKE_API_KEY), or run next to a zero-config gateway's {}",
-                    common.app,
-                    common.data_dir.display()
-                )));
-            }
-            Err(e) => return Err(Failure::failed(e.to_string())),
-        },
-    };
+    let api_key = super::api_key(common, args.api_key.as_deref())?;
     let mut body = serde_json::Map::new();
     let scoped = |v: &str, what| split_scoped(v, what).map_err(Failure::usage);
     if let Some(v) = &args.alias {
@@ -91,6 +82,7 @@ pub(crate) async fn run(common: &Common, args: PushArgs) -> Result<(), Failure> 
         "/v1/push",
         Some(serde_json::Value::Object(body)),
         "push",
+        args.timeout,
     )
     .await
 }

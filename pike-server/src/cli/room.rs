@@ -6,11 +6,10 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use clap::{Args, Subcommand};
-use pike_api::{ClientEvent, RoomClass, RoomMessage};
+use pike_api::{ClientEvent, RoomClass, RoomMessage, RoomPosition};
 
-use super::device::DeviceArgs;
-use super::{Common, Failure};
-use crate::data_dir::DataDir;
+use super::device::{Device, DeviceArgs};
+use super::{Common, Failure, Interrupt, timeout_secs};
 
 /// Arguments of `pike room`.
 #[derive(Debug, Args)]
@@ -73,6 +72,9 @@ struct ApiArgs {
     /// The app's API key (default: the dev app's, from the data dir).
     #[arg(long, env = "PIKE_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
+    /// Seconds to wait for the HTTP API's answer (1 to 86400).
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = timeout_secs)]
+    timeout: Duration,
 }
 
 /// Arguments of `pike room publish`.
@@ -107,7 +109,13 @@ struct StatsArgs {
 
 pub(crate) async fn run(common: &Common, args: RoomArgs) -> Result<(), Failure> {
     match args.command {
-        RoomCommand::Join(args) => join(common, args).await,
+        RoomCommand::Join(args) => {
+            let mut interrupt = Interrupt::new();
+            tokio::select! {
+                result = join(common, args) => result,
+                () = interrupt.recv() => Ok(()),
+            }
+        }
         RoomCommand::Pull(args) => pull(common, args).await,
         RoomCommand::Publish(args) => publish(common, args).await,
         RoomCommand::Stats(args) => stats(common, args).await,
@@ -116,11 +124,7 @@ pub(crate) async fn run(common: &Common, args: RoomArgs) -> Result<(), Failure> 
 
 async fn join(common: &Common, args: JoinArgs) -> Result<(), Failure> {
     let device = args.device.connect(common).await?;
-    let position = device
-        .client
-        .join_room(args.room.clone(), args.from)
-        .await
-        .map_err(|e| Failure::failed(format!("joining {:?}: {e}", args.room)))?;
+    let position = join_room(&device, &args.room, args.from).await?;
     eprintln!(
         "pike: joined room {:?} (head {}, tail {})",
         args.room, position.head, position.tail
@@ -130,11 +134,7 @@ async fn join(common: &Common, args: JoinArgs) -> Result<(), Failure> {
         return Ok(());
     }
     loop {
-        let event = tokio::select! {
-            event = device.client.next_event() => event,
-            _ = tokio::signal::ctrl_c() => return Ok(()),
-        };
-        if handle(event)? {
+        if handle(device.client.next_event().await)? {
             batches += 1;
             if args.count.is_some_and(|n| batches >= n) {
                 return Ok(());
@@ -145,11 +145,7 @@ async fn join(common: &Common, args: JoinArgs) -> Result<(), Failure> {
 
 async fn pull(common: &Common, args: PullArgs) -> Result<(), Failure> {
     let device = args.device.connect(common).await?;
-    device
-        .client
-        .join_room(args.room.clone(), Some(args.from))
-        .await
-        .map_err(|e| Failure::failed(format!("joining {:?}: {e}", args.room)))?;
+    join_room(&device, &args.room, Some(args.from)).await?;
     let waited = tokio::time::timeout(Duration::from_secs(args.wait), async {
         loop {
             if handle(device.client.next_event().await)? {
@@ -168,6 +164,23 @@ async fn pull(common: &Common, args: PullArgs) -> Result<(), Failure> {
             Ok(())
         }
     }
+}
+
+/// Joins `room` from `from`, waiting at most the device's timeout.
+async fn join_room(
+    device: &Device,
+    room: &str,
+    from: Option<u64>,
+) -> Result<RoomPosition, Failure> {
+    tokio::time::timeout(device.timeout, device.client.join_room(room, from))
+        .await
+        .map_err(|_| {
+            Failure::unreachable(format!(
+                "joining {room:?}: no answer within {} s",
+                device.timeout.as_secs()
+            ))
+        })?
+        .map_err(|e| Failure::failed(format!("joining {room:?}: {e}")))
 }
 
 /// Prints a batch as a JSON line; `Ok(true)` when the event was one.
@@ -226,21 +239,6 @@ fn message_json(message: &RoomMessage) -> serde_json::Value {
     value
 }
 
-fn api_key(common: &Common, api: &ApiArgs) -> Result<String, Failure> {
-    if let Some(key) = &api.api_key {
-        return Ok(key.clone());
-    }
-    match DataDir::existing(&common.data_dir).read_dev_app() {
-        Ok(Some(dev)) if dev.app == common.app => Ok(dev.api_key),
-        Ok(_) => Err(Failure::usage(format!(
-            "no API key for app {:?}: pass --api-key (or PIKE_API_KEY), or run next to a zero-config gateway's {}",
-            common.app,
-            common.data_dir.display()
-        ))),
-        Err(e) => Err(Failure::failed(e.to_string())),
-    }
-}
-
 /// Sends a request to the HTTP API and prints the JSON answer.
 async fn call(
     common: &Common,
@@ -249,8 +247,8 @@ async fn call(
     body: Option<serde_json::Value>,
     what: &str,
 ) -> Result<(), Failure> {
-    let key = api_key(common, api)?;
-    super::api_request(&api.api, &key, path, body, what).await
+    let key = super::api_key(common, api.api_key.as_deref())?;
+    super::api_request(&api.api, &key, path, body, what, api.timeout).await
 }
 
 /// A room name as one URL path segment.

@@ -5,7 +5,7 @@ use std::time::Duration;
 use clap::Args;
 
 use super::device::DeviceArgs;
-use super::{Common, Failure};
+use super::{Common, Failure, timeout_secs};
 
 /// Arguments of `pike send`.
 #[derive(Debug, Args)]
@@ -15,9 +15,9 @@ pub(crate) struct SendArgs {
     /// Idempotency key (default: generated).
     #[arg(long)]
     key: Option<String>,
-    /// Seconds to wait for the backend's answer.
-    #[arg(long, default_value_t = 30)]
-    timeout: u64,
+    /// Seconds to wait for the backend's answer (1 to 86400).
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = timeout_secs)]
+    timeout: Duration,
     /// The message (UTF-8); words are joined with spaces.
     #[arg(required = true)]
     message: Vec<String>,
@@ -31,15 +31,15 @@ pub(crate) async fn run(common: &Common, args: SendArgs) -> Result<(), Failure> 
         None => device.client.send(payload),
     };
     let key = sending.key().to_owned();
-    match tokio::time::timeout(Duration::from_secs(args.timeout), sending).await {
+    match tokio::time::timeout(args.timeout, sending).await {
         Ok(Ok(_receipt)) => {
             println!("{}", serde_json::json!({"status": "accepted", "key": key}));
             Ok(())
         }
         Ok(Err(e)) => Err(Failure::failed(format!("send failed: {e}"))),
-        Err(_) => Err(Failure::failed(format!(
-            "no answer from the backend within {} s",
-            args.timeout
+        Err(_) => Err(Failure::unreachable(format!(
+            "no answer from the backend within {} s (key {key})",
+            args.timeout.as_secs()
         ))),
     }
 }

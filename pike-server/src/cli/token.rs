@@ -5,14 +5,17 @@ use clap::Args;
 use super::{Common, Failure, split_scoped, token_secret};
 use crate::token::{Claims, mint};
 
+/// Longest validity `pike token` mints: ten years.
+const MAX_TTL_SECS: u64 = 10 * 365 * 86_400;
+
 /// Arguments of `pike token`.
 #[derive(Debug, Args)]
 pub(crate) struct TokenArgs {
     /// The business alias the credential may bind, as BIZ:ALIAS.
     #[arg(long, env = "PIKE_ALIAS")]
     alias: String,
-    /// Validity in seconds.
-    #[arg(long, default_value_t = 86_400)]
+    /// Validity in seconds (1 to 315,360,000, ten years).
+    #[arg(long, default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(1..=MAX_TTL_SECS))]
     ttl: u64,
     /// The app's token secret (default: the dev app's, from the data dir).
     #[arg(long, env = "PIKE_TOKEN_SECRET", hide_env_values = true)]

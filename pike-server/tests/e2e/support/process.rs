@@ -32,19 +32,28 @@ pub struct Server {
     addrs: Addrs,
     fingerprint: Fingerprint,
     tail: Arc<Mutex<Tail>>,
+    /// Environment changes for the process (`None` removes the variable).
+    env: Vec<(String, Option<String>)>,
 }
 
 impl Server {
     /// Starts the binary with `config` (listeners as given, usually
     /// `127.0.0.1:0`; the data dir is set to a fresh temporary directory)
     /// and waits for its banner.
-    pub async fn start(mut config: Config) -> Self {
+    pub async fn start(config: Config) -> Self {
+        Self::start_with_env(config, Vec::new()).await
+    }
+
+    /// [`start`](Self::start) with environment changes for the process:
+    /// `(name, Some(value))` sets a variable, `(name, None)` removes it.
+    pub async fn start_with_env(mut config: Config, env: Vec<(String, Option<String>)>) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         config.data_dir = dir.path().join("data");
         let tail = Arc::new(Mutex::new(Tail::default()));
-        let (child, addrs, fingerprint) = spawn(&dir.path().join("pike.toml"), &config, &tail)
-            .await
-            .unwrap_or_else(|e| panic!("pike-server did not start: {e}"));
+        let (child, addrs, fingerprint) =
+            spawn(&dir.path().join("pike.toml"), &config, &tail, &env)
+                .await
+                .unwrap_or_else(|e| panic!("pike-server did not start: {e}"));
         // Restarts reuse the ports the first start got.
         config.listen.tcp = Some(addrs.tcp);
         config.listen.tls = Some(addrs.tls);
@@ -57,6 +66,7 @@ impl Server {
             addrs,
             fingerprint,
             tail,
+            env,
         }
     }
 
@@ -166,7 +176,7 @@ impl Server {
         let mut tick = tokio::time::interval(Duration::from_millis(50));
         loop {
             tick.tick().await;
-            match spawn(&path, &self.config, &self.tail).await {
+            match spawn(&path, &self.config, &self.tail, &self.env).await {
                 Ok((child, addrs, fingerprint)) => {
                     assert_eq!(fingerprint, self.fingerprint, "the TLS identity is kept");
                     assert_eq!(addrs.tcp, self.addrs.tcp);
@@ -201,9 +211,17 @@ async fn spawn(
     path: &std::path::Path,
     config: &Config,
     tail: &Arc<Mutex<Tail>>,
+    env: &[(String, Option<String>)],
 ) -> Result<(Child, Addrs, Fingerprint), String> {
     std::fs::write(path, toml::to_string(config).expect("config to TOML")).expect("write config");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pike-server"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_pike-server"));
+    for (name, value) in env {
+        match value {
+            Some(value) => command.env(name, value),
+            None => command.env_remove(name),
+        };
+    }
+    let mut child = command
         .arg("--config")
         .arg(path)
         .env(
