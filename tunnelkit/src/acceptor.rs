@@ -196,25 +196,36 @@ impl AcceptorLimits {
                 Some(permit)
             }
         };
-        let now = self.inner.handshakes.fetch_add(1, Ordering::Relaxed) + 1;
-        self.inner.peak_handshakes.fetch_max(now, Ordering::Relaxed);
         Some(HandshakeSlot {
             _permit: permit,
-            limits: Arc::clone(&self.inner),
+            counted: None,
         })
     }
 }
 
-/// A connection's place under the handshake limit; dropping it frees the place.
+/// A connection's place under the handshake limit, reserved while the acceptor waits for a
+/// connection and counted once handed out; dropping it frees the place.
 #[derive(Debug)]
 struct HandshakeSlot {
     _permit: Option<OwnedSemaphorePermit>,
-    limits: Arc<Limits>,
+    counted: Option<Arc<Limits>>,
+}
+
+impl HandshakeSlot {
+    /// Counts the slot as a handshake in progress (until dropped).
+    fn count(mut self, limits: &Arc<Limits>) -> Self {
+        let now = limits.handshakes.fetch_add(1, Ordering::Relaxed) + 1;
+        limits.peak_handshakes.fetch_max(now, Ordering::Relaxed);
+        self.counted = Some(Arc::clone(limits));
+        self
+    }
 }
 
 impl Drop for HandshakeSlot {
     fn drop(&mut self) {
-        self.limits.handshakes.fetch_sub(1, Ordering::Relaxed);
+        if let Some(limits) = &self.counted {
+            limits.handshakes.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -361,6 +372,7 @@ impl<L: Listener> Acceptor<L> {
     ) -> Incoming<L::Conn> {
         let token = self.handle.tracker.token();
         let limits = &self.handle.limits.inner;
+        let handshake = handshake.count(limits);
         let slot = match &limits.slots {
             None => Ok(None),
             Some(slots) => Arc::clone(slots).try_acquire_owned().map(Some),
