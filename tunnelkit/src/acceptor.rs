@@ -172,60 +172,58 @@ impl AcceptorLimits {
         self.inner.over_limit.load(Ordering::Relaxed)
     }
 
-    /// Waits for a free handshake slot (at once without a limit); `None` if `cancel` fires
-    /// first.
-    async fn handshake_slot(&self, cancel: &CancellationToken) -> Option<HandshakeSlot> {
+    /// Waits until a handshake slot is free (at once without a limit), without taking it;
+    /// `false` if `cancel` fires first.
+    async fn wait_for_handshake_slot(&self, cancel: &CancellationToken) -> bool {
+        let Some(slots) = &self.inner.handshake_slots else {
+            return true;
+        };
+        if slots.available_permits() > 0 {
+            return true;
+        }
+        tracing::debug!(
+            max_handshakes = ?self.inner.max_handshakes,
+            "handshake limit reached; accepting again once one finishes",
+        );
+        tokio::select! {
+            biased;
+            () = cancel.cancelled() => false,
+            permit = slots.acquire() => permit.is_ok(),
+        }
+    }
+
+    /// Takes a free handshake slot, if any.
+    fn try_handshake_slot(&self) -> Option<HandshakeSlot> {
         let permit = match &self.inner.handshake_slots {
             None => None,
-            Some(slots) => {
-                let slots = Arc::clone(slots);
-                let permit = match slots.clone().try_acquire_owned() {
-                    Ok(permit) => permit,
-                    Err(_) => {
-                        tracing::debug!(
-                            max_handshakes = ?self.inner.max_handshakes,
-                            "handshake limit reached; accepting again once one finishes",
-                        );
-                        tokio::select! {
-                            biased;
-                            () = cancel.cancelled() => return None,
-                            permit = slots.acquire_owned() => permit.ok()?,
-                        }
-                    }
-                };
-                Some(permit)
-            }
+            Some(slots) => Some(Arc::clone(slots).try_acquire_owned().ok()?),
         };
-        Some(HandshakeSlot {
-            _permit: permit,
-            counted: None,
-        })
+        Some(HandshakeSlot::new(permit, &self.inner))
     }
 }
 
-/// A connection's place under the handshake limit, reserved while the acceptor waits for a
-/// connection and counted once handed out; dropping it frees the place.
+/// A connection's place under the handshake limit, counted as a handshake in progress;
+/// dropping it frees the place.
 #[derive(Debug)]
 struct HandshakeSlot {
     _permit: Option<OwnedSemaphorePermit>,
-    counted: Option<Arc<Limits>>,
+    limits: Arc<Limits>,
 }
 
 impl HandshakeSlot {
-    /// Counts the slot as a handshake in progress (until dropped).
-    fn count(mut self, limits: &Arc<Limits>) -> Self {
+    fn new(permit: Option<OwnedSemaphorePermit>, limits: &Arc<Limits>) -> Self {
         let now = limits.handshakes.fetch_add(1, Ordering::Relaxed) + 1;
         limits.peak_handshakes.fetch_max(now, Ordering::Relaxed);
-        self.counted = Some(Arc::clone(limits));
-        self
+        Self {
+            _permit: permit,
+            limits: Arc::clone(limits),
+        }
     }
 }
 
 impl Drop for HandshakeSlot {
     fn drop(&mut self) {
-        if let Some(limits) = &self.counted {
-            limits.handshakes.fetch_sub(1, Ordering::Relaxed);
-        }
+        self.limits.handshakes.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -249,6 +247,9 @@ impl Drop for HandshakeSlot {
 #[derive(Debug)]
 pub struct Acceptor<L: Listener> {
     listener: Option<L>,
+    /// A connection accepted when another acceptor sharing the limits took the last
+    /// handshake slot first; handed out once a slot frees.
+    waiting: Option<(L::Conn, SocketAddr)>,
     handle: AcceptorHandle,
 }
 
@@ -277,6 +278,7 @@ impl<L: Listener> Acceptor<L> {
     pub fn with_limits(listener: L, limits: &AcceptorLimits, parent: &CancellationToken) -> Self {
         Self {
             listener: Some(listener),
+            waiting: None,
             handle: AcceptorHandle {
                 cancel: parent.child_token(),
                 tracker: TaskTracker::new(),
@@ -303,18 +305,30 @@ impl<L: Listener> Acceptor<L> {
     /// [`AcceptError::Listener`] if the listener became unusable (which also shuts the acceptor
     /// down). Cancel safe.
     pub async fn accept(&mut self) -> Result<Incoming<L::Conn>, AcceptError> {
-        let mut handshake = None;
         loop {
             if self.listener.is_none() {
                 return Err(AcceptError::ShutDown);
             }
-            let slot = match handshake.take() {
-                Some(slot) => slot,
-                None => match self.handle.limits.handshake_slot(&self.handle.cancel).await {
-                    Some(slot) => slot,
-                    None => return Err(self.shut_down()),
-                },
-            };
+            // Accept only with a handshake slot free, so that connections beyond the bound
+            // wait in the kernel's backlog. Acceptors sharing the limits may race for the
+            // last slot: the loser keeps its connection until a slot frees.
+            if !self
+                .handle
+                .limits
+                .wait_for_handshake_slot(&self.handle.cancel)
+                .await
+            {
+                return Err(self.shut_down());
+            }
+            if let Some((conn, peer)) = self.waiting.take() {
+                match self.handle.limits.try_handshake_slot() {
+                    Some(slot) => return Ok(self.admit(conn, peer, slot)),
+                    None => {
+                        self.waiting = Some((conn, peer));
+                        continue;
+                    }
+                }
+            }
             let Some(listener) = self.listener.as_mut() else {
                 return Err(AcceptError::ShutDown);
             };
@@ -327,10 +341,15 @@ impl<L: Listener> Acceptor<L> {
                 return Err(self.shut_down());
             };
             let error = match result {
-                Ok((conn, peer)) => return Ok(self.admit(conn, peer, slot)),
+                Ok((conn, peer)) => match self.handle.limits.try_handshake_slot() {
+                    Some(slot) => return Ok(self.admit(conn, peer, slot)),
+                    None => {
+                        self.waiting = Some((conn, peer));
+                        continue;
+                    }
+                },
                 Err(error) => error,
             };
-            handshake = Some(slot);
             match error.kind() {
                 io::ErrorKind::InvalidInput
                 | io::ErrorKind::NotConnected
@@ -372,7 +391,6 @@ impl<L: Listener> Acceptor<L> {
     ) -> Incoming<L::Conn> {
         let token = self.handle.tracker.token();
         let limits = &self.handle.limits.inner;
-        let handshake = handshake.count(limits);
         let slot = match &limits.slots {
             None => Ok(None),
             Some(slots) => Arc::clone(slots).try_acquire_owned().map(Some),
@@ -421,6 +439,7 @@ impl<L: Listener> Acceptor<L> {
     /// Stops accepting for good: closes the listening socket and marks the shutdown.
     fn close(&mut self) {
         self.listener = None;
+        self.waiting = None;
         self.handle.shutdown();
     }
 }
@@ -753,6 +772,59 @@ mod tests {
         shutdown.cancel();
         assert!(matches!(tcp.accept().await, Err(AcceptError::ShutDown)));
         assert!(matches!(tls.accept().await, Err(AcceptError::ShutDown)));
+    }
+
+    /// A listener fed by a channel, for connections that arrive on cue.
+    #[derive(Debug)]
+    struct Fed(tokio::sync::mpsc::UnboundedReceiver<u16>);
+
+    impl Listener for Fed {
+        type Conn = tokio::io::DuplexStream;
+        const NAME: &'static str = "fed";
+
+        async fn accept(&mut self) -> io::Result<(Self::Conn, SocketAddr)> {
+            match self.0.recv().await {
+                Some(port) => conn(port),
+                None => std::future::pending().await,
+            }
+        }
+
+        fn local_addr(&self) -> io::Result<SocketAddr> {
+            Ok(SocketAddr::from(([127, 0, 0, 1], 1)))
+        }
+    }
+
+    /// Two acceptors share one handshake slot. An idle acceptor reserves nothing, and the
+    /// one that loses the race for the slot keeps its connection until the slot frees.
+    #[tokio::test(start_paused = true)]
+    async fn acceptors_sharing_the_handshake_bound_reserve_nothing_while_idle() {
+        let limits = limits(None, Some(1));
+        let shutdown = CancellationToken::new();
+        let (feed_a, rx_a) = tokio::sync::mpsc::unbounded_channel();
+        let (feed_b, rx_b) = tokio::sync::mpsc::unbounded_channel();
+        let mut a = Acceptor::with_limits(Fed(rx_a), &limits, &shutdown);
+        let mut b = Acceptor::with_limits(Fed(rx_b), &limits, &shutdown);
+        // B waits in its listener while the slot is free.
+        let mut b_task = tokio::spawn(async move {
+            let incoming = b.accept().await;
+            (b, incoming)
+        });
+        tokio::task::yield_now().await;
+        // A takes the only slot although B is waiting for a connection.
+        feed_a.send(1).unwrap();
+        let Incoming::Accepted(mut first) = a.accept().await.unwrap() else {
+            panic!("over the limit");
+        };
+        assert_eq!(limits.handshakes_in_progress(), 1);
+        // B's connection arrives with no slot free: it is held, not handed out.
+        feed_b.send(2).unwrap();
+        let waited = tokio::time::timeout(Duration::from_secs(60), &mut b_task).await;
+        assert!(waited.is_err(), "handed out past the handshake bound");
+        assert_eq!(limits.handshakes_in_progress(), 1);
+        first.guard_mut().finish_handshake();
+        let (_b, incoming) = b_task.await.unwrap();
+        assert_eq!(incoming.unwrap().peer_addr().port(), 2);
+        assert_eq!(limits.peak_handshakes(), 1);
     }
 
     #[tokio::test(start_paused = true)]
