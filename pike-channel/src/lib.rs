@@ -164,10 +164,11 @@ pub use crate::client::{
 };
 pub use crate::config::{ClientConfig, ServerConfig};
 pub use crate::driver::{
-    AcceptLoop, AcceptOptions, AsyncIo, BoxConnector, BoxIo, ClientDriver, ClientHandle,
-    ConnectError, Connected, ConnectionInfo, Connector, DriverConfig, EventFilter, EventReceiver,
-    HelloDecision, ServerConnection, ServerDriver, ServerEvents, ServerHandle, TunnelConnector,
-    serve_connection, spawn_accept_loop, spawn_client,
+    AcceptLoop, AcceptOptions, Admission, AdmissionError, AsyncIo, BoxConnector, BoxIo,
+    ClientDriver, ClientHandle, ConnectError, Connected, ConnectionInfo, Connector, DriverConfig,
+    EventFilter, EventReceiver, Handshaken, HelloDecision, REFUSAL_TIMEOUT, Refusal,
+    ServerConnection, ServerDriver, ServerEvents, ServerHandle, TunnelConnector, TunnelHandler,
+    run_accept_loop, serve_connection, spawn_accept_loop, spawn_client,
 };
 pub use crate::error::{
     ChannelError, ConfigError, PushError, ReplyError, SendError, UnknownStream,

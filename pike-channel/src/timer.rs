@@ -59,10 +59,12 @@ pub(crate) enum ServerTimer {
     Idle = 0,
     /// The client did not leave within the grace period after a go-away.
     Drain = 1,
+    /// No business logged in within the login timeout.
+    Login = 2,
 }
 
 impl TimerKind for ServerTimer {
-    const VALUES: &'static [Self] = &[Self::Idle, Self::Drain];
+    const VALUES: &'static [Self] = &[Self::Idle, Self::Drain, Self::Login];
 
     fn index(self) -> usize {
         self as usize
@@ -129,7 +131,7 @@ impl<T: TimerKind, const N: usize> TimerTable<T, N> {
 /// The client's timer table.
 pub(crate) type ClientTimers = TimerTable<ClientTimer, 8>;
 /// The server's timer table.
-pub(crate) type ServerTimers = TimerTable<ServerTimer, 2>;
+pub(crate) type ServerTimers = TimerTable<ServerTimer, 3>;
 
 #[cfg(test)]
 mod tests {

@@ -119,3 +119,317 @@ async fn advised_endpoints_replace_the_configured_ones() {
     let connected = connector.connect(&[addr.to_string()]).await.unwrap();
     assert_eq!(connected.peer, Some(addr));
 }
+
+// === Admission: refusal before any handshake work, the handshake bound ===
+
+mod admission {
+    use std::pin::Pin;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::{Context, Poll};
+
+    use futures_util::StreamExt as _;
+    use pike_channel::proto::tunnel::{Close, ReconnectAdvice};
+    use pike_channel::test_util::{TestTls, Wire, connector as wire_connector};
+    use pike_channel::tntunnel::{ClientSecurity, FrameCodec, FrameType, TunnelConfig};
+    use pike_channel::tunnelkit::{AcceptorHandle, QuicConfig, QuicListener};
+    use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+    use tokio::net::TcpStream;
+    use tokio_util::codec::FramedRead;
+
+    use super::*;
+
+    fn advice() -> ReconnectAdvice {
+        ReconnectAdvice {
+            min_delay_ms: 2_000,
+            max_delay_ms: 7_000,
+            endpoints: Vec::new(),
+        }
+    }
+
+    /// An accept loop over `listener` with these limits.
+    fn serve_with<L: Listener>(
+        listener: L,
+        security: ServerSecurity,
+        max_connections: Option<usize>,
+        max_handshakes: Option<usize>,
+        tunnel: TunnelConfig,
+    ) -> (AcceptLoop, AcceptorHandle) {
+        let mut config = AcceptorConfig::default();
+        config
+            .max_connections(max_connections)
+            .max_handshakes(max_handshakes);
+        let acceptor = Acceptor::new(listener, &config).unwrap();
+        let handle = acceptor.handle();
+        let options = AcceptOptions::new(security)
+            .tunnel(Arc::new(tunnel))
+            .overload_advice(advice());
+        let accept = spawn_accept_loop(acceptor, options, |_: &ClientHello, _: &_| {
+            HelloDecision::accept()
+        });
+        (accept, handle)
+    }
+
+    fn tcp_listener() -> (TcpListener, SocketAddr) {
+        let listener = TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        (listener, addr)
+    }
+
+    /// Waits until `done` holds (re-checked every few milliseconds), at most
+    /// [`LIMIT`].
+    async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+        let wait = async {
+            while !done() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        if tokio::time::timeout(LIMIT, wait).await.is_err() {
+            panic!("timed out waiting for {what}");
+        }
+    }
+
+    /// A stream that counts the bytes read from it.
+    struct Counting {
+        inner: TcpStream,
+        read: Arc<AtomicUsize>,
+    }
+
+    impl AsyncRead for Counting {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            let before = buf.filled().len();
+            let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
+            let n = buf.filled().len() - before;
+            self.read.fetch_add(n, Ordering::SeqCst);
+            poll
+        }
+    }
+
+    impl AsyncWrite for Counting {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            Pin::new(&mut self.inner).poll_write(cx, buf)
+        }
+
+        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.inner).poll_flush(cx)
+        }
+
+        fn poll_shutdown(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.inner).poll_shutdown(cx)
+        }
+    }
+
+    #[tokio::test]
+    async fn over_limit_plain_client_gets_overloaded_with_advice_without_sending_a_hello() {
+        let _trace = trace_init();
+        let (listener, addr) = tcp_listener();
+        let (mut accept, handle) = serve_with(
+            listener,
+            ServerSecurity::Plain,
+            Some(1),
+            None,
+            TunnelConfig::default(),
+        );
+        let _first = connector(addr, "demo").connect(&[]).await.unwrap();
+        let _conn = tokio::time::timeout(LIMIT, accept.next()).await.unwrap();
+        // A client that sends nothing at all still reads the refusal: the
+        // server does not wait for (or decode) a hello.
+        let raw = TcpStream::connect(addr).await.unwrap();
+        let mut frames = FramedRead::new(raw, FrameCodec::new());
+        let frame = tokio::time::timeout(LIMIT, frames.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(frame.ty, FrameType::CLOSE);
+        let close: Close = frame.decode().unwrap();
+        assert_eq!(close.code(), ErrorCode::Overloaded);
+        assert_eq!(close.reconnect, Some(advice()));
+        assert!(
+            tokio::time::timeout(LIMIT, frames.next())
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(handle.limits().over_limit_total(), 1);
+    }
+
+    #[tokio::test]
+    async fn over_limit_tls_client_is_closed_without_a_tls_handshake() {
+        let _trace = trace_init();
+        let tls = TestTls::new().await;
+        let (listener, addr) = tcp_listener();
+        let (mut accept, handle) = serve_with(
+            listener,
+            ServerSecurity::Tls(tls.server.clone()),
+            Some(1),
+            None,
+            TunnelConfig::default(),
+        );
+        let _first = wire_connector(Wire::Tls, addr, &tls, "first")
+            .connect(&[])
+            .await
+            .unwrap();
+        let _conn = tokio::time::timeout(LIMIT, accept.next()).await.unwrap();
+        // A real TLS client over the limit: its handshake fails, and the
+        // server sent it nothing (no ServerHello, no alert).
+        let read = Arc::new(AtomicUsize::new(0));
+        let raw = Counting {
+            inner: TcpStream::connect(addr).await.unwrap(),
+            read: Arc::clone(&read),
+        };
+        let secured = tokio::time::timeout(
+            LIMIT,
+            ClientSecurity::Tls(tls.client()).secure(raw, "localhost"),
+        )
+        .await
+        .unwrap();
+        assert!(
+            secured.is_err(),
+            "the TLS handshake completed over the limit"
+        );
+        assert_eq!(read.load(Ordering::SeqCst), 0, "the server sent TLS bytes");
+        assert_eq!(handle.limits().over_limit_total(), 1);
+        // The admitted connection is still served; a freed slot admits again.
+        drop(_conn);
+        drop(_first);
+        eventually("the slot to free", || handle.available_slots() == Some(1)).await;
+        wire_connector(Wire::Tls, addr, &tls, "third")
+            .connect(&[])
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn over_limit_quic_client_is_told_overloaded() {
+        let _trace = trace_init();
+        let tls = TestTls::new().await;
+        let listener = QuicListener::bind(
+            "127.0.0.1:0".parse().unwrap(),
+            tls.server.rustls_config(),
+            &QuicConfig::default(),
+        )
+        .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (mut accept, _handle) = serve_with(
+            listener,
+            ServerSecurity::Plain,
+            Some(1),
+            None,
+            TunnelConfig::default(),
+        );
+        let _first = wire_connector(Wire::Quic, addr, &tls, "first")
+            .connect(&[])
+            .await
+            .unwrap();
+        let _conn = tokio::time::timeout(LIMIT, accept.next()).await.unwrap();
+        let Err(error) = wire_connector(Wire::Quic, addr, &tls, "second")
+            .connect(&[])
+            .await
+        else {
+            panic!("connected over the limit");
+        };
+        assert!(
+            matches!(
+                error,
+                ConnectError::Handshake(HandshakeError::Rejected {
+                    code: ErrorCode::Overloaded,
+                    ..
+                })
+            ),
+            "{error:?}"
+        );
+    }
+
+    /// Half-open TLS clients (connected, silent) take every handshake slot;
+    /// the others wait in the backlog. Once they go, a well-behaved client
+    /// gets in, and the handshakes in progress never exceeded the bound.
+    #[tokio::test]
+    async fn half_open_tls_clients_never_exceed_the_handshake_bound() {
+        let _trace = trace_init();
+        let tls = TestTls::new().await;
+        let (listener, addr) = tcp_listener();
+        let (mut accept, handle) = serve_with(
+            listener,
+            ServerSecurity::Tls(tls.server.clone()),
+            None,
+            Some(2),
+            TunnelConfig::default(),
+        );
+        let mut half_open = Vec::new();
+        for _ in 0..6 {
+            half_open.push(TcpStream::connect(addr).await.unwrap());
+        }
+        eventually("two handshakes in progress", || {
+            handle.limits().handshakes_in_progress() == 2
+        })
+        .await;
+        let good = tokio::spawn(async move {
+            wire_connector(Wire::Tls, addr, &tls, "good")
+                .connect(&[])
+                .await
+        });
+        drop(half_open);
+        let connected = tokio::time::timeout(LIMIT, good).await.unwrap().unwrap();
+        assert!(connected.is_ok(), "{:?}", connected.err());
+        let conn = tokio::time::timeout(LIMIT, accept.next())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(conn.info.hello.device_id, "good");
+        assert_eq!(handle.limits().peak_handshakes(), 2);
+        // The established connection gave its handshake slot back.
+        eventually("no handshake in progress", || {
+            handle.limits().handshakes_in_progress() == 0
+        })
+        .await;
+    }
+
+    /// Without any client leaving, the handshake timeout (TLS and hello
+    /// together) frees the slots of silent clients.
+    #[tokio::test]
+    async fn the_handshake_timeout_frees_slots_held_by_silent_clients() {
+        let _trace = trace_init();
+        let tls = TestTls::new().await;
+        let (listener, addr) = tcp_listener();
+        let mut tunnel = TunnelConfig::default();
+        tunnel.handshake_timeout(Duration::from_millis(300));
+        let (mut accept, handle) = serve_with(
+            listener,
+            ServerSecurity::Tls(tls.server.clone()),
+            None,
+            Some(1),
+            tunnel,
+        );
+        let mut silent = Vec::new();
+        for _ in 0..3 {
+            silent.push(TcpStream::connect(addr).await.unwrap());
+        }
+        eventually("one handshake in progress", || {
+            handle.limits().handshakes_in_progress() == 1
+        })
+        .await;
+        wire_connector(Wire::Tls, addr, &tls, "good")
+            .connect(&[])
+            .await
+            .unwrap();
+        let conn = tokio::time::timeout(LIMIT, accept.next())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(conn.info.hello.device_id, "good");
+        assert_eq!(handle.limits().peak_handshakes(), 1);
+        drop(silent);
+    }
+}

@@ -105,11 +105,21 @@ pub struct Heartbeat {
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
     /// Most client connections at once across listeners (0 = no limit);
-    /// more get `CLOSE OVERLOADED`.
+    /// more are refused before any handshake work (plain TCP and QUIC:
+    /// `CLOSE OVERLOADED` with reconnect advice; TLS: closed).
     pub max_connections: usize,
+    /// Most connections in their TLS and hello exchange at once across
+    /// listeners (default 1024, at least 1); more wait in the listen
+    /// backlog.
+    pub max_handshakes: usize,
+    /// A connection with no business logged in this long after its
+    /// handshake is closed with `IDLE_TIMEOUT`, pings or not, seconds
+    /// (default 30; 0 = off).
+    pub login_timeout_secs: u32,
     /// Largest frame body accepted, bytes (default 1 MiB).
     pub max_frame_length: usize,
-    /// Time allowed for the hello exchange, seconds (default 10).
+    /// Time allowed for the TLS handshake and the hello exchange together,
+    /// seconds (default 10).
     pub handshake_timeout_secs: u32,
     /// TLS handshakes a second this gateway takes, for sizing the
     /// crash-reconnect window advised to clients (0 = 1,000 per worker).
@@ -453,6 +463,12 @@ impl Config {
         if self.limits.handshake_timeout_secs == 0 {
             return invalid("limits.handshake_timeout_secs must be at least 1".into());
         }
+        if self.limits.max_handshakes == 0 {
+            return invalid("limits.max_handshakes must be at least 1".into());
+        }
+        if self.limits.login_timeout_secs > 3600 {
+            return invalid("limits.login_timeout_secs must be at most 3600 (0 = off)".into());
+        }
         self.rooms
             .defaults
             .validate("rooms.defaults", self.limits.max_frame_length)?;
@@ -545,6 +561,8 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_connections: 0,
+            max_handshakes: 1024,
+            login_timeout_secs: 30,
             max_frame_length: 1 << 20,
             handshake_timeout_secs: 10,
             reconnect_rate: 0,
@@ -616,6 +634,38 @@ mod tests {
         let config = parse(text).unwrap();
         assert_eq!(config.apps.len(), 1);
         assert_eq!(config.apps[0].biz[0].uplink_webhooks.len(), 2);
+    }
+
+    #[test]
+    fn admission_limits_default_and_are_checked() {
+        let limits = parse("").unwrap().limits;
+        assert_eq!(
+            (limits.max_handshakes, limits.login_timeout_secs),
+            (1024, 30)
+        );
+        let config = parse(
+            "[limits]
+max_handshakes = 8
+login_timeout_secs = 0
+",
+        )
+        .unwrap();
+        assert_eq!(config.limits.max_handshakes, 8);
+        assert_eq!(config.limits.login_timeout_secs, 0);
+        let err = parse(
+            "[limits]
+max_handshakes = 0
+",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("max_handshakes"), "{err}");
+        let err = parse(
+            "[limits]
+login_timeout_secs = 3601
+",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("login_timeout_secs"), "{err}");
     }
 
     #[test]

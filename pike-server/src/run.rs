@@ -107,6 +107,11 @@ pub async fn run(
             Duration::from_secs(config.heartbeat.interval_secs.into()),
             Duration::from_secs(config.heartbeat.timeout_secs.into()),
         )
+        .map_err(|e| RunError::Config(e.to_string()))?
+        .login_timeout(
+            (config.limits.login_timeout_secs > 0)
+                .then(|| Duration::from_secs(config.limits.login_timeout_secs.into())),
+        )
         .map_err(|e| RunError::Config(e.to_string()))?;
     let mut tunnel = TunnelConfig::default();
     tunnel
@@ -123,6 +128,7 @@ pub async fn run(
         .max_connections(
             (config.limits.max_connections > 0).then_some(config.limits.max_connections),
         )
+        .max_handshakes(config.limits.max_handshakes)
         .reconnect_spread(ReconnectSpread::new(
             Some(config.limits.reconnect_rate),
             Duration::from_secs(1),

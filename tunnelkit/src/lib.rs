@@ -89,7 +89,7 @@ mod tcp;
 mod transport;
 
 pub use crate::acceptor::{
-    AcceptedConn, Acceptor, AcceptorConfig, AcceptorHandle, ConnGuard, Incoming,
+    AcceptedConn, Acceptor, AcceptorConfig, AcceptorHandle, AcceptorLimits, ConnGuard, Incoming,
 };
 pub use crate::backoff::{BackoffConfig, FibonacciBackoff};
 pub use crate::dialer::{Dialed, Dialer, DialerConfig};

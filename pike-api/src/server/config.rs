@@ -21,6 +21,11 @@ use super::room::{RoomConfig, RoomRule};
 /// - `max_recipients` 100,000 aliases per push (tags and whole-app pushes):
 ///   beyond that use a room;
 /// - `default_ttl` 7 days;
+/// - no connection limit (size it from descriptors and memory);
+///   `max_handshakes` 1024 connections in their TLS and hello exchange at
+///   once: at two round trips of 150 ms each that still admits ≈ 3,400
+///   handshakes a second, above what one core computes (≈ 1,300–1,800),
+///   while a flood of silent clients holds at most 1024 handshake states;
 /// - `drain_delay` 1 to 10 s: the reconnect window advised in go-away at
 ///   shutdown, so clients do not all come back at once;
 /// - reconnect spread: every server hello advises a crash-reconnect window
@@ -37,6 +42,7 @@ pub struct GatewayConfig {
     pub(crate) max_recipients: usize,
     pub(crate) default_ttl: Duration,
     pub(crate) max_connections: Option<usize>,
+    pub(crate) max_handshakes: usize,
     pub(crate) drain_delay: (Duration, Duration),
     pub(crate) reconnect_spread: ReconnectSpread,
     pub(crate) shutdown_grace: Duration,
@@ -90,10 +96,22 @@ impl GatewayConfig {
         self
     }
 
-    /// Most client connections at once (`None`: no limit); more are refused
-    /// with `OVERLOADED` and reconnect advice.
+    /// Most client connections at once across listeners (`None`: no limit;
+    /// at least 1). More are refused before any handshake work: on plain
+    /// TCP and QUIC with `CLOSE OVERLOADED` and reconnect advice, on TLS by
+    /// closing the socket (see `docs/gateway.md`).
     pub fn max_connections(&mut self, limit: Option<usize>) -> &mut Self {
-        self.max_connections = limit;
+        self.max_connections = limit.map(|n| n.max(1));
+        self
+    }
+
+    /// Most connections in their handshake at once across listeners (TLS and
+    /// hello, or an over-limit refusal; at least 1). While every slot is
+    /// taken the gateway accepts nothing: new connections wait in the
+    /// kernel's listen backlog until a handshake finishes or hits the
+    /// handshake timeout.
+    pub fn max_handshakes(&mut self, limit: usize) -> &mut Self {
+        self.max_handshakes = limit.max(1);
         self
     }
 
@@ -160,6 +178,7 @@ impl Default for GatewayConfig {
             max_recipients: 100_000,
             default_ttl: Duration::from_secs(7 * 24 * 3600),
             max_connections: None,
+            max_handshakes: 1024,
             drain_delay: (Duration::from_secs(1), Duration::from_secs(10)),
             reconnect_spread: ReconnectSpread::default(),
             shutdown_grace: Duration::from_secs(15),

@@ -14,7 +14,6 @@ use pike_channel::{Push, ServerChannel, ServerEvent, StreamId, UplinkResult};
 use proto::tunnel::{ClientHello, ErrorCode};
 use tntunnel::{CodecError, FramedTunnel};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use tower::ServiceExt as _;
 
@@ -40,7 +39,8 @@ pub(crate) struct Accepted<S> {
     pub(crate) token: String,
     pub(crate) peer: SocketAddr,
     pub(crate) transport: &'static str,
-    pub(crate) permit: Option<OwnedSemaphorePermit>,
+    /// The connection's slot under the gateway's limit.
+    pub(crate) guard: tunnelkit::ConnGuard,
 }
 
 /// The outcome of background work started by the connection task.
@@ -117,7 +117,7 @@ where
         shared,
         span,
         transport,
-        permit: _permit,
+        guard: _guard,
     } = start(hub, *accepted);
     tracing::Instrument::instrument(conn.drive(&mut framed, shared), span).await;
 
@@ -132,7 +132,7 @@ struct Started<S> {
     shared: Arc<ConnShared>,
     span: tracing::Span,
     transport: &'static str,
-    permit: Option<OwnedSemaphorePermit>,
+    guard: tunnelkit::ConnGuard,
 }
 
 /// Registers an accepted connection and builds its state.
@@ -143,7 +143,7 @@ fn start<S>(hub: Arc<Hub>, accepted: Accepted<S>) -> Started<S> {
         token,
         peer,
         transport,
-        permit,
+        guard,
     } = accepted;
     let id = hub.next_connection_id();
     let shared = Arc::new(ConnShared::new(hub.config.command_queue));
@@ -202,7 +202,7 @@ fn start<S>(hub: Arc<Hub>, accepted: Accepted<S>) -> Started<S> {
         shared,
         span,
         transport,
-        permit,
+        guard,
     }
 }
 

@@ -6,13 +6,18 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use pike_channel::{
+    Admission, AdmissionError, Handshaken, Refusal, TunnelHandler, run_accept_loop,
+};
 use proto::tunnel::{ErrorCode, ReconnectAdvice, ServerHello};
 use tntunnel::tls::TlsServerConfig;
 use tntunnel::{SecureStream, ServerSecurity};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::task::TaskTracker;
 use tower::Service;
-use tunnelkit::{Listener, QuicConfig, QuicListener, TcpListener};
+use tunnelkit::{
+    Acceptor, AcceptorConfig, AcceptorLimits, Listener, QuicConfig, QuicListener, TcpListener,
+};
 
 use super::auth::{AllowAll, AuthError, BoxAuthenticator, LoginGrant, LoginRequest};
 use super::config::GatewayConfig;
@@ -37,6 +42,9 @@ pub enum GatewayError {
         /// What went wrong.
         message: String,
     },
+    /// A setting is out of bounds.
+    #[error("invalid gateway configuration: {0}")]
+    Config(String),
 }
 
 /// Builds a [`Gateway`]. Consuming: each call returns the builder.
@@ -127,6 +135,12 @@ impl GatewayBuilder {
 
     /// Binds every listener.
     pub async fn bind(self) -> Result<Gateway, GatewayError> {
+        let mut acceptor = AcceptorConfig::default();
+        acceptor
+            .max_connections(self.config.max_connections)
+            .max_handshakes(Some(self.config.max_handshakes));
+        let limits =
+            AcceptorLimits::new(&acceptor).map_err(|e| GatewayError::Config(e.to_string()))?;
         let hub = Arc::new(Hub::new(
             self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
             self.auth.unwrap_or_else(|| BoxAuthenticator::new(AllowAll)),
@@ -153,7 +167,11 @@ impl GatewayBuilder {
                 .map_err(|e| bind_error(addr, "quic", &e))?;
             listeners.push(Bound::Quic(listener));
         }
-        Ok(Gateway { hub, listeners })
+        Ok(Gateway {
+            hub,
+            listeners,
+            limits,
+        })
     }
 }
 
@@ -166,6 +184,7 @@ enum Bound {
 pub struct Gateway {
     hub: Arc<Hub>,
     listeners: Vec<Bound>,
+    limits: AcceptorLimits,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -200,6 +219,13 @@ impl Gateway {
         }
     }
 
+    /// The connection and handshake limits every listener shares, with
+    /// their counters (handshakes in progress, connections refused over the
+    /// limit). Cheap to clone; stays valid while the gateway serves.
+    pub fn admission(&self) -> AcceptorLimits {
+        self.limits.clone()
+    }
+
     /// Where the listeners are: (`tcp` | `tls` | `quic`, address).
     pub fn local_addrs(&self) -> Vec<(&'static str, SocketAddr)> {
         self.listeners
@@ -217,21 +243,29 @@ impl Gateway {
     /// closes the rest.
     pub async fn serve_with_shutdown(self, shutdown: impl Future<Output = ()>) {
         let tracker = TaskTracker::new();
+        let tunnel = Arc::new(self.hub.config.tunnel.clone());
+        let refusal = overload_refusal(&self.hub.config);
         for bound in self.listeners {
-            let hub = self.hub.clone();
-            let conns = tracker.clone();
+            let handler = |transport| {
+                Arc::new(GatewayTunnels {
+                    hub: self.hub.clone(),
+                    transport,
+                    conns: tracker.clone(),
+                })
+            };
             match bound {
                 Bound::Tcp(listener, security, name) => {
-                    tracker.spawn(accept_loop(hub, listener, security, name, conns));
+                    let acceptor =
+                        Acceptor::with_limits(listener, &self.limits, &self.hub.shutdown);
+                    let admission = Admission::new(security, tunnel.clone(), refusal.clone());
+                    tracker.spawn(run_accept_loop(acceptor, admission, handler(name)));
                 }
                 Bound::Quic(listener) => {
-                    tracker.spawn(accept_loop(
-                        hub,
-                        listener,
-                        ServerSecurity::Plain,
-                        "quic",
-                        conns,
-                    ));
+                    let acceptor =
+                        Acceptor::with_limits(listener, &self.limits, &self.hub.shutdown);
+                    let admission =
+                        Admission::new(ServerSecurity::Plain, tunnel.clone(), refusal.clone());
+                    tracker.spawn(run_accept_loop(acceptor, admission, handler("quic")));
                 }
             }
         }
@@ -273,84 +307,66 @@ impl Gateway {
     }
 }
 
-async fn accept_loop<L>(
+/// The gateway's side of the shared admission loop
+/// ([`pike_channel::run_accept_loop`]) for one listener: the hello
+/// decision, then a task of the connection's own.
+struct GatewayTunnels {
     hub: Arc<Hub>,
-    mut listener: L,
-    security: ServerSecurity,
     transport: &'static str,
     conns: TaskTracker,
-) where
-    L: Listener,
-    L::Conn: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+}
+
+impl<C> TunnelHandler<C> for GatewayTunnels
+where
+    C: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let security = Arc::new(security);
-    loop {
-        let accepted = tokio::select! {
-            () = hub.shutdown.cancelled() => return,
-            accepted = listener.accept() => accepted,
-        };
-        let (io, peer) = match accepted {
-            Ok(pair) => pair,
+    async fn hello(&self, tunnel: Handshaken<C>) {
+        let peer = tunnel.peer;
+        match decide(&self.hub, tunnel, self.transport).await {
+            // The handshake ran in a task of its own; the connection gets
+            // another, sized for the connection alone, not also for the
+            // handshake's state (TLS, the hello exchange and its timeout:
+            // several KiB per connection).
+            Ok(Some(accepted)) => {
+                self.conns
+                    .spawn(connection::run(self.hub.clone(), Box::new(accepted)));
+            }
+            Ok(None) => {}
             Err(e) => {
-                tracing::warn!(error = %e, transport, "accept failed");
-                metrics::counter!("pike_errors_total", "kind" => "accept").increment(1);
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                continue;
+                tracing::debug!(error = %e, %peer, transport = self.transport, "handshake failed");
+                metrics::counter!("pike_handshake_failures_total", "transport" => self.transport)
+                    .increment(1);
             }
-        };
-        let hub = hub.clone();
-        let security = security.clone();
-        let tracker = conns.clone();
-        // The handshake runs in a task of its own, which then starts the
-        // connection's task: the connection task is sized for the
-        // connection alone, not also for the handshake's state (TLS, the
-        // hello exchange and its timeout: several KiB per connection).
-        conns.spawn(async move {
-            match handshake(hub.clone(), io, peer, &security, transport).await {
-                Ok(Some(accepted)) => {
-                    tracker.spawn(connection::run(hub, Box::new(accepted)));
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::debug!(error = %e, %peer, transport, "handshake failed");
-                    metrics::counter!("pike_handshake_failures_total", "transport" => transport)
-                        .increment(1);
-                }
-            }
-        });
+        }
+    }
+
+    fn handshake_failed(&self, _peer: SocketAddr, _error: &AdmissionError) {
+        metrics::counter!("pike_handshake_failures_total", "transport" => self.transport)
+            .increment(1);
+    }
+
+    fn refused(&self, _peer: SocketAddr) {
+        metrics::counter!("pike_connections_refused_total", "reason" => "overloaded").increment(1);
     }
 }
 
-/// Secures the connection, runs the hello exchange and decides: the
-/// connection to run, or `None` when it was refused (and told so).
-async fn handshake<C>(
-    hub: Arc<Hub>,
-    io: C,
-    peer: SocketAddr,
-    security: &ServerSecurity,
+/// Decides about a client's hello: the connection to run, or `None` when
+/// it was refused (and told so).
+async fn decide<C>(
+    hub: &Hub,
+    tunnel: Handshaken<C>,
     transport: &'static str,
 ) -> Result<Option<Accepted<SecureStream<C>>>, Box<dyn std::error::Error + Send + Sync>>
 where
     C: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let permit = hub
-        .connection_slots
-        .as_ref()
-        .and_then(|slots| slots.clone().try_acquire_owned().ok());
-    let over_limit = hub.connection_slots.is_some() && permit.is_none();
-    let io = security.secure(io).await?;
-    let incoming = tntunnel::accept(io, &hub.config.tunnel).await?;
+    let Handshaken {
+        incoming,
+        mut guard,
+        peer,
+        ..
+    } = tunnel;
     let app = incoming.hello().app_id.clone();
-    if over_limit {
-        metrics::counter!("pike_connections_refused_total", "reason" => "overloaded").increment(1);
-        incoming
-            .reject(
-                ErrorCode::Overloaded,
-                "the gateway is at its connection limit",
-            )
-            .await?;
-        return Ok(None);
-    }
     if hub.shutdown.is_cancelled() {
         incoming
             .reject(ErrorCode::GoingAway, "the gateway is shutting down")
@@ -384,6 +400,7 @@ where
     });
     let client_hello = incoming.hello().clone();
     let mut framed = incoming.accept(hello).await?;
+    guard.finish_handshake();
     release_idle_buffers(&mut framed);
     Ok(Some(Accepted {
         framed: Box::new(framed),
@@ -391,6 +408,21 @@ where
         token,
         peer,
         transport,
-        permit,
+        guard,
     }))
+}
+
+/// The refusal of connections over the connection limit: `OVERLOADED`
+/// with a reconnect window sized like the crash-reconnect window of a full
+/// gateway (`max_connections × 1.5 / handshake rate`, 1 to 60 s by
+/// default), so that refused clients come back spread out.
+fn overload_refusal(config: &GatewayConfig) -> Refusal {
+    let workers = tokio::runtime::Handle::current().metrics().num_workers();
+    let spread = &config.reconnect_spread;
+    let millis = |d: std::time::Duration| u32::try_from(d.as_millis()).unwrap_or(u32::MAX);
+    Refusal::overloaded(ReconnectAdvice {
+        min_delay_ms: millis(spread.window(0, workers)),
+        max_delay_ms: millis(spread.window(config.max_connections.unwrap_or(0), workers)),
+        endpoints: Vec::new(),
+    })
 }

@@ -4,7 +4,6 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::auth::BoxAuthenticator;
@@ -23,7 +22,6 @@ pub(crate) struct Hub {
     pub(crate) uplink: Arc<dyn UplinkHandler>,
     pub(crate) config: GatewayConfig,
     pub(crate) known_apps: Option<HashSet<String>>,
-    pub(crate) connection_slots: Option<Arc<Semaphore>>,
     pub(crate) shutdown: CancellationToken,
     next_connection: AtomicU64,
     next_transient: AtomicU64,
@@ -46,7 +44,6 @@ impl Hub {
         config: GatewayConfig,
         known_apps: Option<HashSet<String>>,
     ) -> Self {
-        let connection_slots = config.max_connections.map(|n| Arc::new(Semaphore::new(n)));
         let shutdown = CancellationToken::new();
         let rooms = Rooms::new(
             config.rooms.clone(),
@@ -62,7 +59,6 @@ impl Hub {
             uplink,
             config,
             known_apps,
-            connection_slots,
             shutdown,
             next_connection: AtomicU64::new(1),
             // Transient message ids live in their own range, above any id

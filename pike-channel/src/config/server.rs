@@ -22,6 +22,7 @@ pub struct ServerConfig {
     pub(crate) downlink_window: u32,
     pub(crate) go_away_grace: Duration,
     pub(crate) uplink_dedup_memory: usize,
+    pub(crate) login_timeout: Option<Duration>,
 }
 
 impl Default for ServerConfig {
@@ -34,6 +35,7 @@ impl Default for ServerConfig {
             downlink_window: 512,
             go_away_grace: Duration::from_secs(30),
             uplink_dedup_memory: 256,
+            login_timeout: Some(Duration::from_secs(30)),
         }
     }
 }
@@ -110,6 +112,31 @@ impl ServerConfig {
         Ok(self)
     }
 
+    /// Close a connection on which no business is logged in this long after
+    /// its handshake, with `IDLE_TIMEOUT`, whether or not it pings: a
+    /// connection costs a slot under the connection limit and memory, and
+    /// one that never logs in serves nobody. `None` turns the deadline off.
+    /// Default 30 s, bounds 100 ms ..= 1 h.
+    pub fn login_timeout(&mut self, value: Option<Duration>) -> Result<&mut Self, ConfigError> {
+        self.login_timeout = value
+            .map(|value| {
+                check_duration(
+                    "login_timeout",
+                    value,
+                    Duration::from_millis(100),
+                    Duration::from_secs(3600),
+                    "100 ms ..= 1 h",
+                )
+            })
+            .transpose()?;
+        Ok(self)
+    }
+
+    /// The login timeout in effect (`None`: off).
+    pub fn get_login_timeout(&self) -> Option<Duration> {
+        self.login_timeout
+    }
+
     /// The idle timeout in effect.
     pub fn get_idle_timeout(&self) -> Duration {
         self.idle_timeout
@@ -147,5 +174,16 @@ mod tests {
             (hello.heartbeat_interval_ms, hello.heartbeat_timeout_ms),
             (10_000, 5_000)
         );
+    }
+
+    #[test]
+    fn login_timeout_defaults_to_30_s_and_is_bounded() {
+        let mut c = ServerConfig::default();
+        assert_eq!(c.get_login_timeout(), Some(Duration::from_secs(30)));
+        assert!(c.login_timeout(Some(Duration::from_millis(99))).is_err());
+        assert!(c.login_timeout(Some(Duration::from_secs(3601))).is_err());
+        assert_eq!(c.get_login_timeout(), Some(Duration::from_secs(30)));
+        c.login_timeout(None).unwrap();
+        assert_eq!(c.get_login_timeout(), None);
     }
 }

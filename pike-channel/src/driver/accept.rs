@@ -5,21 +5,18 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
-use proto::tunnel::{ClientHello, ErrorCode, ServerHello};
+use proto::tunnel::{ClientHello, ErrorCode, ReconnectAdvice, ServerHello};
 use tntunnel::{ServerSecurity, TunnelConfig};
 use tokio::sync::mpsc;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
 use tracing::Instrument;
-use tunnelkit::{AcceptedConn, Acceptor, Incoming, Listener};
+use tunnelkit::{Acceptor, Listener};
 
+use super::admission::{Admission, Handshaken, Refusal, TunnelHandler, run_accept_loop};
 use super::config::DriverConfig;
 use super::server::{ServerDriver, ServerEvents, ServerHandle};
 use crate::{ServerChannel, ServerConfig};
-
-/// How long an over-limit connection may take to be told `OVERLOADED`.
-const OVERLOADED_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What the gateway decides about a client hello.
 #[derive(Clone, Debug)]
@@ -94,11 +91,13 @@ pub struct AcceptOptions {
     server: Arc<ServerConfig>,
     driver: DriverConfig,
     backlog: usize,
+    overload_advice: ReconnectAdvice,
 }
 
 impl AcceptOptions {
-    /// Plain tunnel, default tunnel, channel and driver settings, 64
-    /// established connections waiting for the gateway.
+    /// Default tunnel, channel and driver settings, 64 established
+    /// connections waiting for the gateway, and over-limit clients advised
+    /// to reconnect after 1 to 10 s.
     pub fn new(security: ServerSecurity) -> Self {
         Self {
             security,
@@ -106,7 +105,20 @@ impl AcceptOptions {
             server: Arc::new(ServerConfig::default()),
             driver: DriverConfig::default(),
             backlog: 64,
+            overload_advice: ReconnectAdvice {
+                min_delay_ms: 1_000,
+                max_delay_ms: 10_000,
+                endpoints: Vec::new(),
+            },
         }
+    }
+
+    /// The reconnect advice in the `CLOSE OVERLOADED` refusal of plain
+    /// connections over the acceptor's limit.
+    #[must_use]
+    pub fn overload_advice(mut self, advice: ReconnectAdvice) -> Self {
+        self.overload_advice = advice;
+        self
     }
 
     /// The tunnel settings (frame limit, handshake timeout, compression).
@@ -184,16 +196,19 @@ impl Drop for AcceptLoop {
     }
 }
 
-/// Accepts connections from `acceptor` in a task of its own: each accepted
-/// connection gets a task (instrumented with a `conn` span) that secures
-/// it, runs the tunnel handshake, asks `decide` about the client's hello,
-/// and then runs the connection's [`ServerDriver`], after handing the
-/// gateway a [`ServerConnection`] through [`AcceptLoop::next`].
+/// Accepts connections from `acceptor` in a task of its own, through the
+/// shared admission loop ([`run_accept_loop`]): each admitted connection
+/// gets a task (instrumented with a `conn` span) that secures it, runs the
+/// tunnel handshake, asks `decide` about the client's hello, and then runs
+/// the connection's [`ServerDriver`], after handing the gateway a
+/// [`ServerConnection`] through [`AcceptLoop::next`].
 ///
-/// Connections over the acceptor's limit are refused with `OVERLOADED`
-/// (bounded by a short timeout). The loop ends when the listener fails or
-/// is shut down (`AcceptorHandle::shutdown`); running connections continue
-/// until they close.
+/// Connections over the acceptor's limit are refused before any handshake
+/// work (see [`Refusal`](super::Refusal)): a plain connection gets
+/// `CLOSE OVERLOADED` with the [`AcceptOptions::overload_advice`], a TLS one
+/// is closed. The loop ends when the listener fails or is shut down
+/// (`AcceptorHandle::shutdown`); running connections continue until they
+/// close.
 ///
 /// # Panics
 ///
@@ -210,16 +225,19 @@ where
     let (tx, connections) = mpsc::channel(options.backlog);
     let local_addr = acceptor.local_addr().and_then(Result::ok);
     let span = tracing::debug_span!("accept", local.addr = ?local_addr, transport = L::NAME);
-    let task = tokio::spawn(
-        accept_loop(
-            acceptor,
-            Arc::new(options),
-            Arc::new(decide),
-            tx,
-            local_addr,
-        )
-        .instrument(span),
+    let admission = Admission::new(
+        options.security.clone(),
+        Arc::clone(&options.tunnel),
+        Refusal::overloaded(options.overload_advice.clone()),
     );
+    let handler = Arc::new(ChannelHandler {
+        options,
+        decide,
+        tx,
+        local: local_addr,
+        transport: L::NAME,
+    });
+    let task = tokio::spawn(run_accept_loop(acceptor, admission, handler).instrument(span));
     AcceptLoop {
         connections,
         task,
@@ -227,150 +245,76 @@ where
     }
 }
 
-async fn accept_loop<L, D>(
-    mut acceptor: Acceptor<L>,
-    options: Arc<AcceptOptions>,
-    decide: Arc<D>,
+/// The hello decision and the [`ServerDriver`] of [`spawn_accept_loop`].
+struct ChannelHandler<D> {
+    options: AcceptOptions,
+    decide: D,
     tx: mpsc::Sender<ServerConnection>,
     local: Option<SocketAddr>,
-) where
-    L: Listener,
-    D: Fn(&ClientHello, &ConnectionInfo) -> HelloDecision + Send + Sync + 'static,
-{
-    let mut tasks = JoinSet::new();
-    loop {
-        tokio::select! {
-            incoming = acceptor.accept() => {
-                let incoming = match incoming {
-                    Ok(incoming) => incoming,
-                    Err(error) => {
-                        tracing::debug!(%error, "accept loop ends");
-                        break;
-                    }
-                };
-                let peer = incoming.peer_addr();
-                let span = tracing::debug_span!(
-                    "conn",
-                    peer.addr = %peer,
-                    local.addr = ?local,
-                    transport = L::NAME,
-                );
-                match incoming {
-                    Incoming::Accepted(conn) => {
-                        let task = run_connection::<L, D>(
-                            conn,
-                            local,
-                            Arc::clone(&options),
-                            Arc::clone(&decide),
-                            tx.clone(),
-                        );
-                        tasks.spawn(task.instrument(span));
-                    }
-                    Incoming::OverLimit(conn) => {
-                        tasks.spawn(refuse_overloaded(conn, Arc::clone(&options)).instrument(span));
-                    }
-                    _ => {}
-                }
-            }
-            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
-            () = tx.closed() => break,
-        }
-    }
-    drop(acceptor);
-    while tasks.join_next().await.is_some() {}
+    transport: &'static str,
 }
 
-async fn run_connection<L, D>(
-    conn: AcceptedConn<L::Conn>,
-    local: Option<SocketAddr>,
-    options: Arc<AcceptOptions>,
-    decide: Arc<D>,
-    tx: mpsc::Sender<ServerConnection>,
-) where
-    L: Listener,
-    D: Fn(&ClientHello, &ConnectionInfo) -> HelloDecision + Send + Sync + 'static,
-{
-    let peer = conn.peer_addr();
-    let io = match options.security.secure(conn).await {
-        Ok(io) => io,
-        Err(error) => {
-            tracing::debug!(%error, "TLS handshake failed");
-            return;
-        }
-    };
-    let incoming = match tntunnel::accept(io, &options.tunnel).await {
-        Ok(incoming) => incoming,
-        Err(error) => {
-            tracing::debug!(%error, "tunnel handshake failed");
-            return;
-        }
-    };
-    let mut info = ConnectionInfo {
-        peer,
-        local,
-        transport: L::NAME,
-        tls: options.security.is_tls(),
-        connection_token: String::new(),
-        hello: incoming.hello().clone(),
-    };
-    let mut hello = match decide(incoming.hello(), &info) {
-        HelloDecision::Accept(hello) => hello,
-        HelloDecision::Reject { code, message } => {
-            tracing::debug!(?code, %message, "hello refused");
-            if let Err(error) = incoming.reject(code, message).await {
-                tracing::debug!(%error, "could not send the refusal");
-            }
-            return;
-        }
-    };
-    if hello.connection_token.is_empty() {
-        hello.connection_token = tntunnel::new_connection_token()
-            .unwrap_or_else(|| format!("{:032x}", fastrand::u128(..)));
-    }
-    if hello.heartbeat_interval_ms == 0 && hello.heartbeat_timeout_ms == 0 {
-        options.server.fill_hello(&mut hello);
-    }
-    info.connection_token.clone_from(&hello.connection_token);
-    let framed = match incoming.accept(hello).await {
-        Ok(framed) => framed,
-        Err(error) => {
-            tracing::debug!(%error, "could not send the server hello");
-            return;
-        }
-    };
-    tracing::debug!(token = %info.connection_token, device = %info.hello.device_id, "established");
-    let now = tokio::time::Instant::now().into_std();
-    let channel = ServerChannel::new(Arc::clone(&options.server), info.hello.clone(), now);
-    let (driver, handle, events) = ServerDriver::new(framed, channel, &options.driver);
-    let connection = ServerConnection {
-        handle,
-        events,
-        info,
-    };
-    if tx.send(connection).await.is_err() {
-        return;
-    }
-    driver.await;
-    tracing::debug!("connection finished");
-}
-
-async fn refuse_overloaded<C>(conn: AcceptedConn<C>, options: Arc<AcceptOptions>)
+impl<C, D> TunnelHandler<C> for ChannelHandler<D>
 where
     C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    D: Fn(&ClientHello, &ConnectionInfo) -> HelloDecision + Send + Sync + 'static,
 {
-    let refuse = async {
-        let io = options.security.secure(conn).await.ok()?;
-        let incoming = tntunnel::accept(io, &options.tunnel).await.ok()?;
-        incoming
-            .reject(ErrorCode::Overloaded, "connection limit reached")
-            .await
-            .ok()
-    };
-    if tokio::time::timeout(OVERLOADED_TIMEOUT, refuse)
-        .await
-        .is_err()
-    {
-        tracing::debug!("over-limit connection dropped");
+    async fn hello(&self, tunnel: Handshaken<C>) {
+        let Handshaken {
+            incoming,
+            mut guard,
+            peer,
+            ..
+        } = tunnel;
+        let mut info = ConnectionInfo {
+            peer,
+            local: self.local,
+            transport: self.transport,
+            tls: self.options.security.is_tls(),
+            connection_token: String::new(),
+            hello: incoming.hello().clone(),
+        };
+        let mut hello = match (self.decide)(incoming.hello(), &info) {
+            HelloDecision::Accept(hello) => hello,
+            HelloDecision::Reject { code, message } => {
+                tracing::debug!(?code, %message, "hello refused");
+                if let Err(error) = incoming.reject(code, message).await {
+                    tracing::debug!(%error, "could not send the refusal");
+                }
+                return;
+            }
+        };
+        if hello.connection_token.is_empty() {
+            hello.connection_token = tntunnel::new_connection_token()
+                .unwrap_or_else(|| format!("{:032x}", fastrand::u128(..)));
+        }
+        if hello.heartbeat_interval_ms == 0 && hello.heartbeat_timeout_ms == 0 {
+            self.options.server.fill_hello(&mut hello);
+        }
+        info.connection_token.clone_from(&hello.connection_token);
+        let framed = match incoming.accept(hello).await {
+            Ok(framed) => framed,
+            Err(error) => {
+                tracing::debug!(%error, "could not send the server hello");
+                return;
+            }
+        };
+        guard.finish_handshake();
+        tracing::debug!(token = %info.connection_token, device = %info.hello.device_id, "established");
+        let now = tokio::time::Instant::now().into_std();
+        let channel = ServerChannel::new(Arc::clone(&self.options.server), info.hello.clone(), now);
+        let (driver, handle, events) = ServerDriver::new(framed, channel, &self.options.driver);
+        let connection = ServerConnection {
+            handle,
+            events,
+            info,
+        };
+        if self.tx.send(connection).await.is_err() {
+            return;
+        }
+        driver.await;
+        drop(guard);
+        tracing::debug!("connection finished");
     }
 }
 

@@ -17,7 +17,10 @@
 //!   [`ServerChannel`](crate::ServerChannel) over an accepted tunnel;
 //!   the gateway answers through [`ServerHandle`] and consumes
 //!   [`ServerEvents`]. [`spawn_accept_loop`] does accept, TLS, handshake and
-//!   the hello decision for a tunnelkit [`Acceptor`](tunnelkit::Acceptor).
+//!   the hello decision for a tunnelkit [`Acceptor`](tunnelkit::Acceptor),
+//!   on top of [`run_accept_loop`], the admission loop custom gateways share
+//!   (over-limit refusal before any handshake work, one deadline for TLS and
+//!   hello, the acceptor's handshake slots).
 //!
 //! A peer that vanishes (end of stream at a frame boundary, reset, TLS
 //! without close_notify, end of stream inside a frame) is an ordinary
@@ -25,6 +28,7 @@
 //! answered with a close frame carrying the decoder's code.
 
 mod accept;
+mod admission;
 mod client;
 mod config;
 mod connector;
@@ -33,6 +37,9 @@ mod util;
 
 pub use self::accept::{
     AcceptLoop, AcceptOptions, ConnectionInfo, HelloDecision, ServerConnection, spawn_accept_loop,
+};
+pub use self::admission::{
+    Admission, AdmissionError, Handshaken, REFUSAL_TIMEOUT, Refusal, TunnelHandler, run_accept_loop,
 };
 pub use self::client::{ClientDriver, ClientHandle, EventFilter, EventReceiver, spawn_client};
 pub use self::config::DriverConfig;

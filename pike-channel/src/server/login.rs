@@ -67,6 +67,7 @@ impl ServerChannel {
     ) -> Result<(), ReplyError> {
         let entry = self.pending_login(stream)?;
         entry.phase = StreamPhase::Active;
+        self.timers.stop(crate::timer::ServerTimer::Login);
         let result = LoginResult {
             stream: stream.value(),
             code: ErrorCode::Unspecified.into(),

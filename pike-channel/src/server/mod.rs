@@ -68,10 +68,14 @@ pub struct ServerChannel {
 
 impl ServerChannel {
     /// A machine for a connection whose handshake just completed with the
-    /// client's `hello`. The idle timer starts at `now`.
+    /// client's `hello`. The idle timer and the login deadline start at
+    /// `now`.
     pub fn new(config: Arc<ServerConfig>, hello: ClientHello, now: Instant) -> Self {
         let mut timers = ServerTimers::new();
         timers.set(ServerTimer::Idle, now + config.get_idle_timeout());
+        if let Some(limit) = config.login_timeout {
+            timers.set(ServerTimer::Login, now + limit);
+        }
         Self {
             config,
             hello,
@@ -164,8 +168,25 @@ impl ServerChannel {
                         now,
                     );
                 }
+                ServerTimer::Login => self.login_deadline(now),
             }
         }
+    }
+
+    /// The login deadline passed: closes the connection unless a business
+    /// is logged in (a login still waiting for the gateway's answer does
+    /// not count).
+    fn login_deadline(&mut self, now: Instant) {
+        if self.logged_in().next().is_some() {
+            return;
+        }
+        let limit = self.config.login_timeout.unwrap_or_default();
+        tracing::debug!(device = %self.hello.device_id, ?limit, "login timeout");
+        self.close(
+            ErrorCode::IdleTimeout,
+            format!("no business logged in within the login timeout ({limit:?})"),
+            now,
+        );
     }
 
     /// Asks the client to reconnect, possibly elsewhere

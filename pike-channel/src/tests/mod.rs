@@ -5,6 +5,7 @@ mod downlink;
 mod inspection;
 mod keepalive;
 mod login;
+mod login_deadline;
 mod reconnect;
 mod rooms;
 mod server;
