@@ -175,6 +175,7 @@ pub use crate::error::{
 };
 pub use crate::ids::{ConnectionId, SendId, StreamId};
 pub use crate::message::Message;
+pub use crate::server::limits;
 pub use crate::server::{CloseInitiator, Push, ServerChannel, ServerEvent, UplinkResult};
 pub use crate::stats::{ClientStats, ServerStats};
 

@@ -63,6 +63,9 @@ pub struct ServerStats {
     pub pushed: u64,
     /// Uplink resends answered without a new event.
     pub uplink_duplicates: u64,
+    /// Uplink messages refused with `RATE_LIMITED` because the connection's
+    /// pending uplink bytes were at their bound.
+    pub uplink_refused: u64,
     /// Requests answered with an error frame.
     pub error_frames: u64,
 }

@@ -126,6 +126,19 @@ pub struct Limits {
     pub reconnect_rate: u32,
     /// Largest crash-reconnect window advised, seconds (default 60).
     pub reconnect_window_max_secs: u32,
+    /// Business logins per connection (default 32, 1 to 1,024); more get
+    /// `LIMIT_EXCEEDED`.
+    pub max_logins_per_connection: usize,
+    /// Uplink messages a login may have unacked, advertised in the login
+    /// result (default 64, 1 to 65,536); a client beyond it is closed with
+    /// `PROTOCOL`.
+    pub uplink_window: u32,
+    /// Uplink payload bytes a connection may have waiting for backends
+    /// (default 4 MiB, 1 KiB to 1 GiB); more get `RATE_LIMITED`.
+    pub uplink_pending_bytes: usize,
+    /// Uplink backend calls in flight across the gateway (default 65,536,
+    /// at least 1); more get `RATE_LIMITED`.
+    pub max_uplink_in_flight: usize,
 }
 
 /// Retention of reliable downlink.
@@ -182,9 +195,16 @@ fn default_webhook_timeout_ms() -> u64 {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Rooms {
-    /// Most live rooms at once (default 100,000); joins and publishes that
+    /// Most live rooms at once, every app together (default 100,000): the
+    /// last resort behind `max_rooms_per_app`; joins and publishes that
     /// would start more are refused.
     pub max_rooms: usize,
+    /// Most live rooms of one app at once (default 10,000), so one app
+    /// cannot lock the others out of rooms.
+    pub max_rooms_per_app: usize,
+    /// Most room joins one connection holds at once (default 32; a stream
+    /// and a room make one join).
+    pub max_joins_per_connection: usize,
     /// Settings of every room (each key falls back to the built-in
     /// default).
     pub defaults: RoomSettings,
@@ -198,6 +218,8 @@ impl Default for Rooms {
     fn default() -> Self {
         Self {
             max_rooms: 100_000,
+            max_rooms_per_app: 10_000,
+            max_joins_per_connection: 32,
             defaults: RoomSettings::default(),
             rules: Vec::new(),
         }
@@ -392,6 +414,38 @@ impl RoomSettings {
     }
 }
 
+impl Limits {
+    /// The channel settings of every connection: the advertised heartbeat
+    /// and these limits.
+    pub fn channel_config(
+        &self,
+        heartbeat: &Heartbeat,
+    ) -> Result<pike_channel::ServerConfig, ConfigError> {
+        let place = |key: &'static str| {
+            move |e: pike_channel::ConfigError| ConfigError::Invalid(format!("{key}: {e}"))
+        };
+        let mut channel = pike_channel::ServerConfig::default();
+        channel
+            .heartbeat(
+                Duration::from_secs(heartbeat.interval_secs.into()),
+                Duration::from_secs(heartbeat.timeout_secs.into()),
+            )
+            .map_err(place("heartbeat"))?
+            .max_logins(self.max_logins_per_connection)
+            .map_err(place("limits.max_logins_per_connection"))?
+            .uplink_window(self.uplink_window)
+            .map_err(place("limits.uplink_window"))?
+            .uplink_pending_bytes(self.uplink_pending_bytes)
+            .map_err(place("limits.uplink_pending_bytes"))?
+            .login_timeout(
+                (self.login_timeout_secs > 0)
+                    .then(|| Duration::from_secs(self.login_timeout_secs.into())),
+            )
+            .map_err(place("limits.login_timeout_secs"))?;
+        Ok(channel)
+    }
+}
+
 impl Rooms {
     /// The room settings for the gateway: the defaults, and one
     /// (pattern, settings) per rule, layered.
@@ -468,6 +522,16 @@ impl Config {
         }
         if self.limits.login_timeout_secs > 3600 {
             return invalid("limits.login_timeout_secs must be at most 3600 (0 = off)".into());
+        }
+        self.limits.channel_config(&self.heartbeat)?;
+        if self.limits.max_uplink_in_flight == 0 {
+            return invalid("limits.max_uplink_in_flight must be at least 1".into());
+        }
+        if self.rooms.max_rooms_per_app == 0 || self.rooms.max_joins_per_connection == 0 {
+            return invalid(
+                "rooms.max_rooms_per_app and rooms.max_joins_per_connection must be at least 1"
+                    .into(),
+            );
         }
         self.rooms
             .defaults
@@ -567,6 +631,10 @@ impl Default for Limits {
             handshake_timeout_secs: 10,
             reconnect_rate: 0,
             reconnect_window_max_secs: 60,
+            max_logins_per_connection: 32,
+            uplink_window: 64,
+            uplink_pending_bytes: 4 << 20,
+            max_uplink_in_flight: 65_536,
         }
     }
 }
@@ -752,5 +820,50 @@ publisher_rate = 3
         assert!(err.to_string().contains("not an http(s) URL"), "{err}");
         let err = parse("[tls]\ncert = \"c.pem\"\n").unwrap_err();
         assert!(err.to_string().contains("go together"), "{err}");
+    }
+
+    #[test]
+    fn request_and_room_limits_are_read_and_checked() {
+        let config = parse(
+            "[limits]\nmax_logins_per_connection = 4\nuplink_window = 8\nuplink_pending_bytes = 65536\nmax_uplink_in_flight = 100\n[rooms]\nmax_rooms_per_app = 5\nmax_joins_per_connection = 3\n",
+        )
+        .unwrap();
+        let channel = config.limits.channel_config(&config.heartbeat).unwrap();
+        assert_eq!(channel.get_max_logins(), 4);
+        assert_eq!(channel.get_uplink_window(), 8);
+        assert_eq!(channel.get_uplink_pending_bytes(), 65536);
+        assert_eq!(config.limits.max_uplink_in_flight, 100);
+        assert_eq!(
+            (
+                config.rooms.max_rooms_per_app,
+                config.rooms.max_joins_per_connection
+            ),
+            (5, 3)
+        );
+        let defaults = parse("").unwrap();
+        assert_eq!(defaults.limits.max_logins_per_connection, 32);
+        assert_eq!(defaults.rooms.max_rooms_per_app, 10_000);
+        for (text, key) in [
+            (
+                "[limits]\nmax_logins_per_connection = 0\n",
+                "max_logins_per_connection",
+            ),
+            ("[limits]\nuplink_window = 0\n", "uplink_window"),
+            (
+                "[limits]\nuplink_pending_bytes = 10\n",
+                "uplink_pending_bytes",
+            ),
+            (
+                "[limits]\nmax_uplink_in_flight = 0\n",
+                "max_uplink_in_flight",
+            ),
+            (
+                "[rooms]\nmax_joins_per_connection = 0\n",
+                "max_joins_per_connection",
+            ),
+        ] {
+            let err = parse(text).unwrap_err();
+            assert!(err.to_string().contains(key), "{key}: {err}");
+        }
     }
 }

@@ -101,17 +101,9 @@ pub async fn run(
         }
     };
 
-    let mut channel = pike_channel::ServerConfig::default();
-    channel
-        .heartbeat(
-            Duration::from_secs(config.heartbeat.interval_secs.into()),
-            Duration::from_secs(config.heartbeat.timeout_secs.into()),
-        )
-        .map_err(|e| RunError::Config(e.to_string()))?
-        .login_timeout(
-            (config.limits.login_timeout_secs > 0)
-                .then(|| Duration::from_secs(config.limits.login_timeout_secs.into())),
-        )
+    let channel = config
+        .limits
+        .channel_config(&config.heartbeat)
         .map_err(|e| RunError::Config(e.to_string()))?;
     let mut tunnel = TunnelConfig::default();
     tunnel
@@ -137,7 +129,10 @@ pub async fn run(
     let (room_defaults, room_rules) = config.rooms.resolve();
     gateway_config
         .rooms(room_defaults)
-        .max_rooms(config.rooms.max_rooms);
+        .max_rooms(config.rooms.max_rooms)
+        .max_rooms_per_app(config.rooms.max_rooms_per_app)
+        .max_room_joins(config.rooms.max_joins_per_connection)
+        .max_uplink_in_flight(config.limits.max_uplink_in_flight);
     for (app, pattern, room_config) in room_rules {
         gateway_config.room_config(app, pattern, room_config);
     }

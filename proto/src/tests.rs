@@ -122,12 +122,13 @@ fn error_code_values_are_stable() {
         (E::UnknownRoom, 106),
         (E::InvalidArgument, 107),
         (E::AlreadyLoggedIn, 108),
+        (E::LimitExceeded, 109),
     ];
     for (code, number) in codes {
         assert_eq!(code as i32, number, "{code:?}");
         assert_eq!(E::try_from(number), Ok(code));
     }
-    let defined: Vec<i32> = (0..=13).chain(100..=108).collect();
+    let defined: Vec<i32> = (0..=13).chain(100..=109).collect();
     for number in -1..=200 {
         assert_eq!(
             E::try_from(number).is_ok(),

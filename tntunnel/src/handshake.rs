@@ -42,6 +42,19 @@ pub const SUPPORTED_VERSIONS: &[u32] = &[PROTOCOL_VERSION];
 /// Default time allowed from connection start to a completed handshake.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Longest `app_id` a server accepts in a client hello, bytes.
+pub const MAX_APP_ID_LEN: usize = 64;
+/// Longest `device_id` a server accepts in a client hello, bytes.
+pub const MAX_DEVICE_ID_LEN: usize = 128;
+/// Longest `sdk_name` and `sdk_version` a server accepts in a client hello,
+/// bytes each.
+pub const MAX_SDK_FIELD_LEN: usize = 64;
+/// Longest `resume_token` a server accepts in a client hello, bytes.
+pub const MAX_RESUME_TOKEN_LEN: usize = 256;
+/// Most entries a server accepts in a client hello's `versions` and
+/// `compressions` lists, each.
+pub const MAX_HELLO_LIST_LEN: usize = 16;
+
 /// Why a handshake failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -84,6 +97,15 @@ pub enum HandshakeError {
         /// Versions we speak.
         supported: Vec<u32>,
     },
+    /// A client hello field is longer than the server accepts, or holds a
+    /// control character (see [`check_client_hello`]).
+    #[error("invalid client hello: {field} {problem}")]
+    InvalidHello {
+        /// The field, e.g. `device_id`.
+        field: &'static str,
+        /// What is wrong with it, with the limit.
+        problem: String,
+    },
     /// The peer refused the handshake with a close frame.
     #[error("handshake refused by the peer ({code:?}): {message}")]
     Rejected {
@@ -105,6 +127,7 @@ impl HandshakeError {
                 ErrorCode::Protocol
             }
             Self::UnsupportedVersion { .. } => ErrorCode::UnsupportedVersion,
+            Self::InvalidHello { .. } => ErrorCode::InvalidArgument,
             Self::Rejected { code, .. } => *code,
         }
     }
@@ -227,6 +250,10 @@ impl ServerHandshake {
     /// Takes the client's first frame. On success the caller decides with
     /// [`accept`](Self::accept) or [`reject`](Self::reject); on error it sends
     /// [`HandshakeError::close_frame`] and closes.
+    ///
+    /// The hello's fields are checked against the documented limits
+    /// ([`check_client_hello`]) before it is handed out: a longer field is
+    /// [`HandshakeError::InvalidHello`] (`INVALID_ARGUMENT`).
     pub fn handle_frame(&mut self, frame: Frame) -> Result<ClientHello, HandshakeError> {
         if frame.ty != FrameType::CLIENT_HELLO {
             self.done = true;
@@ -236,6 +263,7 @@ impl ServerHandshake {
             });
         }
         let hello: ClientHello = frame.decode().inspect_err(|_| self.done = true)?;
+        check_client_hello(&hello).inspect_err(|_| self.done = true)?;
         let Some(version) = negotiate_version(&hello.versions) else {
             self.done = true;
             return Err(HandshakeError::UnsupportedVersion {
@@ -259,6 +287,58 @@ impl ServerHandshake {
         self.done = true;
         Frame::close(code, message)
     }
+}
+
+/// Checks a client hello against the limits a server enforces: `app_id` at
+/// most [`MAX_APP_ID_LEN`] bytes, `device_id` at most
+/// [`MAX_DEVICE_ID_LEN`], `sdk_name` and `sdk_version` at most
+/// [`MAX_SDK_FIELD_LEN`], none of them with a control character;
+/// `resume_token` at most [`MAX_RESUME_TOKEN_LEN`] bytes; `versions` and
+/// `compressions` at most [`MAX_HELLO_LIST_LEN`] entries.
+/// [`ServerHandshake::handle_frame`] runs it on every hello.
+pub fn check_client_hello(hello: &ClientHello) -> Result<(), HandshakeError> {
+    let text = [
+        ("app_id", hello.app_id.as_str(), MAX_APP_ID_LEN),
+        ("device_id", hello.device_id.as_str(), MAX_DEVICE_ID_LEN),
+        ("sdk_name", hello.sdk_name.as_str(), MAX_SDK_FIELD_LEN),
+        ("sdk_version", hello.sdk_version.as_str(), MAX_SDK_FIELD_LEN),
+    ];
+    for (field, value, max) in text {
+        if value.len() > max {
+            return Err(HandshakeError::InvalidHello {
+                field,
+                problem: format!("has {} bytes, more than the limit of {max}", value.len()),
+            });
+        }
+        if value.chars().any(char::is_control) {
+            return Err(HandshakeError::InvalidHello {
+                field,
+                problem: "holds a control character".to_owned(),
+            });
+        }
+    }
+    if hello.resume_token.len() > MAX_RESUME_TOKEN_LEN {
+        return Err(HandshakeError::InvalidHello {
+            field: "resume_token",
+            problem: format!(
+                "has {} bytes, more than the limit of {MAX_RESUME_TOKEN_LEN}",
+                hello.resume_token.len()
+            ),
+        });
+    }
+    let lists = [
+        ("versions", hello.versions.len()),
+        ("compressions", hello.compressions.len()),
+    ];
+    for (field, len) in lists {
+        if len > MAX_HELLO_LIST_LEN {
+            return Err(HandshakeError::InvalidHello {
+                field,
+                problem: format!("has {len} entries, more than the limit of {MAX_HELLO_LIST_LEN}"),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The highest version in `offered` that this crate speaks.
@@ -387,6 +467,102 @@ mod tests {
             HandshakeError::Frame(FrameError::MalformedBody { .. })
         ));
         assert_eq!(err.code(), ErrorCode::MalformedFrame);
+    }
+
+    #[test]
+    fn hello_fields_over_their_limits_are_invalid_argument() {
+        let long = |n: usize| "x".repeat(n);
+        let cases: Vec<(&str, ClientHello)> = vec![
+            (
+                "app_id",
+                ClientHello {
+                    app_id: long(MAX_APP_ID_LEN + 1),
+                    ..Default::default()
+                },
+            ),
+            (
+                "device_id",
+                ClientHello {
+                    device_id: long(MAX_DEVICE_ID_LEN + 1),
+                    ..Default::default()
+                },
+            ),
+            (
+                "device_id",
+                ClientHello {
+                    device_id: "d\r\nX-Injected: 1".into(),
+                    ..Default::default()
+                },
+            ),
+            (
+                "sdk_name",
+                ClientHello {
+                    sdk_name: long(MAX_SDK_FIELD_LEN + 1),
+                    ..Default::default()
+                },
+            ),
+            (
+                "sdk_version",
+                ClientHello {
+                    sdk_version: long(MAX_SDK_FIELD_LEN + 1),
+                    ..Default::default()
+                },
+            ),
+            (
+                "resume_token",
+                ClientHello {
+                    resume_token: vec![0; MAX_RESUME_TOKEN_LEN + 1].into(),
+                    ..Default::default()
+                },
+            ),
+            (
+                "versions",
+                ClientHello {
+                    versions: vec![1; MAX_HELLO_LIST_LEN + 1],
+                    ..Default::default()
+                },
+            ),
+            (
+                "compressions",
+                ClientHello {
+                    versions: vec![1],
+                    compressions: vec![0; MAX_HELLO_LIST_LEN + 1],
+                    ..Default::default()
+                },
+            ),
+        ];
+        for (field, mut hello) in cases {
+            if hello.versions.is_empty() {
+                hello.versions = vec![PROTOCOL_VERSION];
+            }
+            let mut server = ServerHandshake::new(origin(), DEFAULT_HANDSHAKE_TIMEOUT);
+            let err = server
+                .handle_frame(Frame::from_message(FrameType::CLIENT_HELLO, &hello))
+                .unwrap_err();
+            assert!(
+                matches!(&err, HandshakeError::InvalidHello { field: f, .. } if *f == field),
+                "{field}: {err:?}"
+            );
+            assert_eq!(err.code(), ErrorCode::InvalidArgument);
+            assert!(err.to_string().contains(field), "{err}");
+            assert_eq!(server.poll_timeout(), None, "the handshake is over");
+        }
+        // At the limits: accepted.
+        let hello = ClientHello {
+            versions: vec![PROTOCOL_VERSION; MAX_HELLO_LIST_LEN],
+            app_id: long(MAX_APP_ID_LEN),
+            device_id: long(MAX_DEVICE_ID_LEN),
+            sdk_name: long(MAX_SDK_FIELD_LEN),
+            sdk_version: long(MAX_SDK_FIELD_LEN),
+            resume_token: vec![7; MAX_RESUME_TOKEN_LEN].into(),
+            compressions: vec![0; MAX_HELLO_LIST_LEN],
+            ..Default::default()
+        };
+        let mut server = ServerHandshake::new(origin(), DEFAULT_HANDSHAKE_TIMEOUT);
+        let got = server
+            .handle_frame(Frame::from_message(FrameType::CLIENT_HELLO, &hello))
+            .unwrap();
+        assert_eq!(got, hello);
     }
 
     #[test]

@@ -66,8 +66,9 @@ pub use crate::config::{ConfigError, MIN_MAX_FRAME_LENGTH, TunnelConfig};
 pub use crate::error::{CodecError, FrameError};
 pub use crate::frame::{BodyForm, Frame, FrameType};
 pub use crate::handshake::{
-    ClientHandshake, DEFAULT_HANDSHAKE_TIMEOUT, HandshakeError, PROTOCOL_VERSION,
-    SUPPORTED_VERSIONS, ServerHandshake, negotiate_version,
+    ClientHandshake, DEFAULT_HANDSHAKE_TIMEOUT, HandshakeError, MAX_APP_ID_LEN, MAX_DEVICE_ID_LEN,
+    MAX_HELLO_LIST_LEN, MAX_RESUME_TOKEN_LEN, MAX_SDK_FIELD_LEN, PROTOCOL_VERSION,
+    SUPPORTED_VERSIONS, ServerHandshake, check_client_hello, negotiate_version,
 };
 pub use crate::security::{
     ClientSecurity, SecureStream, SecurityError, ServerSecurity, looks_like_tls,

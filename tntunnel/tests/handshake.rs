@@ -230,6 +230,36 @@ async fn wrong_version() {
 }
 
 #[tokio::test]
+async fn oversized_device_id_is_refused_with_invalid_argument() {
+    let (addr, task) = server().await;
+    let io = TcpStream::connect(addr).await.unwrap();
+    let hello = ClientHello {
+        app_id: "demo".into(),
+        device_id: "d".repeat(tntunnel::MAX_DEVICE_ID_LEN + 1),
+        ..Default::default()
+    };
+    match tntunnel::connect(io, hello, &TunnelConfig::default()).await {
+        Err(HandshakeError::Rejected { code, message }) => {
+            assert_eq!(code, ErrorCode::InvalidArgument);
+            assert!(message.contains("device_id"), "{message}");
+            assert!(message.contains("128"), "{message}");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    let result = timeout(LIMIT, task).await.unwrap().unwrap();
+    assert!(
+        matches!(
+            result,
+            Err(HandshakeError::InvalidHello {
+                field: "device_id",
+                ..
+            })
+        ),
+        "{result:?}"
+    );
+}
+
+#[tokio::test]
 async fn http_request_to_the_pike_port_gets_a_400() {
     let (result, answer) =
         raw_exchange(b"GET /v1/healthz HTTP/1.1\r\nHost: x\r\n\r\n", false).await;

@@ -31,7 +31,10 @@ use super::room::{RoomConfig, RoomRule};
 /// - reconnect spread: every server hello advises a crash-reconnect window
 ///   of `connections × 1.5 / handshake rate`, 1 s to 60 s
 ///   ([`ReconnectSpread`]);
-/// - rooms: [`RoomConfig::default`] for every room, at most 100,000 rooms.
+/// - rooms: [`RoomConfig::default`] for every room, at most 10,000 rooms per
+///   app and 100,000 in all, 32 room joins per connection;
+/// - uplink: at most 65,536 backend calls in flight across the gateway
+///   (each idempotency key at most once, across reconnects).
 #[derive(Clone, Debug)]
 pub struct GatewayConfig {
     pub(crate) channel: Arc<ChannelConfig>,
@@ -49,6 +52,9 @@ pub struct GatewayConfig {
     pub(crate) rooms: RoomConfig,
     pub(crate) room_rules: Vec<RoomRule>,
     pub(crate) max_rooms: usize,
+    pub(crate) max_rooms_per_app: usize,
+    pub(crate) max_room_joins: usize,
+    pub(crate) max_uplink_in_flight: usize,
 }
 
 impl GatewayConfig {
@@ -159,10 +165,37 @@ impl GatewayConfig {
         self
     }
 
-    /// Most live rooms at once; joins and publishes starting more are
-    /// refused.
+    /// Most live rooms at once, every app together: the last resort behind
+    /// the per-app quota ([`max_rooms_per_app`](Self::max_rooms_per_app)).
+    /// Joins and publishes starting more are refused (a join with
+    /// `OVERLOADED`).
     pub fn max_rooms(&mut self, limit: usize) -> &mut Self {
         self.max_rooms = limit;
+        self
+    }
+
+    /// Most live rooms of one app at once, so that one app cannot lock the
+    /// others out of rooms. Joins and publishes starting more are refused (a
+    /// join with `LIMIT_EXCEEDED`); idle rooms go after their idle time.
+    pub fn max_rooms_per_app(&mut self, limit: usize) -> &mut Self {
+        self.max_rooms_per_app = limit;
+        self
+    }
+
+    /// Most room joins one connection holds at once ((stream, room) pairs:
+    /// two businesses in one room count twice). A join beyond it is refused
+    /// with `LIMIT_EXCEEDED`; leaving a room frees a slot.
+    pub fn max_room_joins(&mut self, limit: usize) -> &mut Self {
+        self.max_room_joins = limit;
+        self
+    }
+
+    /// Most uplink backend calls in flight across the gateway (at least 1).
+    /// A call outlives the connection that started it, so that a resend on
+    /// a new connection joins it instead of reaching the backend again; an
+    /// uplink message beyond the limit is refused with `RATE_LIMITED`.
+    pub fn max_uplink_in_flight(&mut self, limit: usize) -> &mut Self {
+        self.max_uplink_in_flight = limit.max(1);
         self
     }
 }
@@ -185,6 +218,9 @@ impl Default for GatewayConfig {
             rooms: RoomConfig::default(),
             room_rules: Vec::new(),
             max_rooms: 100_000,
+            max_rooms_per_app: 10_000,
+            max_room_joins: 32,
+            max_uplink_in_flight: 65_536,
         }
     }
 }

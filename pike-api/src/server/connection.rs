@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use futures_util::stream::FuturesUnordered;
 use futures_util::{SinkExt, StreamExt};
-use pike_channel::{Push, ServerChannel, ServerEvent, StreamId, UplinkResult};
+use pike_channel::{Push, ServerChannel, ServerEvent, StreamId};
 use proto::tunnel::{ClientHello, ErrorCode};
 use tntunnel::{CodecError, FramedTunnel};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -22,13 +22,13 @@ use super::hub::{Hub, unix_ms};
 use super::registry::{ConnCommand, ConnEntry, ConnId, ConnShared, LoginInfo};
 use super::room::{ConnRooms, JoinOutcome};
 use super::small_map::SmallMap;
-use super::store::{BoxFuture, ReadBatch, StoreError, StoredMessage, StreamKey, UplinkRecord};
+use super::store::{BoxFuture, ReadBatch, StoreError, StoredMessage, StreamKey};
 use super::trace::{self, SharedTrace};
-use super::uplink::{UplinkError, UplinkRequest};
+use super::uplink::UplinkError;
 
-/// How many times an uplink message is offered to backends (re-routing
-/// after each route failure) before the client is told it failed.
-const UPLINK_ATTEMPTS: usize = 3;
+mod uplink;
+
+use self::uplink::PendingUplink;
 
 /// A connection that passed the hello, ready to run.
 pub(crate) struct Accepted<S> {
@@ -91,13 +91,6 @@ struct StreamState {
     /// Uplink messages waiting for their turn (delivered one at a time).
     uplink_queue: VecDeque<PendingUplink>,
     uplink_busy: bool,
-}
-
-struct PendingUplink {
-    seq: u64,
-    key: String,
-    payload: bytes::Bytes,
-    received_at: Instant,
 }
 
 /// Runs one connection to its end.
@@ -179,8 +172,8 @@ fn start<S>(hub: Arc<Hub>, accepted: Accepted<S>) -> Started<S> {
     let rooms = ConnRooms::new(
         id,
         shared.clone(),
-        codec.compression(),
-        codec.compression_threshold(),
+        (codec.compression(), codec.compression_threshold()),
+        hub.config.max_room_joins,
     );
     let conn = Conn {
         hub,
@@ -392,24 +385,7 @@ impl Conn {
                 seq,
                 idempotency_key,
                 payload,
-            } => {
-                metrics::counter!("pike_uplink_received_total").increment(1);
-                self.record(
-                    "uplink",
-                    format!("stream={} seq={seq} key={idempotency_key}", stream.value()),
-                );
-                if let Some(state) = self.streams.get_mut(&stream) {
-                    state.uplink_queue.push_back(PendingUplink {
-                        seq,
-                        key: idempotency_key,
-                        payload,
-                        received_at: Instant::now(),
-                    });
-                    metrics::histogram!("pike_uplink_queue_depth")
-                        .record(state.uplink_queue.len() as f64);
-                    self.next_uplink(stream);
-                }
-            }
+            } => self.uplink(stream, seq, idempotency_key, payload),
             ServerEvent::RoomJoin { stream, room } => {
                 // The app id is the channel's (borrowed mutably here).
                 let app = self.app().to_owned();
@@ -479,11 +455,9 @@ impl Conn {
         saved_route: String,
         last_acked: u64,
     ) {
+        // Traced once the authenticator has answered: an unauthenticated
+        // biz and alias are the client's word only.
         metrics::counter!("pike_login_requests_total").increment(1);
-        self.record(
-            "auth",
-            format!("stream={} biz={biz} alias={alias}", stream.value()),
-        );
         let hub = self.hub.clone();
         let request = LoginRequest {
             app: self.app().to_owned(),
@@ -584,6 +558,10 @@ impl Conn {
         {
             return;
         }
+        self.record(
+            "auth",
+            format!("stream={} biz={biz} alias={alias} granted", stream.value()),
+        );
         metrics::counter!("pike_logins_total", "result" => "ok").increment(1);
         if !self.ready_reported {
             self.ready_reported = true;
@@ -765,73 +743,6 @@ impl Conn {
         self.fill(stream);
     }
 
-    fn next_uplink(&mut self, stream: StreamId) {
-        let Some(state) = self.streams.get_mut(&stream) else {
-            return;
-        };
-        if state.uplink_busy {
-            return;
-        }
-        let Some(item) = state.uplink_queue.front() else {
-            return;
-        };
-        state.uplink_busy = true;
-        let hub = self.hub.clone();
-        let request = UplinkRequest {
-            app: state.key.app.clone(),
-            biz: state.key.biz.clone(),
-            alias: state.key.alias.clone(),
-            device_id: self.channel.client_hello().device_id.clone(),
-            connection_token: self.token.clone(),
-            route_id: state.route_id.clone(),
-            seq: item.seq,
-            idempotency_key: item.key.clone(),
-            payload: item.payload.clone(),
-        };
-        let key = state.key.clone();
-        let seq = item.seq;
-        self.start(Box::pin(async move {
-            let result = deliver_uplink(&hub, key, request).await;
-            Work::Uplink {
-                stream,
-                seq,
-                result,
-            }
-        }));
-    }
-
-    fn uplink_done(&mut self, stream: StreamId, seq: u64, result: Result<String, UplinkError>) {
-        let Some(state) = self.streams.get_mut(&stream) else {
-            return;
-        };
-        state.uplink_busy = false;
-        let item = state.uplink_queue.pop_front();
-        if let Some(item) = &item {
-            metrics::histogram!("pike_uplink_ack_seconds")
-                .record(item.received_at.elapsed().as_secs_f64());
-        }
-        let reply = match result {
-            Ok(route_id) => {
-                metrics::counter!("pike_uplink_acked_total", "result" => "ok").increment(1);
-                if route_id != state.route_id {
-                    state.route_id.clone_from(&route_id);
-                    self.hub.registry.set_route(self.id, stream, &route_id);
-                }
-                UplinkResult::accepted().with_route_id(route_id)
-            }
-            Err(e) => {
-                metrics::counter!("pike_uplink_acked_total", "result" => "failed").increment(1);
-                UplinkResult::rejected(e.code, e.message)
-            }
-        };
-        self.record(
-            "uplink-ack",
-            format!("stream={} seq={seq} {reply:?}", stream.value()),
-        );
-        let _ = self.channel.ack_uplink(stream, seq, reply, now());
-        self.next_uplink(stream);
-    }
-
     fn command(&mut self, command: ConnCommand) {
         match command {
             ConnCommand::Transient {
@@ -903,71 +814,6 @@ impl Conn {
     fn record(&self, signal: &'static str, detail: String) {
         trace::lock(&self.trace).record(unix_ms(), signal, detail);
     }
-}
-
-/// Delivers one uplink message exactly once to a backend: answers from the
-/// dedup record when it was delivered before, re-routes after a route
-/// failure, records the delivery before the client is acked.
-async fn deliver_uplink(
-    hub: &Hub,
-    key: StreamKey,
-    mut request: UplinkRequest,
-) -> Result<String, UplinkError> {
-    let store_error = |e: StoreError| UplinkError {
-        code: ErrorCode::Internal,
-        message: e.to_string(),
-        route_failed: false,
-    };
-    if let Some(record) = hub
-        .store
-        .uplink_record(key.clone(), request.idempotency_key.clone())
-        .await
-        .map_err(store_error)?
-    {
-        metrics::counter!("pike_uplink_duplicates_total").increment(1);
-        return Ok(record.route_id);
-    }
-    let mut last_error = None;
-    for _ in 0..UPLINK_ATTEMPTS {
-        if request.route_id.is_empty() {
-            match hub.uplink.route(&request.app, &request.biz, "", None) {
-                Some(route) => request.route_id = route,
-                None => break,
-            }
-        }
-        match hub.uplink.deliver(request.clone()).await {
-            Ok(()) => {
-                let route_id = request.route_id.clone();
-                hub.store
-                    .record_uplink(
-                        key,
-                        request.idempotency_key,
-                        UplinkRecord {
-                            route_id: route_id.clone(),
-                        },
-                        unix_ms(),
-                    )
-                    .await
-                    .map_err(store_error)?;
-                return Ok(route_id);
-            }
-            Err(e) if e.route_failed => {
-                tracing::info!(route = %request.route_id, error = %e, "uplink route failed; re-routing");
-                let failed = std::mem::take(&mut request.route_id);
-                request.route_id = hub
-                    .uplink
-                    .route(&request.app, &request.biz, "", Some(&failed))
-                    .unwrap_or_default();
-                last_error = Some(e);
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    Err(last_error.unwrap_or_else(|| UplinkError {
-        code: ErrorCode::BackendUnavailable,
-        message: format!("no uplink backend for biz {:?}", request.biz),
-        route_failed: false,
-    }))
 }
 
 fn internal(e: StoreError) -> AuthError {

@@ -12,6 +12,7 @@ use super::registry::{ConnId, Registry};
 use super::room::Rooms;
 use super::store::Store;
 use super::uplink::UplinkHandler;
+use super::uplink_calls::UplinkCalls;
 
 /// The shared state.
 pub(crate) struct Hub {
@@ -20,6 +21,8 @@ pub(crate) struct Hub {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) auth: BoxAuthenticator,
     pub(crate) uplink: Arc<dyn UplinkHandler>,
+    /// Uplink backend calls in flight, which outlive their connections.
+    pub(crate) uplink_calls: UplinkCalls,
     pub(crate) config: GatewayConfig,
     pub(crate) known_apps: Option<HashSet<String>>,
     pub(crate) shutdown: CancellationToken,
@@ -48,7 +51,7 @@ impl Hub {
         let rooms = Rooms::new(
             config.rooms.clone(),
             config.room_rules.clone(),
-            config.max_rooms,
+            (config.max_rooms, config.max_rooms_per_app),
             shutdown.clone(),
         );
         Self {
@@ -57,6 +60,7 @@ impl Hub {
             store,
             auth,
             uplink,
+            uplink_calls: UplinkCalls::new(config.max_uplink_in_flight),
             config,
             known_apps,
             shutdown,

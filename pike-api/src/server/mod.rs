@@ -46,6 +46,7 @@ mod small_map;
 mod store;
 mod trace;
 mod uplink;
+mod uplink_calls;
 
 pub use auth::{AllowAll, AuthError, BoxAuthenticator, FnAuthenticator, LoginGrant, LoginRequest};
 pub use config::GatewayConfig;
@@ -56,11 +57,14 @@ pub use reconnect_spread::{DEFAULT_HANDSHAKES_PER_WORKER, ReconnectSpread};
 pub use registry::{ConnectionInfo, LoginView};
 pub use room::{
     DropReason, MAX_ROOM_NAME, RateLimit, RoomConfig, RoomError, RoomMode, RoomPublish,
-    RoomReceipt, RoomStats,
+    RoomReceipt, RoomScope, RoomStats,
 };
 pub use store::{
     Append, Appended, BoxFuture, LoginSnapshot, MemoryStore, ReadBatch, Store, StoreError,
     StoredMessage, StreamKey, UplinkRecord,
 };
-pub use trace::{CLOSED_TRACES, TRACE_EVENTS, Trace, TraceEvent};
+pub use trace::{
+    CLOSED_TRACE_BYTES, CLOSED_TRACES, MAX_DETAIL_BYTES, TRACE_BYTES, TRACE_EVENTS, Trace,
+    TraceEvent,
+};
 pub use uplink::{NoUplink, UplinkError, UplinkHandler, UplinkRequest};

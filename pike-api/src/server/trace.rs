@@ -1,9 +1,13 @@
 //! Connection trace (the seed's "connection sniffing"): every signal on a
 //! connection with its time and details, found by connection token.
 //!
-//! Each connection keeps its newest [`TRACE_EVENTS`] events in a ring; when
-//! it closes, its trace stays queryable among the newest
-//! [`CLOSED_TRACES`] closed connections.
+//! Each connection keeps its newest [`TRACE_EVENTS`] events in a ring, at
+//! most [`TRACE_BYTES`] bytes of them; when it closes, its trace stays
+//! queryable among the newest [`CLOSED_TRACES`] closed connections, which
+//! hold at most [`CLOSED_TRACE_BYTES`] together. A text detail longer than
+//! [`MAX_DETAIL_BYTES`] is cut, and control characters in it are escaped:
+//! details carry client-supplied text (bounded at the protocol boundary, but
+//! a trace never trusts that).
 //!
 //! Frequent signals (downlink, ack, heartbeat) are kept as numbers and
 //! formatted only when the trace is read: recording them allocates nothing
@@ -15,8 +19,17 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Events kept per connection (the newest).
 pub const TRACE_EVENTS: usize = 256;
+/// Memory of one connection's trace, bytes (events and their text): the
+/// oldest events go first beyond it.
+pub const TRACE_BYTES: usize = 32 * 1024;
+/// Longest text detail of one event, bytes; a longer one is cut (at a
+/// character boundary) and marked with `…`.
+pub const MAX_DETAIL_BYTES: usize = 512;
 /// Closed connections whose traces stay queryable.
 pub const CLOSED_TRACES: usize = 4096;
+/// Memory of the closed connections' traces together, bytes: the oldest
+/// closed traces go first beyond it (or beyond [`CLOSED_TRACES`]).
+pub const CLOSED_TRACE_BYTES: usize = 16 * 1024 * 1024;
 
 /// One signal on a connection.
 #[derive(Clone, Debug, Eq, PartialEq)]
@@ -35,6 +48,8 @@ pub struct TraceEvent {
 pub struct Trace {
     events: VecDeque<Entry>,
     dropped: u64,
+    /// Bytes of the text details kept.
+    text_bytes: usize,
 }
 
 /// Below this many events the ring grows by one slot at a time.
@@ -71,6 +86,14 @@ enum Detail {
 }
 
 impl Detail {
+    /// Heap bytes held by the detail.
+    fn heap_bytes(&self) -> usize {
+        match self {
+            Self::Text { detail, .. } => detail.len(),
+            _ => 0,
+        }
+    }
+
     fn signal(&self) -> &'static str {
         match self {
             Self::Text { signal, .. } => signal,
@@ -98,13 +121,14 @@ impl Detail {
 }
 
 impl Trace {
-    /// Appends an event, dropping the oldest past the limit.
+    /// Appends an event, dropping the oldest past the limits. The detail is
+    /// cut to [`MAX_DETAIL_BYTES`] and its control characters escaped.
     pub fn record(&mut self, at_ms: u64, signal: &'static str, detail: String) {
         self.push(
             at_ms,
             Detail::Text {
                 signal,
-                detail: detail.into_boxed_str(),
+                detail: sanitize(detail).into_boxed_str(),
             },
         );
     }
@@ -139,6 +163,7 @@ impl Trace {
             && last.detail.signal() == "heartbeat"
         {
             last.at_ms = at_ms;
+            self.text_bytes -= last.detail.heap_bytes();
             last.detail = Detail::Heartbeat { pings };
             return;
         }
@@ -146,13 +171,28 @@ impl Trace {
     }
 
     fn push(&mut self, at_ms: u64, detail: Detail) {
+        self.text_bytes += detail.heap_bytes();
         if self.events.len() == TRACE_EVENTS {
-            self.events.pop_front();
-            self.dropped += 1;
+            self.pop_oldest();
         } else if self.events.len() == self.events.capacity() && self.events.len() < EXACT_UNTIL {
             self.events.reserve_exact(1);
         }
         self.events.push_back(Entry { at_ms, detail });
+        while self.memory() > TRACE_BYTES && self.events.len() > 1 {
+            self.pop_oldest();
+        }
+    }
+
+    fn pop_oldest(&mut self) {
+        if let Some(old) = self.events.pop_front() {
+            self.text_bytes -= old.detail.heap_bytes();
+            self.dropped += 1;
+        }
+    }
+
+    /// Bytes the trace holds: its ring of events and their text.
+    pub fn memory(&self) -> usize {
+        size_of::<Self>() + self.events.capacity() * size_of::<Entry>() + self.text_bytes
     }
 
     /// The events kept, oldest first.
@@ -173,7 +213,7 @@ impl Trace {
         self.events.front().map(|e| e.detail.format())
     }
 
-    /// Events dropped because the ring was full.
+    /// Events dropped because the ring was full (by count or bytes).
     pub fn dropped(&self) -> u64 {
         self.dropped
     }
@@ -189,22 +229,65 @@ pub(crate) fn lock(trace: &SharedTrace) -> MutexGuard<'_, Trace> {
     }
 }
 
-/// Traces of closed connections, newest kept.
+/// Cuts `detail` to [`MAX_DETAIL_BYTES`] (marking the cut with `…`) and
+/// escapes its control characters.
+fn sanitize(detail: String) -> String {
+    let clean = detail.len() <= MAX_DETAIL_BYTES && !detail.chars().any(char::is_control);
+    if clean {
+        return detail;
+    }
+    let mut out = String::with_capacity(detail.len().min(MAX_DETAIL_BYTES));
+    for c in detail.chars() {
+        let room = MAX_DETAIL_BYTES - '…'.len_utf8() - out.len();
+        if c.is_control() {
+            let escaped: String = c.escape_default().collect();
+            if escaped.len() > room {
+                out.push('…');
+                break;
+            }
+            out.push_str(&escaped);
+        } else if c.len_utf8() > room {
+            out.push('…');
+            break;
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Traces of closed connections, newest kept: at most [`CLOSED_TRACES`] of
+/// them and [`CLOSED_TRACE_BYTES`] together.
 #[derive(Debug, Default)]
 pub(crate) struct ClosedTraces {
-    order: VecDeque<String>,
+    /// Tokens oldest first, with the bytes each trace held when it closed.
+    order: VecDeque<(String, usize)>,
     traces: HashMap<String, SharedTrace>,
+    bytes: usize,
 }
 
 impl ClosedTraces {
     pub(crate) fn insert(&mut self, token: String, trace: SharedTrace) {
-        if self.order.len() == CLOSED_TRACES
-            && let Some(oldest) = self.order.pop_front()
+        // A closed connection's trace takes no more events.
+        let size = lock(&trace).memory() + 2 * token.len();
+        self.bytes += size;
+        self.order.push_back((token.clone(), size));
+        self.traces.insert(token, trace);
+        while self.order.len() > CLOSED_TRACES
+            || (self.bytes > CLOSED_TRACE_BYTES && self.order.len() > 1)
         {
+            let Some((oldest, size)) = self.order.pop_front() else {
+                break;
+            };
+            self.bytes -= size;
             self.traces.remove(&oldest);
         }
-        self.order.push_back(token.clone());
-        self.traces.insert(token, trace);
+    }
+
+    /// Bytes held by the closed traces.
+    #[cfg(test)]
+    pub(crate) fn memory(&self) -> usize {
+        self.bytes
     }
 
     pub(crate) fn get(&self, token: &str) -> Option<SharedTrace> {
@@ -281,6 +364,56 @@ mod tests {
             trace.record(i, "x", String::new());
         }
         assert_eq!(trace.events.capacity(), 4);
+    }
+
+    #[test]
+    fn long_details_are_cut_and_control_characters_escaped() {
+        let mut trace = Trace::default();
+        trace.record(1, "auth", "x".repeat(10 * MAX_DETAIL_BYTES));
+        trace.record(2, "auth", "alias=u1\r\nX-Evil: 1".into());
+        trace.record(3, "auth", "é".repeat(MAX_DETAIL_BYTES));
+        let events = trace.events();
+        assert!(events[0].detail.len() <= MAX_DETAIL_BYTES);
+        assert!(events[0].detail.ends_with('…'));
+        assert_eq!(events[1].detail, "alias=u1\\r\\nX-Evil: 1");
+        assert!(events[2].detail.len() <= MAX_DETAIL_BYTES);
+        assert!(events[2].detail.ends_with("é…"));
+    }
+
+    #[test]
+    fn a_trace_is_bounded_in_bytes() {
+        let mut trace = Trace::default();
+        for i in 0..(TRACE_EVENTS as u64) {
+            trace.record(i, "tags", "t".repeat(MAX_DETAIL_BYTES));
+        }
+        assert!(trace.memory() <= TRACE_BYTES, "{}", trace.memory());
+        assert!(trace.dropped() > 0);
+        let events = trace.events();
+        assert_eq!(events.last().unwrap().at_ms, TRACE_EVENTS as u64 - 1);
+        // Small events still fill the ring up to its count.
+        let mut trace = Trace::default();
+        for i in 0..(TRACE_EVENTS as u64) {
+            trace.ack(i, 0, i);
+        }
+        assert_eq!(trace.events().len(), TRACE_EVENTS);
+        assert!(trace.memory() <= TRACE_BYTES);
+    }
+
+    #[test]
+    fn closed_traces_are_bounded_in_bytes() {
+        let mut closed = ClosedTraces::default();
+        let n = 2 * CLOSED_TRACE_BYTES / TRACE_BYTES;
+        for i in 0..n {
+            let trace = SharedTrace::default();
+            for e in 0..(TRACE_BYTES / MAX_DETAIL_BYTES) as u64 {
+                lock(&trace).record(e, "tags", "t".repeat(MAX_DETAIL_BYTES));
+            }
+            closed.insert(format!("t{i}"), trace);
+        }
+        assert!(closed.memory() <= CLOSED_TRACE_BYTES, "{}", closed.memory());
+        assert!(closed.get("t0").is_none());
+        assert!(closed.get(&format!("t{}", n - 1)).is_some());
+        assert!(closed.order.len() < n && closed.order.len() == closed.traces.len());
     }
 
     #[test]

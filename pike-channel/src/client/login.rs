@@ -106,6 +106,7 @@ fn is_fatal(code: ErrorCode) -> bool {
             | ErrorCode::Forbidden
             | ErrorCode::InvalidArgument
             | ErrorCode::UnknownApp
+            | ErrorCode::LimitExceeded
     )
 }
 
@@ -244,6 +245,7 @@ impl ClientChannel {
         let code = m.code();
         if code == ErrorCode::Unspecified {
             entry.state = LoginState::Active;
+            entry.uplink.server_window = m.uplink_window;
             if !m.route_id.is_empty() {
                 entry.params.route_id.clone_from(&m.route_id);
             }

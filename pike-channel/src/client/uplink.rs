@@ -44,6 +44,9 @@ pub(super) struct UplinkQueue {
     next_seq: u64,
     queue: VecDeque<PendingSend>,
     in_flight: u32,
+    /// The uplink window the server advertised in the last login result (0:
+    /// none; the configured window applies alone).
+    pub(super) server_window: u32,
 }
 
 impl UplinkQueue {
@@ -53,6 +56,15 @@ impl UplinkQueue {
             next_seq: 1,
             queue: VecDeque::new(),
             in_flight: 0,
+            server_window: 0,
+        }
+    }
+
+    /// The window in effect: the configured one, narrowed to the server's.
+    fn window(&self, configured: u32) -> u32 {
+        match self.server_window {
+            0 => configured,
+            advertised => configured.min(advertised),
         }
     }
 
@@ -158,13 +170,13 @@ impl ClientChannel {
         if !self.link.is_connected() {
             return;
         }
-        let window = self.config.send_window;
+        let configured = self.config.send_window;
         let max_attempts = self.config.max_send_attempts;
         loop {
             let Some(entry) = self.logins.get_mut(&stream) else {
                 return;
             };
-            if !entry.is_active() || entry.uplink.in_flight >= window {
+            if !entry.is_active() || entry.uplink.in_flight >= entry.uplink.window(configured) {
                 return;
             }
             let queue = &mut entry.uplink;

@@ -197,7 +197,8 @@ impl ClientConfig {
 
     /// Uplink messages in flight (sent, not acked) per stream. Default 16,
     /// bounds 1 ..= 65536; 1 reproduces the seed's naive one-at-a-time
-    /// scheme.
+    /// scheme. A server that advertises a smaller window in its login
+    /// result narrows it for that login.
     pub fn send_window(&mut self, value: u32) -> Result<&mut Self, ConfigError> {
         self.send_window = check_count("send_window", value, 1, 65_536, "1 ..= 65536")?;
         Ok(self)

@@ -23,6 +23,9 @@ pub struct ServerConfig {
     pub(crate) go_away_grace: Duration,
     pub(crate) uplink_dedup_memory: usize,
     pub(crate) login_timeout: Option<Duration>,
+    pub(crate) max_logins: usize,
+    pub(crate) uplink_window: u32,
+    pub(crate) uplink_pending_bytes: usize,
 }
 
 impl Default for ServerConfig {
@@ -36,6 +39,9 @@ impl Default for ServerConfig {
             go_away_grace: Duration::from_secs(30),
             uplink_dedup_memory: 256,
             login_timeout: Some(Duration::from_secs(30)),
+            max_logins: 32,
+            uplink_window: 64,
+            uplink_pending_bytes: 4 << 20,
         }
     }
 }
@@ -137,6 +143,58 @@ impl ServerConfig {
         self.login_timeout
     }
 
+    /// Logins per connection (accepted or waiting for the gateway's
+    /// answer). A login beyond it is refused with `LIMIT_EXCEEDED` (the
+    /// client's login fails; a logout frees a slot). Default 32, bounds
+    /// 1 ..= 1024.
+    pub fn max_logins(&mut self, value: usize) -> Result<&mut Self, ConfigError> {
+        self.max_logins = check_count("max_logins", value, 1, 1024, "1 ..= 1024")?;
+        Ok(self)
+    }
+
+    /// Uplink window per stream, advertised in every login result: the most
+    /// uplink messages a client may have sent and not seen acked at once.
+    /// A client sending beyond it broke the protocol and is closed with
+    /// `PROTOCOL`. Default 64 (the client's own default window is 16),
+    /// bounds 1 ..= 65536.
+    pub fn uplink_window(&mut self, value: u32) -> Result<&mut Self, ConfigError> {
+        self.uplink_window = check_count("uplink_window", value, 1, 65_536, "1 ..= 65536")?;
+        Ok(self)
+    }
+
+    /// Payload bytes of the uplink messages reported to the gateway and not
+    /// acked yet, per connection (every stream together): what the gateway
+    /// holds for the connection while its backend works. A message that
+    /// would go beyond it is answered at once with `RATE_LIMITED` (the
+    /// client's send fails; it may retry), except when nothing is pending
+    /// (a message up to the frame limit always gets through alone).
+    /// Default 4 MiB, bounds 1 KiB ..= 1 GiB.
+    pub fn uplink_pending_bytes(&mut self, value: usize) -> Result<&mut Self, ConfigError> {
+        self.uplink_pending_bytes = check_count(
+            "uplink_pending_bytes",
+            value,
+            1024,
+            1 << 30,
+            "1 KiB ..= 1 GiB",
+        )?;
+        Ok(self)
+    }
+
+    /// The configured logins per connection.
+    pub fn get_max_logins(&self) -> usize {
+        self.max_logins
+    }
+
+    /// The configured uplink window.
+    pub fn get_uplink_window(&self) -> u32 {
+        self.uplink_window
+    }
+
+    /// The configured uplink bytes pending per connection.
+    pub fn get_uplink_pending_bytes(&self) -> usize {
+        self.uplink_pending_bytes
+    }
+
     /// The idle timeout in effect.
     pub fn get_idle_timeout(&self) -> Duration {
         self.idle_timeout
@@ -185,5 +243,19 @@ mod tests {
         assert_eq!(c.get_login_timeout(), Some(Duration::from_secs(30)));
         c.login_timeout(None).unwrap();
         assert_eq!(c.get_login_timeout(), None);
+    }
+
+    #[test]
+    fn request_limits_have_defaults_and_bounds() {
+        let mut c = ServerConfig::default();
+        assert_eq!(c.get_max_logins(), 32);
+        assert_eq!(c.get_uplink_window(), 64);
+        assert_eq!(c.get_uplink_pending_bytes(), 4 << 20);
+        assert!(c.max_logins(0).is_err());
+        assert!(c.max_logins(1025).is_err());
+        assert!(c.uplink_window(0).is_err());
+        assert!(c.uplink_pending_bytes(1023).is_err());
+        c.max_logins(2).unwrap().uplink_window(3).unwrap();
+        assert_eq!((c.get_max_logins(), c.get_uplink_window()), (2, 3));
     }
 }

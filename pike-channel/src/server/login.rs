@@ -5,6 +5,10 @@ use std::time::Instant;
 use proto::channel::{Login, LoginResult, Logout, Tags, TagsResult};
 use proto::tunnel::ErrorCode;
 
+use super::limits::{
+    MAX_ALIAS_LEN, MAX_BIZ_LEN, MAX_CREDENTIAL_LEN, MAX_ROUTE_ID_LEN, MAX_TAG_LEN,
+    MAX_TAGS_PER_REQUEST, check_id, check_opaque,
+};
 use super::stream::{ServerStream, StreamPhase};
 use super::{ServerChannel, ServerEvent};
 use crate::error::ReplyError;
@@ -24,6 +28,19 @@ impl ServerChannel {
             );
             return;
         }
+        if let Err(message) = check_login(&m) {
+            self.refuse_login(stream, ErrorCode::InvalidArgument, message);
+            return;
+        }
+        let max = self.config.max_logins;
+        if self.streams.len() >= max {
+            self.refuse_login(
+                stream,
+                ErrorCode::LimitExceeded,
+                format!("at most {max} logins per connection; log one out first"),
+            );
+            return;
+        }
         self.streams.insert(stream, ServerStream::new());
         self.events.push_back(ServerEvent::LoginRequested {
             stream,
@@ -37,7 +54,10 @@ impl ServerChannel {
 
     pub(super) fn handle_logout(&mut self, m: Logout) {
         let stream = StreamId::new(m.stream);
-        if self.streams.remove(&stream).is_some() {
+        if let Some(removed) = self.streams.remove(&stream) {
+            self.uplink_pending_bytes = self
+                .uplink_pending_bytes
+                .saturating_sub(removed.uplink_pending_bytes());
             self.events.push_back(ServerEvent::LoggedOut { stream });
         }
     }
@@ -45,6 +65,17 @@ impl ServerChannel {
     pub(super) fn handle_tags(&mut self, m: Tags, _now: Instant) {
         let stream = StreamId::new(m.stream);
         if !self.require_active(stream, frame_types::TAGS) {
+            return;
+        }
+        if let Err(message) = check_tags(&m) {
+            let result = TagsResult {
+                stream: m.stream,
+                request_id: m.request_id,
+                code: ErrorCode::InvalidArgument.into(),
+                message,
+                tags: Vec::new(),
+            };
+            self.transmit(&Message::TagsResult(result));
             return;
         }
         self.events.push_back(ServerEvent::TagsRequested {
@@ -73,6 +104,7 @@ impl ServerChannel {
             code: ErrorCode::Unspecified.into(),
             route_id: route_id.into(),
             last_seq,
+            uplink_window: self.config.uplink_window,
             ..LoginResult::default()
         };
         self.transmit(&Message::LoginResult(result));
@@ -90,14 +122,19 @@ impl ServerChannel {
     ) -> Result<(), ReplyError> {
         self.pending_login(stream)?;
         self.streams.remove(&stream);
+        self.refuse_login(stream, code, message.into());
+        Ok(())
+    }
+
+    /// Sends a failed login result (the stream holds no state).
+    fn refuse_login(&mut self, stream: StreamId, code: ErrorCode, message: String) {
         let result = LoginResult {
             stream: stream.value(),
             code: code.into(),
-            message: message.into(),
+            message,
             ..LoginResult::default()
         };
         self.transmit(&Message::LoginResult(result));
-        Ok(())
     }
 
     /// Answers a [`ServerEvent::TagsRequested`]: `code` `Unspecified` with
@@ -145,4 +182,26 @@ impl ServerChannel {
             .filter(|s| s.is_active())
             .ok_or(ReplyError::NotLoggedIn(stream))
     }
+}
+
+/// Checks a login's fields against [`limits`](super::limits).
+fn check_login(m: &Login) -> Result<(), String> {
+    check_id("biz", &m.biz, MAX_BIZ_LEN)?;
+    check_id("alias", &m.alias, MAX_ALIAS_LEN)?;
+    check_opaque("credential", &m.credential, MAX_CREDENTIAL_LEN)?;
+    check_opaque("route_id", &m.route_id, MAX_ROUTE_ID_LEN)
+}
+
+/// Checks a tag request against [`limits`](super::limits).
+fn check_tags(m: &Tags) -> Result<(), String> {
+    let count = m.bind.len() + m.unbind.len();
+    if count > MAX_TAGS_PER_REQUEST {
+        return Err(format!(
+            "the request names {count} tags, more than the limit of {MAX_TAGS_PER_REQUEST}"
+        ));
+    }
+    m.bind
+        .iter()
+        .chain(&m.unbind)
+        .try_for_each(|tag| check_id("tag", tag, MAX_TAG_LEN))
 }

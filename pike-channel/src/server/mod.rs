@@ -3,6 +3,7 @@
 
 mod downlink;
 mod event;
+pub mod limits;
 mod login;
 mod room;
 mod stream;
@@ -64,6 +65,9 @@ pub struct ServerChannel {
     /// Events for the gateway; unallocated once drained.
     events: VecDeque<ServerEvent>,
     stats: ServerStats,
+    /// Payload bytes of uplink messages reported and not acked yet (every
+    /// stream), bounded by [`ServerConfig::uplink_pending_bytes`].
+    uplink_pending_bytes: usize,
 }
 
 impl ServerChannel {
@@ -85,6 +89,7 @@ impl ServerChannel {
             transmit: VecDeque::new(),
             events: VecDeque::new(),
             stats: ServerStats::default(),
+            uplink_pending_bytes: 0,
         }
     }
 
@@ -275,6 +280,12 @@ impl ServerChannel {
             .map(|(id, _)| id)
     }
 
+    /// Payload bytes of uplink messages reported to the gateway and not
+    /// acked yet, on every stream.
+    pub fn uplink_pending_bytes(&self) -> usize {
+        self.uplink_pending_bytes
+    }
+
     /// Counters.
     pub fn stats(&self) -> &ServerStats {
         &self.stats
@@ -329,6 +340,7 @@ impl ServerChannel {
     fn finish(&mut self, code: ErrorCode, message: String, initiator: CloseInitiator) {
         self.state = State::Closed;
         self.timers.stop_all();
+        self.uplink_pending_bytes = 0;
         let streams = self.streams.take_ids();
         self.events.push_back(ServerEvent::Closed {
             code,

@@ -7,6 +7,7 @@ use proto::channel::{RoomBatch, RoomJoin, RoomJoinResult, RoomLeave, RoomPull};
 use proto::tunnel::ErrorCode;
 use tntunnel::Frame;
 
+use super::limits::check_room_name;
 use super::{ServerChannel, ServerEvent};
 use crate::error::ReplyError;
 use crate::frame_types;
@@ -16,17 +17,43 @@ use crate::message::Message;
 impl ServerChannel {
     pub(super) fn handle_room_join(&mut self, m: RoomJoin, _now: Instant) {
         let stream = StreamId::new(m.stream);
-        if self.require_active(stream, frame_types::ROOM_JOIN) {
-            self.events.push_back(ServerEvent::RoomJoin {
-                stream,
-                room: m.room,
-            });
+        if !self.require_active(stream, frame_types::ROOM_JOIN) {
+            return;
+        }
+        if let Err(message) = check_room_name(&m.room) {
+            // The name is not echoed: it is what was wrong.
+            let result = RoomJoinResult {
+                stream: stream.value(),
+                code: ErrorCode::InvalidArgument.into(),
+                message,
+                ..RoomJoinResult::default()
+            };
+            self.transmit(&Message::RoomJoinResult(result));
+            return;
+        }
+        self.events.push_back(ServerEvent::RoomJoin {
+            stream,
+            room: m.room,
+        });
+    }
+
+    /// Checks the room name of a leave or pull; answers an invalid one with
+    /// an `INVALID_ARGUMENT` error frame.
+    fn valid_room(&mut self, room: &str, stream: StreamId, ty: tntunnel::FrameType) -> bool {
+        match check_room_name(room) {
+            Ok(()) => true,
+            Err(message) => {
+                self.error_frame(ErrorCode::InvalidArgument, &message, stream, ty);
+                false
+            }
         }
     }
 
     pub(super) fn handle_room_leave(&mut self, m: RoomLeave, _now: Instant) {
         let stream = StreamId::new(m.stream);
-        if self.require_active(stream, frame_types::ROOM_LEAVE) {
+        if self.require_active(stream, frame_types::ROOM_LEAVE)
+            && self.valid_room(&m.room, stream, frame_types::ROOM_LEAVE)
+        {
             self.events.push_back(ServerEvent::RoomLeave {
                 stream,
                 room: m.room,
@@ -36,7 +63,9 @@ impl ServerChannel {
 
     pub(super) fn handle_room_pull(&mut self, m: RoomPull, _now: Instant) {
         let stream = StreamId::new(m.stream);
-        if self.require_active(stream, frame_types::ROOM_PULL) {
+        if self.require_active(stream, frame_types::ROOM_PULL)
+            && self.valid_room(&m.room, stream, frame_types::ROOM_PULL)
+        {
             self.events.push_back(ServerEvent::RoomPull {
                 stream,
                 room: m.room,

@@ -1,6 +1,6 @@
 //! Per-stream state of a server-side connection.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 
 use proto::tunnel::ErrorCode;
 
@@ -24,8 +24,9 @@ pub(super) struct ServerStream {
     pub(super) acked: u64,
     /// Reliable sequences pushed and not acked, in order.
     pub(super) in_flight: VecDeque<u64>,
-    /// Uplink sequences reported to the gateway and not acked yet.
-    pub(super) uplink_pending: BTreeSet<u64>,
+    /// Uplink sequences reported to the gateway and not acked yet, with
+    /// their payload sizes.
+    pub(super) uplink_pending: BTreeMap<u64, usize>,
     /// Results of recently acked uplink sequences, to answer resends.
     pub(super) uplink_results: BTreeMap<u64, (ErrorCode, String)>,
 }
@@ -37,13 +38,18 @@ impl ServerStream {
             last_pushed: 0,
             acked: 0,
             in_flight: VecDeque::new(),
-            uplink_pending: BTreeSet::new(),
+            uplink_pending: BTreeMap::new(),
             uplink_results: BTreeMap::new(),
         }
     }
 
     pub(super) fn is_active(&self) -> bool {
         self.phase == StreamPhase::Active
+    }
+
+    /// Payload bytes of the uplink messages reported and not acked yet.
+    pub(super) fn uplink_pending_bytes(&self) -> usize {
+        self.uplink_pending.values().sum()
     }
 
     /// Applies a cumulative ack; returns whether it advanced.
@@ -99,6 +105,13 @@ impl StreamMap {
         match self {
             Self::Few(v) => v.is_empty(),
             Self::Many(m) => m.is_empty(),
+        }
+    }
+
+    pub(super) fn len(&self) -> usize {
+        match self {
+            Self::Few(v) => v.len(),
+            Self::Many(m) => m.len(),
         }
     }
 

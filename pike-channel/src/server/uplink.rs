@@ -1,12 +1,19 @@
 //! Uplink on the server side: each message is reported once per connection;
 //! resends of a reported message are answered from memory, never reported
 //! again.
+//!
+//! Two bounds keep what a client can make the gateway hold in check: the
+//! uplink window (messages reported and not acked per stream, advertised in
+//! the login result; a client beyond it is closed with `PROTOCOL`), and the
+//! pending bytes of the connection (a message beyond them is answered at
+//! once with `RATE_LIMITED`).
 
 use std::time::Instant;
 
 use proto::channel::{Uplink, UplinkAck};
 use proto::tunnel::ErrorCode;
 
+use super::limits::{MAX_IDEMPOTENCY_KEY_LEN, check_id};
 use super::{ServerChannel, ServerEvent};
 use crate::error::ReplyError;
 use crate::frame_types;
@@ -49,37 +56,70 @@ impl UplinkResult {
 }
 
 impl ServerChannel {
-    pub(super) fn handle_uplink(&mut self, m: Uplink, _now: Instant) {
+    pub(super) fn handle_uplink(&mut self, m: Uplink, now: Instant) {
         let stream = StreamId::new(m.stream);
         if !self.require_active(stream, frame_types::UPLINK) {
             return;
         }
+        let window = self.config.uplink_window;
         let Some(entry) = self.streams.get_mut(&stream) else {
             return;
         };
-        if entry.uplink_pending.contains(&m.seq) {
+        if entry.uplink_pending.contains_key(&m.seq) {
             self.stats.uplink_duplicates += 1;
             return;
         }
         if let Some((code, message)) = entry.uplink_results.get(&m.seq).cloned() {
             self.stats.uplink_duplicates += 1;
-            let ack = UplinkAck {
-                stream: m.stream,
-                seq: m.seq,
-                code: code.into(),
-                message,
-                route_id: String::new(),
-            };
-            self.transmit(&Message::UplinkAck(ack));
+            self.send_uplink_ack(stream, m.seq, code, message);
             return;
         }
-        entry.uplink_pending.insert(m.seq);
+        if entry.uplink_pending.len() >= window as usize {
+            let message = format!(
+                "uplink window of stream {stream} exceeded: more than {window} messages unacked"
+            );
+            tracing::debug!(%stream, window, "client ignored the uplink window");
+            self.close(ErrorCode::Protocol, message, now);
+            return;
+        }
+        if let Err(message) = check_id(
+            "idempotency_key",
+            &m.idempotency_key,
+            MAX_IDEMPOTENCY_KEY_LEN,
+        ) {
+            self.send_uplink_ack(stream, m.seq, ErrorCode::InvalidArgument, message);
+            return;
+        }
+        let size = m.payload.len();
+        let limit = self.config.uplink_pending_bytes;
+        if self.uplink_pending_bytes > 0 && self.uplink_pending_bytes + size > limit {
+            self.stats.uplink_refused += 1;
+            let message = format!(
+                "the connection has {} uplink bytes waiting for the backend (limit {limit}); retry later",
+                self.uplink_pending_bytes
+            );
+            self.send_uplink_ack(stream, m.seq, ErrorCode::RateLimited, message);
+            return;
+        }
+        self.uplink_pending_bytes += size;
+        entry.uplink_pending.insert(m.seq, size);
         self.events.push_back(ServerEvent::Uplink {
             stream,
             seq: m.seq,
             idempotency_key: m.idempotency_key,
             payload: m.payload,
         });
+    }
+
+    fn send_uplink_ack(&mut self, stream: StreamId, seq: u64, code: ErrorCode, message: String) {
+        let ack = UplinkAck {
+            stream: stream.value(),
+            seq,
+            code: code.into(),
+            message,
+            route_id: String::new(),
+        };
+        self.transmit(&Message::UplinkAck(ack));
     }
 
     /// Acks a reported uplink message with its outcome.
@@ -92,10 +132,11 @@ impl ServerChannel {
     ) -> Result<(), ReplyError> {
         let memory = self.config.uplink_dedup_memory;
         let entry = self.active_stream(stream)?;
-        if !entry.uplink_pending.remove(&seq) {
+        let Some(size) = entry.uplink_pending.remove(&seq) else {
             return Err(ReplyError::NoPendingUplink { stream, seq });
-        }
+        };
         entry.remember_result(seq, result.code, result.message.clone(), memory);
+        self.uplink_pending_bytes = self.uplink_pending_bytes.saturating_sub(size);
         let ack = UplinkAck {
             stream: stream.value(),
             seq,

@@ -6,16 +6,21 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use proto::channel::{
-    DownlinkAck, Error as ErrorFrame, Login, Ping, Pong, RoomPull, Uplink, UplinkAck,
+    DownlinkAck, Error as ErrorFrame, Login, LoginResult, Logout, Ping, Pong, RoomJoin,
+    RoomJoinResult, RoomLeave, RoomPull, Tags, TagsResult, Uplink, UplinkAck,
 };
 use proto::tunnel::{ClientHello, Close, ErrorCode};
 use tntunnel::{Frame, FrameType};
 
 use super::util::*;
+use crate::limits::{
+    MAX_ALIAS_LEN, MAX_BIZ_LEN, MAX_CREDENTIAL_LEN, MAX_IDEMPOTENCY_KEY_LEN, MAX_ROOM_NAME_LEN,
+    MAX_ROUTE_ID_LEN, MAX_TAG_LEN, MAX_TAGS_PER_REQUEST,
+};
 use crate::server::SERVER_ONLY_TYPES;
 use crate::{
-    CloseInitiator, Message, Push, PushError, ReplyError, ServerChannel, ServerConfig, ServerEvent,
-    StreamId, UplinkResult,
+    ClientConfig, CloseInitiator, Message, Push, PushError, ReplyError, ServerChannel,
+    ServerConfig, ServerEvent, StreamId, UplinkResult,
 };
 
 fn server() -> (ServerChannel, Instant) {
@@ -240,6 +245,8 @@ fn downlink_window_and_cumulative_acks() {
     server.handle_frame(
         Message::Login(Login {
             stream: 2,
+            biz: "chat".into(),
+            alias: "u2".into(),
             ..Login::default()
         })
         .to_frame(),
@@ -421,5 +428,441 @@ fn pre_encoded_room_batches_are_sent_as_is() {
     assert_eq!(
         server.room_batch_frame(None, frame, t),
         Err(ReplyError::Closed)
+    );
+}
+
+/// A login frame of `stream` for `chat:<alias>`.
+fn login_frame(stream: u32, alias: &str) -> Frame {
+    Message::Login(Login {
+        stream,
+        biz: "chat".into(),
+        alias: alias.into(),
+        ..Login::default()
+    })
+    .to_frame()
+}
+
+/// The login results among `frames`.
+fn login_results(frames: &[Frame]) -> Vec<LoginResult> {
+    frames
+        .iter()
+        .filter(|f| f.ty == crate::frame_types::LOGIN_RESULT)
+        .map(|f| f.decode().unwrap())
+        .collect()
+}
+
+#[test]
+fn login_fields_beyond_their_limits_are_refused_with_invalid_argument() {
+    let _guard = subscribe();
+    let long = |n: usize| "x".repeat(n);
+    let base = Login {
+        stream: 3,
+        biz: "chat".into(),
+        alias: "u1".into(),
+        ..Login::default()
+    };
+    let cases = [
+        (
+            "biz",
+            Login {
+                biz: long(MAX_BIZ_LEN + 1),
+                ..base.clone()
+            },
+        ),
+        (
+            "biz",
+            Login {
+                biz: String::new(),
+                ..base.clone()
+            },
+        ),
+        (
+            "alias",
+            Login {
+                alias: long(MAX_ALIAS_LEN + 1),
+                ..base.clone()
+            },
+        ),
+        (
+            "alias",
+            Login {
+                alias: "u1\r\nx".into(),
+                ..base.clone()
+            },
+        ),
+        (
+            "credential",
+            Login {
+                credential: long(MAX_CREDENTIAL_LEN + 1),
+                ..base.clone()
+            },
+        ),
+        (
+            "route_id",
+            Login {
+                route_id: long(MAX_ROUTE_ID_LEN + 1),
+                ..base.clone()
+            },
+        ),
+    ];
+    for (field, login) in cases {
+        let (mut server, t) = server();
+        server.handle_frame(Message::Login(login).to_frame(), t);
+        assert!(events(&mut server).is_empty(), "{field}: nothing reported");
+        let results = login_results(&frames(&mut server));
+        assert_eq!(results.len(), 1, "{field}");
+        assert_eq!(results[0].stream, 3);
+        assert_eq!(results[0].code(), ErrorCode::InvalidArgument, "{field}");
+        assert!(results[0].message.contains(field), "{:?}", results[0]);
+        assert!(!server.is_closed(), "the connection stays up");
+        assert_eq!(server.logged_in().count(), 0);
+        // The same stream may log in properly afterwards.
+        server.handle_frame(Message::Login(base.clone()).to_frame(), t);
+        assert_eq!(events(&mut server).len(), 1, "{field}");
+    }
+    // At the limits: reported.
+    let (mut server, t) = server();
+    let login = Login {
+        stream: 0,
+        biz: long(MAX_BIZ_LEN),
+        alias: long(MAX_ALIAS_LEN),
+        credential: long(MAX_CREDENTIAL_LEN),
+        route_id: long(MAX_ROUTE_ID_LEN),
+        last_acked_seq: 0,
+    };
+    server.handle_frame(Message::Login(login).to_frame(), t);
+    assert!(matches!(
+        &events(&mut server)[..],
+        [ServerEvent::LoginRequested { .. }]
+    ));
+}
+
+#[test]
+fn logins_per_connection_are_capped_with_limit_exceeded() {
+    let _guard = subscribe();
+    // The default: 32.
+    let (mut server, t) = server();
+    for stream in 0..32 {
+        server.handle_frame(login_frame(stream, &format!("u{stream}")), t);
+    }
+    assert_eq!(events(&mut server).len(), 32);
+    assert!(frames(&mut server).is_empty());
+    server.handle_frame(login_frame(32, "u32"), t);
+    assert!(events(&mut server).is_empty());
+    let refused = login_results(&frames(&mut server));
+    assert_eq!(refused.len(), 1);
+    assert_eq!(
+        (refused[0].stream, refused[0].code()),
+        (32, ErrorCode::LimitExceeded)
+    );
+    assert!(refused[0].message.contains("32"), "{:?}", refused[0]);
+
+    // Configured: 2; pending logins count; a logout frees a slot.
+    let mut config = ServerConfig::default();
+    config.max_logins(2).unwrap();
+    let t = origin();
+    let mut server = ServerChannel::new(Arc::new(config), ClientHello::default(), t);
+    server.handle_frame(login_frame(0, "a"), t);
+    server.handle_frame(login_frame(1, "b"), t);
+    assert_eq!(events(&mut server).len(), 2);
+    server.accept_login(StreamId::new(0), "r", 0, t).unwrap();
+    frames(&mut server);
+    server.handle_frame(login_frame(2, "c"), t);
+    assert_eq!(
+        login_results(&frames(&mut server))[0].code(),
+        ErrorCode::LimitExceeded
+    );
+    assert!(events(&mut server).is_empty());
+    server.handle_frame(Message::Logout(Logout { stream: 0 }).to_frame(), t);
+    events(&mut server);
+    server.handle_frame(login_frame(2, "c"), t);
+    assert!(matches!(
+        &events(&mut server)[..],
+        [ServerEvent::LoginRequested { alias, .. }] if alias == "c"
+    ));
+    assert!(!server.is_closed());
+}
+
+#[test]
+fn tags_beyond_their_limits_are_refused_with_invalid_argument() {
+    let _guard = subscribe();
+    let long_tag = Tags {
+        stream: 1,
+        request_id: 7,
+        bind: vec!["vip".into(), "t".repeat(MAX_TAG_LEN + 1)],
+        unbind: vec![],
+    };
+    let too_many = Tags {
+        stream: 1,
+        request_id: 8,
+        bind: (0..MAX_TAGS_PER_REQUEST).map(|i| format!("b{i}")).collect(),
+        unbind: vec!["one-more".into()],
+    };
+    let empty = Tags {
+        stream: 1,
+        request_id: 9,
+        bind: vec![],
+        unbind: vec![String::new()],
+    };
+    for tags in [long_tag, too_many, empty] {
+        let (mut server, _, t) = logged_in();
+        let request_id = tags.request_id;
+        server.handle_frame(Message::Tags(tags).to_frame(), t);
+        assert!(events(&mut server).is_empty());
+        let result: TagsResult = frames(&mut server)[0].decode().unwrap();
+        assert_eq!(
+            (result.request_id, result.code()),
+            (request_id, ErrorCode::InvalidArgument)
+        );
+        assert!(!server.is_closed());
+    }
+    let (mut server, _, t) = logged_in();
+    let ok = Tags {
+        stream: 1,
+        request_id: 1,
+        bind: (0..MAX_TAGS_PER_REQUEST)
+            .map(|i| "t".repeat(MAX_TAG_LEN - 3) + &format!("{i:03}"))
+            .collect(),
+        unbind: vec![],
+    };
+    server.handle_frame(Message::Tags(ok).to_frame(), t);
+    assert_eq!(events(&mut server).len(), 1);
+}
+
+#[test]
+fn uplink_idempotency_keys_are_bounded() {
+    let _guard = subscribe();
+    let (mut server, _, t) = logged_in();
+    for (seq, key) in [
+        (1, "k".repeat(MAX_IDEMPOTENCY_KEY_LEN + 1)),
+        (2, String::new()),
+        (3, "k\u{7}".into()),
+    ] {
+        let uplink = Uplink {
+            stream: 1,
+            seq,
+            idempotency_key: key,
+            payload: Bytes::from_static(b"p"),
+        };
+        server.handle_frame(Message::Uplink(uplink).to_frame(), t);
+        assert!(events(&mut server).is_empty(), "seq {seq}");
+        let ack: UplinkAck = frames(&mut server)[0].decode().unwrap();
+        assert_eq!((ack.seq, ack.code()), (seq, ErrorCode::InvalidArgument));
+        assert!(ack.message.contains("idempotency_key"), "{ack:?}");
+    }
+    let uplink = Uplink {
+        stream: 1,
+        seq: 4,
+        idempotency_key: "k".repeat(MAX_IDEMPOTENCY_KEY_LEN),
+        payload: Bytes::from_static(b"p"),
+    };
+    server.handle_frame(Message::Uplink(uplink).to_frame(), t);
+    assert_eq!(events(&mut server).len(), 1);
+    assert_eq!(server.uplink_pending_bytes(), 1);
+    assert!(!server.is_closed());
+}
+
+#[test]
+fn room_names_are_bounded() {
+    let _guard = subscribe();
+    let (mut server, _, t) = logged_in();
+    let long = "r".repeat(MAX_ROOM_NAME_LEN + 1);
+    server.handle_frame(
+        Message::RoomJoin(RoomJoin {
+            stream: 1,
+            room: long.clone(),
+        })
+        .to_frame(),
+        t,
+    );
+    let result: RoomJoinResult = frames(&mut server)[0].decode().unwrap();
+    assert_eq!(result.code(), ErrorCode::InvalidArgument);
+    assert!(result.room.is_empty(), "the bad name is not echoed");
+    server.handle_frame(
+        Message::RoomLeave(RoomLeave {
+            stream: 1,
+            room: String::new(),
+        })
+        .to_frame(),
+        t,
+    );
+    server.handle_frame(
+        Message::RoomPull(RoomPull {
+            stream: 1,
+            room: long,
+            ..RoomPull::default()
+        })
+        .to_frame(),
+        t,
+    );
+    let errors: Vec<ErrorFrame> = frames(&mut server)
+        .iter()
+        .map(|f| f.decode().unwrap())
+        .collect();
+    assert_eq!(
+        errors
+            .iter()
+            .map(|e| (e.code(), e.frame_type))
+            .collect::<Vec<_>>(),
+        [
+            (ErrorCode::InvalidArgument, 0x22),
+            (ErrorCode::InvalidArgument, 0x23)
+        ]
+    );
+    assert!(events(&mut server).is_empty());
+    server.handle_frame(
+        Message::RoomJoin(RoomJoin {
+            stream: 1,
+            room: "r".repeat(MAX_ROOM_NAME_LEN),
+        })
+        .to_frame(),
+        t,
+    );
+    assert!(matches!(
+        &events(&mut server)[..],
+        [ServerEvent::RoomJoin { .. }]
+    ));
+    assert!(!server.is_closed());
+}
+
+fn uplink_frame(seq: u64, size: usize) -> Frame {
+    Message::Uplink(Uplink {
+        stream: 1,
+        seq,
+        idempotency_key: format!("k{seq}"),
+        payload: Bytes::from(vec![b'x'; size]),
+    })
+    .to_frame()
+}
+
+#[test]
+fn the_uplink_window_is_advertised_and_a_client_beyond_it_is_closed() {
+    let _guard = subscribe();
+    // The login result advertises the configured window (default 64).
+    let (mut server, t) = server();
+    server.handle_frame(login_frame(1, "u1"), t);
+    events(&mut server);
+    server.accept_login(StreamId::new(1), "r", 0, t).unwrap();
+    assert_eq!(login_results(&frames(&mut server))[0].uplink_window, 64);
+
+    let mut config = ServerConfig::default();
+    config.uplink_window(2).unwrap();
+    let t = origin();
+    let mut server = ServerChannel::new(Arc::new(config), ClientHello::default(), t);
+    server.handle_frame(login_frame(1, "u1"), t);
+    events(&mut server);
+    let stream = StreamId::new(1);
+    server.accept_login(stream, "r", 0, t).unwrap();
+    assert_eq!(login_results(&frames(&mut server))[0].uplink_window, 2);
+    server.handle_frame(uplink_frame(1, 1), t);
+    server.handle_frame(uplink_frame(2, 1), t);
+    assert_eq!(events(&mut server).len(), 2);
+    // A resend of a pending message is not a new one.
+    server.handle_frame(uplink_frame(2, 1), t);
+    assert!(events(&mut server).is_empty());
+    // An ack frees a slot.
+    server
+        .ack_uplink(stream, 1, UplinkResult::accepted(), t)
+        .unwrap();
+    frames(&mut server);
+    server.handle_frame(uplink_frame(3, 1), t);
+    assert_eq!(events(&mut server).len(), 1);
+    // Beyond the window: a protocol error, then close.
+    server.handle_frame(uplink_frame(4, 1), t);
+    let out = frames(&mut server);
+    let close = out.last().expect("a close frame");
+    assert_eq!(close.ty, FrameType::CLOSE);
+    let close: Close = close.decode().unwrap();
+    assert_eq!(close.code(), ErrorCode::Protocol);
+    assert!(close.message.contains("uplink window"), "{close:?}");
+    assert!(matches!(
+        events(&mut server).last(),
+        Some(ServerEvent::Closed {
+            code: ErrorCode::Protocol,
+            ..
+        })
+    ));
+    assert!(!server.holds_resources());
+    assert_eq!(server.uplink_pending_bytes(), 0);
+}
+
+#[test]
+fn uplink_bytes_pending_per_connection_are_bounded() {
+    let _guard = subscribe();
+    let mut config = ServerConfig::default();
+    config.uplink_pending_bytes(1024).unwrap();
+    let t = origin();
+    let mut server = ServerChannel::new(Arc::new(config), ClientHello::default(), t);
+    for stream in [1, 2] {
+        server.handle_frame(login_frame(stream, &format!("u{stream}")), t);
+        events(&mut server);
+        server
+            .accept_login(StreamId::new(stream), "r", 0, t)
+            .unwrap();
+    }
+    frames(&mut server);
+    // Alone, a message larger than the bound gets through.
+    server.handle_frame(uplink_frame(1, 3000), t);
+    assert_eq!(events(&mut server).len(), 1);
+    assert_eq!(server.uplink_pending_bytes(), 3000);
+    // Behind it, another (on another stream: the bound is per connection)
+    // is refused at once.
+    let other = Message::Uplink(Uplink {
+        stream: 2,
+        seq: 1,
+        idempotency_key: "o1".into(),
+        payload: Bytes::from_static(b"small"),
+    })
+    .to_frame();
+    server.handle_frame(other.clone(), t);
+    assert!(events(&mut server).is_empty());
+    let ack: UplinkAck = frames(&mut server)[0].decode().unwrap();
+    assert_eq!(
+        (ack.stream, ack.seq, ack.code()),
+        (2, 1, ErrorCode::RateLimited)
+    );
+    assert_eq!(server.stats().uplink_refused, 1);
+    // Once the backend took the first, there is room again.
+    server
+        .ack_uplink(StreamId::new(1), 1, UplinkResult::accepted(), t)
+        .unwrap();
+    frames(&mut server);
+    assert_eq!(server.uplink_pending_bytes(), 0);
+    server.handle_frame(other, t);
+    server.handle_frame(uplink_frame(2, 1000), t);
+    assert_eq!(events(&mut server).len(), 2);
+    assert_eq!(server.uplink_pending_bytes(), 1005);
+    // A logout gives the bytes of its pending messages back.
+    server.handle_frame(Message::Logout(Logout { stream: 1 }).to_frame(), t);
+    events(&mut server);
+    assert_eq!(server.uplink_pending_bytes(), 5);
+    assert!(!server.is_closed());
+}
+
+#[test]
+fn a_client_narrows_its_window_to_the_advertised_one() {
+    let _guard = subscribe();
+    let mut client = ClientConfig::default();
+    client.send_window(16).unwrap();
+    let mut server = ServerConfig::default();
+    server.uplink_window(3).unwrap();
+    let mut pair = Pair::with_config(client, server, 3);
+    let chat = pair.login("chat", "u1");
+    pair.start();
+    pair.connect_and_login();
+    for i in 0..20 {
+        pair.send(chat, &format!("m{i}"));
+    }
+    let mut max_in_flight = 0;
+    let done = pair.run_until(secs(60), |p| {
+        max_in_flight = max_in_flight.max(p.client.in_flight(chat).unwrap());
+        p.client.pending_sends(chat) == Some(0)
+    });
+    assert!(done, "every message acked");
+    assert_eq!(max_in_flight, 3);
+    assert!(
+        pair.closed_servers.is_empty(),
+        "no protocol close: {:?}",
+        pair.closed_servers
     );
 }

@@ -48,6 +48,12 @@ pub struct LoginResult {
     /// Credential expiry, unix milliseconds (0 = none).
     #[prost(uint64, tag = "6")]
     pub expires_at_ms: u64,
+    /// Uplink window of this stream: the most uplink messages the client may
+    /// have sent and not seen acked at once (0 = the client's own window, as
+    /// from a server that does not advertise one). A client sending beyond it
+    /// is closed with PROTOCOL.
+    #[prost(uint32, tag = "7")]
+    pub uplink_window: u32,
 }
 /// Log a business out of the connection (0x12, client -> server).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]

@@ -138,6 +138,10 @@ pub enum ErrorCode {
     InvalidArgument = 107,
     /// The stream id is already logged in on this connection.
     AlreadyLoggedIn = 108,
+    /// A per-connection or per-app limit is reached (logins on a connection,
+    /// rooms joined by a connection, live rooms of an app): the request is
+    /// refused until something is released (a logout, a room leave).
+    LimitExceeded = 109,
 }
 impl ErrorCode {
     /// String value of the enum field names used in the ProtoBuf definition.
@@ -169,6 +173,7 @@ impl ErrorCode {
             Self::UnknownRoom => "ERROR_CODE_UNKNOWN_ROOM",
             Self::InvalidArgument => "ERROR_CODE_INVALID_ARGUMENT",
             Self::AlreadyLoggedIn => "ERROR_CODE_ALREADY_LOGGED_IN",
+            Self::LimitExceeded => "ERROR_CODE_LIMIT_EXCEEDED",
         }
     }
     /// Creates an enum from field names used in the ProtoBuf definition.
@@ -197,6 +202,7 @@ impl ErrorCode {
             "ERROR_CODE_UNKNOWN_ROOM" => Some(Self::UnknownRoom),
             "ERROR_CODE_INVALID_ARGUMENT" => Some(Self::InvalidArgument),
             "ERROR_CODE_ALREADY_LOGGED_IN" => Some(Self::AlreadyLoggedIn),
+            "ERROR_CODE_LIMIT_EXCEEDED" => Some(Self::LimitExceeded),
             _ => None,
         }
     }

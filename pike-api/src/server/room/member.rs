@@ -61,16 +61,23 @@ pub(crate) struct ConnRooms {
     compression: Compression,
     threshold: usize,
     subs: HashMap<String, Sub>,
+    /// Joins held: (stream, room) pairs, every room together.
+    joins: usize,
+    /// Most joins held at once ([`GatewayConfig::max_room_joins`]).
+    ///
+    /// [`GatewayConfig::max_room_joins`]: crate::server::GatewayConfig::max_room_joins
+    max_joins: usize,
 }
 
 impl ConnRooms {
     /// The rooms of connection `conn`, whose codec negotiated
-    /// `compression` from `threshold` bytes.
+    /// `compression` from `threshold` bytes, holding at most `max_joins`
+    /// (stream, room) joins.
     pub(crate) fn new(
         conn: ConnId,
         shared: Arc<ConnShared>,
-        compression: Compression,
-        threshold: usize,
+        (compression, threshold): (Compression, usize),
+        max_joins: usize,
     ) -> Self {
         Self {
             conn,
@@ -78,6 +85,8 @@ impl ConnRooms {
             compression,
             threshold,
             subs: HashMap::new(),
+            joins: 0,
+            max_joins,
         }
     }
 
@@ -118,6 +127,21 @@ impl ConnRooms {
                 message,
             };
         }
+        let joined_already = self
+            .subs
+            .get(name)
+            .is_some_and(|sub| sub.streams.contains_key(&stream));
+        if !joined_already && self.joins >= self.max_joins {
+            metrics::counter!("pike_rooms_refused_total", "reason" => "connection_joins")
+                .increment(1);
+            return JoinOutcome::Refused {
+                code: ErrorCode::LimitExceeded,
+                message: format!(
+                    "at most {} room joins per connection; leave a room first",
+                    self.max_joins
+                ),
+            };
+        }
         if let Some(sub) = self.subs.get_mut(name) {
             if sub.streams.contains_key(&stream) {
                 // Joined already (a repeated join): answer again.
@@ -129,6 +153,7 @@ impl ConnRooms {
             }
             if let Ok(joined) = sub.room.join(self.conn, &self.shared, now) {
                 sub.streams.insert(stream, None);
+                self.joins += 1;
                 return JoinOutcome::Joined {
                     head: joined.head,
                     tail: joined.visible,
@@ -136,7 +161,9 @@ impl ConnRooms {
             }
             // The room went away under us (cannot happen while we are a
             // member); start over below.
-            self.subs.remove(name);
+            if let Some(gone) = self.subs.remove(name) {
+                self.joins -= gone.streams.len();
+            }
         }
         // The room may be removed (idle) between lookup and join: retry.
         for _ in 0..3 {
@@ -162,6 +189,7 @@ impl ConnRooms {
                     next_offset: joined.visible,
                 },
             );
+            self.joins += 1;
             return JoinOutcome::Joined {
                 head: joined.head,
                 tail: joined.visible,
@@ -181,6 +209,7 @@ impl ConnRooms {
         if sub.streams.remove(&stream).is_none() {
             return false;
         }
+        self.joins -= 1;
         sub.room.leave(self.conn, 1, now);
         if sub.streams.is_empty() {
             self.subs.remove(room);
@@ -203,6 +232,7 @@ impl ConnRooms {
 
     /// Leaves every room (the connection ends).
     pub(crate) fn leave_all(&mut self, now: Instant) {
+        self.joins = 0;
         for (_, sub) in self.subs.drain() {
             sub.room.leave(self.conn, sub.streams.len(), now);
         }

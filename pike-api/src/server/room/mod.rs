@@ -30,8 +30,9 @@ use self::shared::{PublishError, Room};
 use super::hub::unix_ms;
 use super::push::PushHandle;
 
-/// Longest room name, bytes.
-pub const MAX_ROOM_NAME: usize = 128;
+/// Longest room name, bytes (the protocol's bound,
+/// [`pike_channel::limits::MAX_ROOM_NAME_LEN`]).
+pub const MAX_ROOM_NAME: usize = pike_channel::limits::MAX_ROOM_NAME_LEN;
 
 /// A message for a live room.
 #[derive(Clone, Debug)]
@@ -67,11 +68,15 @@ pub enum RoomError {
         /// The store's capacity.
         capacity: usize,
     },
-    /// The gateway holds its maximum number of rooms.
-    #[error("the gateway holds its maximum of {limit} rooms")]
+    /// The gateway, or the app, holds its maximum number of live rooms
+    /// (rooms without members or publishes go after their idle time).
+    #[error("{scope} holds its maximum of {limit} rooms")]
     TooManyRooms {
         /// The limit.
         limit: usize,
+        /// Whose limit: the gateway's (`GatewayConfig::max_rooms`, a last
+        /// resort) or the app's quota (`GatewayConfig::max_rooms_per_app`).
+        scope: RoomScope,
     },
     /// The gateway is shutting down.
     #[error("the gateway is shutting down")]
@@ -83,9 +88,32 @@ impl RoomError {
     pub fn code(&self) -> ErrorCode {
         match self {
             Self::Invalid(_) => ErrorCode::InvalidArgument,
+            Self::TooManyRooms {
+                scope: RoomScope::App,
+                ..
+            } => ErrorCode::LimitExceeded,
             Self::ReliableFull { .. } | Self::TooManyRooms { .. } => ErrorCode::Overloaded,
             Self::ShuttingDown => ErrorCode::GoingAway,
         }
+    }
+}
+
+/// Whose room limit was reached ([`RoomError::TooManyRooms`]).
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+#[non_exhaustive]
+pub enum RoomScope {
+    /// The gateway's limit on live rooms of every app together.
+    Gateway,
+    /// The app's room quota.
+    App,
+}
+
+impl std::fmt::Display for RoomScope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Gateway => "the gateway",
+            Self::App => "the app",
+        })
     }
 }
 
@@ -150,8 +178,50 @@ pub struct RoomStats {
     pub created_at_ms: u64,
 }
 
-/// Live rooms by (app, room name).
-pub(crate) type RoomMap = Arc<Mutex<HashMap<(String, String), Arc<Room>>>>;
+/// Live rooms by (app, room name), with a count per app.
+#[derive(Debug, Default)]
+pub(crate) struct RoomTable {
+    rooms: HashMap<(String, String), Arc<Room>>,
+    per_app: HashMap<String, usize>,
+}
+
+impl RoomTable {
+    fn get(&self, key: &(String, String)) -> Option<&Arc<Room>> {
+        self.rooms.get(key)
+    }
+
+    fn len(&self) -> usize {
+        self.rooms.len()
+    }
+
+    fn app_rooms(&self, app: &str) -> usize {
+        self.per_app.get(app).copied().unwrap_or(0)
+    }
+
+    fn insert(&mut self, key: (String, String), room: Arc<Room>) {
+        *self.per_app.entry(key.0.clone()).or_insert(0) += 1;
+        self.rooms.insert(key, room);
+    }
+
+    /// Removes `room` if it is still the one registered under its key.
+    pub(crate) fn remove(&mut self, room: &Arc<Room>) -> bool {
+        let key = (room.app.clone(), room.name.clone());
+        if !self.rooms.get(&key).is_some_and(|r| Arc::ptr_eq(r, room)) {
+            return false;
+        }
+        self.rooms.remove(&key);
+        if let Some(count) = self.per_app.get_mut(&key.0) {
+            *count -= 1;
+            if *count == 0 {
+                self.per_app.remove(&key.0);
+            }
+        }
+        true
+    }
+}
+
+/// Live rooms, shared with their release tasks (which remove idle rooms).
+pub(crate) type RoomMap = Arc<Mutex<RoomTable>>;
 
 /// The gateway's rooms.
 #[derive(Debug)]
@@ -160,42 +230,36 @@ pub(crate) struct Rooms {
     defaults: RoomConfig,
     rules: Vec<RoomRule>,
     max_rooms: usize,
+    max_rooms_per_app: usize,
     last_base: AtomicU64,
     shutdown: CancellationToken,
 }
 
-/// Checks a room name.
+/// Checks a room name (the protocol's rule,
+/// [`pike_channel::limits::check_room_name`]).
 pub(crate) fn check_name(name: &str) -> Result<(), String> {
-    if name.is_empty() || name.len() > MAX_ROOM_NAME {
-        return Err(format!(
-            "a room name has 1 to {MAX_ROOM_NAME} bytes, got {}",
-            name.len()
-        ));
-    }
-    if name.chars().any(char::is_control) {
-        return Err("a room name has no control characters".into());
-    }
-    Ok(())
+    pike_channel::limits::check_room_name(name)
 }
 
 impl Rooms {
     pub(crate) fn new(
         defaults: RoomConfig,
         rules: Vec<RoomRule>,
-        max_rooms: usize,
+        (max_rooms, max_rooms_per_app): (usize, usize),
         shutdown: CancellationToken,
     ) -> Self {
         Self {
-            map: Arc::new(Mutex::new(HashMap::new())),
+            map: Arc::new(Mutex::new(RoomTable::default())),
             defaults,
             rules,
             max_rooms,
+            max_rooms_per_app,
             last_base: AtomicU64::new(0),
             shutdown,
         }
     }
 
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Arc<Room>>> {
+    fn map(&self) -> std::sync::MutexGuard<'_, RoomTable> {
         self.map.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -224,9 +288,20 @@ impl Rooms {
         if let Some(room) = map.get(&key) {
             return Ok(room.clone());
         }
+        // The app's quota first: one app filling the gateway's limit would
+        // lock every other app out of rooms.
+        if map.app_rooms(app) >= self.max_rooms_per_app {
+            metrics::counter!("pike_rooms_refused_total", "reason" => "app_quota").increment(1);
+            return Err(RoomError::TooManyRooms {
+                limit: self.max_rooms_per_app,
+                scope: RoomScope::App,
+            });
+        }
         if map.len() >= self.max_rooms {
+            metrics::counter!("pike_rooms_refused_total", "reason" => "max_rooms").increment(1);
             return Err(RoomError::TooManyRooms {
                 limit: self.max_rooms,
+                scope: RoomScope::Gateway,
             });
         }
         // Offsets start at the creation time in unix ms × 1000, so a room
@@ -256,6 +331,7 @@ impl Rooms {
     /// The rooms of `app`.
     pub(crate) fn list(&self, app: &str) -> Vec<Arc<Room>> {
         self.map()
+            .rooms
             .values()
             .filter(|room| room.app == app)
             .cloned()

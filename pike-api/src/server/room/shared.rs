@@ -701,10 +701,7 @@ impl Room {
                     () = self.signal.notified() => {}
                     () = tokio::time::sleep_until(at) => {
                         if self.close_if_idle(Instant::now()) {
-                            let mut map = lock(&registry);
-                            let key = (self.app.clone(), self.name.clone());
-                            if map.get(&key).is_some_and(|r| Arc::ptr_eq(r, &self)) {
-                                map.remove(&key);
+                            if lock(&registry).remove(&self) {
                                 metrics::gauge!("pike_rooms").decrement(1.0);
                             }
                             tracing::debug!(app = %self.app, room = %self.name, "idle room removed");

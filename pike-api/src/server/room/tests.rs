@@ -47,7 +47,7 @@ impl Member {
         channel.accept_login(stream, "", 0, now).unwrap();
         while channel.poll_transmit().is_some() {}
         let shared = Arc::new(ConnShared::new(1));
-        let rooms = ConnRooms::new(id, shared.clone(), compression, 1024);
+        let rooms = ConnRooms::new(id, shared.clone(), (compression, 1024), 32);
         Self {
             channel,
             rooms,
@@ -107,7 +107,7 @@ impl Member {
 }
 
 fn rooms(config: RoomConfig) -> Rooms {
-    Rooms::new(config, Vec::new(), 100, CancellationToken::new())
+    Rooms::new(config, Vec::new(), (100, 100), CancellationToken::new())
 }
 
 fn config(mode: RoomMode) -> RoomConfig {

@@ -1,0 +1,121 @@
+//! A connection's uplink: each login's messages queue in order and go to
+//! the backend one at a time ([`uplink_calls`](crate::server::uplink_calls)
+//! makes each idempotency key reach it once, across connections).
+//!
+//! The queue is bounded by the channel machine, which reports a message only
+//! within the login's uplink window and the connection's pending uplink
+//! bytes (`pike_channel::ServerConfig::uplink_window` and
+//! `uplink_pending_bytes`), and forgets it once acked here.
+
+use bytes::Bytes;
+use pike_channel::{StreamId, UplinkResult};
+use tokio::time::Instant;
+
+use super::{Conn, Work, now};
+use crate::server::uplink::{UplinkError, UplinkRequest};
+use crate::server::uplink_calls;
+
+/// An uplink message waiting for its turn.
+pub(super) struct PendingUplink {
+    seq: u64,
+    key: String,
+    payload: Bytes,
+    received_at: Instant,
+}
+
+impl Conn {
+    /// A new uplink message from the machine: queued behind the login's
+    /// others.
+    pub(super) fn uplink(&mut self, stream: StreamId, seq: u64, key: String, payload: Bytes) {
+        metrics::counter!("pike_uplink_received_total").increment(1);
+        self.record(
+            "uplink",
+            format!("stream={} seq={seq} key={key}", stream.value()),
+        );
+        if let Some(state) = self.streams.get_mut(&stream) {
+            state.uplink_queue.push_back(PendingUplink {
+                seq,
+                key,
+                payload,
+                received_at: Instant::now(),
+            });
+            metrics::histogram!("pike_uplink_queue_depth").record(state.uplink_queue.len() as f64);
+            self.next_uplink(stream);
+        }
+    }
+
+    /// Starts delivering the login's next queued message, unless one is
+    /// with the backend already.
+    pub(super) fn next_uplink(&mut self, stream: StreamId) {
+        let Some(state) = self.streams.get_mut(&stream) else {
+            return;
+        };
+        if state.uplink_busy {
+            return;
+        }
+        let Some(item) = state.uplink_queue.front() else {
+            return;
+        };
+        state.uplink_busy = true;
+        let request = UplinkRequest {
+            app: state.key.app.clone(),
+            biz: state.key.biz.clone(),
+            alias: state.key.alias.clone(),
+            device_id: self.channel.client_hello().device_id.clone(),
+            connection_token: self.token.clone(),
+            route_id: state.route_id.clone(),
+            seq: item.seq,
+            idempotency_key: item.key.clone(),
+            payload: item.payload.clone(),
+        };
+        let seq = item.seq;
+        let call = uplink_calls::deliver(&self.hub, state.key.clone(), request);
+        self.start(Box::pin(async move {
+            let result = call.await;
+            Work::Uplink {
+                stream,
+                seq,
+                result,
+            }
+        }));
+    }
+
+    /// The backend's outcome for the login's message `seq`: acks it to the
+    /// client and starts the next one.
+    pub(super) fn uplink_done(
+        &mut self,
+        stream: StreamId,
+        seq: u64,
+        result: Result<String, UplinkError>,
+    ) {
+        let Some(state) = self.streams.get_mut(&stream) else {
+            return;
+        };
+        state.uplink_busy = false;
+        let item = state.uplink_queue.pop_front();
+        if let Some(item) = &item {
+            metrics::histogram!("pike_uplink_ack_seconds")
+                .record(item.received_at.elapsed().as_secs_f64());
+        }
+        let reply = match result {
+            Ok(route_id) => {
+                metrics::counter!("pike_uplink_acked_total", "result" => "ok").increment(1);
+                if route_id != state.route_id {
+                    state.route_id.clone_from(&route_id);
+                    self.hub.registry.set_route(self.id, stream, &route_id);
+                }
+                UplinkResult::accepted().with_route_id(route_id)
+            }
+            Err(e) => {
+                metrics::counter!("pike_uplink_acked_total", "result" => "failed").increment(1);
+                UplinkResult::rejected(e.code, e.message)
+            }
+        };
+        self.record(
+            "uplink-ack",
+            format!("stream={} seq={seq} {reply:?}", stream.value()),
+        );
+        let _ = self.channel.ack_uplink(stream, seq, reply, now());
+        self.next_uplink(stream);
+    }
+}
