@@ -5,6 +5,7 @@ use std::time::Instant;
 use proto::channel::{Login, LoginResult, Logout, Tags, TagsResult};
 use proto::tunnel::ErrorCode;
 
+use super::credential::CredentialExpiry;
 use super::stream::{ServerStream, StreamPhase};
 use super::{ServerChannel, ServerEvent};
 use crate::error::ReplyError;
@@ -16,6 +17,9 @@ impl ServerChannel {
     pub(super) fn handle_login(&mut self, m: Login, _now: Instant) {
         let stream = StreamId::new(m.stream);
         if self.streams.contains_key(&stream) {
+            if self.handle_refresh(stream, m.biz, m.alias, m.credential) {
+                return;
+            }
             self.error_frame(
                 ErrorCode::AlreadyLoggedIn,
                 "stream is already logged in",
@@ -37,7 +41,10 @@ impl ServerChannel {
 
     pub(super) fn handle_logout(&mut self, m: Logout) {
         let stream = StreamId::new(m.stream);
-        if self.streams.remove(&stream).is_some() {
+        if let Some(gone) = self.streams.remove(&stream) {
+            if gone.expiry.is_some() {
+                self.arm_login_expiry();
+            }
             self.events.push_back(ServerEvent::LoggedOut { stream });
         }
     }
@@ -58,23 +65,47 @@ impl ServerChannel {
     /// Accepts a pending login: the client stores `route_id` for sticky
     /// routing; `last_seq` is the last sequence assigned on the stream (0 if
     /// none). Push the messages after the client's `last_acked_seq` next.
+    /// The login never expires; see
+    /// [`accept_login_until`](Self::accept_login_until).
     pub fn accept_login(
         &mut self,
         stream: StreamId,
         route_id: impl Into<String>,
         last_seq: u64,
+        now: Instant,
+    ) -> Result<(), ReplyError> {
+        self.accept_login_until(stream, route_id, last_seq, None, now)
+    }
+
+    /// Accepts a pending login like [`accept_login`](Self::accept_login),
+    /// with the credential's `expiry`: the client learns it from the login
+    /// result, and the login ends at `expiry.at` (an `ERROR`
+    /// `TOKEN_EXPIRED` for the stream, then [`ServerEvent::LoginExpired`])
+    /// unless the client refreshes its credential before
+    /// ([`ServerEvent::CredentialRefresh`]).
+    pub fn accept_login_until(
+        &mut self,
+        stream: StreamId,
+        route_id: impl Into<String>,
+        last_seq: u64,
+        expiry: Option<CredentialExpiry>,
         _now: Instant,
     ) -> Result<(), ReplyError> {
         let entry = self.pending_login(stream)?;
         entry.phase = StreamPhase::Active;
+        entry.expiry = expiry.map(|e| e.at);
         let result = LoginResult {
             stream: stream.value(),
             code: ErrorCode::Unspecified.into(),
             route_id: route_id.into(),
             last_seq,
+            expires_at_ms: expiry.map_or(0, |e| e.unix_ms),
             ..LoginResult::default()
         };
         self.transmit(&Message::LoginResult(result));
+        if expiry.is_some() {
+            self.arm_login_expiry();
+        }
         Ok(())
     }
 
