@@ -167,12 +167,6 @@ impl Trace {
             .collect()
     }
 
-    /// The details of the first event (the hello), without formatting the
-    /// others.
-    pub(crate) fn first_detail(&self) -> Option<String> {
-        self.events.front().map(|e| e.detail.format())
-    }
-
     /// Events dropped because the ring was full.
     pub fn dropped(&self) -> u64 {
         self.dropped
@@ -189,25 +183,27 @@ pub(crate) fn lock(trace: &SharedTrace) -> MutexGuard<'_, Trace> {
     }
 }
 
-/// Traces of closed connections, newest kept.
+/// Traces of closed connections with their app (for access checks),
+/// newest kept.
 #[derive(Debug, Default)]
 pub(crate) struct ClosedTraces {
     order: VecDeque<String>,
-    traces: HashMap<String, SharedTrace>,
+    traces: HashMap<String, (Box<str>, SharedTrace)>,
 }
 
 impl ClosedTraces {
-    pub(crate) fn insert(&mut self, token: String, trace: SharedTrace) {
+    pub(crate) fn insert(&mut self, token: String, app: String, trace: SharedTrace) {
         if self.order.len() == CLOSED_TRACES
             && let Some(oldest) = self.order.pop_front()
         {
             self.traces.remove(&oldest);
         }
         self.order.push_back(token.clone());
-        self.traces.insert(token, trace);
+        self.traces.insert(token, (app.into_boxed_str(), trace));
     }
 
-    pub(crate) fn get(&self, token: &str) -> Option<SharedTrace> {
+    /// The app and trace of the closed connection `token`.
+    pub(crate) fn get(&self, token: &str) -> Option<(Box<str>, SharedTrace)> {
         self.traces.get(token).cloned()
     }
 }
@@ -287,7 +283,7 @@ mod tests {
     fn closed_traces_are_bounded() {
         let mut closed = ClosedTraces::default();
         for i in 0..(CLOSED_TRACES + 1) {
-            closed.insert(format!("t{i}"), SharedTrace::default());
+            closed.insert(format!("t{i}"), "demo".into(), SharedTrace::default());
         }
         assert!(closed.get("t0").is_none());
         assert!(closed.get(&format!("t{CLOSED_TRACES}")).is_some());
