@@ -116,7 +116,8 @@ mod tests {
             assert!(dir.app_for_api_key("pk_0123456789abcdef").is_none());
         }
         assert_eq!(
-            dir.app_for_api_key("pk_fedcba9876543210").map(|a| a.id.as_str()),
+            dir.app_for_api_key("pk_fedcba9876543210")
+                .map(|a| a.id.as_str()),
             Some("news")
         );
     }

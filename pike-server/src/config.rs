@@ -774,7 +774,14 @@ publisher_rate = 3
 
     #[test]
     fn app_ids_are_validated() {
-        for good in ["demo", "demo2", "a", "com.example.app", "shop_eu-1", &"a".repeat(64)] {
+        for good in [
+            "demo",
+            "demo2",
+            "a",
+            "com.example.app",
+            "shop_eu-1",
+            &"a".repeat(64),
+        ] {
             assert!(check_app_id(good).is_ok(), "{good:?}");
             assert!(
                 parse(&apps_toml(&[(good, "pk_0123456789abcdef")])).is_ok(),
