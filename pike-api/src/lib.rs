@@ -60,8 +60,9 @@ pub mod client;
 pub mod server;
 
 pub use crate::client::{
-    ChannelProxy, ChannelProxyBuilder, ClientEvent, ClientOptions, ClientState, Error, ErrorKind,
-    Message, Mode, PikeClient, RoomPosition, SendReceipt, Sending, Session, StopReason,
+    CREDENTIAL_PROVIDER_TIMEOUT, ChannelProxy, ChannelProxyBuilder, ClientEvent, ClientOptions,
+    ClientState, CredentialProvider, CredentialRequest, Error, ErrorKind, Message, Mode,
+    PikeClient, RoomPosition, SendReceipt, Sending, Session, StopReason,
 };
 pub use pike_channel::{
     BoxConnector, ClientConfig, Connector, DisconnectReason, DriverConfig, TunnelConnector,

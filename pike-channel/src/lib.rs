@@ -176,7 +176,9 @@ pub use crate::error::{
 pub use crate::ids::{ConnectionId, SendId, StreamId};
 pub use crate::message::Message;
 pub use crate::server::limits;
-pub use crate::server::{CloseInitiator, Push, ServerChannel, ServerEvent, UplinkResult};
+pub use crate::server::{
+    CloseInitiator, CredentialExpiry, Push, ServerChannel, ServerEvent, UplinkResult,
+};
 pub use crate::stats::{ClientStats, ServerStats};
 
 pub use {bytes, proto, tntunnel, tunnelkit};

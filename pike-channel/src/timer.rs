@@ -33,6 +33,9 @@ pub(crate) enum ClientTimer {
     RoomPull = 6,
     /// Earliest retry of a login refused with a transient error.
     LoginRetry = 7,
+    /// Earliest moment a login's credential must be refreshed (the app is
+    /// asked for a fresh one).
+    CredentialRefresh = 8,
 }
 
 impl TimerKind for ClientTimer {
@@ -45,6 +48,7 @@ impl TimerKind for ClientTimer {
         Self::SendTimeout,
         Self::RoomPull,
         Self::LoginRetry,
+        Self::CredentialRefresh,
     ];
 
     fn index(self) -> usize {
@@ -61,10 +65,13 @@ pub(crate) enum ServerTimer {
     Drain = 1,
     /// No business logged in within the login timeout.
     Login = 2,
+    /// Earliest credential expiry of a login (it ends with TOKEN_EXPIRED
+    /// unless refreshed).
+    LoginExpiry = 3,
 }
 
 impl TimerKind for ServerTimer {
-    const VALUES: &'static [Self] = &[Self::Idle, Self::Drain, Self::Login];
+    const VALUES: &'static [Self] = &[Self::Idle, Self::Drain, Self::Login, Self::LoginExpiry];
 
     fn index(self) -> usize {
         self as usize
@@ -129,7 +136,7 @@ impl<T: TimerKind, const N: usize> TimerTable<T, N> {
 }
 
 /// The client's timer table.
-pub(crate) type ClientTimers = TimerTable<ClientTimer, 8>;
+pub(crate) type ClientTimers = TimerTable<ClientTimer, 9>;
 /// The server's timer table.
 pub(crate) type ServerTimers = TimerTable<ServerTimer, 3>;
 

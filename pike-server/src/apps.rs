@@ -16,6 +16,8 @@ pub struct AppDirectory {
 
 impl AppDirectory {
     /// The apps of `config`, or the dev app when the config lists none.
+    /// [`Config::validate`] refuses two apps with one API key; should a
+    /// config skip it, such a key authenticates neither app.
     pub fn from_config(config: &Config, dev: Option<&DevApp>) -> Self {
         let mut apps: Vec<App> = config.apps.clone();
         if apps.is_empty()
@@ -26,6 +28,7 @@ impl AppDirectory {
                 api_key: dev.api_key.clone(),
                 token_secret: dev.token_secret.clone(),
                 biz: Vec::new(),
+                require_device_claim: false,
             });
         }
         Self {
@@ -33,13 +36,17 @@ impl AppDirectory {
         }
     }
 
-    /// The app whose API key is `key`. Keys are compared by their SHA-256
-    /// digests, so comparison time says nothing useful about a key.
+    /// The app whose API key is `key` (none when several apps have it).
+    /// Keys are compared by their SHA-256 digests, so comparison time says
+    /// nothing useful about a key.
     pub fn app_for_api_key(&self, key: &str) -> Option<&App> {
         let candidate = digest(&SHA256, key.as_bytes());
-        self.apps
+        let mut matching = self
+            .apps
             .values()
-            .find(|app| digest(&SHA256, app.api_key.as_bytes()).as_ref() == candidate.as_ref())
+            .filter(|app| digest(&SHA256, app.api_key.as_bytes()).as_ref() == candidate.as_ref());
+        let app = matching.next()?;
+        matching.next().is_none().then_some(app)
     }
 
     /// The app `id`.
@@ -83,5 +90,35 @@ mod tests {
         assert!(dir.app_for_api_key("pk_0123456789abcdeX").is_none());
         assert!(dir.app_for_api_key("").is_none());
         assert_eq!(dir.ids().collect::<Vec<_>>(), ["demo"]);
+    }
+
+    #[test]
+    fn a_key_two_apps_share_authenticates_neither() {
+        let app = |id: &str, key: &str| App {
+            id: id.into(),
+            api_key: key.into(),
+            token_secret: "s".repeat(32),
+            biz: Vec::new(),
+            require_device_claim: false,
+        };
+        // A config that skipped validation.
+        let config = Config {
+            apps: vec![
+                app("shop", "pk_0123456789abcdef"),
+                app("chat", "pk_0123456789abcdef"),
+                app("news", "pk_fedcba9876543210"),
+            ],
+            ..Config::default()
+        };
+        assert!(config.validate().is_err());
+        let dir = AppDirectory::from_config(&config, None);
+        for _ in 0..8 {
+            assert!(dir.app_for_api_key("pk_0123456789abcdef").is_none());
+        }
+        assert_eq!(
+            dir.app_for_api_key("pk_fedcba9876543210")
+                .map(|a| a.id.as_str()),
+            Some("news")
+        );
     }
 }

@@ -152,19 +152,46 @@ pub struct Store {
     pub max_messages_per_stream: u64,
 }
 
+/// Longest app id, in bytes.
+pub const MAX_APP_ID_LEN: usize = 64;
+
 /// One app.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct App {
-    /// App id, as clients send it in their hello.
+    /// App id, as clients send it in their hello: 1 to [`MAX_APP_ID_LEN`]
+    /// ASCII letters, digits, `-`, `_` and `.`, starting with a letter or a
+    /// digit; unique.
     pub id: String,
-    /// Bearer key of the HTTP API for this app (at least 16 characters).
+    /// Bearer key of the HTTP API for this app (at least 16 characters;
+    /// no two apps share one).
     pub api_key: String,
     /// HMAC-SHA256 secret that signs client credentials (at least 16 bytes).
     pub token_secret: String,
     /// Businesses and their backends.
     #[serde(default)]
     pub biz: Vec<Biz>,
+    /// Refuse logins whose credential is not bound to the connection's
+    /// device (no `device` claim) with `FORBIDDEN` (default off: such
+    /// logins get their alias's pushes, never the device's).
+    #[serde(default)]
+    pub require_device_claim: bool,
+}
+
+/// Why `id` is not a valid app id, if it is not.
+pub fn check_app_id(id: &str) -> Result<(), String> {
+    if id.is_empty() || id.len() > MAX_APP_ID_LEN {
+        return Err(format!(
+            "app id {id:?} must be 1 to {MAX_APP_ID_LEN} bytes long"
+        ));
+    }
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    if !id.starts_with(|c: char| c.is_ascii_alphanumeric()) || !id.chars().all(allowed) {
+        return Err(format!(
+            "app id {id:?} may use only ASCII letters, digits, '-', '_' and '.', and must start with a letter or a digit"
+        ));
+    }
+    Ok(())
 }
 
 /// One business of an app.
@@ -552,13 +579,21 @@ impl Config {
             );
         }
         let mut ids = std::collections::HashSet::new();
+        let mut keys: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
         for app in &self.apps {
-            if app.id.is_empty() || !ids.insert(app.id.as_str()) {
-                return invalid(format!("app id {:?} is empty or duplicated", app.id));
+            check_app_id(&app.id).or_else(invalid)?;
+            if !ids.insert(app.id.as_str()) {
+                return invalid(format!("app id {:?} is duplicated", app.id));
             }
             if app.api_key.len() < 16 || app.token_secret.len() < 16 {
                 return invalid(format!(
                     "app {:?}: api_key and token_secret need at least 16 characters",
+                    app.id
+                ));
+            }
+            if let Some(first) = keys.insert(app.api_key.as_str(), app.id.as_str()) {
+                return invalid(format!(
+                    "apps {first:?} and {:?} have the same api_key: each app needs its own (an HTTP API key names one app)",
                     app.id
                 ));
             }
@@ -865,5 +900,76 @@ publisher_rate = 3
             let err = parse(text).unwrap_err();
             assert!(err.to_string().contains(key), "{key}: {err}");
         }
+    }
+
+    fn apps_toml(apps: &[(&str, &str)]) -> String {
+        apps.iter()
+            .map(|(id, key)| {
+                format!(
+                    "[[apps]]\nid = {id:?}\napi_key = {key:?}\ntoken_secret = \"0123456789abcdef0123\"\n"
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn two_apps_with_one_api_key_are_refused_naming_both() {
+        let err = parse(&apps_toml(&[
+            ("shop", "pk_0123456789abcdef"),
+            ("news", "pk_fedcba9876543210"),
+            ("chat", "pk_0123456789abcdef"),
+        ]))
+        .unwrap_err();
+        let message = err.to_string();
+        assert!(
+            message.contains("\"shop\"") && message.contains("\"chat\""),
+            "{message}"
+        );
+        assert!(message.contains("same api_key"), "{message}");
+        assert!(
+            parse(&apps_toml(&[
+                ("shop", "pk_0123456789abcdef"),
+                ("chat", "pk_0123456789abcdeF"),
+            ]))
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn app_ids_are_validated() {
+        for good in [
+            "demo",
+            "demo2",
+            "a",
+            "com.example.app",
+            "shop_eu-1",
+            &"a".repeat(64),
+        ] {
+            assert!(check_app_id(good).is_ok(), "{good:?}");
+            assert!(
+                parse(&apps_toml(&[(good, "pk_0123456789abcdef")])).is_ok(),
+                "{good:?}"
+            );
+        }
+        for bad in [
+            "",
+            "demo x",
+            "demo\n",
+            "-demo",
+            ".demo",
+            "démo",
+            "demo/x",
+            "app=demo",
+            &"a".repeat(65),
+        ] {
+            let err = parse(&apps_toml(&[(bad, "pk_0123456789abcdef")])).unwrap_err();
+            assert!(err.to_string().contains("app id"), "{bad:?}: {err}");
+        }
+        let err = parse(&apps_toml(&[
+            ("demo", "pk_0123456789abcdef"),
+            ("demo", "pk_fedcba9876543210"),
+        ]))
+        .unwrap_err();
+        assert!(err.to_string().contains("duplicated"), "{err}");
     }
 }

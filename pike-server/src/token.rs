@@ -1,20 +1,30 @@
 //! Client credentials: JWT (RFC 7519) signed with HMAC-SHA256 (`HS256`) by a
-//! per-app secret, scoped to one app, business and alias, with an expiry.
+//! per-app secret, scoped to one app, business and alias, with an expiry,
+//! and optionally bound to one device.
 //!
 //! Business backends mint them with any JWT library (claims `app`, `biz`,
-//! `sub` = alias, `exp`, `iat`; header `{"alg":"HS256","typ":"JWT"}`), or
-//! with `pike token`. The gateway accepts exactly HS256: a token naming any
-//! other algorithm (including `none`) is refused before its signature is
-//! looked at, and the signature is checked in constant time.
+//! `sub` = alias, `exp`, `iat`, and `device` to bind the credential to a
+//! device id; header `{"alg":"HS256","typ":"JWT"}`), or with `pike token`.
+//! The gateway accepts exactly HS256: a token naming any other algorithm
+//! (including `none`) is refused before its signature is looked at, and the
+//! signature is checked in constant time.
+//!
+//! A credential with a `device` claim is valid only on a connection whose
+//! hello names that device id ([`Claims::check_device`]), and only such
+//! logins receive the pushes addressed to the device: a device id claimed
+//! in a hello proves nothing by itself.
 //!
 //! ```
 //! use pike_server::token::{Claims, Scope, mint, verify};
 //!
 //! let secret = b"per-app secret from the data dir";
-//! let claims = Claims::new("demo", "chat", "u42", 1_000, 3_600);
+//! let claims = Claims::new("demo", "chat", "u42", 1_000, 3_600).with_device("phone-1");
 //! let token = mint(&claims, secret);
 //! let scope = Scope { app: "demo", biz: "chat", alias: "u42" };
-//! assert_eq!(verify(&token, secret, &scope, 2_000).unwrap(), claims);
+//! let verified = verify(&token, secret, &scope, 2_000).unwrap();
+//! assert_eq!(verified, claims);
+//! assert_eq!(verified.check_device("phone-1"), Ok(true), "bound to this device");
+//! assert!(verified.check_device("phone-2").is_err(), "not valid on another");
 //! assert!(verify(&token, secret, &scope, 10_000).is_err(), "expired");
 //! ```
 
@@ -50,6 +60,10 @@ pub struct Claims {
     /// Not valid before, unix seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nbf: Option<u64>,
+    /// The device id the credential is bound to (absent: any device, and
+    /// the login does not receive pushes addressed to a device).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
 }
 
 impl Claims {
@@ -63,6 +77,30 @@ impl Claims {
             exp: now.saturating_add(ttl_secs),
             iat: now,
             nbf: None,
+            device: None,
+        }
+    }
+
+    /// These claims, bound to `device`.
+    #[must_use]
+    pub fn with_device(mut self, device: impl Into<String>) -> Self {
+        self.device = Some(device.into());
+        self
+    }
+
+    /// Checks the `device` claim against the device id of the connection
+    /// (from its hello): `Ok(true)` when the credential is bound to it,
+    /// `Ok(false)` when the credential names no device, and
+    /// [`TokenError::WrongScope`] (`FORBIDDEN`) when it names another.
+    pub fn check_device(&self, device_id: &str) -> Result<bool, TokenError> {
+        match &self.device {
+            None => Ok(false),
+            Some(device) if device == device_id => Ok(true),
+            Some(device) => Err(TokenError::WrongScope {
+                claim: "device",
+                expected: device_id.to_owned(),
+                got: device.clone(),
+            }),
         }
     }
 }
@@ -148,6 +186,8 @@ pub fn mint(claims: &Claims, secret: &[u8]) -> String {
 }
 
 /// Verifies `token` against `secret` and `scope` at `now` (unix seconds).
+/// The `device` claim is checked separately, against the connection's
+/// device id: [`Claims::check_device`].
 pub fn verify(
     token: &str,
     secret: &[u8],
@@ -352,6 +392,36 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_device_claim_binds_the_credential_to_that_device() {
+        let claims = Claims::new("demo", "chat", "u42", 1_000, 600).with_device("phone-1");
+        let t = mint(&claims, SECRET);
+        let verified = verify(&t, SECRET, &SCOPE, 1_000).unwrap();
+        assert_eq!(verified.device.as_deref(), Some("phone-1"));
+        assert_eq!(verified.check_device("phone-1"), Ok(true));
+        let err = verified.check_device("phone-2").unwrap_err();
+        assert!(
+            matches!(&err, TokenError::WrongScope { claim: "device", got, .. } if got == "phone-1"),
+            "{err:?}"
+        );
+        assert_eq!(err.code(), ErrorCode::Forbidden);
+        // Without the claim the credential is valid on any device, bound
+        // to none.
+        let unbound = verify(&token(), SECRET, &SCOPE, 1_000).unwrap();
+        assert_eq!(unbound.device, None);
+        assert_eq!(unbound.check_device("phone-1"), Ok(false));
+        // The claim is signed: swapping it breaks the signature.
+        let forged_payload = URL_SAFE_NO_PAD.encode(
+            br#"{"app":"demo","biz":"chat","sub":"u42","exp":1600,"iat":1000,"device":"phone-2"}"#,
+        );
+        let parts: Vec<&str> = t.split('.').collect();
+        let forged = format!("{}.{}.{}", parts[0], forged_payload, parts[2]);
+        assert_eq!(
+            verify(&forged, SECRET, &SCOPE, 1_000),
+            Err(TokenError::BadSignature)
+        );
     }
 
     #[test]

@@ -60,6 +60,7 @@ fn apps() -> AppDirectory {
         api_key: key.into(),
         token_secret: secret.into(),
         biz: Vec::new(),
+        require_device_claim: false,
     };
     let config = Config {
         apps: vec![

@@ -32,6 +32,7 @@ fn apps() -> AppDirectory {
         api_key: key.into(),
         token_secret: format!("{id}-secret-0123456789abcdef"),
         biz: Vec::new(),
+        require_device_claim: false,
     };
     let config = Config {
         apps: vec![app("demo", DEMO_KEY), app("other", OTHER_KEY)],

@@ -168,6 +168,29 @@ pub enum ClientEvent {
         /// them (or they expired) before they could be delivered.
         missed: u64,
     },
+    /// The credential expires soon (at `expires_at_ms`, the gateway's
+    /// clock) and no fresh one came from the
+    /// [`CredentialProvider`](super::CredentialProvider) (none configured,
+    /// or it had none): call [`set_credential`](super::PikeClient::set_credential)
+    /// before then, or the client stops (`OnStop` with `TOKEN_EXPIRED`).
+    CredentialExpiring {
+        /// When the credential expires, unix milliseconds.
+        expires_at_ms: u64,
+    },
+    /// The gateway accepted a fresh credential; the login went on
+    /// untouched and now expires at `expires_at_ms` (0 = never).
+    CredentialRefreshed {
+        /// The new expiry, unix milliseconds (0 = none).
+        expires_at_ms: u64,
+    },
+    /// The gateway refused the fresh credential; the login goes on until
+    /// the current credential expires.
+    CredentialRefreshFailed {
+        /// The gateway's code.
+        code: ErrorCode,
+        /// The gateway's detail.
+        message: String,
+    },
     /// The gateway refused to rejoin a room after a reconnect (the room is
     /// left).
     RoomJoinFailed {

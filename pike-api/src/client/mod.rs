@@ -9,6 +9,7 @@ mod proxy;
 pub use self::error::{Error, ErrorKind};
 pub use self::event::{ClientEvent, ClientState, Message, StopReason};
 pub use self::pike_client::{
-    ClientOptions, PikeClient, RoomPosition, SendReceipt, Sending, Session,
+    CREDENTIAL_PROVIDER_TIMEOUT, ClientOptions, CredentialProvider, CredentialRequest, PikeClient,
+    RoomPosition, SendReceipt, Sending, Session,
 };
 pub use self::proxy::{ChannelProxy, ChannelProxyBuilder, Mode};

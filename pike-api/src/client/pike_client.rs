@@ -28,12 +28,14 @@ use super::error::{Error, ErrorKind};
 use super::event::{ClientEvent, ClientState, Message, StopReason};
 use super::proxy::{Inner as Proxy, Mode};
 
+mod credential;
 mod room;
 
+pub use self::credential::{CREDENTIAL_PROVIDER_TIMEOUT, CredentialProvider, CredentialRequest};
 pub use self::room::RoomPosition;
 
 /// Who a business is: biz id, alias, credential, and optionally a saved
-/// session to resume.
+/// session to resume and where fresh credentials come from.
 #[derive(Clone, Debug, Eq, PartialEq)]
 pub struct ClientOptions {
     pub(crate) biz: String,
@@ -41,6 +43,7 @@ pub struct ClientOptions {
     pub(crate) credential: String,
     pub(crate) route_id: String,
     pub(crate) last_delivered: u64,
+    pub(crate) credential_provider: Option<CredentialProvider>,
 }
 
 impl ClientOptions {
@@ -56,7 +59,21 @@ impl ClientOptions {
             credential: credential.into(),
             route_id: String::new(),
             last_delivered: 0,
+            credential_provider: None,
         }
+    }
+
+    /// Where fresh credentials come from: shortly before the gateway would
+    /// end the login because its credential expires (the gateway tells the
+    /// expiry at login), the client asks `provider` and refreshes the live
+    /// login with the answer, without interrupting it. Without a provider
+    /// the client reports [`ClientEvent::CredentialExpiring`] instead; the
+    /// login ends (`OnStop` with `TOKEN_EXPIRED`) unless
+    /// [`PikeClient::set_credential`] is called in time.
+    #[must_use]
+    pub fn credential_provider(mut self, provider: CredentialProvider) -> Self {
+        self.credential_provider = Some(provider);
+        self
     }
 
     /// Resumes a saved session (see [`PikeClient::session`]): the route id
@@ -234,6 +251,7 @@ impl PikeClient {
             restart_after_stop: false,
             tag_requests: BTreeMap::new(),
             rooms: BTreeMap::new(),
+            fresh: None,
         };
         tokio::spawn(actor.run().instrument(span));
         (client, commands_tx)
@@ -265,7 +283,9 @@ impl PikeClient {
         self.command(Command::Restart);
     }
 
-    /// Replaces the credential for the next login (restart, reconnect).
+    /// Replaces the credential: it is used by the next login (restart,
+    /// reconnect), and refreshes at once a running login whose credential
+    /// expires (see [`ClientEvent::CredentialExpiring`]).
     pub fn set_credential(&self, credential: impl Into<String>) {
         self.command(Command::SetCredential(credential.into()));
     }
@@ -435,6 +455,8 @@ struct Actor {
     tag_requests: BTreeMap<(u64, u32), TagsReply>,
     /// Live rooms joined, by name.
     rooms: BTreeMap<String, room::ClientRoom>,
+    /// The credential provider's call in flight.
+    fresh: Option<credential::Pending>,
 }
 
 impl Actor {
@@ -450,6 +472,9 @@ impl Actor {
                         Some(event) => self.on_event(generation, event).await,
                         None => self.on_binding_end(generation).await,
                     }
+                }
+                (expires_at_ms, fresh) = credential::next_fresh(&mut self.fresh), if self.fresh.is_some() => {
+                    self.on_fresh_credential(expires_at_ms, fresh).await;
                 }
             }
         }
@@ -558,14 +583,7 @@ impl Actor {
             }
             Command::JoinRoom { room, from, reply } => self.join_room(room, from, reply),
             Command::LeaveRoom(room) => self.leave_room(&room),
-            Command::SetCredential(credential) => {
-                self.options.credential = credential.clone();
-                for binding in self.bindings.values() {
-                    let _ = binding
-                        .channel
-                        .set_credential(binding.stream, credential.clone());
-                }
-            }
+            Command::SetCredential(credential) => self.use_credential(credential),
         }
     }
 
@@ -784,6 +802,13 @@ impl Actor {
             event @ (Event::RoomJoined { .. }
             | Event::RoomJoinFailed { .. }
             | Event::RoomMessages { .. }) => self.on_room_event(event).await,
+            event @ (Event::CredentialExpiring { .. }
+            | Event::CredentialRefreshed { .. }
+            | Event::CredentialRefreshFailed { .. })
+                if is_current =>
+            {
+                self.on_credential_event(event).await;
+            }
             other => tracing::trace!(generation, event = ?other, "not reported"),
         }
     }

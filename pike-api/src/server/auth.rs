@@ -25,10 +25,39 @@ pub struct LoginRequest {
 }
 
 /// A granted login.
-#[derive(Clone, Debug, Default)]
+///
+/// Build it with [`LoginGrant::default`] (never expires, device not
+/// verified) and the `with_*` methods.
+#[derive(Clone, Debug, Default, Eq, PartialEq)]
 pub struct LoginGrant {
-    /// When the credential expires, unix milliseconds (0 = unknown).
+    /// When the credential expires, unix milliseconds (0 = never). The
+    /// client learns it in its login result, and the gateway ends the login
+    /// with `TOKEN_EXPIRED` at that moment unless the client refreshed its
+    /// credential (a fresh credential goes through the authenticator again,
+    /// and its grant's expiry replaces this one).
     pub expires_at_ms: u64,
+    /// The credential proves the connection's device id (e.g. a `device`
+    /// claim equal to the hello's device id). Only such logins receive
+    /// pushes addressed to the device ([`Target::Device`](super::Target::Device));
+    /// every login receives the pushes to its alias.
+    pub device_verified: bool,
+}
+
+impl LoginGrant {
+    /// This grant, expiring at `expires_at_ms` (unix milliseconds; 0 =
+    /// never).
+    #[must_use]
+    pub fn with_expiry(mut self, expires_at_ms: u64) -> Self {
+        self.expires_at_ms = expires_at_ms;
+        self
+    }
+
+    /// This grant, with the device id proven (`true`) or not.
+    #[must_use]
+    pub fn with_device_verified(mut self, verified: bool) -> Self {
+        self.device_verified = verified;
+        self
+    }
 }
 
 /// A refused login: the code the client gets (`AUTH_FAILED`,
@@ -56,8 +85,9 @@ impl AuthError {
 /// The boxed authenticator a gateway holds.
 pub type BoxAuthenticator = tower::util::BoxCloneSyncService<LoginRequest, LoginGrant, AuthError>;
 
-/// Grants every login. For tests and closed networks only: any client may
-/// bind any alias.
+/// Grants every login and trusts every device id. For tests and closed
+/// networks only: any client may bind any alias and receive the pushes of
+/// any device id it claims.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct AllowAll;
 
@@ -71,7 +101,7 @@ impl Service<LoginRequest> for AllowAll {
     }
 
     fn call(&mut self, _req: LoginRequest) -> Self::Future {
-        Box::pin(async { Ok(LoginGrant::default()) })
+        Box::pin(async { Ok(LoginGrant::default().with_device_verified(true)) })
     }
 }
 

@@ -17,8 +17,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 use tower::ServiceExt as _;
 
-use super::auth::{AuthError, LoginRequest};
+use super::auth::{AuthError, LoginGrant, LoginRequest};
 use super::hub::{Hub, unix_ms};
+use super::login_expiry::{self, RefreshDone};
 use super::registry::{ConnCommand, ConnEntry, ConnId, ConnShared, LoginInfo};
 use super::room::{ConnRooms, JoinOutcome};
 use super::small_map::SmallMap;
@@ -65,6 +66,7 @@ enum Work {
         request_id: u32,
         result: Result<Vec<String>, StoreError>,
     },
+    Refresh(RefreshDone),
     Done,
 }
 
@@ -73,6 +75,7 @@ struct LoginReady {
     route_id: String,
     start_after: u64,
     batch: ReadBatch,
+    grant: LoginGrant,
 }
 
 /// Reliable downlink state of one login.
@@ -91,6 +94,8 @@ struct StreamState {
     /// Uplink messages waiting for their turn (delivered one at a time).
     uplink_queue: VecDeque<PendingUplink>,
     uplink_busy: bool,
+    /// The login's credential proves the device id: it gets device pushes.
+    device_verified: bool,
 }
 
 /// Runs one connection to its end.
@@ -347,9 +352,31 @@ impl Conn {
             } => self.login(stream, biz, alias, credential, route_id, last_acked_seq),
             ServerEvent::LoggedOut { stream } => {
                 self.record("logout", format!("stream={}", stream.value()));
-                self.streams.remove(&stream);
-                self.hub.registry.remove_login(self.id, stream);
-                self.rooms.logged_out(stream, Instant::now());
+                self.end_login(stream);
+            }
+            ServerEvent::LoginExpired { stream } => {
+                self.record("login-expired", format!("stream={}", stream.value()));
+                self.end_login(stream);
+            }
+            ServerEvent::CredentialRefresh {
+                stream,
+                biz,
+                alias,
+                credential,
+            } => {
+                let login = self.streams.get(&stream).map(|s| &s.key);
+                if let Some(check) = login_expiry::start_refresh(
+                    &self.hub,
+                    &mut self.channel,
+                    login,
+                    &self.token,
+                    stream,
+                    biz,
+                    alias,
+                    credential,
+                ) {
+                    self.start(Box::pin(async move { Work::Refresh(check.await) }));
+                }
             }
             ServerEvent::TagsRequested {
                 stream,
@@ -470,7 +497,7 @@ impl Conn {
         self.start(Box::pin(async move {
             let result = async {
                 let auth = hub.auth.clone();
-                auth.oneshot(request.clone()).await?;
+                let grant = auth.oneshot(request.clone()).await?;
                 let key = StreamKey::new(&request.app, &request.biz, &request.alias);
                 let snapshot = hub
                     .store
@@ -492,6 +519,7 @@ impl Conn {
                     route_id,
                     start_after,
                     batch,
+                    grant,
                 })
             }
             .await;
@@ -546,14 +574,33 @@ impl Conn {
                     .channel
                     .tags_result(stream, request_id, code, message, tags, now());
             }
+            Work::Refresh(done) => {
+                let verified = self.streams.get(&done.stream()).map(|s| s.device_verified);
+                let detail = login_expiry::finish_refresh(&mut self.channel, verified, done);
+                self.record("refresh", detail);
+            }
             Work::Done => {}
         }
     }
 
+    /// Frees what a login held (logout or expiry).
+    fn end_login(&mut self, stream: StreamId) {
+        self.streams.remove(&stream);
+        self.hub.registry.remove_login(self.id, stream);
+        self.rooms.logged_out(stream, Instant::now());
+    }
+
     fn login_granted(&mut self, stream: StreamId, biz: String, alias: String, ready: LoginReady) {
+        let expiry = login_expiry::expiry(&ready.grant);
         if self
             .channel
-            .accept_login(stream, ready.route_id.clone(), ready.batch.last_seq, now())
+            .accept_login_until(
+                stream,
+                ready.route_id.clone(),
+                ready.batch.last_seq,
+                expiry,
+                now(),
+            )
             .is_err()
         {
             return;
@@ -571,11 +618,13 @@ impl Conn {
         self.record(
             "alias-bind",
             format!(
-                "stream={} biz={biz} alias={alias} route={} resume_after={} last_seq={}",
+                "stream={} biz={biz} alias={alias} route={} resume_after={} last_seq={} device_verified={} expires_at_ms={}",
                 stream.value(),
                 ready.route_id,
                 ready.start_after,
-                ready.batch.last_seq
+                ready.batch.last_seq,
+                ready.grant.device_verified,
+                ready.grant.expires_at_ms
             ),
         );
         self.hub.registry.add_login(
@@ -586,6 +635,7 @@ impl Conn {
                 alias: alias.clone(),
                 route_id: ready.route_id.clone(),
                 since_ms: unix_ms(),
+                device_verified: ready.grant.device_verified,
             },
         );
         let key = StreamKey::new(self.app(), biz, alias);
@@ -600,6 +650,7 @@ impl Conn {
                 route_id: ready.route_id,
                 uplink_queue: VecDeque::new(),
                 uplink_busy: false,
+                device_verified: ready.grant.device_verified,
             },
         );
         self.read_done(stream, Ok(ready.batch));
@@ -756,7 +807,12 @@ impl Conn {
                     .streams
                     .iter()
                     .filter(|(_, s)| {
-                        s.key.biz == biz && alias.as_ref().is_none_or(|a| *a == s.key.alias)
+                        // No alias: a push to the device, for logins that
+                        // proved the device id only.
+                        s.key.biz == biz
+                            && alias
+                                .as_ref()
+                                .map_or(s.device_verified, |a| *a == s.key.alias)
                     })
                     .map(|(id, _)| *id)
                     .collect();

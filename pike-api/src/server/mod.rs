@@ -38,6 +38,7 @@ mod config;
 mod connection;
 mod gateway;
 mod hub;
+mod login_expiry;
 mod push;
 mod reconnect_spread;
 mod registry;

@@ -22,9 +22,11 @@ pub enum Target {
     Tag(String),
     /// Every alias known in the business.
     App,
-    /// The connections of one device (transient only: a device has no
-    /// stream of its own; to reach one device reliably, log it in under an
-    /// alias of its own).
+    /// The logins of the business on the connections of one device whose
+    /// credential proves the device id ([`LoginGrant::device_verified`](super::LoginGrant::device_verified));
+    /// a device id merely claimed in a hello receives nothing. Transient
+    /// only: a device has no stream of its own; to reach one device
+    /// reliably, log it in under an alias of its own.
     Device(String),
 }
 
@@ -226,7 +228,9 @@ impl PushHandle {
         };
         if let Target::Device(device) = &request.target {
             deliver(
-                self.hub.registry.senders_for_device(&request.app, device),
+                self.hub
+                    .registry
+                    .senders_for_device(&request.app, &request.biz, device),
                 None,
             );
         } else {
@@ -260,15 +264,7 @@ impl PushHandle {
     /// The signals of the connection with `token` (live or recently
     /// closed), if it belongs to `app`.
     pub fn trace(&self, app: &str, token: &str) -> Option<Vec<TraceEvent>> {
-        let (owner, trace) = self.hub.registry.trace(token)?;
-        let trace = trace::lock(&trace);
-        let app_matches = match owner {
-            Some(owner) => owner == app,
-            // A closed connection: its hello names the app.
-            None => trace
-                .first_detail()
-                .is_some_and(|detail| detail.starts_with(&format!("app={app} "))),
-        };
-        app_matches.then(|| trace.events())
+        let trace = self.hub.registry.trace(app, token)?;
+        Some(trace::lock(&trace).events())
     }
 }

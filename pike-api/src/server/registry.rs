@@ -162,6 +162,8 @@ pub(crate) struct LoginInfo {
     pub(crate) alias: String,
     pub(crate) route_id: String,
     pub(crate) since_ms: u64,
+    /// The login's credential proves the connection's device id.
+    pub(crate) device_verified: bool,
 }
 
 /// A live connection.
@@ -214,6 +216,9 @@ pub struct LoginView {
     pub route_id: String,
     /// When it logged in, unix milliseconds.
     pub since_ms: u64,
+    /// Its credential proves the connection's device id (it receives the
+    /// pushes addressed to the device).
+    pub device_verified: bool,
 }
 
 /// The registry.
@@ -271,7 +276,7 @@ impl Registry {
                 );
             }
         }
-        mutex(&self.closed).insert(entry.token, entry.trace);
+        mutex(&self.closed).insert(entry.token, entry.app, entry.trace);
     }
 
     pub(crate) fn add_login(&self, id: ConnId, login: LoginInfo) {
@@ -346,15 +351,24 @@ impl Registry {
             .collect()
     }
 
-    /// Senders of the connections of `device` in `app`.
-    pub(crate) fn senders_for_device(&self, app: &str, device: &str) -> Vec<CommandSender> {
+    /// Senders of the connections of `device` in `app` that have a login
+    /// of `biz` whose credential proves the device id: a device id claimed
+    /// in a hello alone reaches nothing.
+    pub(crate) fn senders_for_device(
+        &self,
+        app: &str,
+        biz: &str,
+        device: &str,
+    ) -> Vec<CommandSender> {
         let ids = read(&self.devices)
             .get(&(app.to_owned(), device.to_owned()))
             .cloned()
             .unwrap_or_default();
         let conns = read(&self.conns);
         ids.iter()
-            .filter_map(|id| conns.get(id).map(ConnEntry::sender))
+            .filter_map(|id| conns.get(id))
+            .filter(|e| e.logins.iter().any(|l| l.device_verified && l.biz == biz))
+            .map(ConnEntry::sender)
             .collect()
     }
 
@@ -391,14 +405,17 @@ impl Registry {
     }
 
     /// The trace of the connection with `token`, live or recently closed,
-    /// with its app (for access checks).
-    pub(crate) fn trace(&self, token: &str) -> Option<(Option<String>, SharedTrace)> {
+    /// if it belongs to `app` (compared whole: app `demo` never sees a
+    /// trace of app `demo2`).
+    pub(crate) fn trace(&self, app: &str, token: &str) -> Option<SharedTrace> {
         if let Some(id) = read(&self.tokens).get(token)
             && let Some(entry) = read(&self.conns).get(id)
         {
-            return Some((Some(entry.app.clone()), entry.trace.clone()));
+            return (entry.app == app).then(|| entry.trace.clone());
         }
-        mutex(&self.closed).get(token).map(|t| (None, t))
+        mutex(&self.closed)
+            .get(token)
+            .and_then(|(owner, trace)| (*owner == *app).then_some(trace))
     }
 }
 
@@ -418,6 +435,7 @@ fn info(e: &ConnEntry) -> ConnectionInfo {
                 alias: l.alias.clone(),
                 route_id: l.route_id.clone(),
                 since_ms: l.since_ms,
+                device_verified: l.device_verified,
             })
             .collect(),
     }

@@ -256,23 +256,24 @@ fn sanitize(detail: String) -> String {
     out
 }
 
-/// Traces of closed connections, newest kept: at most [`CLOSED_TRACES`] of
-/// them and [`CLOSED_TRACE_BYTES`] together.
+/// Traces of closed connections with their app (for access checks), newest
+/// kept: at most [`CLOSED_TRACES`] of them and [`CLOSED_TRACE_BYTES`]
+/// together.
 #[derive(Debug, Default)]
 pub(crate) struct ClosedTraces {
     /// Tokens oldest first, with the bytes each trace held when it closed.
     order: VecDeque<(String, usize)>,
-    traces: HashMap<String, SharedTrace>,
+    traces: HashMap<String, (Box<str>, SharedTrace)>,
     bytes: usize,
 }
 
 impl ClosedTraces {
-    pub(crate) fn insert(&mut self, token: String, trace: SharedTrace) {
+    pub(crate) fn insert(&mut self, token: String, app: String, trace: SharedTrace) {
         // A closed connection's trace takes no more events.
-        let size = lock(&trace).memory() + 2 * token.len();
+        let size = lock(&trace).memory() + 2 * token.len() + app.len();
         self.bytes += size;
         self.order.push_back((token.clone(), size));
-        self.traces.insert(token, trace);
+        self.traces.insert(token, (app.into_boxed_str(), trace));
         while self.order.len() > CLOSED_TRACES
             || (self.bytes > CLOSED_TRACE_BYTES && self.order.len() > 1)
         {
@@ -290,7 +291,8 @@ impl ClosedTraces {
         self.bytes
     }
 
-    pub(crate) fn get(&self, token: &str) -> Option<SharedTrace> {
+    /// The app and trace of the closed connection `token`.
+    pub(crate) fn get(&self, token: &str) -> Option<(Box<str>, SharedTrace)> {
         self.traces.get(token).cloned()
     }
 }
@@ -408,7 +410,7 @@ mod tests {
             for e in 0..(TRACE_BYTES / MAX_DETAIL_BYTES) as u64 {
                 lock(&trace).record(e, "tags", "t".repeat(MAX_DETAIL_BYTES));
             }
-            closed.insert(format!("t{i}"), trace);
+            closed.insert(format!("t{i}"), "demo".into(), trace);
         }
         assert!(closed.memory() <= CLOSED_TRACE_BYTES, "{}", closed.memory());
         assert!(closed.get("t0").is_none());
@@ -420,7 +422,7 @@ mod tests {
     fn closed_traces_are_bounded() {
         let mut closed = ClosedTraces::default();
         for i in 0..(CLOSED_TRACES + 1) {
-            closed.insert(format!("t{i}"), SharedTrace::default());
+            closed.insert(format!("t{i}"), "demo".into(), SharedTrace::default());
         }
         assert!(closed.get("t0").is_none());
         assert!(closed.get(&format!("t{CLOSED_TRACES}")).is_some());

@@ -65,6 +65,9 @@ pub(super) struct Link {
     /// The current connection counts as stable whatever its age (go-away).
     force_stable: bool,
     connection_token: String,
+    /// When the current connection's hello arrived and the server's
+    /// wall-clock time in it (unknown when the hello carried none).
+    server_clock: Option<(Instant, u64)>,
 }
 
 impl Link {
@@ -78,11 +81,17 @@ impl Link {
             hello_advice: None,
             force_stable: false,
             connection_token: String::new(),
+            server_clock: None,
         }
     }
 
     pub(super) fn is_connected(&self) -> bool {
         matches!(self.phase, Phase::Connected { .. })
+    }
+
+    /// The hello's server time and when it arrived.
+    pub(super) fn server_clock(&self) -> Option<(Instant, u64)> {
+        self.server_clock
     }
 
     fn current_id(&self) -> Option<ConnectionId> {
@@ -185,6 +194,7 @@ impl ClientChannel {
             .connection_token
             .clone_from(&hello.connection_token);
         self.link.hello_advice = meaningful(hello.reconnect.clone());
+        self.link.server_clock = (hello.server_time_ms != 0).then_some((now, hello.server_time_ms));
         self.stats.connections += 1;
         let interval = match hello.heartbeat_interval_ms {
             0 => self.config.heartbeat_interval,

@@ -104,6 +104,35 @@ pub enum Event {
         /// When the login is retried.
         delay: Duration,
     },
+    /// The login's credential expires soon (at `expires_at_ms`, the
+    /// server's wall clock): pass a fresh one to
+    /// [`refresh_credential`](crate::ClientChannel::refresh_credential), or
+    /// the server ends the login at expiry ([`LoginFailed`](Self::LoginFailed)
+    /// with `TOKEN_EXPIRED`). Emitted once per credential.
+    CredentialExpiring {
+        /// The business.
+        stream: StreamId,
+        /// When the credential expires, unix milliseconds.
+        expires_at_ms: u64,
+    },
+    /// The server accepted the fresh credential: the login goes on and now
+    /// expires at `expires_at_ms` (0 = never).
+    CredentialRefreshed {
+        /// The business.
+        stream: StreamId,
+        /// The new expiry, unix milliseconds (0 = none).
+        expires_at_ms: u64,
+    },
+    /// The server refused the fresh credential: the login goes on until its
+    /// current expiry; another credential may be passed meanwhile.
+    CredentialRefreshFailed {
+        /// The business.
+        stream: StreamId,
+        /// The server's code.
+        code: ErrorCode,
+        /// The server's detail.
+        message: String,
+    },
     /// Answer to [`update_tags`](crate::ClientChannel::update_tags).
     TagsResult {
         /// The business.
@@ -214,6 +243,9 @@ impl Event {
             | Self::LoginFailed { stream, .. }
             | Self::LoggedOut { stream }
             | Self::LoginRetry { stream, .. }
+            | Self::CredentialExpiring { stream, .. }
+            | Self::CredentialRefreshed { stream, .. }
+            | Self::CredentialRefreshFailed { stream, .. }
             | Self::TagsResult { stream, .. }
             | Self::Gap { stream, .. }
             | Self::SendSuccess { stream, .. }

@@ -8,6 +8,7 @@ use std::time::Instant;
 use proto::channel::{Login, LoginResult, Logout, Tags, TagsResult};
 use proto::tunnel::ErrorCode;
 
+use super::credential::{Expiry, Refresh};
 use super::downlink::DownlinkReceiver;
 use super::uplink::UplinkQueue;
 use super::{ClientChannel, Event, SendFailureReason};
@@ -76,6 +77,10 @@ pub(super) struct LoginEntry {
     pub(super) uplink: UplinkQueue,
     /// Tag requests not answered yet (sent again after a re-login).
     pub(super) tags: Vec<Tags>,
+    /// The credential's expiry on the current connection, if it expires.
+    pub(super) expiry: Option<Expiry>,
+    /// Where the credential refresh stands.
+    pub(super) refresh: Refresh,
 }
 
 impl LoginEntry {
@@ -92,6 +97,9 @@ impl LoginEntry {
 
     pub(super) fn on_link_lost(&mut self) {
         self.state = LoginState::Offline;
+        // The re-login carries the newest credential and learns its expiry.
+        self.expiry = None;
+        self.refresh = Refresh::Idle;
         self.downlink.on_link_lost();
         self.uplink.on_link_lost();
     }
@@ -123,6 +131,8 @@ impl ClientChannel {
             params,
             state: LoginState::Offline,
             tags: Vec::new(),
+            expiry: None,
+            refresh: Refresh::Idle,
         };
         self.logins.insert(stream, entry);
         if self.link.is_connected() {
@@ -153,8 +163,9 @@ impl ClientChannel {
         Ok(())
     }
 
-    /// Replaces the credential used by the next (re-)login, e.g. after a
-    /// token refresh.
+    /// Replaces the credential used by the next (re-)login, without
+    /// refreshing a live login (see
+    /// [`refresh_credential`](Self::refresh_credential)).
     pub fn set_credential(
         &mut self,
         stream: StreamId,
@@ -237,8 +248,22 @@ impl ClientChannel {
         let stream = StreamId::new(m.stream);
         let Some(entry) = self.logins.get_mut(&stream) else {
             self.stats.unknown_target_frames += 1;
+            if m.code() == ErrorCode::Unspecified {
+                // A login the client gave up (say a refresh that crossed the
+                // server's expiry and logged in anew): end it.
+                self.transmit(
+                    &Message::Logout(Logout {
+                        stream: stream.value(),
+                    }),
+                    now,
+                );
+            }
             return;
         };
+        if entry.state == LoginState::Active && matches!(entry.refresh, Refresh::Sent { .. }) {
+            self.handle_refresh_result(m, now);
+            return;
+        }
         if entry.state != LoginState::Awaiting {
             return;
         }
@@ -258,6 +283,7 @@ impl ClientChannel {
             }
             self.pump_uplink(stream, now);
             self.rejoin_rooms(stream, now);
+            self.on_login_expiry(stream, m.expires_at_ms, now);
         } else if is_fatal(code) {
             tracing::debug!(%stream, ?code, "login refused");
             self.remove_login(stream);
@@ -315,7 +341,7 @@ impl ClientChannel {
     }
 
     /// Forgets a login: pending sends fail, rooms are dropped.
-    fn remove_login(&mut self, stream: StreamId) {
+    pub(super) fn remove_login(&mut self, stream: StreamId) {
         let Some(mut entry) = self.logins.remove(&stream) else {
             return;
         };

@@ -2,6 +2,7 @@
 //! shared by the business logins on it.
 
 mod connection;
+mod credential;
 mod downlink;
 mod event;
 mod inspection;
@@ -151,6 +152,7 @@ impl ClientChannel {
                 ClientTimer::SendTimeout => self.on_send_timer(now),
                 ClientTimer::RoomPull => self.on_room_pull_timer(now),
                 ClientTimer::LoginRetry => self.on_login_retry_timer(now),
+                ClientTimer::CredentialRefresh => self.on_credential_timer(now),
             }
         }
         self.update_timers();
@@ -217,10 +219,18 @@ impl ClientChannel {
         }
     }
 
-    /// An error frame: report it; a stream the server forgot logs in again.
+    /// An error frame: report it; a stream the server forgot logs in again;
+    /// a login whose credential expired ends.
     fn handle_error_frame(&mut self, m: ErrorFrame, now: Instant) {
         let code = m.code();
         let stream = m.stream.map(StreamId::new);
+        if code == ErrorCode::TokenExpired
+            && let Some(stream) = stream
+            && self.logins.contains_key(&stream)
+        {
+            self.on_login_expired(stream, m.message);
+            return;
+        }
         if code == ErrorCode::NotLoggedIn
             && let Some(stream) = stream
             && self.logins.get(&stream).is_some_and(LoginEntry::is_active)
@@ -253,6 +263,7 @@ impl ClientChannel {
                 ClientTimer::SendTimeout,
                 ClientTimer::RoomPull,
                 ClientTimer::LoginRetry,
+                ClientTimer::CredentialRefresh,
             ] {
                 self.timers.stop(timer);
             }
@@ -283,5 +294,7 @@ impl ClientChannel {
         self.timers.set_or_stop(ClientTimer::RoomPull, pull);
         let retry = self.logins.values().filter_map(LoginEntry::retry_at).min();
         self.timers.set_or_stop(ClientTimer::LoginRetry, retry);
+        let ask = self.next_credential_ask();
+        self.timers.set_or_stop(ClientTimer::CredentialRefresh, ask);
     }
 }

@@ -34,6 +34,7 @@ pub struct ClientConfig {
     pub(crate) room_pull_grace: Duration,
     pub(crate) room_pull_max: u32,
     pub(crate) login_retry_delay: Duration,
+    pub(crate) credential_refresh_margin: Duration,
 }
 
 impl Default for ClientConfig {
@@ -56,6 +57,7 @@ impl Default for ClientConfig {
             room_pull_grace: Duration::from_secs(5),
             room_pull_max: 100,
             login_retry_delay: Duration::from_secs(5),
+            credential_refresh_margin: Duration::from_secs(60),
         }
     }
 }
@@ -283,6 +285,21 @@ impl ClientConfig {
             Duration::from_millis(100),
             Duration::from_secs(600),
             "100 ms ..= 10 min",
+        )?;
+        Ok(self)
+    }
+
+    /// How long before a login's credential expires the application is
+    /// asked for a fresh one ([`Event::CredentialExpiring`](crate::Event::CredentialExpiring));
+    /// at most half the credential's remaining validity. Default 60 s,
+    /// bounds 1 s ..= 1 h.
+    pub fn credential_refresh_margin(&mut self, value: Duration) -> Result<&mut Self, ConfigError> {
+        self.credential_refresh_margin = check_duration(
+            "credential_refresh_margin",
+            value,
+            Duration::from_secs(1),
+            Duration::from_secs(3600),
+            "1 s ..= 1 h",
         )?;
         Ok(self)
     }

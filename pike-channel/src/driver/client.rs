@@ -285,6 +285,16 @@ impl ClientHandle {
         self.command(|c, _| c.set_credential(stream, credential))
     }
 
+    /// Replaces the credential of `stream` and refreshes the live login
+    /// with it (see [`ClientChannel::refresh_credential`]).
+    pub fn refresh_credential(
+        &self,
+        stream: StreamId,
+        credential: impl Into<String>,
+    ) -> Result<(), UnknownStream> {
+        self.command(|c, now| c.refresh_credential(stream, credential, now))
+    }
+
     /// Queues an uplink message (see [`ClientChannel::send`]); the outcome
     /// arrives as [`Event::SendSuccess`] or [`Event::SendFailure`].
     pub fn send(

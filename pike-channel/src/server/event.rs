@@ -34,6 +34,32 @@ pub enum ServerEvent {
         /// The stream.
         stream: StreamId,
     },
+    /// The client sent a fresh credential for a login accepted with an
+    /// expiry ([`accept_login_until`](crate::ServerChannel::accept_login_until)).
+    /// Check that `biz` and `alias` are the login's and authenticate the
+    /// credential, then call
+    /// [`accept_refresh`](crate::ServerChannel::accept_refresh) (with the
+    /// new expiry) or [`reject_refresh`](crate::ServerChannel::reject_refresh).
+    /// The login goes on meanwhile; one refresh per stream is reported at a
+    /// time.
+    CredentialRefresh {
+        /// The stream.
+        stream: StreamId,
+        /// Business id the client names (must be the login's).
+        biz: String,
+        /// Alias the client names (must be the login's).
+        alias: String,
+        /// The fresh credential.
+        credential: String,
+    },
+    /// The login's credential expired without a refresh: the machine
+    /// dropped the stream and sent the client an `ERROR` `TOKEN_EXPIRED`
+    /// naming it. Free what the login holds, as for
+    /// [`LoggedOut`](Self::LoggedOut).
+    LoginExpired {
+        /// The stream.
+        stream: StreamId,
+    },
     /// Tags to bind/unbind; answer with
     /// [`tags_result`](crate::ServerChannel::tags_result).
     TagsRequested {

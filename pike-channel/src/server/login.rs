@@ -9,6 +9,7 @@ use super::limits::{
     MAX_ALIAS_LEN, MAX_BIZ_LEN, MAX_CREDENTIAL_LEN, MAX_ROUTE_ID_LEN, MAX_TAG_LEN,
     MAX_TAGS_PER_REQUEST, check_id, check_opaque,
 };
+use super::credential::CredentialExpiry;
 use super::stream::{ServerStream, StreamPhase};
 use super::{ServerChannel, ServerEvent};
 use crate::error::ReplyError;
@@ -20,6 +21,9 @@ impl ServerChannel {
     pub(super) fn handle_login(&mut self, m: Login, _now: Instant) {
         let stream = StreamId::new(m.stream);
         if self.streams.contains_key(&stream) {
+            if self.handle_refresh(stream, m.biz, m.alias, m.credential) {
+                return;
+            }
             self.error_frame(
                 ErrorCode::AlreadyLoggedIn,
                 "stream is already logged in",
@@ -54,10 +58,13 @@ impl ServerChannel {
 
     pub(super) fn handle_logout(&mut self, m: Logout) {
         let stream = StreamId::new(m.stream);
-        if let Some(removed) = self.streams.remove(&stream) {
+        if let Some(gone) = self.streams.remove(&stream) {
             self.uplink_pending_bytes = self
                 .uplink_pending_bytes
-                .saturating_sub(removed.uplink_pending_bytes());
+                .saturating_sub(gone.uplink_pending_bytes());
+            if gone.expiry.is_some() {
+                self.arm_login_expiry();
+            }
             self.events.push_back(ServerEvent::LoggedOut { stream });
         }
     }
@@ -89,15 +96,35 @@ impl ServerChannel {
     /// Accepts a pending login: the client stores `route_id` for sticky
     /// routing; `last_seq` is the last sequence assigned on the stream (0 if
     /// none). Push the messages after the client's `last_acked_seq` next.
+    /// The login never expires; see
+    /// [`accept_login_until`](Self::accept_login_until).
     pub fn accept_login(
         &mut self,
         stream: StreamId,
         route_id: impl Into<String>,
         last_seq: u64,
+        now: Instant,
+    ) -> Result<(), ReplyError> {
+        self.accept_login_until(stream, route_id, last_seq, None, now)
+    }
+
+    /// Accepts a pending login like [`accept_login`](Self::accept_login),
+    /// with the credential's `expiry`: the client learns it from the login
+    /// result, and the login ends at `expiry.at` (an `ERROR`
+    /// `TOKEN_EXPIRED` for the stream, then [`ServerEvent::LoginExpired`])
+    /// unless the client refreshes its credential before
+    /// ([`ServerEvent::CredentialRefresh`]).
+    pub fn accept_login_until(
+        &mut self,
+        stream: StreamId,
+        route_id: impl Into<String>,
+        last_seq: u64,
+        expiry: Option<CredentialExpiry>,
         _now: Instant,
     ) -> Result<(), ReplyError> {
         let entry = self.pending_login(stream)?;
         entry.phase = StreamPhase::Active;
+        entry.expiry = expiry.map(|e| e.at);
         self.timers.stop(crate::timer::ServerTimer::Login);
         let result = LoginResult {
             stream: stream.value(),
@@ -105,9 +132,13 @@ impl ServerChannel {
             route_id: route_id.into(),
             last_seq,
             uplink_window: self.config.uplink_window,
+            expires_at_ms: expiry.map_or(0, |e| e.unix_ms),
             ..LoginResult::default()
         };
         self.transmit(&Message::LoginResult(result));
+        if expiry.is_some() {
+            self.arm_login_expiry();
+        }
         Ok(())
     }
 

@@ -1,6 +1,7 @@
 //! The server side of a Pike channel: one [`ServerChannel`] per accepted
 //! connection, after the tunnel handshake.
 
+mod credential;
 mod downlink;
 mod event;
 pub mod limits;
@@ -17,6 +18,7 @@ use proto::channel::{Error as ErrorFrame, GoAway, Pong};
 use proto::tunnel::{ClientHello, ErrorCode, ReconnectAdvice};
 use tntunnel::Frame;
 
+pub use self::credential::CredentialExpiry;
 pub use self::downlink::Push;
 pub use self::event::{CloseInitiator, ServerEvent};
 use self::stream::{ServerStream, StreamMap};
@@ -174,6 +176,7 @@ impl ServerChannel {
                     );
                 }
                 ServerTimer::Login => self.login_deadline(now),
+                ServerTimer::LoginExpiry => self.expire_logins(now),
             }
         }
     }

@@ -1,6 +1,7 @@
 //! Per-stream state of a server-side connection.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Instant;
 
 use proto::tunnel::ErrorCode;
 
@@ -29,6 +30,10 @@ pub(super) struct ServerStream {
     pub(super) uplink_pending: BTreeMap<u64, usize>,
     /// Results of recently acked uplink sequences, to answer resends.
     pub(super) uplink_results: BTreeMap<u64, (ErrorCode, String)>,
+    /// When the login's credential expires (it ends then unless refreshed).
+    pub(super) expiry: Option<Instant>,
+    /// A credential refresh was reported to the gateway, no answer yet.
+    pub(super) refreshing: bool,
 }
 
 impl ServerStream {
@@ -40,6 +45,8 @@ impl ServerStream {
             in_flight: VecDeque::new(),
             uplink_pending: BTreeMap::new(),
             uplink_results: BTreeMap::new(),
+            expiry: None,
+            refreshing: false,
         }
     }
 

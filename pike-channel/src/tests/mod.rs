@@ -1,6 +1,7 @@
 //! Deterministic tests of both machines against each other in virtual time
 //! (see [`util`] for the harness).
 
+mod credential;
 mod downlink;
 mod inspection;
 mod keepalive;

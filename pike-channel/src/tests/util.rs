@@ -65,6 +65,11 @@ pub(crate) fn ms(m: u64) -> Duration {
     Duration::from_millis(m)
 }
 
+/// The servers' wall clock at virtual instant `t`, unix milliseconds.
+pub(crate) fn unix_ms_at(t: Instant) -> u64 {
+    1_700_000_000_000 + u64::try_from((t - origin()).as_millis()).unwrap_or(u64::MAX)
+}
+
 #[derive(Clone, Debug)]
 enum Packet {
     Frame(Frame),
@@ -400,6 +405,7 @@ impl Pair {
                 let mut hello = ServerHello {
                     connection_token: format!("conn-{}", self.connections_made),
                     reconnect: self.hello_advice.clone(),
+                    server_time_ms: unix_ms_at(now),
                     ..ServerHello::default()
                 };
                 self.server_config.fill_hello(&mut hello);
@@ -696,6 +702,17 @@ pub(crate) struct FakeGateway {
     sessions: BTreeMap<(ConnectionId, StreamId), (String, u64)>,
     /// Highest uplink seq delivered to the backend per alias (order check).
     pub(crate) backend_order_violations: u64,
+    /// Credential validity granted per alias (logins and refreshes); other
+    /// aliases' logins never expire.
+    pub(crate) credential_ttl: BTreeMap<String, Duration>,
+    /// Refuse every credential refresh with this code.
+    pub(crate) reject_refresh: Option<ErrorCode>,
+    /// The credential of every login request, in order.
+    pub(crate) login_credentials: Vec<String>,
+    /// Every credential refresh: (time, alias, credential).
+    pub(crate) refreshes: Vec<(Instant, String, String)>,
+    /// Every login that expired: (time, alias).
+    pub(crate) expired: Vec<(Instant, String)>,
 }
 
 impl Default for FakeGateway {
@@ -717,6 +734,11 @@ impl Default for FakeGateway {
             held: Vec::new(),
             sessions: BTreeMap::new(),
             backend_order_violations: 0,
+            credential_ttl: BTreeMap::new(),
+            reject_refresh: None,
+            login_credentials: Vec::new(),
+            refreshes: Vec::new(),
+            expired: Vec::new(),
         }
     }
 }
@@ -739,6 +761,16 @@ impl FakeGateway {
             payload: Bytes::copy_from_slice(payload.as_bytes()),
         });
         offset
+    }
+
+    /// The expiry of a credential for `alias` granted at `now`.
+    fn expiry(&self, alias: &str, now: Instant) -> Option<crate::CredentialExpiry> {
+        let ttl = self.credential_ttl.get(alias)?;
+        Some(crate::CredentialExpiry::at_unix_ms(
+            unix_ms_at(now + *ttl),
+            now,
+            unix_ms_at(now),
+        ))
     }
 
     fn streams_of(&self, conn: ConnectionId, alias: &str) -> Vec<StreamId> {
@@ -835,11 +867,13 @@ impl FakeGateway {
             ServerEvent::LoginRequested {
                 stream,
                 alias,
+                credential,
                 route_id,
                 last_acked_seq,
                 ..
             } => {
                 self.logins.push((alias.clone(), route_id, last_acked_seq));
+                self.login_credentials.push(credential);
                 if let Some(code) = self.reject {
                     server
                         .reject_login(stream, code, "refused", now)
@@ -851,8 +885,9 @@ impl FakeGateway {
                     .get(&alias)
                     .and_then(|l| l.last())
                     .map_or(0, |(s, _)| *s);
+                let expiry = self.expiry(&alias, now);
                 server
-                    .accept_login(stream, self.route_id.clone(), last_seq, now)
+                    .accept_login_until(stream, self.route_id.clone(), last_seq, expiry, now)
                     .expect("accept");
                 let from = if self.redeliver_from_gateway_ack {
                     self.acked
@@ -868,6 +903,29 @@ impl FakeGateway {
             }
             ServerEvent::LoggedOut { stream } => {
                 self.sessions.remove(&(conn, stream));
+            }
+            ServerEvent::CredentialRefresh {
+                stream,
+                alias,
+                credential,
+                ..
+            } => {
+                self.refreshes.push((now, alias.clone(), credential));
+                if let Some(code) = self.reject_refresh {
+                    server
+                        .reject_refresh(stream, code, "refused", now)
+                        .expect("reject refresh");
+                } else {
+                    let expiry = self.expiry(&alias, now);
+                    server
+                        .accept_refresh(stream, expiry, now)
+                        .expect("accept refresh");
+                }
+            }
+            ServerEvent::LoginExpired { stream } => {
+                if let Some((alias, _)) = self.sessions.remove(&(conn, stream)) {
+                    self.expired.push((now, alias));
+                }
             }
             ServerEvent::Acked { stream, seq } => {
                 if let Some((alias, _)) = self.sessions.get(&(conn, stream)) {

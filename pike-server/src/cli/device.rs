@@ -56,7 +56,8 @@ pub(crate) struct DeviceArgs {
     /// transport's default port).
     #[arg(long, env = "PIKE_SERVER", value_delimiter = ',')]
     server: Vec<SocketAddr>,
-    /// Credential (default: minted with the token secret).
+    /// Credential (default: minted with the token secret, bound to the
+    /// device id).
     #[arg(long, env = "PIKE_TOKEN", hide_env_values = true)]
     token: Option<String>,
     /// The app's token secret (default: the dev app's, from the data dir).
@@ -100,8 +101,10 @@ impl DeviceArgs {
                 let now = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_secs());
+                // Bound to this device: it receives the device's pushes.
                 mint(
-                    &Claims::new(&common.app, &biz, &alias, now, 86_400),
+                    &Claims::new(&common.app, &biz, &alias, now, 86_400)
+                        .with_device(device_id.clone()),
                     secret.as_bytes(),
                 )
             }

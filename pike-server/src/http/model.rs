@@ -185,6 +185,11 @@ pub struct TokenRequest {
     /// Validity, seconds: 1 to 2,592,000 (30 days), default 86,400.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl_secs: Option<u64>,
+    /// The device id the credential is bound to (a `device` claim): valid
+    /// only on that device's connections, which then receive the pushes
+    /// addressed to the device. Absent: any device, no device pushes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
 }
 
 /// Answer of `POST /v1/tokens`.

@@ -1,12 +1,12 @@
 //! `POST /v1/tokens`: mint a client credential for backends without a JWT
-//! library.
+//! library, optionally bound to one device (`device`).
 
 use axum::Json;
 
 use super::error::ApiError;
 use super::extract::{ApiJson, Caller};
 use super::model::{TokenRequest, TokenResponse};
-use crate::token::{Claims, mint};
+use crate::token::{Claims, MAX_TOKEN_LEN, mint};
 
 /// Validity of a minted credential by default, seconds (one day).
 pub const DEFAULT_TOKEN_TTL_SECS: u64 = 86_400;
@@ -26,8 +26,22 @@ pub(crate) async fn mint_token(
             "`ttl_secs` must be between 1 and {MAX_TOKEN_TTL_SECS} (30 days)"
         )));
     }
-    let claims = Claims::new(&caller.app, &body.biz, &body.alias, unix_secs(), ttl);
+    let mut claims = Claims::new(&caller.app, &body.biz, &body.alias, unix_secs(), ttl);
+    if let Some(device) = body.device {
+        if device.is_empty() {
+            return Err(ApiError::invalid(
+                "`device` must not be empty (leave it out for a credential of any device)",
+            ));
+        }
+        claims = claims.with_device(device);
+    }
     let token = mint(&claims, caller.token_secret.as_bytes());
+    if token.len() > MAX_TOKEN_LEN {
+        return Err(ApiError::invalid(format!(
+            "the credential would be {} bytes long, over the {MAX_TOKEN_LEN} a gateway accepts: shorten `biz`, `alias` or `device`",
+            token.len()
+        )));
+    }
     Ok(Json(TokenResponse {
         token,
         expires_at: claims.exp,

@@ -9,6 +9,7 @@ mod support;
 
 mod alias_devices;
 mod crash_restart;
+mod identity;
 mod isolation;
 mod metrics;
 mod offline;

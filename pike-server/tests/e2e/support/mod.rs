@@ -77,6 +77,7 @@ pub fn app(id: &str, biz: Vec<Biz>) -> App {
         api_key: api_key(id),
         token_secret: token_secret(id),
         biz,
+        require_device_claim: false,
     }
 }
 
