@@ -92,12 +92,21 @@ impl DeviceArgs {
     pub(crate) async fn connect(&self, common: &Common) -> Result<Device, Failure> {
         let (biz, alias) = split_scoped(&self.alias, "--alias").map_err(Failure::usage)?;
         let data = DataDir::existing(&common.data_dir);
-        // The credential first: run in the wrong directory, the CLI says so
+        // The credentials first: run in the wrong directory, the CLI says so
         // before it writes a device id anywhere.
-        let credential = match &self.token {
-            Some(token) => token.clone(),
-            None => {
-                let secret = token_secret(common, self.token_secret.as_deref())?;
+        let secret = match &self.token {
+            Some(_) => None,
+            None => Some(token_secret(common, self.token_secret.as_deref())?),
+        };
+        let device_id = match &self.device {
+            Some(id) => id.clone(),
+            None => data
+                .cli_device_id()
+                .map_err(|e| Failure::failed(e.to_string()))?,
+        };
+        let credential = match (&self.token, secret) {
+            (Some(token), _) => token.clone(),
+            (None, secret) => {
                 let now = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_secs());
@@ -105,15 +114,9 @@ impl DeviceArgs {
                 mint(
                     &Claims::new(&common.app, &biz, &alias, now, 86_400)
                         .with_device(device_id.clone()),
-                    secret.as_bytes(),
+                    secret.unwrap_or_default().as_bytes(),
                 )
             }
-        };
-        let device_id = match &self.device {
-            Some(id) => id.clone(),
-            None => data
-                .cli_device_id()
-                .map_err(|e| Failure::failed(e.to_string()))?,
         };
         let servers = if self.server.is_empty() {
             let port = match self.transport {
