@@ -52,6 +52,9 @@ pub struct Config {
     pub store: Store,
     /// Live rooms.
     pub rooms: Rooms,
+    /// The HTTP API server: its limits, and consent to plain HTTP off
+    /// loopback.
+    pub http: Http,
     /// Apps served. Empty: the dev app `demo`, whose credentials are
     /// generated into the data dir on first start.
     pub apps: Vec<App>,
@@ -139,6 +142,86 @@ pub struct Limits {
     /// Uplink backend calls in flight across the gateway (default 65,536,
     /// at least 1); more get `RATE_LIMITED`.
     pub max_uplink_in_flight: usize,
+}
+
+/// The HTTP API server (`listen.http`).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Http {
+    /// Allow the HTTP API on an address other than loopback (off: API keys
+    /// and payloads would cross a real network in plain text; put a TLS
+    /// proxy in front and keep the API on loopback).
+    pub allow_plain_non_loopback: bool,
+    /// Most HTTP connections open at once (default 1,024); more are
+    /// answered `503 overloaded` and closed.
+    pub max_connections: usize,
+    /// Most requests handled at once (default 256); more get `503
+    /// overloaded`.
+    pub max_in_flight: usize,
+    /// Time a client has to send a request's headers, also between requests
+    /// on a kept-alive connection, seconds (default 10); the connection is
+    /// closed after it.
+    pub header_read_timeout_secs: u32,
+    /// Longest a request may take, reading its body included, seconds
+    /// (default 30): `503 timeout` after it. Also the longest a response may
+    /// wait for the client to read it before the connection is closed.
+    pub request_timeout_secs: u32,
+    /// Largest request body, bytes (0, the default: twice
+    /// `limits.max_frame_length`, room for the largest payload in base64);
+    /// `POST /v1/push/batch` takes four times it.
+    pub max_body_bytes: usize,
+}
+
+impl Http {
+    /// The largest request body when frames are at most `max_frame_length`
+    /// bytes.
+    pub fn body_limit(&self, max_frame_length: usize) -> usize {
+        if self.max_body_bytes == 0 {
+            max_frame_length.saturating_mul(2)
+        } else {
+            self.max_body_bytes
+        }
+    }
+
+    fn validate(&self, addr: Option<SocketAddr>) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        if let Some(addr) = addr
+            && !addr.ip().is_loopback()
+            && !self.allow_plain_non_loopback
+        {
+            return invalid(format!(
+                "the HTTP API on non-loopback address {addr} is plain HTTP: API keys and payloads would cross the network unencrypted; keep it on loopback behind a TLS proxy, or set http.allow_plain_non_loopback = true"
+            ));
+        }
+        if self.max_connections == 0 || self.max_in_flight == 0 {
+            return invalid(
+                "http.max_connections and http.max_in_flight must be at least 1".into(),
+            );
+        }
+        if self.header_read_timeout_secs == 0 || self.request_timeout_secs == 0 {
+            return invalid(
+                "http.header_read_timeout_secs and http.request_timeout_secs must be at least 1"
+                    .into(),
+            );
+        }
+        if self.max_body_bytes != 0 && self.max_body_bytes < 1024 {
+            return invalid("http.max_body_bytes must be 0 (automatic) or at least 1024".into());
+        }
+        Ok(())
+    }
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Self {
+            allow_plain_non_loopback: false,
+            max_connections: 1024,
+            max_in_flight: 256,
+            header_read_timeout_secs: 10,
+            request_timeout_secs: 30,
+            max_body_bytes: 0,
+        }
+    }
 }
 
 /// Retention of reliable downlink.
@@ -530,6 +613,7 @@ impl Config {
                 "plain TCP on non-loopback address {addr} exposes credentials and payloads; use the TLS or QUIC listener, or set listen.allow_plain_non_loopback = true"
             ));
         }
+        self.http.validate(self.listen.http)?;
         if self.tls.cert.is_some() != self.tls.key.is_some() {
             return invalid("tls.cert and tls.key go together".into());
         }
@@ -629,6 +713,7 @@ impl Default for Config {
             limits: Limits::default(),
             store: Store::default(),
             rooms: Rooms::default(),
+            http: Http::default(),
             apps: Vec::new(),
         }
     }
@@ -788,6 +873,53 @@ login_timeout_secs = 3601
                 .tcp
                 .is_none()
         );
+    }
+
+    #[test]
+    fn plain_http_off_loopback_needs_consent() {
+        let err = parse("[listen]\nhttp = \"0.0.0.0:9380\"\n").unwrap_err();
+        assert!(
+            err.to_string().contains("http.allow_plain_non_loopback"),
+            "{err}"
+        );
+        let err = parse("[listen]\nhttp = \"[::]:9380\"\n").unwrap_err();
+        assert!(err.to_string().contains("plain HTTP"), "{err}");
+        // Consent to plain TCP is not consent to plain HTTP.
+        assert!(
+            parse("[listen]\nhttp = \"0.0.0.0:9380\"\nallow_plain_non_loopback = true\n").is_err()
+        );
+        let config =
+            parse("[listen]\nhttp = \"0.0.0.0:9380\"\n[http]\nallow_plain_non_loopback = true\n")
+                .unwrap();
+        assert_eq!(config.listen.http, Some("0.0.0.0:9380".parse().unwrap()));
+        assert!(parse("[listen]\nhttp = \"127.0.0.1:9380\"\n").is_ok());
+        assert!(parse("[listen]\nhttp = \"[::1]:9380\"\n").is_ok());
+    }
+
+    #[test]
+    fn http_limits_have_defaults_and_bounds() {
+        let config = parse("").unwrap();
+        assert_eq!(config.http.max_connections, 1024);
+        assert_eq!(config.http.max_in_flight, 256);
+        assert_eq!(config.http.header_read_timeout_secs, 10);
+        assert_eq!(config.http.request_timeout_secs, 30);
+        assert_eq!(
+            config.http.body_limit(1 << 20),
+            2 << 20,
+            "follows the frame limit"
+        );
+        let config = parse("[http]\nmax_body_bytes = 4096\n").unwrap();
+        assert_eq!(config.http.body_limit(1 << 20), 4096);
+        for bad in [
+            "max_connections = 0",
+            "max_in_flight = 0",
+            "header_read_timeout_secs = 0",
+            "request_timeout_secs = 0",
+            "max_body_bytes = 10",
+        ] {
+            let err = parse(&format!("[http]\n{bad}\n")).unwrap_err();
+            assert!(err.to_string().contains("http."), "{bad}: {err}");
+        }
     }
 
     #[test]

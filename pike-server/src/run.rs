@@ -166,20 +166,23 @@ pub async fn run(
             .await
             .map_err(|source| RunError::HttpBind { addr, source })?;
         listening.push(("http", listener.local_addr().unwrap_or(addr)));
-        let router = crate::http::router(crate::http::HttpState::new(
-            push.clone(),
-            apps.clone(),
-            metrics.clone(),
-        ));
+        let http = &config.http;
+        let state = crate::http::HttpState::new(push.clone(), apps.clone(), metrics.clone())
+            .with_body_limit(http.body_limit(config.limits.max_frame_length))
+            .with_request_timeout(Duration::from_secs(http.request_timeout_secs.into()))
+            .with_max_in_flight(http.max_in_flight);
+        let serve_config = crate::http::ServeConfig::default()
+            .with_max_connections(http.max_connections)
+            .with_header_read_timeout(Duration::from_secs(http.header_read_timeout_secs.into()))
+            .with_write_timeout(Duration::from_secs(http.request_timeout_secs.into()));
+        let router = crate::http::router(state);
         let signal = http_shutdown.clone().cancelled_owned();
-        http_task = Some(tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, router)
-                .with_graceful_shutdown(signal)
-                .await
-            {
-                tracing::error!(error = %e, "http server failed");
-            }
-        }));
+        http_task = Some(tokio::spawn(crate::http::serve(
+            listener,
+            router,
+            serve_config,
+            signal,
+        )));
     }
 
     let upkeep = {

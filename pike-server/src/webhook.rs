@@ -138,23 +138,36 @@ impl UplinkHandler for WebhookUplink {
                 ));
             };
             let health = &backends.health[i];
-            health.in_flight.fetch_add(1, Ordering::Relaxed);
-            let result = self
+            let built = self
                 .client
                 .post(&backends.urls[i])
                 .timeout(backends.timeout)
                 .header("content-type", "application/octet-stream")
-                .header("idempotency-key", &request.idempotency_key)
-                .header("pike-app", &request.app)
-                .header("pike-biz", &request.biz)
-                .header("pike-alias", &request.alias)
-                .header("pike-device", &request.device_id)
-                .header("pike-connection", &request.connection_token)
+                .header("idempotency-key", header_value(&request.idempotency_key))
+                .header("pike-app", header_value(&request.app))
+                .header("pike-biz", header_value(&request.biz))
+                .header("pike-alias", header_value(&request.alias))
+                .header("pike-device", header_value(&request.device_id))
+                .header("pike-connection", header_value(&request.connection_token))
                 .header("pike-seq", request.seq.to_string())
-                .header("pike-route", &request.route_id)
+                .header("pike-route", header_value(&request.route_id))
                 .body(request.payload.clone())
-                .send()
-                .await;
+                .build();
+            let built = match built {
+                Ok(built) => built,
+                // Not the backend's fault: it stays in rotation.
+                Err(e) => {
+                    tracing::error!(biz = %request.biz, route = %request.route_id, error = %e, "uplink webhook request does not build");
+                    metrics::counter!("pike_webhook_build_errors_total", "biz" => request.biz.clone())
+                        .increment(1);
+                    return Err(unavailable(
+                        format!("the gateway could not build the webhook request: {e}"),
+                        false,
+                    ));
+                }
+            };
+            health.in_flight.fetch_add(1, Ordering::Relaxed);
+            let result = self.client.execute(built).await;
             health.in_flight.fetch_sub(1, Ordering::Relaxed);
             let fail_route = |message: String| {
                 health
@@ -190,6 +203,25 @@ impl UplinkHandler for WebhookUplink {
     }
 }
 
+/// `value` as a header value: bytes outside visible ASCII (controls,
+/// space, DEL, non-ASCII UTF-8) and `%` are percent-encoded as `%XX`, so
+/// every string makes a valid header and decodes back exactly (any
+/// URL-decoder does). Plain ids (`u42`, `chat`) are unchanged.
+pub fn header_value(value: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = String::with_capacity(value.len());
+    for &b in value.as_bytes() {
+        if b.is_ascii_graphic() && b != b'%' {
+            out.push(char::from(b));
+        } else {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0x0f)]));
+        }
+    }
+    out
+}
+
 fn unix_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -211,6 +243,22 @@ mod tests {
             timeout: Duration::from_secs(1),
             health: (0..n).map(|_| Health::default()).collect(),
             next: AtomicUsize::new(0),
+        }
+    }
+
+    #[test]
+    fn header_values_are_percent_encoded_only_where_needed() {
+        assert_eq!(header_value("u42"), "u42");
+        assert_eq!(header_value("chat:room-1_x.y"), "chat:room-1_x.y");
+        assert_eq!(header_value("a\nb"), "a%0Ab");
+        assert_eq!(header_value("100% sure"), "100%25%20sure");
+        assert_eq!(header_value("\u{0}\u{7f}é"), "%00%7F%C3%A9");
+        for s in ["a\r\nb", "\u{1}", "é名", "%%", " "] {
+            let encoded = header_value(s);
+            assert!(
+                reqwest::header::HeaderValue::from_str(&encoded).is_ok(),
+                "{encoded:?}"
+            );
         }
     }
 

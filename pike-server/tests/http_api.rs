@@ -1,338 +1,26 @@
 //! The HTTP API over real sockets: a real `Gateway` on 127.0.0.1 (in-memory
-//! store), the router served by `axum::serve`, real Pike clients (the
-//! pike-channel driver over TCP) for the online cases, requests with
-//! reqwest.
+//! store), the router served by `pike_server::http::serve`, real Pike
+//! clients (the pike-channel driver over TCP) for the online cases,
+//! requests with reqwest. Helpers in `http_support/`.
+
+mod http_support;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Once, OnceLock};
-use std::time::Duration;
+use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use http_support::{DEMO_KEY, DEMO_SECRET, Harness, OTHER_KEY, Reply};
+use pike_api::server::PUSH_FRAME_OVERHEAD;
 use pike_api::server::{
-    Append, Appended, BoxFuture, Gateway, GatewayBuilder, GatewayConfig, MemoryStore, ReadBatch,
-    Store, StoreError, StreamKey, UplinkRecord,
+    Append, Appended, BoxFuture, GatewayConfig, MemoryStore, ReadBatch, Store, StoreError,
+    StreamKey, UplinkRecord,
 };
-use pike_channel::proto::tunnel::{ClientHello, ErrorCode};
-use pike_channel::{
-    ClientConfig, ClientHandle, Delivery, DriverConfig, Event, EventReceiver, LoginParams,
-    StreamId, TunnelConnector, spawn_client,
-};
-use pike_server::apps::AppDirectory;
-use pike_server::config::{App, Config};
-use pike_server::http::{HttpState, router};
+use pike_channel::proto::tunnel::ErrorCode;
+use pike_server::http::{MAX_DISCONNECT_REASON, MAX_ID_LEN, MAX_TTL_SECS, ServeConfig};
+use pike_server::store::{RedbStore, StoreConfig};
 use pike_server::token::{Scope, verify};
 use serde_json::{Value, json};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
-use tunnelkit::{Dialer, DialerConfig, TcpConfig, TcpTransport};
-
-const DEMO_KEY: &str = "pk_demo_0123456789abcdef";
-const DEMO_SECRET: &str = "demo-secret-0123456789abcdef";
-const OTHER_KEY: &str = "pk_other_0123456789abcdef";
-
-/// Longest wait for anything in these tests (a bound, not a sleep).
-const PATIENCE: Duration = Duration::from_secs(10);
-
-async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
-    tokio::time::timeout(PATIENCE, future)
-        .await
-        .unwrap_or_else(|_| panic!("timed out: {what}"))
-}
-
-/// The process-wide Prometheus recorder, installed once (as the binary
-/// does).
-fn metrics_handle() -> PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE
-        .get_or_init(|| {
-            PrometheusBuilder::new()
-                .install_recorder()
-                .expect("install the recorder")
-        })
-        .clone()
-}
-
-fn apps() -> AppDirectory {
-    let app = |id: &str, key: &str, secret: &str| App {
-        id: id.into(),
-        api_key: key.into(),
-        token_secret: secret.into(),
-        biz: Vec::new(),
-        require_device_claim: false,
-    };
-    let config = Config {
-        apps: vec![
-            app("demo", DEMO_KEY, DEMO_SECRET),
-            app("other", OTHER_KEY, "other-secret-0123456789abcdef"),
-        ],
-        ..Config::default()
-    };
-    AppDirectory::from_config(&config, None)
-}
-
-/// A gateway and its HTTP API on loopback.
-struct Harness {
-    base: String,
-    http: reqwest::Client,
-    gateway: SocketAddr,
-    shutdown: Option<oneshot::Sender<()>>,
-    serving: Option<JoinHandle<()>>,
-}
-
-/// An answer: status, headers and the body as JSON (every answer of the
-/// API but `/metrics` is JSON, errors included).
-#[derive(Debug)]
-struct Reply {
-    status: u16,
-    headers: reqwest::header::HeaderMap,
-    body: Value,
-}
-
-impl Reply {
-    fn error_code(&self) -> &str {
-        self.body["error"]["code"].as_str().unwrap_or_else(|| {
-            panic!("no error.code in {}", self.body);
-        })
-    }
-
-    fn error_message(&self) -> &str {
-        self.body["error"]["message"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no error.message in {}", self.body))
-    }
-
-    #[track_caller]
-    fn assert_error(&self, status: u16, code: &str) {
-        assert_eq!(self.status, status, "{self:?}");
-        assert_eq!(self.error_code(), code, "{self:?}");
-        assert!(!self.error_message().is_empty(), "{self:?}");
-        assert_eq!(
-            self.headers
-                .get(reqwest::header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok()),
-            Some("application/json"),
-            "{self:?}"
-        );
-    }
-
-    #[track_caller]
-    fn receipt(&self) -> (u64, u64, u64) {
-        assert_eq!(self.status, 200, "{self:?}");
-        let id = self.body["message_id"]
-            .as_str()
-            .unwrap_or_else(|| panic!("message_id is not a string: {}", self.body));
-        assert!(id.parse::<u64>().is_ok(), "message_id {id:?} is not a u64");
-        let n = |field: &str| {
-            self.body[field]
-                .as_u64()
-                .unwrap_or_else(|| panic!("{field} missing in {}", self.body))
-        };
-        (n("stored"), n("online"), n("dropped"))
-    }
-}
-
-impl Harness {
-    async fn start() -> Self {
-        Self::start_with(|builder| builder).await
-    }
-
-    async fn start_with(customize: impl FnOnce(GatewayBuilder) -> GatewayBuilder) -> Self {
-        static CRYPTO: Once = Once::new();
-        CRYPTO.call_once(|| {
-            let _ = rustls::crypto::ring::default_provider().install_default();
-        });
-        let builder = Gateway::builder()
-            .tcp("127.0.0.1:0".parse().expect("addr"))
-            .apps(["demo".to_owned(), "other".to_owned()]);
-        let gateway = customize(builder).bind().await.expect("bind the gateway");
-        let tcp = gateway
-            .local_addrs()
-            .into_iter()
-            .find_map(|(transport, addr)| (transport == "tcp").then_some(addr))
-            .expect("a tcp listener");
-        let state = HttpState::new(gateway.push_handle(), apps(), Some(metrics_handle()));
-        let (shutdown, signal) = oneshot::channel::<()>();
-        let serving = tokio::spawn(gateway.serve_with_shutdown(async move {
-            let _ = signal.await;
-        }));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind http");
-        let base = format!("http://{}", listener.local_addr().expect("http addr"));
-        tokio::spawn(async move {
-            axum::serve(listener, router(state))
-                .await
-                .expect("serve http");
-        });
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .build()
-            .expect("http client");
-        Self {
-            base,
-            http,
-            gateway: tcp,
-            shutdown: Some(shutdown),
-            serving: Some(serving),
-        }
-    }
-
-    /// Shuts the gateway down and waits until it has stopped serving.
-    async fn shut_down_gateway(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-        if let Some(serving) = self.serving.take() {
-            within("gateway shutdown", serving)
-                .await
-                .expect("gateway task");
-        }
-    }
-
-    async fn send(&self, request: reqwest::RequestBuilder) -> Reply {
-        let response = within("http request", request.send())
-            .await
-            .expect("http request");
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let bytes = response.bytes().await.expect("response body");
-        let body = serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-            panic!(
-                "status {status}: body is not JSON ({e}): {:?}",
-                String::from_utf8_lossy(&bytes)
-            )
-        });
-        Reply {
-            status,
-            headers,
-            body,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    async fn get(&self, path: &str, key: &str) -> Reply {
-        self.send(self.http.get(self.url(path)).bearer_auth(key))
-            .await
-    }
-
-    async fn post(&self, path: &str, key: &str, body: &Value) -> Reply {
-        self.post_raw(path, key, "application/json", body.to_string())
-            .await
-    }
-
-    async fn post_raw(&self, path: &str, key: &str, content_type: &str, body: String) -> Reply {
-        self.send(
-            self.http
-                .post(self.url(path))
-                .bearer_auth(key)
-                .header(reqwest::header::CONTENT_TYPE, content_type)
-                .body(body),
-        )
-        .await
-    }
-
-    async fn push(&self, body: Value) -> Reply {
-        self.post("/v1/push", DEMO_KEY, &body).await
-    }
-
-    async fn text(&self, path: &str) -> (u16, Option<String>, String) {
-        let response = within("http request", self.http.get(self.url(path)).send())
-            .await
-            .expect("http request");
-        let status = response.status().as_u16();
-        let content_type = response
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        (status, content_type, response.text().await.expect("body"))
-    }
-
-    /// A Pike client of `app` on `device`, logged in to `biz` as `alias`.
-    async fn client(&self, app: &str, device: &str, biz: &str, alias: &str) -> TestClient {
-        let hello = ClientHello {
-            app_id: app.into(),
-            device_id: device.into(),
-            ..ClientHello::default()
-        };
-        let transport = TcpTransport::new(TcpConfig::default()).expect("tcp transport");
-        let dialer = Dialer::new(transport, DialerConfig::default()).expect("dialer");
-        let connector = TunnelConnector::new(dialer, vec![self.gateway], hello);
-        let handle = spawn_client(
-            Arc::new(ClientConfig::default()),
-            connector,
-            &DriverConfig::default(),
-        );
-        let (stream, mut events) = handle.login(LoginParams::new(biz, alias, "credential"));
-        handle.start();
-        let mut token = None;
-        within("login", async {
-            loop {
-                match events.recv().await.expect("client events") {
-                    Event::Connected { connection_token } => token = Some(connection_token),
-                    Event::LoginOk { .. } => break,
-                    Event::LoginFailed { code, message, .. } => {
-                        panic!("login failed: {code:?} {message}")
-                    }
-                    _ => {}
-                }
-            }
-        })
-        .await;
-        TestClient {
-            handle,
-            stream,
-            events,
-            token: token.expect("connected before the login"),
-        }
-    }
-}
-
-/// A connected, logged-in Pike client.
-struct TestClient {
-    handle: ClientHandle,
-    stream: StreamId,
-    events: EventReceiver,
-    /// The connection token (key of its trace).
-    token: String,
-}
-
-impl TestClient {
-    async fn next_delivery(&mut self) -> Delivery {
-        within("a downlink message", async {
-            loop {
-                if let Event::Received(delivery) = self.events.recv().await.expect("client events")
-                {
-                    return delivery;
-                }
-            }
-        })
-        .await
-    }
-
-    async fn bind_tags(&mut self, tags: &[&str]) {
-        let tags = tags.iter().map(|t| (*t).to_owned()).collect();
-        self.handle
-            .update_tags(self.stream, tags, Vec::new())
-            .expect("update tags");
-        within("tags result", async {
-            loop {
-                if let Event::TagsResult { code, message, .. } =
-                    self.events.recv().await.expect("client events")
-                {
-                    assert_eq!(code, ErrorCode::Unspecified, "tags refused: {message}");
-                    return;
-                }
-            }
-        })
-        .await;
-    }
-}
 
 // --- push ------------------------------------------------------------------
 
@@ -906,7 +594,7 @@ async fn invalid_push_bodies_are_400_with_an_explanation() {
         ),
         (
             json!({"biz": "chat", "alias": "a", "payload": "x", "ttl_secs": 0}),
-            "at least 1",
+            "between 1 and",
         ),
         (
             json!({"biz": "chat", "alias": "a", "payload": "x", "reliable": false, "ttl_secs": 5}),
@@ -963,6 +651,188 @@ async fn a_body_over_the_limit_is_413_json() {
         .push(json!({"biz": "chat", "alias": "u42", "payload": "small"}))
         .await;
     assert_eq!(reply.receipt(), (1, 0, 0));
+}
+
+/// Ids over the store's limit, or with control characters, are the
+/// client's mistake: `400` naming the field, never `503 retry later` (which
+/// backends retry forever). Checked against the real store.
+#[tokio::test]
+async fn ids_over_the_stores_limit_are_400_naming_the_field() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = RedbStore::open(dir.path().join("pike.redb"), StoreConfig::default())
+        .expect("open the store");
+    let h = Harness::start_with(|b| b.store(Arc::new(store))).await;
+    let long = "x".repeat(MAX_ID_LEN + 1);
+    let cases = [
+        (
+            json!({"biz": "chat", "alias": long, "payload": "x"}),
+            "alias",
+        ),
+        (json!({"biz": "chat", "tag": long, "payload": "x"}), "tag"),
+        (json!({"biz": long, "alias": "u1", "payload": "x"}), "biz"),
+        (
+            json!({"biz": "chat", "aliases": ["u1", long], "payload": "x"}),
+            "aliases[1]",
+        ),
+        (
+            json!({"biz": "chat", "device": long, "payload": "x", "reliable": false}),
+            "device",
+        ),
+        (
+            json!({"biz": "chat", "alias": "a\nb", "payload": "x"}),
+            "alias",
+        ),
+        (
+            json!({"biz": "chat", "alias": "u1", "payload": "x", "ttl_secs": MAX_TTL_SECS + 1}),
+            "ttl_secs",
+        ),
+    ];
+    for (body, field) in cases {
+        let reply = h.push(body.clone()).await;
+        reply.assert_error(400, "invalid_request");
+        assert_eq!(reply.error_field(), Some(field), "{body}: {reply:?}");
+    }
+    let reply = h
+        .batch(vec![
+            json!({"biz": "chat", "alias": "u1", "payload": "x"}),
+            json!({"biz": "chat", "alias": long, "payload": "x"}),
+        ])
+        .await;
+    reply.assert_error(400, "invalid_request");
+    assert_eq!(reply.error_field(), Some("pushes[1].alias"), "{reply:?}");
+    let reply = h
+        .get(&format!("/v1/presence?biz=chat&alias={long}"), DEMO_KEY)
+        .await;
+    reply.assert_error(400, "invalid_request");
+    assert_eq!(reply.error_field(), Some("alias"), "{reply:?}");
+    let reply = h
+        .post(
+            "/v1/tokens",
+            DEMO_KEY,
+            &json!({"biz": "chat", "alias": long}),
+        )
+        .await;
+    reply.assert_error(400, "invalid_request");
+    assert_eq!(reply.error_field(), Some("alias"), "{reply:?}");
+
+    // At the limit, the real store takes it.
+    let longest = "y".repeat(MAX_ID_LEN);
+    let reply = h
+        .push(json!({"biz": "chat", "alias": longest, "payload": "x"}))
+        .await;
+    assert_eq!(reply.receipt(), (1, 0, 0));
+}
+
+/// A payload a device could never receive (over its frame limit) is
+/// refused with 400 and not stored; the device online keeps receiving (an
+/// accepted one made it reconnect forever on the same sequence number).
+#[tokio::test]
+async fn a_payload_over_the_frame_limit_is_400_and_the_device_gets_the_next_push() {
+    let h = Harness::start_custom(
+        |b| b,
+        |state| state.with_body_limit(4 << 20),
+        ServeConfig::default(),
+    )
+    .await;
+    let mut client = h.client("demo", "d1", "chat", "u42").await;
+    let limit = tntunnel::DEFAULT_MAX_FRAME_LENGTH - PUSH_FRAME_OVERHEAD;
+    for body in [
+        json!({"biz": "chat", "alias": "u42", "payload": "x".repeat(limit + 1)}),
+        json!({"biz": "chat", "alias": "u42", "payload_base64": STANDARD.encode(vec![1u8; limit + 1])}),
+        json!({"biz": "chat", "alias": "u42", "payload": "x".repeat(limit + 1), "reliable": false}),
+    ] {
+        let reply = h.push(body).await;
+        reply.assert_error(400, "invalid_request");
+        assert!(
+            matches!(reply.error_field(), Some("payload" | "payload_base64")),
+            "{reply:?}"
+        );
+        assert!(
+            reply.error_message().contains(&limit.to_string()),
+            "{reply:?}"
+        );
+    }
+    let reply = h
+        .push(json!({"biz": "chat", "alias": "u42", "payload": "next"}))
+        .await;
+    assert_eq!(reply.receipt(), (1, 1, 0), "nothing stored before it");
+    let delivery = client.next_delivery().await;
+    assert_eq!(&delivery.payload[..], b"next");
+    assert_eq!(delivery.seq, 1);
+}
+
+// --- disconnect ----------------------------------------------------------------
+
+/// `POST /v1/disconnect` closes the connections of a device, of an alias
+/// or one connection, of the caller's app only, with `FORBIDDEN` and the
+/// reason; it answers how many it closed.
+#[tokio::test]
+async fn disconnect_closes_a_device_an_alias_or_one_connection_of_the_app() {
+    let h = Harness::start().await;
+    let mut d1 = h.client("demo", "d1", "chat", "u1").await;
+    let mut d2 = h.client("demo", "d2", "chat", "u2").await;
+    // Same device id and alias in another app: never touched by demo.
+    let mut other = h.client("other", "d1", "chat", "u1").await;
+    let disconnect = |key: &'static str, body: Value| {
+        let h = &h;
+        async move {
+            let reply = h.post("/v1/disconnect", key, &body).await;
+            assert_eq!(reply.status, 200, "{body}: {reply:?}");
+            reply.body["disconnected"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("no count in {reply:?}"))
+        }
+    };
+
+    assert_eq!(disconnect(DEMO_KEY, json!({"device": "d1"})).await, 1);
+    assert_eq!(
+        d1.closed_by_server().await,
+        (ErrorCode::Forbidden, "disconnected by the app".to_owned())
+    );
+
+    let body = json!({"biz": "chat", "alias": "u2", "reason": "account suspended"});
+    assert_eq!(disconnect(DEMO_KEY, body).await, 1);
+    assert_eq!(
+        d2.closed_by_server().await,
+        (ErrorCode::Forbidden, "account suspended".to_owned())
+    );
+
+    // A connection token of another app is not found in this one.
+    let body = json!({"connection": other.token});
+    assert_eq!(disconnect(DEMO_KEY, body.clone()).await, 0);
+    assert_eq!(disconnect(OTHER_KEY, body).await, 1);
+    assert_eq!(other.closed_by_server().await.0, ErrorCode::Forbidden);
+
+    // Nothing matches: 0. The clients reconnect by their backoff.
+    assert_eq!(disconnect(DEMO_KEY, json!({"device": "nobody"})).await, 0);
+    let token = d1.logged_in_again().await;
+    assert_ne!(token, d1.token, "a new connection");
+    assert_eq!(disconnect(DEMO_KEY, json!({"connection": token})).await, 1);
+    assert_eq!(d1.closed_by_server().await.0, ErrorCode::Forbidden);
+
+    for (body, field) in [
+        (json!({}), None),
+        (json!({"device": "d1", "connection": "t"}), None),
+        (json!({"alias": "u1"}), Some("biz")),
+        (json!({"device": ""}), Some("device")),
+        (
+            json!({"device": "d1", "reason": "x".repeat(MAX_DISCONNECT_REASON + 1)}),
+            Some("reason"),
+        ),
+        (json!({"device": "d1", "colour": "red"}), None),
+    ] {
+        let reply = h.post("/v1/disconnect", DEMO_KEY, &body).await;
+        reply.assert_error(400, "invalid_request");
+        assert_eq!(reply.error_field(), field, "{body}: {reply:?}");
+    }
+    let reply = h
+        .post(
+            "/v1/disconnect",
+            "pk_wrong_0123456789abcdef",
+            &json!({"device": "d1"}),
+        )
+        .await;
+    reply.assert_error(401, "unauthorized");
 }
 
 // --- auth and isolation ------------------------------------------------------
@@ -1112,13 +982,64 @@ async fn connections_are_listed_with_a_total_and_a_limit() {
     // Oldest first.
     assert_eq!(listed[0]["token"], json!(first.token));
 
-    for bad in ["0", "10001", "abc", "-1"] {
+    for bad in ["0", "1001", "abc", "-1"] {
         h.get(&format!("/v1/connections?limit={bad}"), DEMO_KEY)
             .await
             .assert_error(400, "invalid_request");
     }
-    let reply = h.get("/v1/connections?limit=10000", DEMO_KEY).await;
+    let reply = h.get("/v1/connections?limit=1000", DEMO_KEY).await;
     assert_eq!(reply.status, 200);
+}
+
+/// Pages of `GET /v1/connections` cover every connection of the app once,
+/// oldest first, whatever the page size; the page size is bounded.
+#[tokio::test]
+async fn connections_are_paged_with_a_cursor_each_listed_once() {
+    let h = Harness::start().await;
+    let mut clients = Vec::new();
+    for i in 0..7 {
+        clients.push(
+            h.client("demo", &format!("d{i}"), "chat", &format!("u{i}"))
+                .await,
+        );
+    }
+    let _other_app = h.client("other", "d9", "chat", "u9").await;
+    let expected: Vec<String> = clients.iter().map(|c| c.token.clone()).collect();
+
+    for limit in [1, 3, 7, 100] {
+        let mut seen = Vec::new();
+        let mut cursor: Option<String> = None;
+        let mut pages = 0;
+        loop {
+            let path = match &cursor {
+                None => format!("/v1/connections?limit={limit}"),
+                Some(cursor) => format!("/v1/connections?limit={limit}&cursor={cursor}"),
+            };
+            let reply = h.get(&path, DEMO_KEY).await;
+            assert_eq!(reply.status, 200, "{reply:?}");
+            assert_eq!(reply.body["total"], json!(7), "{reply:?}");
+            let page = reply.body["connections"].as_array().expect("array");
+            assert!(page.len() <= limit, "{reply:?}");
+            seen.extend(
+                page.iter()
+                    .map(|c| c["token"].as_str().expect("token").to_owned()),
+            );
+            pages += 1;
+            match reply.body.get("next_cursor") {
+                Some(next) => cursor = Some(next.as_str().expect("cursor").to_owned()),
+                None => break,
+            }
+        }
+        assert_eq!(seen, expected, "limit {limit}: each once, oldest first");
+        assert_eq!(pages, 7usize.div_ceil(limit), "limit {limit}");
+    }
+
+    let reply = h.get("/v1/connections?limit=1001", DEMO_KEY).await;
+    reply.assert_error(400, "invalid_request");
+    assert_eq!(reply.error_field(), Some("limit"), "{reply:?}");
+    let reply = h.get("/v1/connections?cursor=nonsense", DEMO_KEY).await;
+    reply.assert_error(400, "invalid_request");
+    assert_eq!(reply.error_field(), Some("cursor"), "{reply:?}");
 }
 
 #[tokio::test]

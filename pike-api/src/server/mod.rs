@@ -53,9 +53,12 @@ pub use auth::{AllowAll, AuthError, BoxAuthenticator, FnAuthenticator, LoginGran
 pub use config::GatewayConfig;
 pub use gateway::{Gateway, GatewayBuilder, GatewayError};
 pub use proto::channel::RoomClass;
-pub use push::{Delivery, PushError, PushHandle, PushReceipt, PushRequest, Target};
+pub use push::{
+    DISCONNECT_CODE, Delivery, DisconnectTarget, PUSH_FRAME_OVERHEAD, PushError, PushHandle,
+    PushReceipt, PushRequest, Target,
+};
 pub use reconnect_spread::{DEFAULT_HANDSHAKES_PER_WORKER, ReconnectSpread};
-pub use registry::{ConnectionInfo, LoginView};
+pub use registry::{ConnectionInfo, ConnectionPage, LoginView};
 pub use room::{
     DropReason, MAX_ROOM_NAME, RateLimit, RoomConfig, RoomError, RoomMode, RoomPublish,
     RoomReceipt, RoomScope, RoomStats,

@@ -4,11 +4,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use proto::tunnel::ErrorCode;
 
 use super::hub::{Hub, unix_ms};
-use super::registry::{CommandSender, ConnCommand, ConnectionInfo};
+use super::registry::{CommandSender, ConnCommand, ConnectionInfo, ConnectionPage};
 use super::store::{Append, StoreError, StoredMessage, StreamKey};
 use super::trace::{self, TraceEvent};
+
+/// Bytes a downlink frame body adds to a push's payload, at most: the
+/// protobuf fields `stream`, `seq`, `message_id`, `priority`,
+/// `expires_at_ms` at their largest (6 + 11 + 11 + 6 + 11 bytes) and the
+/// payload's tag and length (5 bytes), rounded up. A payload is refused
+/// when it and this overhead do not fit the gateway's frame limit
+/// ([`PushHandle::max_payload_len`]).
+pub const PUSH_FRAME_OVERHEAD: usize = 64;
 
 /// Who a push goes to, within one business of one app.
 #[derive(Clone, Debug, Eq, PartialEq)]
@@ -92,10 +101,41 @@ pub enum PushError {
     /// The store failed; nothing was pushed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The payload does not fit in a downlink frame: a device could never
+    /// receive it. Nothing was stored or sent.
+    #[error(
+        "the payload is {len} bytes, more than the {max} bytes a downlink frame carries (the gateway's max_frame_length minus {PUSH_FRAME_OVERHEAD} bytes of framing)"
+    )]
+    PayloadTooLarge {
+        /// Payload length, bytes.
+        len: usize,
+        /// The largest payload accepted, bytes.
+        max: usize,
+    },
     /// The gateway is shutting down.
     #[error("the gateway is shutting down")]
     ShuttingDown,
 }
+
+/// Whom [`PushHandle::disconnect`] disconnects, within one app.
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub enum DisconnectTarget {
+    /// Every connection of a device.
+    Device(String),
+    /// Every connection logged in to `biz` as `alias`.
+    Alias {
+        /// Business id.
+        biz: String,
+        /// Alias.
+        alias: String,
+    },
+    /// The connection with this connection token.
+    Connection(String),
+}
+
+/// The close code a disconnected connection gets
+/// ([`PushHandle::disconnect`]).
+pub const DISCONNECT_CODE: ErrorCode = ErrorCode::Forbidden;
 
 /// Pushes to the gateway's connections, and reads its presence and traces.
 #[derive(Clone, Debug)]
@@ -105,12 +145,25 @@ pub struct PushHandle {
 
 impl PushHandle {
     /// Pushes a message; for reliable delivery, returns once it is stored.
+    ///
+    /// Once a reliable message is on its way to the store, the store commit
+    /// and the notification of the online recipients run in a task of their
+    /// own: dropping this future (a caller that gives up, an HTTP client
+    /// that disconnects) does not keep a stored message from the devices
+    /// online.
     pub async fn push(&self, request: PushRequest) -> Result<PushReceipt, PushError> {
         if self.hub.shutdown.is_cancelled() {
             return Err(PushError::ShuttingDown);
         }
         if request.app.is_empty() || request.biz.is_empty() {
             return Err(PushError::Invalid("app and biz must not be empty".into()));
+        }
+        let max = self.max_payload_len();
+        if request.payload.len() > max {
+            return Err(PushError::PayloadTooLarge {
+                len: request.payload.len(),
+                max,
+            });
         }
         match request.delivery {
             Delivery::Transient => self.push_transient(request).await,
@@ -175,34 +228,19 @@ impl PushHandle {
             .iter()
             .map(|alias| StreamKey::new(&request.app, &request.biz, alias))
             .collect();
-        let appends = keys
-            .iter()
-            .map(|key| Append {
-                stream: key.clone(),
-                priority: request.priority,
-                expires_at_ms,
-                payload: request.payload.clone(),
-            })
-            .collect();
-        let appended = self.hub.store.append(appends).await?;
-        let mut receipt = PushReceipt {
-            stored: appended.len(),
-            ..PushReceipt::default()
-        };
-        for (key, done) in keys.iter().zip(appended) {
-            receipt.message_id = done.message_id;
-            let message = Arc::new(StoredMessage {
-                seq: done.seq,
-                message_id: done.message_id,
-                priority: request.priority,
-                expires_at_ms,
-                payload: request.payload.clone(),
-            });
-            receipt.online += self.hub.registry.notify_stored(key, &message);
+        // The commit and the notification run in their own task: the
+        // store commits a started append whatever happens to the caller,
+        // and the devices online must hear of it all the same.
+        let hub = self.hub.clone();
+        let task = tokio::spawn(async move {
+            commit_and_notify(&hub, keys, request.payload, request.priority, expires_at_ms).await
+        });
+        match task.await {
+            Ok(result) => result,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            // Only a runtime shutting down cancels the task.
+            Err(_) => Err(PushError::ShuttingDown),
         }
-        metrics::counter!("pike_push_total", "delivery" => "reliable").increment(1);
-        metrics::counter!("pike_messages_stored_total").increment(receipt.stored as u64);
-        Ok(receipt)
     }
 
     async fn push_transient(&self, request: PushRequest) -> Result<PushReceipt, PushError> {
@@ -253,7 +291,61 @@ impl PushHandle {
 
     /// Up to `limit` connections of `app`, oldest first.
     pub fn connections(&self, app: &str, limit: usize) -> Vec<ConnectionInfo> {
-        self.hub.registry.connections(app, limit)
+        self.connections_page(app, None, limit).connections
+    }
+
+    /// One page of `app`'s connections, oldest first: up to `limit` of
+    /// those after `after` (the `next` of the previous page; `None` for the
+    /// first page). Costs `limit` steps under the registry's locks, not the
+    /// number of connections. Connections opened while paging appear on a
+    /// later page; closed ones are skipped.
+    pub fn connections_page(&self, app: &str, after: Option<u64>, limit: usize) -> ConnectionPage {
+        self.hub.registry.connections_page(app, after, limit)
+    }
+
+    /// The largest payload a push takes, bytes: what fits in a downlink
+    /// frame of the gateway's `max_frame_length` with
+    /// [`PUSH_FRAME_OVERHEAD`] bytes of framing.
+    pub fn max_payload_len(&self) -> usize {
+        self.hub
+            .config
+            .tunnel
+            .get_max_frame_length()
+            .saturating_sub(PUSH_FRAME_OVERHEAD)
+    }
+
+    /// Closes the connections of `app` that `target` names, with close code
+    /// [`DISCONNECT_CODE`] and `reason` as the message; returns how many
+    /// were told to close. Clients reconnect by their backoff (and log in
+    /// again if their credentials still allow it): to keep a device out,
+    /// stop issuing it credentials too.
+    pub fn disconnect(&self, app: &str, target: &DisconnectTarget, reason: &str) -> usize {
+        let senders = match target {
+            DisconnectTarget::Device(device) => self.hub.registry.senders_of_device(app, device),
+            DisconnectTarget::Alias { biz, alias } => self
+                .hub
+                .registry
+                .senders_for_stream(&StreamKey::new(app, biz, alias)),
+            DisconnectTarget::Connection(token) => self
+                .hub
+                .registry
+                .sender_for_token(app, token)
+                .into_iter()
+                .collect(),
+        };
+        let closed = senders
+            .into_iter()
+            .filter(|sender| {
+                sender
+                    .try_send(ConnCommand::Close {
+                        code: DISCONNECT_CODE,
+                        message: reason.to_owned(),
+                    })
+                    .is_ok()
+            })
+            .count();
+        metrics::counter!("pike_disconnected_total").increment(closed as u64);
+        closed
     }
 
     /// Number of open connections.
@@ -267,4 +359,43 @@ impl PushHandle {
         let trace = self.hub.registry.trace(app, token)?;
         Some(trace::lock(&trace).events())
     }
+}
+
+/// Stores a reliable message in every stream of `keys`, then tells the
+/// connections online in them.
+async fn commit_and_notify(
+    hub: &Hub,
+    keys: Vec<StreamKey>,
+    payload: Bytes,
+    priority: u32,
+    expires_at_ms: u64,
+) -> Result<PushReceipt, PushError> {
+    let appends = keys
+        .iter()
+        .map(|key| Append {
+            stream: key.clone(),
+            priority,
+            expires_at_ms,
+            payload: payload.clone(),
+        })
+        .collect();
+    let appended = hub.store.append(appends).await?;
+    let mut receipt = PushReceipt {
+        stored: appended.len(),
+        ..PushReceipt::default()
+    };
+    for (key, done) in keys.iter().zip(appended) {
+        receipt.message_id = done.message_id;
+        let message = Arc::new(StoredMessage {
+            seq: done.seq,
+            message_id: done.message_id,
+            priority,
+            expires_at_ms,
+            payload: payload.clone(),
+        });
+        receipt.online += hub.registry.notify_stored(key, &message);
+    }
+    metrics::counter!("pike_push_total", "delivery" => "reliable").increment(1);
+    metrics::counter!("pike_messages_stored_total").increment(receipt.stored as u64);
+    Ok(receipt)
 }

@@ -1,8 +1,9 @@
 //! Who is connected: connections by id and token, logins by alias stream,
 //! connections by device. Lookups for push routing and presence.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
+use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use bytes::Bytes;
@@ -53,11 +54,15 @@ impl ConnShared {
     }
 
     /// Queues a command; gives it back when the queue is full or the
-    /// connection is gone.
+    /// connection is gone. A [`ConnCommand::Close`] has one slot beyond the
+    /// capacity, so that a full queue of transient messages cannot keep a
+    /// connection from being closed (the queue holds at most
+    /// `command_capacity + 1` commands).
     pub(crate) fn send(&self, command: ConnCommand) -> Result<(), ConnCommand> {
         {
             let mut commands = mutex(&self.commands);
-            if commands.closed || commands.queue.len() >= self.command_capacity {
+            let capacity = self.command_capacity + usize::from(command.is_close());
+            if commands.closed || commands.queue.len() >= capacity {
                 return Err(command);
             }
             commands.queue.push_back(command);
@@ -154,6 +159,12 @@ pub(crate) enum ConnCommand {
     Close { code: ErrorCode, message: String },
 }
 
+impl ConnCommand {
+    fn is_close(&self) -> bool {
+        matches!(self, Self::Close { .. })
+    }
+}
+
 /// A login on a connection.
 #[derive(Clone, Debug)]
 pub(crate) struct LoginInfo {
@@ -221,10 +232,26 @@ pub struct LoginView {
     pub device_verified: bool,
 }
 
+/// One page of an app's connections, oldest first
+/// ([`PushHandle::connections_page`](super::PushHandle::connections_page)).
+#[derive(Clone, Debug, Default, Eq, PartialEq)]
+pub struct ConnectionPage {
+    /// Open connections of the app (all pages).
+    pub total: usize,
+    /// The connections of this page, oldest first.
+    pub connections: Vec<ConnectionInfo>,
+    /// Where the next page starts (pass it as `after`), when connections
+    /// remain after this page. Opaque; valid as long as the gateway runs.
+    pub next: Option<u64>,
+}
+
 /// The registry.
 #[derive(Debug, Default)]
 pub(crate) struct Registry {
     conns: RwLock<HashMap<ConnId, ConnEntry>>,
+    /// Connection ids of each app, in connection order: pages of an app's
+    /// connections without scanning (or sorting) the others.
+    by_app: RwLock<HashMap<String, BTreeSet<ConnId>>>,
     tokens: RwLock<HashMap<String, ConnId>>,
     streams: RwLock<HashMap<StreamKey, Vec<ConnId>>>,
     devices: RwLock<HashMap<(String, String), Vec<ConnId>>>,
@@ -253,6 +280,10 @@ impl Registry {
             .entry((entry.app.clone(), entry.device_id.clone()))
             .or_default()
             .push(id);
+        write(&self.by_app)
+            .entry(entry.app.clone())
+            .or_default()
+            .insert(id);
         write(&self.conns).insert(id, entry);
     }
 
@@ -261,6 +292,15 @@ impl Registry {
             return;
         };
         write(&self.tokens).remove(&entry.token);
+        {
+            let mut by_app = write(&self.by_app);
+            if let Some(ids) = by_app.get_mut(&entry.app) {
+                ids.remove(&id);
+                if ids.is_empty() {
+                    by_app.remove(&entry.app);
+                }
+            }
+        }
         remove_from(
             &mut write(&self.devices),
             &(entry.app.clone(), entry.device_id.clone()),
@@ -372,6 +412,19 @@ impl Registry {
             .collect()
     }
 
+    /// Senders of every connection of `app` whose hello names `device`,
+    /// verified or not (for disconnecting a device id).
+    pub(crate) fn senders_of_device(&self, app: &str, device: &str) -> Vec<CommandSender> {
+        let ids = read(&self.devices)
+            .get(&(app.to_owned(), device.to_owned()))
+            .cloned()
+            .unwrap_or_default();
+        let conns = read(&self.conns);
+        ids.iter()
+            .filter_map(|id| conns.get(id).map(ConnEntry::sender))
+            .collect()
+    }
+
     /// Senders of every connection (for shutdown).
     pub(crate) fn all_senders(&self) -> Vec<CommandSender> {
         read(&self.conns).values().map(ConnEntry::sender).collect()
@@ -390,18 +443,47 @@ impl Registry {
             .collect()
     }
 
-    /// Up to `limit` connections of `app`, oldest first.
-    pub(crate) fn connections(&self, app: &str, limit: usize) -> Vec<ConnectionInfo> {
-        let conns = read(&self.conns);
-        let mut list: Vec<ConnectionInfo> =
-            conns.values().filter(|e| e.app == app).map(info).collect();
-        list.sort_by(|a, b| {
-            a.connected_at_ms
-                .cmp(&b.connected_at_ms)
-                .then_with(|| a.token.cmp(&b.token))
-        });
-        list.truncate(limit);
-        list
+    /// Up to `limit` connections of `app` after the connection `after`
+    /// (from the start when `None`), oldest first. The app's index lock is
+    /// held to pick `limit` ids, the connection table's to describe them:
+    /// neither for longer than `limit` steps, whatever the number of
+    /// connections.
+    pub(crate) fn connections_page(
+        &self,
+        app: &str,
+        after: Option<ConnId>,
+        limit: usize,
+    ) -> ConnectionPage {
+        let (total, ids, more) = {
+            let by_app = read(&self.by_app);
+            let Some(set) = by_app.get(app) else {
+                return ConnectionPage::default();
+            };
+            let start = after.map_or(Bound::Unbounded, Bound::Excluded);
+            let mut range = set.range((start, Bound::Unbounded));
+            let ids: Vec<ConnId> = range.by_ref().take(limit).copied().collect();
+            (set.len(), ids, range.next().is_some())
+        };
+        let connections = {
+            let conns = read(&self.conns);
+            ids.iter()
+                .filter_map(|id| conns.get(id).map(info))
+                .collect()
+        };
+        ConnectionPage {
+            total,
+            connections,
+            next: if more { ids.last().copied() } else { None },
+        }
+    }
+
+    /// The sender of the connection with `token`, if it belongs to `app`.
+    pub(crate) fn sender_for_token(&self, app: &str, token: &str) -> Option<CommandSender> {
+        let id = *read(&self.tokens).get(token)?;
+        read(&self.conns)
+            .get(&id)
+            .filter(|e| e.app == app)
+            .map(ConnEntry::sender)
     }
 
     /// The trace of the connection with `token`, live or recently closed,
@@ -447,5 +529,102 @@ fn remove_from<K: std::hash::Hash + Eq>(map: &mut HashMap<K, Vec<ConnId>>, key: 
         if ids.is_empty() {
             map.remove(key);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(app: &str, id: ConnId) -> ConnEntry {
+        ConnEntry {
+            app: app.to_owned(),
+            device_id: format!("d{id}"),
+            token: format!("t{id}"),
+            transport: "tcp",
+            peer: SocketAddr::from(([127, 0, 0, 1], 1)),
+            connected_at_ms: 0,
+            shared: Arc::new(ConnShared::new(2)),
+            logins: Vec::new(),
+            trace: SharedTrace::default(),
+        }
+    }
+
+    fn tokens(page: &ConnectionPage) -> Vec<String> {
+        page.connections.iter().map(|c| c.token.clone()).collect()
+    }
+
+    #[test]
+    fn pages_cover_an_apps_connections_once_in_order() {
+        let registry = Registry::default();
+        for id in 1..=25 {
+            registry.insert(id, entry(if id % 3 == 0 { "b" } else { "a" }, id));
+        }
+        let expected: Vec<String> = (1..=25)
+            .filter(|id| id % 3 != 0)
+            .map(|id| format!("t{id}"))
+            .collect();
+        let mut seen = Vec::new();
+        let mut after = None;
+        loop {
+            let page = registry.connections_page("a", after, 4);
+            assert_eq!(page.total, expected.len());
+            assert!(page.connections.len() <= 4);
+            assert!(page.connections.iter().all(|c| c.app == "a"));
+            seen.extend(tokens(&page));
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(seen, expected, "every connection once, oldest first");
+        assert_eq!(
+            registry.connections_page("none", None, 4),
+            ConnectionPage::default()
+        );
+    }
+
+    #[test]
+    fn a_page_skips_closed_connections_and_the_index_forgets_them() {
+        let registry = Registry::default();
+        for id in 1..=6 {
+            registry.insert(id, entry("a", id));
+        }
+        let first = registry.connections_page("a", None, 2);
+        assert_eq!(tokens(&first), ["t1", "t2"]);
+        registry.remove(3);
+        registry.insert(7, entry("a", 7));
+        let second = registry.connections_page("a", first.next, 2);
+        assert_eq!(tokens(&second), ["t4", "t5"]);
+        assert_eq!(second.total, 6);
+        let last = registry.connections_page("a", second.next, 2);
+        assert_eq!(tokens(&last), ["t6", "t7"]);
+        assert_eq!(last.next, None, "nothing after the last page");
+        for id in [1, 2, 4, 5, 6, 7] {
+            registry.remove(id);
+        }
+        assert!(read(&registry.by_app).is_empty(), "no empty set is kept");
+    }
+
+    #[test]
+    fn a_close_gets_through_a_full_command_queue_once() {
+        let shared = ConnShared::new(2);
+        let transient = || ConnCommand::GoAway {
+            advice: ReconnectAdvice::default(),
+        };
+        let close = || ConnCommand::Close {
+            code: ErrorCode::Forbidden,
+            message: "bye".into(),
+        };
+        assert!(shared.send(transient()).is_ok());
+        assert!(shared.send(transient()).is_ok());
+        assert!(shared.send(transient()).is_err(), "the queue is full");
+        assert!(
+            shared.send(close()).is_ok(),
+            "a close has a slot of its own"
+        );
+        assert!(shared.send(close()).is_err(), "one slot, not more");
+        shared.close_commands();
+        assert!(shared.send(close()).is_err(), "the connection is gone");
     }
 }

@@ -5,11 +5,11 @@ use std::time::Instant;
 use proto::channel::{Login, LoginResult, Logout, Tags, TagsResult};
 use proto::tunnel::ErrorCode;
 
+use super::credential::CredentialExpiry;
 use super::limits::{
     MAX_ALIAS_LEN, MAX_BIZ_LEN, MAX_CREDENTIAL_LEN, MAX_ROUTE_ID_LEN, MAX_TAG_LEN,
     MAX_TAGS_PER_REQUEST, check_id, check_opaque,
 };
-use super::credential::CredentialExpiry;
 use super::stream::{ServerStream, StreamPhase};
 use super::{ServerChannel, ServerEvent};
 use crate::error::ReplyError;

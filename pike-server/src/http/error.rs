@@ -1,5 +1,6 @@
 //! The error model: every 4xx and 5xx answer carries
-//! `{"error": {"code": "...", "message": "..."}}`.
+//! `{"error": {"code": "...", "message": "..."}}`, plus `"field"` naming
+//! the offending field of a `400 invalid_request` when there is one.
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -34,6 +35,12 @@ pub enum ErrorCode {
     /// 503: the store failed or the gateway is shutting down; nothing was
     /// done; retry (on another gateway when shutting down).
     Unavailable,
+    /// 503: the HTTP server is at its limit of open connections or of
+    /// requests in flight; nothing was done; retry later.
+    Overloaded,
+    /// 503: the request took longer than the request timeout; a push may
+    /// still have been stored (and is then delivered).
+    Timeout,
     /// 500: a bug.
     Internal,
 }
@@ -50,6 +57,8 @@ impl ErrorCode {
             Self::TooManyRecipients => "too_many_recipients",
             Self::RoomFull => "room_full",
             Self::Unavailable => "unavailable",
+            Self::Overloaded => "overloaded",
+            Self::Timeout => "timeout",
             Self::Internal => "internal",
         }
     }
@@ -65,16 +74,20 @@ impl ErrorCode {
             Self::TooManyRecipients => StatusCode::UNPROCESSABLE_ENTITY,
             Self::RoomFull => StatusCode::SERVICE_UNAVAILABLE,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Timeout => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 }
 
-/// An HTTP API error: a code and a human-readable message.
+/// An HTTP API error: a code, a human-readable message and, for invalid
+/// input, the field at fault.
 #[derive(Clone, Debug, Eq, PartialEq)]
 pub struct ApiError {
     code: ErrorCode,
     message: String,
+    field: Option<String>,
 }
 
 impl ApiError {
@@ -83,12 +96,26 @@ impl ApiError {
         Self {
             code,
             message: message.into(),
+            field: None,
         }
     }
 
     /// `400 invalid_request`.
     pub fn invalid(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::InvalidRequest, message)
+    }
+
+    /// `400 invalid_request` about `field` (a JSON field or query
+    /// parameter, e.g. `alias` or `pushes[2].tag`).
+    pub fn invalid_field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::invalid(message).with_field(field)
+    }
+
+    /// This error, about `field`.
+    #[must_use]
+    pub fn with_field(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(field.into());
+        self
     }
 
     /// `401 unauthorized`.
@@ -110,6 +137,22 @@ impl ApiError {
     pub fn message(&self) -> &str {
         &self.message
     }
+
+    /// The field at fault, if any.
+    pub fn field(&self) -> Option<&str> {
+        self.field.as_deref()
+    }
+
+    /// The JSON body of this error.
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            error: ErrorDetail {
+                code: self.code.as_str().to_owned(),
+                message: self.message.clone(),
+                field: self.field.clone(),
+            },
+        }
+    }
 }
 
 impl std::fmt::Display for ApiError {
@@ -122,13 +165,7 @@ impl std::error::Error for ApiError {}
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorBody {
-            error: ErrorDetail {
-                code: self.code.as_str().to_owned(),
-                message: self.message,
-            },
-        };
-        let mut response = (self.code.status(), Json(body)).into_response();
+        let mut response = (self.code.status(), Json(self.body())).into_response();
         if self.code == ErrorCode::Unauthorized {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -143,6 +180,7 @@ impl From<PushError> for ApiError {
     fn from(error: PushError) -> Self {
         match error {
             PushError::Invalid(message) => Self::invalid(message),
+            e @ PushError::PayloadTooLarge { .. } => Self::invalid_field("payload", e.to_string()),
             e @ PushError::TooManyRecipients { .. } => {
                 Self::new(ErrorCode::TooManyRecipients, e.to_string())
             }

@@ -109,18 +109,54 @@ pub struct PresenceResponse {
 #[derive(Clone, Debug, Default, Deserialize, Eq, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectionsQuery {
-    /// Most connections listed, 1 to 10,000 (default 100).
+    /// Most connections listed, 1 to 1,000 (default 100).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<usize>,
+    /// Where the page starts: the `next_cursor` of the previous page
+    /// (absent: the first page).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
 }
 
-/// Answer of `GET /v1/connections`.
+/// Answer of `GET /v1/connections`: one page.
 #[derive(Clone, Debug, Deserialize, Eq, PartialEq, Serialize)]
 pub struct ConnectionsResponse {
-    /// Open connections of the app.
+    /// Open connections of the app (all pages).
     pub total: usize,
     /// Up to `limit` of them, oldest first.
     pub connections: Vec<Connection>,
+    /// The `cursor` of the next page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// Body of `POST /v1/disconnect`: exactly one of `device`, `alias` (with
+/// `biz`) or `connection`.
+#[derive(Clone, Debug, Default, Deserialize, Eq, PartialEq, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DisconnectBody {
+    /// Every connection of this device.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    /// Business of `alias`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub biz: Option<String>,
+    /// Every connection logged in to `biz` as this alias.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alias: Option<String>,
+    /// The connection with this connection token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection: Option<String>,
+    /// Why (the close frame's message; default `disconnected by the app`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Answer of `POST /v1/disconnect`.
+#[derive(Clone, Debug, Deserialize, Eq, PartialEq, Serialize)]
+pub struct DisconnectResponse {
+    /// Connections told to close (0 when none matched).
+    pub disconnected: usize,
 }
 
 /// A client connection.
@@ -225,6 +261,10 @@ pub struct ErrorDetail {
     pub code: String,
     /// Human-readable explanation.
     pub message: String,
+    /// The request field or query parameter at fault (`400
+    /// invalid_request`), e.g. `alias` or `pushes[2].tag`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
 }
 
 impl From<pike_api::server::ConnectionInfo> for Connection {

@@ -9,20 +9,21 @@ use super::model::{
     Connection, ConnectionsQuery, ConnectionsResponse, PresenceQuery, PresenceResponse,
 };
 use super::state::HttpState;
+use super::validate;
 
-/// Connections listed by default.
+/// Connections listed per page by default.
 pub const DEFAULT_CONNECTIONS_LIMIT: usize = 100;
-/// Most connections listed at once.
-pub const MAX_CONNECTIONS_LIMIT: usize = 10_000;
+/// Most connections listed per page (a page is built under the registry's
+/// lock: its size, not the number of connections, bounds the time held).
+pub const MAX_CONNECTIONS_LIMIT: usize = 1_000;
 
 pub(crate) async fn presence(
     State(state): State<HttpState>,
     caller: Caller,
     ApiQuery(query): ApiQuery<PresenceQuery>,
 ) -> Result<Json<PresenceResponse>, ApiError> {
-    if query.biz.is_empty() || query.alias.is_empty() {
-        return Err(ApiError::invalid("`biz` and `alias` must not be empty"));
-    }
+    validate::id("biz", &query.biz)?;
+    validate::id("alias", &query.alias)?;
     let connections: Vec<Connection> = state
         .push_handle()
         .presence(&caller.app, &query.biz, &query.alias)
@@ -42,18 +43,26 @@ pub(crate) async fn connections(
 ) -> Result<Json<ConnectionsResponse>, ApiError> {
     let limit = query.limit.unwrap_or(DEFAULT_CONNECTIONS_LIMIT);
     if !(1..=MAX_CONNECTIONS_LIMIT).contains(&limit) {
-        return Err(ApiError::invalid(format!(
-            "`limit` must be between 1 and {MAX_CONNECTIONS_LIMIT}"
-        )));
+        return Err(ApiError::invalid_field(
+            "limit",
+            format!("`limit` must be between 1 and {MAX_CONNECTIONS_LIMIT}"),
+        ));
     }
-    // The library lists and sorts every connection of the app before
-    // truncating, so asking for all of them costs nothing more and gives
-    // the total.
-    let mut all = state.push_handle().connections(&caller.app, usize::MAX);
-    let total = all.len();
-    all.truncate(limit);
+    let after = match query.cursor.as_deref() {
+        None => None,
+        Some(cursor) => Some(cursor.parse::<u64>().map_err(|_| {
+            ApiError::invalid_field(
+                "cursor",
+                "`cursor` is not a cursor this API gave (`next_cursor` of the previous page)",
+            )
+        })?),
+    };
+    let page = state
+        .push_handle()
+        .connections_page(&caller.app, after, limit);
     Ok(Json(ConnectionsResponse {
-        total,
-        connections: all.into_iter().map(Connection::from).collect(),
+        total: page.total,
+        connections: page.connections.into_iter().map(Connection::from).collect(),
+        next_cursor: page.next.map(|next| next.to_string()),
     }))
 }

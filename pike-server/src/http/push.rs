@@ -11,11 +11,9 @@ use pike_api::server::{Delivery, PushReceipt, PushRequest, Target};
 
 use super::error::{ApiError, ErrorCode};
 use super::extract::{ApiJson, Caller};
-use super::model::{
-    ErrorBody, ErrorDetail, PushBatchBody, PushBatchResponse, PushBatchResult, PushBody,
-    PushResponse,
-};
+use super::model::{PushBatchBody, PushBatchResponse, PushBatchResult, PushBody, PushResponse};
 use super::state::HttpState;
+use super::validate::{self, MAX_TTL_SECS};
 
 /// Most pushes in one `POST /v1/push/batch`.
 pub const MAX_BATCH_PUSHES: usize = 1000;
@@ -37,7 +35,7 @@ pub(crate) async fn push(
     caller: Caller,
     ApiJson(body): ApiJson<PushBody>,
 ) -> Result<Json<PushResponse>, ApiError> {
-    let request = to_request(caller.app, body)?;
+    let request = to_request(caller.app, body, state.push_handle().max_payload_len())?;
     let receipt = state.push_handle().push(request).await?;
     Ok(Json(response(&receipt)))
 }
@@ -52,13 +50,13 @@ pub(crate) async fn push_batch(
     body: Result<ApiJson<PushBatchBody>, ApiError>,
 ) -> Result<Json<PushBatchResponse>, ApiError> {
     let ApiJson(body) = body.map_err(|e| batch_rejection(e, state.body_limit()))?;
-    let requests = batch_requests(&caller.app, body)?;
     let push = state.push_handle();
+    let requests = batch_requests(&caller.app, body, push.max_payload_len())?;
     let mut results = Vec::with_capacity(requests.len());
     for request in requests {
         results.push(match push.push(request).await {
             Ok(receipt) => PushBatchResult::Pushed(response(&receipt)),
-            Err(e) => PushBatchResult::Failed(error_body(&ApiError::from(e))),
+            Err(e) => PushBatchResult::Failed(ApiError::from(e).body()),
         });
     }
     Ok(Json(PushBatchResponse { results }))
@@ -80,48 +78,56 @@ fn batch_rejection(error: ApiError, body_limit: usize) -> ApiError {
 }
 
 /// Validates every item of a batch into the library's requests: the
-/// first invalid item is the error, prefixed with `pushes[i]: `.
-fn batch_requests(app: &str, body: PushBatchBody) -> Result<Vec<PushRequest>, ApiError> {
+/// first invalid item is the error, prefixed with `pushes[i]: ` (and its
+/// field with `pushes[i].`).
+fn batch_requests(
+    app: &str,
+    body: PushBatchBody,
+    max_payload: usize,
+) -> Result<Vec<PushRequest>, ApiError> {
     let count = body.pushes.len();
     if count == 0 {
-        return Err(ApiError::invalid("`pushes` must not be empty"));
+        return Err(ApiError::invalid_field(
+            "pushes",
+            "`pushes` must not be empty",
+        ));
     }
     if count > MAX_BATCH_PUSHES {
-        return Err(ApiError::invalid(format!(
-            "`pushes` has {count} items, more than the limit of {MAX_BATCH_PUSHES}; split the batch"
-        )));
+        return Err(ApiError::invalid_field(
+            "pushes",
+            format!(
+                "`pushes` has {count} items, more than the limit of {MAX_BATCH_PUSHES}; split the batch"
+            ),
+        ));
     }
     body.pushes
         .into_iter()
         .enumerate()
         .map(|(index, item)| {
-            to_request(app.to_owned(), item)
+            to_request(app.to_owned(), item, max_payload)
                 .and_then(|request| {
                     // The library refuses this only when pushing; a batch
                     // refuses it up front so that nothing is pushed.
                     if matches!(request.target, Target::Device(_))
                         && matches!(request.delivery, Delivery::Reliable { .. })
                     {
-                        Err(ApiError::invalid(
+                        Err(ApiError::invalid_field(
+                            "reliable",
                             "a push to a device is transient only; to reach one device reliably, log it in under an alias of its own",
                         ))
                     } else {
                         Ok(request)
                     }
                 })
-                .map_err(|e| ApiError::invalid(format!("pushes[{index}]: {}", e.message())))
+                .map_err(|e| {
+                    let error = ApiError::invalid(format!("pushes[{index}]: {}", e.message()));
+                    match e.field() {
+                        Some(field) => error.with_field(format!("pushes[{index}].{field}")),
+                        None => error.with_field(format!("pushes[{index}]")),
+                    }
+                })
         })
         .collect()
-}
-
-/// The JSON error of a failed batch item.
-fn error_body(error: &ApiError) -> ErrorBody {
-    ErrorBody {
-        error: ErrorDetail {
-            code: error.code().as_str().to_owned(),
-            message: error.message().to_owned(),
-        },
-    }
 }
 
 /// The receipt as JSON.
@@ -135,38 +141,71 @@ fn response(receipt: &PushReceipt) -> PushResponse {
 }
 
 /// The payload of a push or publish body: `payload` (text) or
-/// `payload_base64`, exactly one.
-pub(crate) fn payload(text: Option<String>, base64: Option<String>) -> Result<Bytes, ApiError> {
-    match (text, base64) {
-        (Some(text), None) => Ok(Bytes::from(text)),
-        (None, Some(encoded)) => STANDARD
-            .decode(encoded.as_bytes())
-            .map(Bytes::from)
-            .map_err(|e| ApiError::invalid(format!("`payload_base64` is not base64: {e}"))),
-        (None, None) => Err(ApiError::invalid(
-            "a payload is required: `payload` (text) or `payload_base64`",
-        )),
-        (Some(_), Some(_)) => Err(ApiError::invalid(
-            "give either `payload` or `payload_base64`, not both",
-        )),
+/// `payload_base64`, exactly one, of at most `max` bytes (decoded).
+pub(crate) fn payload(
+    text: Option<String>,
+    base64: Option<String>,
+    max: usize,
+) -> Result<Bytes, ApiError> {
+    let (field, bytes) = match (text, base64) {
+        (Some(text), None) => ("payload", Bytes::from(text)),
+        (None, Some(encoded)) => (
+            "payload_base64",
+            STANDARD
+                .decode(encoded.as_bytes())
+                .map(Bytes::from)
+                .map_err(|e| {
+                    ApiError::invalid_field(
+                        "payload_base64",
+                        format!("`payload_base64` is not base64: {e}"),
+                    )
+                })?,
+        ),
+        (None, None) => {
+            return Err(ApiError::invalid_field(
+                "payload",
+                "a payload is required: `payload` (text) or `payload_base64`",
+            ));
+        }
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid_field(
+                "payload",
+                "give either `payload` or `payload_base64`, not both",
+            ));
+        }
+    };
+    if bytes.len() > max {
+        return Err(ApiError::invalid_field(
+            field,
+            format!(
+                "the payload is {} bytes, more than the limit of {max} (what a device's downlink frame carries)",
+                bytes.len()
+            ),
+        ));
     }
+    Ok(bytes)
 }
 
-/// Validates a push body into the library's request.
-fn to_request(app: String, body: PushBody) -> Result<PushRequest, ApiError> {
-    if body.biz.is_empty() {
-        return Err(ApiError::invalid("`biz` must not be empty"));
-    }
+/// Validates a push body into the library's request; payloads above
+/// `max_payload` bytes are refused.
+fn to_request(app: String, body: PushBody, max_payload: usize) -> Result<PushRequest, ApiError> {
+    validate::id("biz", &body.biz)?;
     let target = target(&body)?;
-    let payload = payload(body.payload, body.payload_base64)?;
+    let payload = payload(body.payload, body.payload_base64, max_payload)?;
     let delivery = match (body.reliable.unwrap_or(true), body.ttl_secs) {
-        (true, Some(0)) => return Err(ApiError::invalid("`ttl_secs` must be at least 1")),
+        (true, Some(ttl)) if !(1..=MAX_TTL_SECS).contains(&ttl) => {
+            return Err(ApiError::invalid_field(
+                "ttl_secs",
+                format!("`ttl_secs` must be between 1 and {MAX_TTL_SECS} (ten years)"),
+            ));
+        }
         (true, ttl) => Delivery::Reliable {
             ttl: ttl.map(Duration::from_secs),
         },
         (false, None) => Delivery::Transient,
         (false, Some(_)) => {
-            return Err(ApiError::invalid(
+            return Err(ApiError::invalid_field(
+                "ttl_secs",
                 "`ttl_secs` applies to reliable pushes only; a transient push is never stored",
             ));
         }
@@ -185,16 +224,19 @@ fn to_request(app: String, body: PushBody) -> Result<PushRequest, ApiError> {
 fn target(body: &PushBody) -> Result<Target, ApiError> {
     let mut targets = Vec::with_capacity(1);
     if let Some(alias) = &body.alias {
-        targets.push(Target::Alias(non_empty("alias", alias)?));
+        targets.push(Target::Alias(validate::owned_id("alias", alias)?));
     }
     if let Some(aliases) = &body.aliases {
         if aliases.is_empty() {
-            return Err(ApiError::invalid("`aliases` must not be empty"));
+            return Err(ApiError::invalid_field(
+                "aliases",
+                "`aliases` must not be empty",
+            ));
         }
         let mut unique: Vec<String> = Vec::with_capacity(aliases.len());
         let mut seen = std::collections::HashSet::with_capacity(aliases.len());
-        for alias in aliases {
-            let alias = non_empty("aliases[]", alias)?;
+        for (i, alias) in aliases.iter().enumerate() {
+            let alias = validate::owned_id(&format!("aliases[{i}]"), alias)?;
             if seen.insert(alias.clone()) {
                 unique.push(alias);
             }
@@ -202,10 +244,10 @@ fn target(body: &PushBody) -> Result<Target, ApiError> {
         targets.push(Target::Aliases(unique));
     }
     if let Some(tag) = &body.tag {
-        targets.push(Target::Tag(non_empty("tag", tag)?));
+        targets.push(Target::Tag(validate::owned_id("tag", tag)?));
     }
     if let Some(device) = &body.device {
-        targets.push(Target::Device(non_empty("device", device)?));
+        targets.push(Target::Device(validate::owned_id("device", device)?));
     }
     if body.all == Some(true) {
         targets.push(Target::App);
@@ -221,17 +263,19 @@ fn target(body: &PushBody) -> Result<Target, ApiError> {
     }
 }
 
-fn non_empty(field: &str, value: &str) -> Result<String, ApiError> {
-    if value.is_empty() {
-        Err(ApiError::invalid(format!("`{field}` must not be empty")))
-    } else {
-        Ok(value.to_owned())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const MAX: usize = 1 << 20;
+
+    fn to_request(app: String, body: PushBody) -> Result<PushRequest, ApiError> {
+        super::to_request(app, body, MAX)
+    }
+
+    fn batch_requests(app: &str, body: PushBatchBody) -> Result<Vec<PushRequest>, ApiError> {
+        super::batch_requests(app, body, MAX)
+    }
 
     fn body() -> PushBody {
         PushBody {
@@ -294,6 +338,74 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.message().contains("ttl_secs"), "{err}");
+    }
+
+    #[test]
+    fn bad_fields_are_named() {
+        let long = "x".repeat(validate::MAX_ID_LEN + 1);
+        let cases = [
+            (
+                PushBody {
+                    alias: Some(long.clone()),
+                    ..body()
+                },
+                "alias",
+            ),
+            (
+                PushBody {
+                    biz: "chat\r\n".into(),
+                    ..body()
+                },
+                "biz",
+            ),
+            (
+                PushBody {
+                    alias: None,
+                    aliases: Some(vec!["a".into(), long.clone()]),
+                    ..body()
+                },
+                "aliases[1]",
+            ),
+            (
+                PushBody {
+                    alias: None,
+                    tag: Some(long.clone()),
+                    ..body()
+                },
+                "tag",
+            ),
+            (
+                PushBody {
+                    ttl_secs: Some(MAX_TTL_SECS + 1),
+                    ..body()
+                },
+                "ttl_secs",
+            ),
+            (
+                PushBody {
+                    payload: Some("x".repeat(MAX + 1)),
+                    ..body()
+                },
+                "payload",
+            ),
+        ];
+        for (bad, field) in cases {
+            let err = to_request("demo".into(), bad).unwrap_err();
+            assert_eq!(err.code(), ErrorCode::InvalidRequest, "{err}");
+            assert_eq!(err.field(), Some(field), "{err}");
+        }
+        let batch = PushBatchBody {
+            pushes: vec![
+                body(),
+                PushBody {
+                    alias: Some(long),
+                    ..body()
+                },
+            ],
+        };
+        let err = batch_requests("demo", batch).unwrap_err();
+        assert_eq!(err.field(), Some("pushes[1].alias"), "{err}");
+        assert!(err.message().starts_with("pushes[1]: "), "{err}");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use pike_api::server::{RoomClass, RoomPublish, RoomReceipt};
+use pike_api::server::{MAX_ROOM_NAME, RoomClass, RoomPublish, RoomReceipt};
 
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiPath, Caller};
@@ -15,7 +15,12 @@ pub(crate) async fn publish(
     ApiPath(room): ApiPath<String>,
     ApiJson(body): ApiJson<RoomPublishBody>,
 ) -> Result<Json<RoomPublishResponse>, ApiError> {
-    let request = to_request(caller.app, room, body)?;
+    let request = to_request(
+        caller.app,
+        room,
+        body,
+        state.push_handle().max_payload_len(),
+    )?;
     let receipt = state.push_handle().publish_room(request).await?;
     Ok(Json(match receipt {
         RoomReceipt::Accepted { offset } => RoomPublishResponse {
@@ -62,20 +67,33 @@ pub(crate) async fn get(
         })
 }
 
-/// Validates a publish body into the library's request.
-fn to_request(app: String, room: String, body: RoomPublishBody) -> Result<RoomPublish, ApiError> {
-    let payload = super::push::payload(body.payload, body.payload_base64)?;
+/// Validates a publish body into the library's request (the room's own
+/// payload limit is checked when publishing).
+fn to_request(
+    app: String,
+    room: String,
+    body: RoomPublishBody,
+    max_payload: usize,
+) -> Result<RoomPublish, ApiError> {
+    if room.is_empty() || room.len() > MAX_ROOM_NAME || room.chars().any(char::is_control) {
+        return Err(ApiError::invalid_field(
+            "room",
+            format!("a room name has 1 to {MAX_ROOM_NAME} bytes and no control characters"),
+        ));
+    }
+    let payload = super::push::payload(body.payload, body.payload_base64, max_payload)?;
     let class = match body.class.as_deref() {
         None | Some("droppable") => RoomClass::Droppable,
         Some("reliable") => RoomClass::Reliable,
         Some(other) => {
-            return Err(ApiError::invalid(format!(
-                "`class` is `droppable` or `reliable`, got {other:?}"
-            )));
+            return Err(ApiError::invalid_field(
+                "class",
+                format!("`class` is `droppable` or `reliable`, got {other:?}"),
+            ));
         }
     };
-    if body.publisher.as_deref() == Some("") {
-        return Err(ApiError::invalid("`publisher` must not be empty"));
+    if let Some(publisher) = &body.publisher {
+        super::validate::id("publisher", publisher)?;
     }
     Ok(RoomPublish {
         app,
@@ -90,6 +108,14 @@ fn to_request(app: String, room: String, body: RoomPublishBody) -> Result<RoomPu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn to_request(
+        app: String,
+        room: String,
+        body: RoomPublishBody,
+    ) -> Result<RoomPublish, ApiError> {
+        super::to_request(app, room, body, 1 << 20)
+    }
 
     fn body() -> RoomPublishBody {
         RoomPublishBody {

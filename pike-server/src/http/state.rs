@@ -1,15 +1,24 @@
 //! [`HttpState`]: what every handler of the HTTP API shares.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 use pike_api::server::PushHandle;
+use tokio::sync::Semaphore;
 
 use crate::apps::AppDirectory;
 
 /// Largest request body accepted by default, bytes (1 MiB, the gateway's
 /// default frame limit). Larger bodies get `413 payload_too_large`.
 pub const DEFAULT_BODY_LIMIT: usize = 1 << 20;
+
+/// Longest a request may take by default, body included (30 s); longer
+/// ones get `503 timeout`.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Requests handled at once by default (256); more get `503 overloaded`.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 256;
 
 /// The state of the HTTP API: the gateway's [`PushHandle`], the apps (API
 /// keys and token secrets) and, optionally, the Prometheus handle that
@@ -25,6 +34,9 @@ pub struct HttpState {
     apps: Arc<AppDirectory>,
     metrics: Option<PrometheusHandle>,
     body_limit: usize,
+    request_timeout: Duration,
+    in_flight: Arc<Semaphore>,
+    max_in_flight: usize,
 }
 
 impl HttpState {
@@ -41,7 +53,27 @@ impl HttpState {
             apps: apps.into(),
             metrics,
             body_limit: DEFAULT_BODY_LIMIT,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            in_flight: Arc::new(Semaphore::new(DEFAULT_MAX_IN_FLIGHT)),
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
         }
+    }
+
+    /// Sets the longest time a request may take, body included (default
+    /// [`DEFAULT_REQUEST_TIMEOUT`]); longer ones get `503 timeout`.
+    #[must_use]
+    pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// Sets the most requests handled at once (default
+    /// [`DEFAULT_MAX_IN_FLIGHT`], at least 1); more get `503 overloaded`.
+    #[must_use]
+    pub fn with_max_in_flight(mut self, requests: usize) -> Self {
+        self.max_in_flight = requests.clamp(1, Semaphore::MAX_PERMITS);
+        self.in_flight = Arc::new(Semaphore::new(self.max_in_flight));
+        self
     }
 
     /// Sets the largest request body accepted, bytes (default
@@ -70,5 +102,20 @@ impl HttpState {
     /// The largest request body accepted, bytes.
     pub fn body_limit(&self) -> usize {
         self.body_limit
+    }
+
+    /// The longest time a request may take.
+    pub fn request_timeout(&self) -> Duration {
+        self.request_timeout
+    }
+
+    /// The most requests handled at once.
+    pub fn max_in_flight(&self) -> usize {
+        self.max_in_flight
+    }
+
+    /// The slots of the requests in flight.
+    pub(crate) fn in_flight(&self) -> &Semaphore {
+        &self.in_flight
     }
 }

@@ -17,14 +17,14 @@ pub(crate) async fn mint_token(
     caller: Caller,
     ApiJson(body): ApiJson<TokenRequest>,
 ) -> Result<Json<TokenResponse>, ApiError> {
-    if body.biz.is_empty() || body.alias.is_empty() {
-        return Err(ApiError::invalid("`biz` and `alias` must not be empty"));
-    }
+    super::validate::id("biz", &body.biz)?;
+    super::validate::id("alias", &body.alias)?;
     let ttl = body.ttl_secs.unwrap_or(DEFAULT_TOKEN_TTL_SECS);
     if !(1..=MAX_TOKEN_TTL_SECS).contains(&ttl) {
-        return Err(ApiError::invalid(format!(
-            "`ttl_secs` must be between 1 and {MAX_TOKEN_TTL_SECS} (30 days)"
-        )));
+        return Err(ApiError::invalid_field(
+            "ttl_secs",
+            format!("`ttl_secs` must be between 1 and {MAX_TOKEN_TTL_SECS} (30 days)"),
+        ));
     }
     let mut claims = Claims::new(&caller.app, &body.biz, &body.alias, unix_secs(), ttl);
     if let Some(device) = body.device {

@@ -218,33 +218,56 @@ struct Conn {
 
 impl Conn {
     /// Sends `request` and reads the answer, within `limit`; `read` makes
-    /// the answer of the status and body.
+    /// the answer of the status and body. A kept-alive connection that the
+    /// server closed while it was idle (the gateway closes connections idle
+    /// past its header-read timeout) is dialled again and the request sent
+    /// once more: nothing of it was answered, so it was not handled.
     async fn round_trip<T>(
         &mut self,
         request: &[u8],
         limit: Duration,
         read: impl FnOnce(u16, &[u8]) -> T,
     ) -> Result<T, String> {
-        let result = tokio::time::timeout(limit, self.exchange(request, read))
-            .await
-            .unwrap_or_else(|_| Err(format!("no answer within {limit:?}")));
-        if result.is_err() {
+        let exchange = async {
+            let reused = self.stream.is_some();
+            match self.exchange(request).await {
+                Err(Failure::Unanswered(_)) if reused => {
+                    self.stream = None;
+                    self.exchange(request).await
+                }
+                other => other,
+            }
+        };
+        let result = match tokio::time::timeout(limit, exchange).await {
+            Ok(Ok(head)) => Ok(head),
+            Ok(Err(Failure::Unanswered(e) | Failure::Broken(e))) => Err(e),
+            Err(_) => Err(format!("no answer within {limit:?}")),
+        };
+        let head = match result {
+            Ok(head) => head,
+            Err(e) => {
+                self.stream = None;
+                return Err(e);
+            }
+        };
+        let end = head.len + head.content_length;
+        let answer = read(head.status, &self.buf[head.len..end]);
+        self.buf.drain(..end);
+        if head.close {
             self.stream = None;
         }
-        result
+        Ok(answer)
     }
 
-    async fn exchange<T>(
-        &mut self,
-        request: &[u8],
-        read: impl FnOnce(u16, &[u8]) -> T,
-    ) -> Result<T, String> {
+    /// Sends `request` and reads the head and body of the answer into
+    /// `buf`.
+    async fn exchange(&mut self, request: &[u8]) -> Result<Head, Failure> {
         let stream = match &mut self.stream {
             Some(stream) => stream,
             None => {
                 let stream = TcpStream::connect(self.addr)
                     .await
-                    .map_err(|e| format!("connect {}: {e}", self.addr))?;
+                    .map_err(|e| Failure::Broken(format!("connect {}: {e}", self.addr)))?;
                 let _ = stream.set_nodelay(true);
                 self.buf.clear();
                 self.stream.insert(stream)
@@ -253,24 +276,38 @@ impl Conn {
         stream
             .write_all(request)
             .await
-            .map_err(|e| format!("write: {e}"))?;
+            .map_err(|e| Failure::Unanswered(format!("write: {e}")))?;
         let head = loop {
-            if let Some(head) = parse_head(&self.buf)? {
+            if let Some(head) = parse_head(&self.buf).map_err(Failure::Broken)? {
                 break head;
             }
-            read_more(stream, &mut self.buf).await?;
+            let answered = !self.buf.is_empty();
+            read_more(stream, &mut self.buf).await.map_err(|e| {
+                if answered {
+                    Failure::Broken(e)
+                } else {
+                    Failure::Unanswered(e)
+                }
+            })?;
         };
         let end = head.len + head.content_length;
         while self.buf.len() < end {
-            read_more(stream, &mut self.buf).await?;
+            read_more(stream, &mut self.buf)
+                .await
+                .map_err(Failure::Broken)?;
         }
-        let answer = read(head.status, &self.buf[head.len..end]);
-        self.buf.drain(..end);
-        if head.close {
-            self.stream = None;
-        }
-        Ok(answer)
+        Ok(head)
     }
+}
+
+/// Why an exchange failed.
+#[derive(Debug)]
+enum Failure {
+    /// Not a byte of the answer arrived: on a kept-alive connection, the
+    /// server had closed it.
+    Unanswered(String),
+    /// Anything else.
+    Broken(String),
 }
 
 /// Reads what the socket has into `buf`; end of stream is an error.
@@ -581,6 +618,52 @@ mod tests {
         assert_eq!(answer, Ok(Answer::Shed));
         drop(lease);
         assert_eq!(pool.lent(), 0);
+        server.await.unwrap();
+    }
+
+    /// A kept-alive connection the server closed while idle is dialled
+    /// again for the next request, which then succeeds.
+    #[tokio::test]
+    async fn a_connection_closed_while_idle_is_dialled_again() {
+        use tokio::net::TcpListener;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (closed_tx, closed_rx) = tokio::sync::oneshot::channel();
+        let server = tokio::spawn(async move {
+            let answer = &b"HTTP/1.1 200 OK\r\ncontent-length: 13\r\n\r\n{\"offset\":42}"[..];
+            let mut buf = vec![0u8; 4096];
+            // First connection: one answer, then closed (as an idle
+            // timeout would).
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let _ = socket.read(&mut buf).await.unwrap();
+            socket.write_all(answer).await.unwrap();
+            drop(socket);
+            closed_tx.send(()).unwrap();
+            // The client comes back on a new connection.
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let _ = socket.read(&mut buf).await.unwrap();
+            socket.write_all(answer).await.unwrap();
+        });
+        let mut pool = HttpPool::new(addr, 1);
+        let template = RequestTemplate::post_json("h", "/p", "k");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let accepted = Ok(Answer::Accepted {
+            online: None,
+            dropped: 0,
+        });
+        let mut lease = pool.acquire(deadline).await.unwrap();
+        let answer = lease
+            .round_trip(&template.with_body("{}"), Duration::from_secs(5))
+            .await;
+        assert_eq!(answer, accepted);
+        drop(lease);
+        closed_rx.await.unwrap();
+        let mut lease = pool.acquire(deadline).await.unwrap();
+        let answer = lease
+            .round_trip(&template.with_body("{}"), Duration::from_secs(5))
+            .await;
+        assert_eq!(answer, accepted, "sent again on a new connection");
+        drop(lease);
         server.await.unwrap();
     }
 }
