@@ -207,12 +207,6 @@ impl Trace {
             .collect()
     }
 
-    /// The details of the first event (the hello), without formatting the
-    /// others.
-    pub(crate) fn first_detail(&self) -> Option<String> {
-        self.events.front().map(|e| e.detail.format())
-    }
-
     /// Events dropped because the ring was full (by count or bytes).
     pub fn dropped(&self) -> u64 {
         self.dropped

@@ -1,6 +1,6 @@
 //! Per-stream state of a server-side connection.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Instant;
 
 use proto::tunnel::ErrorCode;
