@@ -190,3 +190,71 @@ token_secret = "secret-news-0123456789abcdef"
     );
     assert!(!dir.path().join("data").exists(), "nothing was started");
 }
+
+/// Reads `pipe` line by line on a thread, forwarding the lines.
+fn lines_of(pipe: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(pipe).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pike_listen_mints_a_credential_for_its_device_and_gets_its_pushes() {
+    let server = Server::start(config(vec![app("shop", vec![biz("chat")])])).await;
+    let mut listen = Command::new(env!("CARGO_BIN_EXE_pike"))
+        .args(["--app", "shop", "--data-dir"])
+        .arg(server.data_dir())
+        .args([
+            "listen", "--alias", "chat:u1", "--device", "phone-7", "--count", "1",
+        ])
+        .arg("--server")
+        .arg(server.addrs().tcp.to_string())
+        .arg("--token-secret")
+        .arg(token_secret("shop"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn pike listen");
+    let stdout = lines_of(listen.stdout.take().expect("stdout"));
+    let stderr = lines_of(listen.stderr.take().expect("stderr"));
+    let logged_in = tokio::task::spawn_blocking(move || {
+        loop {
+            match stderr.recv_timeout(LIMIT) {
+                Ok(line) if line.contains("logged in as chat:u1") => return Ok(()),
+                Ok(_) => {}
+                Err(e) => return Err(format!("no login line: {e}")),
+            }
+        }
+    })
+    .await
+    .expect("reader");
+    if let Err(e) = logged_in {
+        let _ = listen.kill();
+        panic!("{e}");
+    }
+    let receipt = server
+        .api("shop")
+        .push(
+            json!({"biz": "chat", "device": "phone-7", "payload": "to the cli", "reliable": false}),
+        )
+        .await;
+    assert_eq!(receipt["online"], 1, "{receipt}");
+    let line = tokio::task::spawn_blocking(move || stdout.recv_timeout(LIMIT))
+        .await
+        .expect("reader");
+    let _ = listen.kill();
+    let line = line.expect("a JSON line");
+    let printed: serde_json::Value = serde_json::from_str(&line).expect("JSON");
+    assert_eq!(printed["payload"], "to the cli", "{line}");
+    assert_eq!(printed["transient"], true, "{line}");
+    let _ = listen.wait();
+}
