@@ -138,7 +138,7 @@ impl<T: TimerKind, const N: usize> TimerTable<T, N> {
 /// The client's timer table.
 pub(crate) type ClientTimers = TimerTable<ClientTimer, 9>;
 /// The server's timer table.
-pub(crate) type ServerTimers = TimerTable<ServerTimer, 3>;
+pub(crate) type ServerTimers = TimerTable<ServerTimer, 4>;
 
 #[cfg(test)]
 mod tests {
