@@ -94,13 +94,15 @@ async fn connection_over_the_limit_is_told_overloaded() {
     let _first = connector(addr, "demo").connect(&[]).await.unwrap();
     let _conn = tokio::time::timeout(LIMIT, accept.next()).await.unwrap();
     let error = connector(addr, "demo").connect(&[]).await.unwrap_err();
+    // With the default advice of `AcceptOptions`: come back in 1 to 10 s.
     assert!(
         matches!(
-            error,
+            &error,
             ConnectError::Handshake(HandshakeError::Rejected {
                 code: ErrorCode::Overloaded,
+                reconnect: Some(advice),
                 ..
-            })
+            }) if (advice.min_delay_ms, advice.max_delay_ms) == (1_000, 10_000)
         ),
         "{error:?}"
     );
