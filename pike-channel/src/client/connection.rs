@@ -232,10 +232,10 @@ impl ClientChannel {
         advice: Option<ReconnectAdvice>,
         now: Instant,
     ) {
-        if matches!(self.link.phase, Phase::Connecting { id: current, .. } if current == id) {
-            if let Some(advice) = meaningful(advice) {
-                self.link.advice_once = Some(advice);
-            }
+        if matches!(self.link.phase, Phase::Connecting { id: current, .. } if current == id)
+            && let Some(advice) = meaningful(advice)
+        {
+            self.link.advice_once = Some(advice);
         }
         self.handle_connect_failed(id, now);
     }
