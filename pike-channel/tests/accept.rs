@@ -314,7 +314,7 @@ mod admission {
     }
 
     #[tokio::test]
-    async fn over_limit_quic_client_is_told_overloaded() {
+    async fn over_limit_quic_client_is_refused_before_its_handshake() {
         let _trace = trace_init();
         let tls = TestTls::new().await;
         let listener = QuicListener::bind(
@@ -324,7 +324,7 @@ mod admission {
         )
         .unwrap();
         let addr = listener.local_addr().unwrap();
-        let (mut accept, _handle) = serve_with(
+        let (mut accept, handle) = serve_with(
             listener,
             ServerSecurity::Plain,
             Some(1),
@@ -336,6 +336,7 @@ mod admission {
             .await
             .unwrap();
         let _conn = tokio::time::timeout(LIMIT, accept.next()).await.unwrap();
+        // The QUIC listener refuses it before the QUIC (TLS) handshake.
         let Err(error) = wire_connector(Wire::Quic, addr, &tls, "second")
             .connect(&[])
             .await
@@ -344,14 +345,14 @@ mod admission {
         };
         assert!(
             matches!(
-                error,
-                ConnectError::Handshake(HandshakeError::Rejected {
-                    code: ErrorCode::Overloaded,
-                    ..
-                })
+                &error,
+                ConnectError::Dial(dial)
+                    if dial.failures().iter().all(|f| f.kind() == std::io::ErrorKind::ConnectionRefused)
             ),
             "{error:?}"
         );
+        assert_eq!(handle.limits().over_limit_total(), 1);
+        assert_eq!(handle.open_connections(), 1);
     }
 
     /// Half-open TLS clients (connected, silent) take every handshake slot;
