@@ -94,13 +94,15 @@ async fn connection_over_the_limit_is_told_overloaded() {
     let _first = connector(addr, "demo").connect(&[]).await.unwrap();
     let _conn = tokio::time::timeout(LIMIT, accept.next()).await.unwrap();
     let error = connector(addr, "demo").connect(&[]).await.unwrap_err();
+    // With the default advice of `AcceptOptions`: come back in 1 to 10 s.
     assert!(
         matches!(
-            error,
+            &error,
             ConnectError::Handshake(HandshakeError::Rejected {
                 code: ErrorCode::Overloaded,
+                reconnect: Some(advice),
                 ..
-            })
+            }) if (advice.min_delay_ms, advice.max_delay_ms) == (1_000, 10_000)
         ),
         "{error:?}"
     );
@@ -312,7 +314,7 @@ mod admission {
     }
 
     #[tokio::test]
-    async fn over_limit_quic_client_is_told_overloaded() {
+    async fn over_limit_quic_client_is_refused_before_its_handshake() {
         let _trace = trace_init();
         let tls = TestTls::new().await;
         let listener = QuicListener::bind(
@@ -322,7 +324,7 @@ mod admission {
         )
         .unwrap();
         let addr = listener.local_addr().unwrap();
-        let (mut accept, _handle) = serve_with(
+        let (mut accept, handle) = serve_with(
             listener,
             ServerSecurity::Plain,
             Some(1),
@@ -334,6 +336,7 @@ mod admission {
             .await
             .unwrap();
         let _conn = tokio::time::timeout(LIMIT, accept.next()).await.unwrap();
+        // The QUIC listener refuses it before the QUIC (TLS) handshake.
         let Err(error) = wire_connector(Wire::Quic, addr, &tls, "second")
             .connect(&[])
             .await
@@ -342,14 +345,14 @@ mod admission {
         };
         assert!(
             matches!(
-                error,
-                ConnectError::Handshake(HandshakeError::Rejected {
-                    code: ErrorCode::Overloaded,
-                    ..
-                })
+                &error,
+                ConnectError::Dial(dial)
+                    if dial.failures().iter().all(|f| f.kind() == std::io::ErrorKind::ConnectionRefused)
             ),
             "{error:?}"
         );
+        assert_eq!(handle.limits().over_limit_total(), 1);
+        assert_eq!(handle.open_connections(), 1);
     }
 
     /// Half-open TLS clients (connected, silent) take every handshake slot;

@@ -108,8 +108,9 @@ pub struct Heartbeat {
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
     /// Most client connections at once across listeners (0 = no limit);
-    /// more are refused before any handshake work (plain TCP and QUIC:
-    /// `CLOSE OVERLOADED` with reconnect advice; TLS: closed).
+    /// more are refused before any handshake work (plain TCP:
+    /// `CLOSE OVERLOADED` with reconnect advice; TLS: closed; QUIC:
+    /// `CONNECTION_REFUSED`).
     pub max_connections: usize,
     /// Most connections in their TLS and hello exchange at once across
     /// listeners (default 1024, at least 1); more wait in the listen

@@ -28,7 +28,7 @@
 use std::io;
 use std::time::{Duration, Instant};
 
-use proto::tunnel::{ClientHello, Close, ErrorCode, ServerHello};
+use proto::tunnel::{ClientHello, Close, ErrorCode, ReconnectAdvice, ServerHello};
 
 use crate::error::{CodecError, FrameError};
 use crate::frame::{Frame, FrameType};
@@ -113,6 +113,9 @@ pub enum HandshakeError {
         code: ErrorCode,
         /// The peer's explanation.
         message: String,
+        /// The close frame's advice on when and where to reconnect (e.g. with
+        /// `OVERLOADED`).
+        reconnect: Option<ReconnectAdvice>,
     },
 }
 
@@ -356,6 +359,7 @@ fn rejected(frame: &Frame) -> HandshakeError {
         Ok(close) => HandshakeError::Rejected {
             code: ErrorCode::try_from(close.code).unwrap_or(ErrorCode::Protocol),
             message: close.message,
+            reconnect: close.reconnect,
         },
         Err(e) => e.into(),
     }
@@ -418,7 +422,7 @@ mod tests {
             matches!(&err, HandshakeError::UnsupportedVersion { offered, .. } if offered == &[99])
         );
         match client.handle_frame(err.close_frame()).unwrap_err() {
-            HandshakeError::Rejected { code, message } => {
+            HandshakeError::Rejected { code, message, .. } => {
                 assert_eq!(code, ErrorCode::UnsupportedVersion);
                 assert!(message.contains("99"), "{message}");
             }

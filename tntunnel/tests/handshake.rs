@@ -217,7 +217,7 @@ async fn wrong_version() {
         ..Default::default()
     };
     match tntunnel::connect(io, hello, &TunnelConfig::default()).await {
-        Err(HandshakeError::Rejected { code, message }) => {
+        Err(HandshakeError::Rejected { code, message, .. }) => {
             assert_eq!(code, ErrorCode::UnsupportedVersion);
             assert!(message.contains("[2, 99]"), "{message}");
         }

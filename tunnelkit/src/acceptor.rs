@@ -167,7 +167,20 @@ impl AcceptorLimits {
         self.inner.peak_handshakes.load(Ordering::Relaxed)
     }
 
-    /// Connections handed out as [`Incoming::OverLimit`] so far.
+    /// Whether the connection limit is reached (a new connection would be over it).
+    pub fn is_full(&self) -> bool {
+        self.available_slots() == Some(0)
+    }
+
+    /// Counts a connection a listener refused over the limit before handing it out (see
+    /// [`Listener::admission_limits`]).
+    pub(crate) fn count_over_limit(&self) {
+        self.inner.over_limit.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Connections refused over the connection limit so far: handed out as
+    /// [`Incoming::OverLimit`], or refused by the listener itself before its handshake
+    /// (QUIC).
     pub fn over_limit_total(&self) -> u64 {
         self.inner.over_limit.load(Ordering::Relaxed)
     }
@@ -275,7 +288,12 @@ impl<L: Listener> Acceptor<L> {
 
     /// Wraps `listener` under `limits`, which other acceptors may share; shuts down when
     /// `parent` is cancelled.
-    pub fn with_limits(listener: L, limits: &AcceptorLimits, parent: &CancellationToken) -> Self {
+    pub fn with_limits(
+        mut listener: L,
+        limits: &AcceptorLimits,
+        parent: &CancellationToken,
+    ) -> Self {
+        listener.admission_limits(limits);
         Self {
             listener: Some(listener),
             waiting: None,

@@ -10,8 +10,10 @@
 //! - A **dialer**, [`Dialer`], racing a list of endpoint addresses with staggered attempts
 //!   (Happy-Eyeballs style probe racing): the first connection wins, the others are cancelled.
 //! - An **acceptor**, [`Acceptor`], wrapping any listener with a connection limit (an
-//!   over-limit connection is handed to the caller as [`Incoming::OverLimit`] so it can be
-//!   told it is overloaded) and graceful shutdown ([`AcceptorHandle`]).
+//!   over-limit connection is handed to the caller as [`Incoming::OverLimit`] before any
+//!   handshake work so it can be refused cheaply; QUIC refuses in the listener, before its
+//!   handshake), a bound on handshakes in progress, limits that several listeners can share
+//!   ([`AcceptorLimits`]) and graceful shutdown ([`AcceptorHandle`]).
 //! - A client-side **connection pool**, [`Pool`], reporting lost connections as
 //!   [`PoolEvent`]s.
 //! - A **reconnect backoff**, [`FibonacciBackoff`]: Fibonacci delays with jitter, a cap and a

@@ -57,4 +57,12 @@ pub trait Listener: Send + 'static {
 
     /// The address the listener is bound to.
     fn local_addr(&self) -> io::Result<SocketAddr>;
+
+    /// Called by the [`Acceptor`](crate::Acceptor) wrapping this listener with the limits it
+    /// enforces. A listener that does handshake work before [`accept`](Self::accept) (QUIC
+    /// completes its TLS handshake in the listener) uses them to refuse connections over the
+    /// connection limit before that work. The default does nothing.
+    fn admission_limits(&mut self, limits: &crate::AcceptorLimits) {
+        let _ = limits;
+    }
 }

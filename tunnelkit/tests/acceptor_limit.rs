@@ -90,7 +90,7 @@ async fn tcp_over_limit_connection_is_reported_and_slot_frees_on_drop() {
 
 #[cfg(feature = "quic")]
 #[tokio::test]
-async fn quic_over_limit_connection_is_reported_and_slot_frees_on_drop() {
+async fn quic_over_limit_connection_is_refused_before_its_handshake_and_slot_frees_on_drop() {
     use common::tls;
     use tunnelkit::{QuicConfig, QuicListener, QuicTransport, Transport as _};
 
@@ -107,15 +107,15 @@ async fn quic_over_limit_connection_is_reported_and_slot_frees_on_drop() {
     let first = expect_accepted(within("accept 1", acceptor.accept()).await.unwrap());
     assert_eq!(handle.available_slots(), Some(0));
 
-    let mut second_client = within("connect 2", transport.connect(addr)).await.unwrap();
-    second_client.write_all(b"hello").await.unwrap();
-    let second = expect_over_limit(within("accept 2", acceptor.accept()).await.unwrap());
-    reject(second).await;
-    let mut told = Vec::new();
-    within("read rejection", second_client.read_to_end(&mut told))
-        .await
-        .unwrap();
-    assert_eq!(told, b"overloaded");
+    // Over the limit, QUIC refuses in the listener, before the handshake: the client gets
+    // a prompt CONNECTION_REFUSED and the acceptor hands nothing out.
+    let refused = within("connect 2", transport.connect(addr)).await;
+    assert_eq!(
+        refused.unwrap_err().kind(),
+        std::io::ErrorKind::ConnectionRefused
+    );
+    assert_eq!(handle.limits().over_limit_total(), 1);
+    assert_eq!(handle.open_connections(), 1);
 
     drop(first);
     assert_eq!(handle.available_slots(), Some(1));

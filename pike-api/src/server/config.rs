@@ -104,8 +104,9 @@ impl GatewayConfig {
 
     /// Most client connections at once across listeners (`None`: no limit;
     /// at least 1). More are refused before any handshake work: on plain
-    /// TCP and QUIC with `CLOSE OVERLOADED` and reconnect advice, on TLS by
-    /// closing the socket (see `docs/gateway.md`).
+    /// TCP with `CLOSE OVERLOADED` and reconnect advice, on TLS by closing
+    /// the socket, on QUIC with `CONNECTION_REFUSED` before the QUIC
+    /// handshake (see `docs/gateway.md`).
     pub fn max_connections(&mut self, limit: Option<usize>) -> &mut Self {
         self.max_connections = limit.map(|n| n.max(1));
         self

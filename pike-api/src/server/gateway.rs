@@ -251,6 +251,7 @@ impl Gateway {
                     hub: self.hub.clone(),
                     transport,
                     conns: tracker.clone(),
+                    limits: self.limits.clone(),
                 })
             };
             match bound {
@@ -314,6 +315,16 @@ struct GatewayTunnels {
     hub: Arc<Hub>,
     transport: &'static str,
     conns: TaskTracker,
+    limits: AcceptorLimits,
+}
+
+impl GatewayTunnels {
+    /// Updates the `pike_handshakes_in_progress` gauge (on every handshake
+    /// outcome).
+    fn report(&self) {
+        metrics::gauge!("pike_handshakes_in_progress")
+            .set(self.limits.handshakes_in_progress() as f64);
+    }
 }
 
 impl<C> TunnelHandler<C> for GatewayTunnels
@@ -338,15 +349,18 @@ where
                     .increment(1);
             }
         }
+        self.report();
     }
 
     fn handshake_failed(&self, _peer: SocketAddr, _error: &AdmissionError) {
         metrics::counter!("pike_handshake_failures_total", "transport" => self.transport)
             .increment(1);
+        self.report();
     }
 
     fn refused(&self, _peer: SocketAddr) {
         metrics::counter!("pike_connections_refused_total", "reason" => "overloaded").increment(1);
+        self.report();
     }
 }
 

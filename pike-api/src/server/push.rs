@@ -399,3 +399,33 @@ async fn commit_and_notify(
     metrics::counter!("pike_messages_stored_total").increment(receipt.stored as u64);
     Ok(receipt)
 }
+
+#[cfg(test)]
+mod tests {
+    use proto::prost::Message as _;
+
+    use super::*;
+
+    /// A downlink frame body with every field at its largest fits the
+    /// payload plus [`PUSH_FRAME_OVERHEAD`], for payload lengths up to the
+    /// largest frame limit.
+    #[test]
+    fn the_frame_overhead_bounds_the_largest_downlink() {
+        // Up to 2^21 covers every length prefix a frame can have (4 bytes).
+        for len in [0, 1, 127, 128, 16_383, 16_384, (1 << 21) - 1, 1 << 21] {
+            let downlink = proto::channel::Downlink {
+                stream: u32::MAX,
+                seq: u64::MAX,
+                message_id: u64::MAX,
+                priority: u32::MAX,
+                expires_at_ms: u64::MAX,
+                payload: Bytes::from(vec![0u8; len]),
+            };
+            assert!(
+                downlink.encoded_len() <= len + PUSH_FRAME_OVERHEAD,
+                "{len}: {} bytes",
+                downlink.encoded_len()
+            );
+        }
+    }
+}

@@ -231,6 +231,25 @@ impl ClientChannel {
         self.update_timers();
     }
 
+    /// The driver's report: the server refused dial `id` during the
+    /// handshake with a close frame (e.g. `OVERLOADED`). Its reconnect
+    /// advice, if any, sets the next delay (uniform in its range) and the
+    /// endpoints of the next dial, as after a close on a live connection;
+    /// without advice this is [`handle_connect_failed`](Self::handle_connect_failed).
+    pub fn handle_connect_refused(
+        &mut self,
+        id: ConnectionId,
+        advice: Option<ReconnectAdvice>,
+        now: Instant,
+    ) {
+        if matches!(self.link.phase, Phase::Connecting { id: current, .. } if current == id)
+            && let Some(advice) = meaningful(advice)
+        {
+            self.link.advice_once = Some(advice);
+        }
+        self.handle_connect_failed(id, now);
+    }
+
     /// The driver's report: connection `id` ended (transport error, end of
     /// stream). Reports about older connections are ignored.
     pub fn handle_disconnected(

@@ -4,8 +4,9 @@
 //! For every connection a tunnelkit [`Acceptor`] hands out:
 //!
 //! - **over the connection limit**: refused before any handshake work. On a
-//!   plain stream (plain TCP, or QUIC, whose encryption is already done by
-//!   the listener) the server writes a close frame encoded once at start
+//!   plain stream (plain TCP; or a QUIC stream that slipped past the QUIC
+//!   listener's own refusal before the QUIC handshake) the server writes a
+//!   close frame encoded once at start
 //!   ([`Refusal`], code `OVERLOADED` with reconnect advice) without reading
 //!   the client's hello, half-closes, and drains what the client sent for at
 //!   most [`REFUSAL_TIMEOUT`] so the kernel does not reset the connection

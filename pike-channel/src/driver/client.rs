@@ -19,7 +19,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use futures_util::Stream;
 use proto::tunnel::ServerHello;
-use tntunnel::{Frame, FramedTunnel};
+use tntunnel::{Frame, FramedTunnel, HandshakeError};
 use tokio::sync::mpsc;
 use tokio::time::Sleep;
 use tokio_util::sync::PollSender;
@@ -471,6 +471,14 @@ impl<C: Connector> ClientDriver<C> {
                     needs_flush: false,
                 });
                 state.channel.handle_connected(id, &hello, now);
+            }
+            Err(ConnectError::Handshake(HandshakeError::Rejected {
+                code,
+                message,
+                reconnect,
+            })) => {
+                tracing::debug!(conn.id = %id, ?code, %message, "refused by the server");
+                state.channel.handle_connect_refused(id, reconnect, now);
             }
             Err(error) => {
                 tracing::debug!(conn.id = %id, %error, "dial failed");

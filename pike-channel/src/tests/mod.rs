@@ -8,6 +8,7 @@ mod keepalive;
 mod login;
 mod login_deadline;
 mod reconnect;
+mod refusal;
 mod rooms;
 mod server;
 mod uplink;

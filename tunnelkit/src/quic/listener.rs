@@ -1,6 +1,11 @@
 //! The QUIC listener.
 
-use std::{fmt, io, net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    fmt, io,
+    net::SocketAddr,
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
 
 use futures_util::{StreamExt as _, future::BoxFuture, stream::FuturesUnordered};
 use quinn::{Endpoint, ServerConfig, VarInt, crypto::rustls::QuicServerConfig};
@@ -8,7 +13,7 @@ use tokio::{sync::mpsc, time::Instant};
 use tracing::Instrument as _;
 
 use super::{QuicConfig, QuicStream, config::ValidQuicConfig};
-use crate::{ConfigError, ListenError, Listener};
+use crate::{AcceptorLimits, ConfigError, ListenError, Listener};
 
 /// Application close code used when the listener closes a connection it never handed out
 /// (the client stayed silent past the handshake timeout, or the accept queue was full).
@@ -30,6 +35,8 @@ const CLOSE_CODE: VarInt = VarInt::from_u32(0);
 pub struct QuicListener {
     endpoint: Endpoint,
     ready: mpsc::Receiver<(QuicStream, SocketAddr)>,
+    /// The limits of the acceptor wrapping the listener, once it is wrapped.
+    limits: Arc<OnceLock<AcceptorLimits>>,
 }
 
 impl QuicListener {
@@ -54,9 +61,16 @@ impl QuicListener {
             "quic_listener",
             local.addr = ?endpoint.local_addr().ok(),
         );
+        let limits = Arc::new(OnceLock::new());
         // Detached: it ends by itself once the listener is gone and the endpoint is idle.
-        tokio::spawn(drive(endpoint.clone(), valid, ready_tx).instrument(span));
-        Ok(Self { endpoint, ready })
+        tokio::spawn(
+            drive(endpoint.clone(), valid, ready_tx, Arc::clone(&limits)).instrument(span),
+        );
+        Ok(Self {
+            endpoint,
+            ready,
+            limits,
+        })
     }
 
     /// The underlying quinn endpoint (for stats, or to close every connection at once).
@@ -115,6 +129,12 @@ impl Listener for QuicListener {
     fn local_addr(&self) -> io::Result<SocketAddr> {
         self.endpoint.local_addr()
     }
+
+    /// Connections arriving while the acceptor's connection limit is reached are refused
+    /// before their handshake (the client gets a prompt `CONNECTION_REFUSED`).
+    fn admission_limits(&mut self, limits: &AcceptorLimits) {
+        let _ = self.limits.set(limits.clone());
+    }
 }
 
 type Handshake = BoxFuture<'static, Option<(QuicStream, SocketAddr)>>;
@@ -125,8 +145,9 @@ async fn drive(
     endpoint: Endpoint,
     config: ValidQuicConfig,
     ready: mpsc::Sender<(QuicStream, SocketAddr)>,
+    limits: Arc<OnceLock<AcceptorLimits>>,
 ) {
-    if !serve(&endpoint, &config, &ready).await {
+    if !serve(&endpoint, &config, &ready, &limits).await {
         return;
     }
     drop(ready);
@@ -151,6 +172,7 @@ async fn serve(
     endpoint: &Endpoint,
     config: &ValidQuicConfig,
     ready: &mpsc::Sender<(QuicStream, SocketAddr)>,
+    limits: &OnceLock<AcceptorLimits>,
 ) -> bool {
     let mut pending: FuturesUnordered<Handshake> = FuturesUnordered::new();
     loop {
@@ -173,6 +195,16 @@ async fn serve(
                     tracing::debug!("QUIC endpoint closed");
                     return false;
                 };
+                if let Some(limits) = limits.get().filter(|l| l.is_full()) {
+                    tracing::debug!(
+                        peer.addr = %incoming.remote_address(),
+                        max_connections = ?limits.max_connections(),
+                        "connection limit reached; refusing before the handshake",
+                    );
+                    limits.count_over_limit();
+                    incoming.refuse();
+                    continue;
+                }
                 if pending.len() >= config.max_pending_handshakes {
                     tracing::warn!(
                         peer.addr = %incoming.remote_address(),
