@@ -43,6 +43,10 @@ fn apps() -> AppDirectory {
 
 impl Harness {
     async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    async fn start_with(customize: impl FnOnce(&mut GatewayConfig)) -> Self {
         static CRYPTO: Once = Once::new();
         CRYPTO.call_once(|| {
             let _ = rustls::crypto::ring::default_provider().install_default();
@@ -55,6 +59,7 @@ impl Harness {
             .reliable_capacity(1);
         let mut config = GatewayConfig::default();
         config.rooms(rooms).room_config("demo", "calm:*", calm);
+        customize(&mut config);
         let gateway = Gateway::builder()
             .tcp("127.0.0.1:0".parse().unwrap())
             .apps(["demo".to_owned(), "other".to_owned()])
@@ -259,4 +264,36 @@ async fn shed_droppable_and_a_full_reliable_store_get_documented_answers() {
     assert_eq!(status, 400, "{body}");
     let (status, _) = h.get("/v1/rooms/nowhere", DEMO_KEY).await;
     assert_eq!(status, 404);
+}
+
+/// An app at its own room quota is told so with 429 (its own limit, not an
+/// outage), and another app still opens rooms.
+#[tokio::test]
+async fn an_app_at_its_room_quota_gets_429_and_others_are_unaffected() {
+    let h = Harness::start_with(|config| {
+        config.max_rooms_per_app(2);
+    })
+    .await;
+    for room in ["quota:1", "quota:2"] {
+        let reply = h.publish(room, json!({"payload": "hi"})).await;
+        assert_eq!(reply.0, 200, "{room}: {reply:?}");
+    }
+    let (status, body) = h.publish("quota:3", json!({"payload": "hi"})).await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["error"]["code"], "quota_exceeded", "{body}");
+    // A room the app already has still takes messages.
+    assert_eq!(
+        h.publish("quota:1", json!({"payload": "again"})).await.0,
+        200
+    );
+    let other = h
+        .send(
+            h.http
+                .post(format!("{}/v1/rooms/quota:9/publish", h.base))
+                .bearer_auth(OTHER_KEY)
+                .header("content-type", "application/json")
+                .body(json!({"payload": "hi"}).to_string()),
+        )
+        .await;
+    assert_eq!(other.0, 200, "{other:?}");
 }

@@ -5,7 +5,7 @@
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use pike_api::server::{PushError, RoomError};
+use pike_api::server::{PushError, RoomError, RoomScope};
 
 use super::model::{ErrorBody, ErrorDetail};
 
@@ -29,6 +29,9 @@ pub enum ErrorCode {
     /// 422: a tag or whole-app push reaches more aliases than the gateway's
     /// limit (use a room).
     TooManyRecipients,
+    /// 429: the app is at its own quota (live rooms of the app); nothing
+    /// was done; retry once the app uses less (idle rooms go away).
+    QuotaExceeded,
     /// 503: a live room's reliable store is full; nothing was dropped to
     /// make room, the message was not taken; retry later.
     RoomFull,
@@ -55,6 +58,7 @@ impl ErrorCode {
             Self::MethodNotAllowed => "method_not_allowed",
             Self::PayloadTooLarge => "payload_too_large",
             Self::TooManyRecipients => "too_many_recipients",
+            Self::QuotaExceeded => "quota_exceeded",
             Self::RoomFull => "room_full",
             Self::Unavailable => "unavailable",
             Self::Overloaded => "overloaded",
@@ -72,6 +76,7 @@ impl ErrorCode {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::TooManyRecipients => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::QuotaExceeded => StatusCode::TOO_MANY_REQUESTS,
             Self::RoomFull => StatusCode::SERVICE_UNAVAILABLE,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
@@ -208,6 +213,10 @@ impl From<RoomError> for ApiError {
         match error {
             RoomError::Invalid(message) => Self::invalid(message),
             e @ RoomError::ReliableFull { .. } => Self::new(ErrorCode::RoomFull, e.to_string()),
+            e @ RoomError::TooManyRooms {
+                scope: RoomScope::App,
+                ..
+            } => Self::new(ErrorCode::QuotaExceeded, e.to_string()),
             e @ RoomError::TooManyRooms { .. } => Self::new(ErrorCode::Unavailable, e.to_string()),
             RoomError::ShuttingDown => Self::new(
                 ErrorCode::Unavailable,
