@@ -179,7 +179,7 @@ async fn a_hello_field_beyond_its_limit_is_refused_and_others_still_connect() {
         ..ClientHello::default()
     };
     match Raw::connect(addr, hello).await {
-        Err(HandshakeError::Rejected { code, message }) => {
+        Err(HandshakeError::Rejected { code, message, .. }) => {
             assert_eq!(code, ErrorCode::InvalidArgument);
             assert!(message.contains("device_id"), "{message}");
         }

@@ -239,7 +239,7 @@ async fn oversized_device_id_is_refused_with_invalid_argument() {
         ..Default::default()
     };
     match tntunnel::connect(io, hello, &TunnelConfig::default()).await {
-        Err(HandshakeError::Rejected { code, message }) => {
+        Err(HandshakeError::Rejected { code, message, .. }) => {
             assert_eq!(code, ErrorCode::InvalidArgument);
             assert!(message.contains("device_id"), "{message}");
             assert!(message.contains("128"), "{message}");
