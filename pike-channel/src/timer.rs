@@ -87,7 +87,13 @@ pub(crate) struct TimerTable<T, const N: usize> {
 
 impl<T: TimerKind, const N: usize> TimerTable<T, N> {
     pub(crate) fn new() -> Self {
-        debug_assert_eq!(T::VALUES.len(), N);
+        // A table sized apart from its kinds fails to compile, not at run time.
+        const {
+            assert!(
+                T::VALUES.len() == N,
+                "a timer table has one slot per timer kind"
+            )
+        };
         Self {
             data: [None; N],
             kind: PhantomData,
