@@ -5,138 +5,17 @@
 mod support;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use pike_api::server::{
-    Append, Appended, BoxFuture, Delivery, Gateway, MemoryStore, PUSH_FRAME_OVERHEAD, PushError,
-    PushHandle, PushRequest, ReadBatch, Store, StoreError, StreamKey, Target, UplinkRecord,
+    Delivery, Gateway, MemoryStore, PUSH_FRAME_OVERHEAD, PushError, PushHandle, PushRequest, Store,
+    StreamKey, Target,
 };
+use support::gated_store::GatedStore;
 use support::{
     ChannelProxy, ClientConfig, ClientEvent, ClientOptions, LIMIT, Message, PikeClient, TestTls,
     Wire, connector, trace_init,
 };
-use tokio::sync::Notify;
-
-/// A [`MemoryStore`] whose appends, while the gate is closed, commit and
-/// then hold their answer until [`CommitGate::open`]: a commit whose fsync
-/// is slow to come back, with the data already on disk.
-#[derive(Debug, Default)]
-struct CommitGate {
-    inner: MemoryStore,
-    closed: AtomicBool,
-    committed: Notify,
-    gate: Notify,
-}
-
-impl CommitGate {
-    fn close(&self) {
-        self.closed.store(true, Ordering::SeqCst);
-    }
-
-    fn open(&self) {
-        self.closed.store(false, Ordering::SeqCst);
-        self.gate.notify_waiters();
-    }
-}
-
-impl Store for CommitGate {
-    fn append(&self, batch: Vec<Append>) -> BoxFuture<'_, Result<Vec<Appended>, StoreError>> {
-        Box::pin(async move {
-            let result = self.inner.append(batch).await;
-            if self.closed.load(Ordering::SeqCst) {
-                let opened = self.gate.notified();
-                self.committed.notify_one();
-                opened.await;
-            }
-            result
-        })
-    }
-
-    fn read(
-        &self,
-        stream: StreamKey,
-        after: u64,
-        max: usize,
-        now: u64,
-    ) -> BoxFuture<'_, Result<ReadBatch, StoreError>> {
-        self.inner.read(stream, after, max, now)
-    }
-
-    fn set_position(
-        &self,
-        stream: StreamKey,
-        device: String,
-        seq: u64,
-    ) -> BoxFuture<'_, Result<(), StoreError>> {
-        self.inner.set_position(stream, device, seq)
-    }
-
-    fn position(
-        &self,
-        stream: StreamKey,
-        device: String,
-    ) -> BoxFuture<'_, Result<Option<u64>, StoreError>> {
-        self.inner.position(stream, device)
-    }
-
-    fn update_tags(
-        &self,
-        app: String,
-        biz: String,
-        alias: String,
-        bind: Vec<String>,
-        unbind: Vec<String>,
-    ) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
-        self.inner.update_tags(app, biz, alias, bind, unbind)
-    }
-
-    fn tag_members(
-        &self,
-        app: String,
-        biz: String,
-        tag: String,
-        limit: usize,
-    ) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
-        self.inner.tag_members(app, biz, tag, limit)
-    }
-
-    fn touch_alias(
-        &self,
-        app: String,
-        biz: String,
-        alias: String,
-    ) -> BoxFuture<'_, Result<(), StoreError>> {
-        self.inner.touch_alias(app, biz, alias)
-    }
-
-    fn aliases(
-        &self,
-        app: String,
-        biz: String,
-        limit: usize,
-    ) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
-        self.inner.aliases(app, biz, limit)
-    }
-
-    fn uplink_record(
-        &self,
-        stream: StreamKey,
-        key: String,
-    ) -> BoxFuture<'_, Result<Option<UplinkRecord>, StoreError>> {
-        self.inner.uplink_record(stream, key)
-    }
-
-    fn record_uplink(
-        &self,
-        stream: StreamKey,
-        key: String,
-        record: UplinkRecord,
-        now: u64,
-    ) -> BoxFuture<'_, Result<(), StoreError>> {
-        self.inner.record_uplink(stream, key, record, now)
-    }
-}
 
 fn push(payload: impl Into<Bytes>) -> PushRequest {
     PushRequest {
@@ -206,11 +85,11 @@ async fn next_message(client: &PikeClient) -> Message {
 #[tokio::test]
 async fn a_push_dropped_mid_commit_still_reaches_the_online_device() {
     let _trace = trace_init();
-    let store = Arc::new(CommitGate::default());
+    let store = Arc::new(GatedStore::default());
     let (pusher, client, _tls) = gateway_and_client(store.clone()).await;
 
-    store.close();
-    let committed = store.committed.notified();
+    store.appends.close();
+    let committed = store.appends.held.notified();
     let caller = tokio::spawn({
         let pusher = pusher.clone();
         async move { pusher.push(push("committed")).await }
@@ -226,7 +105,7 @@ async fn a_push_dropped_mid_commit_still_reaches_the_online_device() {
         outcome.as_ref().is_err_and(|e| e.is_cancelled()),
         "the caller was dropped mid-commit: {outcome:?}"
     );
-    store.open();
+    store.appends.open();
 
     let message = next_message(&client).await;
     assert_eq!(&message.payload[..], b"committed");

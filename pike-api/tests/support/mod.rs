@@ -3,6 +3,8 @@
 //! that never wait longer than `LIMIT`.
 #![allow(dead_code, unused_imports, unreachable_pub)]
 
+pub mod gated_store;
+
 use std::sync::Arc;
 use std::time::Duration;
 
