@@ -20,9 +20,10 @@ use tunnelkit::{
 };
 
 use super::auth::{AllowAll, AuthError, BoxAuthenticator, LoginGrant, LoginRequest};
+use super::clock::unix_ms;
 use super::config::GatewayConfig;
 use super::connection::{self, Accepted, release_idle_buffers};
-use super::hub::{Hub, unix_ms};
+use super::hub::Hub;
 use super::push::PushHandle;
 use super::registry::ConnCommand;
 use super::store::{MemoryStore, Store};

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio_util::sync::CancellationToken;
 
 use super::auth::BoxAuthenticator;
+use super::clock::unix_ms;
 use super::config::GatewayConfig;
 use super::registry::{ConnId, Registry};
 use super::room::Rooms;
@@ -84,11 +85,4 @@ impl Hub {
             .as_ref()
             .is_none_or(|apps| apps.contains(app))
     }
-}
-
-/// Wall-clock time, unix milliseconds.
-pub(crate) fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

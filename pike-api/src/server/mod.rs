@@ -34,6 +34,7 @@
 //! How it works is in `docs/gateway.md`.
 
 mod auth;
+mod clock;
 mod config;
 mod connection;
 mod gateway;

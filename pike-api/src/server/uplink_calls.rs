@@ -20,7 +20,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use proto::tunnel::ErrorCode;
 use tokio::sync::watch;
 
-use super::hub::{Hub, unix_ms};
+use super::clock::unix_ms;
+use super::hub::Hub;
 use super::store::{StoreError, StreamKey, UplinkRecord};
 use super::uplink::{UplinkError, UplinkRequest};
 

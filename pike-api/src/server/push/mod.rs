@@ -1,12 +1,15 @@
 //! Pushing downlink: [`PushHandle`], cheap to clone, usable from any task.
 
+mod rooms;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use proto::tunnel::ErrorCode;
 
-use super::hub::{Hub, unix_ms};
+use super::clock::unix_ms;
+use super::hub::Hub;
 use super::registry::{CommandSender, ConnCommand, ConnectionInfo, ConnectionPage};
 use super::store::{Append, StoreError, StoredMessage, StreamKey};
 use super::trace::{self, TraceEvent};

@@ -1,0 +1,164 @@
+//! Logins: authentication, the store's login snapshot, the route, and the
+//! stream state a granted login starts with; logout and expiry.
+
+use std::collections::VecDeque;
+
+use pike_channel::StreamId;
+use proto::tunnel::ErrorCode;
+use tokio::time::Instant;
+use tower::ServiceExt as _;
+
+use super::{Conn, LoginReady, StreamState, Work, now};
+use crate::server::auth::{AuthError, LoginRequest};
+use crate::server::clock::unix_ms;
+use crate::server::login_expiry;
+use crate::server::registry::LoginInfo;
+use crate::server::store::{StoreError, StreamKey};
+
+impl Conn {
+    pub(super) fn login(
+        &mut self,
+        stream: StreamId,
+        biz: String,
+        alias: String,
+        credential: String,
+        saved_route: String,
+        last_acked: u64,
+    ) {
+        // Traced once the authenticator has answered: an unauthenticated
+        // biz and alias are the client's word only.
+        metrics::counter!("pike_login_requests_total").increment(1);
+        let hub = self.hub.clone();
+        let request = LoginRequest {
+            app: self.app().to_owned(),
+            device_id: self.device_id().to_owned(),
+            connection_token: self.token.clone(),
+            biz: biz.clone(),
+            alias: alias.clone(),
+            credential,
+        };
+        self.start(Box::pin(async move {
+            let result = async {
+                let auth = hub.auth.clone();
+                let grant = auth.oneshot(request.clone()).await?;
+                let key = StreamKey::new(&request.app, &request.biz, &request.alias);
+                let snapshot = hub
+                    .store
+                    .login(
+                        key,
+                        request.device_id.clone(),
+                        last_acked,
+                        hub.config.read_batch,
+                        unix_ms(),
+                    )
+                    .await
+                    .map_err(internal)?;
+                let (start_after, batch) = (snapshot.start_after, snapshot.batch);
+                let route_id = hub
+                    .uplink
+                    .route(&request.app, &request.biz, &saved_route, None)
+                    .unwrap_or_default();
+                Ok(LoginReady {
+                    route_id,
+                    start_after,
+                    batch,
+                    grant,
+                })
+            }
+            .await;
+            Work::Login {
+                stream,
+                biz,
+                alias,
+                result,
+            }
+        }));
+    }
+
+    /// Frees what a login held (logout or expiry).
+    pub(super) fn end_login(&mut self, stream: StreamId) {
+        self.streams.remove(&stream);
+        self.hub.registry.remove_login(self.id, stream);
+        self.rooms.logged_out(stream, Instant::now());
+    }
+
+    pub(super) fn login_granted(
+        &mut self,
+        stream: StreamId,
+        biz: String,
+        alias: String,
+        ready: LoginReady,
+    ) {
+        let expiry = login_expiry::expiry(&ready.grant);
+        if self
+            .channel
+            .accept_login_until(
+                stream,
+                ready.route_id.clone(),
+                ready.batch.last_seq,
+                expiry,
+                now(),
+            )
+            .is_err()
+        {
+            return;
+        }
+        self.record(
+            "auth",
+            format!("stream={} biz={biz} alias={alias} granted", stream.value()),
+        );
+        metrics::counter!("pike_logins_total", "result" => "ok").increment(1);
+        if !self.ready_reported {
+            self.ready_reported = true;
+            metrics::histogram!("pike_channel_ready_seconds")
+                .record(self.connected_at.elapsed().as_secs_f64());
+        }
+        self.record(
+            "alias-bind",
+            format!(
+                "stream={} biz={biz} alias={alias} route={} resume_after={} last_seq={} device_verified={} expires_at_ms={}",
+                stream.value(),
+                ready.route_id,
+                ready.start_after,
+                ready.batch.last_seq,
+                ready.grant.device_verified,
+                ready.grant.expires_at_ms
+            ),
+        );
+        self.hub.registry.add_login(
+            self.id,
+            LoginInfo {
+                stream,
+                biz: biz.clone(),
+                alias: alias.clone(),
+                route_id: ready.route_id.clone(),
+                since_ms: unix_ms(),
+                device_verified: ready.grant.device_verified,
+            },
+        );
+        let key = StreamKey::new(self.app(), biz, alias);
+        self.streams.insert(
+            stream,
+            StreamState {
+                key,
+                next_seq: ready.start_after + 1,
+                last_known: ready.batch.last_seq,
+                reading: true,
+                sent_at: VecDeque::new(),
+                route_id: ready.route_id,
+                uplink_queue: VecDeque::new(),
+                uplink_busy: false,
+                device_verified: ready.grant.device_verified,
+            },
+        );
+        self.read_done(stream, Ok(ready.batch));
+        // The login's read happened before it was registered for
+        // notifications: read once more so that a message stored in between
+        // is not left waiting for the next push.
+        self.catch_up(stream);
+    }
+}
+
+pub(super) fn internal(e: StoreError) -> AuthError {
+    AuthError::new(ErrorCode::Internal, e.to_string())
+}
