@@ -23,6 +23,7 @@ use super::auth::{AllowAll, AuthError, BoxAuthenticator, LoginGrant, LoginReques
 use super::clock::unix_ms;
 use super::config::GatewayConfig;
 use super::connection::{self, Accepted, release_idle_buffers};
+use super::engine::{Engine, EngineFactory};
 use super::hub::Hub;
 use super::push::PushHandle;
 use super::registry::ConnCommand;
@@ -54,7 +55,7 @@ pub struct GatewayBuilder {
     tcp: Vec<SocketAddr>,
     tls: Vec<(SocketAddr, TlsServerConfig)>,
     quic: Vec<(SocketAddr, TlsServerConfig)>,
-    store: Option<Arc<dyn Store>>,
+    engine: Option<EngineFactory>,
     auth: Option<BoxAuthenticator>,
     uplink: Option<Arc<dyn UplinkHandler>>,
     config: GatewayConfig,
@@ -94,9 +95,22 @@ impl GatewayBuilder {
         self
     }
 
-    /// The store (default: [`MemoryStore`], not durable).
+    /// The store of the single-node engine (default: [`MemoryStore`], not
+    /// durable). Replaces an [`engine`](Self::engine) set before.
     pub fn store(mut self, store: Arc<dyn Store>) -> Self {
-        self.store = Some(store);
+        self.engine = Some(Box::new(move |node| Engine::embedded(store, node)));
+        self
+    }
+
+    /// Another engine than the single-node one, e.g. a cluster's: `factory`
+    /// builds it from the gateway's [`NodeSink`](super::engine::NodeSink),
+    /// through which the engine hands live traffic to this node.
+    /// Replaces a [`store`](Self::store) set before.
+    pub fn engine(
+        mut self,
+        factory: impl FnOnce(Arc<dyn super::engine::NodeSink>) -> Engine + Send + 'static,
+    ) -> Self {
+        self.engine = Some(Box::new(factory));
         self
     }
 
@@ -143,7 +157,9 @@ impl GatewayBuilder {
         let limits =
             AcceptorLimits::new(&acceptor).map_err(|e| GatewayError::Config(e.to_string()))?;
         let hub = Arc::new(Hub::new(
-            self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
+            self.engine.unwrap_or_else(|| {
+                Box::new(|node| Engine::embedded(Arc::new(MemoryStore::new()), node))
+            }),
             self.auth.unwrap_or_else(|| BoxAuthenticator::new(AllowAll)),
             self.uplink.unwrap_or_else(|| Arc::new(NoUplink)),
             self.config,
@@ -205,7 +221,7 @@ impl Gateway {
             tcp: Vec::new(),
             tls: Vec::new(),
             quic: Vec::new(),
-            store: None,
+            engine: None,
             auth: None,
             uplink: None,
             config: GatewayConfig::default(),

@@ -37,6 +37,7 @@ mod auth;
 mod clock;
 mod config;
 mod connection;
+pub mod engine;
 mod gateway;
 mod hub;
 mod login_expiry;

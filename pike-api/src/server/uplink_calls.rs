@@ -21,8 +21,9 @@ use proto::tunnel::ErrorCode;
 use tokio::sync::watch;
 
 use super::clock::unix_ms;
+use super::engine::EngineError;
 use super::hub::Hub;
-use super::store::{StoreError, StreamKey, UplinkRecord};
+use super::store::{StreamKey, UplinkRecord};
 use super::uplink::{UplinkError, UplinkRequest};
 
 /// How many times an uplink message is offered to backends (re-routing
@@ -136,14 +137,18 @@ impl Drop for Entry<'_> {
 /// dedup record when it was delivered before, re-routes after a route
 /// failure, records the delivery before the client is acked.
 async fn deliver_once(hub: &Hub, key: StreamKey, mut request: UplinkRequest) -> Outcome {
-    let store_error = |e: StoreError| UplinkError {
-        code: ErrorCode::Internal,
+    let store_error = |e: EngineError| UplinkError {
+        code: match e {
+            EngineError::Unavailable(_) => ErrorCode::Overloaded,
+            EngineError::Failed(_) => ErrorCode::Internal,
+        },
         message: e.to_string(),
         route_failed: false,
     };
     if let Some(record) = hub
-        .store
-        .uplink_record(key.clone(), request.idempotency_key.clone())
+        .engine
+        .uplinks
+        .delivered(key.clone(), request.idempotency_key.clone())
         .await
         .map_err(store_error)?
     {
@@ -161,8 +166,9 @@ async fn deliver_once(hub: &Hub, key: StreamKey, mut request: UplinkRequest) -> 
         match hub.uplink.deliver(request.clone()).await {
             Ok(()) => {
                 let route_id = request.route_id.clone();
-                hub.store
-                    .record_uplink(
+                hub.engine
+                    .uplinks
+                    .record(
                         key,
                         request.idempotency_key,
                         UplinkRecord {

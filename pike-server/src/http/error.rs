@@ -200,6 +200,10 @@ impl From<PushError> for ApiError {
                 ErrorCode::Unavailable,
                 "the gateway is shutting down; nothing was pushed; retry on another gateway",
             ),
+            PushError::Unavailable(reason) => Self::new(
+                ErrorCode::Unavailable,
+                format!("{reason}; nothing was pushed; retry later"),
+            ),
             e => {
                 tracing::error!(error = %e, "push failed");
                 Self::new(ErrorCode::Internal, "the push failed unexpectedly")

@@ -8,7 +8,8 @@ use tokio::time::Instant;
 
 use super::{Conn, Work, now};
 use crate::server::clock::unix_ms;
-use crate::server::store::{ReadBatch, StoreError, StoredMessage, StreamKey};
+use crate::server::engine::{EngineError, Position};
+use crate::server::store::{ReadBatch, StoredMessage, StreamKey};
 use crate::server::trace;
 
 impl Conn {
@@ -24,10 +25,14 @@ impl Conn {
         state.reading = true;
         let hub = self.hub.clone();
         let key = state.key.clone();
-        let after = state.next_seq - 1;
+        let after = Position {
+            seq: state.next_seq - 1,
+            cursor: state.read_cursor,
+        };
         self.start(Box::pin(async move {
             let result = hub
-                .store
+                .engine
+                .inbox
                 .read(key, after, hub.config.read_batch, unix_ms())
                 .await;
             Work::Read { stream, result }
@@ -67,7 +72,7 @@ impl Conn {
         self.catch_up(stream);
     }
 
-    pub(super) fn read_done(&mut self, stream: StreamId, result: Result<ReadBatch, StoreError>) {
+    pub(super) fn read_done(&mut self, stream: StreamId, result: Result<ReadBatch, EngineError>) {
         let Some(state) = self.streams.get_mut(&stream) else {
             return;
         };
@@ -107,7 +112,10 @@ impl Conn {
                 metrics::counter!("pike_downlink_sent_total", "kind" => "reliable").increment(1);
                 if let Some(state) = self.streams.get_mut(&stream) {
                     state.next_seq = message.seq + 1;
-                    state.sent_at.push_back((message.seq, Instant::now()));
+                    state.read_cursor = message.cursor;
+                    state
+                        .sent_at
+                        .push_back((message.seq, message.cursor, Instant::now()));
                 }
                 trace::lock(&self.trace).downlink(
                     unix_ms(),
@@ -126,19 +134,33 @@ impl Conn {
             return;
         };
         let at = Instant::now();
-        while let Some(&(s, sent)) = state.sent_at.front() {
+        // The cursor of the acked message when this connection sent it;
+        // else (an ack of what an earlier connection was sent) the last
+        // one known below it, which an engine reads on from and skips.
+        let mut acked = Position {
+            seq,
+            cursor: state.acked.cursor,
+        };
+        while let Some(&(s, cursor, sent)) = state.sent_at.front() {
             if s > seq {
                 break;
             }
             state.sent_at.pop_front();
+            acked.cursor = cursor;
             metrics::counter!("pike_downlink_acked_total").increment(1);
             metrics::histogram!("pike_downlink_ack_seconds").record((at - sent).as_secs_f64());
         }
+        if acked.seq <= state.acked.seq {
+            // Nothing new to save (a repeated or stale ack).
+            self.fill(stream);
+            return;
+        }
+        state.acked = acked;
         let hub = self.hub.clone();
         let key = state.key.clone();
         let device = self.device_id().to_owned();
         self.start(Box::pin(async move {
-            if let Err(e) = hub.store.set_position(key, device, seq).await {
+            if let Err(e) = hub.engine.inbox.ack(key, device, acked).await {
                 tracing::warn!(error = %e, "saving a device position failed");
             }
             Work::Done

@@ -68,7 +68,11 @@ impl Conn {
                     state.key.alias.clone(),
                 );
                 self.start(Box::pin(async move {
-                    let result = hub.store.update_tags(app, biz, alias, bind, unbind).await;
+                    let result = hub
+                        .engine
+                        .directory
+                        .update_tags(app, biz, alias, bind, unbind)
+                        .await;
                     Work::Tags {
                         stream,
                         request_id,
@@ -151,7 +155,7 @@ impl Conn {
                 alias,
                 result,
             } => match result {
-                Ok(ready) => self.login_granted(stream, biz, alias, ready),
+                Ok(ready) => self.login_granted(stream, biz, alias, *ready),
                 Err(e) => {
                     metrics::counter!("pike_logins_total", "result" => "refused").increment(1);
                     self.record(

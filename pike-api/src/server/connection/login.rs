@@ -8,12 +8,14 @@ use proto::tunnel::ErrorCode;
 use tokio::time::Instant;
 use tower::ServiceExt as _;
 
+use super::interests::{self, Interests};
 use super::{Conn, LoginReady, StreamState, Work, now};
 use crate::server::auth::{AuthError, LoginRequest};
 use crate::server::clock::unix_ms;
+use crate::server::engine::EngineError;
 use crate::server::login_expiry;
 use crate::server::registry::LoginInfo;
-use crate::server::store::{StoreError, StreamKey};
+use crate::server::store::StreamKey;
 
 impl Conn {
     pub(super) fn login(
@@ -42,8 +44,19 @@ impl Conn {
                 let auth = hub.auth.clone();
                 let grant = auth.oneshot(request.clone()).await?;
                 let key = StreamKey::new(&request.app, &request.biz, &request.alias);
-                let snapshot = hub
-                    .store
+                // Live traffic first, then the read: a message stored in
+                // between arrives both ways, and the sequence numbers drop
+                // the copy; the other order could miss it.
+                let interests = Interests::subscribe(
+                    &hub,
+                    &key,
+                    grant.device_verified.then_some(request.device_id.as_str()),
+                )
+                .await
+                .map_err(internal)?;
+                let start = hub
+                    .engine
+                    .inbox
                     .login(
                         key,
                         request.device_id.clone(),
@@ -53,17 +66,18 @@ impl Conn {
                     )
                     .await
                     .map_err(internal)?;
-                let (start_after, batch) = (snapshot.start_after, snapshot.batch);
                 let route_id = hub
                     .uplink
                     .route(&request.app, &request.biz, &saved_route, None)
                     .unwrap_or_default();
-                Ok(LoginReady {
+                Ok(Box::new(LoginReady {
                     route_id,
-                    start_after,
-                    batch,
+                    start_after: start.start_after,
+                    saved: start.position.unwrap_or_default(),
+                    batch: start.batch,
                     grant,
-                })
+                    interests,
+                }))
             }
             .await;
             Work::Login {
@@ -75,9 +89,25 @@ impl Conn {
         }));
     }
 
+    /// Gives back the engine subscriptions of a login that ends.
+    pub(super) fn release(&self, state: &StreamState) {
+        let device = state.device_verified.then(|| self.device_id());
+        interests::release(&self.hub, &state.key, device);
+    }
+
+    /// Gives back the subscriptions of every login (the connection ends).
+    pub(super) fn release_all(&mut self) {
+        for (_, state) in self.streams.iter() {
+            self.release(state);
+        }
+        self.streams = Default::default();
+    }
+
     /// Frees what a login held (logout or expiry).
     pub(super) fn end_login(&mut self, stream: StreamId) {
-        self.streams.remove(&stream);
+        if let Some(state) = self.streams.remove(&stream) {
+            self.release(&state);
+        }
         self.hub.registry.remove_login(self.id, stream);
         self.rooms.logged_out(stream, Instant::now());
     }
@@ -101,6 +131,7 @@ impl Conn {
             )
             .is_err()
         {
+            // `ready.interests` gives its subscriptions back.
             return;
         }
         self.record(
@@ -119,7 +150,7 @@ impl Conn {
                 "stream={} biz={biz} alias={alias} route={} resume_after={} last_seq={} device_verified={} expires_at_ms={}",
                 stream.value(),
                 ready.route_id,
-                ready.start_after,
+                ready.start_after.seq,
                 ready.batch.last_seq,
                 ready.grant.device_verified,
                 ready.grant.expires_at_ms
@@ -141,7 +172,9 @@ impl Conn {
             stream,
             StreamState {
                 key,
-                next_seq: ready.start_after + 1,
+                next_seq: ready.start_after.seq + 1,
+                read_cursor: ready.start_after.cursor,
+                acked: ready.saved,
                 last_known: ready.batch.last_seq,
                 reading: true,
                 sent_at: VecDeque::new(),
@@ -151,6 +184,7 @@ impl Conn {
                 device_verified: ready.grant.device_verified,
             },
         );
+        ready.interests.keep();
         self.read_done(stream, Ok(ready.batch));
         // The login's read happened before it was registered for
         // notifications: read once more so that a message stored in between
@@ -159,6 +193,12 @@ impl Conn {
     }
 }
 
-pub(super) fn internal(e: StoreError) -> AuthError {
-    AuthError::new(ErrorCode::Internal, e.to_string())
+/// A login the engine could not serve: `OVERLOADED` (retry later) when the
+/// shared state is unreachable, `INTERNAL` otherwise.
+pub(super) fn internal(e: EngineError) -> AuthError {
+    let code = match e {
+        EngineError::Unavailable(_) => ErrorCode::Overloaded,
+        EngineError::Failed(_) => ErrorCode::Internal,
+    };
+    AuthError::new(code, e.to_string())
 }

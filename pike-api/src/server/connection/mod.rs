@@ -18,22 +18,25 @@ use tokio::time::Instant;
 
 use super::auth::{AuthError, LoginGrant};
 use super::clock::unix_ms;
+use super::engine::{EngineError, Position};
 use super::hub::Hub;
 use super::login_expiry::RefreshDone;
 use super::registry::{ConnEntry, ConnId, ConnShared};
 use super::room::ConnRooms;
 use super::small_map::SmallMap;
-use super::store::{BoxFuture, ReadBatch, StoreError, StreamKey};
+use super::store::{BoxFuture, ReadBatch, StreamKey};
 use super::trace::{self, SharedTrace};
 use super::uplink::UplinkError;
 
 mod commands;
 mod downlink;
 mod events;
+mod interests;
 mod io;
 mod login;
 mod uplink;
 
+use self::interests::Interests;
 pub(crate) use self::io::release_idle_buffers;
 use self::io::{next_work, sleep_until};
 use self::uplink::PendingUplink;
@@ -57,11 +60,11 @@ enum Work {
         stream: StreamId,
         biz: String,
         alias: String,
-        result: Result<LoginReady, AuthError>,
+        result: Result<Box<LoginReady>, AuthError>,
     },
     Read {
         stream: StreamId,
-        result: Result<ReadBatch, StoreError>,
+        result: Result<ReadBatch, EngineError>,
     },
     Uplink {
         stream: StreamId,
@@ -71,7 +74,7 @@ enum Work {
     Tags {
         stream: StreamId,
         request_id: u32,
-        result: Result<Vec<String>, StoreError>,
+        result: Result<Vec<String>, EngineError>,
     },
     Refresh(RefreshDone),
     Done,
@@ -80,9 +83,13 @@ enum Work {
 /// What a granted login needs to start.
 struct LoginReady {
     route_id: String,
-    start_after: u64,
+    start_after: Position,
+    /// The device's saved position (zero if none).
+    saved: Position,
     batch: ReadBatch,
     grant: LoginGrant,
+    /// Given back if the login is not granted after all.
+    interests: Interests,
 }
 
 /// Reliable downlink state of one login.
@@ -90,12 +97,17 @@ struct StreamState {
     key: StreamKey,
     /// The next sequence number to push.
     next_seq: u64,
+    /// The engine cursor of message `next_seq - 1`: reads go on after it.
+    read_cursor: u64,
+    /// The highest position saved for the device.
+    acked: Position,
     /// The highest sequence known to exist in the store.
     last_known: u64,
     /// A store read is in flight.
     reading: bool,
-    /// Push times of in-flight messages, for the ack latency metric.
-    sent_at: VecDeque<(u64, Instant)>,
+    /// In-flight messages (sequence number, engine cursor, push time), for
+    /// the acked position and the ack latency metric.
+    sent_at: VecDeque<(u64, u64, Instant)>,
     /// The login's business id and alias are `key.biz` and `key.alias`.
     route_id: String,
     /// Uplink messages waiting for their turn (delivered one at a time).
@@ -126,6 +138,7 @@ where
     } = start(hub, *accepted);
     tracing::Instrument::instrument(conn.drive(&mut framed, shared), span).await;
 
+    conn.release_all();
     conn.hub.registry.remove(conn.id);
     metrics::gauge!("pike_connections", "transport" => transport).decrement(1.0);
 }
