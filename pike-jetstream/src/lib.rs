@@ -1,0 +1,87 @@
+//! Pike's cluster primitives on NATS JetStream: the layer below the engine
+//! seam of `pike-api` (docs/design/cluster-plan.md §4–§7, §10).
+//!
+//! One [`Cluster`] per gateway node holds one NATS connection and, created
+//! idempotently at [`Cluster::connect`]:
+//!
+//! - the stream `PIKE_DOWNLINK` (subjects `dl.<app>.<biz>.<alias>`, file
+//!   storage, `Nats-Msg-Id` dedup, direct get, republish `dl.>` → `live.>`,
+//!   the log's epoch in its metadata `pike_epoch`);
+//! - the bucket `PIKE_POSITIONS` (file; per-device acked positions, forward
+//!   only by compare-and-set);
+//! - the bucket `PIKE_PRESENCE` (memory; per-key TTL; takeover by
+//!   compare-and-set, signalled on `ctl.<node>`).
+//!
+//! Operations:
+//!
+//! - the downlink log: [`Cluster::append`] (dense per-alias sequence numbers
+//!   by compare-and-set on the subject, idempotent per msg id) and
+//!   [`Cluster::read`] (batched direct get);
+//! - positions: [`Cluster::ack`], [`Cluster::position`];
+//! - presence: [`Cluster::claim`], [`Cluster::release`], [`Cluster::holder`],
+//!   [`Cluster::send_control`], [`Cluster::control`];
+//! - live routing: [`Cluster::subscribe_live`], [`Cluster::publish_transient`];
+//! - [`Cluster::health`] and [`Cluster::epoch`].
+//!
+//! Every operation checks the connection first and fails at once with
+//! [`Error::Unavailable`] while NATS is unreachable: nothing is buffered to
+//! be delivered later. Every wait has a deadline and every retry loop a bound.
+//! Ids go into subjects and keys through [`tok`].
+//!
+//! ```no_run
+//! use bytes::Bytes;
+//! use futures_util::StreamExt;
+//! use pike_jetstream::{Cluster, ClusterConfig, LiveMessage, LoginKey, MessageMeta, Position, StreamKey};
+//!
+//! # async fn demo() -> Result<(), pike_jetstream::Error> {
+//! let urls = vec!["nats://127.0.0.1:4222".to_string(), "nats://127.0.0.1:4223".to_string()];
+//! let cluster = Cluster::connect(ClusterConfig::new(urls, "gw1")).await?;
+//! let alias = StreamKey::new("demo", "chat", "chat:u42")?;
+//! let mut live = cluster.subscribe_live(&alias).await?;
+//!
+//! let meta = MessageMeta { message_id: 7, priority: 0, expires_at_ms: 0 };
+//! let appended = cluster.append(&alias, "push-1", meta, Bytes::from_static(b"hi")).await?;
+//! assert_eq!(appended.seq, 1); // a new alias starts at 1
+//!
+//! let batch = cluster.read(&alias, 0, 64).await?;
+//! if let Some(LiveMessage::Stored { message, .. }) = live.next().await {
+//!     assert_eq!(message.seq, batch.messages[0].seq);
+//! }
+//! let device = LoginKey::of(alias, "phone-1")?;
+//! let at = Position { epoch: cluster.epoch(), seq: appended.seq, cursor: appended.cursor };
+//! cluster.ack(&device, at).await?;
+//! assert_eq!(cluster.position(&device).await?, Some(at));
+//! # Ok(())
+//! # }
+//! ```
+
+mod bootstrap;
+mod cluster;
+mod config;
+mod direct_get;
+mod error;
+mod health;
+mod keys;
+mod live;
+mod log;
+mod message;
+mod positions;
+mod presence;
+mod tok;
+
+pub use cluster::Cluster;
+pub use config::ClusterConfig;
+pub use direct_get::MAX_BATCH;
+pub use error::{Error, Result};
+pub use health::Health;
+pub use keys::{
+    DOWNLINK_STREAM, LoginKey, MAX_ID_BYTES, POSITIONS_BUCKET, PRESENCE_BUCKET, StreamKey,
+};
+pub use live::{LiveMessage, LiveStream};
+pub use log::{
+    Appended, MAX_APPEND_ATTEMPTS, MAX_LANES, MAX_MSG_ID_BYTES, MAX_PAYLOAD_BYTES, ReadBatch,
+};
+pub use message::{LogMessage, MessageMeta};
+pub use positions::{AckOutcome, MAX_ACK_ATTEMPTS, Position};
+pub use presence::{ControlStream, Holder, MAX_CONTROL_BYTES, MAX_CLAIM_ATTEMPTS, MAX_HOLDER_TOKEN_BYTES};
+pub use tok::{MAX_TOKEN, tok, untok};
