@@ -1,6 +1,11 @@
 //! The crate's error type and the classification of async-nats errors.
 
 use async_nats::jetstream::ErrorCode;
+use async_nats::jetstream::context::{
+    CreateStreamError, CreateStreamErrorKind, GetStreamError, GetStreamErrorKind, PublishError,
+    PublishErrorKind,
+};
+use async_nats::jetstream::stream::{LastRawMessageError, LastRawMessageErrorKind};
 
 /// JetStream error 10071: "wrong last sequence: N" (a compare-and-set lost).
 pub(crate) const WRONG_LAST_SEQUENCE: u64 = 10071;
@@ -32,11 +37,27 @@ pub enum Error {
 /// The crate's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// The JetStream API error code somewhere in an error's `source()` chain.
+/// The JetStream API error code somewhere in an error's `source()` chain,
+/// or in the kind of the async-nats errors that carry it there instead.
 pub(crate) fn js_code(error: &(dyn std::error::Error + 'static)) -> Option<u64> {
     let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
     while let Some(e) = current {
         if let Some(js) = e.downcast_ref::<async_nats::jetstream::Error>() {
+            return Some(js.error_code().0);
+        }
+        if let Some(create) = e.downcast_ref::<CreateStreamError>()
+            && let CreateStreamErrorKind::JetStream(js) = create.kind()
+        {
+            return Some(js.error_code().0);
+        }
+        if let Some(get) = e.downcast_ref::<GetStreamError>()
+            && let GetStreamErrorKind::JetStream(js) = get.kind()
+        {
+            return Some(js.error_code().0);
+        }
+        if let Some(last) = e.downcast_ref::<LastRawMessageError>()
+            && let LastRawMessageErrorKind::JetStream(js) = last.kind()
+        {
             return Some(js.error_code().0);
         }
         current = e.source();
@@ -56,6 +77,17 @@ pub(crate) fn is_cas_conflict(error: &(dyn std::error::Error + 'static)) -> bool
 /// timeouts, "no responders" (a leader election), a broken connection, and
 /// "stream not found" while a leader is elected (plan §14.4).
 pub(crate) fn is_transient(error: &(dyn std::error::Error + 'static)) -> bool {
+    if let Some(publish) = error.downcast_ref::<PublishError>()
+        && matches!(
+            publish.kind(),
+            PublishErrorKind::TimedOut
+                | PublishErrorKind::BrokenPipe
+                | PublishErrorKind::StreamNotFound
+                | PublishErrorKind::MaxAckPending
+        )
+    {
+        return true;
+    }
     if let Some(code) = js_code(error) {
         // 10008 cluster not available, 10023 insufficient resources during
         // elections, 10059 stream not found (transient during an election).

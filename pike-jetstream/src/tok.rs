@@ -115,12 +115,23 @@ mod tests {
 
     proptest! {
         #[test]
-        fn roundtrip(id in ".{0,60}") {
+        fn roundtrip(id in ".{0,50}") {
             let t = tok(&id);
             prop_assert!(t.bytes().all(|b| passes(b) || b == b'='));
-            if t.len() <= MAX_TOKEN {
+            prop_assert!(t.len() <= MAX_TOKEN);
+            if t.starts_with(HASHED_PREFIX) {
+                prop_assert_eq!(t.len(), 34);
+                prop_assert_eq!(untok(&t), None);
+            } else {
                 prop_assert_eq!(untok(&t), Some(id));
             }
+        }
+
+        #[test]
+        fn printable_ids_roundtrip_unhashed(id in "[ -~]{1,42}") {
+            let t = tok(&id);
+            prop_assert!(!t.starts_with(HASHED_PREFIX));
+            prop_assert_eq!(untok(&t), Some(id));
         }
 
         #[test]
