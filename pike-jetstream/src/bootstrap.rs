@@ -102,7 +102,7 @@ pub(crate) async fn downlink(
         {
             Err(_) => break,
             Ok(Ok(mut stream)) => {
-                let info = stream.info().await.map(|i| i.clone());
+                let info = stream.info().await.cloned();
                 match info {
                     Ok(info) => {
                         let epoch = epoch_of(&info)?;
@@ -113,10 +113,13 @@ pub(crate) async fn downlink(
             }
             Ok(Err(e)) if js_code(&e) == Some(STREAM_NAME_EXIST) => {
                 match js.get_stream(DOWNLINK_STREAM).await {
-                    Ok(mut stream) => match stream.info().await.map(|i| i.clone()) {
+                    Ok(mut stream) => match stream.info().await.cloned() {
                         Ok(info) => {
                             let existing = epoch_of(&info)?;
-                            tracing::info!(epoch = existing, "adopted the existing downlink stream");
+                            tracing::info!(
+                                epoch = existing,
+                                "adopted the existing downlink stream"
+                            );
                             return Ok((stream, existing));
                         }
                         Err(e) => last_error = format!("stream info: {e}"),

@@ -70,7 +70,9 @@ pub(crate) async fn next_by_subject(
             None | Some(StatusCode::OK) => {
                 let headers = reply.headers.unwrap_or_default();
                 let Some(cursor) = header_u64(&headers, NATS_SEQUENCE) else {
-                    return Err(Error::Failed("direct get: a reply without Nats-Sequence".into()));
+                    return Err(Error::Failed(
+                        "direct get: a reply without Nats-Sequence".into(),
+                    ));
                 };
                 batch.pending = header_u64(&headers, "Nats-Num-Pending").unwrap_or(0);
                 batch.messages.push(Raw {

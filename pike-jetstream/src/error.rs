@@ -94,9 +94,17 @@ pub(crate) fn is_transient(error: &(dyn std::error::Error + 'static)) -> bool {
         return code == ErrorCode::CLUSTER_NOT_AVAILABLE.0 || code == 10059 || code == 10023;
     }
     let text = error.to_string().to_ascii_lowercase();
-    ["timed out", "timeout", "no responders", "503", "broken pipe", "disconnect", "not found"]
-        .iter()
-        .any(|needle| text.contains(needle))
+    [
+        "timed out",
+        "timeout",
+        "no responders",
+        "503",
+        "broken pipe",
+        "disconnect",
+        "not found",
+    ]
+    .iter()
+    .any(|needle| text.contains(needle))
 }
 
 impl Error {

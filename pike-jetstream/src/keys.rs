@@ -151,7 +151,10 @@ mod tests {
 
     #[test]
     fn limits() {
-        assert!(matches!(StreamKey::new("", "b", "c"), Err(Error::Invalid(_))));
+        assert!(matches!(
+            StreamKey::new("", "b", "c"),
+            Err(Error::Invalid(_))
+        ));
         assert!(StreamKey::new("a", "b", &"x".repeat(MAX_ID_BYTES)).is_ok());
         assert!(matches!(
             StreamKey::new("a", "b", &"x".repeat(MAX_ID_BYTES + 1)),

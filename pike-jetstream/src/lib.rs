@@ -83,5 +83,7 @@ pub use log::{
 };
 pub use message::{LogMessage, MessageMeta};
 pub use positions::{AckOutcome, MAX_ACK_ATTEMPTS, Position};
-pub use presence::{ControlStream, Holder, MAX_CONTROL_BYTES, MAX_CLAIM_ATTEMPTS, MAX_HOLDER_TOKEN_BYTES};
+pub use presence::{
+    ControlStream, Holder, MAX_CLAIM_ATTEMPTS, MAX_CONTROL_BYTES, MAX_HOLDER_TOKEN_BYTES,
+};
 pub use tok::{MAX_TOKEN, tok, untok};

@@ -59,11 +59,14 @@ pub struct ReadBatch {
 /// (stream seq, Pike-Seq).
 #[derive(Debug, Default)]
 pub(crate) struct Lanes {
-    lanes: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<(u64, u64)>>>>>,
+    lanes: Mutex<HashMap<String, Lane>>,
 }
 
+/// One alias's lane: its last (stream seq, Pike-Seq) when known.
+type Lane = Arc<tokio::sync::Mutex<Option<(u64, u64)>>>;
+
 impl Lanes {
-    fn lane(&self, subject: &str) -> Arc<tokio::sync::Mutex<Option<(u64, u64)>>> {
+    fn lane(&self, subject: &str) -> Lane {
         let mut lanes = self.lanes.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(lane) = lanes.get(subject) {
             return lane.clone();
@@ -248,14 +251,12 @@ impl Cluster {
 
     /// The Pike-Seq of the message at stream sequence `cursor` (leader read).
     async fn seq_at(&self, cursor: u64, deadline: Instant) -> Result<u64> {
-        let message =
-            tokio::time::timeout_at(deadline, self.downlink().get_raw_message(cursor))
-                .await
-                .map_err(|_| Error::Unavailable("message get timed out".into()))?
-                .map_err(|e| Error::from_nats("message get", &e))?;
-        header_u64(&message.headers, PIKE_SEQ).ok_or_else(|| {
-            Error::Failed(format!("message {cursor} has no {PIKE_SEQ} header"))
-        })
+        let message = tokio::time::timeout_at(deadline, self.downlink().get_raw_message(cursor))
+            .await
+            .map_err(|_| Error::Unavailable("message get timed out".into()))?
+            .map_err(|e| Error::from_nats("message get", &e))?;
+        header_u64(&message.headers, PIKE_SEQ)
+            .ok_or_else(|| Error::Failed(format!("message {cursor} has no {PIKE_SEQ} header")))
     }
 
     /// Up to `max` (at most [`MAX_BATCH`]) messages of the alias stream `key`

@@ -98,9 +98,10 @@ impl Cluster {
             {
                 return Ok(AckOutcome::Stale);
             }
-            let result = tokio::time::timeout_at(deadline, store.update(&key, at.encode(), revision))
-                .await
-                .map_err(|_| Error::Unavailable("ack: timed out".into()))?;
+            let result =
+                tokio::time::timeout_at(deadline, store.update(&key, at.encode(), revision))
+                    .await
+                    .map_err(|_| Error::Unavailable("ack: timed out".into()))?;
             match result {
                 Ok(_) => return Ok(AckOutcome::Moved),
                 Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision || is_cas_conflict(&e) => {
@@ -124,19 +125,31 @@ impl Cluster {
             .1)
     }
 
-    async fn position_entry(&self, store: &kv::Store, key: &str, deadline: Instant) -> Result<Current> {
+    async fn position_entry(
+        &self,
+        store: &kv::Store,
+        key: &str,
+        deadline: Instant,
+    ) -> Result<Current> {
         let entry = tokio::time::timeout_at(deadline, store.entry(key))
             .await
             .map_err(|_| Error::Unavailable("position: timed out".into()))?
             .map_err(|e| Error::from_nats("position", &e))?;
         Ok(match entry {
             None => (0, None),
-            Some(e) if e.operation == kv::Operation::Put => (e.revision, Position::decode(&e.value)),
+            Some(e) if e.operation == kv::Operation::Put => {
+                (e.revision, Position::decode(&e.value))
+            }
             Some(e) => (e.revision, None),
         })
     }
 
-    async fn position_leader(&self, store: &kv::Store, key: &str, deadline: Instant) -> Result<Current> {
+    async fn position_leader(
+        &self,
+        store: &kv::Store,
+        key: &str,
+        deadline: Instant,
+    ) -> Result<Current> {
         let subject = format!("$KV.{POSITIONS_BUCKET}.{key}");
         let message = tokio::time::timeout_at(
             deadline,
@@ -159,7 +172,11 @@ mod tests {
 
     #[test]
     fn value_roundtrip() {
-        let p = Position { epoch: 7, seq: 42, cursor: 1 << 40 };
+        let p = Position {
+            epoch: 7,
+            seq: 42,
+            cursor: 1 << 40,
+        };
         assert_eq!(Position::decode(&p.encode()), Some(p));
         assert_eq!(Position::decode(b"short"), None);
         assert_eq!(Position::decode(&[0u8; 25]), None);

@@ -108,7 +108,10 @@ impl Cluster {
         for attempt in 0..MAX_CLAIM_ATTEMPTS {
             let (revision, current) = self.presence_read(&key, attempt > 0, deadline).await?;
             let previous = current.filter(|h| !h.same_connection(me));
-            match self.presence_write(&key, me.encode(), revision, deadline).await? {
+            match self
+                .presence_write(&key, me.encode(), revision, deadline)
+                .await?
+            {
                 true => return Ok(previous),
                 false => tokio::time::sleep(Duration::from_millis(fastrand::u64(1..=5))).await,
             }
@@ -132,13 +135,17 @@ impl Cluster {
             }
             let result = tokio::time::timeout_at(
                 deadline,
-                self.presence_kv().delete_expect_revision(&key, Some(revision)),
+                self.presence_kv()
+                    .delete_expect_revision(&key, Some(revision)),
             )
             .await
             .map_err(|_| Error::Unavailable("release: timed out".into()))?;
             match result {
                 Ok(()) => return Ok(true),
-                Err(e) if is_cas_conflict(&e) || e.kind() == DeleteErrorKind::Other && e.to_string().contains("wrong last sequence") => {}
+                Err(e)
+                    if is_cas_conflict(&e)
+                        || e.kind() == DeleteErrorKind::Other
+                            && e.to_string().contains("wrong last sequence") => {}
                 Err(e) => return Err(Error::from_nats("release", &e)),
             }
         }
@@ -151,7 +158,10 @@ impl Cluster {
     pub async fn holder(&self, login: &LoginKey) -> Result<Option<Holder>> {
         self.ensure_ready()?;
         let deadline = Instant::now() + self.config().request_timeout;
-        Ok(self.presence_read(&login.kv_key(), false, deadline).await?.1)
+        Ok(self
+            .presence_read(&login.kv_key(), false, deadline)
+            .await?
+            .1)
     }
 
     /// Sends `payload` to node `node`'s control subject `ctl.<node>` (core
@@ -201,7 +211,9 @@ impl Cluster {
                 .map_err(|e| Error::from_nats("presence", &e))?;
             return Ok(match entry {
                 None => (0, None),
-                Some(e) if e.operation == kv::Operation::Put => (e.revision, Holder::decode(&e.value)),
+                Some(e) if e.operation == kv::Operation::Put => {
+                    (e.revision, Holder::decode(&e.value))
+                }
                 Some(e) => (e.revision, None),
             });
         }
@@ -217,7 +229,10 @@ impl Cluster {
             Ok(m) => {
                 let put = m.headers.get("KV-Operation").is_none()
                     && m.headers.get("Nats-Marker-Reason").is_none();
-                (m.sequence, put.then(|| Holder::decode(&m.payload)).flatten())
+                (
+                    m.sequence,
+                    put.then(|| Holder::decode(&m.payload)).flatten(),
+                )
             }
             Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => (0, None),
             Err(e) => return Err(Error::from_nats("presence", &e)),
@@ -227,7 +242,13 @@ impl Cluster {
     /// Writes `value` at `key` with the presence TTL if the key is still at
     /// `revision`; `false` on a conflict. async-nats has no
     /// `update_with_ttl`: a publish with both headers (plan §4.5).
-    async fn presence_write(&self, key: &str, value: Bytes, revision: u64, deadline: Instant) -> Result<bool> {
+    async fn presence_write(
+        &self,
+        key: &str,
+        value: Bytes,
+        revision: u64,
+        deadline: Instant,
+    ) -> Result<bool> {
         let ttl = Duration::from_secs(self.config().presence_ttl.as_secs().max(1));
         let message = PublishMessage::build()
             .payload(value)
@@ -244,7 +265,9 @@ impl Cluster {
         .map_err(|_| Error::Unavailable("presence write: timed out".into()))?;
         match outcome {
             Ok(_) => Ok(true),
-            Err(e) if e.kind() == PublishErrorKind::WrongLastSequence || is_cas_conflict(&e) => Ok(false),
+            Err(e) if e.kind() == PublishErrorKind::WrongLastSequence || is_cas_conflict(&e) => {
+                Ok(false)
+            }
             Err(e) => Err(Error::from_nats("presence write", &e)),
         }
     }

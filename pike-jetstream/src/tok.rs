@@ -94,7 +94,11 @@ mod tests {
         assert_eq!(tok("é"), "=C3=A9");
         assert_eq!(untok("chat=3Au42").as_deref(), Some("chat:u42"));
         assert_ne!(tok(""), "=");
-        assert_eq!(untok("=41"), None, "an escaped passing byte is not canonical");
+        assert_eq!(
+            untok("=41"),
+            None,
+            "an escaped passing byte is not canonical"
+        );
         assert_eq!(untok("=3a"), None, "lower-case hex is not canonical");
         assert_eq!(untok("a.b"), None);
     }

@@ -4,7 +4,9 @@ mod support;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -52,7 +54,7 @@ async fn downlink_leader(url: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bootstrap_is_idempotent_and_adopts_the_epoch() {
-    let nats = NatsCluster::start();
+    let nats = NatsCluster::start().await;
     let a = Cluster::connect(nats.config("gw1", vec![nats.url(0)]))
         .await
         .expect("first node bootstraps");
@@ -75,11 +77,20 @@ async fn bootstrap_is_idempotent_and_adopts_the_epoch() {
     let info = stream.info().await.expect("info");
     assert_eq!(info.config.max_messages_per_subject, 10_000);
     assert_eq!(info.config.num_replicas, 3);
-    assert_eq!(info.config.metadata.get("pike_epoch"), Some(&a.epoch().to_string()));
+    assert_eq!(
+        info.config.metadata.get("pike_epoch"),
+        Some(&a.epoch().to_string())
+    );
     // Every node works on the same log.
     let key = StreamKey::new("demo", "chat", "u1").unwrap();
-    let first = b.append(&key, "m1", meta(1), Bytes::from_static(b"x")).await.unwrap();
-    let second = c.append(&key, "m2", meta(2), Bytes::from_static(b"y")).await.unwrap();
+    let first = b
+        .append(&key, "m1", meta(1), Bytes::from_static(b"x"))
+        .await
+        .unwrap();
+    let second = c
+        .append(&key, "m2", meta(2), Bytes::from_static(b"y"))
+        .await
+        .unwrap();
     assert_eq!((first.seq, second.seq), (1, 2));
     // Bad configuration is refused with a clear error, before any I/O.
     let bad = Cluster::connect(nats.config("gw.1", nats.urls())).await;
@@ -88,8 +99,10 @@ async fn bootstrap_is_idempotent_and_adopts_the_epoch() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn append_and_read_give_dense_per_alias_sequences() {
-    let nats = NatsCluster::start();
-    let cluster = Cluster::connect(nats.config("gw1", nats.urls())).await.unwrap();
+    let nats = NatsCluster::start().await;
+    let cluster = Cluster::connect(nats.config("gw1", nats.urls()))
+        .await
+        .unwrap();
     let a = StreamKey::new("demo", "chat", "chat:u42").unwrap();
     let b = StreamKey::new("demo", "chat", "u43").unwrap();
     let mut seqs_a = Vec::new();
@@ -107,10 +120,18 @@ async fn append_and_read_give_dense_per_alias_sequences() {
         assert!(!appended.duplicate);
         seqs_a.push(appended);
         if i < 3 {
-            seqs_b.push(cluster.append(&b, &format!("b{i}"), meta(i), Bytes::from(format!("b-{i}"))).await.unwrap());
+            seqs_b.push(
+                cluster
+                    .append(&b, &format!("b{i}"), meta(i), Bytes::from(format!("b-{i}")))
+                    .await
+                    .unwrap(),
+            );
         }
     }
-    assert_eq!(seqs_a.iter().map(|x| x.seq).collect::<Vec<_>>(), [1, 2, 3, 4, 5]);
+    assert_eq!(
+        seqs_a.iter().map(|x| x.seq).collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5]
+    );
     assert_eq!(seqs_b.iter().map(|x| x.seq).collect::<Vec<_>>(), [1, 2, 3]);
     assert!(seqs_a.windows(2).all(|w| w[0].cursor < w[1].cursor));
 
@@ -129,10 +150,16 @@ async fn append_and_read_give_dense_per_alias_sequences() {
 
     // Paging: 2 at a time, resuming after the last cursor.
     let page = cluster.read(&a, 0, 2).await.unwrap();
-    assert_eq!(page.messages.iter().map(|m| m.seq).collect::<Vec<_>>(), [1, 2]);
+    assert_eq!(
+        page.messages.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        [1, 2]
+    );
     assert_eq!(page.pending, 3);
     let rest = cluster.read(&a, page.last_cursor, 64).await.unwrap();
-    assert_eq!(rest.messages.iter().map(|m| m.seq).collect::<Vec<_>>(), [3, 4, 5]);
+    assert_eq!(
+        rest.messages.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        [3, 4, 5]
+    );
     // Up to date: nothing, cursor unchanged.
     let none = cluster.read(&a, seqs_a[4].cursor, 64).await.unwrap();
     assert!(none.messages.is_empty());
@@ -141,44 +168,76 @@ async fn append_and_read_give_dense_per_alias_sequences() {
     assert_eq!(read_all(&cluster, &b).await.len(), 3);
     // Over-long ids and payloads are refused, nothing stored.
     let too_big = Bytes::from(vec![0u8; pike_jetstream::MAX_PAYLOAD_BYTES + 1]);
-    assert!(matches!(cluster.append(&a, "big", meta(0), too_big).await, Err(Error::Invalid(_))));
-    assert!(matches!(cluster.append(&a, "", meta(0), Bytes::new()).await, Err(Error::Invalid(_))));
+    assert!(matches!(
+        cluster.append(&a, "big", meta(0), too_big).await,
+        Err(Error::Invalid(_))
+    ));
+    assert!(matches!(
+        cluster.append(&a, "", meta(0), Bytes::new()).await,
+        Err(Error::Invalid(_))
+    ));
     assert_eq!(read_all(&cluster, &a).await.len(), 5);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_repeated_msg_id_returns_the_first_outcome_and_stores_once() {
-    let nats = NatsCluster::start();
-    let gw1 = Cluster::connect(nats.config("gw1", vec![nats.url(0)])).await.unwrap();
-    let gw2 = Cluster::connect(nats.config("gw2", vec![nats.url(2)])).await.unwrap();
+    let nats = NatsCluster::start().await;
+    let gw1 = Cluster::connect(nats.config("gw1", vec![nats.url(0)]))
+        .await
+        .unwrap();
+    let gw2 = Cluster::connect(nats.config("gw2", vec![nats.url(2)]))
+        .await
+        .unwrap();
     let key = StreamKey::new("demo", "chat", "u1").unwrap();
-    let first = gw1.append(&key, "push-1", meta(1), Bytes::from_static(b"one")).await.unwrap();
-    let other = gw1.append(&key, "push-2", meta(2), Bytes::from_static(b"two")).await.unwrap();
+    let first = gw1
+        .append(&key, "push-1", meta(1), Bytes::from_static(b"one"))
+        .await
+        .unwrap();
+    let other = gw1
+        .append(&key, "push-2", meta(2), Bytes::from_static(b"two"))
+        .await
+        .unwrap();
     // Retried through another node, with another payload: the first outcome.
-    let again = gw2.append(&key, "push-1", meta(1), Bytes::from_static(b"changed")).await.unwrap();
+    let again = gw2
+        .append(&key, "push-1", meta(1), Bytes::from_static(b"changed"))
+        .await
+        .unwrap();
     assert!(again.duplicate);
     assert_eq!((again.seq, again.cursor), (first.seq, first.cursor));
     assert_eq!(other.seq, 2);
     // The same msg id on another alias is another message.
     let key2 = StreamKey::new("demo", "chat", "u2").unwrap();
-    let elsewhere = gw1.append(&key2, "push-1", meta(1), Bytes::from_static(b"u2")).await.unwrap();
+    let elsewhere = gw1
+        .append(&key2, "push-1", meta(1), Bytes::from_static(b"u2"))
+        .await
+        .unwrap();
     assert!(!elsewhere.duplicate);
     assert_eq!(elsewhere.seq, 1);
     let stored = read_all(&gw1, &key).await;
     assert_eq!(stored.iter().map(|m| m.seq).collect::<Vec<_>>(), [1, 2]);
     assert_eq!(stored[0].payload, Bytes::from_static(b"one"));
     // The next append continues after the duplicate.
-    assert_eq!(gw2.append(&key, "push-3", meta(3), Bytes::new()).await.unwrap().seq, 3);
+    assert_eq!(
+        gw2.append(&key, "push-3", meta(3), Bytes::new())
+            .await
+            .unwrap()
+            .seq,
+        3
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_appends_to_one_alias_get_every_seq_once() {
     const PER_NODE: usize = 10;
-    let nats = NatsCluster::start();
+    let nats = NatsCluster::start().await;
     // Three gateway nodes, one per server: appends race by compare-and-set.
     let mut nodes = Vec::new();
     for i in 0..3 {
-        nodes.push(Cluster::connect(nats.config(&format!("gw{i}"), vec![nats.url(i)])).await.unwrap());
+        nodes.push(
+            Cluster::connect(nats.config(&format!("gw{i}"), vec![nats.url(i)]))
+                .await
+                .unwrap(),
+        );
     }
     let key = Arc::new(StreamKey::new("demo", "chat", "hot").unwrap());
     let mut tasks = Vec::new();
@@ -188,7 +247,9 @@ async fn concurrent_appends_to_one_alias_get_every_seq_once() {
             let key = key.clone();
             tasks.push(tokio::spawn(async move {
                 let id = format!("n{n}-t{t}");
-                node.append(&key, &id, meta(0), Bytes::from(id.clone())).await.map(|a| (id, a))
+                node.append(&key, &id, meta(0), Bytes::from(id.clone()))
+                    .await
+                    .map(|a| (id, a))
             }));
         }
     }
@@ -199,12 +260,22 @@ async fn concurrent_appends_to_one_alias_get_every_seq_once() {
             .expect("bounded")
             .expect("task")
             .expect("append");
-        assert!(by_seq.insert(appended.seq, (id, appended.cursor)).is_none(), "seq {} twice", appended.seq);
+        assert!(
+            by_seq.insert(appended.seq, (id, appended.cursor)).is_none(),
+            "seq {} twice",
+            appended.seq
+        );
     }
     let total = 3 * PER_NODE as u64;
-    assert_eq!(by_seq.keys().copied().collect::<Vec<_>>(), (1..=total).collect::<Vec<_>>());
+    assert_eq!(
+        by_seq.keys().copied().collect::<Vec<_>>(),
+        (1..=total).collect::<Vec<_>>()
+    );
     let stored = read_all(&nodes[0], &key).await;
-    assert_eq!(stored.iter().map(|m| m.seq).collect::<Vec<_>>(), (1..=total).collect::<Vec<_>>());
+    assert_eq!(
+        stored.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        (1..=total).collect::<Vec<_>>()
+    );
     for m in &stored {
         let (id, cursor) = &by_seq[&m.seq];
         assert_eq!((&m.payload, m.cursor), (&Bytes::from(id.clone()), *cursor));
@@ -213,18 +284,33 @@ async fn concurrent_appends_to_one_alias_get_every_seq_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn positions_only_move_forward() {
-    let nats = NatsCluster::start();
-    let gw1 = Cluster::connect(nats.config("gw1", vec![nats.url(0)])).await.unwrap();
-    let gw2 = Cluster::connect(nats.config("gw2", vec![nats.url(1)])).await.unwrap();
+    let nats = NatsCluster::start().await;
+    let gw1 = Cluster::connect(nats.config("gw1", vec![nats.url(0)]))
+        .await
+        .unwrap();
+    let gw2 = Cluster::connect(nats.config("gw2", vec![nats.url(1)]))
+        .await
+        .unwrap();
     let epoch = gw1.epoch();
     let device = LoginKey::new("demo", "chat", "u1", "phone 1").unwrap();
     assert_eq!(gw1.position(&device).await.unwrap(), None);
-    let at = move |seq: u64| Position { epoch, seq, cursor: seq * 10 };
+    let at = move |seq: u64| Position {
+        epoch,
+        seq,
+        cursor: seq * 10,
+    };
     assert_eq!(gw1.ack(&device, at(5)).await.unwrap(), AckOutcome::Moved);
     assert_eq!(gw2.ack(&device, at(3)).await.unwrap(), AckOutcome::Stale);
     assert_eq!(gw2.ack(&device, at(5)).await.unwrap(), AckOutcome::Stale);
-    let other_epoch = Position { epoch: epoch ^ 1, seq: 99, cursor: 990 };
-    assert_eq!(gw2.ack(&device, other_epoch).await.unwrap(), AckOutcome::Stale);
+    let other_epoch = Position {
+        epoch: epoch ^ 1,
+        seq: 99,
+        cursor: 990,
+    };
+    assert_eq!(
+        gw2.ack(&device, other_epoch).await.unwrap(),
+        AckOutcome::Stale
+    );
     assert_eq!(gw2.position(&device).await.unwrap(), Some(at(5)));
 
     // Two nodes race forward on one key: odd seqs on one, even on the other.
@@ -238,7 +324,10 @@ async fn positions_only_move_forward() {
         }));
     }
     for task in tasks {
-        tokio::time::timeout(Duration::from_secs(60), task).await.expect("bounded").expect("task");
+        tokio::time::timeout(Duration::from_secs(60), task)
+            .await
+            .expect("bounded")
+            .expect("task");
     }
     assert_eq!(gw1.position(&device).await.unwrap(), Some(at(40)));
     assert_eq!(gw1.ack(&device, at(39)).await.unwrap(), AckOutcome::Stale);
@@ -249,9 +338,13 @@ async fn positions_only_move_forward() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn presence_claim_takeover_and_release() {
-    let nats = NatsCluster::start();
-    let gw_a = Cluster::connect(nats.config("gwA", vec![nats.url(0)])).await.unwrap();
-    let gw_b = Cluster::connect(nats.config("gwB", vec![nats.url(2)])).await.unwrap();
+    let nats = NatsCluster::start().await;
+    let gw_a = Cluster::connect(nats.config("gwA", vec![nats.url(0)]))
+        .await
+        .unwrap();
+    let gw_b = Cluster::connect(nats.config("gwB", vec![nats.url(2)]))
+        .await
+        .unwrap();
     let mut control_a = gw_a.control().await.unwrap();
     let login = LoginKey::new("demo", "chat", "u1", "phone").unwrap();
     let holder = |node: &str, token: &str| Holder {
@@ -275,10 +368,15 @@ async fn presence_claim_takeover_and_release() {
     let deadline = Instant::now() + Duration::from_secs(10);
     let received = loop {
         gw_b.send_control("gwA", takeover.clone()).await.unwrap();
-        if let Ok(Some(got)) = tokio::time::timeout(Duration::from_millis(200), control_a.next()).await {
+        if let Ok(Some(got)) =
+            tokio::time::timeout(Duration::from_millis(200), control_a.next()).await
+        {
             break got;
         }
-        assert!(Instant::now() < deadline, "ctl.gwA never received the takeover");
+        assert!(
+            Instant::now() < deadline,
+            "ctl.gwA never received the takeover"
+        );
     };
     assert_eq!(received, takeover);
     // A's late release does not remove B's claim.
@@ -290,39 +388,66 @@ async fn presence_claim_takeover_and_release() {
     assert_eq!(gw_a.claim(&login, &a).await.unwrap(), None);
     // Bad input is refused.
     let bad = holder("gw.A", "t");
-    assert!(matches!(gw_a.claim(&login, &bad).await, Err(Error::Invalid(_))));
-    assert!(matches!(gw_a.send_control("a b", Bytes::new()).await, Err(Error::Invalid(_))));
+    assert!(matches!(
+        gw_a.claim(&login, &bad).await,
+        Err(Error::Invalid(_))
+    ));
+    assert!(matches!(
+        gw_a.send_control("a b", Bytes::new()).await,
+        Err(Error::Invalid(_))
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_republish_reaches_a_subscriber_on_another_nats_node() {
-    let nats = NatsCluster::start();
-    let reader = Cluster::connect(nats.config("gw1", vec![nats.url(0)])).await.unwrap();
-    let writer = Cluster::connect(nats.config("gw3", vec![nats.url(2)])).await.unwrap();
+    let nats = NatsCluster::start().await;
+    let reader = Cluster::connect(nats.config("gw1", vec![nats.url(0)]))
+        .await
+        .unwrap();
+    let writer = Cluster::connect(nats.config("gw3", vec![nats.url(2)]))
+        .await
+        .unwrap();
     let key = StreamKey::new("demo", "chat", "chat:u42").unwrap();
     let mut live = reader.subscribe_live(&key).await.unwrap();
     // Wait (bounded) until the interest has reached every server: a
     // transient probe from a client on each server arrives.
     for i in 0..3 {
-        let probe_node = Cluster::connect(nats.config(&format!("probe{i}"), vec![nats.url(i)])).await.unwrap();
+        let probe_node = Cluster::connect(nats.config(&format!("probe{i}"), vec![nats.url(i)]))
+            .await
+            .unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            probe_node.publish_transient(&key, meta(i as u64), Bytes::from_static(b"probe")).await.unwrap();
+            probe_node
+                .publish_transient(&key, meta(i as u64), Bytes::from_static(b"probe"))
+                .await
+                .unwrap();
             if let Ok(Some(LiveMessage::Transient { meta, .. })) =
                 tokio::time::timeout(Duration::from_millis(200), live.next()).await
                 && meta.message_id == i as u64
             {
                 break;
             }
-            assert!(Instant::now() < deadline, "interest never reached server {i}");
+            assert!(
+                Instant::now() < deadline,
+                "interest never reached server {i}"
+            );
         }
     }
     // Drain leftover probes.
     while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(300), live.next()).await {}
 
-    let first = writer.append(&key, "p1", meta(11), Bytes::from_static(b"one")).await.unwrap();
-    let second = writer.append(&key, "p2", meta(12), Bytes::from_static(b"two")).await.unwrap();
-    writer.publish_transient(&key, meta(13), Bytes::from_static(b"now")).await.unwrap();
+    let first = writer
+        .append(&key, "p1", meta(11), Bytes::from_static(b"one"))
+        .await
+        .unwrap();
+    let second = writer
+        .append(&key, "p2", meta(12), Bytes::from_static(b"two"))
+        .await
+        .unwrap();
+    writer
+        .publish_transient(&key, meta(13), Bytes::from_static(b"now"))
+        .await
+        .unwrap();
     let mut got = Vec::new();
     while got.len() < 3 {
         let next = tokio::time::timeout(Duration::from_secs(5), live.next())
@@ -332,36 +457,65 @@ async fn live_republish_reaches_a_subscriber_on_another_nats_node() {
         got.push(next);
     }
     match &got[0] {
-        LiveMessage::Stored { message, previous_cursor } => {
-            assert_eq!((message.seq, message.cursor, *previous_cursor), (1, first.cursor, 0));
+        LiveMessage::Stored {
+            message,
+            previous_cursor,
+        } => {
+            assert_eq!(
+                (message.seq, message.cursor, *previous_cursor),
+                (1, first.cursor, 0)
+            );
             assert_eq!(message.payload, Bytes::from_static(b"one"));
             assert_eq!(message.meta.message_id, 11);
         }
         other => panic!("expected the stored message, got {other:?}"),
     }
     match &got[1] {
-        LiveMessage::Stored { message, previous_cursor } => {
-            assert_eq!((message.seq, message.cursor, *previous_cursor), (2, second.cursor, first.cursor));
+        LiveMessage::Stored {
+            message,
+            previous_cursor,
+        } => {
+            assert_eq!(
+                (message.seq, message.cursor, *previous_cursor),
+                (2, second.cursor, first.cursor)
+            );
         }
         other => panic!("expected the stored message, got {other:?}"),
     }
     assert_eq!(
         got[2],
-        LiveMessage::Transient { meta: meta(13), payload: Bytes::from_static(b"now") }
+        LiveMessage::Transient {
+            meta: meta(13),
+            payload: Bytes::from_static(b"now")
+        }
     );
     // A duplicate append is not republished.
-    writer.append(&key, "p1", meta(11), Bytes::from_static(b"one")).await.unwrap();
-    writer.publish_transient(&key, meta(14), Bytes::from_static(b"marker")).await.unwrap();
-    let next = tokio::time::timeout(Duration::from_secs(5), live.next()).await.unwrap().unwrap();
-    assert!(matches!(next, LiveMessage::Transient { meta, .. } if meta.message_id == 14), "{next:?}");
+    writer
+        .append(&key, "p1", meta(11), Bytes::from_static(b"one"))
+        .await
+        .unwrap();
+    writer
+        .publish_transient(&key, meta(14), Bytes::from_static(b"marker"))
+        .await
+        .unwrap();
+    let next = tokio::time::timeout(Duration::from_secs(5), live.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(next, LiveMessage::Transient { meta, .. } if meta.message_id == 14),
+        "{next:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_of_the_stream_leader_mid_appends_loses_no_acked_append() {
     const ALIASES: usize = 6;
     const PER_ALIAS: u64 = 40;
-    let mut nats = NatsCluster::start();
-    let gw = Cluster::connect(nats.config("gw1", nats.urls())).await.unwrap();
+    let mut nats = NatsCluster::start().await;
+    let gw = Cluster::connect(nats.config("gw1", nats.urls()))
+        .await
+        .unwrap();
     let leader = downlink_leader(&nats.url(0)).await;
     let victim = NatsCluster::index_of(&leader).expect("leader name");
     let keys: Vec<StreamKey> = (0..ALIASES)
@@ -412,7 +566,10 @@ async fn sigkill_of_the_stream_leader_mid_appends_loses_no_acked_append() {
     }
     let acked = acked.lock().unwrap().clone();
     assert_eq!(acked.len(), ALIASES * PER_ALIAS as usize);
-    assert!(killed_at < acked.len(), "the kill happened before the last append");
+    assert!(
+        killed_at < acked.len(),
+        "the kill happened before the last append"
+    );
     // Every acked append is stored once, with its seq, dense 1..=PER_ALIAS.
     for key in &keys {
         let stored = read_all(&gw, key).await;
@@ -424,20 +581,31 @@ async fn sigkill_of_the_stream_leader_mid_appends_loses_no_acked_append() {
         );
         for (k, seq, id) in acked.iter().filter(|(k, ..)| k == key) {
             let m = &stored[usize::try_from(*seq - 1).unwrap()];
-            assert_eq!(m.payload, Bytes::from(id.clone()), "alias {} seq {seq}", k.alias());
+            assert_eq!(
+                m.payload,
+                Bytes::from(id.clone()),
+                "alias {} seq {seq}",
+                k.alias()
+            );
         }
         let ids: HashSet<_> = stored.iter().map(|m| m.payload.clone()).collect();
         assert_eq!(ids.len(), PER_ALIAS as usize, "no payload stored twice");
     }
-    eprintln!("killed {leader} after {killed_at} acked appends; {unavailable} appends answered Unavailable and were retried");
+    eprintln!(
+        "killed {leader} after {killed_at} acked appends; {unavailable} appends answered Unavailable and were retried"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_flips_to_unavailable_when_every_nats_node_dies() {
-    let mut nats = NatsCluster::start();
-    let gw = Cluster::connect(nats.config("gw1", nats.urls())).await.unwrap();
+    let mut nats = NatsCluster::start().await;
+    let gw = Cluster::connect(nats.config("gw1", nats.urls()))
+        .await
+        .unwrap();
     let key = StreamKey::new("demo", "chat", "u1").unwrap();
-    gw.append(&key, "before", meta(1), Bytes::new()).await.unwrap();
+    gw.append(&key, "before", meta(1), Bytes::new())
+        .await
+        .unwrap();
     assert_eq!(gw.health(), Health::Ready);
     let killed = Instant::now();
     for i in 0..3 {
@@ -446,7 +614,10 @@ async fn health_flips_to_unavailable_when_every_nats_node_dies() {
     // async-nats notices within milliseconds (7-18 ms measured); bound: 5 s.
     let deadline = killed + Duration::from_secs(5);
     while gw.health() == Health::Ready {
-        assert!(Instant::now() < deadline, "still Ready 5 s after every NATS node died");
+        assert!(
+            Instant::now() < deadline,
+            "still Ready 5 s after every NATS node died"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let flipped = killed.elapsed();
@@ -455,10 +626,22 @@ async fn health_flips_to_unavailable_when_every_nats_node_dies() {
     let append = gw.append(&key, "during", meta(2), Bytes::new()).await;
     assert!(matches!(append, Err(Error::Unavailable(_))), "{append:?}");
     let transient = gw.publish_transient(&key, meta(3), Bytes::new()).await;
-    assert!(matches!(transient, Err(Error::Unavailable(_))), "{transient:?}");
+    assert!(
+        matches!(transient, Err(Error::Unavailable(_))),
+        "{transient:?}"
+    );
     let login = LoginKey::of(key.clone(), "d").unwrap();
-    assert!(matches!(gw.position(&login).await, Err(Error::Unavailable(_))));
-    assert!(matches!(gw.send_control("gw2", Bytes::new()).await, Err(Error::Unavailable(_))));
-    assert!(started.elapsed() < Duration::from_millis(500), "refused at once, not after a timeout");
+    assert!(matches!(
+        gw.position(&login).await,
+        Err(Error::Unavailable(_))
+    ));
+    assert!(matches!(
+        gw.send_control("gw2", Bytes::new()).await,
+        Err(Error::Unavailable(_))
+    ));
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "refused at once, not after a timeout"
+    );
     eprintln!("health Unavailable {flipped:?} after the kill");
 }

@@ -9,12 +9,14 @@
 
 #![allow(dead_code, unreachable_pub)]
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::Instant;
 
 use pike_jetstream::ClusterConfig;
 
@@ -25,7 +27,8 @@ const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-const INSTALL_HINT: &str = "run `bash .ci/nats.sh install` and export PIKE_NATS_SERVER=<the path it prints>";
+const INSTALL_HINT: &str =
+    "run `bash .ci/nats.sh install` and export PIKE_NATS_SERVER=<the path it prints>";
 
 /// The nats-server binary to run (panics with the install hint).
 pub fn nats_server() -> PathBuf {
@@ -50,7 +53,10 @@ pub fn nats_server() -> PathBuf {
         let output = Command::new(&candidate).arg("--version").output();
         let version = match output {
             Ok(o) => String::from_utf8_lossy(&o.stdout).to_string(),
-            Err(e) => panic!("{}: cannot run it ({e}); {INSTALL_HINT}", candidate.display()),
+            Err(e) => panic!(
+                "{}: cannot run it ({e}); {INSTALL_HINT}",
+                candidate.display()
+            ),
         };
         // "nats-server: v2.15.1"
         let numbers: Vec<u32> = version
@@ -99,11 +105,13 @@ pub struct NatsCluster {
 impl NatsCluster {
     /// Writes the configs, starts the 3 nodes and waits (bounded) until
     /// every `/healthz` answers ok.
-    pub fn start() -> Self {
+    pub async fn start() -> Self {
         let serial = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
         let binary = nats_server();
         let dir = tempfile::tempdir().expect("temp dir");
-        let ports: Vec<(u16, u16, u16)> = (0..NODES).map(|_| (free_port(), free_port(), free_port())).collect();
+        let ports: Vec<(u16, u16, u16)> = (0..NODES)
+            .map(|_| (free_port(), free_port(), free_port()))
+            .collect();
         let routes: String = ports
             .iter()
             .map(|(_, route, _)| format!("    nats-route://127.0.0.1:{route}\n"))
@@ -134,12 +142,17 @@ impl NatsCluster {
                 child: None,
             });
         }
-        let mut cluster = Self { binary, nodes, dir, _serial: serial };
+        let mut cluster = Self {
+            binary,
+            nodes,
+            dir,
+            _serial: serial,
+        };
         for i in 0..NODES {
             cluster.spawn(i);
         }
         for i in 0..NODES {
-            cluster.wait_ready(i);
+            cluster.wait_ready(i).await;
         }
         cluster
     }
@@ -165,16 +178,20 @@ impl NatsCluster {
 
     /// Waits until node `i` (0-based) reports healthy; panics with its log
     /// after [`READY_TIMEOUT`] or if it exits.
-    pub fn wait_ready(&mut self, i: usize) {
+    pub async fn wait_ready(&mut self, i: usize) {
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
-            if healthz(self.nodes[i].http_port) {
+            if healthz(self.nodes[i].http_port).await {
                 return;
             }
             if let Some(child) = self.nodes[i].child.as_mut()
                 && let Ok(Some(status)) = child.try_wait()
             {
-                panic!("nats node {} exited ({status}):\n{}", i + 1, self.log_tail(i));
+                panic!(
+                    "nats node {} exited ({status}):\n{}",
+                    i + 1,
+                    self.log_tail(i)
+                );
             }
             assert!(
                 Instant::now() < deadline,
@@ -182,7 +199,7 @@ impl NatsCluster {
                 i + 1,
                 self.log_tail(i)
             );
-            std::thread::sleep(Duration::from_millis(100));
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
@@ -219,15 +236,19 @@ impl NatsCluster {
     }
 
     /// Starts node `i` again (same config and data) and waits for it.
-    pub fn restart(&mut self, i: usize) {
+    pub async fn restart(&mut self, i: usize) {
         self.kill(i);
         self.spawn(i);
-        self.wait_ready(i);
+        self.wait_ready(i).await;
     }
 
     /// Index (0-based) of the server named `pike-nN`.
     pub fn index_of(server_name: &str) -> Option<usize> {
-        server_name.strip_prefix("pike-n")?.parse::<usize>().ok()?.checked_sub(1)
+        server_name
+            .strip_prefix("pike-n")?
+            .parse::<usize>()
+            .ok()?
+            .checked_sub(1)
     }
 
     /// The temp dir holding configs, data and logs.
@@ -244,21 +265,26 @@ impl Drop for NatsCluster {
     }
 }
 
-/// GET /healthz answers 200 (1 s bounds on connect, write and read).
-fn healthz(port: u16) -> bool {
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) else {
-        return false;
+/// GET /healthz answers 200 (the whole exchange bounded to 2 s).
+async fn healthz(port: u16) -> bool {
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .ok()?;
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            .await
+            .ok()?;
+        let mut response = Vec::new();
+        stream
+            .take(64 * 1024)
+            .read_to_end(&mut response)
+            .await
+            .ok()?;
+        Some(response.starts_with(b"HTTP/1.1 200"))
     };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
-    let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
-    if stream
-        .write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-        .is_err()
-    {
-        return false;
-    }
-    let mut response = Vec::new();
-    let _ = stream.take(64 * 1024).read_to_end(&mut response);
-    response.starts_with(b"HTTP/1.1 200")
+    matches!(
+        tokio::time::timeout(Duration::from_secs(2), exchange).await,
+        Ok(Some(true))
+    )
 }
