@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use async_nats::Subscriber;
 use async_nats::jetstream::context::PublishErrorKind;
-use async_nats::jetstream::kv::{self, DeleteErrorKind};
+use async_nats::jetstream::kv;
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::stream::LastRawMessageErrorKind;
 use bytes::Bytes;
@@ -142,10 +142,7 @@ impl Cluster {
             .map_err(|_| Error::Unavailable("release: timed out".into()))?;
             match result {
                 Ok(()) => return Ok(true),
-                Err(e)
-                    if is_cas_conflict(&e)
-                        || e.kind() == DeleteErrorKind::Other
-                            && e.to_string().contains("wrong last sequence") => {}
+                Err(e) if is_cas_conflict(&e) => {}
                 Err(e) => return Err(Error::from_nats("release", &e)),
             }
         }

@@ -81,6 +81,38 @@ async fn bootstrap_is_idempotent_and_adopts_the_epoch() {
         info.config.metadata.get("pike_epoch"),
         Some(&a.epoch().to_string())
     );
+    assert_eq!(
+        info.config.storage,
+        async_nats::jetstream::stream::StorageType::File
+    );
+    assert!(info.config.allow_direct);
+    assert_eq!(info.config.duplicate_window, Duration::from_secs(120));
+    assert_eq!(info.config.subjects, ["dl.>"]);
+    let republish = info.config.republish.as_ref().expect("republish");
+    assert_eq!(
+        (republish.source.as_str(), republish.destination.as_str()),
+        ("dl.>", "live.>")
+    );
+    let mut positions = js
+        .get_stream("KV_PIKE_POSITIONS")
+        .await
+        .expect("positions bucket");
+    let positions = positions.info().await.expect("info").config.clone();
+    assert_eq!(
+        positions.storage,
+        async_nats::jetstream::stream::StorageType::File
+    );
+    assert_eq!(positions.num_replicas, 3);
+    let mut presence = js
+        .get_stream("KV_PIKE_PRESENCE")
+        .await
+        .expect("presence bucket");
+    let presence = presence.info().await.expect("info").config.clone();
+    assert_eq!(
+        presence.storage,
+        async_nats::jetstream::stream::StorageType::Memory
+    );
+    assert!(presence.allow_message_ttl, "per-key TTL");
     // Every node works on the same log.
     let key = StreamKey::new("demo", "chat", "u1").unwrap();
     let first = b
@@ -386,6 +418,29 @@ async fn presence_claim_takeover_and_release() {
     assert_eq!(gw_a.holder(&login).await.unwrap(), None);
     // After a release the next claim replaces nobody.
     assert_eq!(gw_a.claim(&login, &a).await.unwrap(), None);
+    // A claim nobody refreshes expires with its per-key TTL (1 s here).
+    let mut short = nats.config("gwC", vec![nats.url(1)]);
+    short.presence_ttl = Duration::from_secs(1);
+    let gw_c = Cluster::connect(short).await.unwrap();
+    let phone2 = LoginKey::new("demo", "chat", "u2", "phone").unwrap();
+    let c = holder("gwC", "tok-c");
+    assert_eq!(gw_c.claim(&phone2, &c).await.unwrap(), None);
+    assert_eq!(gw_a.holder(&phone2).await.unwrap(), Some(c.clone()));
+    let claimed = Instant::now();
+    while gw_a.holder(&phone2).await.unwrap().is_some() {
+        assert!(
+            claimed.elapsed() < Duration::from_secs(10),
+            "the claim never expired"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        claimed.elapsed() >= Duration::from_millis(900),
+        "expired early: {:?}",
+        claimed.elapsed()
+    );
+    // An expired holder is not reported as replaced.
+    assert_eq!(gw_a.claim(&phone2, &a).await.unwrap(), None);
     // Bad input is refused.
     let bad = holder("gw.A", "t");
     assert!(matches!(
@@ -644,4 +699,28 @@ async fn health_flips_to_unavailable_when_every_nats_node_dies() {
         "refused at once, not after a timeout"
     );
     eprintln!("health Unavailable {flipped:?} after the kill");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_without_nats_fails_with_unavailable_in_bounded_time() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap();
+    let mut config =
+        pike_jetstream::ClusterConfig::new(vec![format!("nats://127.0.0.1:{port}")], "gw1");
+    config.connect_timeout = Duration::from_secs(3);
+    let started = Instant::now();
+    let result = Cluster::connect(config).await;
+    assert!(matches!(result, Err(Error::Unavailable(_))), "{result:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    let none = pike_jetstream::ClusterConfig::new(Vec::new(), "gw1");
+    assert!(matches!(
+        Cluster::connect(none).await,
+        Err(Error::Invalid(_))
+    ));
 }
