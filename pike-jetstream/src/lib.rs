@@ -28,6 +28,33 @@
 //! be delivered later. Every wait has a deadline and every retry loop a bound.
 //! Ids go into subjects and keys through [`tok`].
 //!
+//! # Limits and abuse
+//!
+//! | What | Bound | Where |
+//! |---|---|---|
+//! | app, biz, alias, device id | 1..=[`MAX_ID_BYTES`] (1,024) bytes; encoded tokens over [`MAX_TOKEN`] (128) bytes are hashed | [`StreamKey::new`], [`LoginKey::new`] |
+//! | node name | `[-_a-zA-Z0-9]{1,32}` | [`ClusterConfig::node`], [`Holder::node`] |
+//! | msg id (idempotency key) | 1..=[`MAX_MSG_ID_BYTES`] (256) bytes, deduplicated for `dedup_window` (120 s) | [`Cluster::append`] |
+//! | payload | [`MAX_PAYLOAD_BYTES`] (512 KiB); the servers' `max_payload` is 1 MiB | [`Cluster::append`], [`Cluster::publish_transient`] |
+//! | one append | `append_timeout` (10 s) and [`MAX_APPEND_ATTEMPTS`] (64) tries | [`Cluster::append`] |
+//! | append lanes cached per node | [`MAX_LANES`] (4,096); idle ones dropped first | [`Cluster::append`] |
+//! | messages per read | [`MAX_BATCH`] (1,024); one `request_timeout` (2 s) | [`Cluster::read`] |
+//! | messages kept per alias | `max_messages_per_subject` (10,000), `max_age` (7 days) | stream `PIKE_DOWNLINK` |
+//! | position CAS tries | [`MAX_ACK_ATTEMPTS`] (20) within `append_timeout` | [`Cluster::ack`] |
+//! | positions kept | `positions_max_age` (30 days) | bucket `PIKE_POSITIONS` |
+//! | presence claim / release tries | [`MAX_CLAIM_ATTEMPTS`] (8) within `append_timeout` | [`Cluster::claim`], [`Cluster::release`] |
+//! | presence claim lifetime | `presence_ttl` (1 h, whole seconds); released markers kept ≤ 2 × TTL | bucket `PIKE_PRESENCE` |
+//! | holder token | 1..=[`MAX_HOLDER_TOKEN_BYTES`] (256) bytes | [`Holder::token`] |
+//! | control message | [`MAX_CONTROL_BYTES`] (64 KiB) | [`Cluster::send_control`] |
+//! | connect + bootstrap | `connect_timeout` (10 s) | [`Cluster::connect`] |
+//!
+//! Known limit of dense sequence numbers: an alias whose every message aged
+//! out (`max_age`) restarts at seq 1 in the same epoch. Expiry of single
+//! messages (`expires_at_ms`) is therefore applied by readers
+//! ([`LogMessage::expired`]), never inside JetStream.
+//!
+//! # Example
+//!
 //! ```no_run
 //! use bytes::Bytes;
 //! use futures_util::StreamExt;
