@@ -699,6 +699,35 @@ async fn health_flips_to_unavailable_when_every_nats_node_dies() {
         "refused at once, not after a timeout"
     );
     eprintln!("health Unavailable {flipped:?} after the kill");
+
+    // NATS comes back (same data): the node recovers by itself, the log and
+    // its epoch survived, and appends continue the sequence.
+    let epoch = gw.epoch();
+    nats.restart_together(&[0, 1, 2]).await;
+    let restarted = Instant::now();
+    let appended = loop {
+        match gw.append(&key, "after", meta(4), Bytes::new()).await {
+            Ok(appended) => break appended,
+            Err(Error::Unavailable(_)) => {
+                assert!(
+                    restarted.elapsed() < Duration::from_secs(60),
+                    "no append 60 s after NATS came back"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("append after the restart: {e}"),
+        }
+    };
+    assert_eq!(gw.health(), Health::Ready);
+    assert_eq!(appended.seq, 2, "the stored message survived the outage");
+    let again = Cluster::connect(nats.config("gw2", nats.urls()))
+        .await
+        .unwrap();
+    assert_eq!(again.epoch(), epoch, "same stream, same epoch");
+    eprintln!(
+        "appends work again {:?} after the restart",
+        restarted.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -242,6 +242,19 @@ impl NatsCluster {
         self.wait_ready(i).await;
     }
 
+    /// Starts the given (killed) nodes again together, then waits for each:
+    /// after a full outage one node alone never becomes healthy (no meta
+    /// quorum).
+    pub async fn restart_together(&mut self, nodes: &[usize]) {
+        for &i in nodes {
+            self.kill(i);
+            self.spawn(i);
+        }
+        for &i in nodes {
+            self.wait_ready(i).await;
+        }
+    }
+
     /// Index (0-based) of the server named `pike-nN`.
     pub fn index_of(server_name: &str) -> Option<usize> {
         server_name
