@@ -9,6 +9,7 @@ use async_nats::{Client, ConnectOptions, ServerAddr};
 
 use crate::bootstrap;
 use crate::config::ClusterConfig;
+use crate::direct_get::MAX_BATCH;
 use crate::error::{Error, Result};
 use crate::keys::check_node;
 use crate::log::Lanes;
@@ -57,6 +58,12 @@ impl Cluster {
                 config.replicas
             )));
         }
+        if config.subscription_capacity <= MAX_BATCH {
+            return Err(Error::Invalid(format!(
+                "subscription_capacity is {}, must exceed {MAX_BATCH}",
+                config.subscription_capacity
+            )));
+        }
         let addrs = config
             .urls
             .iter()
@@ -71,6 +78,7 @@ impl Cluster {
             .name(&config.node)
             .connection_timeout(config.connect_timeout.min(Duration::from_secs(5)))
             .request_timeout(Some(config.request_timeout))
+            .subscription_capacity(config.subscription_capacity)
             .reconnect_delay_callback(reconnect_delay)
             .event_callback(move |event| {
                 let node = node.clone();

@@ -30,6 +30,11 @@ pub struct ClusterConfig {
     pub positions_max_age: Duration,
     /// Per-key TTL of a presence claim (default 1 h, whole seconds).
     pub presence_ttl: Duration,
+    /// Messages buffered per subscription (a live stream, the control
+    /// stream, one read) before NATS drops them for a slow consumer
+    /// (default 4,096; at least [`MAX_BATCH`](crate::MAX_BATCH) + 1). A
+    /// dropped live message shows as a sequence gap, filled by a read.
+    pub subscription_capacity: usize,
 }
 
 impl ClusterConfig {
@@ -47,6 +52,7 @@ impl ClusterConfig {
             max_messages_per_subject: 10_000,
             positions_max_age: Duration::from_secs(30 * 24 * 3600),
             presence_ttl: Duration::from_secs(3600),
+            subscription_capacity: 4096,
         }
     }
 }

@@ -46,6 +46,7 @@
 //! | presence claim lifetime | `presence_ttl` (1 h, whole seconds); released markers kept ≤ 2 × TTL | bucket `PIKE_PRESENCE` |
 //! | holder token | 1..=[`MAX_HOLDER_TOKEN_BYTES`] (256) bytes | [`Holder::token`] |
 //! | control message | [`MAX_CONTROL_BYTES`] (64 KiB) | [`Cluster::send_control`] |
+//! | messages buffered per subscription | `subscription_capacity` (4,096), then dropped (slow consumer) | [`LiveStream`], [`ControlStream`] |
 //! | connect + bootstrap | `connect_timeout` (10 s) | [`Cluster::connect`] |
 //!
 //! Known limit of dense sequence numbers: an alias whose every message aged
