@@ -752,4 +752,11 @@ async fn connect_without_nats_fails_with_unavailable_in_bounded_time() {
         Cluster::connect(none).await,
         Err(Error::Invalid(_))
     ));
+    let mut small =
+        pike_jetstream::ClusterConfig::new(vec![format!("nats://127.0.0.1:{port}")], "gw1");
+    small.subscription_capacity = pike_jetstream::MAX_BATCH;
+    assert!(matches!(
+        Cluster::connect(small).await,
+        Err(Error::Invalid(_))
+    ));
 }

@@ -195,9 +195,12 @@ impl NatsCluster {
             }
             assert!(
                 Instant::now() < deadline,
-                "nats node {} not healthy after {READY_TIMEOUT:?}:\n{}",
+                "nats node {} not healthy after {READY_TIMEOUT:?}; the logs:\n{}",
                 i + 1,
-                self.log_tail(i)
+                (0..NODES)
+                    .map(|n| format!("--- node {}:\n{}", n + 1, self.log_tail(n)))
+                    .collect::<Vec<_>>()
+                    .join("\n")
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
