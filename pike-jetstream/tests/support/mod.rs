@@ -12,7 +12,6 @@
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -25,7 +24,7 @@ pub const NODES: usize = 3;
 /// Bound on a node (or the whole cluster) becoming healthy.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const INSTALL_HINT: &str =
     "run `bash .ci/nats.sh install` and export PIKE_NATS_SERVER=<the path it prints>";
@@ -34,7 +33,13 @@ const INSTALL_HINT: &str =
 pub fn nats_server() -> PathBuf {
     let mut candidates = Vec::new();
     if let Some(path) = std::env::var_os("PIKE_NATS_SERVER") {
-        candidates.push(PathBuf::from(path));
+        let path = PathBuf::from(path);
+        assert!(
+            path.is_file(),
+            "PIKE_NATS_SERVER={} is not a file; {INSTALL_HINT}",
+            path.display()
+        );
+        candidates.push(path);
     } else {
         let tools = std::env::var_os("PIKE_TOOLS")
             .map(PathBuf::from)
@@ -99,15 +104,48 @@ pub struct NatsCluster {
     binary: PathBuf,
     nodes: Vec<Node>,
     dir: tempfile::TempDir,
-    _serial: MutexGuard<'static, ()>,
+    _serial: Option<tokio::sync::MutexGuard<'static, ()>>,
 }
 
 impl NatsCluster {
     /// Writes the configs, starts the 3 nodes and waits (bounded) until
-    /// every `/healthz` answers ok.
+    /// every `/healthz` answers ok. A cluster that does not come up (a port
+    /// taken between probing and binding, a starved box) is replaced once by
+    /// one on fresh ports; the first failure is printed.
     pub async fn start() -> Self {
-        let serial = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+        let serial = ONE_AT_A_TIME.lock().await;
         let binary = nats_server();
+        let mut failures = Vec::new();
+        for _ in 0..2 {
+            let mut cluster = Self::launch(binary.clone());
+            match cluster.all_ready().await {
+                Ok(()) => {
+                    if !failures.is_empty() {
+                        eprintln!(
+                            "a first nats cluster did not come up:\n{}",
+                            failures.join("\n")
+                        );
+                    }
+                    cluster._serial = Some(serial);
+                    return cluster;
+                }
+                Err(failure) => failures.push(failure),
+            }
+        }
+        panic!(
+            "no nats cluster came up in 2 attempts:\n{}",
+            failures.join("\n")
+        );
+    }
+
+    async fn all_ready(&mut self) -> Result<(), String> {
+        for i in 0..NODES {
+            self.try_ready(i).await?;
+        }
+        Ok(())
+    }
+
+    fn launch(binary: PathBuf) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let ports: Vec<(u16, u16, u16)> = (0..NODES)
             .map(|_| (free_port(), free_port(), free_port()))
@@ -146,13 +184,10 @@ impl NatsCluster {
             binary,
             nodes,
             dir,
-            _serial: serial,
+            _serial: None,
         };
         for i in 0..NODES {
             cluster.spawn(i);
-        }
-        for i in 0..NODES {
-            cluster.wait_ready(i).await;
         }
         cluster
     }
@@ -176,32 +211,38 @@ impl NatsCluster {
         node.child = Some(child);
     }
 
-    /// Waits until node `i` (0-based) reports healthy; panics with its log
+    /// Waits until node `i` (0-based) reports healthy; panics with the logs
     /// after [`READY_TIMEOUT`] or if it exits.
     pub async fn wait_ready(&mut self, i: usize) {
+        if let Err(failure) = self.try_ready(i).await {
+            panic!("{failure}");
+        }
+    }
+
+    async fn try_ready(&mut self, i: usize) -> Result<(), String> {
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
             if healthz(self.nodes[i].http_port).await {
-                return;
+                return Ok(());
             }
-            if let Some(child) = self.nodes[i].child.as_mut()
-                && let Ok(Some(status)) = child.try_wait()
-            {
-                panic!(
-                    "nats node {} exited ({status}):\n{}",
+            let exited = match self.nodes[i].child.as_mut() {
+                Some(child) => child.try_wait().ok().flatten().map(|s| s.to_string()),
+                None => Some("not running".into()),
+            };
+            if exited.is_some() || Instant::now() >= deadline {
+                return Err(format!(
+                    "nats node {} {}; the logs:\n{}",
                     i + 1,
-                    self.log_tail(i)
-                );
+                    match exited {
+                        Some(status) => format!("exited ({status})"),
+                        None => format!("not healthy after {READY_TIMEOUT:?}"),
+                    },
+                    (0..NODES)
+                        .map(|n| format!("--- node {}:\n{}", n + 1, self.log_tail(n)))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                ));
             }
-            assert!(
-                Instant::now() < deadline,
-                "nats node {} not healthy after {READY_TIMEOUT:?}; the logs:\n{}",
-                i + 1,
-                (0..NODES)
-                    .map(|n| format!("--- node {}:\n{}", n + 1, self.log_tail(n)))
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
