@@ -1,7 +1,7 @@
 //! The connected node: one NATS connection, the downlink stream and the
 //! buckets, bootstrapped on connect.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, kv, stream};
@@ -11,6 +11,7 @@ use crate::bootstrap;
 use crate::config::ClusterConfig;
 use crate::direct_get::MAX_BATCH;
 use crate::error::{Error, Result};
+use crate::health::Probe;
 use crate::keys::check_node;
 use crate::log::Lanes;
 
@@ -21,8 +22,9 @@ pub struct Cluster {
     inner: Arc<Inner>,
 }
 
+/// The shared state behind every [`Cluster`] handle.
 #[derive(Debug)]
-struct Inner {
+pub(crate) struct Inner {
     client: Client,
     js: jetstream::Context,
     downlink: stream::Stream,
@@ -31,6 +33,7 @@ struct Inner {
     epoch: u64,
     config: ClusterConfig,
     lanes: Lanes,
+    probe: Probe,
 }
 
 /// The reconnect backoff: 50 ms doubling to 500 ms, plus up to 100 ms of
@@ -95,7 +98,7 @@ impl Cluster {
         let positions = bootstrap::bucket(&js, bootstrap::positions(&config), deadline).await?;
         let presence = bootstrap::bucket(&js, bootstrap::presence(&config), deadline).await?;
         tracing::info!(node = %config.node, epoch, "cluster ready");
-        Ok(Self {
+        let cluster = Self {
             inner: Arc::new(Inner {
                 client,
                 js,
@@ -105,8 +108,25 @@ impl Cluster {
                 epoch,
                 config,
                 lanes: Lanes::default(),
+                probe: Probe::default(),
             }),
-        })
+        };
+        cluster.spawn_probe();
+        Ok(cluster)
+    }
+
+    /// A handle that does not keep the node alive (for background tasks).
+    pub(crate) fn downgrade(&self) -> Weak<Inner> {
+        Arc::downgrade(&self.inner)
+    }
+
+    /// The node again, unless every [`Cluster`] handle was dropped.
+    pub(crate) fn upgrade(weak: &Weak<Inner>) -> Option<Self> {
+        weak.upgrade().map(|inner| Self { inner })
+    }
+
+    pub(crate) fn probe(&self) -> &Probe {
+        &self.inner.probe
     }
 
     /// Epoch of the downlink log: nonzero, fixed when the stream was created;

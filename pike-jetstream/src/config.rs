@@ -35,6 +35,9 @@ pub struct ClusterConfig {
     /// (default 4,096; at least [`MAX_BATCH`](crate::MAX_BATCH) + 1). A
     /// dropped live message shows as a sequence gap, filled by a read.
     pub subscription_capacity: usize,
+    /// How often the node writes a probe message to the downlink stream
+    /// (default 2 s): connected is not enough, JetStream may have no quorum.
+    pub probe_interval: Duration,
 }
 
 impl ClusterConfig {
@@ -53,6 +56,7 @@ impl ClusterConfig {
             positions_max_age: Duration::from_secs(30 * 24 * 3600),
             presence_ttl: Duration::from_secs(3600),
             subscription_capacity: 4096,
+            probe_interval: Duration::from_secs(2),
         }
     }
 }

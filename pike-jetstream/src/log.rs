@@ -170,6 +170,7 @@ impl Cluster {
                     break;
                 }
                 Ok(Ok(ack)) if !ack.duplicate => {
+                    self.probe().succeeded();
                     *last = Some((ack.sequence, seq));
                     return Ok(Appended {
                         seq,

@@ -760,3 +760,69 @@ async fn connect_without_nats_fails_with_unavailable_in_bounded_time() {
         Err(Error::Invalid(_))
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_is_unavailable_without_a_jetstream_quorum_and_recovers() {
+    let mut nats = NatsCluster::start().await;
+    let mut config = nats.config("gw1", vec![nats.url(0)]);
+    config.probe_interval = Duration::from_millis(200);
+    config.append_timeout = Duration::from_secs(3);
+    let gw = Cluster::connect(config).await.unwrap();
+    let key = StreamKey::new("demo", "chat", "u1").unwrap();
+    gw.append(&key, "before", meta(1), Bytes::new())
+        .await
+        .unwrap();
+    assert_eq!(gw.health(), Health::Ready);
+    // Two of three servers die: still connected, but no quorum.
+    let killed = Instant::now();
+    nats.kill(1);
+    nats.kill(2);
+    let deadline = killed + Duration::from_secs(15);
+    let reason = loop {
+        match gw.health() {
+            Health::Ready => {
+                assert!(
+                    Instant::now() < deadline,
+                    "still Ready 15 s without a quorum"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Health::Unavailable(reason) => break reason,
+        }
+    };
+    assert!(reason.contains("probe"), "{reason}");
+    let append = gw.append(&key, "during", meta(2), Bytes::new()).await;
+    assert!(matches!(append, Err(Error::Unavailable(_))), "{append:?}");
+    eprintln!(
+        "Unavailable {:?} after losing the quorum: {reason}",
+        killed.elapsed()
+    );
+    // The quorum is back: Ready again by itself, appends continue.
+    nats.restart_together(&[1, 2]).await;
+    let back = Instant::now();
+    while gw.health() != Health::Ready {
+        assert!(
+            back.elapsed() < Duration::from_secs(60),
+            "not Ready 60 s after the quorum came back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let appended = loop {
+        match gw.append(&key, "after", meta(3), Bytes::new()).await {
+            Ok(a) => break a,
+            Err(Error::Unavailable(e)) => {
+                assert!(Instant::now() < deadline, "no append 30 s after Ready: {e}");
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    // "during" may or may not have been stored (its outcome was unknown);
+    // either way the sequence stays dense.
+    assert!(appended.seq == 2 || appended.seq == 3, "{appended:?}");
+    let stored = read_all(&gw, &key).await;
+    assert_eq!(
+        stored.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        (1..=appended.seq).collect::<Vec<_>>()
+    );
+}
