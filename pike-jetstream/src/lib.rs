@@ -21,7 +21,8 @@
 //! - presence: [`Cluster::claim`], [`Cluster::release`], [`Cluster::holder`],
 //!   [`Cluster::send_control`], [`Cluster::control`];
 //! - live routing: [`Cluster::subscribe_live`], [`Cluster::publish_transient`];
-//! - [`Cluster::health`] and [`Cluster::epoch`].
+//! - [`Cluster::health`] (connection state, and a JetStream probe so that a
+//!   lost quorum shows too) and [`Cluster::epoch`].
 //!
 //! Every operation checks the connection first and fails at once with
 //! [`Error::Unavailable`] while NATS is unreachable: nothing is buffered to
@@ -48,6 +49,7 @@
 //! | control message | [`MAX_CONTROL_BYTES`] (64 KiB) | [`Cluster::send_control`] |
 //! | messages buffered per subscription | `subscription_capacity` (4,096), then dropped (slow consumer) | [`LiveStream`], [`ControlStream`] |
 //! | connect + bootstrap | `connect_timeout` (10 s) | [`Cluster::connect`] |
+//! | health probe | one TTL'd (30 s) write to `dl.=.<node>` per `probe_interval` (2 s), bounded by `request_timeout` | [`Cluster::health`] |
 //!
 //! Known limit of dense sequence numbers: an alias whose every message aged
 //! out (`max_age`) restarts at seq 1 in the same epoch. Expiry of single
