@@ -15,8 +15,8 @@
 //! Operations:
 //!
 //! - the downlink log: [`Cluster::append`] (dense per-alias sequence numbers
-//!   by compare-and-set on the subject, idempotent per msg id) and
-//!   [`Cluster::read`] (batched direct get);
+//!   by compare-and-set on the subject, idempotent per msg id),
+//!   [`Cluster::read`] (batched direct get) and [`Cluster::tail`];
 //! - positions: [`Cluster::ack`], [`Cluster::position`];
 //! - presence: [`Cluster::claim`], [`Cluster::release`], [`Cluster::holder`],
 //!   [`Cluster::send_control`], [`Cluster::control`];
@@ -109,7 +109,7 @@ pub use keys::{
 };
 pub use live::{LiveMessage, LiveStream};
 pub use log::{
-    Appended, MAX_APPEND_ATTEMPTS, MAX_LANES, MAX_MSG_ID_BYTES, MAX_PAYLOAD_BYTES, ReadBatch,
+    Appended, MAX_APPEND_ATTEMPTS, MAX_LANES, MAX_MSG_ID_BYTES, MAX_PAYLOAD_BYTES, ReadBatch, Tail,
 };
 pub use message::{LogMessage, MessageMeta};
 pub use positions::{AckOutcome, MAX_ACK_ATTEMPTS, Position};

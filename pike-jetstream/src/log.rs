@@ -41,6 +41,15 @@ pub struct Appended {
     pub duplicate: bool,
 }
 
+/// The newest message of an alias stream.
+#[derive(Clone, Copy, Debug, Default, Eq, PartialEq)]
+pub struct Tail {
+    /// Its per-alias sequence number; 0 when the alias has no message.
+    pub seq: u64,
+    /// Its cursor (stream sequence); 0 when the alias has no message.
+    pub cursor: u64,
+}
+
 /// Messages read from one alias stream.
 #[derive(Clone, Debug, Default, Eq, PartialEq)]
 pub struct ReadBatch {
@@ -258,6 +267,15 @@ impl Cluster {
             .map_err(|e| Error::from_nats("message get", &e))?;
         header_u64(&message.headers, PIKE_SEQ)
             .ok_or_else(|| Error::Failed(format!("message {cursor} has no {PIKE_SEQ} header")))
+    }
+
+    /// The newest message of `key` (for a login's `last_seq`), by one direct
+    /// get: any replica answers, one may lag slightly behind.
+    pub async fn tail(&self, key: &StreamKey) -> Result<Tail> {
+        self.ensure_ready()?;
+        let deadline = Instant::now() + self.config().request_timeout;
+        let (cursor, seq) = self.last_of(&key.log_subject(), false, deadline).await?;
+        Ok(Tail { seq, cursor })
     }
 
     /// Up to `max` (at most [`MAX_BATCH`]) messages of the alias stream `key`

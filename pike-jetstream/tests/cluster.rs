@@ -196,6 +196,21 @@ async fn append_and_read_give_dense_per_alias_sequences() {
     let none = cluster.read(&a, seqs_a[4].cursor, 64).await.unwrap();
     assert!(none.messages.is_empty());
     assert_eq!(none.last_cursor, seqs_a[4].cursor);
+    let tail = cluster.tail(&a).await.unwrap();
+    assert_eq!((tail.seq, tail.cursor), (5, seqs_a[4].cursor));
+    let empty = StreamKey::new("demo", "chat", "nobody").unwrap();
+    assert_eq!(
+        cluster.tail(&empty).await.unwrap(),
+        pike_jetstream::Tail::default()
+    );
+    assert!(
+        cluster
+            .read(&empty, 0, 64)
+            .await
+            .unwrap()
+            .messages
+            .is_empty()
+    );
     // Another alias's messages never leak in.
     assert_eq!(read_all(&cluster, &b).await.len(), 3);
     // Over-long ids and payloads are refused, nothing stored.
