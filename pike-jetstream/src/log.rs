@@ -145,6 +145,7 @@ impl Cluster {
                 Some(cached) => cached,
                 None => match self.last_of(&subject, attempt > 0, deadline).await {
                     Ok(found) => found,
+                    Err(e @ (Error::Failed(_) | Error::Invalid(_))) => return Err(e),
                     Err(e) => {
                         last_error = e.to_string();
                         if Instant::now() >= deadline {

@@ -127,8 +127,10 @@ impl Cluster {
         self.ensure_ready()?;
         let key = login.kv_key();
         let deadline = Instant::now() + self.config().append_timeout;
-        for attempt in 0..MAX_CLAIM_ATTEMPTS {
-            let (revision, current) = self.presence_read(&key, attempt > 0, deadline).await?;
+        for _ in 0..MAX_CLAIM_ATTEMPTS {
+            // From the stream leader: a lagging replica could miss our own
+            // claim and leave it to expire.
+            let (revision, current) = self.presence_read(&key, true, deadline).await?;
             match current {
                 Some(h) if h.same_connection(me) => {}
                 _ => return Ok(false),

@@ -211,6 +211,21 @@ async fn append_and_read_give_dense_per_alias_sequences() {
             .messages
             .is_empty()
     );
+    // A foreign message on an alias subject (not written by this crate):
+    // reads skip it but move past it; appends refuse with a clear error.
+    let foreign = StreamKey::new("demo", "chat", "foreign").unwrap();
+    let raw = async_nats::jetstream::new(async_nats::connect(nats.url(0)).await.unwrap());
+    let ack = raw
+        .publish(foreign.log_subject(), Bytes::from_static(b"not pike"))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let skipped = cluster.read(&foreign, 0, 64).await.unwrap();
+    assert!(skipped.messages.is_empty());
+    assert_eq!(skipped.last_cursor, ack.sequence);
+    let refused = cluster.append(&foreign, "f1", meta(1), Bytes::new()).await;
+    assert!(matches!(refused, Err(Error::Failed(_))), "{refused:?}");
     // Another alias's messages never leak in.
     assert_eq!(read_all(&cluster, &b).await.len(), 3);
     // Over-long ids and payloads are refused, nothing stored.
