@@ -8,7 +8,9 @@ use tokio::time::Instant;
 
 use crate::config::ClusterConfig;
 use crate::error::{Error, Result, STREAM_NAME_EXIST, js_code};
-use crate::keys::{DOWNLINK_STREAM, POSITIONS_BUCKET, PRESENCE_BUCKET};
+use crate::keys::{
+    DIRECTORY_BUCKET, DOWNLINK_STREAM, POSITIONS_BUCKET, PRESENCE_BUCKET, UPLINKS_BUCKET,
+};
 
 /// Stream metadata key holding the epoch.
 pub(crate) const EPOCH_KEY: &str = "pike_epoch";
@@ -63,6 +65,32 @@ pub(crate) fn presence(config: &ClusterConfig) -> kv::Config {
         storage: stream::StorageType::Memory,
         max_age: config.presence_ttl * 2,
         limit_markers: Some(Duration::from_secs(60)),
+        ..Default::default()
+    }
+}
+
+/// `PIKE_DIRECTORY`: file, history 1; tags and known aliases, one key
+/// each, never expiring (an unbind deletes).
+pub(crate) fn directory(config: &ClusterConfig) -> kv::Config {
+    kv::Config {
+        bucket: DIRECTORY_BUCKET.into(),
+        history: 1,
+        num_replicas: config.replicas,
+        storage: stream::StorageType::File,
+        ..Default::default()
+    }
+}
+
+/// `PIKE_UPLINKS`: file, history 1; one key per delivered uplink message,
+/// kept `uplink_record_max_age` (the window in which a resend is answered
+/// from the record).
+pub(crate) fn uplinks(config: &ClusterConfig) -> kv::Config {
+    kv::Config {
+        bucket: UPLINKS_BUCKET.into(),
+        history: 1,
+        num_replicas: config.replicas,
+        storage: stream::StorageType::File,
+        max_age: config.uplink_record_max_age,
         ..Default::default()
     }
 }

@@ -30,6 +30,8 @@ pub(crate) struct Inner {
     downlink: stream::Stream,
     positions: kv::Store,
     presence: kv::Store,
+    directory: kv::Store,
+    uplinks: kv::Store,
     epoch: u64,
     config: ClusterConfig,
     lanes: Lanes,
@@ -97,6 +99,8 @@ impl Cluster {
         let (downlink, epoch) = bootstrap::downlink(&js, &config, deadline).await?;
         let positions = bootstrap::bucket(&js, bootstrap::positions(&config), deadline).await?;
         let presence = bootstrap::bucket(&js, bootstrap::presence(&config), deadline).await?;
+        let directory = bootstrap::bucket(&js, bootstrap::directory(&config), deadline).await?;
+        let uplinks = bootstrap::bucket(&js, bootstrap::uplinks(&config), deadline).await?;
         tracing::info!(node = %config.node, epoch, "cluster ready");
         let cluster = Self {
             inner: Arc::new(Inner {
@@ -105,6 +109,8 @@ impl Cluster {
                 downlink,
                 positions,
                 presence,
+                directory,
+                uplinks,
                 epoch,
                 config,
                 lanes: Lanes::default(),
@@ -164,6 +170,14 @@ impl Cluster {
 
     pub(crate) fn presence_kv(&self) -> &kv::Store {
         &self.inner.presence
+    }
+
+    pub(crate) fn directory_kv(&self) -> &kv::Store {
+        &self.inner.directory
+    }
+
+    pub(crate) fn uplinks_kv(&self) -> &kv::Store {
+        &self.inner.uplinks
     }
 
     pub(crate) fn lanes(&self) -> &Lanes {

@@ -38,6 +38,10 @@ pub struct ClusterConfig {
     /// How often the node writes a probe message to the downlink stream
     /// (default 2 s): connected is not enough, JetStream may have no quorum.
     pub probe_interval: Duration,
+    /// How long a delivered uplink message is remembered, so that a resend
+    /// is answered from the record instead of reaching the backend again
+    /// (default 24 h, as the embedded store).
+    pub uplink_record_max_age: Duration,
 }
 
 impl ClusterConfig {
@@ -57,6 +61,7 @@ impl ClusterConfig {
             presence_ttl: Duration::from_secs(3600),
             subscription_capacity: 4096,
             probe_interval: Duration::from_secs(2),
+            uplink_record_max_age: Duration::from_secs(24 * 3600),
         }
     }
 }

@@ -13,6 +13,10 @@ pub const DOWNLINK_STREAM: &str = "PIKE_DOWNLINK";
 pub const POSITIONS_BUCKET: &str = "PIKE_POSITIONS";
 /// Bucket of the presence claims.
 pub const PRESENCE_BUCKET: &str = "PIKE_PRESENCE";
+/// The KV bucket of tags and known aliases.
+pub const DIRECTORY_BUCKET: &str = "PIKE_DIRECTORY";
+/// The KV bucket of delivered uplink messages (deduplication).
+pub const UPLINKS_BUCKET: &str = "PIKE_UPLINKS";
 
 fn check_id(what: &str, id: &str) -> Result<()> {
     if id.is_empty() {

@@ -88,7 +88,10 @@
 mod bootstrap;
 mod cluster;
 mod config;
+mod device;
 mod direct_get;
+mod directory;
+mod engine;
 mod error;
 mod health;
 mod keys;
@@ -98,14 +101,19 @@ mod message;
 mod positions;
 mod presence;
 mod tok;
+mod uplinks;
 
 pub use cluster::Cluster;
 pub use config::ClusterConfig;
+pub use device::{DeviceMessage, DeviceStream};
 pub use direct_get::MAX_BATCH;
+pub use directory::MAX_LISTING;
+pub use engine::{JetStreamEngine, MAX_TAGS_LISTED};
 pub use error::{Error, Result};
 pub use health::Health;
 pub use keys::{
-    DOWNLINK_STREAM, LoginKey, MAX_ID_BYTES, POSITIONS_BUCKET, PRESENCE_BUCKET, StreamKey,
+    DIRECTORY_BUCKET, DOWNLINK_STREAM, LoginKey, MAX_ID_BYTES, POSITIONS_BUCKET, PRESENCE_BUCKET,
+    StreamKey, UPLINKS_BUCKET,
 };
 pub use live::{LiveMessage, LiveStream};
 pub use log::{
@@ -117,3 +125,4 @@ pub use presence::{
     ControlStream, Holder, MAX_CLAIM_ATTEMPTS, MAX_CONTROL_BYTES, MAX_HOLDER_TOKEN_BYTES,
 };
 pub use tok::{MAX_TOKEN, tok, untok};
+pub use uplinks::MAX_UPLINK_KEY_BYTES;

@@ -37,16 +37,19 @@ pub enum LiveMessage {
         meta: MessageMeta,
         /// The payload.
         payload: Bytes,
+        /// The node that published it.
+        origin: String,
     },
 }
 
 impl LiveMessage {
     fn parse(message: Message) -> Option<Self> {
         let headers = message.headers?;
-        if headers.get(PIKE_TRANSIENT).is_some() {
+        if let Some(origin) = headers.get(PIKE_TRANSIENT) {
             return Some(Self::Transient {
                 meta: MessageMeta::from_headers(&headers),
                 payload: message.payload,
+                origin: origin.as_str().to_owned(),
             });
         }
         let cursor = header_u64(&headers, NATS_SEQUENCE)?;
@@ -126,7 +129,9 @@ impl Cluster {
             ..meta
         }
         .to_headers(&mut headers);
-        headers.insert(PIKE_TRANSIENT, "1");
+        // The value names the publishing node, whose own subscription
+        // skips the echo (it delivered locally already).
+        headers.insert(PIKE_TRANSIENT, self.node());
         self.client()
             .publish_with_headers(key.live_subject(), headers, payload)
             .await

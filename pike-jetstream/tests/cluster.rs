@@ -571,7 +571,8 @@ async fn live_republish_reaches_a_subscriber_on_another_nats_node() {
         got[2],
         LiveMessage::Transient {
             meta: meta(13),
-            payload: Bytes::from_static(b"now")
+            payload: Bytes::from_static(b"now"),
+            origin: writer.node().to_owned(),
         }
     );
     // A duplicate append is not republished.
