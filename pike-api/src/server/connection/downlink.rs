@@ -7,6 +7,10 @@ use pike_channel::{Push, StreamId};
 use tokio::time::Instant;
 
 use super::{Conn, Work, now};
+
+/// Reads in a row that do not find an announced message before the
+/// connection believes the store (the message expired on the way).
+const MAX_UNCONFIRMED_READS: u8 = 8;
 use crate::server::clock::unix_ms;
 use crate::server::engine::{EngineError, Position};
 use crate::server::store::{ReadBatch, StoredMessage, StreamKey};
@@ -85,12 +89,26 @@ impl Conn {
                 return;
             }
         };
-        state.last_known = state.last_known.max(batch.last_seq);
         if batch.messages.is_empty() {
-            // Everything after next_seq expired or was evicted.
-            state.next_seq = state.next_seq.max(state.last_known + 1);
+            if batch.last_seq >= state.last_known
+                || state.unconfirmed_reads >= MAX_UNCONFIRMED_READS
+            {
+                // Everything after next_seq expired or was evicted.
+                state.last_known = state.last_known.max(batch.last_seq);
+                state.next_seq = state.next_seq.max(state.last_known + 1);
+                state.unconfirmed_reads = 0;
+                return;
+            }
+            // A message was announced that the read did not see yet (it
+            // raced the read, or a replica is behind): skip only what the
+            // engine says is gone, and read again.
+            state.unconfirmed_reads += 1;
+            state.next_seq = state.next_seq.max(batch.last_seq + 1);
+            self.fill(stream);
             return;
         }
+        state.unconfirmed_reads = 0;
+        state.last_known = state.last_known.max(batch.last_seq);
         for message in batch.messages {
             if message.seq < self.streams.get(&stream).map_or(u64::MAX, |s| s.next_seq) {
                 continue;

@@ -177,6 +177,7 @@ impl Conn {
                 acked: ready.saved,
                 last_known: ready.batch.last_seq,
                 reading: true,
+                unconfirmed_reads: 0,
                 sent_at: VecDeque::new(),
                 route_id: ready.route_id,
                 uplink_queue: VecDeque::new(),

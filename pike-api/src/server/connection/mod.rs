@@ -105,6 +105,9 @@ struct StreamState {
     last_known: u64,
     /// A store read is in flight.
     reading: bool,
+    /// Reads in a row that found nothing although a newer message was
+    /// announced.
+    unconfirmed_reads: u8,
     /// In-flight messages (sequence number, engine cursor, push time), for
     /// the acked position and the ack latency metric.
     sent_at: VecDeque<(u64, u64, Instant)>,
