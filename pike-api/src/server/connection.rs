@@ -120,7 +120,8 @@ where
     tracing::Instrument::instrument(conn.drive(&mut framed, shared), span).await;
 
     conn.hub.registry.remove(conn.id);
-    metrics::gauge!("pike_connections", "transport" => transport).decrement(1.0);
+    metrics::gauge!(crate::server::metric_families::CONNECTIONS, "transport" => transport)
+        .decrement(1.0);
 }
 
 /// A registered connection, ready to drive.
@@ -168,8 +169,10 @@ fn start<S>(hub: Arc<Hub>, accepted: Accepted<S>) -> Started<S> {
             trace: trace.clone(),
         },
     );
-    metrics::gauge!("pike_connections", "transport" => transport).increment(1.0);
-    metrics::counter!("pike_connections_total", "transport" => transport).increment(1);
+    metrics::gauge!(crate::server::metric_families::CONNECTIONS, "transport" => transport)
+        .increment(1.0);
+    metrics::counter!(crate::server::metric_families::CONNECTIONS_TOTAL, "transport" => transport)
+        .increment(1);
 
     let now = Instant::now();
     let channel = ServerChannel::new(hub.config.channel.clone(), hello, now.into_std());
@@ -269,7 +272,7 @@ impl Conn {
                         self.rooms.ready(&mut self.channel, Instant::now());
                     }
                     while let Some((command, depth)) = shared.next_command() {
-                        metrics::histogram!("pike_command_queue_depth").record(depth as f64);
+                        metrics::histogram!(crate::server::metric_families::COMMAND_QUEUE_DEPTH).record(depth as f64);
                         self.command(command);
                     }
                 }
@@ -319,7 +322,8 @@ impl Conn {
                 false
             }
             Err(_) => {
-                metrics::counter!("pike_slow_consumer_closed_total").increment(1);
+                metrics::counter!(crate::server::metric_families::SLOW_CONSUMER_CLOSED_TOTAL)
+                    .increment(1);
                 self.record("close", "slow consumer: write timed out".into());
                 false
             }
@@ -484,7 +488,7 @@ impl Conn {
     ) {
         // Traced once the authenticator has answered: an unauthenticated
         // biz and alias are the client's word only.
-        metrics::counter!("pike_login_requests_total").increment(1);
+        metrics::counter!(crate::server::metric_families::LOGIN_REQUESTS_TOTAL).increment(1);
         let hub = self.hub.clone();
         let request = LoginRequest {
             app: self.app().to_owned(),
@@ -542,7 +546,7 @@ impl Conn {
             } => match result {
                 Ok(ready) => self.login_granted(stream, biz, alias, ready),
                 Err(e) => {
-                    metrics::counter!("pike_logins_total", "result" => "refused").increment(1);
+                    metrics::counter!(crate::server::metric_families::LOGINS_TOTAL, "result" => "refused").increment(1);
                     self.record(
                         "auth",
                         format!(
@@ -609,10 +613,11 @@ impl Conn {
             "auth",
             format!("stream={} biz={biz} alias={alias} granted", stream.value()),
         );
-        metrics::counter!("pike_logins_total", "result" => "ok").increment(1);
+        metrics::counter!(crate::server::metric_families::LOGINS_TOTAL, "result" => "ok")
+            .increment(1);
         if !self.ready_reported {
             self.ready_reported = true;
-            metrics::histogram!("pike_channel_ready_seconds")
+            metrics::histogram!(crate::server::metric_families::CHANNEL_READY_SECONDS)
                 .record(self.connected_at.elapsed().as_secs_f64());
         }
         self.record(
@@ -724,7 +729,8 @@ impl Conn {
             Ok(batch) => batch,
             Err(e) => {
                 tracing::warn!(error = %e, "store read failed");
-                metrics::counter!("pike_errors_total", "kind" => "store").increment(1);
+                metrics::counter!(crate::server::metric_families::ERRORS_TOTAL, "kind" => "store")
+                    .increment(1);
                 return;
             }
         };
@@ -752,7 +758,7 @@ impl Conn {
             .expires_at_ms(message.expires_at_ms);
         match self.channel.push(stream, message.seq, push, now()) {
             Ok(()) => {
-                metrics::counter!("pike_downlink_sent_total", "kind" => "reliable").increment(1);
+                metrics::counter!(crate::server::metric_families::DOWNLINK_SENT_TOTAL, "kind" => "reliable").increment(1);
                 if let Some(state) = self.streams.get_mut(&stream) {
                     state.next_seq = message.seq + 1;
                     state.sent_at.push_back((message.seq, Instant::now()));
@@ -779,8 +785,9 @@ impl Conn {
                 break;
             }
             state.sent_at.pop_front();
-            metrics::counter!("pike_downlink_acked_total").increment(1);
-            metrics::histogram!("pike_downlink_ack_seconds").record((at - sent).as_secs_f64());
+            metrics::counter!(crate::server::metric_families::DOWNLINK_ACKED_TOTAL).increment(1);
+            metrics::histogram!(crate::server::metric_families::DOWNLINK_ACK_SECONDS)
+                .record((at - sent).as_secs_f64());
         }
         let hub = self.hub.clone();
         let key = state.key.clone();
@@ -821,7 +828,7 @@ impl Conn {
                         .message_id(message_id)
                         .priority(priority);
                     if self.channel.push_transient(stream, push, now()).is_ok() {
-                        metrics::counter!("pike_downlink_sent_total", "kind" => "transient")
+                        metrics::counter!(crate::server::metric_families::DOWNLINK_SENT_TOTAL, "kind" => "transient")
                             .increment(1);
                         trace::lock(&self.trace).transient(unix_ms(), stream.value(), message_id);
                     }

@@ -39,6 +39,7 @@ mod connection;
 mod gateway;
 mod hub;
 mod login_expiry;
+pub mod metric_families;
 mod push;
 mod reconnect_spread;
 mod registry;

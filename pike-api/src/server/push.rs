@@ -277,9 +277,11 @@ impl PushHandle {
                 deliver(self.hub.registry.senders_for_stream(&key), Some(alias));
             }
         }
-        metrics::counter!("pike_push_total", "delivery" => "transient").increment(1);
+        metrics::counter!(crate::server::metric_families::PUSH_TOTAL, "delivery" => "transient")
+            .increment(1);
         if receipt.dropped > 0 {
-            metrics::counter!("pike_transient_dropped_total").increment(receipt.dropped as u64);
+            metrics::counter!(crate::server::metric_families::TRANSIENT_DROPPED_TOTAL)
+                .increment(receipt.dropped as u64);
         }
         Ok(receipt)
     }
@@ -344,7 +346,8 @@ impl PushHandle {
                     .is_ok()
             })
             .count();
-        metrics::counter!("pike_disconnected_total").increment(closed as u64);
+        metrics::counter!(crate::server::metric_families::DISCONNECTED_TOTAL)
+            .increment(closed as u64);
         closed
     }
 
@@ -395,8 +398,10 @@ async fn commit_and_notify(
         });
         receipt.online += hub.registry.notify_stored(key, &message);
     }
-    metrics::counter!("pike_push_total", "delivery" => "reliable").increment(1);
-    metrics::counter!("pike_messages_stored_total").increment(receipt.stored as u64);
+    metrics::counter!(crate::server::metric_families::PUSH_TOTAL, "delivery" => "reliable")
+        .increment(1);
+    metrics::counter!(crate::server::metric_families::MESSAGES_STORED_TOTAL)
+        .increment(receipt.stored as u64);
     Ok(receipt)
 }
 
