@@ -206,4 +206,49 @@ mod tests {
             .collect();
         assert_eq!(documented, listed);
     }
+
+    /// The SLA expressions are one truth: the recording rules, the Grafana
+    /// dashboard and docs/gateway.md's table hold the same six, and each
+    /// names listed families only.
+    #[test]
+    fn the_sla_expressions_agree_and_name_listed_families() {
+        let rules: Vec<&str> = include_str!("../../docs/pike-sla.rules.yml")
+            .lines()
+            .filter_map(|line| line.trim().strip_prefix("expr: "))
+            .collect();
+        assert_eq!(rules.len(), 6, "six SLA indicators");
+
+        let dashboard: serde_json::Value =
+            serde_json::from_str(include_str!("../../docs/grafana/pike-sla.json"))
+                .expect("the dashboard is JSON");
+        let panels = dashboard["panels"].as_array().expect("panels");
+        let plotted: Vec<&str> = panels
+            .iter()
+            .flat_map(|panel| panel["targets"].as_array().expect("targets"))
+            .map(|target| target["expr"].as_str().expect("expr"))
+            .collect();
+        assert_eq!(plotted, rules, "one panel per indicator, in order");
+
+        let docs = include_str!("../../docs/gateway.md");
+        let (_, sla) = docs
+            .split_once("## SLA indicators")
+            .expect("an SLA section");
+        for expr in &rules {
+            assert!(
+                sla.contains(&format!("`{expr}`")),
+                "docs/gateway.md lacks {expr}"
+            );
+        }
+
+        let names: HashSet<&str> = all().map(|f| f.name).collect();
+        for expr in rules {
+            let used = expr
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .filter(|word| word.starts_with("pike_"));
+            for word in used {
+                let family = word.strip_suffix("_bucket").unwrap_or(word);
+                assert!(names.contains(family), "{expr} names {word}");
+            }
+        }
+    }
 }
