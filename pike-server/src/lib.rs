@@ -11,6 +11,7 @@ pub mod config;
 pub mod data_dir;
 mod gateway_store;
 pub mod http;
+pub mod metric_families;
 pub mod run;
 pub mod store;
 pub mod token;

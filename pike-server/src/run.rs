@@ -69,6 +69,7 @@ pub async fn run(
     on_started: impl FnOnce(&Started),
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
+    crate::metric_families::register(&config);
     let data = DataDir::create(&config.data_dir)?;
     let dev_app = if config.apps.is_empty() {
         Some(data.dev_app()?)

@@ -339,7 +339,7 @@ impl GatewayTunnels {
     /// Updates the `pike_handshakes_in_progress` gauge (on every handshake
     /// outcome).
     fn report(&self) {
-        metrics::gauge!("pike_handshakes_in_progress")
+        metrics::gauge!(crate::server::metric_families::HANDSHAKES_IN_PROGRESS)
             .set(self.limits.handshakes_in_progress() as f64);
     }
 }
@@ -362,7 +362,7 @@ where
             Ok(None) => {}
             Err(e) => {
                 tracing::debug!(error = %e, %peer, transport = self.transport, "handshake failed");
-                metrics::counter!("pike_handshake_failures_total", "transport" => self.transport)
+                metrics::counter!(crate::server::metric_families::HANDSHAKE_FAILURES_TOTAL, "transport" => self.transport)
                     .increment(1);
             }
         }
@@ -370,13 +370,13 @@ where
     }
 
     fn handshake_failed(&self, _peer: SocketAddr, _error: &AdmissionError) {
-        metrics::counter!("pike_handshake_failures_total", "transport" => self.transport)
+        metrics::counter!(crate::server::metric_families::HANDSHAKE_FAILURES_TOTAL, "transport" => self.transport)
             .increment(1);
         self.report();
     }
 
     fn refused(&self, _peer: SocketAddr) {
-        metrics::counter!("pike_connections_refused_total", "reason" => "overloaded").increment(1);
+        metrics::counter!(crate::server::metric_families::CONNECTIONS_REFUSED_TOTAL, "reason" => "overloaded").increment(1);
         self.report();
     }
 }
@@ -405,7 +405,7 @@ where
         return Ok(None);
     }
     if !hub.app_known(&app) {
-        metrics::counter!("pike_connections_refused_total", "reason" => "unknown_app").increment(1);
+        metrics::counter!(crate::server::metric_families::CONNECTIONS_REFUSED_TOTAL, "reason" => "unknown_app").increment(1);
         incoming
             .reject(ErrorCode::UnknownApp, format!("unknown app {app:?}"))
             .await?;

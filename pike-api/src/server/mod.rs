@@ -41,6 +41,7 @@ pub mod engine;
 mod gateway;
 mod hub;
 mod login_expiry;
+pub mod metric_families;
 mod push;
 mod reconnect_spread;
 mod registry;

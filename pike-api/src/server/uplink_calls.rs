@@ -71,7 +71,7 @@ pub(crate) fn deliver(
         let mut calls = hub.uplink_calls.lock();
         match calls.get(&call_key) {
             Some(running) => {
-                metrics::counter!("pike_uplink_joined_total").increment(1);
+                metrics::counter!(crate::server::metric_families::UPLINK_JOINED_TOTAL).increment(1);
                 Ok(running.clone())
             }
             None if calls.len() >= hub.uplink_calls.limit => Err(UplinkError {
@@ -85,7 +85,8 @@ pub(crate) fn deliver(
             None => {
                 let (tx, rx) = watch::channel(None);
                 calls.insert(call_key.clone(), rx.clone());
-                metrics::gauge!("pike_uplink_calls_in_flight").increment(1.0);
+                metrics::gauge!(crate::server::metric_families::UPLINK_CALLS_IN_FLIGHT)
+                    .increment(1.0);
                 let hub = hub.clone();
                 tokio::spawn(async move {
                     // Leaves the map however the call ends (a panicking
@@ -128,7 +129,7 @@ impl Drop for Entry<'_> {
     fn drop(&mut self) {
         if let Some(key) = self.key.take() {
             self.hub.uplink_calls.lock().remove(&key);
-            metrics::gauge!("pike_uplink_calls_in_flight").decrement(1.0);
+            metrics::gauge!(crate::server::metric_families::UPLINK_CALLS_IN_FLIGHT).decrement(1.0);
         }
     }
 }
@@ -152,7 +153,7 @@ async fn deliver_once(hub: &Hub, key: StreamKey, mut request: UplinkRequest) -> 
         .await
         .map_err(store_error)?
     {
-        metrics::counter!("pike_uplink_duplicates_total").increment(1);
+        metrics::counter!(crate::server::metric_families::UPLINK_DUPLICATES_TOTAL).increment(1);
         return Ok(record.route_id);
     }
     let mut last_error = None;

@@ -37,7 +37,7 @@ impl Conn {
                         .message_id(message_id)
                         .priority(priority);
                     if self.channel.push_transient(stream, push, now()).is_ok() {
-                        metrics::counter!("pike_downlink_sent_total", "kind" => "transient")
+                        metrics::counter!(crate::server::metric_families::DOWNLINK_SENT_TOTAL, "kind" => "transient")
                             .increment(1);
                         trace::lock(&self.trace).transient(unix_ms(), stream.value(), message_id);
                     }

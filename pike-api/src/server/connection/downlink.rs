@@ -85,7 +85,8 @@ impl Conn {
             Ok(batch) => batch,
             Err(e) => {
                 tracing::warn!(error = %e, "store read failed");
-                metrics::counter!("pike_errors_total", "kind" => "store").increment(1);
+                metrics::counter!(crate::server::metric_families::ERRORS_TOTAL, "kind" => "store")
+                    .increment(1);
                 return;
             }
         };
@@ -127,7 +128,7 @@ impl Conn {
             .expires_at_ms(message.expires_at_ms);
         match self.channel.push(stream, message.seq, push, now()) {
             Ok(()) => {
-                metrics::counter!("pike_downlink_sent_total", "kind" => "reliable").increment(1);
+                metrics::counter!(crate::server::metric_families::DOWNLINK_SENT_TOTAL, "kind" => "reliable").increment(1);
                 if let Some(state) = self.streams.get_mut(&stream) {
                     state.next_seq = message.seq + 1;
                     state.read_cursor = message.cursor;
@@ -165,8 +166,9 @@ impl Conn {
             }
             state.sent_at.pop_front();
             acked.cursor = cursor;
-            metrics::counter!("pike_downlink_acked_total").increment(1);
-            metrics::histogram!("pike_downlink_ack_seconds").record((at - sent).as_secs_f64());
+            metrics::counter!(crate::server::metric_families::DOWNLINK_ACKED_TOTAL).increment(1);
+            metrics::histogram!(crate::server::metric_families::DOWNLINK_ACK_SECONDS)
+                .record((at - sent).as_secs_f64());
         }
         if acked.seq <= state.acked.seq {
             // Nothing new to save (a repeated or stale ack).

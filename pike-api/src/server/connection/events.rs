@@ -157,7 +157,7 @@ impl Conn {
             } => match result {
                 Ok(ready) => self.login_granted(stream, biz, alias, *ready),
                 Err(e) => {
-                    metrics::counter!("pike_logins_total", "result" => "refused").increment(1);
+                    metrics::counter!(crate::server::metric_families::LOGINS_TOTAL, "result" => "refused").increment(1);
                     self.record(
                         "auth",
                         format!(

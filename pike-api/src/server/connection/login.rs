@@ -29,7 +29,7 @@ impl Conn {
     ) {
         // Traced once the authenticator has answered: an unauthenticated
         // biz and alias are the client's word only.
-        metrics::counter!("pike_login_requests_total").increment(1);
+        metrics::counter!(crate::server::metric_families::LOGIN_REQUESTS_TOTAL).increment(1);
         let hub = self.hub.clone();
         let request = LoginRequest {
             app: self.app().to_owned(),
@@ -138,10 +138,11 @@ impl Conn {
             "auth",
             format!("stream={} biz={biz} alias={alias} granted", stream.value()),
         );
-        metrics::counter!("pike_logins_total", "result" => "ok").increment(1);
+        metrics::counter!(crate::server::metric_families::LOGINS_TOTAL, "result" => "ok")
+            .increment(1);
         if !self.ready_reported {
             self.ready_reported = true;
-            metrics::histogram!("pike_channel_ready_seconds")
+            metrics::histogram!(crate::server::metric_families::CHANNEL_READY_SECONDS)
                 .record(self.connected_at.elapsed().as_secs_f64());
         }
         self.record(

@@ -143,7 +143,8 @@ where
 
     conn.release_all();
     conn.hub.registry.remove(conn.id);
-    metrics::gauge!("pike_connections", "transport" => transport).decrement(1.0);
+    metrics::gauge!(crate::server::metric_families::CONNECTIONS, "transport" => transport)
+        .decrement(1.0);
 }
 
 /// A registered connection, ready to drive.
@@ -191,8 +192,10 @@ fn start<S>(hub: Arc<Hub>, accepted: Accepted<S>) -> Started<S> {
             trace: trace.clone(),
         },
     );
-    metrics::gauge!("pike_connections", "transport" => transport).increment(1.0);
-    metrics::counter!("pike_connections_total", "transport" => transport).increment(1);
+    metrics::gauge!(crate::server::metric_families::CONNECTIONS, "transport" => transport)
+        .increment(1.0);
+    metrics::counter!(crate::server::metric_families::CONNECTIONS_TOTAL, "transport" => transport)
+        .increment(1);
 
     let now = Instant::now();
     let channel = ServerChannel::new(hub.config.channel.clone(), hello, now.into_std());
@@ -292,7 +295,7 @@ impl Conn {
                         self.rooms.ready(&mut self.channel, Instant::now());
                     }
                     while let Some((command, depth)) = shared.next_command() {
-                        metrics::histogram!("pike_command_queue_depth").record(depth as f64);
+                        metrics::histogram!(crate::server::metric_families::COMMAND_QUEUE_DEPTH).record(depth as f64);
                         self.command(command);
                     }
                 }
@@ -342,7 +345,8 @@ impl Conn {
                 false
             }
             Err(_) => {
-                metrics::counter!("pike_slow_consumer_closed_total").increment(1);
+                metrics::counter!(crate::server::metric_families::SLOW_CONSUMER_CLOSED_TOTAL)
+                    .increment(1);
                 self.record("close", "slow consumer: write timed out".into());
                 false
             }

@@ -296,9 +296,11 @@ impl PushHandle {
             receipt.online += delivery.online;
             receipt.dropped += delivery.dropped;
         }
-        metrics::counter!("pike_push_total", "delivery" => "transient").increment(1);
+        metrics::counter!(crate::server::metric_families::PUSH_TOTAL, "delivery" => "transient")
+            .increment(1);
         if receipt.dropped > 0 {
-            metrics::counter!("pike_transient_dropped_total").increment(receipt.dropped as u64);
+            metrics::counter!(crate::server::metric_families::TRANSIENT_DROPPED_TOTAL)
+                .increment(receipt.dropped as u64);
         }
         Ok(receipt)
     }
@@ -363,7 +365,8 @@ impl PushHandle {
                     .is_ok()
             })
             .count();
-        metrics::counter!("pike_disconnected_total").increment(closed as u64);
+        metrics::counter!(crate::server::metric_families::DISCONNECTED_TOTAL)
+            .increment(closed as u64);
         closed
     }
 
@@ -422,8 +425,10 @@ async fn commit_and_notify(
         });
         receipt.online += hub.engine.router.stored(key, &message);
     }
-    metrics::counter!("pike_push_total", "delivery" => "reliable").increment(1);
-    metrics::counter!("pike_messages_stored_total").increment(receipt.stored as u64);
+    metrics::counter!(crate::server::metric_families::PUSH_TOTAL, "delivery" => "reliable")
+        .increment(1);
+    metrics::counter!(crate::server::metric_families::MESSAGES_STORED_TOTAL)
+        .increment(receipt.stored as u64);
     Ok(receipt)
 }
 

@@ -290,14 +290,14 @@ impl Rooms {
         // The app's quota first: one app filling the gateway's limit would
         // lock every other app out of rooms.
         if map.app_rooms(app) >= self.max_rooms_per_app {
-            metrics::counter!("pike_rooms_refused_total", "reason" => "app_quota").increment(1);
+            metrics::counter!(crate::server::metric_families::ROOMS_REFUSED_TOTAL, "reason" => "app_quota").increment(1);
             return Err(RoomError::TooManyRooms {
                 limit: self.max_rooms_per_app,
                 scope: RoomScope::App,
             });
         }
         if map.len() >= self.max_rooms {
-            metrics::counter!("pike_rooms_refused_total", "reason" => "max_rooms").increment(1);
+            metrics::counter!(crate::server::metric_families::ROOMS_REFUSED_TOTAL, "reason" => "max_rooms").increment(1);
             return Err(RoomError::TooManyRooms {
                 limit: self.max_rooms,
                 scope: RoomScope::Gateway,
@@ -321,7 +321,7 @@ impl Rooms {
             Instant::now(),
         ));
         map.insert(key, created.clone());
-        metrics::gauge!("pike_rooms").increment(1.0);
+        metrics::gauge!(crate::server::metric_families::ROOMS).increment(1.0);
         tokio::spawn(created.clone().run(self.map.clone(), self.shutdown.clone()));
         tracing::debug!(app, room, base, "room started");
         Ok(created)
