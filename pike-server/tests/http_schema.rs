@@ -44,8 +44,14 @@ async fn null_for_an_optional_push_field_is_400() {
         ("priority", push()),
         ("ttl_secs", push()),
         ("reliable", push()),
-        ("tag", json!({"biz": "chat", "alias": "u42", "payload": "hi"})),
-        ("alias", json!({"biz": "chat", "tag": "vip", "payload": "hi"})),
+        (
+            "tag",
+            json!({"biz": "chat", "alias": "u42", "payload": "hi"}),
+        ),
+        (
+            "alias",
+            json!({"biz": "chat", "tag": "vip", "payload": "hi"}),
+        ),
         ("aliases", push()),
         ("device", push()),
         ("all", push()),
@@ -109,7 +115,10 @@ async fn whole_number_floats_are_integers() {
         let batch = json!({"pushes": [body]});
         let reply = h.post("/v1/push/batch", DEMO_KEY, &batch).await;
         assert_eq!(reply.status, 200, "{batch}: {reply:?}");
-        assert!(reply.body["results"][0]["message_id"].is_string(), "{reply:?}");
+        assert!(
+            reply.body["results"][0]["message_id"].is_string(),
+            "{reply:?}"
+        );
     }
     // The value is the integer: a ttl of 60.0 s expires 60 s from now.
     let reply = h
@@ -248,8 +257,9 @@ fn type_fields(value: &impl serde::Serialize) -> Vec<String> {
 
 #[test]
 fn the_request_schemas_list_exactly_the_fields_the_server_reads() {
-    let yaml = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/openapi.yaml"))
-        .expect("read docs/openapi.yaml");
+    let yaml =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/openapi.yaml"))
+            .expect("read docs/openapi.yaml");
     let s = || Some(String::from("x"));
     let push = PushBody {
         biz: "chat".into(),
@@ -287,12 +297,19 @@ fn the_request_schemas_list_exactly_the_fields_the_server_reads() {
     let owned = |names: &[&str]| names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>();
     for (schema, fields, required) in [
         ("PushRequest", type_fields(&push), owned(&["biz"])),
-        ("TokenRequest", type_fields(&token), owned(&["alias", "biz"])),
+        (
+            "TokenRequest",
+            type_fields(&token),
+            owned(&["alias", "biz"]),
+        ),
         ("RoomPublishRequest", type_fields(&publish), Vec::new()),
         ("DisconnectRequest", type_fields(&disconnect), Vec::new()),
     ] {
         let (properties, listed_required) = schema_fields(&yaml, schema);
-        assert_eq!(properties, fields, "{schema}: properties vs the request type");
+        assert_eq!(
+            properties, fields,
+            "{schema}: properties vs the request type"
+        );
         assert_eq!(listed_required, required, "{schema}: required");
     }
     // Exactly one payload form, in both schemas that take a payload.
@@ -300,7 +317,9 @@ fn the_request_schemas_list_exactly_the_fields_the_server_reads() {
         let block = schema_block(&yaml, schema);
         assert!(
             block.iter().any(|l| l.trim() == "- required: [payload]")
-                && block.iter().any(|l| l.trim() == "- required: [payload_base64]"),
+                && block
+                    .iter()
+                    .any(|l| l.trim() == "- required: [payload_base64]"),
             "{schema} does not say exactly one of `payload`, `payload_base64`"
         );
     }

@@ -80,8 +80,7 @@ impl Visitor<'_> for WholeNumber {
     }
 
     fn visit_i64<E: de::Error>(self, value: i64) -> Result<u64, E> {
-        u64::try_from(value)
-            .map_err(|_| E::invalid_value(de::Unexpected::Signed(value), &self))
+        u64::try_from(value).map_err(|_| E::invalid_value(de::Unexpected::Signed(value), &self))
     }
 
     fn visit_f64<E: de::Error>(self, value: f64) -> Result<u64, E> {
