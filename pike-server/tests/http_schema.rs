@@ -191,6 +191,28 @@ async fn a_room_publish_needs_exactly_one_payload_form() {
     }
 }
 
+// --- connections cursor: digits only -------------------------------------
+
+#[tokio::test]
+async fn a_cursor_is_one_to_nineteen_digits_and_nothing_else() {
+    let h = Harness::start().await;
+    // `+5` and 20 digits used to parse as a u64; the schema says
+    // `^[0-9]{1,19}$`.
+    for bad in ["%2B5", "", "10000000000000000000", "5%20", "-1"] {
+        let reply = h
+            .get(&format!("/v1/connections?cursor={bad}"), DEMO_KEY)
+            .await;
+        reply.assert_error(400, "invalid_request");
+        assert_eq!(reply.error_field(), Some("cursor"), "{bad}: {reply:?}");
+    }
+    for good in ["0", "9999999999999999999"] {
+        let reply = h
+            .get(&format!("/v1/connections?cursor={good}"), DEMO_KEY)
+            .await;
+        assert_eq!(reply.status, 200, "{good}: {reply:?}");
+    }
+}
+
 // --- the schema and the request types --------------------------------------
 
 /// The lines of `components.schemas.<name>` in `docs/openapi.yaml` (a
