@@ -39,11 +39,11 @@ pub(crate) trait Unsigned: TryFrom<u64> {
 }
 
 impl Unsigned for u32 {
-    const MAX: u64 = u32::MAX as u64;
+    const MAX: u64 = Self::MAX as u64;
 }
 
 impl Unsigned for u64 {
-    const MAX: u64 = u64::MAX;
+    const MAX: Self = Self::MAX;
 }
 
 /// A present optional integer field: a JSON number with a non-negative
@@ -84,7 +84,7 @@ impl Visitor<'_> for WholeNumber {
     }
 
     fn visit_f64<E: de::Error>(self, value: f64) -> Result<u64, E> {
-        if value.is_finite() && value.fract() == 0.0 && value >= 0.0 && value < TWO_POW_64 {
+        if value.fract() == 0.0 && (0.0..TWO_POW_64).contains(&value) {
             // In range and integral, so the cast is exact.
             #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
             Ok(value as u64)
@@ -132,6 +132,8 @@ mod tests {
             assert_eq!(read(json).unwrap().n, Some(n), "{json}");
         }
         assert_eq!(read("{}").unwrap().n, None);
+        assert_eq!(read("{}").unwrap().s, None);
+        assert_eq!(read(r#"{"s": "x"}"#).unwrap().s.as_deref(), Some("x"));
     }
 
     #[test]
