@@ -30,6 +30,11 @@ if ! command -v python3 >/dev/null || ! python3 -m pip --version >/dev/null 2>&1
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-pip >/dev/null
 fi
+# schemathesis 4.32 needs Python 3.11 or later (Debian 12 has 3.11).
+if ! python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+  echo "schemathesis $SCHEMATHESIS_VERSION needs Python >= 3.11; found $(python3 --version 2>&1)" >&2
+  exit 1
+fi
 installed=$(python3 -m pip show schemathesis 2>/dev/null | sed -n 's/^Version: //p')
 if [[ $installed != "$SCHEMATHESIS_VERSION" ]]; then
   echo "installing schemathesis $SCHEMATHESIS_VERSION (found: ${installed:-none})"
