@@ -7,6 +7,7 @@
 pub mod apps;
 pub mod auth;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod data_dir;
 mod gateway_store;

@@ -37,6 +37,9 @@ pub enum RunError {
     /// A listener could not bind.
     #[error(transparent)]
     Bind(#[from] pike_api::server::GatewayError),
+    /// The NATS JetStream cluster (`[cluster]`) could not be joined.
+    #[error("cluster: {0}")]
+    Cluster(String),
     /// The HTTP listener could not bind.
     #[error("cannot listen on {addr} (http): {source}")]
     HttpBind {
@@ -141,8 +144,17 @@ pub async fn run(
     let http_client = reqwest::Client::builder()
         .build()
         .map_err(|e| RunError::Config(format!("http client: {e}")))?;
-    let mut builder = Gateway::builder()
-        .store(store.clone())
+    let mut builder = Gateway::builder().store(store.clone());
+    if config.cluster.enabled() {
+        let cluster = config
+            .cluster
+            .connect(config.store.max_messages_per_stream)
+            .await
+            .map_err(|e| RunError::Cluster(e.to_string()))?;
+        tracing::info!(node = %cluster.node(), epoch = cluster.epoch(), "cluster node");
+        builder = builder.engine(pike_jetstream::JetStreamEngine::factory(cluster));
+    }
+    let mut builder = builder
         .authenticator(TokenAuthenticator::new(apps.clone(), http_client.clone()))
         .uplink(crate::webhook::shared(&apps, http_client))
         .apps(apps.ids().map(str::to_owned))
