@@ -123,3 +123,29 @@ pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!("gen/descriptor.bin");
 
 #[cfg(test)]
 mod tests;
+
+impl tunnel::ErrorCode {
+    /// Whether connecting again can help after the server closed a
+    /// connection (or refused a handshake) with this code.
+    ///
+    /// `false` for the codes that say the client itself is refused and
+    /// will be refused again, however often it reconnects: an unknown app
+    /// (`UNKNOWN_APP`), no common protocol version (`UNSUPPORTED_VERSION`),
+    /// a bad, expired or unauthorized credential (`AUTH_FAILED`,
+    /// `TOKEN_EXPIRED`, `FORBIDDEN`), or a hello field the server does not
+    /// accept (`INVALID_ARGUMENT`). A client stops on them and reports the
+    /// server's reason. Every other code (network trouble, timeouts,
+    /// draining, overload, internal errors) is worth a reconnect with
+    /// backoff. The same table is in `docs/protocol.md` ("Error codes").
+    pub fn is_retryable(self) -> bool {
+        !matches!(
+            self,
+            Self::UnsupportedVersion
+                | Self::UnknownApp
+                | Self::AuthFailed
+                | Self::TokenExpired
+                | Self::Forbidden
+                | Self::InvalidArgument
+        )
+    }
+}

@@ -121,7 +121,8 @@ fn is_fatal(code: ErrorCode) -> bool {
 impl ClientChannel {
     /// Adds a business login; it is sent now if connected, else on connect,
     /// and again after every reconnect. Returns its stream id (1, 2, 3, ...,
-    /// never reused by this channel).
+    /// never reused by this channel). A channel the server refused for good
+    /// ([`Event::Refused`]) dials again for it.
     pub fn login(&mut self, params: LoginParams, now: Instant) -> StreamId {
         let stream = StreamId::new(self.next_stream);
         self.next_stream += 1;
@@ -137,6 +138,8 @@ impl ClientChannel {
         self.logins.insert(stream, entry);
         if self.link.is_connected() {
             self.send_login(stream, now);
+        } else if self.is_refused() {
+            self.start(now);
         }
         self.update_timers();
         stream
