@@ -13,7 +13,7 @@ use tntunnel::ClientSecurity;
 use tntunnel::tls::TlsClientConfig;
 use tunnelkit::{Dialer, DialerConfig, QuicConfig, QuicTransport, TcpConfig, TcpTransport};
 
-use super::{Common, Failure, split_scoped, timeout_secs, token_secret};
+use super::{Common, Failure, refusal, split_scoped, timeout_secs, token_secret};
 use crate::data_dir::DataDir;
 use crate::token::{Claims, mint};
 
@@ -188,10 +188,7 @@ impl DeviceArgs {
                     _proxy: proxy,
                 })
             }
-            Ok(Err(StopReason::AuthFailed { code, message })) => Err(Failure::failed(format!(
-                "login refused ({code:?}): {message}"
-            ))),
-            Ok(Err(reason)) => Err(Failure::failed(format!("client stopped: {reason:?}"))),
+            Ok(Err(reason)) => Err(refusal::stopped(reason)),
             Err(_) => Err(Failure::unreachable(format!(
                 "no login within {} s: the gateway at {targets} ({}) did not answer{} (is it running? see --server, --transport)",
                 self.connect_timeout.as_secs(),

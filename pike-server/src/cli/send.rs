@@ -5,7 +5,7 @@ use std::time::Duration;
 use clap::Args;
 
 use super::device::DeviceArgs;
-use super::{Common, Failure, timeout_secs};
+use super::{Common, Failure, refusal, timeout_secs};
 
 /// Arguments of `pike send`.
 #[derive(Debug, Args)]
@@ -36,7 +36,7 @@ pub(crate) async fn run(common: &Common, args: SendArgs) -> Result<(), Failure> 
             println!("{}", serde_json::json!({"status": "accepted", "key": key}));
             Ok(())
         }
-        Ok(Err(e)) => Err(Failure::failed(format!("send failed: {e}"))),
+        Ok(Err(e)) => Err(refusal::operation("send failed", &e)),
         Err(_) => Err(Failure::unreachable(format!(
             "no answer from the backend within {} s (key {key})",
             args.timeout.as_secs()
