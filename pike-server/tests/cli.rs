@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use support::{Backends, LIMIT, Server, app, biz, biz_with_webhooks, config, poll_until, within};
 use tokio::sync::mpsc;
 
@@ -446,7 +446,10 @@ async fn listen_error_paths_have_clear_messages_and_statuses() {
     ]))
     .await
     .code(5)
-    .says(&["refused the login (ERROR_CODE_AUTH_FAILED)", "malformed credential"]);
+    .says(&[
+        "refused the login (ERROR_CODE_AUTH_FAILED)",
+        "malformed credential",
+    ]);
 
     // A credential of another alias is refused too.
     let other = run(gateway.pike(&["token", "--alias", "chat:someone-else"])).await;
@@ -604,7 +607,10 @@ async fn every_non_retryable_refusal_ends_at_once_with_its_reason_and_status() {
         let what = format!("{command:?}");
         let out = run(command).await;
         out.code(status).says(&[
-            &format!("pike: the gateway refused the login ({})", code.as_str_name()),
+            &format!(
+                "pike: the gateway refused the login ({})",
+                code.as_str_name()
+            ),
             reason,
         ]);
         assert!(
@@ -800,6 +806,113 @@ async fn push_error_paths_have_clear_messages_and_statuses() {
     .code(3)
     .says(&["no answer from the HTTP API", "within 1 s"]);
     holder.abort();
+}
+
+#[tokio::test]
+async fn pushes_to_a_biz_the_app_does_not_have_are_404_naming_it() {
+    let server = Server::start(config(vec![app("shop", vec![biz("chat")])])).await;
+    let gateway = Gateway::with(server);
+    let api = gateway.api();
+    let key = support::api_key("shop");
+
+    // The CLI (POST /v1/push): status 1 with the API's message.
+    run(gateway.pike(&[
+        "--app",
+        "shop",
+        "push",
+        "--api",
+        &api,
+        "--api-key",
+        &key,
+        "--alias",
+        "nope:u1",
+        "hello",
+    ]))
+    .await
+    .code(1)
+    .says(&[
+        "push refused (404 Not Found)",
+        "app \"shop\" has no biz \"nope\"",
+    ]);
+
+    // Every form of push, raw: 404 not_found naming the biz, nothing
+    // stored; the app's own biz still takes the same pushes.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::new();
+    let post = |path: &'static str, body: Value| {
+        let request = http
+            .post(format!("{api}{path}"))
+            .bearer_auth(&key)
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        async move {
+            let response = request.send().await.expect("HTTP");
+            let status = response.status().as_u16();
+            let text = response.text().await.expect("body");
+            let answer: Value = serde_json::from_str(&text).expect("JSON");
+            (status, answer)
+        }
+    };
+    let refused = |answer: &Value| {
+        assert_eq!(answer["error"]["code"], "not_found", "{answer}");
+        assert_eq!(answer["error"]["field"], "biz", "{answer}");
+        let message = answer["error"]["message"].as_str().expect("message");
+        assert!(
+            message.contains("app \"shop\" has no biz \"nope\""),
+            "{answer}"
+        );
+    };
+    for target in [
+        json!({"alias": "u1"}),
+        json!({"aliases": ["u1", "u2"]}),
+        json!({"tag": "vip"}),
+        json!({"all": true}),
+        json!({"alias": "u1", "reliable": false}),
+    ] {
+        let mut body = target.clone();
+        body["biz"] = "nope".into();
+        body["payload"] = "hi".into();
+        let (status, answer) = within("push", post("/v1/push", body.clone())).await;
+        assert_eq!(status, 404, "{target}: {answer}");
+        refused(&answer);
+
+        body["biz"] = "chat".into();
+        let (status, answer) = within("push", post("/v1/push", body)).await;
+        assert_eq!(status, 200, "{target}: {answer}");
+    }
+    let (status, answer) = within(
+        "batch",
+        post(
+            "/v1/push/batch",
+            json!({"pushes": [
+                {"biz": "nope", "alias": "u1", "payload": "a"},
+                {"biz": "chat", "alias": "u1", "payload": "b"},
+            ]}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    refused(&answer["results"][0]);
+    assert_eq!(answer["results"][1]["stored"], 1, "{answer}");
+
+    // Nothing was stored for "nope": a device of the app cannot log in to
+    // it anyway (refused, as before).
+    let tcp = gateway.server("tcp");
+    let secret = support::token_secret("shop");
+    run(gateway.pike(&[
+        "--app",
+        "shop",
+        "listen",
+        "--server",
+        &tcp,
+        "--token-secret",
+        &secret,
+        "--alias",
+        "nope:u1",
+    ]))
+    .await
+    .code(7)
+    .says(&["unknown biz \"nope\""]);
 }
 
 // ---------------------------------------------------------------------------

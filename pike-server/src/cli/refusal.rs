@@ -10,7 +10,11 @@ use super::Failure;
 /// The exit status of each refusal class, and what `pike --help` says
 /// about it: (status, codes, description).
 pub(crate) const CLASSES: &[(u8, &[ErrorCode], &str)] = &[
-    (4, &[ErrorCode::UnknownApp], "unknown or disabled app (--app)"),
+    (
+        4,
+        &[ErrorCode::UnknownApp],
+        "unknown or disabled app (--app)",
+    ),
     (
         5,
         &[ErrorCode::AuthFailed],
