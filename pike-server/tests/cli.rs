@@ -1044,6 +1044,103 @@ async fn send_delivers_uplink_to_the_backend_and_reports_its_answer() {
 }
 
 #[tokio::test]
+async fn send_is_send_only_and_keeps_its_route_between_runs() {
+    let backends = Backends::start(2, Duration::ZERO).await;
+    let server = Server::start(config(vec![app(
+        "shop",
+        vec![biz_with_webhooks("chat", backends.urls(), 5_000)],
+    )]))
+    .await;
+    let api = server.api("shop");
+    // The alias has a reliable backlog waiting for its real device.
+    for i in 1..=3 {
+        api.push_alias("chat", "u1", &format!("m{i}")).await;
+    }
+    let gateway = Gateway::with(server);
+    let tcp = gateway.server("tcp");
+    let secret = support::token_secret("shop");
+    let send = |key: &str| {
+        gateway.pike(&[
+            "--app",
+            "shop",
+            "send",
+            "--server",
+            &tcp,
+            "--token-secret",
+            &secret,
+            "--alias",
+            "chat:u1",
+            "--key",
+            key,
+            "hello",
+        ])
+    };
+    let before = api.metrics().await;
+    for i in 0..4 {
+        let out = run(send(&format!("k{i}"))).await;
+        out.code(0);
+        assert!(!out.stderr.contains("route moved"), "{}", out.stderr);
+    }
+    // Send-only: none of the backlog was sent to `pike send` (the
+    // downlink success rate counts only real recipients).
+    let after = api.metrics().await;
+    let delta = |name: &str, labels: &[(&str, &str)]| {
+        after.value(name, labels) - before.value(name, labels)
+    };
+    assert_eq!(delta("pike_logins_total", &[("result", "ok")]), 4.0);
+    assert_eq!(
+        delta("pike_downlink_sent_total", &[("kind", "reliable")]),
+        0.0
+    );
+    // The route id is kept between runs: every message reached the same
+    // backend (the first run's pick), over the same route.
+    let records = backends.records().await;
+    assert_eq!(records.len(), 4, "{records:?}");
+    assert!(
+        records
+            .iter()
+            .all(|r| r.backend == records[0].backend && r.route == records[0].route),
+        "{records:?}"
+    );
+    let routes = gateway.server.data_dir().join("cli-routes.json");
+    let saved: Value =
+        serde_json::from_slice(&std::fs::read(&routes).expect("routes file")).expect("JSON");
+    assert_eq!(saved["routes"][0]["route_id"], records[0].route.as_str());
+
+    // A saved route the gateway no longer has: the route moved, and says so.
+    std::fs::write(
+        &routes,
+        json!({"routes": [{"app": "shop", "biz": "chat", "alias": "u1", "route_id": "r9"}]})
+            .to_string(),
+    )
+    .expect("write");
+    let out = run(send("k-moved")).await;
+    out.code(0).says(&["pike: route moved from r9 to r"]);
+    let saved: Value =
+        serde_json::from_slice(&std::fs::read(&routes).expect("routes file")).expect("JSON");
+    assert_ne!(saved["routes"][0]["route_id"], "r9", "{saved}");
+
+    // The real device still gets the whole backlog, and acks it.
+    let mut listen = Running::spawn(gateway.pike(&[
+        "--app",
+        "shop",
+        "listen",
+        "--server",
+        &tcp,
+        "--token-secret",
+        &secret,
+        "--alias",
+        "chat:u1",
+        "--count",
+        "3",
+    ]));
+    for i in 1..=3 {
+        assert_eq!(listen.json().await["payload"], format!("m{i}"));
+    }
+    assert_eq!(listen.exit().await.code(), Some(0));
+}
+
+#[tokio::test]
 async fn send_without_a_backend_on_the_dev_gateway_is_refused() {
     let gateway = Gateway::dev().await;
     let tcp = gateway.server("tcp");

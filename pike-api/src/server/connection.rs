@@ -76,6 +76,8 @@ struct LoginReady {
     start_after: u64,
     batch: ReadBatch,
     grant: LoginGrant,
+    /// A send-only login (`Login.send_only`): no downlink recipient.
+    send_only: bool,
 }
 
 /// Reliable downlink state of one login.
@@ -349,7 +351,11 @@ impl Conn {
                 credential,
                 route_id,
                 last_acked_seq,
-            } => self.login(stream, biz, alias, credential, route_id, last_acked_seq),
+                send_only,
+            } => {
+                let resume = (route_id, last_acked_seq, send_only);
+                self.login(stream, biz, alias, credential, resume);
+            }
             ServerEvent::LoggedOut { stream } => {
                 self.record("logout", format!("stream={}", stream.value()));
                 self.end_login(stream);
@@ -479,8 +485,7 @@ impl Conn {
         biz: String,
         alias: String,
         credential: String,
-        saved_route: String,
-        last_acked: u64,
+        (saved_route, last_acked, send_only): (String, u64, bool),
     ) {
         // Traced once the authenticator has answered: an unauthenticated
         // biz and alias are the client's word only.
@@ -520,6 +525,7 @@ impl Conn {
                     start_after,
                     batch,
                     grant,
+                    send_only,
                 })
             }
             .await;
@@ -618,26 +624,31 @@ impl Conn {
         self.record(
             "alias-bind",
             format!(
-                "stream={} biz={biz} alias={alias} route={} resume_after={} last_seq={} device_verified={} expires_at_ms={}",
+                "stream={} biz={biz} alias={alias} route={} resume_after={} last_seq={} device_verified={} expires_at_ms={} send_only={}",
                 stream.value(),
                 ready.route_id,
                 ready.start_after,
                 ready.batch.last_seq,
                 ready.grant.device_verified,
-                ready.grant.expires_at_ms
+                ready.grant.expires_at_ms,
+                ready.send_only
             ),
         );
-        self.hub.registry.add_login(
-            self.id,
-            LoginInfo {
-                stream,
-                biz: biz.clone(),
-                alias: alias.clone(),
-                route_id: ready.route_id.clone(),
-                since_ms: unix_ms(),
-                device_verified: ready.grant.device_verified,
-            },
-        );
+        // A send-only login is no recipient: not registered for pushes,
+        // and its backlog is not read (`docs/protocol.md`, `send_only`).
+        if !ready.send_only {
+            self.hub.registry.add_login(
+                self.id,
+                LoginInfo {
+                    stream,
+                    biz: biz.clone(),
+                    alias: alias.clone(),
+                    route_id: ready.route_id.clone(),
+                    since_ms: unix_ms(),
+                    device_verified: ready.grant.device_verified,
+                },
+            );
+        }
         let key = StreamKey::new(self.app(), biz, alias);
         self.streams.insert(
             stream,
@@ -653,6 +664,9 @@ impl Conn {
                 device_verified: ready.grant.device_verified,
             },
         );
+        if ready.send_only {
+            return;
+        }
         self.read_done(stream, Ok(ready.batch));
         // The login's read happened before it was registered for
         // notifications: read once more so that a message stored in between

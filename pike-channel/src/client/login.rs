@@ -30,6 +30,9 @@ pub struct LoginParams {
     pub route_id: String,
     /// The downlink position saved from an earlier session (0 for none).
     pub last_acked_seq: u64,
+    /// A send-only login: it sends uplink but is no downlink recipient
+    /// (`Login.send_only`, see `docs/protocol.md`).
+    pub send_only: bool,
 }
 
 impl LoginParams {
@@ -52,6 +55,15 @@ impl LoginParams {
     pub fn resume(mut self, route_id: impl Into<String>, last_acked_seq: u64) -> Self {
         self.route_id = route_id.into();
         self.last_acked_seq = last_acked_seq;
+        self
+    }
+
+    /// Makes this a send-only login: the server delivers it nothing (no
+    /// reliable backlog, no pushes), so a tool that only sends does not
+    /// receive, and leave unacknowledged, the alias's messages.
+    #[must_use]
+    pub fn send_only(mut self) -> Self {
+        self.send_only = true;
         self
     }
 }
@@ -243,6 +255,7 @@ impl ClientChannel {
             credential: entry.params.credential.clone(),
             route_id: entry.params.route_id.clone(),
             last_acked_seq,
+            send_only: entry.params.send_only,
         };
         self.transmit(&Message::Login(login), now);
     }

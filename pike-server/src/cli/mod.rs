@@ -25,6 +25,7 @@ mod listen;
 mod push;
 mod refusal;
 mod room;
+mod routes;
 mod send;
 mod token;
 mod try_commands;
