@@ -131,12 +131,16 @@ impl tunnel::ErrorCode {
     /// `false` for the codes that say the client itself is refused and
     /// will be refused again, however often it reconnects: an unknown app
     /// (`UNKNOWN_APP`), no common protocol version (`UNSUPPORTED_VERSION`),
-    /// a bad, expired or unauthorized credential (`AUTH_FAILED`,
-    /// `TOKEN_EXPIRED`, `FORBIDDEN`), or a hello field the server does not
-    /// accept (`INVALID_ARGUMENT`). A client stops on them and reports the
-    /// server's reason. Every other code (network trouble, timeouts,
-    /// draining, overload, internal errors) is worth a reconnect with
-    /// backoff. The same table is in `docs/protocol.md` ("Error codes").
+    /// a bad or expired credential (`AUTH_FAILED`, `TOKEN_EXPIRED`), or a
+    /// hello field the server does not accept (`INVALID_ARGUMENT`). A
+    /// client stops on them and reports the server's reason. Every other
+    /// code (network trouble, timeouts, draining, overload, internal
+    /// errors) is worth a reconnect with backoff; so is `FORBIDDEN` in a
+    /// close: it is how the gateway kicks a session (`POST /v1/disconnect`),
+    /// after which the client reconnects and logs in again if its
+    /// credential still allows (a login refused with `FORBIDDEN` is final
+    /// for that login, see `docs/channel.md`). The same table is in
+    /// `docs/protocol.md` ("Error codes").
     pub fn is_retryable(self) -> bool {
         !matches!(
             self,
@@ -144,7 +148,6 @@ impl tunnel::ErrorCode {
                 | Self::UnknownApp
                 | Self::AuthFailed
                 | Self::TokenExpired
-                | Self::Forbidden
                 | Self::InvalidArgument
         )
     }

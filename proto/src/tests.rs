@@ -261,7 +261,6 @@ fn only_refusals_of_the_client_itself_are_not_retryable() {
         C::UnknownApp,
         C::AuthFailed,
         C::TokenExpired,
-        C::Forbidden,
         C::InvalidArgument,
     ];
     for code in final_codes {
@@ -270,6 +269,7 @@ fn only_refusals_of_the_client_itself_are_not_retryable() {
     for code in [
         C::Unspecified,
         C::HandshakeTimeout,
+        C::Forbidden,
         C::IdleTimeout,
         C::GoingAway,
         C::SlowConsumer,

@@ -133,7 +133,6 @@ fn each_final_code_stops_and_each_other_code_reconnects() {
         ErrorCode::UnknownApp,
         ErrorCode::AuthFailed,
         ErrorCode::TokenExpired,
-        ErrorCode::Forbidden,
         ErrorCode::InvalidArgument,
     ] {
         let (mut client, id, t) = dialing();
@@ -143,6 +142,8 @@ fn each_final_code_stops_and_each_other_code_reconnects() {
     }
     for code in [
         ErrorCode::Overloaded,
+        // How the gateway kicks a session (`POST /v1/disconnect`).
+        ErrorCode::Forbidden,
         ErrorCode::GoingAway,
         ErrorCode::Internal,
         ErrorCode::HandshakeTimeout,
