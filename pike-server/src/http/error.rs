@@ -204,6 +204,10 @@ impl From<PushError> for ApiError {
                 ErrorCode::Unavailable,
                 format!("{reason}; nothing was pushed; retry later"),
             ),
+            e @ PushError::UnknownBiz { .. } => Self::not_found(format!(
+                "{e}: nothing was pushed (its configured businesses are the only ones devices can log in to)"
+            ))
+            .with_field("biz"),
             e => {
                 tracing::error!(error = %e, "push failed");
                 Self::new(ErrorCode::Internal, "the push failed unexpectedly")

@@ -19,7 +19,11 @@ impl Conn {
                 credential,
                 route_id,
                 last_acked_seq,
-            } => self.login(stream, biz, alias, credential, route_id, last_acked_seq),
+                send_only,
+            } => {
+                let resume = (route_id, last_acked_seq, send_only);
+                self.login(stream, biz, alias, credential, resume);
+            }
             ServerEvent::LoggedOut { stream } => {
                 self.record("logout", format!("stream={}", stream.value()));
                 self.end_login(stream);

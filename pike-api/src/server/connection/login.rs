@@ -24,8 +24,7 @@ impl Conn {
         biz: String,
         alias: String,
         credential: String,
-        saved_route: String,
-        last_acked: u64,
+        (saved_route, last_acked, send_only): (String, u64, bool),
     ) {
         // Traced once the authenticator has answered: an unauthenticated
         // biz and alias are the client's word only.
@@ -47,13 +46,17 @@ impl Conn {
                 // Live traffic first, then the read: a message stored in
                 // between arrives both ways, and the sequence numbers drop
                 // the copy; the other order could miss it.
-                let interests = Interests::subscribe(
-                    &hub,
-                    &key,
-                    grant.device_verified.then_some(request.device_id.as_str()),
-                )
-                .await
-                .map_err(internal)?;
+                // A send-only login is no recipient: nothing to route to it.
+                let interests = if send_only {
+                    None
+                } else {
+                    let device = grant.device_verified.then_some(request.device_id.as_str());
+                    Some(
+                        Interests::subscribe(&hub, &key, device)
+                            .await
+                            .map_err(internal)?,
+                    )
+                };
                 let start = hub
                     .engine
                     .inbox
@@ -77,6 +80,7 @@ impl Conn {
                     batch: start.batch,
                     grant,
                     interests,
+                    send_only,
                 }))
             }
             .await;
@@ -91,6 +95,9 @@ impl Conn {
 
     /// Gives back the engine subscriptions of a login that ends.
     pub(super) fn release(&self, state: &StreamState) {
+        if state.send_only {
+            return;
+        }
         let device = state.device_verified.then(|| self.device_id());
         interests::release(&self.hub, &state.key, device);
     }
@@ -148,26 +155,31 @@ impl Conn {
         self.record(
             "alias-bind",
             format!(
-                "stream={} biz={biz} alias={alias} route={} resume_after={} last_seq={} device_verified={} expires_at_ms={}",
+                "stream={} biz={biz} alias={alias} route={} resume_after={} last_seq={} device_verified={} expires_at_ms={} send_only={}",
                 stream.value(),
                 ready.route_id,
                 ready.start_after.seq,
                 ready.batch.last_seq,
                 ready.grant.device_verified,
-                ready.grant.expires_at_ms
+                ready.grant.expires_at_ms,
+                ready.send_only
             ),
         );
-        self.hub.registry.add_login(
-            self.id,
-            LoginInfo {
-                stream,
-                biz: biz.clone(),
-                alias: alias.clone(),
-                route_id: ready.route_id.clone(),
-                since_ms: unix_ms(),
-                device_verified: ready.grant.device_verified,
-            },
-        );
+        // A send-only login is no recipient: not registered for pushes,
+        // and its backlog is not read (`docs/protocol.md`, `send_only`).
+        if !ready.send_only {
+            self.hub.registry.add_login(
+                self.id,
+                LoginInfo {
+                    stream,
+                    biz: biz.clone(),
+                    alias: alias.clone(),
+                    route_id: ready.route_id.clone(),
+                    since_ms: unix_ms(),
+                    device_verified: ready.grant.device_verified,
+                },
+            );
+        }
         let key = StreamKey::new(self.app(), biz, alias);
         self.streams.insert(
             stream,
@@ -184,9 +196,15 @@ impl Conn {
                 uplink_queue: VecDeque::new(),
                 uplink_busy: false,
                 device_verified: ready.grant.device_verified,
+                send_only: ready.send_only,
             },
         );
-        ready.interests.keep();
+        if let Some(interests) = ready.interests {
+            interests.keep();
+        }
+        if ready.send_only {
+            return;
+        }
         self.read_done(stream, Ok(ready.batch));
         // The login's read happened before it was registered for
         // notifications: read once more so that a message stored in between

@@ -88,8 +88,11 @@ struct LoginReady {
     saved: Position,
     batch: ReadBatch,
     grant: LoginGrant,
-    /// Given back if the login is not granted after all.
-    interests: Interests,
+    /// Given back if the login is not granted after all (none for a
+    /// send-only login).
+    interests: Option<Interests>,
+    /// A send-only login (`Login.send_only`): no downlink recipient.
+    send_only: bool,
 }
 
 /// Reliable downlink state of one login.
@@ -118,6 +121,8 @@ struct StreamState {
     uplink_busy: bool,
     /// The login's credential proves the device id: it gets device pushes.
     device_verified: bool,
+    /// A send-only login: no downlink, no engine subscriptions.
+    send_only: bool,
 }
 
 /// Runs one connection to its end.

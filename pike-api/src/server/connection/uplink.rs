@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use super::{Conn, Work, now};
 use crate::server::uplink::{UplinkError, UplinkRequest};
-use crate::server::uplink_calls;
+use crate::server::{trace, uplink_calls};
 
 /// An uplink message waiting for its turn.
 pub(super) struct PendingUplink {
@@ -98,6 +98,11 @@ impl Conn {
             metrics::histogram!(crate::server::metric_families::UPLINK_ACK_SECONDS)
                 .record(item.received_at.elapsed().as_secs_f64());
         }
+        let detail = trace::uplink_ack_detail(
+            stream.value(),
+            seq,
+            result.as_deref().map_err(|e| (e.code, e.message.as_str())),
+        );
         let reply = match result {
             Ok(route_id) => {
                 metrics::counter!(crate::server::metric_families::UPLINK_ACKED_TOTAL, "result" => "ok").increment(1);
@@ -112,10 +117,7 @@ impl Conn {
                 UplinkResult::rejected(e.code, e.message)
             }
         };
-        self.record(
-            "uplink-ack",
-            format!("stream={} seq={seq} {reply:?}", stream.value()),
-        );
+        self.record("uplink-ack", detail);
         let _ = self.channel.ack_uplink(stream, seq, reply, now());
         self.next_uplink(stream);
     }

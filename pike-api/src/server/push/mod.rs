@@ -123,6 +123,17 @@ pub enum PushError {
     /// or quorum): nothing was accepted; retry later.
     #[error("{0}")]
     Unavailable(String),
+    /// The app lists its businesses and `biz` is not one of them
+    /// ([`GatewayConfig::businesses`](super::GatewayConfig::businesses)):
+    /// no device could ever log in to receive the push. Nothing was stored
+    /// or sent.
+    #[error("app {app:?} has no biz {biz:?}")]
+    UnknownBiz {
+        /// The app.
+        app: String,
+        /// The business pushed to.
+        biz: String,
+    },
 }
 
 impl From<EngineError> for PushError {
@@ -174,6 +185,12 @@ impl PushHandle {
         }
         if request.app.is_empty() || request.biz.is_empty() {
             return Err(PushError::Invalid("app and biz must not be empty".into()));
+        }
+        if !self.hub.config.has_biz(&request.app, &request.biz) {
+            return Err(PushError::UnknownBiz {
+                app: request.app,
+                biz: request.biz,
+            });
         }
         let max = self.max_payload_len();
         if request.payload.len() > max {
