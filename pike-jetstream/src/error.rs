@@ -90,8 +90,13 @@ pub(crate) fn is_transient(error: &(dyn std::error::Error + 'static)) -> bool {
     }
     if let Some(code) = js_code(error) {
         // 10008 cluster not available, 10023 insufficient resources during
-        // elections, 10059 stream not found (transient during an election).
-        return code == ErrorCode::CLUSTER_NOT_AVAILABLE.0 || code == 10059 || code == 10023;
+        // elections, 10059 stream not found (transient during an election),
+        // 10158 duplicate message id in process (an earlier attempt with
+        // the same msg id has not finished: retrying returns its outcome).
+        return code == ErrorCode::CLUSTER_NOT_AVAILABLE.0
+            || code == 10059
+            || code == 10023
+            || code == 10158;
     }
     let text = error.to_string().to_ascii_lowercase();
     [
