@@ -292,3 +292,48 @@ async fn login_deadline_closes_a_connection_that_only_pings() {
         "a logged-in connection was closed: {stays:?}"
     );
 }
+
+/// Reads `io` to its end (at most [`LIMIT`]) and decodes the close frame
+/// in it.
+async fn close_read(io: impl AsyncRead + Unpin) -> Close {
+    let mut frames = FramedRead::new(io, FrameCodec::new());
+    let frame = tokio::time::timeout(LIMIT, frames.next())
+        .await
+        .expect("the server answers within its handshake timeout")
+        .expect("a frame, not the end of the stream")
+        .expect("a well-formed frame");
+    assert_eq!(frame.ty, FrameType::CLOSE);
+    frame.decode().expect("a close body")
+}
+
+/// A client that never says hello and one that sent part of a hello are
+/// closed the same documented way at the handshake timeout: a
+/// `HANDSHAKE_TIMEOUT` close frame, over plain TCP and over TLS.
+#[tokio::test]
+async fn silent_and_partial_hellos_get_the_same_handshake_timeout_close() {
+    use tokio::io::AsyncWriteExt as _;
+    let mut tunnel = TunnelConfig::default();
+    tunnel.handshake_timeout(Duration::from_secs(1));
+    let mut config = GatewayConfig::default();
+    config.tunnel(tunnel);
+    let served = serve(config).await;
+    let mut closes = Vec::new();
+    for sent in [&[][..], &[0x01, 0x10, 0x0a][..]] {
+        let mut io = TcpStream::connect(served.tcp).await.unwrap();
+        io.write_all(sent).await.unwrap();
+        closes.push(close_read(io).await);
+
+        let io = TcpStream::connect(served.tls).await.unwrap();
+        let mut io = ClientSecurity::Tls(served.tls_identity.client())
+            .secure(io, "localhost")
+            .await
+            .unwrap();
+        io.write_all(sent).await.unwrap();
+        io.flush().await.unwrap();
+        closes.push(close_read(io).await);
+    }
+    for close in &closes {
+        assert_eq!(close.code, ErrorCode::HandshakeTimeout as i32, "{close:?}");
+        assert_eq!(close, &closes[0], "every case is closed alike");
+    }
+}

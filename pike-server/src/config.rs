@@ -55,6 +55,8 @@ pub struct Config {
     /// The HTTP API server: its limits, and consent to plain HTTP off
     /// loopback.
     pub http: Http,
+    /// Running as a node of a NATS JetStream cluster (off by default).
+    pub cluster: crate::cluster::ClusterSection,
     /// Apps served. Empty: the dev app `demo`, whose credentials are
     /// generated into the data dir on first start.
     pub apps: Vec<App>,
@@ -615,6 +617,7 @@ impl Config {
             ));
         }
         self.http.validate(self.listen.http)?;
+        self.cluster.validate()?;
         if self.tls.cert.is_some() != self.tls.key.is_some() {
             return invalid("tls.cert and tls.key go together".into());
         }
@@ -715,6 +718,7 @@ impl Default for Config {
             store: Store::default(),
             rooms: Rooms::default(),
             http: Http::default(),
+            cluster: crate::cluster::ClusterSection::default(),
             apps: Vec::new(),
         }
     }

@@ -145,7 +145,7 @@ impl DataDir {
     }
 
     /// Writes `name` atomically (temp file, fsync, rename), mode 0600.
-    fn write_private(&self, name: &str, bytes: &[u8]) -> Result<(), DataDirError> {
+    pub(crate) fn write_private(&self, name: &str, bytes: &[u8]) -> Result<(), DataDirError> {
         let path = self.root.join(name);
         let tmp = self.root.join(format!(".{name}.tmp"));
         let io = |source| DataDirError::Io {

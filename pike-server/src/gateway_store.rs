@@ -24,6 +24,7 @@ fn api_batch(batch: crate::store::ReadBatch) -> ApiReadBatch {
             .into_iter()
             .map(|m| ApiStoredMessage {
                 seq: m.seq,
+                cursor: m.seq,
                 message_id: m.message_id,
                 priority: m.priority,
                 expires_at_ms: m.expires_at_ms,
@@ -62,6 +63,7 @@ impl api::Store for RedbStore {
                 .into_iter()
                 .map(|d| ApiAppended {
                     seq: d.seq,
+                    cursor: d.seq,
                     message_id: d.message_id,
                 })
                 .collect())

@@ -7,10 +7,12 @@
 pub mod apps;
 pub mod auth;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod data_dir;
 mod gateway_store;
 pub mod http;
+pub mod metric_families;
 pub mod run;
 pub mod store;
 pub mod token;

@@ -64,7 +64,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let metrics = match metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder() {
+    let metrics = match pike_server::metric_families::install() {
         Ok(handle) => Some(handle),
         Err(e) => {
             eprintln!("pike-server: metrics are off: {e}");

@@ -37,6 +37,9 @@ pub enum RunError {
     /// A listener could not bind.
     #[error(transparent)]
     Bind(#[from] pike_api::server::GatewayError),
+    /// The NATS JetStream cluster (`[cluster]`) could not be joined.
+    #[error("cluster: {0}")]
+    Cluster(String),
     /// The HTTP listener could not bind.
     #[error("cannot listen on {addr} (http): {source}")]
     HttpBind {
@@ -69,6 +72,7 @@ pub async fn run(
     on_started: impl FnOnce(&Started),
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
+    crate::metric_families::register(&config);
     let data = DataDir::create(&config.data_dir)?;
     let dev_app = if config.apps.is_empty() {
         Some(data.dev_app()?)
@@ -133,6 +137,9 @@ pub async fn run(
         .max_rooms_per_app(config.rooms.max_rooms_per_app)
         .max_room_joins(config.rooms.max_joins_per_connection)
         .max_uplink_in_flight(config.limits.max_uplink_in_flight);
+    for app in config.apps.iter().filter(|app| !app.biz.is_empty()) {
+        gateway_config.businesses(app.id.clone(), app.biz.iter().map(|b| b.id.clone()));
+    }
     for (app, pattern, room_config) in room_rules {
         gateway_config.room_config(app, pattern, room_config);
     }
@@ -140,8 +147,17 @@ pub async fn run(
     let http_client = reqwest::Client::builder()
         .build()
         .map_err(|e| RunError::Config(format!("http client: {e}")))?;
-    let mut builder = Gateway::builder()
-        .store(store.clone())
+    let mut builder = Gateway::builder().store(store.clone());
+    if config.cluster.enabled() {
+        let cluster = config
+            .cluster
+            .connect(config.store.max_messages_per_stream)
+            .await
+            .map_err(|e| RunError::Cluster(e.to_string()))?;
+        tracing::info!(node = %cluster.node(), epoch = cluster.epoch(), "cluster node");
+        builder = builder.engine(pike_jetstream::JetStreamEngine::factory(cluster));
+    }
+    let mut builder = builder
         .authenticator(TokenAuthenticator::new(apps.clone(), http_client.clone()))
         .uplink(crate::webhook::shared(&apps, http_client))
         .apps(apps.ids().map(str::to_owned))

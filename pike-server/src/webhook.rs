@@ -158,7 +158,7 @@ impl UplinkHandler for WebhookUplink {
                 // Not the backend's fault: it stays in rotation.
                 Err(e) => {
                     tracing::error!(biz = %request.biz, route = %request.route_id, error = %e, "uplink webhook request does not build");
-                    metrics::counter!("pike_webhook_build_errors_total", "biz" => request.biz.clone())
+                    metrics::counter!(crate::metric_families::WEBHOOK_BUILD_ERRORS_TOTAL, "biz" => request.biz.clone())
                         .increment(1);
                     return Err(unavailable(
                         format!("the gateway could not build the webhook request: {e}"),
@@ -173,7 +173,7 @@ impl UplinkHandler for WebhookUplink {
                 health
                     .failed_until_ms
                     .store(unix_ms() + COOLDOWN.as_millis() as u64, Ordering::Relaxed);
-                metrics::counter!("pike_webhook_failures_total", "biz" => request.biz.clone())
+                metrics::counter!(crate::metric_families::WEBHOOK_FAILURES_TOTAL, "biz" => request.biz.clone())
                     .increment(1);
                 unavailable(message, true)
             };

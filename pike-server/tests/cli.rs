@@ -3,7 +3,8 @@
 //! process (`CARGO_BIN_EXE_pike-server`, listeners on `127.0.0.1:0`, a
 //! temporary data dir) over real sockets, TLS and QUIC, checking the
 //! documented output lines and exit statuses (0 done, 1 refused or failed,
-//! 2 usage, 3 unreachable or no answer in time), error paths included.
+//! 2 usage, 3 unreachable or no answer in time, 4 to 9 refused for good by
+//! the gateway, one per class of close code), error paths included.
 //!
 //! Every wait is bounded by [`LIMIT`]; children are killed when their
 //! guard drops. `pike listen` and `pike room join` run until stopped: their
@@ -20,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use support::{Backends, LIMIT, Server, app, biz, biz_with_webhooks, config, poll_until, within};
 use tokio::sync::mpsc;
 
@@ -444,8 +445,11 @@ async fn listen_error_paths_have_clear_messages_and_statuses() {
         "listen", "--server", &tcp, "--alias", "chat:u42", "--token", "garbage",
     ]))
     .await
-    .code(1)
-    .says(&["login refused", "malformed credential"]);
+    .code(5)
+    .says(&[
+        "refused the login (ERROR_CODE_AUTH_FAILED)",
+        "malformed credential",
+    ]);
 
     // A credential of another alias is refused too.
     let other = run(gateway.pike(&["token", "--alias", "chat:someone-else"])).await;
@@ -454,8 +458,8 @@ async fn listen_error_paths_have_clear_messages_and_statuses() {
         "listen", "--server", &tcp, "--alias", "chat:u42", "--token", &other,
     ]))
     .await
-    .code(1)
-    .says(&["login refused"]);
+    .code(7)
+    .says(&["refused the login (ERROR_CODE_FORBIDDEN)"]);
 
     // Nothing listens: status 3 once --connect-timeout passes.
     let closed = closed_port().to_string();
@@ -495,6 +499,188 @@ async fn listen_error_paths_have_clear_messages_and_statuses() {
         .await
         .code(2)
         .says(&["invalid value 'udp'"]);
+}
+
+/// A gateway stand-in on `127.0.0.1:0` that runs the real tunnel handshake
+/// (`tntunnel::accept`) and refuses every hello with `code`, as a gateway
+/// of another protocol version (or one overloaded) does. Returns its
+/// address; it serves until the test ends.
+async fn refusing_gateway(code: proto::tunnel::ErrorCode, reason: &'static str) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("address");
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let config = tntunnel::TunnelConfig::default();
+                if let Ok(incoming) = tntunnel::accept(socket, &config).await {
+                    let _ = incoming.reject(code, reason).await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn every_non_retryable_refusal_ends_at_once_with_its_reason_and_status() {
+    use proto::tunnel::ErrorCode;
+
+    let server = Server::start(config(vec![app("shop", vec![biz("chat")])])).await;
+    let gateway = Gateway::with(server);
+    let tcp = gateway.server("tcp");
+    let secret = support::token_secret("shop");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let expired = pike_server::token::mint(
+        &pike_server::token::Claims::new("shop", "chat", "u1", now - 7_200, 60),
+        secret.as_bytes(),
+    );
+    let of_another = pike_server::token::mint(
+        &pike_server::token::Claims::new("shop", "chat", "someone-else", now, 600),
+        secret.as_bytes(),
+    );
+    let long_device = "d".repeat(300);
+    // Each command would retry until --connect-timeout (60 s, longer than
+    // the test's LIMIT) if it took the refusal for a network failure: it
+    // must end at once, with the server's code and reason.
+    let device = |app: &str, more: &[&str]| {
+        let mut args = vec![
+            "--app",
+            app,
+            "listen",
+            "--server",
+            tcp.as_str(),
+            "--alias",
+            "chat:u1",
+            "--connect-timeout",
+            "60",
+        ];
+        args.extend_from_slice(more);
+        gateway.pike(&args)
+    };
+    let cases: Vec<(ErrorCode, Command, i32, &str)> = vec![
+        (
+            ErrorCode::UnknownApp,
+            device("no-such-app", &["--token-secret", "x"]),
+            4,
+            "unknown app \"no-such-app\"",
+        ),
+        (
+            ErrorCode::AuthFailed,
+            device("shop", &["--token", "garbage"]),
+            5,
+            "malformed credential",
+        ),
+        (
+            ErrorCode::AuthFailed,
+            device("shop", &["--token-secret", "not-the-secret"]),
+            5,
+            "signature is invalid",
+        ),
+        (
+            ErrorCode::TokenExpired,
+            device("shop", &["--token", &expired]),
+            6,
+            "expired",
+        ),
+        (
+            ErrorCode::Forbidden,
+            device("shop", &["--token", &of_another]),
+            7,
+            "credential is for alias \"someone-else\", not \"u1\"",
+        ),
+        (
+            ErrorCode::InvalidArgument,
+            device(
+                "shop",
+                &["--token-secret", &secret, "--device", &long_device],
+            ),
+            9,
+            "device_id has 300 bytes, more than the limit of 128",
+        ),
+    ];
+    for (code, command, status, reason) in cases {
+        let what = format!("{command:?}");
+        let out = run(command).await;
+        out.code(status).says(&[
+            &format!(
+                "pike: the gateway refused the login ({})",
+                code.as_str_name()
+            ),
+            reason,
+        ]);
+        assert!(
+            !out.stderr.contains("retrying"),
+            "{what} retried a refusal for good:\n{}",
+            out.stderr
+        );
+    }
+
+    // UNSUPPORTED_VERSION: only a gateway of another protocol version says
+    // it; a stand-in refuses the hello so, over the real handshake.
+    let other_version = refusing_gateway(
+        ErrorCode::UnsupportedVersion,
+        "no common protocol version: peer offers [1], we speak [2]",
+    )
+    .await
+    .to_string();
+    for sub in [
+        vec!["listen"],
+        vec!["send", "hello"],
+        vec!["room", "pull", "live:1"],
+        vec!["room", "join", "live:1"],
+    ] {
+        let mut args = vec!["--app", "shop", sub[0]];
+        if sub[0] == "room" {
+            args.push(sub[1]);
+        }
+        args.extend([
+            "--token-secret",
+            secret.as_str(),
+            "--server",
+            other_version.as_str(),
+            "--alias",
+            "chat:u1",
+            "--connect-timeout",
+            "60",
+        ]);
+        args.extend(sub.iter().skip(if sub[0] == "room" { 2 } else { 1 }));
+        let out = run(gateway.pike(&args)).await;
+        out.code(8).says(&[
+            "pike: the gateway refused the login (ERROR_CODE_UNSUPPORTED_VERSION)",
+            "we speak [2]",
+        ]);
+    }
+
+    // A refusal worth retrying (OVERLOADED) is retried: said on stderr,
+    // status 3 once --connect-timeout passes.
+    let overloaded = refusing_gateway(ErrorCode::Overloaded, "connection limit reached")
+        .await
+        .to_string();
+    run(gateway.pike(&[
+        "--app",
+        "shop",
+        "listen",
+        "--token-secret",
+        &secret,
+        "--server",
+        &overloaded,
+        "--alias",
+        "chat:u1",
+        "--connect-timeout",
+        "1",
+    ]))
+    .await
+    .code(3)
+    .says(&[
+        "cannot reach the gateway",
+        "retrying",
+        "no login within 1 s",
+    ]);
 }
 
 #[tokio::test]
@@ -622,6 +808,113 @@ async fn push_error_paths_have_clear_messages_and_statuses() {
     holder.abort();
 }
 
+#[tokio::test]
+async fn pushes_to_a_biz_the_app_does_not_have_are_404_naming_it() {
+    let server = Server::start(config(vec![app("shop", vec![biz("chat")])])).await;
+    let gateway = Gateway::with(server);
+    let api = gateway.api();
+    let key = support::api_key("shop");
+
+    // The CLI (POST /v1/push): status 1 with the API's message.
+    run(gateway.pike(&[
+        "--app",
+        "shop",
+        "push",
+        "--api",
+        &api,
+        "--api-key",
+        &key,
+        "--alias",
+        "nope:u1",
+        "hello",
+    ]))
+    .await
+    .code(1)
+    .says(&[
+        "push refused (404 Not Found)",
+        "app \"shop\" has no biz \"nope\"",
+    ]);
+
+    // Every form of push, raw: 404 not_found naming the biz, nothing
+    // stored; the app's own biz still takes the same pushes.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::new();
+    let post = |path: &'static str, body: Value| {
+        let request = http
+            .post(format!("{api}{path}"))
+            .bearer_auth(&key)
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        async move {
+            let response = request.send().await.expect("HTTP");
+            let status = response.status().as_u16();
+            let text = response.text().await.expect("body");
+            let answer: Value = serde_json::from_str(&text).expect("JSON");
+            (status, answer)
+        }
+    };
+    let refused = |answer: &Value| {
+        assert_eq!(answer["error"]["code"], "not_found", "{answer}");
+        assert_eq!(answer["error"]["field"], "biz", "{answer}");
+        let message = answer["error"]["message"].as_str().expect("message");
+        assert!(
+            message.contains("app \"shop\" has no biz \"nope\""),
+            "{answer}"
+        );
+    };
+    for target in [
+        json!({"alias": "u1"}),
+        json!({"aliases": ["u1", "u2"]}),
+        json!({"tag": "vip"}),
+        json!({"all": true}),
+        json!({"alias": "u1", "reliable": false}),
+    ] {
+        let mut body = target.clone();
+        body["biz"] = "nope".into();
+        body["payload"] = "hi".into();
+        let (status, answer) = within("push", post("/v1/push", body.clone())).await;
+        assert_eq!(status, 404, "{target}: {answer}");
+        refused(&answer);
+
+        body["biz"] = "chat".into();
+        let (status, answer) = within("push", post("/v1/push", body)).await;
+        assert_eq!(status, 200, "{target}: {answer}");
+    }
+    let (status, answer) = within(
+        "batch",
+        post(
+            "/v1/push/batch",
+            json!({"pushes": [
+                {"biz": "nope", "alias": "u1", "payload": "a"},
+                {"biz": "chat", "alias": "u1", "payload": "b"},
+            ]}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    refused(&answer["results"][0]);
+    assert_eq!(answer["results"][1]["stored"], 1, "{answer}");
+
+    // Nothing was stored for "nope": a device of the app cannot log in to
+    // it anyway (refused, as before).
+    let tcp = gateway.server("tcp");
+    let secret = support::token_secret("shop");
+    run(gateway.pike(&[
+        "--app",
+        "shop",
+        "listen",
+        "--server",
+        &tcp,
+        "--token-secret",
+        &secret,
+        "--alias",
+        "nope:u1",
+    ]))
+    .await
+    .code(7)
+    .says(&["unknown biz \"nope\""]);
+}
+
 // ---------------------------------------------------------------------------
 // pike token
 
@@ -655,8 +948,8 @@ async fn token_mints_credentials_the_gateway_accepts_and_refuses_bad_args() {
         "listen", "--server", &tcp, "--alias", "chat:u42", "--token", &forged,
     ]))
     .await
-    .code(1)
-    .says(&["login refused"]);
+    .code(5)
+    .says(&["refused the login (ERROR_CODE_AUTH_FAILED)"]);
 
     run(gateway.pike(&["token", "--alias", "bad"]))
         .await
@@ -748,6 +1041,103 @@ async fn send_delivers_uplink_to_the_backend_and_reports_its_answer() {
         .await
         .code(2)
         .says(&["<MESSAGE>"]);
+}
+
+#[tokio::test]
+async fn send_is_send_only_and_keeps_its_route_between_runs() {
+    let backends = Backends::start(2, Duration::ZERO).await;
+    let server = Server::start(config(vec![app(
+        "shop",
+        vec![biz_with_webhooks("chat", backends.urls(), 5_000)],
+    )]))
+    .await;
+    let api = server.api("shop");
+    // The alias has a reliable backlog waiting for its real device.
+    for i in 1..=3 {
+        api.push_alias("chat", "u1", &format!("m{i}")).await;
+    }
+    let gateway = Gateway::with(server);
+    let tcp = gateway.server("tcp");
+    let secret = support::token_secret("shop");
+    let send = |key: &str| {
+        gateway.pike(&[
+            "--app",
+            "shop",
+            "send",
+            "--server",
+            &tcp,
+            "--token-secret",
+            &secret,
+            "--alias",
+            "chat:u1",
+            "--key",
+            key,
+            "hello",
+        ])
+    };
+    let before = api.metrics().await;
+    for i in 0..4 {
+        let out = run(send(&format!("k{i}"))).await;
+        out.code(0);
+        assert!(!out.stderr.contains("route moved"), "{}", out.stderr);
+    }
+    // Send-only: none of the backlog was sent to `pike send` (the
+    // downlink success rate counts only real recipients).
+    let after = api.metrics().await;
+    let delta = |name: &str, labels: &[(&str, &str)]| {
+        after.value(name, labels) - before.value(name, labels)
+    };
+    assert_eq!(delta("pike_logins_total", &[("result", "ok")]), 4.0);
+    assert_eq!(
+        delta("pike_downlink_sent_total", &[("kind", "reliable")]),
+        0.0
+    );
+    // The route id is kept between runs: every message reached the same
+    // backend (the first run's pick), over the same route.
+    let records = backends.records().await;
+    assert_eq!(records.len(), 4, "{records:?}");
+    assert!(
+        records
+            .iter()
+            .all(|r| r.backend == records[0].backend && r.route == records[0].route),
+        "{records:?}"
+    );
+    let routes = gateway.server.data_dir().join("cli-routes.json");
+    let saved: Value =
+        serde_json::from_slice(&std::fs::read(&routes).expect("routes file")).expect("JSON");
+    assert_eq!(saved["routes"][0]["route_id"], records[0].route.as_str());
+
+    // A saved route the gateway no longer has: the route moved, and says so.
+    std::fs::write(
+        &routes,
+        json!({"routes": [{"app": "shop", "biz": "chat", "alias": "u1", "route_id": "r9"}]})
+            .to_string(),
+    )
+    .expect("write");
+    let out = run(send("k-moved")).await;
+    out.code(0).says(&["pike: route moved from r9 to r"]);
+    let saved: Value =
+        serde_json::from_slice(&std::fs::read(&routes).expect("routes file")).expect("JSON");
+    assert_ne!(saved["routes"][0]["route_id"], "r9", "{saved}");
+
+    // The real device still gets the whole backlog, and acks it.
+    let mut listen = Running::spawn(gateway.pike(&[
+        "--app",
+        "shop",
+        "listen",
+        "--server",
+        &tcp,
+        "--token-secret",
+        &secret,
+        "--alias",
+        "chat:u1",
+        "--count",
+        "3",
+    ]));
+    for i in 1..=3 {
+        assert_eq!(listen.json().await["payload"], format!("m{i}"));
+    }
+    assert_eq!(listen.exit().await.code(), Some(0));
 }
 
 #[tokio::test]
@@ -947,6 +1337,12 @@ async fn help_documents_exit_statuses_and_usage_errors_exit_2() {
         "  1  the gateway, a backend or the HTTP API refused",
         "  2  usage",
         "  3  the gateway or the HTTP API could not be reached",
+        "  4  unknown or disabled app",
+        "  5  credential refused",
+        "  6  credential expired",
+        "  7  forbidden",
+        "  8  the gateway speaks no protocol version",
+        "  9  the gateway refused a value",
     ] {
         assert!(
             help.stdout.contains(line),

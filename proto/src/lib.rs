@@ -123,3 +123,32 @@ pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!("gen/descriptor.bin");
 
 #[cfg(test)]
 mod tests;
+
+impl tunnel::ErrorCode {
+    /// Whether connecting again can help after the server closed a
+    /// connection (or refused a handshake) with this code.
+    ///
+    /// `false` for the codes that say the client itself is refused and
+    /// will be refused again, however often it reconnects: an unknown app
+    /// (`UNKNOWN_APP`), no common protocol version (`UNSUPPORTED_VERSION`),
+    /// a bad or expired credential (`AUTH_FAILED`, `TOKEN_EXPIRED`), or a
+    /// hello field the server does not accept (`INVALID_ARGUMENT`). A
+    /// client stops on them and reports the server's reason. Every other
+    /// code (network trouble, timeouts, draining, overload, internal
+    /// errors) is worth a reconnect with backoff; so is `FORBIDDEN` in a
+    /// close: it is how the gateway kicks a session (`POST /v1/disconnect`),
+    /// after which the client reconnects and logs in again if its
+    /// credential still allows (a login refused with `FORBIDDEN` is final
+    /// for that login, see `docs/channel.md`). The same table is in
+    /// `docs/protocol.md` ("Error codes").
+    pub fn is_retryable(self) -> bool {
+        !matches!(
+            self,
+            Self::UnsupportedVersion
+                | Self::UnknownApp
+                | Self::AuthFailed
+                | Self::TokenExpired
+                | Self::InvalidArgument
+        )
+    }
+}

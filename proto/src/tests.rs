@@ -252,3 +252,32 @@ fn go_away_carries_tunnel_reconnect_advice() {
         }),
     });
 }
+
+#[test]
+fn only_refusals_of_the_client_itself_are_not_retryable() {
+    use tunnel::ErrorCode as C;
+    let final_codes = [
+        C::UnsupportedVersion,
+        C::UnknownApp,
+        C::AuthFailed,
+        C::TokenExpired,
+        C::InvalidArgument,
+    ];
+    for code in final_codes {
+        assert!(!code.is_retryable(), "{code:?}");
+    }
+    for code in [
+        C::Unspecified,
+        C::HandshakeTimeout,
+        C::Forbidden,
+        C::IdleTimeout,
+        C::GoingAway,
+        C::SlowConsumer,
+        C::Internal,
+        C::Overloaded,
+        C::RateLimited,
+        C::BackendUnavailable,
+    ] {
+        assert!(code.is_retryable(), "{code:?}");
+    }
+}

@@ -74,7 +74,9 @@ pub use crate::security::{
     ClientSecurity, SecureStream, SecurityError, ServerSecurity, looks_like_tls,
 };
 pub use crate::token::new_connection_token;
-pub use crate::tunnel::{FramedTunnel, Incoming, accept, close, connect};
+pub use crate::tunnel::{
+    CLOSE_WRITE_TIMEOUT, FramedTunnel, Incoming, accept, accept_until, close, connect,
+};
 
 pub use bytes;
 pub use proto;

@@ -2,11 +2,13 @@
 //! for servers. Both return a [`Framed`] stream of [`Frame`]s, configured
 //! with what the handshake agreed (compression, the peer's frame limit).
 
+use std::time::Duration;
+
 use bytes::BytesMut;
 use futures_util::{SinkExt, StreamExt};
 use proto::tunnel::{ClientHello, Compression, ErrorCode, ServerHello};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::time::{Instant, timeout_at};
+use tokio::time::{Instant, timeout, timeout_at};
 use tokio_util::codec::{Encoder, Framed, FramedParts};
 
 use crate::codec::{DEFAULT_MAX_FRAME_LENGTH, FrameCodec};
@@ -72,23 +74,59 @@ where
     Ok((framed, server_hello))
 }
 
-/// Runs the server side of the handshake up to the client's hello.
-///
-/// Refuses, with a clear error, a peer that speaks TLS on a plain port or
-/// HTTP (which gets an HTTP 400 answer); answers a bad first frame with a close
-/// frame carrying the error code. The caller then decides with
-/// [`Incoming::accept`] or [`Incoming::reject`].
+/// Longest wait for writing a close frame once the handshake failed (its
+/// deadline may have passed already): a peer that reads nothing cannot hold
+/// the connection longer.
+pub const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Runs the server side of the handshake up to the client's hello, within
+/// the configured handshake timeout (see [`accept_until`]).
 pub async fn accept<S>(io: S, config: &TunnelConfig) -> Result<Incoming<S>, HandshakeError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    accept_until(io, config, Instant::now() + config.get_handshake_timeout()).await
+}
+
+/// Runs the server side of the handshake up to the client's hello, which
+/// must be complete by `deadline` (the caller may have spent part of the
+/// handshake timeout already, e.g. on TLS).
+///
+/// Refuses, with a clear error, a peer that speaks TLS on a plain port or
+/// HTTP (which gets an HTTP 400 answer); answers a bad first frame with a close
+/// frame carrying the error code. A peer whose hello is not complete at the
+/// deadline gets a `HANDSHAKE_TIMEOUT` close frame, the same whether it sent
+/// nothing or part of a hello ([`HandshakeError::Timeout`]); writing it takes
+/// at most [`CLOSE_WRITE_TIMEOUT`] more. The caller then decides with
+/// [`Incoming::accept`] or [`Incoming::reject`].
+pub async fn accept_until<S>(
+    io: S,
+    config: &TunnelConfig,
+    deadline: Instant,
+) -> Result<Incoming<S>, HandshakeError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let start = Instant::now();
-    let deadline = start + config.get_handshake_timeout();
-    let mut handshake = ServerHandshake::new(start.into_std(), config.get_handshake_timeout());
+    let mut handshake =
+        ServerHandshake::new(start.into_std(), deadline.saturating_duration_since(start));
     let mut io = io;
-    let buf = timeout_at(deadline, read_first(&mut io, Side::Server))
-        .await
-        .map_err(|_| HandshakeError::Timeout)??;
+    let first = timeout_at(deadline, read_first(&mut io, Side::Server)).await;
+    let buf = match first {
+        Ok(result) => result?,
+        Err(_) => {
+            // Nothing (or not even one byte of a frame) arrived: closed
+            // like a partial hello.
+            let mut framed = framed_with(io, config.codec(), BytesMut::new());
+            let e = HandshakeError::Timeout;
+            let _ = timeout(
+                CLOSE_WRITE_TIMEOUT,
+                close(&mut framed, e.code(), e.to_string()),
+            )
+            .await;
+            return Err(e);
+        }
+    };
     let mut framed = framed_with(io, config.codec(), buf);
     let first = timeout_at(deadline, framed.next()).await;
     let result = match first {
@@ -108,7 +146,11 @@ where
         Err(e) => {
             if !matches!(e, HandshakeError::Io(_) | HandshakeError::Closed) {
                 // Best effort: the peer may already be gone.
-                let _ = timeout_at(deadline, close(&mut framed, e.code(), e.to_string())).await;
+                let _ = timeout(
+                    CLOSE_WRITE_TIMEOUT,
+                    close(&mut framed, e.code(), e.to_string()),
+                )
+                .await;
             }
             Err(e)
         }

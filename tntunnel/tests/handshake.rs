@@ -346,18 +346,58 @@ async fn peer_closing_before_the_hello() {
     assert!(answer.is_empty());
 }
 
+/// What a client that sends `bytes` (nothing, or part of a hello) and then
+/// waits gets from the server: the server's result, when it came (virtual
+/// time since the start) and every byte it wrote.
+async fn stalled_client(bytes: &[u8]) -> (Result<(), HandshakeError>, Duration, Vec<u8>) {
+    let (mut client, server) = tokio::io::duplex(1024);
+    let start = tokio::time::Instant::now();
+    let mut config = TunnelConfig::default();
+    config.handshake_timeout(Duration::from_secs(4));
+    let accept = tokio::spawn(async move { tntunnel::accept(server, &config).await.map(|_| ()) });
+    client.write_all(bytes).await.unwrap();
+    let mut answer = Vec::new();
+    client.read_to_end(&mut answer).await.unwrap();
+    let result = accept.await.unwrap();
+    (result, start.elapsed(), answer)
+}
+
 #[tokio::test(start_paused = true)]
-async fn silent_client_times_out() {
-    let (client, server) = tokio::io::duplex(1024);
+async fn silent_and_partial_hellos_are_closed_the_same_way() {
+    let (result, after, answer) = stalled_client(&[]).await;
+    assert!(matches!(result, Err(HandshakeError::Timeout)), "{result:?}");
+    assert_eq!(after, Duration::from_secs(4));
+    let silent = close_frame(&answer);
+    assert_eq!(silent.code, ErrorCode::HandshakeTimeout as i32);
+
+    // The first bytes of a hello (type and part of its length).
+    let (result, after, answer) = stalled_client(&[0x01, 0x10]).await;
+    assert!(matches!(result, Err(HandshakeError::Timeout)), "{result:?}");
+    assert_eq!(after, Duration::from_secs(4));
+    let partial = close_frame(&answer);
+    assert_eq!(partial, silent, "the same close frame");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_deadline_of_accept_until_is_the_callers() {
+    let (mut client, server) = tokio::io::duplex(1024);
+    let start = tokio::time::Instant::now();
     let accept = tokio::spawn(async move {
-        tntunnel::accept(server, &TunnelConfig::default())
+        // The caller spent part of its handshake time already (say on TLS).
+        let deadline = start + Duration::from_secs(2);
+        tntunnel::accept_until(server, &TunnelConfig::default(), deadline)
             .await
             .map(|_| ())
     });
+    let mut answer = Vec::new();
+    client.read_to_end(&mut answer).await.unwrap();
     let result = accept.await.unwrap();
     assert!(matches!(result, Err(HandshakeError::Timeout)), "{result:?}");
-    assert_eq!(tokio::time::Instant::now().elapsed(), Duration::ZERO);
-    drop(client);
+    assert_eq!(start.elapsed(), Duration::from_secs(2));
+    assert_eq!(
+        close_frame(&answer).code,
+        ErrorCode::HandshakeTimeout as i32
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 mod bench;
+mod cluster;
 mod codegen;
 
 use std::ffi::OsString;
@@ -24,6 +25,8 @@ Commands:
   codegen --check   Check that proto/src/gen/ is up to date, without writing
   bench [--quick]   pike-server vs mosquitto and nats-server side by side
                     (see `cargo xtask bench --help`)
+  cluster [--debug] 3 nats-server JetStream nodes and 3 pike-server gateways
+                    on loopback as one cluster, until Ctrl-C
 
 Options:
   -h, --help        Print this help
@@ -43,6 +46,7 @@ fn main() -> ExitCode {
     match command.as_str() {
         "codegen" => codegen_command(rest),
         "bench" => bench::command(rest),
+        "cluster" => cluster::command(rest),
         // The MQTT/NATS load generator process `bench` starts (internal).
         "bench-client" => bench::client_command(rest),
         "-h" | "--help" | "help" => {

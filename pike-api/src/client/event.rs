@@ -38,7 +38,12 @@ pub enum StopReason {
     /// [`stop`](super::PikeClient::stop) was called.
     Stopped,
     /// The business login was refused for good (bad or expired credential,
-    /// forbidden, invalid).
+    /// forbidden, invalid), or the gateway refused the whole connection for
+    /// good (unknown app, unsupported protocol version): the server's code
+    /// is one that reconnecting cannot fix
+    /// ([`ErrorCode::is_retryable`](proto::tunnel::ErrorCode::is_retryable)
+    /// is false, or a login-level refusal), and the client does not retry.
+    /// Network failures never end here: the client reconnects on its own.
     AuthFailed {
         /// The server's code.
         code: ErrorCode,

@@ -44,6 +44,7 @@ pub struct ClientOptions {
     pub(crate) route_id: String,
     pub(crate) last_delivered: u64,
     pub(crate) credential_provider: Option<CredentialProvider>,
+    pub(crate) send_only: bool,
 }
 
 impl ClientOptions {
@@ -60,6 +61,7 @@ impl ClientOptions {
             route_id: String::new(),
             last_delivered: 0,
             credential_provider: None,
+            send_only: false,
         }
     }
 
@@ -73,6 +75,17 @@ impl ClientOptions {
     #[must_use]
     pub fn credential_provider(mut self, provider: CredentialProvider) -> Self {
         self.credential_provider = Some(provider);
+        self
+    }
+
+    /// Logs in send-only: the client sends uplink (and gets its answers)
+    /// but is no downlink recipient: the gateway delivers it no reliable
+    /// backlog and no pushes (`Login.send_only` in `docs/protocol.md`). For
+    /// tools that only send, so that they neither receive the alias's
+    /// messages nor leave them unacknowledged.
+    #[must_use]
+    pub fn send_only(mut self) -> Self {
+        self.send_only = true;
         self
     }
 
@@ -610,6 +623,11 @@ impl Actor {
             self.options.credential.clone(),
         )
         .resume(self.route_id.clone(), self.delivered);
+        let params = if self.options.send_only {
+            params.send_only()
+        } else {
+            params
+        };
         let (channel, stream, events) = self.proxy.login(&self.options.biz, params);
         let generation = self.next_gen;
         self.next_gen += 1;

@@ -1,5 +1,6 @@
 //! Gateway settings.
 
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -55,6 +56,8 @@ pub struct GatewayConfig {
     pub(crate) max_rooms_per_app: usize,
     pub(crate) max_room_joins: usize,
     pub(crate) max_uplink_in_flight: usize,
+    /// The businesses of the apps that list theirs.
+    pub(crate) businesses: HashMap<String, Arc<BTreeSet<String>>>,
 }
 
 impl GatewayConfig {
@@ -199,6 +202,29 @@ impl GatewayConfig {
         self.max_uplink_in_flight = limit.max(1);
         self
     }
+
+    /// The businesses app `app` has: a push to any other business of the
+    /// app is refused ([`PushError::UnknownBiz`](super::PushError::UnknownBiz);
+    /// nobody could ever log in to receive it). An app without a list (the
+    /// default) takes pushes to any business. Bounded by the caller's
+    /// configuration (one entry per configured business).
+    pub fn businesses(
+        &mut self,
+        app: impl Into<String>,
+        biz: impl IntoIterator<Item = String>,
+    ) -> &mut Self {
+        self.businesses
+            .insert(app.into(), Arc::new(biz.into_iter().collect()));
+        self
+    }
+
+    /// Whether `app` has business `biz` (always, for an app without a
+    /// list).
+    pub(crate) fn has_biz(&self, app: &str, biz: &str) -> bool {
+        self.businesses
+            .get(app)
+            .is_none_or(|known| known.contains(biz))
+    }
 }
 
 impl Default for GatewayConfig {
@@ -222,6 +248,7 @@ impl Default for GatewayConfig {
             max_rooms_per_app: 10_000,
             max_room_joins: 32,
             max_uplink_in_flight: 65_536,
+            businesses: HashMap::new(),
         }
     }
 }

@@ -20,9 +20,11 @@ use tunnelkit::{
 };
 
 use super::auth::{AllowAll, AuthError, BoxAuthenticator, LoginGrant, LoginRequest};
+use super::clock::unix_ms;
 use super::config::GatewayConfig;
 use super::connection::{self, Accepted, release_idle_buffers};
-use super::hub::{Hub, unix_ms};
+use super::engine::{Engine, EngineFactory};
+use super::hub::Hub;
 use super::push::PushHandle;
 use super::registry::ConnCommand;
 use super::store::{MemoryStore, Store};
@@ -53,7 +55,7 @@ pub struct GatewayBuilder {
     tcp: Vec<SocketAddr>,
     tls: Vec<(SocketAddr, TlsServerConfig)>,
     quic: Vec<(SocketAddr, TlsServerConfig)>,
-    store: Option<Arc<dyn Store>>,
+    engine: Option<EngineFactory>,
     auth: Option<BoxAuthenticator>,
     uplink: Option<Arc<dyn UplinkHandler>>,
     config: GatewayConfig,
@@ -93,9 +95,22 @@ impl GatewayBuilder {
         self
     }
 
-    /// The store (default: [`MemoryStore`], not durable).
+    /// The store of the single-node engine (default: [`MemoryStore`], not
+    /// durable). Replaces an [`engine`](Self::engine) set before.
     pub fn store(mut self, store: Arc<dyn Store>) -> Self {
-        self.store = Some(store);
+        self.engine = Some(Box::new(move |node| Engine::embedded(store, node)));
+        self
+    }
+
+    /// Another engine than the single-node one, e.g. a cluster's: `factory`
+    /// builds it from the gateway's [`NodeSink`](super::engine::NodeSink),
+    /// through which the engine hands live traffic to this node.
+    /// Replaces a [`store`](Self::store) set before.
+    pub fn engine(
+        mut self,
+        factory: impl FnOnce(Arc<dyn super::engine::NodeSink>) -> Engine + Send + 'static,
+    ) -> Self {
+        self.engine = Some(Box::new(factory));
         self
     }
 
@@ -142,7 +157,9 @@ impl GatewayBuilder {
         let limits =
             AcceptorLimits::new(&acceptor).map_err(|e| GatewayError::Config(e.to_string()))?;
         let hub = Arc::new(Hub::new(
-            self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
+            self.engine.unwrap_or_else(|| {
+                Box::new(|node| Engine::embedded(Arc::new(MemoryStore::new()), node))
+            }),
             self.auth.unwrap_or_else(|| BoxAuthenticator::new(AllowAll)),
             self.uplink.unwrap_or_else(|| Arc::new(NoUplink)),
             self.config,
@@ -204,7 +221,7 @@ impl Gateway {
             tcp: Vec::new(),
             tls: Vec::new(),
             quic: Vec::new(),
-            store: None,
+            engine: None,
             auth: None,
             uplink: None,
             config: GatewayConfig::default(),
@@ -322,7 +339,7 @@ impl GatewayTunnels {
     /// Updates the `pike_handshakes_in_progress` gauge (on every handshake
     /// outcome).
     fn report(&self) {
-        metrics::gauge!("pike_handshakes_in_progress")
+        metrics::gauge!(crate::server::metric_families::HANDSHAKES_IN_PROGRESS)
             .set(self.limits.handshakes_in_progress() as f64);
     }
 }
@@ -345,7 +362,7 @@ where
             Ok(None) => {}
             Err(e) => {
                 tracing::debug!(error = %e, %peer, transport = self.transport, "handshake failed");
-                metrics::counter!("pike_handshake_failures_total", "transport" => self.transport)
+                metrics::counter!(crate::server::metric_families::HANDSHAKE_FAILURES_TOTAL, "transport" => self.transport)
                     .increment(1);
             }
         }
@@ -353,13 +370,13 @@ where
     }
 
     fn handshake_failed(&self, _peer: SocketAddr, _error: &AdmissionError) {
-        metrics::counter!("pike_handshake_failures_total", "transport" => self.transport)
+        metrics::counter!(crate::server::metric_families::HANDSHAKE_FAILURES_TOTAL, "transport" => self.transport)
             .increment(1);
         self.report();
     }
 
     fn refused(&self, _peer: SocketAddr) {
-        metrics::counter!("pike_connections_refused_total", "reason" => "overloaded").increment(1);
+        metrics::counter!(crate::server::metric_families::CONNECTIONS_REFUSED_TOTAL, "reason" => "overloaded").increment(1);
         self.report();
     }
 }
@@ -388,7 +405,7 @@ where
         return Ok(None);
     }
     if !hub.app_known(&app) {
-        metrics::counter!("pike_connections_refused_total", "reason" => "unknown_app").increment(1);
+        metrics::counter!(crate::server::metric_families::CONNECTIONS_REFUSED_TOTAL, "reason" => "unknown_app").increment(1);
         incoming
             .reject(ErrorCode::UnknownApp, format!("unknown app {app:?}"))
             .await?;

@@ -7,18 +7,21 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio_util::sync::CancellationToken;
 
 use super::auth::BoxAuthenticator;
+use super::clock::unix_ms;
 use super::config::GatewayConfig;
+use super::engine::{Engine, LocalNode, NodeSink};
 use super::registry::{ConnId, Registry};
 use super::room::Rooms;
-use super::store::Store;
 use super::uplink::UplinkHandler;
 use super::uplink_calls::UplinkCalls;
 
 /// The shared state.
 pub(crate) struct Hub {
-    pub(crate) registry: Registry,
+    pub(crate) registry: Arc<Registry>,
     pub(crate) rooms: Rooms,
-    pub(crate) store: Arc<dyn Store>,
+    /// Shared state: durable downlink, directory, live routes, uplink
+    /// records.
+    pub(crate) engine: Engine,
     pub(crate) auth: BoxAuthenticator,
     pub(crate) uplink: Arc<dyn UplinkHandler>,
     /// Uplink backend calls in flight, which outlive their connections.
@@ -41,7 +44,7 @@ impl std::fmt::Debug for Hub {
 
 impl Hub {
     pub(crate) fn new(
-        store: Arc<dyn Store>,
+        engine: impl FnOnce(Arc<dyn NodeSink>) -> Engine,
         auth: BoxAuthenticator,
         uplink: Arc<dyn UplinkHandler>,
         config: GatewayConfig,
@@ -54,10 +57,12 @@ impl Hub {
             (config.max_rooms, config.max_rooms_per_app),
             shutdown.clone(),
         );
+        let registry = Arc::new(Registry::default());
+        let engine = engine(Arc::new(LocalNode::new(registry.clone())));
         Self {
-            registry: Registry::default(),
+            registry,
             rooms,
-            store,
+            engine,
             auth,
             uplink,
             uplink_calls: UplinkCalls::new(config.max_uplink_in_flight),
@@ -84,11 +89,4 @@ impl Hub {
             .as_ref()
             .is_none_or(|apps| apps.contains(app))
     }
-}
-
-/// Wall-clock time, unix milliseconds.
-pub(crate) fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

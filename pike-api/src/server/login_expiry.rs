@@ -19,7 +19,8 @@ use tokio::time::Instant;
 use tower::ServiceExt as _;
 
 use super::auth::{AuthError, LoginGrant, LoginRequest};
-use super::hub::{Hub, unix_ms};
+use super::clock::unix_ms;
+use super::hub::Hub;
 use super::store::{BoxFuture, StreamKey};
 
 /// The outcome of a credential check started by [`start_refresh`].

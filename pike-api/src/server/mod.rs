@@ -34,11 +34,14 @@
 //! How it works is in `docs/gateway.md`.
 
 mod auth;
+mod clock;
 mod config;
 mod connection;
+pub mod engine;
 mod gateway;
 mod hub;
 mod login_expiry;
+pub mod metric_families;
 mod push;
 mod reconnect_spread;
 mod registry;

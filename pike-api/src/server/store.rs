@@ -56,6 +56,9 @@ pub struct Append {
 pub struct Appended {
     /// Its sequence number in the stream.
     pub seq: u64,
+    /// The engine's cursor for it (equal to `seq` in a [`Store`]; see
+    /// [`Position`](super::engine::Position)).
+    pub cursor: u64,
     /// The gateway-wide id of the push (shared by the appends of one call).
     pub message_id: u64,
 }
@@ -65,6 +68,9 @@ pub struct Appended {
 pub struct StoredMessage {
     /// Sequence number in its stream.
     pub seq: u64,
+    /// The engine's cursor for it (equal to `seq` in a [`Store`]; see
+    /// [`Position`](super::engine::Position)).
+    pub cursor: u64,
     /// Gateway-wide message id.
     pub message_id: u64,
     /// Priority.
@@ -273,13 +279,18 @@ impl Store for MemoryStore {
                         seq,
                         StoredMessage {
                             seq,
+                            cursor: seq,
                             message_id,
                             priority: a.priority,
                             expires_at_ms: a.expires_at_ms,
                             payload: a.payload,
                         },
                     );
-                    Appended { seq, message_id }
+                    Appended {
+                        seq,
+                        cursor: seq,
+                        message_id,
+                    }
                 })
                 .collect()
         });

@@ -214,6 +214,24 @@ impl Trace {
 }
 
 /// A shared handle on a connection's trace.
+/// The detail of an `uplink-ack` event, `key=value` like every other:
+/// `stream=S seq=Q result=accepted route=R` when the backend took the
+/// message, `stream=S seq=Q result=refused code=C message=M` when it was
+/// refused (the free-text message last, as in `close`).
+pub(crate) fn uplink_ack_detail(
+    stream: u32,
+    seq: u64,
+    outcome: Result<&str, (proto::tunnel::ErrorCode, &str)>,
+) -> String {
+    match outcome {
+        Ok(route) => format!("stream={stream} seq={seq} result=accepted route={route}"),
+        Err((code, message)) => format!(
+            "stream={stream} seq={seq} result=refused code={} message={message}",
+            code.as_str_name()
+        ),
+    }
+}
+
 pub(crate) type SharedTrace = Arc<Mutex<Trace>>;
 
 pub(crate) fn lock(trace: &SharedTrace) -> MutexGuard<'_, Trace> {
@@ -293,6 +311,19 @@ impl ClosedTraces {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn uplink_ack_details_are_key_value() {
+        use proto::tunnel::ErrorCode;
+        assert_eq!(
+            uplink_ack_detail(0, 3, Ok("r1")),
+            "stream=0 seq=3 result=accepted route=r1"
+        );
+        assert_eq!(
+            uplink_ack_detail(2, 9, Err((ErrorCode::BackendUnavailable, "down"))),
+            "stream=2 seq=9 result=refused code=ERROR_CODE_BACKEND_UNAVAILABLE message=down"
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -20,8 +20,10 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use proto::tunnel::ErrorCode;
 use tokio::sync::watch;
 
-use super::hub::{Hub, unix_ms};
-use super::store::{StoreError, StreamKey, UplinkRecord};
+use super::clock::unix_ms;
+use super::engine::EngineError;
+use super::hub::Hub;
+use super::store::{StreamKey, UplinkRecord};
 use super::uplink::{UplinkError, UplinkRequest};
 
 /// How many times an uplink message is offered to backends (re-routing
@@ -69,7 +71,7 @@ pub(crate) fn deliver(
         let mut calls = hub.uplink_calls.lock();
         match calls.get(&call_key) {
             Some(running) => {
-                metrics::counter!("pike_uplink_joined_total").increment(1);
+                metrics::counter!(crate::server::metric_families::UPLINK_JOINED_TOTAL).increment(1);
                 Ok(running.clone())
             }
             None if calls.len() >= hub.uplink_calls.limit => Err(UplinkError {
@@ -83,7 +85,8 @@ pub(crate) fn deliver(
             None => {
                 let (tx, rx) = watch::channel(None);
                 calls.insert(call_key.clone(), rx.clone());
-                metrics::gauge!("pike_uplink_calls_in_flight").increment(1.0);
+                metrics::gauge!(crate::server::metric_families::UPLINK_CALLS_IN_FLIGHT)
+                    .increment(1.0);
                 let hub = hub.clone();
                 tokio::spawn(async move {
                     // Leaves the map however the call ends (a panicking
@@ -126,7 +129,7 @@ impl Drop for Entry<'_> {
     fn drop(&mut self) {
         if let Some(key) = self.key.take() {
             self.hub.uplink_calls.lock().remove(&key);
-            metrics::gauge!("pike_uplink_calls_in_flight").decrement(1.0);
+            metrics::gauge!(crate::server::metric_families::UPLINK_CALLS_IN_FLIGHT).decrement(1.0);
         }
     }
 }
@@ -135,18 +138,22 @@ impl Drop for Entry<'_> {
 /// dedup record when it was delivered before, re-routes after a route
 /// failure, records the delivery before the client is acked.
 async fn deliver_once(hub: &Hub, key: StreamKey, mut request: UplinkRequest) -> Outcome {
-    let store_error = |e: StoreError| UplinkError {
-        code: ErrorCode::Internal,
+    let store_error = |e: EngineError| UplinkError {
+        code: match e {
+            EngineError::Unavailable(_) => ErrorCode::Overloaded,
+            EngineError::Failed(_) => ErrorCode::Internal,
+        },
         message: e.to_string(),
         route_failed: false,
     };
     if let Some(record) = hub
-        .store
-        .uplink_record(key.clone(), request.idempotency_key.clone())
+        .engine
+        .uplinks
+        .delivered(key.clone(), request.idempotency_key.clone())
         .await
         .map_err(store_error)?
     {
-        metrics::counter!("pike_uplink_duplicates_total").increment(1);
+        metrics::counter!(crate::server::metric_families::UPLINK_DUPLICATES_TOTAL).increment(1);
         return Ok(record.route_id);
     }
     let mut last_error = None;
@@ -160,8 +167,9 @@ async fn deliver_once(hub: &Hub, key: StreamKey, mut request: UplinkRequest) -> 
         match hub.uplink.deliver(request.clone()).await {
             Ok(()) => {
                 let route_id = request.route_id.clone();
-                hub.store
-                    .record_uplink(
+                hub.engine
+                    .uplinks
+                    .record(
                         key,
                         request.idempotency_key,
                         UplinkRecord {

@@ -9,7 +9,11 @@
 //!       backoff over |   v                      v
 //!                  Backoff <--------------------+
 //!  any --stop--> Closed --start--> Connecting
+//!  Connecting / Connected --refused for good--> Closed --login / start--> Connecting
 //! ```
+//!
+//! "Refused for good": a handshake refusal or close whose code is not
+//! retryable ([`ErrorCode::is_retryable`]), e.g. `UNKNOWN_APP`.
 
 use std::time::{Duration, Instant};
 
@@ -64,6 +68,9 @@ pub(super) struct Link {
     hello_advice: Option<ReconnectAdvice>,
     /// The current connection counts as stable whatever its age (go-away).
     force_stable: bool,
+    /// Closed because the server refused the client for good (not by the
+    /// user): the next login dials again.
+    refused: bool,
     connection_token: String,
     /// When the current connection's hello arrived and the server's
     /// wall-clock time in it (unknown when the hello carried none).
@@ -80,6 +87,7 @@ impl Link {
             advice_once: None,
             hello_advice: None,
             force_stable: false,
+            refused: false,
             connection_token: String::new(),
             server_clock: None,
         }
@@ -124,6 +132,7 @@ impl ClientChannel {
         if !matches!(self.link.phase, Phase::Idle | Phase::Closed) {
             return;
         }
+        self.link.refused = false;
         self.link.backoff.reset();
         self.link.attempt = 0;
         self.inspection.reset();
@@ -145,6 +154,7 @@ impl ClientChannel {
         let close = Frame::close(ErrorCode::Unspecified, "client stopped");
         self.tear_down(DisconnectReason::Stopped, Some(close), true, now);
         self.link.phase = Phase::Closed;
+        self.link.refused = false;
         self.timers.stop_all();
         self.events.push_back(Event::Stopped);
     }
@@ -232,22 +242,56 @@ impl ClientChannel {
     }
 
     /// The driver's report: the server refused dial `id` during the
-    /// handshake with a close frame (e.g. `OVERLOADED`). Its reconnect
-    /// advice, if any, sets the next delay (uniform in its range) and the
-    /// endpoints of the next dial, as after a close on a live connection;
-    /// without advice this is [`handle_connect_failed`](Self::handle_connect_failed).
+    /// handshake with a close frame (`code`, `message`).
+    ///
+    /// A code after which reconnecting cannot help
+    /// ([`ErrorCode::is_retryable`] is false: unknown app, unsupported
+    /// version, ...) ends the channel's attempts: see
+    /// [`Event::Refused`]. Otherwise its reconnect advice, if any, sets the
+    /// next delay (uniform in its range) and the endpoints of the next dial,
+    /// as after a close on a live connection; without advice this is
+    /// [`handle_connect_failed`](Self::handle_connect_failed).
     pub fn handle_connect_refused(
         &mut self,
         id: ConnectionId,
+        code: ErrorCode,
+        message: String,
         advice: Option<ReconnectAdvice>,
         now: Instant,
     ) {
-        if matches!(self.link.phase, Phase::Connecting { id: current, .. } if current == id)
-            && let Some(advice) = meaningful(advice)
-        {
+        let current =
+            matches!(self.link.phase, Phase::Connecting { id: current, .. } if current == id);
+        if current && !code.is_retryable() {
+            self.stats.connect_failures += 1;
+            self.refused_for_good(code, message);
+            return;
+        }
+        if current && let Some(advice) = meaningful(advice) {
             self.link.advice_once = Some(advice);
         }
         self.handle_connect_failed(id, now);
+    }
+
+    /// The server refused this client for good (a code that is not
+    /// retryable, in a handshake refusal or a close): every login fails
+    /// with the server's code and message (pending sends first), the
+    /// channel stops dialing and reports [`Event::Refused`]. The next
+    /// [`login`](Self::login) or [`start`](Self::start) dials again.
+    fn refused_for_good(&mut self, code: ErrorCode, message: String) {
+        tracing::debug!(?code, %message, "refused for good; not reconnecting");
+        self.link.phase = Phase::Closed;
+        self.link.refused = true;
+        self.timers.stop_all();
+        let streams: Vec<_> = self.logins.keys().copied().collect();
+        for stream in streams {
+            self.remove_login(stream);
+            self.events.push_back(Event::LoginFailed {
+                stream,
+                code,
+                message: message.clone(),
+            });
+        }
+        self.events.push_back(Event::Refused { code, message });
     }
 
     /// The driver's report: connection `id` ended (transport error, end of
@@ -458,6 +502,19 @@ impl ClientChannel {
     pub(super) fn handle_close(&mut self, m: Close, now: Instant) {
         let code = m.code();
         tracing::debug!(?code, message = %m.message, "closed by server");
+        if !code.is_retryable() {
+            self.tear_down(
+                DisconnectReason::ClosedByServer {
+                    code,
+                    message: m.message.clone(),
+                },
+                None,
+                true,
+                now,
+            );
+            self.refused_for_good(code, m.message);
+            return;
+        }
         self.link.advice_once = meaningful(m.reconnect);
         self.lose_link(
             DisconnectReason::ClosedByServer {
@@ -492,6 +549,12 @@ impl ClientChannel {
     /// Whether the channel should be connected (started, not stopped).
     pub(super) fn is_running(&self) -> bool {
         !matches!(self.link.phase, Phase::Idle | Phase::Closed)
+    }
+
+    /// Whether the channel stopped because the server refused it for good
+    /// (not stopped by the user).
+    pub(super) fn is_refused(&self) -> bool {
+        self.link.refused && matches!(self.link.phase, Phase::Closed)
     }
 
     /// Whether the channel waits out a backoff.

@@ -69,6 +69,20 @@ pub enum Event {
     },
     /// Connectivity: the channel was stopped by the user.
     Stopped,
+    /// Connectivity: the server refused this client for good, in a
+    /// handshake refusal or a close whose code is not retryable
+    /// ([`ErrorCode::is_retryable`]: unknown app, unsupported version, bad
+    /// credential, ...). Every login failed first
+    /// ([`LoginFailed`](Self::LoginFailed) with this code and message); the
+    /// channel stops dialing until the next
+    /// [`login`](crate::ClientChannel::login) or
+    /// [`start`](crate::ClientChannel::start).
+    Refused {
+        /// The server's code.
+        code: ErrorCode,
+        /// The server's reason.
+        message: String,
+    },
     /// A login was accepted (after every (re)connect).
     LoginOk {
         /// The business.
@@ -238,7 +252,8 @@ impl Event {
             | Self::Connected { .. }
             | Self::Disconnected { .. }
             | Self::Reconnecting { .. }
-            | Self::Stopped => None,
+            | Self::Stopped
+            | Self::Refused { .. } => None,
             Self::LoginOk { stream, .. }
             | Self::LoginFailed { stream, .. }
             | Self::LoggedOut { stream }

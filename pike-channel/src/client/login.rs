@@ -30,6 +30,9 @@ pub struct LoginParams {
     pub route_id: String,
     /// The downlink position saved from an earlier session (0 for none).
     pub last_acked_seq: u64,
+    /// A send-only login: it sends uplink but is no downlink recipient
+    /// (`Login.send_only`, see `docs/protocol.md`).
+    pub send_only: bool,
 }
 
 impl LoginParams {
@@ -52,6 +55,15 @@ impl LoginParams {
     pub fn resume(mut self, route_id: impl Into<String>, last_acked_seq: u64) -> Self {
         self.route_id = route_id.into();
         self.last_acked_seq = last_acked_seq;
+        self
+    }
+
+    /// Makes this a send-only login: the server delivers it nothing (no
+    /// reliable backlog, no pushes), so a tool that only sends does not
+    /// receive, and leave unacknowledged, the alias's messages.
+    #[must_use]
+    pub fn send_only(mut self) -> Self {
+        self.send_only = true;
         self
     }
 }
@@ -121,7 +133,8 @@ fn is_fatal(code: ErrorCode) -> bool {
 impl ClientChannel {
     /// Adds a business login; it is sent now if connected, else on connect,
     /// and again after every reconnect. Returns its stream id (1, 2, 3, ...,
-    /// never reused by this channel).
+    /// never reused by this channel). A channel the server refused for good
+    /// ([`Event::Refused`]) dials again for it.
     pub fn login(&mut self, params: LoginParams, now: Instant) -> StreamId {
         let stream = StreamId::new(self.next_stream);
         self.next_stream += 1;
@@ -137,6 +150,8 @@ impl ClientChannel {
         self.logins.insert(stream, entry);
         if self.link.is_connected() {
             self.send_login(stream, now);
+        } else if self.is_refused() {
+            self.start(now);
         }
         self.update_timers();
         stream
@@ -240,6 +255,7 @@ impl ClientChannel {
             credential: entry.params.credential.clone(),
             route_id: entry.params.route_id.clone(),
             last_acked_seq,
+            send_only: entry.params.send_only,
         };
         self.transmit(&Message::Login(login), now);
     }

@@ -232,11 +232,21 @@ where
 {
     let (io, peer, guard) = conn.into_parts();
     let limit = admission.tunnel.get_handshake_timeout();
+    // One deadline for TLS and the hello together. A client whose transport
+    // is up (plain TCP, or TLS done) and whose hello is not complete by then
+    // gets CLOSE HANDSHAKE_TIMEOUT from `accept_until`, whether it sent
+    // nothing or part of a hello; one still in its TLS handshake is closed
+    // without a frame (none can be sent before TLS). The outer bound leaves
+    // time to write that frame.
+    let deadline = tokio::time::Instant::now() + limit;
     let handshake = async {
-        let io = admission.security.secure(io).await?;
-        Ok(tntunnel::accept(io, &admission.tunnel).await?)
+        let io = tokio::time::timeout_at(deadline, admission.security.secure(io))
+            .await
+            .map_err(|_| AdmissionError::Timeout(limit))??;
+        Ok(tntunnel::accept_until(io, &admission.tunnel, deadline).await?)
     };
-    let result = match tokio::time::timeout(limit, handshake).await {
+    let bound = deadline + tntunnel::CLOSE_WRITE_TIMEOUT;
+    let result = match tokio::time::timeout_at(bound, handshake).await {
         Ok(result) => result,
         Err(_) => Err(AdmissionError::Timeout(limit)),
     };

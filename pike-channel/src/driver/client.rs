@@ -478,7 +478,9 @@ impl<C: Connector> ClientDriver<C> {
                 reconnect,
             })) => {
                 tracing::debug!(conn.id = %id, ?code, %message, "refused by the server");
-                state.channel.handle_connect_refused(id, reconnect, now);
+                state
+                    .channel
+                    .handle_connect_refused(id, code, message, reconnect, now);
             }
             Err(error) => {
                 tracing::debug!(conn.id = %id, %error, "dial failed");

@@ -28,6 +28,8 @@ pub enum ServerEvent {
         route_id: String,
         /// The client's downlink position: redeliver what follows it.
         last_acked_seq: u64,
+        /// A send-only login: deliver it nothing (`Login.send_only`).
+        send_only: bool,
     },
     /// The business logged out.
     LoggedOut {

@@ -53,6 +53,7 @@ impl ServerChannel {
             credential: m.credential,
             route_id: m.route_id,
             last_acked_seq: m.last_acked_seq,
+            send_only: m.send_only,
         });
     }
 

@@ -529,6 +529,7 @@ fn login_fields_beyond_their_limits_are_refused_with_invalid_argument() {
         credential: long(MAX_CREDENTIAL_LEN),
         route_id: long(MAX_ROUTE_ID_LEN),
         last_acked_seq: 0,
+        send_only: false,
     };
     server.handle_frame(Message::Login(login).to_frame(), t);
     assert!(matches!(
@@ -865,4 +866,41 @@ fn a_client_narrows_its_window_to_the_advertised_one() {
         "no protocol close: {:?}",
         pair.closed_servers
     );
+}
+
+#[test]
+fn a_send_only_login_says_so_on_the_wire_and_to_the_gateway() {
+    let t = origin();
+    let mut client = crate::ClientChannel::new(Arc::new(ClientConfig::default()), 1);
+    client.start(t);
+    let id = std::iter::from_fn(|| client.poll_event())
+        .find_map(|e| match e {
+            crate::Event::Connect { id, .. } => Some(id),
+            _ => None,
+        })
+        .expect("a dial");
+    client.handle_connected(id, &proto::tunnel::ServerHello::default(), t);
+    let plain = client.login(crate::LoginParams::new("chat", "u1", "c"), t);
+    let only = client.login(crate::LoginParams::new("chat", "u1", "c").send_only(), t);
+    let (mut server, _) = server();
+    let mut flags = Vec::new();
+    while let Some(frame) = client.poll_transmit() {
+        if let Ok(Message::Login(login)) = Message::decode(&frame) {
+            flags.push((login.stream, login.send_only));
+            server.handle_frame(frame, t);
+        }
+    }
+    assert_eq!(
+        flags,
+        [(plain.value(), false), (only.value(), true)],
+        "the flag goes in Login.send_only"
+    );
+    let requested: Vec<bool> = events(&mut server)
+        .into_iter()
+        .filter_map(|e| match e {
+            ServerEvent::LoginRequested { send_only, .. } => Some(send_only),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(requested, [false, true]);
 }

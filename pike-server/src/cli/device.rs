@@ -13,7 +13,7 @@ use tntunnel::ClientSecurity;
 use tntunnel::tls::TlsClientConfig;
 use tunnelkit::{Dialer, DialerConfig, QuicConfig, QuicTransport, TcpConfig, TcpTransport};
 
-use super::{Common, Failure, split_scoped, timeout_secs, token_secret};
+use super::{Common, Failure, refusal, split_scoped, timeout_secs, token_secret};
 use crate::data_dir::DataDir;
 use crate::token::{Claims, mint};
 
@@ -76,11 +76,27 @@ pub(crate) struct DeviceArgs {
     connect_timeout: Duration,
 }
 
+/// How a command logs in.
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub(crate) enum LoginKind {
+    /// A device that receives the alias's messages (`listen`, `room`).
+    Receiving,
+    /// A send-only login (`send`): no downlink recipient, resuming the
+    /// route id saved by an earlier run (empty: none).
+    SendOnly {
+        /// The saved route id.
+        route_id: String,
+    },
+}
+
 /// A started, running client.
 pub(crate) struct Device {
     pub(crate) client: PikeClient,
     pub(crate) biz: String,
     pub(crate) alias: String,
+    /// The route id the login was granted (empty: the gateway has no
+    /// uplink route for the business).
+    pub(crate) route_id: String,
     /// How long to wait for each answer of the gateway (`--connect-timeout`).
     pub(crate) timeout: Duration,
     /// Keeps the channel alive.
@@ -88,8 +104,18 @@ pub(crate) struct Device {
 }
 
 impl DeviceArgs {
-    /// Connects, logs in and waits for `Running` (or a refusal).
+    /// Connects, logs in as a receiving device and waits for `Running` (or
+    /// a refusal).
     pub(crate) async fn connect(&self, common: &Common) -> Result<Device, Failure> {
+        self.connect_as(common, LoginKind::Receiving).await
+    }
+
+    /// Connects, logs in as `kind` and waits for `Running` (or a refusal).
+    pub(crate) async fn connect_as(
+        &self,
+        common: &Common,
+        kind: LoginKind,
+    ) -> Result<Device, Failure> {
         let (biz, alias) = split_scoped(&self.alias, "--alias").map_err(Failure::usage)?;
         let data = DataDir::existing(&common.data_dir);
         // The credentials first: run in the wrong directory, the CLI says so
@@ -142,8 +168,14 @@ impl DeviceArgs {
             .join(", ");
         let connector = self.connector(&data, servers, hello).await?;
         let proxy = ChannelProxy::new(connector);
+        let options = match kind {
+            LoginKind::Receiving => ClientOptions::new(&biz, &alias, credential),
+            LoginKind::SendOnly { route_id } => ClientOptions::new(&biz, &alias, credential)
+                .send_only()
+                .resume(route_id, 0),
+        };
         let client = proxy
-            .client(ClientOptions::new(&biz, &alias, credential))
+            .client(options)
             .map_err(|e| Failure::failed(e.to_string()))?;
         client.start();
         let mut problem = None;
@@ -184,14 +216,12 @@ impl DeviceArgs {
                     client,
                     biz,
                     alias,
+                    route_id,
                     timeout: self.connect_timeout,
                     _proxy: proxy,
                 })
             }
-            Ok(Err(StopReason::AuthFailed { code, message })) => Err(Failure::failed(format!(
-                "login refused ({code:?}): {message}"
-            ))),
-            Ok(Err(reason)) => Err(Failure::failed(format!("client stopped: {reason:?}"))),
+            Ok(Err(reason)) => Err(refusal::stopped(reason)),
             Err(_) => Err(Failure::unreachable(format!(
                 "no login within {} s: the gateway at {targets} ({}) did not answer{} (is it running? see --server, --transport)",
                 self.connect_timeout.as_secs(),

@@ -5,7 +5,7 @@ use clap::Args;
 use pike_api::ClientEvent;
 
 use super::device::DeviceArgs;
-use super::{Common, Failure, Interrupt};
+use super::{Common, Failure, Interrupt, refusal};
 
 /// Arguments of `pike listen`.
 #[derive(Debug, Args)]
@@ -43,7 +43,7 @@ async fn listen(common: &Common, args: ListenArgs) -> Result<(), Failure> {
                 device.timeout.as_secs()
             ))
         })?
-        .map_err(|e| Failure::failed(format!("binding tags: {e}")))?;
+        .map_err(|e| refusal::operation("binding tags", &e))?;
         eprintln!("pike: tags bound: {}", tags.join(", "));
     }
     let mut received = 0u64;
@@ -87,9 +87,7 @@ async fn listen(common: &Common, args: ListenArgs) -> Result<(), Failure> {
                 eprintln!("pike: disconnected ({reason:?}); reconnecting")
             }
             Some(ClientEvent::Connected { .. }) => eprintln!("pike: connected"),
-            Some(ClientEvent::OnStop { reason }) => {
-                return Err(Failure::failed(format!("client stopped: {reason:?}")));
-            }
+            Some(ClientEvent::OnStop { reason }) => return Err(refusal::stopped(reason)),
             Some(_) => {}
             None => return Err(Failure::failed("the client ended")),
         }

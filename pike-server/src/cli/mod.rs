@@ -7,7 +7,9 @@
 //! Exit statuses (also in `pike --help`): 0 done; 1 the gateway, a backend
 //! or the HTTP API refused or failed the operation; 2 usage (bad arguments,
 //! no credentials found); 3 the gateway or the HTTP API could not be reached
-//! or did not answer in time (trying again may help).
+//! or did not answer in time (trying again may help); 4 to 9 the gateway
+//! refused the device for good, one status per class of non-retryable
+//! close code (see [`refusal`]).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -21,14 +23,17 @@ mod bench;
 mod device;
 mod listen;
 mod push;
+mod refusal;
 mod room;
+mod routes;
 mod send;
 mod token;
 mod try_commands;
 
 pub use try_commands::{Invocation, try_commands};
 
-/// What `pike --help` says about exit statuses.
+/// What `pike --help` says about exit statuses (4 to 9: the classes of
+/// [`refusal::CLASSES`], checked by a test).
 const EXIT_STATUSES: &str = "\
 Exit status:
   0  done (`listen` and `room join`: --count reached, or stopped by Ctrl-C or SIGTERM)
@@ -36,7 +41,15 @@ Exit status:
   2  usage: bad arguments, or no credentials found (run next to a zero-config
      gateway's ./pike-data, or pass --data-dir, --api-key, --token-secret)
   3  the gateway or the HTTP API could not be reached or did not answer in
-     time (trying again may help)";
+     time (trying again may help; the only case a device command retries)
+  the gateway refused the device for good (trying again cannot help; the
+  server's code and reason are printed):
+  4  unknown or disabled app (--app)
+  5  credential refused: bad signature, malformed, another app or alias
+  6  credential expired
+  7  forbidden: the credential does not allow this business or device
+  8  the gateway speaks no protocol version this pike speaks
+  9  the gateway refused a value it was sent (e.g. --device, --alias too long)";
 
 /// `pike`: talk to a Pike gateway.
 #[derive(Debug, Parser)]
@@ -327,6 +340,14 @@ mod tests {
             "3  the gateway",
         ] {
             assert!(help.contains(line), "{line:?} missing from:\n{help}");
+        }
+    }
+
+    #[test]
+    fn help_lists_every_refusal_class() {
+        for (status, _, what) in refusal::CLASSES {
+            let line = format!("  {status}  {what}");
+            assert!(EXIT_STATUSES.contains(&line), "{line:?} missing");
         }
     }
 

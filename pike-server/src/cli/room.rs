@@ -9,7 +9,7 @@ use clap::{Args, Subcommand};
 use pike_api::{ClientEvent, RoomClass, RoomMessage, RoomPosition};
 
 use super::device::{Device, DeviceArgs};
-use super::{Common, Failure, Interrupt, timeout_secs};
+use super::{Common, Failure, Interrupt, refusal, timeout_secs};
 
 /// Arguments of `pike room`.
 #[derive(Debug, Args)]
@@ -180,7 +180,7 @@ async fn join_room(
                 device.timeout.as_secs()
             ))
         })?
-        .map_err(|e| Failure::failed(format!("joining {room:?}: {e}")))
+        .map_err(|e| refusal::operation(&format!("joining {room:?}"), &e))
 }
 
 /// Prints a batch as a JSON line; `Ok(true)` when the event was one.
@@ -210,9 +210,7 @@ fn handle(event: Option<ClientEvent>) -> Result<bool, Failure> {
             eprintln!("pike: disconnected ({reason:?}); reconnecting");
             Ok(false)
         }
-        Some(ClientEvent::OnStop { reason }) => {
-            Err(Failure::failed(format!("client stopped: {reason:?}")))
-        }
+        Some(ClientEvent::OnStop { reason }) => Err(refusal::stopped(reason)),
         Some(_) => Ok(false),
         None => Err(Failure::failed("the client ended")),
     }

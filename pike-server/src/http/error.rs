@@ -200,6 +200,14 @@ impl From<PushError> for ApiError {
                 ErrorCode::Unavailable,
                 "the gateway is shutting down; nothing was pushed; retry on another gateway",
             ),
+            PushError::Unavailable(reason) => Self::new(
+                ErrorCode::Unavailable,
+                format!("{reason}; nothing was pushed; retry later"),
+            ),
+            e @ PushError::UnknownBiz { .. } => Self::not_found(format!(
+                "{e}: nothing was pushed (its configured businesses are the only ones devices can log in to)"
+            ))
+            .with_field("biz"),
             e => {
                 tracing::error!(error = %e, "push failed");
                 Self::new(ErrorCode::Internal, "the push failed unexpectedly")

@@ -18,7 +18,8 @@ pub(crate) async fn guard(
     next: Next,
 ) -> Response {
     let Ok(_slot) = state.in_flight().try_acquire() else {
-        metrics::counter!("pike_http_refused_total", "reason" => "in_flight").increment(1);
+        metrics::counter!(crate::metric_families::HTTP_REFUSED_TOTAL, "reason" => "in_flight")
+            .increment(1);
         return ApiError::new(
             ErrorCode::Overloaded,
             format!(
@@ -32,7 +33,8 @@ pub(crate) async fn guard(
     match tokio::time::timeout(timeout, next.run(request)).await {
         Ok(response) => response,
         Err(_) => {
-            metrics::counter!("pike_http_refused_total", "reason" => "timeout").increment(1);
+            metrics::counter!(crate::metric_families::HTTP_REFUSED_TOTAL, "reason" => "timeout")
+                .increment(1);
             ApiError::new(
                 ErrorCode::Timeout,
                 format!(

@@ -1,7 +1,13 @@
 //! The JSON bodies of the HTTP API, shared with clients such as `pike push`
 //! (`docs/http-api.md` describes every field).
+//!
+//! Request bodies read their optional fields as `docs/openapi.yaml` types
+//! them: `null` is refused rather than read as "left out", and an integer
+//! may be written as a whole-number float (`57.0`).
 
 use serde::{Deserialize, Serialize};
+
+mod field;
 
 /// Body of `POST /v1/push`: exactly one target (`alias`, `aliases`, `tag`,
 /// `device` or `all: true`) and exactly one payload (`payload` or
@@ -12,34 +18,44 @@ pub struct PushBody {
     /// Business id.
     pub biz: String,
     /// Target: every device logged in as this alias.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "field::present")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub alias: Option<String>,
     /// Target: several aliases (duplicates count once).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "field::present")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub aliases: Option<Vec<String>>,
     /// Target: the aliases bound to this tag.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "field::present")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tag: Option<String>,
     /// Target: the connections of one device (transient pushes only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "field::present")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub device: Option<String>,
     /// Target: every alias known in the business, when `true`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "field::present")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub all: Option<bool>,
     /// Payload as UTF-8 text.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "field::present")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub payload: Option<String>,
     /// Payload as standard base64 (with padding), for binary payloads.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "field::present")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub payload_base64: Option<String>,
     /// Stored and delivered at least once (default `true`), or transient.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "field::present")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub reliable: Option<bool>,
     /// Time to live of a reliable push, seconds (default: the gateway's).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "field::whole_number")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ttl_secs: Option<u64>,
     /// Priority, 0 (default) = normal.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "field::whole_number")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub priority: Option<u32>,
 }
 
@@ -136,19 +152,24 @@ pub struct ConnectionsResponse {
 #[serde(deny_unknown_fields)]
 pub struct DisconnectBody {
     /// Every connection of this device.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "field::present")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub device: Option<String>,
     /// Business of `alias`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "field::present")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub biz: Option<String>,
     /// Every connection logged in to `biz` as this alias.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "field::present")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub alias: Option<String>,
     /// The connection with this connection token.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "field::present")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub connection: Option<String>,
     /// Why (the close frame's message; default `disconnected by the app`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "field::present")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
 
@@ -219,12 +240,14 @@ pub struct TokenRequest {
     /// Alias it may bind.
     pub alias: String,
     /// Validity, seconds: 1 to 2,592,000 (30 days), default 86,400.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "field::whole_number")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ttl_secs: Option<u64>,
     /// The device id the credential is bound to (a `device` claim): valid
     /// only on that device's connections, which then receive the pushes
     /// addressed to the device. Absent: any device, no device pushes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "field::present")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub device: Option<String>,
 }
 
@@ -295,23 +318,28 @@ impl From<pike_api::server::ConnectionInfo> for Connection {
 #[serde(deny_unknown_fields)]
 pub struct RoomPublishBody {
     /// Payload as UTF-8 text.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "field::present")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub payload: Option<String>,
     /// Payload as standard base64 (with padding), for binary payloads.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "field::present")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub payload_base64: Option<String>,
     /// `droppable` (default: barrage, comments; shed under load) or
     /// `reliable` (control signals, lottery results; never dropped while
     /// the room exists).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "field::present")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub class: Option<String>,
     /// Priority, 0 (default) = normal: batches list higher priorities
     /// first, and priority 0 is shed first.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "field::whole_number")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub priority: Option<u32>,
     /// Who publishes (e.g. the commenting user's id), for the per-publisher
     /// rate cap of droppable messages.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "field::present")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub publisher: Option<String>,
 }
 

@@ -57,9 +57,9 @@ pub(crate) async fn track(request: Request, next: Next) -> Response {
     let started = tokio::time::Instant::now();
     let response = next.run(request).await;
     let status = response.status().as_u16().to_string();
-    metrics::histogram!("pike_http_request_duration_seconds", "route" => route.clone())
+    metrics::histogram!(crate::metric_families::HTTP_REQUEST_DURATION_SECONDS, "route" => route.clone())
         .record(started.elapsed().as_secs_f64());
-    metrics::counter!("pike_http_requests_total", "route" => route, "status" => status)
+    metrics::counter!(crate::metric_families::HTTP_REQUESTS_TOTAL, "route" => route, "status" => status)
         .increment(1);
     response
 }

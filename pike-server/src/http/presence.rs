@@ -50,12 +50,7 @@ pub(crate) async fn connections(
     }
     let after = match query.cursor.as_deref() {
         None => None,
-        Some(cursor) => Some(cursor.parse::<u64>().map_err(|_| {
-            ApiError::invalid_field(
-                "cursor",
-                "`cursor` is not a cursor this API gave (`next_cursor` of the previous page)",
-            )
-        })?),
+        Some(cursor) => Some(parse_cursor(cursor)?),
     };
     let page = state
         .push_handle()
@@ -65,4 +60,53 @@ pub(crate) async fn connections(
         connections: page.connections.into_iter().map(Connection::from).collect(),
         next_cursor: page.next.map(|next| next.to_string()),
     }))
+}
+
+/// Most digits of a cursor (`docs/openapi.yaml`: `^[0-9]{1,19}$`; a
+/// cursor this API gives is a connection sequence number, far below
+/// 10^19).
+const MAX_CURSOR_DIGITS: usize = 19;
+
+/// A `cursor`: 1 to [`MAX_CURSOR_DIGITS`] ASCII digits, nothing else (no
+/// sign, no spaces), as the schema says.
+fn parse_cursor(cursor: &str) -> Result<u64, ApiError> {
+    let digits = !cursor.is_empty()
+        && cursor.len() <= MAX_CURSOR_DIGITS
+        && cursor.bytes().all(|b| b.is_ascii_digit());
+    digits
+        .then(|| cursor.parse::<u64>().ok())
+        .flatten()
+        .ok_or_else(|| {
+            ApiError::invalid_field(
+                "cursor",
+                "`cursor` is not a cursor this API gave (`next_cursor` of the previous page)",
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cursor_is_one_to_nineteen_digits() {
+        assert_eq!(parse_cursor("0").unwrap(), 0);
+        assert_eq!(parse_cursor("1871").unwrap(), 1871);
+        assert_eq!(
+            parse_cursor("9999999999999999999").unwrap(),
+            9_999_999_999_999_999_999
+        );
+        for bad in [
+            "",
+            "+5",
+            "-5",
+            " 5",
+            "5 ",
+            "5\n",
+            "0x10",
+            "10000000000000000000",
+        ] {
+            assert!(parse_cursor(bad).is_err(), "{bad:?}");
+        }
+    }
 }

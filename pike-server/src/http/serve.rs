@@ -128,7 +128,7 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
-            metrics::counter!("pike_http_refused_total", "reason" => "connections").increment(1);
+            metrics::counter!(crate::metric_families::HTTP_REFUSED_TOTAL, "reason" => "connections").increment(1);
             refuse(stream);
             continue;
         };

@@ -8,6 +8,7 @@
 mod support;
 
 mod alias_devices;
+mod cluster_failover;
 mod crash_restart;
 mod identity;
 mod isolation;

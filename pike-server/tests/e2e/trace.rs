@@ -87,7 +87,14 @@ async fn the_trace_shows_a_real_session_in_order() {
         ),
         ("ack", vec!["seq=1".into()]),
         ("uplink", vec!["seq=1".into(), format!("key={key}")]),
-        ("uplink-ack", vec!["seq=1".into()]),
+        (
+            "uplink-ack",
+            vec![
+                "seq=1".into(),
+                "result=accepted".into(),
+                format!("route={}", started.route_id),
+            ],
+        ),
         ("logout", vec![]),
         ("close", vec!["by=Peer".into()]),
     ];
@@ -107,4 +114,11 @@ async fn the_trace_shows_a_real_session_in_order() {
         "a clean session: {trace:#?}"
     );
     assert_eq!(trace[0].0, "hello", "{trace:#?}");
+    // Every detail reads key=value: no Rust Debug struct anywhere.
+    for (signal, detail) in &trace {
+        assert!(
+            !detail.contains('{') && !detail.contains("UplinkResult"),
+            "{signal}: {detail}"
+        );
+    }
 }

@@ -26,6 +26,13 @@ pub struct Login {
     /// Highest downlink sequence this device has acked on this stream.
     #[prost(uint64, tag = "6")]
     pub last_acked_seq: u64,
+    /// A send-only login (e.g. a command-line tool that sends one uplink
+    /// message): it sends uplink and gets its acks, but is no downlink
+    /// recipient: the server delivers it no reliable backlog and no pushes
+    /// (reliable or transient), and it is not listed in presence. Default
+    /// false: a login that receives.
+    #[prost(bool, tag = "7")]
+    pub send_only: bool,
 }
 /// Result of a login (0x11, server -> client).
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use super::{Conn, Work, now};
 use crate::server::uplink::{UplinkError, UplinkRequest};
-use crate::server::uplink_calls;
+use crate::server::{trace, uplink_calls};
 
 /// An uplink message waiting for its turn.
 pub(super) struct PendingUplink {
@@ -27,7 +27,7 @@ impl Conn {
     /// A new uplink message from the machine: queued behind the login's
     /// others.
     pub(super) fn uplink(&mut self, stream: StreamId, seq: u64, key: String, payload: Bytes) {
-        metrics::counter!("pike_uplink_received_total").increment(1);
+        metrics::counter!(crate::server::metric_families::UPLINK_RECEIVED_TOTAL).increment(1);
         self.record(
             "uplink",
             format!("stream={} seq={seq} key={key}", stream.value()),
@@ -39,7 +39,8 @@ impl Conn {
                 payload,
                 received_at: Instant::now(),
             });
-            metrics::histogram!("pike_uplink_queue_depth").record(state.uplink_queue.len() as f64);
+            metrics::histogram!(crate::server::metric_families::UPLINK_QUEUE_DEPTH)
+                .record(state.uplink_queue.len() as f64);
             self.next_uplink(stream);
         }
     }
@@ -94,12 +95,17 @@ impl Conn {
         state.uplink_busy = false;
         let item = state.uplink_queue.pop_front();
         if let Some(item) = &item {
-            metrics::histogram!("pike_uplink_ack_seconds")
+            metrics::histogram!(crate::server::metric_families::UPLINK_ACK_SECONDS)
                 .record(item.received_at.elapsed().as_secs_f64());
         }
+        let detail = trace::uplink_ack_detail(
+            stream.value(),
+            seq,
+            result.as_deref().map_err(|e| (e.code, e.message.as_str())),
+        );
         let reply = match result {
             Ok(route_id) => {
-                metrics::counter!("pike_uplink_acked_total", "result" => "ok").increment(1);
+                metrics::counter!(crate::server::metric_families::UPLINK_ACKED_TOTAL, "result" => "ok").increment(1);
                 if route_id != state.route_id {
                     state.route_id.clone_from(&route_id);
                     self.hub.registry.set_route(self.id, stream, &route_id);
@@ -107,14 +113,11 @@ impl Conn {
                 UplinkResult::accepted().with_route_id(route_id)
             }
             Err(e) => {
-                metrics::counter!("pike_uplink_acked_total", "result" => "failed").increment(1);
+                metrics::counter!(crate::server::metric_families::UPLINK_ACKED_TOTAL, "result" => "failed").increment(1);
                 UplinkResult::rejected(e.code, e.message)
             }
         };
-        self.record(
-            "uplink-ack",
-            format!("stream={} seq={seq} {reply:?}", stream.value()),
-        );
+        self.record("uplink-ack", detail);
         let _ = self.channel.ack_uplink(stream, seq, reply, now());
         self.next_uplink(stream);
     }

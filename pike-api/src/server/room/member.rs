@@ -132,7 +132,7 @@ impl ConnRooms {
             .get(name)
             .is_some_and(|sub| sub.streams.contains_key(&stream));
         if !joined_already && self.joins >= self.max_joins {
-            metrics::counter!("pike_rooms_refused_total", "reason" => "connection_joins")
+            metrics::counter!(crate::server::metric_families::ROOMS_REFUSED_TOTAL, "reason" => "connection_joins")
                 .increment(1);
             return JoinOutcome::Refused {
                 code: ErrorCode::LimitExceeded,
@@ -254,11 +254,11 @@ impl ConnRooms {
     ) {
         let (compression, threshold) = (self.compression, self.threshold);
         let Some(sub) = self.subs.get_mut(room) else {
-            metrics::counter!("pike_room_pulls_total", "result" => "not_joined").increment(1);
+            metrics::counter!(crate::server::metric_families::ROOM_PULLS_TOTAL, "result" => "not_joined").increment(1);
             return;
         };
         let Some(held) = sub.streams.get_mut(&stream) else {
-            metrics::counter!("pike_room_pulls_total", "result" => "not_joined").increment(1);
+            metrics::counter!(crate::server::metric_families::ROOM_PULLS_TOTAL, "result" => "not_joined").increment(1);
             return;
         };
         let max = match max {

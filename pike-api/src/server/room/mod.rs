@@ -27,8 +27,7 @@ pub use self::config::{RateLimit, RoomConfig, RoomMode};
 pub use self::core::{DropReason, RoomReceipt};
 pub(crate) use self::member::{ConnRooms, JoinOutcome};
 use self::shared::{PublishError, Room};
-use super::hub::unix_ms;
-use super::push::PushHandle;
+use super::clock::unix_ms;
 
 /// Longest room name, bytes (the protocol's bound,
 /// [`pike_channel::limits::MAX_ROOM_NAME_LEN`]).
@@ -291,14 +290,14 @@ impl Rooms {
         // The app's quota first: one app filling the gateway's limit would
         // lock every other app out of rooms.
         if map.app_rooms(app) >= self.max_rooms_per_app {
-            metrics::counter!("pike_rooms_refused_total", "reason" => "app_quota").increment(1);
+            metrics::counter!(crate::server::metric_families::ROOMS_REFUSED_TOTAL, "reason" => "app_quota").increment(1);
             return Err(RoomError::TooManyRooms {
                 limit: self.max_rooms_per_app,
                 scope: RoomScope::App,
             });
         }
         if map.len() >= self.max_rooms {
-            metrics::counter!("pike_rooms_refused_total", "reason" => "max_rooms").increment(1);
+            metrics::counter!(crate::server::metric_families::ROOMS_REFUSED_TOTAL, "reason" => "max_rooms").increment(1);
             return Err(RoomError::TooManyRooms {
                 limit: self.max_rooms,
                 scope: RoomScope::Gateway,
@@ -322,7 +321,7 @@ impl Rooms {
             Instant::now(),
         ));
         map.insert(key, created.clone());
-        metrics::gauge!("pike_rooms").increment(1.0);
+        metrics::gauge!(crate::server::metric_families::ROOMS).increment(1.0);
         tokio::spawn(created.clone().run(self.map.clone(), self.shutdown.clone()));
         tracing::debug!(app, room, base, "room started");
         Ok(created)
@@ -371,7 +370,7 @@ impl Rooms {
     }
 }
 
-fn stats(room: &Room) -> RoomStats {
+pub(crate) fn stats(room: &Room) -> RoomStats {
     let now = Instant::now();
     let (base, head, tail, released, ring_len, reliable_len, rate, counts) = room.with_core(|c| {
         (
@@ -415,36 +414,6 @@ fn stats(room: &Room) -> RoomStats {
         messages_sent: load(&d.messages),
         missed_reported: load(&d.missed),
         created_at_ms: room.created_at_ms,
-    }
-}
-
-// === impl PushHandle (rooms) ===
-
-impl PushHandle {
-    /// Publishes a message into a live room (starting the room if needed).
-    /// A droppable message may be shed by the rate caps
-    /// ([`RoomReceipt::Dropped`]); a reliable one is accepted unless the
-    /// room's reliable store is full ([`RoomError::ReliableFull`]).
-    pub async fn publish_room(&self, request: RoomPublish) -> Result<RoomReceipt, RoomError> {
-        if self.hub.shutdown.is_cancelled() {
-            return Err(RoomError::ShuttingDown);
-        }
-        if request.app.is_empty() {
-            return Err(RoomError::Invalid("app must not be empty".into()));
-        }
-        self.hub.rooms.publish(request)
-    }
-
-    /// A room of `app`, if it exists.
-    pub fn room_stats(&self, app: &str, room: &str) -> Option<RoomStats> {
-        self.hub.rooms.get(app, room).map(|room| stats(&room))
-    }
-
-    /// Every room of `app`, by name.
-    pub fn rooms(&self, app: &str) -> Vec<RoomStats> {
-        let mut list: Vec<RoomStats> = self.hub.rooms.list(app).iter().map(|r| stats(r)).collect();
-        list.sort_by(|a, b| a.room.cmp(&b.room));
-        list
     }
 }
 

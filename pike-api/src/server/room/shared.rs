@@ -144,18 +144,26 @@ struct Metrics {
 impl Metrics {
     fn new() -> Self {
         Self {
-            batch_messages: metrics::histogram!("pike_room_batch_messages"),
-            batch_wait: metrics::histogram!("pike_room_batch_wait_seconds"),
-            pull_wait: metrics::histogram!("pike_room_pull_wait_seconds"),
-            frames_pushed: metrics::counter!("pike_room_frames_sent_total", "kind" => "pushed"),
-            frames_pulled: metrics::counter!("pike_room_frames_sent_total", "kind" => "pull"),
-            messages_sent: metrics::counter!("pike_room_messages_sent_total"),
-            missed: metrics::counter!("pike_room_missed_total"),
-            encodes_batch: metrics::counter!("pike_room_encodes_total", "kind" => "batch"),
-            encodes_catchup: metrics::counter!("pike_room_encodes_total", "kind" => "catchup"),
-            compressions: metrics::counter!("pike_room_compressions_total"),
-            pulls_held: metrics::counter!("pike_room_pulls_total", "result" => "held"),
-            pulls_expired: metrics::counter!("pike_room_pulls_total", "result" => "expired"),
+            batch_messages: metrics::histogram!(
+                crate::server::metric_families::ROOM_BATCH_MESSAGES
+            ),
+            batch_wait: metrics::histogram!(
+                crate::server::metric_families::ROOM_BATCH_WAIT_SECONDS
+            ),
+            pull_wait: metrics::histogram!(crate::server::metric_families::ROOM_PULL_WAIT_SECONDS),
+            frames_pushed: metrics::counter!(crate::server::metric_families::ROOM_FRAMES_SENT_TOTAL, "kind" => "pushed"),
+            frames_pulled: metrics::counter!(crate::server::metric_families::ROOM_FRAMES_SENT_TOTAL, "kind" => "pull"),
+            messages_sent: metrics::counter!(
+                crate::server::metric_families::ROOM_MESSAGES_SENT_TOTAL
+            ),
+            missed: metrics::counter!(crate::server::metric_families::ROOM_MISSED_TOTAL),
+            encodes_batch: metrics::counter!(crate::server::metric_families::ROOM_ENCODES_TOTAL, "kind" => "batch"),
+            encodes_catchup: metrics::counter!(crate::server::metric_families::ROOM_ENCODES_TOTAL, "kind" => "catchup"),
+            compressions: metrics::counter!(
+                crate::server::metric_families::ROOM_COMPRESSIONS_TOTAL
+            ),
+            pulls_held: metrics::counter!(crate::server::metric_families::ROOM_PULLS_TOTAL, "result" => "held"),
+            pulls_expired: metrics::counter!(crate::server::metric_families::ROOM_PULLS_TOTAL, "result" => "expired"),
         }
     }
 }
@@ -329,7 +337,7 @@ impl Room {
             })
             .streams += 1;
         self.member_streams.fetch_add(1, Ordering::Relaxed);
-        metrics::gauge!("pike_room_members").increment(1.0);
+        metrics::gauge!(crate::server::metric_families::ROOM_MEMBERS).increment(1.0);
         Ok(joined)
     }
 
@@ -351,7 +359,7 @@ impl Room {
         };
         if removed > 0 {
             self.member_streams.fetch_sub(removed, Ordering::Relaxed);
-            metrics::gauge!("pike_room_members").decrement(removed as f64);
+            metrics::gauge!(crate::server::metric_families::ROOM_MEMBERS).decrement(removed as f64);
         }
         self.guarded().core.touch(now);
         // An idle room may now be removable; let the task look.
@@ -702,7 +710,7 @@ impl Room {
                     () = tokio::time::sleep_until(at) => {
                         if self.close_if_idle(Instant::now()) {
                             if lock(&registry).remove(&self) {
-                                metrics::gauge!("pike_rooms").decrement(1.0);
+                                metrics::gauge!(crate::server::metric_families::ROOMS).decrement(1.0);
                             }
                             tracing::debug!(app = %self.app, room = %self.name, "idle room removed");
                             return;
@@ -722,33 +730,33 @@ fn export(guarded: &mut Guarded) {
     let delta = |a: u64, b: u64| a.saturating_sub(b);
     let n = delta(now.published_droppable, then.published_droppable);
     if n > 0 {
-        metrics::counter!("pike_room_published_total", "class" => "droppable").increment(n);
+        metrics::counter!(crate::server::metric_families::ROOM_PUBLISHED_TOTAL, "class" => "droppable").increment(n);
     }
     let n = delta(now.published_reliable, then.published_reliable);
     if n > 0 {
-        metrics::counter!("pike_room_published_total", "class" => "reliable").increment(n);
+        metrics::counter!(crate::server::metric_families::ROOM_PUBLISHED_TOTAL, "class" => "reliable").increment(n);
     }
     let n = delta(now.dropped_room_rate, then.dropped_room_rate);
     if n > 0 {
-        metrics::counter!("pike_room_dropped_total", "class" => "droppable", "reason" => "room_rate")
+        metrics::counter!(crate::server::metric_families::ROOM_DROPPED_TOTAL, "class" => "droppable", "reason" => "room_rate")
             .increment(n);
     }
     let n = delta(now.dropped_publisher_rate, then.dropped_publisher_rate);
     if n > 0 {
-        metrics::counter!("pike_room_dropped_total", "class" => "droppable", "reason" => "publisher_rate")
+        metrics::counter!(crate::server::metric_families::ROOM_DROPPED_TOTAL, "class" => "droppable", "reason" => "publisher_rate")
             .increment(n);
     }
     let n = delta(now.evicted_droppable, then.evicted_droppable);
     if n > 0 {
-        metrics::counter!("pike_room_evicted_total", "class" => "droppable").increment(n);
+        metrics::counter!(crate::server::metric_families::ROOM_EVICTED_TOTAL, "class" => "droppable").increment(n);
     }
     let n = delta(now.expired_reliable, then.expired_reliable);
     if n > 0 {
-        metrics::counter!("pike_room_evicted_total", "class" => "reliable").increment(n);
+        metrics::counter!(crate::server::metric_families::ROOM_EVICTED_TOTAL, "class" => "reliable").increment(n);
     }
     let n = delta(now.refused_reliable, then.refused_reliable);
     if n > 0 {
-        metrics::counter!("pike_room_refused_total", "class" => "reliable", "reason" => "reliable_full")
+        metrics::counter!(crate::server::metric_families::ROOM_REFUSED_TOTAL, "class" => "reliable", "reason" => "reliable_full")
             .increment(n);
     }
 }

@@ -1,13 +1,17 @@
 //! Pushing downlink: [`PushHandle`], cheap to clone, usable from any task.
 
+mod rooms;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use proto::tunnel::ErrorCode;
 
-use super::hub::{Hub, unix_ms};
-use super::registry::{CommandSender, ConnCommand, ConnectionInfo, ConnectionPage};
+use super::clock::unix_ms;
+use super::engine::{AppendPush, EngineError, RouteTarget, TransientMessage};
+use super::hub::Hub;
+use super::registry::{ConnCommand, ConnectionInfo, ConnectionPage};
 use super::store::{Append, StoreError, StoredMessage, StreamKey};
 use super::trace::{self, TraceEvent};
 
@@ -115,6 +119,30 @@ pub enum PushError {
     /// The gateway is shutting down.
     #[error("the gateway is shutting down")]
     ShuttingDown,
+    /// The shared state cannot be reached (a cluster engine without NATS
+    /// or quorum): nothing was accepted; retry later.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The app lists its businesses and `biz` is not one of them
+    /// ([`GatewayConfig::businesses`](super::GatewayConfig::businesses)):
+    /// no device could ever log in to receive the push. Nothing was stored
+    /// or sent.
+    #[error("app {app:?} has no biz {biz:?}")]
+    UnknownBiz {
+        /// The app.
+        app: String,
+        /// The business pushed to.
+        biz: String,
+    },
+}
+
+impl From<EngineError> for PushError {
+    fn from(e: EngineError) -> Self {
+        match e {
+            EngineError::Unavailable(reason) => Self::Unavailable(reason),
+            EngineError::Failed(message) => Self::Store(StoreError(message)),
+        }
+    }
 }
 
 /// Whom [`PushHandle::disconnect`] disconnects, within one app.
@@ -158,6 +186,12 @@ impl PushHandle {
         if request.app.is_empty() || request.biz.is_empty() {
             return Err(PushError::Invalid("app and biz must not be empty".into()));
         }
+        if !self.hub.config.has_biz(&request.app, &request.biz) {
+            return Err(PushError::UnknownBiz {
+                app: request.app,
+                biz: request.biz,
+            });
+        }
         let max = self.max_payload_len();
         if request.payload.len() > max {
             return Err(PushError::PayloadTooLarge {
@@ -178,7 +212,8 @@ impl PushHandle {
             Target::Aliases(aliases) => aliases.clone(),
             Target::Tag(tag) => {
                 self.hub
-                    .store
+                    .engine
+                    .directory
                     .tag_members(
                         request.app.clone(),
                         request.biz.clone(),
@@ -189,7 +224,8 @@ impl PushHandle {
             }
             Target::App => {
                 self.hub
-                    .store
+                    .engine
+                    .directory
                     .aliases(request.app.clone(), request.biz.clone(), limit + 1)
                     .await?
             }
@@ -249,37 +285,39 @@ impl PushHandle {
             message_id,
             ..PushReceipt::default()
         };
-        let mut deliver = |senders: Vec<CommandSender>, alias: Option<String>| {
-            for sender in senders {
-                let command = ConnCommand::Transient {
-                    biz: request.biz.clone(),
-                    alias: alias.clone(),
-                    message_id,
-                    priority: request.priority,
-                    payload: request.payload.clone(),
-                };
-                match sender.try_send(command) {
-                    Ok(()) => receipt.online += 1,
-                    Err(_) => receipt.dropped += 1,
-                }
-            }
-        };
-        if let Target::Device(device) = &request.target {
-            deliver(
-                self.hub
-                    .registry
-                    .senders_for_device(&request.app, &request.biz, device),
-                None,
-            );
+        let targets = if let Target::Device(device) = &request.target {
+            vec![RouteTarget::Device {
+                app: request.app.clone(),
+                biz: request.biz.clone(),
+                device: device.clone(),
+            }]
         } else {
-            for alias in self.recipients(&request).await? {
-                let key = StreamKey::new(&request.app, &request.biz, &alias);
-                deliver(self.hub.registry.senders_for_stream(&key), Some(alias));
-            }
+            self.recipients(&request)
+                .await?
+                .into_iter()
+                .map(|alias| RouteTarget::Stream(StreamKey::new(&request.app, &request.biz, alias)))
+                .collect()
+        };
+        let message = TransientMessage {
+            message_id,
+            priority: request.priority,
+            payload: request.payload,
+        };
+        for target in targets {
+            let delivery = self
+                .hub
+                .engine
+                .router
+                .transient(target, message.clone())
+                .await?;
+            receipt.online += delivery.online;
+            receipt.dropped += delivery.dropped;
         }
-        metrics::counter!("pike_push_total", "delivery" => "transient").increment(1);
+        metrics::counter!(crate::server::metric_families::PUSH_TOTAL, "delivery" => "transient")
+            .increment(1);
         if receipt.dropped > 0 {
-            metrics::counter!("pike_transient_dropped_total").increment(receipt.dropped as u64);
+            metrics::counter!(crate::server::metric_families::TRANSIENT_DROPPED_TOTAL)
+                .increment(receipt.dropped as u64);
         }
         Ok(receipt)
     }
@@ -344,7 +382,8 @@ impl PushHandle {
                     .is_ok()
             })
             .count();
-        metrics::counter!("pike_disconnected_total").increment(closed as u64);
+        metrics::counter!(crate::server::metric_families::DISCONNECTED_TOTAL)
+            .increment(closed as u64);
         closed
     }
 
@@ -379,7 +418,14 @@ async fn commit_and_notify(
             payload: payload.clone(),
         })
         .collect();
-    let appended = hub.store.append(appends).await?;
+    let appended = hub
+        .engine
+        .inbox
+        .append(AppendPush {
+            id: None,
+            items: appends,
+        })
+        .await?;
     let mut receipt = PushReceipt {
         stored: appended.len(),
         ..PushReceipt::default()
@@ -388,15 +434,18 @@ async fn commit_and_notify(
         receipt.message_id = done.message_id;
         let message = Arc::new(StoredMessage {
             seq: done.seq,
+            cursor: done.cursor,
             message_id: done.message_id,
             priority,
             expires_at_ms,
             payload: payload.clone(),
         });
-        receipt.online += hub.registry.notify_stored(key, &message);
+        receipt.online += hub.engine.router.stored(key, &message);
     }
-    metrics::counter!("pike_push_total", "delivery" => "reliable").increment(1);
-    metrics::counter!("pike_messages_stored_total").increment(receipt.stored as u64);
+    metrics::counter!(crate::server::metric_families::PUSH_TOTAL, "delivery" => "reliable")
+        .increment(1);
+    metrics::counter!(crate::server::metric_families::MESSAGES_STORED_TOTAL)
+        .increment(receipt.stored as u64);
     Ok(receipt)
 }
 

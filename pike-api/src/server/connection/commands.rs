@@ -1,0 +1,66 @@
+//! Commands sent to a connection from outside its task: transient pushes,
+//! go-away and close.
+
+use pike_channel::{Push, StreamId};
+use proto::tunnel::ErrorCode;
+
+use super::{Conn, now};
+use crate::server::clock::unix_ms;
+use crate::server::registry::ConnCommand;
+use crate::server::trace;
+
+impl Conn {
+    pub(super) fn command(&mut self, command: ConnCommand) {
+        match command {
+            ConnCommand::Transient {
+                biz,
+                alias,
+                message_id,
+                priority,
+                payload,
+            } => {
+                let targets: Vec<StreamId> = self
+                    .streams
+                    .iter()
+                    .filter(|(_, s)| {
+                        // No alias: a push to the device, for logins that
+                        // proved the device id only.
+                        s.key.biz == biz
+                            && alias
+                                .as_ref()
+                                .map_or(s.device_verified, |a| *a == s.key.alias)
+                    })
+                    .map(|(id, _)| *id)
+                    .collect();
+                for stream in targets {
+                    let push = Push::new(payload.clone())
+                        .message_id(message_id)
+                        .priority(priority);
+                    if self.channel.push_transient(stream, push, now()).is_ok() {
+                        metrics::counter!(crate::server::metric_families::DOWNLINK_SENT_TOTAL, "kind" => "transient")
+                            .increment(1);
+                        trace::lock(&self.trace).transient(unix_ms(), stream.value(), message_id);
+                    }
+                }
+            }
+            ConnCommand::GoAway { advice } => {
+                self.record(
+                    "go-away",
+                    format!(
+                        "reconnect in {}..{} ms",
+                        advice.min_delay_ms, advice.max_delay_ms
+                    ),
+                );
+                self.channel.go_away(
+                    ErrorCode::GoingAway,
+                    "the gateway is shutting down",
+                    Some(advice),
+                    now(),
+                );
+            }
+            ConnCommand::Close { code, message } => {
+                self.channel.close(code, message, now());
+            }
+        }
+    }
+}

@@ -1,0 +1,224 @@
+//! Logins: authentication, the store's login snapshot, the route, and the
+//! stream state a granted login starts with; logout and expiry.
+
+use std::collections::VecDeque;
+
+use pike_channel::StreamId;
+use proto::tunnel::ErrorCode;
+use tokio::time::Instant;
+use tower::ServiceExt as _;
+
+use super::interests::{self, Interests};
+use super::{Conn, LoginReady, StreamState, Work, now};
+use crate::server::auth::{AuthError, LoginRequest};
+use crate::server::clock::unix_ms;
+use crate::server::engine::EngineError;
+use crate::server::login_expiry;
+use crate::server::registry::LoginInfo;
+use crate::server::store::StreamKey;
+
+impl Conn {
+    pub(super) fn login(
+        &mut self,
+        stream: StreamId,
+        biz: String,
+        alias: String,
+        credential: String,
+        (saved_route, last_acked, send_only): (String, u64, bool),
+    ) {
+        // Traced once the authenticator has answered: an unauthenticated
+        // biz and alias are the client's word only.
+        metrics::counter!(crate::server::metric_families::LOGIN_REQUESTS_TOTAL).increment(1);
+        let hub = self.hub.clone();
+        let request = LoginRequest {
+            app: self.app().to_owned(),
+            device_id: self.device_id().to_owned(),
+            connection_token: self.token.clone(),
+            biz: biz.clone(),
+            alias: alias.clone(),
+            credential,
+        };
+        self.start(Box::pin(async move {
+            let result = async {
+                let auth = hub.auth.clone();
+                let grant = auth.oneshot(request.clone()).await?;
+                let key = StreamKey::new(&request.app, &request.biz, &request.alias);
+                // Live traffic first, then the read: a message stored in
+                // between arrives both ways, and the sequence numbers drop
+                // the copy; the other order could miss it.
+                // A send-only login is no recipient: nothing to route to it.
+                let interests = if send_only {
+                    None
+                } else {
+                    let device = grant.device_verified.then_some(request.device_id.as_str());
+                    Some(
+                        Interests::subscribe(&hub, &key, device)
+                            .await
+                            .map_err(internal)?,
+                    )
+                };
+                let start = hub
+                    .engine
+                    .inbox
+                    .login(
+                        key,
+                        request.device_id.clone(),
+                        last_acked,
+                        hub.config.read_batch,
+                        unix_ms(),
+                    )
+                    .await
+                    .map_err(internal)?;
+                let route_id = hub
+                    .uplink
+                    .route(&request.app, &request.biz, &saved_route, None)
+                    .unwrap_or_default();
+                Ok(Box::new(LoginReady {
+                    route_id,
+                    start_after: start.start_after,
+                    saved: start.position.unwrap_or_default(),
+                    batch: start.batch,
+                    grant,
+                    interests,
+                    send_only,
+                }))
+            }
+            .await;
+            Work::Login {
+                stream,
+                biz,
+                alias,
+                result,
+            }
+        }));
+    }
+
+    /// Gives back the engine subscriptions of a login that ends.
+    pub(super) fn release(&self, state: &StreamState) {
+        if state.send_only {
+            return;
+        }
+        let device = state.device_verified.then(|| self.device_id());
+        interests::release(&self.hub, &state.key, device);
+    }
+
+    /// Gives back the subscriptions of every login (the connection ends).
+    pub(super) fn release_all(&mut self) {
+        for (_, state) in self.streams.iter() {
+            self.release(state);
+        }
+        self.streams = Default::default();
+    }
+
+    /// Frees what a login held (logout or expiry).
+    pub(super) fn end_login(&mut self, stream: StreamId) {
+        if let Some(state) = self.streams.remove(&stream) {
+            self.release(&state);
+        }
+        self.hub.registry.remove_login(self.id, stream);
+        self.rooms.logged_out(stream, Instant::now());
+    }
+
+    pub(super) fn login_granted(
+        &mut self,
+        stream: StreamId,
+        biz: String,
+        alias: String,
+        ready: LoginReady,
+    ) {
+        let expiry = login_expiry::expiry(&ready.grant);
+        if self
+            .channel
+            .accept_login_until(
+                stream,
+                ready.route_id.clone(),
+                ready.batch.last_seq,
+                expiry,
+                now(),
+            )
+            .is_err()
+        {
+            // `ready.interests` gives its subscriptions back.
+            return;
+        }
+        self.record(
+            "auth",
+            format!("stream={} biz={biz} alias={alias} granted", stream.value()),
+        );
+        metrics::counter!(crate::server::metric_families::LOGINS_TOTAL, "result" => "ok")
+            .increment(1);
+        if !self.ready_reported {
+            self.ready_reported = true;
+            metrics::histogram!(crate::server::metric_families::CHANNEL_READY_SECONDS)
+                .record(self.connected_at.elapsed().as_secs_f64());
+        }
+        self.record(
+            "alias-bind",
+            format!(
+                "stream={} biz={biz} alias={alias} route={} resume_after={} last_seq={} device_verified={} expires_at_ms={} send_only={}",
+                stream.value(),
+                ready.route_id,
+                ready.start_after.seq,
+                ready.batch.last_seq,
+                ready.grant.device_verified,
+                ready.grant.expires_at_ms,
+                ready.send_only
+            ),
+        );
+        // A send-only login is no recipient: not registered for pushes,
+        // and its backlog is not read (`docs/protocol.md`, `send_only`).
+        if !ready.send_only {
+            self.hub.registry.add_login(
+                self.id,
+                LoginInfo {
+                    stream,
+                    biz: biz.clone(),
+                    alias: alias.clone(),
+                    route_id: ready.route_id.clone(),
+                    since_ms: unix_ms(),
+                    device_verified: ready.grant.device_verified,
+                },
+            );
+        }
+        let key = StreamKey::new(self.app(), biz, alias);
+        self.streams.insert(
+            stream,
+            StreamState {
+                key,
+                next_seq: ready.start_after.seq + 1,
+                read_cursor: ready.start_after.cursor,
+                acked: ready.saved,
+                last_known: ready.batch.last_seq,
+                reading: true,
+                unconfirmed_reads: 0,
+                sent_at: VecDeque::new(),
+                route_id: ready.route_id,
+                uplink_queue: VecDeque::new(),
+                uplink_busy: false,
+                device_verified: ready.grant.device_verified,
+                send_only: ready.send_only,
+            },
+        );
+        if let Some(interests) = ready.interests {
+            interests.keep();
+        }
+        if ready.send_only {
+            return;
+        }
+        self.read_done(stream, Ok(ready.batch));
+        // The login's read happened before it was registered for
+        // notifications: read once more so that a message stored in between
+        // is not left waiting for the next push.
+        self.catch_up(stream);
+    }
+}
+
+/// A login the engine could not serve: `OVERLOADED` (retry later) when the
+/// shared state is unreachable, `INTERNAL` otherwise.
+pub(super) fn internal(e: EngineError) -> AuthError {
+    let code = match e {
+        EngineError::Unavailable(_) => ErrorCode::Overloaded,
+        EngineError::Failed(_) => ErrorCode::Internal,
+    };
+    AuthError::new(code, e.to_string())
+}

@@ -1,0 +1,156 @@
+//! The single-node engine: a [`Store`] for what is durable, this node's
+//! registry for what is live.
+
+use std::sync::Arc;
+
+use super::{
+    AppendPush, Directory, EngineError, Inbox, Interest, LocalDelivery, LoginStart, NodeSink,
+    Position, RouteTarget, Router, TransientMessage, UplinkLedger,
+};
+use crate::server::store::{
+    Appended, BoxFuture, ReadBatch, Store, StoredMessage, StreamKey, UplinkRecord,
+};
+
+/// [`Engine::embedded`](super::Engine::embedded).
+pub(super) struct EmbeddedEngine {
+    store: Arc<dyn Store>,
+    node: Arc<dyn NodeSink>,
+}
+
+impl EmbeddedEngine {
+    pub(super) fn new(store: Arc<dyn Store>, node: Arc<dyn NodeSink>) -> Self {
+        Self { store, node }
+    }
+}
+
+impl Inbox for EmbeddedEngine {
+    fn append(&self, push: AppendPush) -> BoxFuture<'_, Result<Vec<Appended>, EngineError>> {
+        Box::pin(async move { Ok(self.store.append(push.items).await?) })
+    }
+
+    fn read(
+        &self,
+        stream: StreamKey,
+        after: Position,
+        max: usize,
+        now_ms: u64,
+    ) -> BoxFuture<'_, Result<ReadBatch, EngineError>> {
+        Box::pin(async move { Ok(self.store.read(stream, after.seq, max, now_ms).await?) })
+    }
+
+    fn login(
+        &self,
+        stream: StreamKey,
+        device: String,
+        last_acked: u64,
+        max: usize,
+        now_ms: u64,
+    ) -> BoxFuture<'_, Result<LoginStart, EngineError>> {
+        Box::pin(async move {
+            let snapshot = self
+                .store
+                .login(stream, device, last_acked, max, now_ms)
+                .await?;
+            Ok(LoginStart {
+                position: snapshot.position.map(Position::at),
+                start_after: Position::at(snapshot.start_after),
+                batch: snapshot.batch,
+            })
+        })
+    }
+
+    fn ack(
+        &self,
+        stream: StreamKey,
+        device: String,
+        at: Position,
+    ) -> BoxFuture<'_, Result<(), EngineError>> {
+        Box::pin(async move { Ok(self.store.set_position(stream, device, at.seq).await?) })
+    }
+}
+
+impl Directory for EmbeddedEngine {
+    fn update_tags(
+        &self,
+        app: String,
+        biz: String,
+        alias: String,
+        bind: Vec<String>,
+        unbind: Vec<String>,
+    ) -> BoxFuture<'_, Result<Vec<String>, EngineError>> {
+        Box::pin(async move {
+            Ok(self
+                .store
+                .update_tags(app, biz, alias, bind, unbind)
+                .await?)
+        })
+    }
+
+    fn tag_members(
+        &self,
+        app: String,
+        biz: String,
+        tag: String,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<String>, EngineError>> {
+        Box::pin(async move { Ok(self.store.tag_members(app, biz, tag, limit).await?) })
+    }
+
+    fn aliases(
+        &self,
+        app: String,
+        biz: String,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<String>, EngineError>> {
+        Box::pin(async move { Ok(self.store.aliases(app, biz, limit).await?) })
+    }
+}
+
+impl Router for EmbeddedEngine {
+    fn subscribe(&self, _interest: Interest) -> BoxFuture<'_, Result<(), EngineError>> {
+        // One node: every live message starts here, and the registry is
+        // the route table.
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn unsubscribe(&self, _interest: Interest) {}
+
+    fn stored(&self, stream: &StreamKey, message: &Arc<StoredMessage>) -> usize {
+        self.node.stored(stream, message.clone())
+    }
+
+    fn transient(
+        &self,
+        target: RouteTarget,
+        message: TransientMessage,
+    ) -> BoxFuture<'_, Result<LocalDelivery, EngineError>> {
+        Box::pin(std::future::ready(Ok(self
+            .node
+            .transient(&target, &message))))
+    }
+}
+
+impl UplinkLedger for EmbeddedEngine {
+    fn delivered(
+        &self,
+        stream: StreamKey,
+        key: String,
+    ) -> BoxFuture<'_, Result<Option<UplinkRecord>, EngineError>> {
+        Box::pin(async move { Ok(self.store.uplink_record(stream, key).await?) })
+    }
+
+    fn record(
+        &self,
+        stream: StreamKey,
+        key: String,
+        record: UplinkRecord,
+        now_ms: u64,
+    ) -> BoxFuture<'_, Result<(), EngineError>> {
+        Box::pin(async move {
+            Ok(self
+                .store
+                .record_uplink(stream, key, record, now_ms)
+                .await?)
+        })
+    }
+}

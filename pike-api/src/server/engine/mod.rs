@@ -1,0 +1,201 @@
+//! The engine seam: everything a gateway node shares with other nodes.
+//!
+//! A connection task keeps its socket, its channel machine, its windows and
+//! its room memberships to itself; what must be the same on every node of a
+//! cluster goes through an [`Engine`]:
+//!
+//! - [`Inbox`]: the durable alias streams of reliable downlink and the
+//!   per-device acked positions;
+//! - [`Directory`]: tags and the aliases known to exist;
+//! - [`Router`]: the route table of live traffic (which node serves which
+//!   alias or device) and transient delivery;
+//! - [`UplinkLedger`]: which uplink messages were delivered, for exactly-once
+//!   hand-off to the backends.
+//!
+//! The embedded engine ([`Engine::embedded`]) puts these on a [`Store`]
+//! (redb in `pike-server`, [`MemoryStore`](super::MemoryStore) in tests)
+//! and the node's own connection registry: one process, no network. A
+//! cluster engine (the `pike-jetstream` crate) implements the same traits
+//! on NATS JetStream and hands the traffic of other nodes to this one
+//! through its [`NodeSink`].
+//!
+//! Every method is object safe and returns a [`BoxFuture`], like [`Store`]'s.
+
+mod embedded;
+mod node;
+mod types;
+
+use std::sync::Arc;
+
+pub(crate) use self::node::LocalNode;
+pub use self::types::{
+    AppendPush, EngineError, Interest, LocalDelivery, LoginStart, Position, RouteTarget,
+    TransientMessage,
+};
+use super::store::{Appended, BoxFuture, ReadBatch, Store, StoredMessage, StreamKey, UplinkRecord};
+
+/// Durable downlink: alias streams and per-device acked positions.
+pub trait Inbox: Send + Sync + 'static {
+    /// Appends one push (each item to its stream, all sharing one message
+    /// id); resolves once every item is durable. An engine that
+    /// deduplicates returns the first outcome for a repeated
+    /// [`AppendPush::id`].
+    fn append(&self, push: AppendPush) -> BoxFuture<'_, Result<Vec<Appended>, EngineError>>;
+
+    /// Up to `max` unexpired messages of `stream` after `after`.
+    fn read(
+        &self,
+        stream: StreamKey,
+        after: Position,
+        max: usize,
+        now_ms: u64,
+    ) -> BoxFuture<'_, Result<ReadBatch, EngineError>>;
+
+    /// Everything a login of `device` on `stream` needs in one call: the
+    /// stored position, where delivery resumes (the larger of the client's
+    /// `last_acked` and the stored position) and the first `max` messages
+    /// after it. Also remembers that the alias exists
+    /// ([`Directory::aliases`]).
+    fn login(
+        &self,
+        stream: StreamKey,
+        device: String,
+        last_acked: u64,
+        max: usize,
+        now_ms: u64,
+    ) -> BoxFuture<'_, Result<LoginStart, EngineError>>;
+
+    /// Records that `device` acked `stream` up to `at`. Positions only move
+    /// forward: a lower one is ignored.
+    fn ack(
+        &self,
+        stream: StreamKey,
+        device: String,
+        at: Position,
+    ) -> BoxFuture<'_, Result<(), EngineError>>;
+}
+
+/// Tags and the aliases known to exist in a business.
+pub trait Directory: Send + Sync + 'static {
+    /// Binds and unbinds tags of an alias; returns the tags bound after.
+    fn update_tags(
+        &self,
+        app: String,
+        biz: String,
+        alias: String,
+        bind: Vec<String>,
+        unbind: Vec<String>,
+    ) -> BoxFuture<'_, Result<Vec<String>, EngineError>>;
+
+    /// The aliases bound to `tag` (at most `limit`).
+    fn tag_members(
+        &self,
+        app: String,
+        biz: String,
+        tag: String,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<String>, EngineError>>;
+
+    /// The aliases that ever logged in to `biz` (at most `limit`).
+    fn aliases(
+        &self,
+        app: String,
+        biz: String,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<String>, EngineError>>;
+}
+
+/// The route table of live traffic, and transient delivery.
+pub trait Router: Send + Sync + 'static {
+    /// From the time this resolves, live traffic for `interest` reaches
+    /// this node's [`NodeSink`]. Interests are counted: every `subscribe`
+    /// is matched by one [`unsubscribe`](Self::unsubscribe).
+    fn subscribe(&self, interest: Interest) -> BoxFuture<'_, Result<(), EngineError>>;
+
+    /// Drops one count of `interest`.
+    fn unsubscribe(&self, interest: Interest);
+
+    /// A reliable message was appended to `stream` by this node: tells the
+    /// node's own connections now (other nodes hear of it from the engine).
+    /// Returns how many local connections were told.
+    fn stored(&self, stream: &StreamKey, message: &Arc<StoredMessage>) -> usize;
+
+    /// Delivers a transient message to every connection of `target`;
+    /// returns this node's deliveries (those of other nodes are not
+    /// counted).
+    fn transient(
+        &self,
+        target: RouteTarget,
+        message: TransientMessage,
+    ) -> BoxFuture<'_, Result<LocalDelivery, EngineError>>;
+}
+
+/// Which uplink messages were delivered to a backend (deduplication by the
+/// message's idempotency key, across reconnects and nodes).
+pub trait UplinkLedger: Send + Sync + 'static {
+    /// The recorded outcome of an uplink message, if it was delivered.
+    fn delivered(
+        &self,
+        stream: StreamKey,
+        key: String,
+    ) -> BoxFuture<'_, Result<Option<UplinkRecord>, EngineError>>;
+
+    /// Records that an uplink message was delivered (durable before the
+    /// client is acked).
+    fn record(
+        &self,
+        stream: StreamKey,
+        key: String,
+        record: UplinkRecord,
+        now_ms: u64,
+    ) -> BoxFuture<'_, Result<(), EngineError>>;
+}
+
+/// How an engine hands live traffic from other nodes (or its own) to this
+/// node's connections. The gateway implements it; an engine gets one when
+/// it is built ([`GatewayBuilder::engine`](super::GatewayBuilder::engine)).
+pub trait NodeSink: Send + Sync + 'static {
+    /// A reliable message was stored in `stream`: the connections logged in
+    /// to it here read or take it. Returns how many were told.
+    fn stored(&self, stream: &StreamKey, message: Arc<StoredMessage>) -> usize;
+
+    /// Delivers a transient message to this node's connections of `target`.
+    fn transient(&self, target: &RouteTarget, message: &TransientMessage) -> LocalDelivery;
+}
+
+/// The engine a gateway is built with.
+#[derive(Clone)]
+pub struct Engine {
+    /// Durable downlink.
+    pub inbox: Arc<dyn Inbox>,
+    /// Tags and aliases.
+    pub directory: Arc<dyn Directory>,
+    /// Live routes and transient delivery.
+    pub router: Arc<dyn Router>,
+    /// Uplink deduplication.
+    pub uplinks: Arc<dyn UplinkLedger>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// The single-node engine: `store` for everything durable, `node` for
+    /// live traffic.
+    pub fn embedded(store: Arc<dyn Store>, node: Arc<dyn NodeSink>) -> Self {
+        let engine = Arc::new(embedded::EmbeddedEngine::new(store, node));
+        Self {
+            inbox: engine.clone(),
+            directory: engine.clone(),
+            router: engine.clone(),
+            uplinks: engine,
+        }
+    }
+}
+
+/// Builds an engine for a gateway once the gateway's [`NodeSink`] exists
+/// ([`GatewayBuilder::engine`](super::GatewayBuilder::engine)).
+pub type EngineFactory = Box<dyn FnOnce(Arc<dyn NodeSink>) -> Engine + Send>;

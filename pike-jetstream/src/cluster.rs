@@ -1,0 +1,186 @@
+//! The connected node: one NATS connection, the downlink stream and the
+//! buckets, bootstrapped on connect.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use async_nats::jetstream::{self, kv, stream};
+use async_nats::{Client, ConnectOptions, ServerAddr};
+
+use crate::bootstrap;
+use crate::config::ClusterConfig;
+use crate::direct_get::MAX_BATCH;
+use crate::error::{Error, Result};
+use crate::health::Probe;
+use crate::keys::check_node;
+use crate::log::Lanes;
+
+/// A node's handle on the cluster. Cheap to clone; every clone shares the
+/// one NATS connection.
+#[derive(Clone, Debug)]
+pub struct Cluster {
+    inner: Arc<Inner>,
+}
+
+/// The shared state behind every [`Cluster`] handle.
+#[derive(Debug)]
+pub(crate) struct Inner {
+    client: Client,
+    js: jetstream::Context,
+    downlink: stream::Stream,
+    positions: kv::Store,
+    presence: kv::Store,
+    directory: kv::Store,
+    uplinks: kv::Store,
+    epoch: u64,
+    config: ClusterConfig,
+    lanes: Lanes,
+    probe: Probe,
+}
+
+/// The reconnect backoff: 50 ms doubling to 500 ms, plus up to 100 ms of
+/// jitter (the default grows to seconds; a gateway wants NATS back fast).
+fn reconnect_delay(attempts: usize) -> Duration {
+    let base = (50u64 << attempts.min(4)).min(500);
+    Duration::from_millis(base + fastrand::u64(0..100))
+}
+
+impl Cluster {
+    /// Connects to NATS and bootstraps, idempotently, the stream
+    /// `PIKE_DOWNLINK` and the buckets `PIKE_POSITIONS` and `PIKE_PRESENCE`.
+    /// When another node created the stream first (with another epoch, or
+    /// another configuration: JetStream error 10058) its epoch is adopted.
+    /// Bounded by `config.connect_timeout`; [`Error::Unavailable`] when NATS
+    /// cannot be reached or has no JetStream quorum in that time.
+    pub async fn connect(config: ClusterConfig) -> Result<Self> {
+        check_node(&config.node)?;
+        if config.urls.is_empty() {
+            return Err(Error::Invalid("no NATS url".into()));
+        }
+        if !(1..=5).contains(&config.replicas) {
+            return Err(Error::Invalid(format!(
+                "replicas is {}, must be 1..=5",
+                config.replicas
+            )));
+        }
+        if config.subscription_capacity <= MAX_BATCH {
+            return Err(Error::Invalid(format!(
+                "subscription_capacity is {}, must exceed {MAX_BATCH}",
+                config.subscription_capacity
+            )));
+        }
+        let addrs = config
+            .urls
+            .iter()
+            .map(|url| {
+                url.parse::<ServerAddr>()
+                    .map_err(|e| Error::Invalid(format!("NATS url {url:?}: {e}")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let deadline = tokio::time::Instant::now() + config.connect_timeout;
+        let node = config.node.clone();
+        let options = ConnectOptions::new()
+            .name(&config.node)
+            .connection_timeout(config.connect_timeout.min(Duration::from_secs(5)))
+            .request_timeout(Some(config.request_timeout))
+            .subscription_capacity(config.subscription_capacity)
+            .reconnect_delay_callback(reconnect_delay)
+            .event_callback(move |event| {
+                let node = node.clone();
+                async move { tracing::info!(node, %event, "nats event") }
+            });
+        let client = tokio::time::timeout_at(deadline, options.connect(addrs))
+            .await
+            .map_err(|_| Error::Unavailable("NATS connect timed out".into()))?
+            .map_err(|e| Error::Unavailable(format!("NATS connect: {e}")))?;
+        let js = jetstream::ContextBuilder::new()
+            .timeout(config.request_timeout)
+            .build(client.clone());
+        let (downlink, epoch) = bootstrap::downlink(&js, &config, deadline).await?;
+        let positions = bootstrap::bucket(&js, bootstrap::positions(&config), deadline).await?;
+        let presence = bootstrap::bucket(&js, bootstrap::presence(&config), deadline).await?;
+        let directory = bootstrap::bucket(&js, bootstrap::directory(&config), deadline).await?;
+        let uplinks = bootstrap::bucket(&js, bootstrap::uplinks(&config), deadline).await?;
+        tracing::info!(node = %config.node, epoch, "cluster ready");
+        let cluster = Self {
+            inner: Arc::new(Inner {
+                client,
+                js,
+                downlink,
+                positions,
+                presence,
+                directory,
+                uplinks,
+                epoch,
+                config,
+                lanes: Lanes::default(),
+                probe: Probe::default(),
+            }),
+        };
+        cluster.spawn_probe();
+        Ok(cluster)
+    }
+
+    /// A handle that does not keep the node alive (for background tasks).
+    pub(crate) fn downgrade(&self) -> Weak<Inner> {
+        Arc::downgrade(&self.inner)
+    }
+
+    /// The node again, unless every [`Cluster`] handle was dropped.
+    pub(crate) fn upgrade(weak: &Weak<Inner>) -> Option<Self> {
+        weak.upgrade().map(|inner| Self { inner })
+    }
+
+    pub(crate) fn probe(&self) -> &Probe {
+        &self.inner.probe
+    }
+
+    /// Epoch of the downlink log: nonzero, fixed when the stream was created;
+    /// a recreated stream has another one.
+    pub fn epoch(&self) -> u64 {
+        self.inner.epoch
+    }
+
+    /// This node's name.
+    pub fn node(&self) -> &str {
+        &self.inner.config.node
+    }
+
+    /// The configuration the node connected with.
+    pub fn config(&self) -> &ClusterConfig {
+        &self.inner.config
+    }
+
+    /// The NATS client (for subscriptions the crate does not wrap yet).
+    pub fn client(&self) -> &Client {
+        &self.inner.client
+    }
+
+    pub(crate) fn js(&self) -> &jetstream::Context {
+        &self.inner.js
+    }
+
+    pub(crate) fn downlink(&self) -> &stream::Stream {
+        &self.inner.downlink
+    }
+
+    pub(crate) fn positions_kv(&self) -> &kv::Store {
+        &self.inner.positions
+    }
+
+    pub(crate) fn presence_kv(&self) -> &kv::Store {
+        &self.inner.presence
+    }
+
+    pub(crate) fn directory_kv(&self) -> &kv::Store {
+        &self.inner.directory
+    }
+
+    pub(crate) fn uplinks_kv(&self) -> &kv::Store {
+        &self.inner.uplinks
+    }
+
+    pub(crate) fn lanes(&self) -> &Lanes {
+        &self.inner.lanes
+    }
+}

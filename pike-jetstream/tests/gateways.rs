@@ -1,0 +1,278 @@
+//! Gateways as a cluster: two `pike-api` gateways, each with its own
+//! `JetStreamEngine`, on a real 3-node nats-server cluster on loopback
+//! (each gateway on a different NATS server, so every route crosses
+//! servers). Real sockets and the real client SDK.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use pike_api::pike_channel::test_util::trace_init;
+use pike_api::pike_channel::{BoxConnector, TunnelConnector};
+use pike_api::proto::tunnel::ClientHello;
+use pike_api::server::{Delivery, Gateway, PushHandle, PushRequest, Target};
+use pike_api::tunnelkit::{Dialer, DialerConfig, TcpConfig, TcpTransport};
+use pike_api::{ChannelProxy, ClientConfig, ClientEvent, ClientOptions, PikeClient};
+use pike_jetstream::{Cluster, JetStreamEngine, LoginKey};
+use support::NatsCluster;
+use tokio::task::JoinHandle;
+
+/// Bound on every wait.
+const LIMIT: Duration = Duration::from_secs(30);
+
+struct Node {
+    addr: SocketAddr,
+    pusher: PushHandle,
+    serving: JoinHandle<()>,
+}
+
+async fn gateway(nats: &NatsCluster, name: &str, nats_node: usize) -> Node {
+    let cluster = Cluster::connect(nats.config(name, vec![nats.url(nats_node)]))
+        .await
+        .expect("cluster connect");
+    let gateway = Gateway::builder()
+        .tcp("127.0.0.1:0".parse().unwrap())
+        .engine(JetStreamEngine::factory(cluster))
+        .bind()
+        .await
+        .unwrap();
+    let addr = gateway.local_addrs()[0].1;
+    let pusher = gateway.push_handle();
+    let serving = tokio::spawn(gateway.serve());
+    Node {
+        addr,
+        pusher,
+        serving,
+    }
+}
+
+/// A proxy for `device` dialing `endpoints` (the racing dialer), with fast
+/// reconnects.
+fn proxy(endpoints: Vec<SocketAddr>, device: &str) -> ChannelProxy {
+    let hello = ClientHello {
+        app_id: "demo".into(),
+        device_id: device.into(),
+        ..ClientHello::default()
+    };
+    let transport = TcpTransport::new(TcpConfig::default()).expect("tcp transport");
+    let dialer = Dialer::new(transport, DialerConfig::default()).expect("dialer");
+    let connector = BoxConnector::new(TunnelConnector::new(dialer, endpoints, hello));
+    let mut config = ClientConfig::default();
+    config
+        .backoff(Duration::from_millis(10), Duration::from_millis(200), 0.5)
+        .unwrap()
+        .reconnect_spread(Duration::from_millis(50))
+        .unwrap();
+    ChannelProxy::builder(connector)
+        .channel_config(config)
+        .build()
+}
+
+async fn push(node: &Node, target: Target, text: &str, delivery: Delivery) -> usize {
+    node.pusher
+        .push(PushRequest {
+            app: "demo".into(),
+            biz: "chat".into(),
+            target,
+            payload: Bytes::from(text.to_owned()),
+            delivery,
+            priority: 0,
+        })
+        .await
+        .expect("push accepted")
+        .stored
+}
+
+async fn running(client: &PikeClient) {
+    tokio::time::timeout(LIMIT, async {
+        loop {
+            match client.next_event().await {
+                Some(ClientEvent::Running { .. }) => return,
+                Some(ClientEvent::OnStop { reason }) => panic!("stopped: {reason:?}"),
+                Some(_) => {}
+                None => panic!("client gone"),
+            }
+        }
+    })
+    .await
+    .expect("running in time");
+}
+
+/// The next `n` messages (seq, text), bounded.
+async fn receive(client: &PikeClient, n: usize) -> Vec<(u64, String)> {
+    tokio::time::timeout(LIMIT, async {
+        let mut got = Vec::new();
+        while got.len() < n {
+            let message = client.next_message().await.expect("client open");
+            got.push((
+                message.seq,
+                String::from_utf8_lossy(&message.payload).into_owned(),
+            ));
+        }
+        got
+    })
+    .await
+    .expect("messages in time")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_through_any_gateway_reaches_a_device_on_another() {
+    let _trace = trace_init();
+    let nats = NatsCluster::start().await;
+    let a = gateway(&nats, "gw-a", 0).await;
+    let b = gateway(&nats, "gw-b", 1).await;
+
+    let proxy = proxy(vec![a.addr], "device-1");
+    let chat = Arc::new(
+        proxy
+            .client(ClientOptions::new("chat", "u42", "any"))
+            .unwrap(),
+    );
+    chat.start();
+    running(&chat).await;
+    assert_eq!(a.pusher.connection_count(), 1);
+    assert_eq!(b.pusher.connection_count(), 0);
+
+    // Reliable, through the other gateway, then through its own: one
+    // alias stream, dense and in order wherever it was pushed.
+    for i in 1..=3 {
+        let stored = push(
+            &b,
+            Target::Alias("u42".into()),
+            &format!("b{i}"),
+            Delivery::Reliable { ttl: None },
+        )
+        .await;
+        assert_eq!(stored, 1);
+    }
+    push(
+        &a,
+        Target::Alias("u42".into()),
+        "a4",
+        Delivery::Reliable { ttl: None },
+    )
+    .await;
+    assert_eq!(
+        receive(&chat, 4).await,
+        vec![
+            (1, "b1".into()),
+            (2, "b2".into()),
+            (3, "b3".into()),
+            (4, "a4".into())
+        ]
+    );
+
+    // Tags bound through gateway A reach the device from gateway B.
+    let tags = tokio::time::timeout(LIMIT, chat.update_tags(vec!["vip".into()], vec![]))
+        .await
+        .expect("in time")
+        .expect("tags bound");
+    assert_eq!(tags, vec!["vip".to_string()]);
+    push(
+        &b,
+        Target::Tag("vip".into()),
+        "tagged",
+        Delivery::Reliable { ttl: None },
+    )
+    .await;
+    assert_eq!(receive(&chat, 1).await, vec![(5, "tagged".into())]);
+
+    // The whole business (aliases that logged in anywhere), from B.
+    push(
+        &b,
+        Target::App,
+        "everyone",
+        Delivery::Reliable { ttl: None },
+    )
+    .await;
+    assert_eq!(receive(&chat, 1).await, vec![(6, "everyone".into())]);
+
+    // Transient, through B: at most once, so it is pushed until one
+    // arrives (NATS interest can take a moment to reach B's server).
+    let transient = tokio::time::timeout(LIMIT, async {
+        loop {
+            push(&b, Target::Alias("u42".into()), "now", Delivery::Transient).await;
+            if let Ok(Some(message)) =
+                tokio::time::timeout(Duration::from_millis(200), chat.next_message()).await
+            {
+                return message;
+            }
+        }
+    })
+    .await
+    .expect("a transient push arrived");
+    assert_eq!(&transient.payload[..], b"now");
+    assert_eq!(transient.seq, 0, "transient messages carry no sequence");
+    a.serving.abort();
+    b.serving.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_resumes_on_another_gateway_from_its_acked_position() {
+    let _trace = trace_init();
+    let nats = NatsCluster::start().await;
+    let a = gateway(&nats, "gw-a", 0).await;
+    let b = gateway(&nats, "gw-b", 1).await;
+
+    let first = proxy(vec![a.addr], "device-1");
+    let chat = first
+        .client(ClientOptions::new("chat", "u7", "any"))
+        .unwrap();
+    chat.start();
+    running(&chat).await;
+    for i in 1..=3 {
+        push(
+            &a,
+            Target::Alias("u7".into()),
+            &format!("m{i}"),
+            Delivery::Reliable { ttl: None },
+        )
+        .await;
+    }
+    assert_eq!(receive(&chat, 3).await.len(), 3);
+    // The device's acks are saved in the cluster's positions bucket.
+    let observer = Cluster::connect(nats.config("observer", nats.urls()))
+        .await
+        .expect("observer");
+    let device = LoginKey::new("demo", "chat", "u7", "device-1").unwrap();
+    let saved = tokio::time::timeout(LIMIT, async {
+        loop {
+            match observer.position(&device).await {
+                Ok(Some(p)) if p.seq == 3 => return p,
+                _ => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    })
+    .await
+    .expect("the acked position was saved");
+    assert_eq!(saved.epoch, observer.epoch());
+    drop(chat);
+    drop(first);
+    a.serving.abort();
+
+    // Pushed while the device is offline, through B.
+    for i in 4..=5 {
+        push(
+            &b,
+            Target::Alias("u7".into()),
+            &format!("m{i}"),
+            Delivery::Reliable { ttl: None },
+        )
+        .await;
+    }
+    // The same device, on gateway B, with no saved state of its own: the
+    // cluster's position makes it resume after 3, or after a later ack if
+    // the gateway saved one late (never before 1).
+    let second = proxy(vec![b.addr], "device-1");
+    let again = second
+        .client(ClientOptions::new("chat", "u7", "any"))
+        .unwrap();
+    again.start();
+    running(&again).await;
+    let got = receive(&again, 2).await;
+    assert_eq!(got, vec![(4, "m4".into()), (5, "m5".into())]);
+    b.serving.abort();
+}
