@@ -173,7 +173,9 @@ impl AcceptorLimits {
     }
 
     /// Counts a connection a listener refused over the limit before handing it out (see
-    /// [`Listener::admission_limits`]).
+    /// [`Listener::admission_limits`]). Only the QUIC listener refuses before
+    /// handing out.
+    #[cfg_attr(not(feature = "quic"), allow(dead_code))]
     pub(crate) fn count_over_limit(&self) {
         self.inner.over_limit.fetch_add(1, Ordering::Relaxed);
     }

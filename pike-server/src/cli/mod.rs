@@ -9,7 +9,7 @@
 //! no credentials found); 3 the gateway or the HTTP API could not be reached
 //! or did not answer in time (trying again may help); 4 to 9 the gateway
 //! refused the device for good, one status per class of non-retryable
-//! close code (see [`refusal`]).
+//! close code (see the `refusal` module).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
