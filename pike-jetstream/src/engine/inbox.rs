@@ -3,11 +3,11 @@
 
 use futures_util::{StreamExt as _, TryStreamExt as _};
 use pike_api::server::engine::{AppendPush, EngineError, Inbox, LoginStart, Position};
-use pike_api::server::{self as api, Appended, BoxFuture, ReadBatch, StoredMessage};
+use pike_api::server::{self as api, Appended, BoxFuture, ReadBatch};
 
-use super::{JetStreamEngine, engine_error, key};
+use super::{JetStreamEngine, engine_error, key, stored_message};
 use crate::keys::{LoginKey, StreamKey};
-use crate::message::{LogMessage, MessageMeta};
+use crate::message::MessageMeta;
 use crate::positions;
 
 /// Appends of one push in flight at once (a tag push reaches many aliases).
@@ -31,17 +31,6 @@ fn message_id() -> u64 {
 /// retries of this append are deduplicated.
 fn fresh_msg_id() -> String {
     format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..))
-}
-
-fn stored(message: LogMessage) -> StoredMessage {
-    StoredMessage {
-        seq: message.seq,
-        cursor: message.cursor,
-        message_id: message.meta.message_id,
-        priority: message.meta.priority,
-        expires_at_ms: message.meta.expires_at_ms,
-        payload: message.payload,
-    }
 }
 
 impl JetStreamEngine {
@@ -75,7 +64,7 @@ impl JetStreamEngine {
                 if out.first_seq == 0 {
                     out.first_seq = message.seq;
                 }
-                out.messages.push(stored(message));
+                out.messages.push(stored_message(message));
             }
             if let Some(newest) = newest {
                 out.last_seq = out.last_seq.max(newest.saturating_add(batch.pending));

@@ -26,12 +26,13 @@ mod router;
 use std::sync::Arc;
 
 use pike_api::server::engine::{Directory, Engine, EngineError, NodeSink, UplinkLedger};
-use pike_api::server::{self as api, BoxFuture, UplinkRecord};
+use pike_api::server::{self as api, BoxFuture, StoredMessage, UplinkRecord};
 
 use self::router::Routes;
 use crate::cluster::Cluster;
 use crate::error::Error;
 use crate::keys::StreamKey;
+use crate::message::LogMessage;
 
 /// Most tags an alias's tag list answer carries.
 pub const MAX_TAGS_LISTED: usize = 1024;
@@ -80,6 +81,18 @@ pub(crate) fn engine_error(e: Error) -> EngineError {
         Error::Unavailable(reason) => EngineError::Unavailable(reason),
         Error::Invalid(reason) => EngineError::Failed(format!("refused by the cluster: {reason}")),
         Error::Failed(reason) => EngineError::Failed(reason),
+    }
+}
+
+/// A message of the log as the gateway's connections take it.
+pub(crate) fn stored_message(message: LogMessage) -> StoredMessage {
+    StoredMessage {
+        seq: message.seq,
+        cursor: message.cursor,
+        message_id: message.meta.message_id,
+        priority: message.meta.priority,
+        expires_at_ms: message.meta.expires_at_ms,
+        payload: message.payload,
     }
 }
 

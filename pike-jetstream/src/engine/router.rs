@@ -15,7 +15,7 @@ use pike_api::server::{self as api, BoxFuture, StoredMessage};
 use tokio::sync::OnceCell;
 use tokio::task::JoinHandle;
 
-use super::{JetStreamEngine, engine_error, key};
+use super::{JetStreamEngine, engine_error, key, stored_message};
 use crate::live::LiveMessage;
 use crate::message::MessageMeta;
 
@@ -68,22 +68,6 @@ impl Routes {
             }
         }
     }
-
-    /// Interests with at least one subscriber.
-    pub(super) fn len(&self) -> usize {
-        self.lock().len()
-    }
-}
-
-fn stored(message: crate::message::LogMessage) -> Arc<StoredMessage> {
-    Arc::new(StoredMessage {
-        seq: message.seq,
-        cursor: message.cursor,
-        message_id: message.meta.message_id,
-        priority: message.meta.priority,
-        expires_at_ms: message.meta.expires_at_ms,
-        payload: message.payload,
-    })
 }
 
 fn transient(meta: MessageMeta, payload: bytes::Bytes) -> TransientMessage {
@@ -111,7 +95,7 @@ impl JetStreamEngine {
                     while let Some(message) = live.next().await {
                         match message {
                             LiveMessage::Stored { message, .. } => {
-                                node.stored(&stream, stored(message));
+                                node.stored(&stream, Arc::new(stored_message(message)));
                             }
                             // This node delivered its own pushes already.
                             LiveMessage::Transient {
@@ -150,11 +134,6 @@ impl JetStreamEngine {
             }
         };
         Ok(Forwarder(task))
-    }
-
-    /// Live routes this node holds (for tests and metrics).
-    pub fn routes(&self) -> usize {
-        self.routes.len()
     }
 }
 
