@@ -24,9 +24,9 @@ use proto::tunnel::ErrorCode;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::Instrument;
 
+use super::channels::{Channels, Mode, ModeListener};
 use super::error::{Error, ErrorKind};
 use super::event::{ClientEvent, ClientState, Message, StopReason};
-use super::proxy::{Inner as Proxy, Mode};
 
 mod credential;
 mod room;
@@ -195,6 +195,20 @@ pub(crate) enum Command {
     LeaveRoom(String),
 }
 
+/// The proxy tells a client about its business's mode changes through a
+/// weak sender: a dropped client is forgotten.
+impl ModeListener for mpsc::WeakUnboundedSender<Command> {
+    fn is_alive(&self) -> bool {
+        self.strong_count() > 0
+    }
+
+    fn mode_changed(&self) {
+        if let Some(tx) = self.upgrade() {
+            let _ = tx.send(Command::Switch);
+        }
+    }
+}
+
 /// One business's client (seed 5.1), created by
 /// [`ChannelProxy::client`](super::ChannelProxy::client).
 ///
@@ -219,14 +233,14 @@ pub struct PikeClient {
     session: Arc<Mutex<Session>>,
     key_prefix: u64,
     next_id: AtomicU64,
-    proxy: Arc<Proxy>,
+    proxy: Arc<Channels>,
 }
 
 impl PikeClient {
     pub(crate) fn spawn(
-        proxy: Arc<Proxy>,
+        proxy: Arc<Channels>,
         options: ClientOptions,
-    ) -> (Self, mpsc::UnboundedSender<Command>) {
+    ) -> (Self, Box<dyn ModeListener>) {
         let (commands_tx, commands) = mpsc::unbounded_channel();
         let (app, events) = mpsc::channel(proxy.event_capacity());
         let (state_tx, state) = watch::channel(ClientState::Idle);
@@ -267,7 +281,7 @@ impl PikeClient {
             fresh: None,
         };
         tokio::spawn(actor.run().instrument(span));
-        (client, commands_tx)
+        (client, Box::new(commands_tx.downgrade()))
     }
 
     fn command(&self, command: Command) {
@@ -445,7 +459,7 @@ type Tagged = BoxStream<'static, (u64, Option<Event>)>;
 type TagsReply = oneshot::Sender<Result<Vec<String>, Error>>;
 
 struct Actor {
-    proxy: Arc<Proxy>,
+    proxy: Arc<Channels>,
     options: ClientOptions,
     route_id: String,
     /// Highest reliable sequence delivered to the business.
