@@ -117,6 +117,10 @@ fn take(budget: &AtomicUsize) -> bool {
 }
 
 impl Inbox for FlakyInbox {
+    fn epoch(&self) -> u64 {
+        self.inner.epoch()
+    }
+
     fn append(&self, push: AppendPush) -> BoxFuture<'_, Result<Vec<Appended>, EngineError>> {
         if take(&self.refuse_appends) {
             return Box::pin(async { Err(EngineError::Unavailable("no quorum".into())) });

@@ -118,7 +118,7 @@
 //! let mut received = Vec::new();
 //! while let Some(event) = client.poll_event() {
 //!     match event {
-//!         Event::LoginOk { stream, route_id } => assert_eq!((stream, route_id.as_str()), (chat, "backend-1")),
+//!         Event::LoginOk { stream, route_id, .. } => assert_eq!((stream, route_id.as_str()), (chat, "backend-1")),
 //!         Event::Received(delivery) => received.push(delivery),
 //!         _ => {}
 //!     }

@@ -46,7 +46,9 @@ async fn round_trip(wire: Wire) {
         ok,
         Event::LoginOk {
             stream: chat,
-            route_id: "route-chat".into()
+            route_id: "route-chat".into(),
+            epoch: 0,
+            positions_reset: false,
         }
     );
 

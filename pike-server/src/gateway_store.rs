@@ -43,6 +43,10 @@ fn now_ms() -> u64 {
 }
 
 impl api::Store for RedbStore {
+    fn epoch(&self) -> u64 {
+        Self::epoch(self)
+    }
+
     fn append(
         &self,
         batch: Vec<ApiAppend>,

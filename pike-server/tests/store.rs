@@ -37,6 +37,36 @@ fn seqs(batch: &pike_server::store::ReadBatch) -> Vec<u64> {
     batch.messages.iter().map(|m| m.seq).collect()
 }
 
+/// A store file is one log: its epoch is nonzero, survives reopening and
+/// differs from another file's (a recreated log).
+#[tokio::test]
+async fn the_log_epoch_is_kept_by_the_file_and_new_for_a_new_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = {
+        let store = open(&db_path(&dir));
+        store
+            .append(vec![Append::new(alias("u1"), "one")], NOW)
+            .await
+            .unwrap();
+        store.epoch()
+    };
+    assert_ne!(first, 0);
+    let reopened = open(&db_path(&dir));
+    assert_eq!(
+        <RedbStore as pike_api::server::Store>::epoch(&reopened),
+        first,
+        "the gateway's view of the store"
+    );
+    drop(reopened);
+    assert_eq!(open(&db_path(&dir)).epoch(), first, "reopened: same log");
+    let other = tempfile::tempdir().unwrap();
+    assert_ne!(
+        open(&db_path(&other)).epoch(),
+        first,
+        "a new file: a new log"
+    );
+}
+
 #[tokio::test]
 async fn append_read_round_trip() {
     let dir = tempfile::tempdir().unwrap();

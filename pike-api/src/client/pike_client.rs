@@ -43,6 +43,7 @@ pub struct ClientOptions {
     pub(crate) credential: String,
     pub(crate) route_id: String,
     pub(crate) last_delivered: u64,
+    pub(crate) epoch: u64,
     pub(crate) credential_provider: Option<CredentialProvider>,
     pub(crate) send_only: bool,
 }
@@ -60,6 +61,7 @@ impl ClientOptions {
             credential: credential.into(),
             route_id: String::new(),
             last_delivered: 0,
+            epoch: 0,
             credential_provider: None,
             send_only: false,
         }
@@ -98,6 +100,15 @@ impl ClientOptions {
         self.last_delivered = last_delivered;
         self
     }
+
+    /// The log epoch of the saved session ([`Session::epoch`]): a gateway
+    /// whose log has another epoch (it was recreated since) ignores the
+    /// saved position, and the client starts its sequence numbers afresh.
+    #[must_use]
+    pub fn epoch(mut self, epoch: u64) -> Self {
+        self.epoch = epoch;
+        self
+    }
 }
 
 /// What the business needs to resume in a later process: pass it to
@@ -109,6 +120,9 @@ pub struct Session {
     pub route_id: String,
     /// The last reliable downlink sequence delivered to the business.
     pub last_delivered: u64,
+    /// The epoch of the gateway's log that `last_delivered` belongs to
+    /// (0: none known yet); pass it to [`ClientOptions::epoch`].
+    pub epoch: u64,
 }
 
 /// A successful send: the message was accepted by the business backend.
@@ -247,6 +261,7 @@ impl PikeClient {
         let session = Arc::new(Mutex::new(Session {
             route_id: options.route_id.clone(),
             last_delivered: options.last_delivered,
+            epoch: options.epoch,
         }));
         let span = tracing::debug_span!("pike_client", biz = %options.biz, alias = %options.alias);
         let client = Self {
@@ -264,6 +279,7 @@ impl PikeClient {
             proxy,
             route_id: options.route_id.clone(),
             delivered: options.last_delivered,
+            epoch: options.epoch,
             options,
             lifecycle: ClientState::Idle,
             state: state_tx,
@@ -464,6 +480,8 @@ struct Actor {
     route_id: String,
     /// Highest reliable sequence delivered to the business.
     delivered: u64,
+    /// The log epoch `delivered` belongs to (0: none known).
+    epoch: u64,
     lifecycle: ClientState,
     state: watch::Sender<ClientState>,
     app: mpsc::Sender<ClientEvent>,
@@ -527,6 +545,7 @@ impl Actor {
         let mut session = self.session.lock().unwrap_or_else(PoisonError::into_inner);
         session.route_id.clone_from(&self.route_id);
         session.last_delivered = self.delivered;
+        session.epoch = self.epoch;
     }
 
     fn is_started(&self) -> bool {
@@ -636,7 +655,8 @@ impl Actor {
             self.options.alias.clone(),
             self.options.credential.clone(),
         )
-        .resume(self.route_id.clone(), self.delivered);
+        .resume(self.route_id.clone(), self.delivered)
+        .in_epoch(self.epoch);
         let params = if self.options.send_only {
             params.send_only()
         } else {
@@ -768,12 +788,26 @@ impl Actor {
                 })
                 .await;
             }
-            Event::LoginOk { route_id, .. } => {
+            Event::LoginOk {
+                route_id,
+                epoch,
+                positions_reset,
+                ..
+            } => {
                 if let Some(binding) = self.bindings.get_mut(&generation) {
                     binding.active = true;
                 }
                 if !is_current {
                     return;
+                }
+                if positions_reset {
+                    // The gateway's log was recreated: its sequence numbers
+                    // start afresh.
+                    tracing::debug!(from = self.epoch, to = epoch, "log epoch changed");
+                    self.delivered = 0;
+                }
+                if epoch != 0 {
+                    self.epoch = epoch;
                 }
                 self.route_id.clone_from(&route_id);
                 self.save_session();

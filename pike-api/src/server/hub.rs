@@ -59,6 +59,14 @@ impl Hub {
         );
         let registry = Arc::new(Registry::default());
         let engine = engine(Arc::new(LocalNode::new(registry.clone())));
+        let mut config = config;
+        let epoch = engine.inbox.epoch();
+        if epoch != 0 {
+            // Every LoginResult tells the log's epoch.
+            let mut channel = (*config.channel).clone();
+            channel.log_epoch(epoch);
+            config.channel = Arc::new(channel);
+        }
         Self {
             registry,
             rooms,

@@ -225,12 +225,32 @@ pub trait Store: Send + Sync + 'static {
         record: UplinkRecord,
         now_ms: u64,
     ) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// The epoch of this store's log: nonzero, fixed for the log's life,
+    /// new when the log is recreated (say a deleted data directory).
+    /// Clients keep it beside their positions (`Login.epoch`), so that a
+    /// position from an older log is never applied to this one. Default 0:
+    /// the store has no epoch, and clients' positions are always trusted.
+    fn epoch(&self) -> u64 {
+        0
+    }
 }
 
-/// A [`Store`] in memory. Not durable.
-#[derive(Debug, Default)]
+/// A [`Store`] in memory. Not durable: every store is a log of its own
+/// epoch.
+#[derive(Debug)]
 pub struct MemoryStore {
     inner: Mutex<MemoryInner>,
+    epoch: u64,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self {
+            inner: Mutex::default(),
+            epoch: fastrand::u64(1..),
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -265,6 +285,10 @@ impl MemoryStore {
 }
 
 impl Store for MemoryStore {
+    fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
     fn append(&self, batch: Vec<Append>) -> BoxFuture<'_, Result<Vec<Appended>, StoreError>> {
         let out = self.with(|s| {
             s.next_message_id += 1;

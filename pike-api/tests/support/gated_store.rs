@@ -50,6 +50,10 @@ pub struct GatedStore {
 }
 
 impl Store for GatedStore {
+    fn epoch(&self) -> u64 {
+        self.inner.epoch()
+    }
+
     fn append(&self, batch: Vec<Append>) -> BoxFuture<'_, Result<Vec<Appended>, StoreError>> {
         Box::pin(async move {
             let result = self.inner.append(batch).await;

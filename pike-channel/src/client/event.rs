@@ -89,6 +89,15 @@ pub enum Event {
         stream: StreamId,
         /// The route id now in use (stored and reported on re-login).
         route_id: String,
+        /// The epoch of the server's downlink log (0: the server has
+        /// none). Save it beside the delivered position and resume with
+        /// [`LoginParams::in_epoch`](crate::LoginParams::in_epoch).
+        epoch: u64,
+        /// The epoch differs from the one the position belonged to: the log
+        /// was recreated, sequence numbers start afresh and the server
+        /// ignored the old position (forget it and anything deduplicated by
+        /// it).
+        positions_reset: bool,
     },
     /// A login was refused for good (bad or expired credential, forbidden,
     /// invalid): the login is removed; pending sends fail first.

@@ -33,6 +33,10 @@ pub struct LoginParams {
     /// A send-only login: it sends uplink but is no downlink recipient
     /// (`Login.send_only`, see `docs/protocol.md`).
     pub send_only: bool,
+    /// The epoch of the server's downlink log that `last_acked_seq`
+    /// belongs to (0: unknown), from [`Event::LoginOk`]. A server whose log
+    /// has another epoch ignores `last_acked_seq`.
+    pub epoch: u64,
 }
 
 impl LoginParams {
@@ -55,6 +59,14 @@ impl LoginParams {
     pub fn resume(mut self, route_id: impl Into<String>, last_acked_seq: u64) -> Self {
         self.route_id = route_id.into();
         self.last_acked_seq = last_acked_seq;
+        self
+    }
+
+    /// The log epoch the saved position belongs to ([`Event::LoginOk`]'s
+    /// `epoch`, saved beside it).
+    #[must_use]
+    pub fn in_epoch(mut self, epoch: u64) -> Self {
+        self.epoch = epoch;
         self
     }
 
@@ -228,6 +240,11 @@ impl ClientChannel {
         self.link.is_connected() && self.logins.get(&stream).is_some_and(LoginEntry::is_active)
     }
 
+    /// The log epoch stored for `stream` (0 before a server told one).
+    pub fn epoch(&self, stream: StreamId) -> Option<u64> {
+        self.logins.get(&stream).map(|l| l.params.epoch)
+    }
+
     /// The route id stored for `stream` (empty before the first result).
     pub fn route_id(&self, stream: StreamId) -> Option<&str> {
         self.logins.get(&stream).map(|l| l.params.route_id.as_str())
@@ -256,6 +273,7 @@ impl ClientChannel {
             route_id: entry.params.route_id.clone(),
             last_acked_seq,
             send_only: entry.params.send_only,
+            epoch: entry.params.epoch,
         };
         self.transmit(&Message::Login(login), now);
     }
@@ -290,10 +308,25 @@ impl ClientChannel {
             if !m.route_id.is_empty() {
                 entry.params.route_id.clone_from(&m.route_id);
             }
+            // Another epoch: the log was recreated, its sequence numbers
+            // start afresh and the server ignored our position.
+            let positions_reset =
+                m.epoch != 0 && entry.params.epoch != 0 && m.epoch != entry.params.epoch;
+            if positions_reset {
+                entry.downlink = DownlinkReceiver::new(0);
+            }
+            if m.epoch != 0 {
+                entry.params.epoch = m.epoch;
+            }
             let route_id = entry.params.route_id.clone();
             let tags = entry.tags.clone();
-            tracing::debug!(%stream, %route_id, "login ok");
-            self.events.push_back(Event::LoginOk { stream, route_id });
+            tracing::debug!(%stream, %route_id, epoch = m.epoch, positions_reset, "login ok");
+            self.events.push_back(Event::LoginOk {
+                stream,
+                route_id,
+                epoch: entry.params.epoch,
+                positions_reset,
+            });
             for request in tags {
                 self.transmit(&Message::Tags(request), now);
             }

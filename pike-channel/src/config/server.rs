@@ -26,6 +26,7 @@ pub struct ServerConfig {
     pub(crate) max_logins: usize,
     pub(crate) uplink_window: u32,
     pub(crate) uplink_pending_bytes: usize,
+    pub(crate) log_epoch: u64,
 }
 
 impl Default for ServerConfig {
@@ -42,6 +43,7 @@ impl Default for ServerConfig {
             max_logins: 32,
             uplink_window: 64,
             uplink_pending_bytes: 4 << 20,
+            log_epoch: 0,
         }
     }
 }
@@ -71,6 +73,16 @@ impl ServerConfig {
         self.heartbeat_interval = interval;
         self.heartbeat_timeout = timeout;
         Ok(self)
+    }
+
+    /// The epoch of the gateway's downlink log, sent in every
+    /// `LoginResult` (`docs/protocol.md`, "Epochs"): sequence numbers and
+    /// acked positions belong to it, and it changes only when the log is
+    /// recreated. Default 0: no epoch (clients never reset their
+    /// positions).
+    pub fn log_epoch(&mut self, epoch: u64) -> &mut Self {
+        self.log_epoch = epoch;
+        self
     }
 
     /// Close a connection that sent nothing for this long. Default: the

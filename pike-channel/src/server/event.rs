@@ -28,6 +28,10 @@ pub enum ServerEvent {
         route_id: String,
         /// The client's downlink position: redeliver what follows it.
         last_acked_seq: u64,
+        /// The log epoch `last_acked_seq` belongs to (0: unknown). When it
+        /// is not the gateway's own ([`ServerConfig::log_epoch`](crate::ServerConfig::log_epoch)),
+        /// `last_acked_seq` counts from another log: ignore it.
+        epoch: u64,
         /// A send-only login: deliver it nothing (`Login.send_only`).
         send_only: bool,
     },

@@ -53,6 +53,7 @@ impl ServerChannel {
             credential: m.credential,
             route_id: m.route_id,
             last_acked_seq: m.last_acked_seq,
+            epoch: m.epoch,
             send_only: m.send_only,
         });
     }
@@ -134,6 +135,7 @@ impl ServerChannel {
             last_seq,
             uplink_window: self.config.uplink_window,
             expires_at_ms: expiry.map_or(0, |e| e.unix_ms),
+            epoch: self.config.log_epoch,
             ..LoginResult::default()
         };
         self.transmit(&Message::LoginResult(result));

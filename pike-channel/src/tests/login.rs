@@ -4,7 +4,10 @@
 use proto::tunnel::ErrorCode;
 
 use super::util::*;
-use crate::{ConnectionState, Event, SendError, SendFailureReason, UnknownStream};
+use crate::{
+    ClientConfig, ConnectionState, Event, LoginParams, SendError, SendFailureReason, ServerConfig,
+    UnknownStream,
+};
 
 #[test]
 fn login_ok_then_downlink_round_trip() {
@@ -164,7 +167,9 @@ fn route_id_is_sticky_across_relogin() {
             .map(|(_, e)| e.clone()),
         Some(Event::LoginOk {
             stream: chat,
-            route_id: "route-2".into()
+            route_id: "route-2".into(),
+            epoch: 0,
+            positions_reset: false,
         })
     );
 }
@@ -254,4 +259,63 @@ fn tags_round_trip_and_survive_a_reconnect() {
             tags: vec!["vip".into()]
         }]
     );
+}
+
+#[test]
+fn a_login_into_another_log_epoch_starts_its_position_afresh() {
+    let _guard = subscribe();
+    let mut server = ServerConfig::default();
+    server.log_epoch(7);
+    let mut pair = Pair::with_config(ClientConfig::default(), server, 1);
+    pair.gateway.log_epoch = 7;
+    for i in 1..=3 {
+        pair.gateway_store_only("u1", &format!("m{i}"));
+    }
+    // A position saved under epoch 3: the log was recreated since.
+    let params = LoginParams::new("chat", "u1", "cred:u1")
+        .resume("", 5)
+        .in_epoch(3);
+    let chat = pair.client.login(params, pair.time);
+    pair.start();
+    pair.connect_and_login();
+    pair.drive_for(secs(2));
+    let seqs: Vec<u64> = pair.deliveries(chat).iter().map(|d| d.seq).collect();
+    assert_eq!(seqs, [1, 2, 3], "sequence numbers of the new log are taken");
+    assert_eq!(pair.gateway.logins.last().map(|l| l.2), Some(5));
+    assert_eq!(pair.client.epoch(chat), Some(7));
+    let oks: Vec<Event> = pair
+        .events_where(|e| matches!(e, Event::LoginOk { .. }))
+        .into_iter()
+        .map(|(_, e)| e)
+        .collect();
+    assert!(matches!(
+        oks.as_slice(),
+        [Event::LoginOk {
+            epoch: 7,
+            positions_reset: true,
+            ..
+        }]
+    ));
+
+    // Same epoch on the next connection: the position holds.
+    pair.kill_connection();
+    pair.wait_disconnected();
+    pair.push("u1", "m4");
+    pair.connect_and_login();
+    pair.drive_for(secs(2));
+    let seqs: Vec<u64> = pair.deliveries(chat).iter().map(|d| d.seq).collect();
+    assert_eq!(seqs, [1, 2, 3, 4]);
+    assert_eq!(pair.gateway.logins.last().map(|l| l.2), Some(3));
+    assert!(matches!(
+        pair.events_where(|e| matches!(e, Event::LoginOk { .. }))
+            .last(),
+        Some((
+            _,
+            Event::LoginOk {
+                epoch: 7,
+                positions_reset: false,
+                ..
+            }
+        ))
+    ));
 }

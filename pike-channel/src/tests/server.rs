@@ -530,6 +530,7 @@ fn login_fields_beyond_their_limits_are_refused_with_invalid_argument() {
         route_id: long(MAX_ROUTE_ID_LEN),
         last_acked_seq: 0,
         send_only: false,
+        epoch: 0,
     };
     server.handle_frame(Message::Login(login).to_frame(), t);
     assert!(matches!(

@@ -681,6 +681,9 @@ pub(crate) struct FakeGateway {
     pub(crate) redeliver_from_gateway_ack: bool,
     /// Answer room pulls (else stay silent like a long poll that times out).
     pub(crate) answer_pulls: bool,
+    /// The epoch of the gateway's log: a login from another (nonzero)
+    /// epoch has its position ignored, as a real gateway does.
+    pub(crate) log_epoch: u64,
     /// Stored reliable downlink per alias: (seq, payload).
     pub(crate) store: BTreeMap<String, Vec<(u64, Bytes)>>,
     /// Highest acked per alias.
@@ -724,6 +727,7 @@ impl Default for FakeGateway {
             reject_uplink: None,
             redeliver_from_gateway_ack: false,
             answer_pulls: true,
+            log_epoch: 0,
             store: BTreeMap::new(),
             acked: BTreeMap::new(),
             logins: Vec::new(),
@@ -870,9 +874,15 @@ impl FakeGateway {
                 credential,
                 route_id,
                 last_acked_seq,
+                epoch,
                 ..
             } => {
                 self.logins.push((alias.clone(), route_id, last_acked_seq));
+                let last_acked_seq = if epoch != 0 && epoch != self.log_epoch {
+                    0
+                } else {
+                    last_acked_seq
+                };
                 self.login_credentials.push(credential);
                 if let Some(code) = self.reject {
                     server

@@ -98,6 +98,10 @@ impl JetStreamEngine {
 }
 
 impl Inbox for JetStreamEngine {
+    fn epoch(&self) -> u64 {
+        self.cluster.epoch()
+    }
+
     fn append(&self, push: AppendPush) -> BoxFuture<'_, Result<Vec<Appended>, EngineError>> {
         Box::pin(async move {
             let msg_id = push.id.unwrap_or_else(fresh_msg_id);

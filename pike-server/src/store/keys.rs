@@ -36,6 +36,9 @@ pub(crate) const UPLINK_EXPIRY: TableDefinition<'static, (u64, &[u8]), ()> =
 pub(crate) const META_FORMAT: &str = "format";
 /// `meta` key: the next stream id to assign.
 pub(crate) const META_NEXT_STREAM_ID: &str = "next_stream_id";
+/// `meta` key: the epoch of this store's log (random, nonzero, written
+/// once; a new file is a new log).
+pub(crate) const META_EPOCH: &str = "epoch";
 /// `meta` key: every message id below this has been handed out.
 pub(crate) const META_NEXT_MESSAGE_ID: &str = "next_message_id";
 

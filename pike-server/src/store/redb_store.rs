@@ -48,6 +48,7 @@ pub struct RedbStore {
     writer: Option<JoinHandle<()>>,
     stats: Arc<Stats>,
     next_message_id: Arc<AtomicU64>,
+    epoch: u64,
 }
 
 fn open_error(path: &Path, e: DatabaseError) -> StoreError {
@@ -77,8 +78,9 @@ fn open_error(path: &Path, e: DatabaseError) -> StoreError {
     }
 }
 
-/// Creates the tables and checks the format; returns the next message id.
-fn init(db: &Database, path: &Path) -> Result<u64, StoreError> {
+/// Creates the tables and checks the format; returns the next message id
+/// and the log's epoch (given one here if the file has none yet).
+fn init(db: &Database, path: &Path) -> Result<(u64, u64), StoreError> {
     let invalid = |detail: String| StoreError::InvalidFile {
         path: path.to_owned(),
         detail,
@@ -114,10 +116,21 @@ fn init(db: &Database, path: &Path) -> Result<u64, StoreError> {
             }
         }
         let next = tables.meta.get(META_NEXT_MESSAGE_ID)?.map(|g| g.value());
-        match next {
+        let next = match next {
             Some(n) if n >= 1 => n,
             _ => return Err(StoreError::corrupt("meta", "missing next_message_id")),
-        }
+        };
+        let stored_epoch = tables.meta.get(META_EPOCH)?.map(|g| g.value());
+        let epoch = match stored_epoch {
+            Some(epoch) if epoch != 0 => epoch,
+            _ => {
+                // A new store, or one from before epochs: a log of its own.
+                let epoch = fastrand::u64(1..);
+                tables.meta.insert(META_EPOCH, epoch)?;
+                epoch
+            }
+        };
+        (next, epoch)
     };
     txn.commit()?;
     Ok(next_message_id)
@@ -164,7 +177,7 @@ impl RedbStore {
             .set_cache_size(config.cache_size())
             .create(&path)
             .map_err(|e| open_error(&path, e))?;
-        let next = init(&db, &path)?;
+        let (next, epoch) = init(&db, &path)?;
         let db = Arc::new(db);
         let stats = Arc::new(Stats::default());
         let next_message_id = Arc::new(AtomicU64::new(next));
@@ -190,7 +203,15 @@ impl RedbStore {
             writer: Some(handle),
             stats,
             next_message_id,
+            epoch,
         })
+    }
+
+    /// The epoch of this store's log: random and nonzero, written when the
+    /// file was created (or first opened by a version with epochs), the
+    /// same for the file's whole life.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
     }
 
     /// The store file.
@@ -765,7 +786,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.redb");
         let db = redb::Builder::new().create(&path).unwrap();
-        let next = init(&db, &path).unwrap();
+        let (next, _epoch) = init(&db, &path).unwrap();
         let db = Arc::new(db);
         let (_tx, rx) = mpsc::channel(1);
         let stats = Arc::new(Stats::default());

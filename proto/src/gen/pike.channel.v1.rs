@@ -33,6 +33,12 @@ pub struct Login {
     /// false: a login that receives.
     #[prost(bool, tag = "7")]
     pub send_only: bool,
+    /// Epoch of the downlink log that last_acked_seq belongs to, as the last
+    /// LoginResult of this stream told it (0 = none known). When it differs
+    /// from the server's epoch the log was recreated since: the server ignores
+    /// last_acked_seq, and the client starts its sequence numbers afresh.
+    #[prost(uint64, tag = "8")]
+    pub epoch: u64,
 }
 /// Result of a login (0x11, server -> client).
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -61,6 +67,11 @@ pub struct LoginResult {
     /// is closed with PROTOCOL.
     #[prost(uint32, tag = "7")]
     pub uplink_window: u32,
+    /// Epoch of the server's downlink log (0 = the server has none): sequence
+    /// numbers and acked positions belong to it. Clients keep it beside their
+    /// position and send it in the next Login.
+    #[prost(uint64, tag = "8")]
+    pub epoch: u64,
 }
 /// Log a business out of the connection (0x12, client -> server).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]

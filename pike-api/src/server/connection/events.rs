@@ -19,9 +19,22 @@ impl Conn {
                 credential,
                 route_id,
                 last_acked_seq,
+                epoch,
                 send_only,
             } => {
-                let resume = (route_id, last_acked_seq, send_only);
+                // A position from another log (recreated since) counts for
+                // nothing: the device's stored position decides.
+                let ours = self.hub.engine.inbox.epoch();
+                let last_acked = if epoch != 0 && ours != 0 && epoch != ours {
+                    self.record(
+                        "login-epoch-mismatch",
+                        format!("client={epoch} server={ours} ignored last_acked={last_acked_seq}"),
+                    );
+                    0
+                } else {
+                    last_acked_seq
+                };
+                let resume = (route_id, last_acked, send_only);
                 self.login(stream, biz, alias, credential, resume);
             }
             ServerEvent::LoggedOut { stream } => {

@@ -24,6 +24,10 @@ impl EmbeddedEngine {
 }
 
 impl Inbox for EmbeddedEngine {
+    fn epoch(&self) -> u64 {
+        self.store.epoch()
+    }
+
     fn append(&self, push: AppendPush) -> BoxFuture<'_, Result<Vec<Appended>, EngineError>> {
         Box::pin(async move { Ok(self.store.append(push.items).await?) })
     }

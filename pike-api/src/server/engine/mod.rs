@@ -36,6 +36,12 @@ use super::store::{Appended, BoxFuture, ReadBatch, Store, StoredMessage, StreamK
 
 /// Durable downlink: alias streams and per-device acked positions.
 pub trait Inbox: Send + Sync + 'static {
+    /// The epoch of the downlink log (0: none): sequence numbers and
+    /// positions belong to it; it changes only when the log is recreated.
+    /// Gateways send it in every `LoginResult`, and ignore a client's
+    /// position from another epoch.
+    fn epoch(&self) -> u64;
+
     /// Appends one push (each item to its stream, all sharing one message
     /// id); resolves once every item is durable. An engine that
     /// deduplicates returns the first outcome for a repeated
