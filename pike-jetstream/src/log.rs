@@ -279,6 +279,30 @@ impl Cluster {
         Ok(Tail { seq, cursor })
     }
 
+    /// The newest message of `key`, if it has one, by one direct get (any
+    /// replica answers). Used to catch up a live route after NATS came
+    /// back (republished copies sent meanwhile are lost).
+    pub async fn last(&self, key: &StreamKey) -> Result<Option<LogMessage>> {
+        self.ensure_ready()?;
+        let subject = key.log_subject();
+        let message = match tokio::time::timeout(
+            self.config().request_timeout,
+            self.downlink().direct_get_last_for_subject(subject.clone()),
+        )
+        .await
+        {
+            Err(_) => return Err(Error::Unavailable("last message: timed out".into())),
+            Ok(Ok(m)) => m,
+            Ok(Err(e)) if e.kind() == DirectGetErrorKind::NotFound => return Ok(None),
+            Ok(Err(e)) => return Err(Error::from_nats("last message", &e)),
+        };
+        Ok(LogMessage::parse(
+            message.sequence,
+            &message.headers,
+            message.payload,
+        ))
+    }
+
     /// Up to `max` (at most [`MAX_BATCH`]) messages of the alias stream `key`
     /// with a cursor above `after_cursor`, in order, by one batched direct
     /// get (any replica answers; one may lag slightly behind). Expired

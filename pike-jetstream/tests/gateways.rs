@@ -276,3 +276,70 @@ async fn a_device_resumes_on_another_gateway_from_its_acked_position() {
     assert_eq!(got, vec![(4, "m4".into()), (5, "m5".into())]);
     b.serving.abort();
 }
+
+/// The NATS server a gateway is connected to dies while pushes go through
+/// another gateway: the republished copies sent meanwhile never reach the
+/// cut-off gateway (core NATS, at most once), so once it is connected
+/// again it catches its live routes up from the stream. The device, which
+/// stays connected to it throughout, gets every push once and in order
+/// without another push or a reconnect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_cut_off_from_nats_catches_up_what_it_missed() {
+    let _trace = trace_init();
+    let mut nats = NatsCluster::start().await;
+    let mut config = nats.config("gw-a", vec![nats.url(0)]);
+    config.probe_interval = Duration::from_millis(100);
+    let cluster_a = Cluster::connect(config).await.expect("cluster connect");
+    let gateway_a = Gateway::builder()
+        .tcp("127.0.0.1:0".parse().unwrap())
+        .engine(JetStreamEngine::factory(cluster_a.clone()))
+        .bind()
+        .await
+        .unwrap();
+    let a_addr = gateway_a.local_addrs()[0].1;
+    let a_serving = tokio::spawn(gateway_a.serve());
+    let b = gateway(&nats, "gw-b", 1).await;
+
+    let proxy = proxy(vec![a_addr], "device-1");
+    let chat = proxy
+        .client(ClientOptions::new("chat", "u7", "any"))
+        .unwrap();
+    chat.start();
+    running(&chat).await;
+    let reliable = Delivery::Reliable { ttl: None };
+    push(&b, Target::Alias("u7".into()), "m1", reliable.clone()).await;
+    assert_eq!(receive(&chat, 1).await, vec![(1, "m1".into())]);
+
+    // Cut gateway A off: its NATS server dies. Push through B while A is
+    // not ready (bounded), then once more for good measure.
+    nats.kill(0);
+    let mut sent = 1;
+    let cut_off = tokio::time::timeout(LIMIT, async {
+        while matches!(cluster_a.health(), pike_jetstream::Health::Ready) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    assert!(cut_off.is_ok(), "gateway A noticed its NATS server died");
+    for _ in 0..50 {
+        if matches!(cluster_a.health(), pike_jetstream::Health::Ready) {
+            break;
+        }
+        sent += 1;
+        let text = format!("m{sent}");
+        push(&b, Target::Alias("u7".into()), &text, reliable.clone()).await;
+    }
+    let back = tokio::time::timeout(LIMIT, async {
+        while !matches!(cluster_a.health(), pike_jetstream::Health::Ready) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(back.is_ok(), "gateway A reconnected to another NATS server");
+
+    let expected: Vec<(u64, String)> = (2..=sent).map(|i| (i, format!("m{i}"))).collect();
+    assert_eq!(receive(&chat, expected.len()).await, expected);
+    assert_eq!(proxy.channels(), 1, "the device stayed on its one channel");
+    a_serving.abort();
+    b.serving.abort();
+}

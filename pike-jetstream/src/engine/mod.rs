@@ -21,6 +21,7 @@
 //! ```
 
 mod inbox;
+mod resync;
 mod router;
 
 use std::sync::Arc;
@@ -59,11 +60,13 @@ impl JetStreamEngine {
     /// [`NodeSink`] exists.
     pub fn factory(cluster: Cluster) -> impl FnOnce(Arc<dyn NodeSink>) -> Engine + Send + 'static {
         move |node| {
+            let every = cluster.config().probe_interval;
             let engine = Arc::new(Self {
                 cluster,
                 node,
                 routes: Routes::default(),
             });
+            tokio::spawn(resync::watch(Arc::downgrade(&engine), every));
             Engine {
                 inbox: engine.clone(),
                 directory: engine.clone(),

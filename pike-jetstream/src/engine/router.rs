@@ -58,6 +58,17 @@ impl Routes {
         route.forwarder.clone()
     }
 
+    /// The alias streams this node serves now.
+    pub(super) fn streams(&self) -> Vec<api::StreamKey> {
+        self.lock()
+            .keys()
+            .filter_map(|interest| match interest {
+                Interest::Stream(stream) => Some(stream.clone()),
+                Interest::Device { .. } => None,
+            })
+            .collect()
+    }
+
     /// Counts one subscriber less; the last one drops the route.
     fn leave(&self, interest: &Interest) {
         let mut map = self.lock();
