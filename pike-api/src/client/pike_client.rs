@@ -8,19 +8,13 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use futures_util::stream::{self, BoxStream, SelectAll};
 use futures_util::{Stream, StreamExt};
-use pike_channel::{
-    ClientHandle, DisconnectReason, Event, LoginParams, SendError, SendId, StreamId,
-};
-use proto::tunnel::ErrorCode;
+use pike_channel::{ClientHandle, Event, LoginParams, SendError, SendId, StreamId};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::Instrument;
 
@@ -29,159 +23,13 @@ use super::error::{Error, ErrorKind};
 use super::event::{ClientEvent, ClientState, Message, StopReason};
 
 mod credential;
+mod events;
+mod options;
 mod room;
 
 pub use self::credential::{CREDENTIAL_PROVIDER_TIMEOUT, CredentialProvider, CredentialRequest};
+pub use self::options::{ClientOptions, SendReceipt, Sending, Session};
 pub use self::room::RoomPosition;
-
-/// Who a business is: biz id, alias, credential, and optionally a saved
-/// session to resume and where fresh credentials come from.
-#[derive(Clone, Debug, Eq, PartialEq)]
-pub struct ClientOptions {
-    pub(crate) biz: String,
-    pub(crate) alias: String,
-    pub(crate) credential: String,
-    pub(crate) route_id: String,
-    pub(crate) last_delivered: u64,
-    pub(crate) epoch: u64,
-    pub(crate) credential_provider: Option<CredentialProvider>,
-    pub(crate) send_only: bool,
-}
-
-impl ClientOptions {
-    /// A business `biz` with identity `alias`, logging in with `credential`.
-    pub fn new(
-        biz: impl Into<String>,
-        alias: impl Into<String>,
-        credential: impl Into<String>,
-    ) -> Self {
-        Self {
-            biz: biz.into(),
-            alias: alias.into(),
-            credential: credential.into(),
-            route_id: String::new(),
-            last_delivered: 0,
-            epoch: 0,
-            credential_provider: None,
-            send_only: false,
-        }
-    }
-
-    /// Where fresh credentials come from: shortly before the gateway would
-    /// end the login because its credential expires (the gateway tells the
-    /// expiry at login), the client asks `provider` and refreshes the live
-    /// login with the answer, without interrupting it. Without a provider
-    /// the client reports [`ClientEvent::CredentialExpiring`] instead; the
-    /// login ends (`OnStop` with `TOKEN_EXPIRED`) unless
-    /// [`PikeClient::set_credential`] is called in time.
-    #[must_use]
-    pub fn credential_provider(mut self, provider: CredentialProvider) -> Self {
-        self.credential_provider = Some(provider);
-        self
-    }
-
-    /// Logs in send-only: the client sends uplink (and gets its answers)
-    /// but is no downlink recipient: the gateway delivers it no reliable
-    /// backlog and no pushes (`Login.send_only` in `docs/protocol.md`). For
-    /// tools that only send, so that they neither receive the alias's
-    /// messages nor leave them unacknowledged.
-    #[must_use]
-    pub fn send_only(mut self) -> Self {
-        self.send_only = true;
-        self
-    }
-
-    /// Resumes a saved session (see [`PikeClient::session`]): the route id
-    /// and the last reliable sequence delivered; the gateway redelivers from
-    /// there and nothing at or below it is delivered again.
-    #[must_use]
-    pub fn resume(mut self, route_id: impl Into<String>, last_delivered: u64) -> Self {
-        self.route_id = route_id.into();
-        self.last_delivered = last_delivered;
-        self
-    }
-
-    /// The log epoch of the saved session ([`Session::epoch`]): a gateway
-    /// whose log has another epoch (it was recreated since) ignores the
-    /// saved position, and the client starts its sequence numbers afresh.
-    #[must_use]
-    pub fn epoch(mut self, epoch: u64) -> Self {
-        self.epoch = epoch;
-        self
-    }
-}
-
-/// What the business needs to resume in a later process: pass it to
-/// [`ClientOptions::resume`].
-#[derive(Clone, Debug, Default, Eq, PartialEq)]
-#[non_exhaustive]
-pub struct Session {
-    /// The route id in use (sticky uplink routing).
-    pub route_id: String,
-    /// The last reliable downlink sequence delivered to the business.
-    pub last_delivered: u64,
-    /// The epoch of the gateway's log that `last_delivered` belongs to
-    /// (0: none known yet); pass it to [`ClientOptions::epoch`].
-    pub epoch: u64,
-}
-
-/// A successful send: the message was accepted by the business backend.
-#[derive(Clone, Debug, Eq, PartialEq)]
-#[non_exhaustive]
-pub struct SendReceipt {
-    /// The id [`PikeClient::send`] returned.
-    pub id: u64,
-    /// The idempotency key the gateway deduplicated by.
-    pub key: String,
-}
-
-/// An uplink message on its way; resolves when the backend accepted it
-/// (`Ok`) or it failed for good (`Err`). The same outcome is reported as
-/// [`ClientEvent::OnSendSuccess`] or [`ClientEvent::OnSendFailure`].
-/// Dropping it does not cancel the send.
-#[must_use = "the outcome is only known by awaiting it (or from the events)"]
-pub struct Sending {
-    id: u64,
-    key: String,
-    rx: oneshot::Receiver<Result<SendReceipt, Error>>,
-}
-
-impl Sending {
-    /// The send's id (as in the events).
-    pub fn id(&self) -> u64 {
-        self.id
-    }
-
-    /// The idempotency key.
-    pub fn key(&self) -> &str {
-        &self.key
-    }
-}
-
-impl Future for Sending {
-    type Output = Result<SendReceipt, Error>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.get_mut();
-        Pin::new(&mut this.rx).poll(cx).map(|r| {
-            r.unwrap_or_else(|_| {
-                Err(Error::new(
-                    ErrorKind::ChannelClosed,
-                    "the client was dropped",
-                ))
-            })
-        })
-    }
-}
-
-impl fmt::Debug for Sending {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Sending")
-            .field("id", &self.id)
-            .field("key", &self.key)
-            .finish_non_exhaustive()
-    }
-}
 
 pub(crate) enum Command {
     Start,
@@ -764,119 +612,6 @@ impl Actor {
             let _ = reply.send(outcome.map(|()| SendReceipt { id, key }));
         }
         self.emit(event).await;
-    }
-
-    async fn on_event(&mut self, generation: u64, event: Event) {
-        let is_current = self.current == Some(generation);
-        match event {
-            Event::Connecting { attempt } if is_current => {
-                self.emit(ClientEvent::Connecting { attempt }).await;
-            }
-            Event::Reconnecting { attempt, delay } if is_current => {
-                self.emit(ClientEvent::Reconnecting { attempt, delay })
-                    .await;
-            }
-            Event::Connected { connection_token } if is_current => {
-                self.emit(ClientEvent::Connected { connection_token }).await;
-            }
-            Event::Disconnected { reason } if is_current => {
-                self.emit(ClientEvent::Disconnected { reason }).await;
-            }
-            Event::Stopped if is_current => {
-                self.emit(ClientEvent::Disconnected {
-                    reason: DisconnectReason::Stopped,
-                })
-                .await;
-            }
-            Event::LoginOk {
-                route_id,
-                epoch,
-                positions_reset,
-                ..
-            } => {
-                if let Some(binding) = self.bindings.get_mut(&generation) {
-                    binding.active = true;
-                }
-                if !is_current {
-                    return;
-                }
-                if positions_reset {
-                    // The gateway's log was recreated: its sequence numbers
-                    // start afresh.
-                    tracing::debug!(from = self.epoch, to = epoch, "log epoch changed");
-                    self.delivered = 0;
-                }
-                if epoch != 0 {
-                    self.epoch = epoch;
-                }
-                self.route_id.clone_from(&route_id);
-                self.save_session();
-                // The new login receives everything from here on: the
-                // previous channels can go.
-                self.retire_all_but(Some(generation));
-                if self.lifecycle == ClientState::Starting {
-                    self.set_state(ClientState::Running);
-                    self.emit(ClientEvent::Running { route_id }).await;
-                }
-            }
-            Event::LoginFailed { code, message, .. } if is_current => {
-                tracing::debug!(?code, %message, "login refused");
-                self.current = None;
-                self.retire_all_but(None);
-                self.fail_all(Error::new(ErrorKind::AuthFailed, message.clone()).with_code(code))
-                    .await;
-                self.stopped(StopReason::AuthFailed { code, message }).await;
-            }
-            Event::Received(delivery) => self.on_delivery(generation, delivery.into()).await,
-            Event::TagsResult {
-                request_id,
-                code,
-                message,
-                tags,
-                ..
-            } => {
-                if let Some(reply) = self.tag_requests.remove(&(generation, request_id)) {
-                    let result = if code == ErrorCode::Unspecified {
-                        Ok(tags)
-                    } else {
-                        Err(Error::new(ErrorKind::Rejected, message).with_code(code))
-                    };
-                    let _ = reply.send(result);
-                }
-            }
-            Event::SendSuccess { id: send, .. } => {
-                // The ack may carry a new route id (the gateway moved the
-                // login to another backend): keep the one the channel now
-                // holds, for the session and the next login.
-                if is_current {
-                    self.follow_route(generation);
-                }
-                if let Some(id) = self.find_send(generation, send, false) {
-                    self.finish_send(id, Ok(())).await;
-                }
-            }
-            Event::SendFailure {
-                id: send, reason, ..
-            } => {
-                // Only the latest placement's failure counts: a copy on a
-                // retired channel failing is expected.
-                if let Some(id) = self.find_send(generation, send, true) {
-                    self.finish_send(id, Err(Error::from_send_failure(reason)))
-                        .await;
-                }
-            }
-            event @ (Event::RoomJoined { .. }
-            | Event::RoomJoinFailed { .. }
-            | Event::RoomMessages { .. }) => self.on_room_event(event).await,
-            event @ (Event::CredentialExpiring { .. }
-            | Event::CredentialRefreshed { .. }
-            | Event::CredentialRefreshFailed { .. })
-                if is_current =>
-            {
-                self.on_credential_event(event).await;
-            }
-            other => tracing::trace!(generation, event = ?other, "not reported"),
-        }
     }
 
     /// Adopts the route id the channel holds for `generation`'s login (set
