@@ -100,6 +100,7 @@ mod log;
 mod message;
 mod positions;
 mod presence;
+mod rooms;
 mod tok;
 mod uplinks;
 
@@ -124,5 +125,6 @@ pub use positions::{AckOutcome, MAX_ACK_ATTEMPTS, Position};
 pub use presence::{
     ControlStream, Holder, MAX_CLAIM_ATTEMPTS, MAX_CONTROL_BYTES, MAX_HOLDER_TOKEN_BYTES,
 };
+pub use rooms::{ROOMS_STREAM, RoomCursor, RoomKey, RoomLiveMessage, RoomReadFrom, RoomStream};
 pub use tok::{MAX_TOKEN, tok, untok};
 pub use uplinks::MAX_UPLINK_KEY_BYTES;

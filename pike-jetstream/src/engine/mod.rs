@@ -21,6 +21,7 @@
 //! ```
 
 mod inbox;
+mod rooms;
 mod router;
 
 use std::sync::Arc;
@@ -28,6 +29,7 @@ use std::sync::Arc;
 use pike_api::server::engine::{Directory, Engine, EngineError, NodeSink, UplinkLedger};
 use pike_api::server::{self as api, BoxFuture, StoredMessage, UplinkRecord};
 
+use self::rooms::RoomWatches;
 use self::router::Routes;
 use crate::cluster::Cluster;
 use crate::error::Error;
@@ -42,6 +44,7 @@ pub struct JetStreamEngine {
     cluster: Cluster,
     node: Arc<dyn NodeSink>,
     routes: Routes,
+    rooms: RoomWatches,
 }
 
 impl std::fmt::Debug for JetStreamEngine {
@@ -63,12 +66,14 @@ impl JetStreamEngine {
                 cluster,
                 node,
                 routes: Routes::default(),
+                rooms: RoomWatches::default(),
             });
             Engine {
                 inbox: engine.clone(),
                 directory: engine.clone(),
                 router: engine.clone(),
-                uplinks: engine,
+                uplinks: engine.clone(),
+                rooms: engine,
             }
         }
     }

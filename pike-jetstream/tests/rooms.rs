@@ -1,0 +1,256 @@
+//! Live rooms across gateways: three `pike-api` gateways, each with its own
+//! `JetStreamEngine` on a different server of a real 3-node nats-server
+//! cluster on loopback, and real clients (the SDK over TCP) joined to one
+//! room on every gateway. Publishes through every gateway reach every
+//! member: reliable ones once each and in publish order per publisher,
+//! droppable ones at most once; each gateway keeps its own room (one
+//! encoding per batch there).
+
+mod support;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use pike_api::pike_channel::test_util::trace_init;
+use pike_api::pike_channel::{BoxConnector, TunnelConnector};
+use pike_api::proto::tunnel::ClientHello;
+use pike_api::server::{Gateway, PushHandle, RoomClass, RoomPublish, RoomReceipt};
+use pike_api::tunnelkit::{Dialer, DialerConfig, TcpConfig, TcpTransport};
+use pike_api::{ChannelProxy, ClientConfig, ClientEvent, ClientOptions, PikeClient};
+use pike_jetstream::{Cluster, JetStreamEngine};
+use support::NatsCluster;
+use tokio::task::JoinHandle;
+
+/// Bound on every wait.
+const LIMIT: Duration = Duration::from_secs(60);
+/// Rounds of publishes; each round publishes one reliable and one
+/// droppable message through every gateway.
+const ROUNDS: usize = 40;
+const ROOM: &str = "live:1";
+
+struct Node {
+    addr: SocketAddr,
+    pusher: PushHandle,
+    serving: JoinHandle<()>,
+}
+
+async fn gateway(nats: &NatsCluster, name: &str, nats_node: usize) -> Node {
+    let cluster = Cluster::connect(nats.config(name, vec![nats.url(nats_node)]))
+        .await
+        .expect("cluster connect");
+    let gateway = Gateway::builder()
+        .tcp("127.0.0.1:0".parse().unwrap())
+        .engine(JetStreamEngine::factory(cluster))
+        .bind()
+        .await
+        .unwrap();
+    let addr = gateway.local_addrs()[0].1;
+    let pusher = gateway.push_handle();
+    let serving = tokio::spawn(gateway.serve());
+    Node {
+        addr,
+        pusher,
+        serving,
+    }
+}
+
+/// A started client of `device` on `addr`, joined to [`ROOM`] at its tail.
+async fn member(addr: SocketAddr, device: &str) -> (ChannelProxy, PikeClient) {
+    let hello = ClientHello {
+        app_id: "demo".into(),
+        device_id: device.into(),
+        ..ClientHello::default()
+    };
+    let transport = TcpTransport::new(TcpConfig::default()).expect("tcp transport");
+    let dialer = Dialer::new(transport, DialerConfig::default()).expect("dialer");
+    let connector = BoxConnector::new(TunnelConnector::new(dialer, vec![addr], hello));
+    let proxy = ChannelProxy::builder(connector)
+        .channel_config(ClientConfig::default())
+        .build();
+    let client = proxy
+        .client(ClientOptions::new("live", device, "any"))
+        .unwrap();
+    client.start();
+    tokio::time::timeout(LIMIT, async {
+        loop {
+            match client.next_event().await {
+                Some(ClientEvent::Running { .. }) => return,
+                Some(ClientEvent::OnStop { reason }) => panic!("stopped: {reason:?}"),
+                Some(_) => {}
+                None => panic!("client gone"),
+            }
+        }
+    })
+    .await
+    .expect("running in time");
+    tokio::time::timeout(LIMIT, client.join_room(ROOM, None))
+        .await
+        .expect("joined in time")
+        .expect("joined");
+    (proxy, client)
+}
+
+async fn publish(node: &Node, class: RoomClass, text: String) -> RoomReceipt {
+    tokio::time::timeout(
+        LIMIT,
+        node.pusher.publish_room(RoomPublish {
+            app: "demo".into(),
+            room: ROOM.into(),
+            payload: Bytes::from(text),
+            class,
+            priority: 0,
+            publisher: None,
+        }),
+    )
+    .await
+    .expect("published in time")
+    .expect("publish accepted")
+}
+
+/// What one member received, by class.
+#[derive(Debug, Default)]
+struct Received {
+    reliable: Vec<String>,
+    droppable: Vec<String>,
+}
+
+/// Room messages until `reliable` reliable ones arrived (bounded; no
+/// message may be reported missed).
+async fn receive(client: &PikeClient, reliable: usize) -> Received {
+    let mut got = Received::default();
+    let collected = tokio::time::timeout(LIMIT, async {
+        while got.reliable.len() < reliable {
+            match client.next_event().await {
+                Some(ClientEvent::RoomMessages {
+                    room,
+                    messages,
+                    missed,
+                }) => {
+                    assert_eq!(room, ROOM);
+                    assert_eq!(missed, 0, "nothing is missed in a room this small");
+                    for message in messages {
+                        let text = String::from_utf8_lossy(&message.payload).into_owned();
+                        if message.class == RoomClass::Reliable as i32 {
+                            got.reliable.push(text);
+                        } else {
+                            got.droppable.push(text);
+                        }
+                    }
+                }
+                Some(ClientEvent::OnStop { reason }) => panic!("stopped: {reason:?}"),
+                Some(_) => {}
+                None => panic!("client gone"),
+            }
+        }
+    })
+    .await;
+    assert!(
+        collected.is_ok(),
+        "{reliable} reliable messages in time; got {} ({:?}...)",
+        got.reliable.len(),
+        &got.reliable[..got.reliable.len().min(10)]
+    );
+    got
+}
+
+/// (gateway, round) of a payload `<class>:<gateway>:<round>`.
+fn origin(text: &str) -> (String, usize) {
+    let mut parts = text.split(':');
+    let _class = parts.next();
+    let gateway = parts.next().expect("gateway").to_owned();
+    let round = parts.next().expect("round").parse().expect("round number");
+    (gateway, round)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_spans_three_gateways_publish_anywhere_reach_everyone() {
+    let _trace = trace_init();
+    let nats = NatsCluster::start().await;
+    let names = ["a", "b", "c"];
+    let mut nodes = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        nodes.push(gateway(&nats, &format!("gw-{name}"), i).await);
+    }
+    // Two members on every gateway.
+    let mut members = Vec::new();
+    for (i, node) in nodes.iter().enumerate() {
+        for k in 0..2 {
+            let (proxy, client) = member(node.addr, &format!("d-{}-{k}", names[i])).await;
+            members.push((names[i], proxy, client));
+        }
+    }
+    for node in &nodes {
+        let stats = node.pusher.room_stats("demo", ROOM).expect("room on every gateway");
+        assert_eq!(stats.members, 2, "room stats are per node");
+    }
+
+    // Interleaved publishes through every gateway.
+    for round in 0..ROUNDS {
+        for (i, node) in nodes.iter().enumerate() {
+            let receipt = publish(node, RoomClass::Reliable, format!("r:{}:{round}", names[i])).await;
+            assert!(matches!(receipt, RoomReceipt::Accepted { .. }), "{receipt:?}");
+            let receipt = publish(node, RoomClass::Droppable, format!("d:{}:{round}", names[i])).await;
+            assert!(matches!(receipt, RoomReceipt::Accepted { .. }), "{receipt:?}");
+        }
+    }
+
+    let total = ROUNDS * names.len();
+    for (home, _proxy, client) in &members {
+        let got = receive(client, total).await;
+        // Every reliable message once, in publish order per publisher.
+        let mut per_publisher: HashMap<String, Vec<usize>> = HashMap::new();
+        for text in &got.reliable {
+            let (gateway, round) = origin(text);
+            per_publisher.entry(gateway).or_default().push(round);
+        }
+        for name in names {
+            assert_eq!(
+                per_publisher.get(name).cloned().unwrap_or_default(),
+                (0..ROUNDS).collect::<Vec<_>>(),
+                "member on gw-{home}: the reliable messages published through gw-{name}"
+            );
+        }
+        // Droppable: at most once each, in order per publisher; the ones
+        // published through the member's own gateway all arrived.
+        let mut droppable: HashMap<String, Vec<usize>> = HashMap::new();
+        for text in &got.droppable {
+            let (gateway, round) = origin(text);
+            droppable.entry(gateway).or_default().push(round);
+        }
+        for (gateway, rounds) in &droppable {
+            assert!(
+                rounds.windows(2).all(|w| w[0] < w[1]),
+                "member on gw-{home}: droppable from gw-{gateway} once each and in order: {rounds:?}"
+            );
+        }
+        let own: Vec<usize> = droppable.get(*home).cloned().unwrap_or_default();
+        assert!(
+            own.len() + 1 >= ROUNDS,
+            "member on gw-{home}: its own gateway's droppable messages (all but the last may still be on the way): {own:?}"
+        );
+    }
+
+    // Each gateway's room took every reliable message once, and encoded
+    // each batch once for its members.
+    for (i, node) in nodes.iter().enumerate() {
+        let stats = node.pusher.room_stats("demo", ROOM).expect("room");
+        assert_eq!(
+            stats.published_reliable, total as u64,
+            "gw-{}: every reliable message entered its room once",
+            names[i]
+        );
+        assert!(stats.batches > 0);
+        assert!(
+            stats.encodes <= stats.batches,
+            "gw-{}: one encoding per batch ({} encodes, {} batches)",
+            names[i],
+            stats.encodes,
+            stats.batches
+        );
+    }
+    for node in nodes {
+        node.serving.abort();
+    }
+}
