@@ -19,7 +19,8 @@ use pike_api::proto::tunnel::ClientHello;
 use pike_api::server::{Gateway, PushHandle, RoomClass, RoomPublish, RoomReceipt};
 use pike_api::tunnelkit::{Dialer, DialerConfig, TcpConfig, TcpTransport};
 use pike_api::{ChannelProxy, ClientConfig, ClientEvent, ClientOptions, PikeClient};
-use pike_jetstream::{Cluster, JetStreamEngine};
+use futures_util::StreamExt as _;
+use pike_jetstream::{Cluster, JetStreamEngine, RoomKey, RoomReadFrom};
 use support::NatsCluster;
 use tokio::task::JoinHandle;
 
@@ -253,4 +254,86 @@ async fn a_room_spans_three_gateways_publish_anywhere_reach_everyone() {
     for node in nodes {
         node.serving.abort();
     }
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis() as u64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reliable_room_messages_are_stored_once_and_read_back_by_cursor_and_time() {
+    let _trace = trace_init();
+    let nats = NatsCluster::start().await;
+    let a = Cluster::connect(nats.config("gw-a", vec![nats.url(0)]))
+        .await
+        .expect("connect a");
+    let b = Cluster::connect(nats.config("gw-b", vec![nats.url(1)]))
+        .await
+        .expect("connect b");
+    let key = RoomKey::new("demo", "live:7").unwrap();
+    assert_eq!(b.room_last_cursor(&key).await.unwrap(), 0, "a new room");
+    let before = unix_ms();
+    let mut live = b.subscribe_room(&key).await.expect("subscribed");
+
+    let mut cursors = Vec::new();
+    for i in 0..5u32 {
+        let stored = a
+            .publish_room(&key, true, i, Bytes::from(format!("r{i}")))
+            .await
+            .expect("stored");
+        cursors.push(stored.expect("a reliable message has a cursor"));
+    }
+    assert!(cursors.windows(2).all(|w| w[0] < w[1]), "{cursors:?}");
+    assert_eq!(
+        a.publish_room(&key, false, 0, Bytes::from_static(b"d"))
+            .await
+            .unwrap(),
+        None,
+        "droppable messages are not stored"
+    );
+
+    // The live copies: republished with their cursor and the previous one
+    // (so a gap shows), naming the publisher; then the droppable one.
+    let mut got = Vec::new();
+    tokio::time::timeout(LIMIT, async {
+        while got.len() < 6 {
+            got.push(live.next().await.expect("subscribed"));
+        }
+    })
+    .await
+    .expect("live copies in time");
+    let mut previous = 0;
+    for (i, message) in got[..5].iter().enumerate() {
+        let at = message.stored.expect("reliable");
+        assert_eq!(at.cursor, cursors[i]);
+        assert_eq!(at.previous, previous);
+        previous = at.cursor;
+        assert_eq!(message.origin, "gw-a");
+        assert_eq!(message.priority, i as u32);
+        assert_eq!(message.payload, format!("r{i}"));
+    }
+    assert_eq!(got[5].stored, None);
+    assert_eq!(&got[5].payload[..], b"d");
+
+    // Read back: after a cursor, since a time, the newest.
+    assert_eq!(b.room_last_cursor(&key).await.unwrap(), cursors[4]);
+    let after = b
+        .read_room(&key, RoomReadFrom::After(cursors[1]), 100)
+        .await
+        .unwrap();
+    let texts: Vec<_> = after.iter().map(|m| m.payload.clone()).collect();
+    assert_eq!(texts, ["r2", "r3", "r4"]);
+    let since = b
+        .read_room(&key, RoomReadFrom::Since(before.saturating_sub(1000)), 100)
+        .await
+        .unwrap();
+    assert_eq!(since.len(), 5, "everything stored since the test began");
+    let future = b
+        .read_room(&key, RoomReadFrom::Since(unix_ms() + 60_000), 100)
+        .await
+        .unwrap();
+    assert!(future.is_empty(), "nothing stored in the future: {future:?}");
 }
