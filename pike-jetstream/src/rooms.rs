@@ -193,8 +193,7 @@ pub(crate) async fn bootstrap(
 ) -> Result<()> {
     let mut last_error = String::new();
     while Instant::now() < deadline {
-        match tokio::time::timeout_at(deadline, js.get_or_create_stream(rooms_config(config)))
-            .await
+        match tokio::time::timeout_at(deadline, js.get_or_create_stream(rooms_config(config))).await
         {
             Err(_) => break,
             Ok(Ok(_)) => return Ok(()),
@@ -358,13 +357,27 @@ impl Cluster {
         let max = max.min(MAX_BATCH);
         let batch = match from {
             RoomReadFrom::After(cursor) => {
-                direct_get::next_by_subject(client, ROOMS_STREAM, &subject, cursor + 1, max, timeout)
-                    .await?
+                direct_get::next_by_subject(
+                    client,
+                    ROOMS_STREAM,
+                    &subject,
+                    cursor + 1,
+                    max,
+                    timeout,
+                )
+                .await?
             }
             RoomReadFrom::Since(unix_ms) => {
                 let start = rfc3339(unix_ms);
-                direct_get::next_by_subject_since(client, ROOMS_STREAM, &subject, &start, max, timeout)
-                    .await?
+                direct_get::next_by_subject_since(
+                    client,
+                    ROOMS_STREAM,
+                    &subject,
+                    &start,
+                    max,
+                    timeout,
+                )
+                .await?
             }
         };
         Ok(batch

@@ -13,13 +13,13 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::StreamExt as _;
 use pike_api::pike_channel::test_util::trace_init;
 use pike_api::pike_channel::{BoxConnector, TunnelConnector};
 use pike_api::proto::tunnel::ClientHello;
 use pike_api::server::{Gateway, PushHandle, RoomClass, RoomPublish, RoomReceipt};
 use pike_api::tunnelkit::{Dialer, DialerConfig, TcpConfig, TcpTransport};
 use pike_api::{ChannelProxy, ClientConfig, ClientEvent, ClientOptions, PikeClient};
-use futures_util::StreamExt as _;
 use pike_jetstream::{Cluster, JetStreamEngine, RoomKey, RoomReadFrom};
 use support::NatsCluster;
 use tokio::task::JoinHandle;
@@ -183,17 +183,32 @@ async fn a_room_spans_three_gateways_publish_anywhere_reach_everyone() {
         }
     }
     for node in &nodes {
-        let stats = node.pusher.room_stats("demo", ROOM).expect("room on every gateway");
+        let stats = node
+            .pusher
+            .room_stats("demo", ROOM)
+            .expect("room on every gateway");
         assert_eq!(stats.members, 2, "room stats are per node");
     }
 
     // Interleaved publishes through every gateway.
     for round in 0..ROUNDS {
         for (i, node) in nodes.iter().enumerate() {
-            let receipt = publish(node, RoomClass::Reliable, format!("r:{}:{round}", names[i])).await;
-            assert!(matches!(receipt, RoomReceipt::Accepted { .. }), "{receipt:?}");
-            let receipt = publish(node, RoomClass::Droppable, format!("d:{}:{round}", names[i])).await;
-            assert!(matches!(receipt, RoomReceipt::Accepted { .. }), "{receipt:?}");
+            let receipt =
+                publish(node, RoomClass::Reliable, format!("r:{}:{round}", names[i])).await;
+            assert!(
+                matches!(receipt, RoomReceipt::Accepted { .. }),
+                "{receipt:?}"
+            );
+            let receipt = publish(
+                node,
+                RoomClass::Droppable,
+                format!("d:{}:{round}", names[i]),
+            )
+            .await;
+            assert!(
+                matches!(receipt, RoomReceipt::Accepted { .. }),
+                "{receipt:?}"
+            );
         }
     }
 
@@ -335,5 +350,8 @@ async fn reliable_room_messages_are_stored_once_and_read_back_by_cursor_and_time
         .read_room(&key, RoomReadFrom::Since(unix_ms() + 60_000), 100)
         .await
         .unwrap();
-    assert!(future.is_empty(), "nothing stored in the future: {future:?}");
+    assert!(
+        future.is_empty(),
+        "nothing stored in the future: {future:?}"
+    );
 }

@@ -62,11 +62,13 @@ impl Hub {
         // Rooms tell the engine when they gain their first member and lose
         // their last (weakly: the engine holds the node, not the reverse).
         let bus = Arc::downgrade(&engine.rooms);
-        rooms.set_watch(RoomWatch(Arc::new(move |app: &str, room: &str, members: bool| {
-            if let Some(bus) = bus.upgrade() {
-                bus.watch(app, room, members);
-            }
-        })));
+        rooms.set_watch(RoomWatch(Arc::new(
+            move |app: &str, room: &str, members: bool| {
+                if let Some(bus) = bus.upgrade() {
+                    bus.watch(app, room, members);
+                }
+            },
+        )));
         Self {
             registry,
             rooms,

@@ -88,7 +88,11 @@ impl RoomBus for JetStreamEngine {
                 return;
             }
         };
-        let mut map = self.rooms.map.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut map = self
+            .rooms
+            .map
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if !members {
             if let Some(watching) = map.get_mut(&key) {
                 watching.count -= 1;
@@ -114,10 +118,13 @@ impl RoomBus for JetStreamEngine {
             since_ms: unix_ms().saturating_sub(CLOCK_MARGIN.as_millis() as u64),
         };
         let follower = Follower(runtime.spawn(state.run()));
-        map.insert(key, Watching {
-            count: 1,
-            _follower: follower,
-        });
+        map.insert(
+            key,
+            Watching {
+                count: 1,
+                _follower: follower,
+            },
+        );
     }
 }
 

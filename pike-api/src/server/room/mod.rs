@@ -231,7 +231,10 @@ pub(crate) type RoomMap = Arc<Mutex<RoomTable>>;
 /// Told with (app, room, has members) when a room gains its first member
 /// and loses its last.
 #[derive(Clone)]
-pub(crate) struct RoomWatch(pub(crate) Arc<dyn Fn(&str, &str, bool) + Send + Sync>);
+pub(crate) struct RoomWatch(pub(crate) Arc<WatchFn>);
+
+/// (app, room, has members).
+type WatchFn = dyn Fn(&str, &str, bool) + Send + Sync;
 
 impl std::fmt::Debug for RoomWatch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
