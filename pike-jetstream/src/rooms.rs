@@ -30,7 +30,7 @@ use crate::config::ClusterConfig;
 use crate::direct_get::{self, MAX_BATCH};
 use crate::error::{Error, Result, is_transient};
 use crate::keys::check_id;
-use crate::log::{MAX_APPEND_ATTEMPTS, MAX_PAYLOAD_BYTES};
+use crate::log::MAX_APPEND_ATTEMPTS;
 use crate::message::{NATS_LAST_SEQUENCE, NATS_SEQUENCE, PIKE_PRIO, header_u64};
 use crate::tok::tok;
 
@@ -244,12 +244,7 @@ impl Cluster {
         priority: u32,
         payload: Bytes,
     ) -> Result<Option<u64>> {
-        if payload.len() > MAX_PAYLOAD_BYTES {
-            return Err(Error::Invalid(format!(
-                "payload is {} bytes, the limit is {MAX_PAYLOAD_BYTES}",
-                payload.len()
-            )));
-        }
+        crate::log::check_payload(&payload)?;
         self.ensure_ready()?;
         let mut headers = HeaderMap::new();
         headers.insert(PIKE_ORIGIN, self.node());
@@ -273,13 +268,7 @@ impl Cluster {
                 .headers(headers.clone())
                 .payload(payload.clone())
                 .message_id(&msg_id);
-            let outcome = tokio::time::timeout_at(deadline, async {
-                match self.js().send_publish(subject.clone(), message).await {
-                    Ok(ack) => ack.await,
-                    Err(e) => Err(e),
-                }
-            })
-            .await;
+            let outcome = self.publish_acked(&subject, message, deadline).await;
             match outcome {
                 Err(_) => {
                     last_error = "ack timed out".into();

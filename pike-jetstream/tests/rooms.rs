@@ -6,6 +6,8 @@
 //! droppable ones at most once; each gateway keeps its own room (one
 //! encoding per batch there).
 
+#[path = "support/gateway.rs"]
+mod gateway;
 mod support;
 
 use std::collections::HashMap;
@@ -14,15 +16,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt as _;
+use gateway::{Node, gateway, proxy, running};
 use pike_api::pike_channel::test_util::trace_init;
-use pike_api::pike_channel::{BoxConnector, TunnelConnector};
-use pike_api::proto::tunnel::ClientHello;
-use pike_api::server::{Gateway, PushHandle, RoomClass, RoomPublish, RoomReceipt};
-use pike_api::tunnelkit::{Dialer, DialerConfig, TcpConfig, TcpTransport};
-use pike_api::{ChannelProxy, ClientConfig, ClientEvent, ClientOptions, PikeClient};
-use pike_jetstream::{Cluster, JetStreamEngine, RoomKey, RoomReadFrom};
+use pike_api::server::{RoomClass, RoomPublish, RoomReceipt};
+use pike_api::{ChannelProxy, ClientEvent, ClientOptions, PikeClient};
+use pike_jetstream::{Cluster, RoomKey, RoomReadFrom};
 use support::NatsCluster;
-use tokio::task::JoinHandle;
 
 /// Bound on every wait.
 const LIMIT: Duration = Duration::from_secs(60);
@@ -31,61 +30,14 @@ const LIMIT: Duration = Duration::from_secs(60);
 const ROUNDS: usize = 40;
 const ROOM: &str = "live:1";
 
-struct Node {
-    addr: SocketAddr,
-    pusher: PushHandle,
-    serving: JoinHandle<()>,
-}
-
-async fn gateway(nats: &NatsCluster, name: &str, nats_node: usize) -> Node {
-    let cluster = Cluster::connect(nats.config(name, vec![nats.url(nats_node)]))
-        .await
-        .expect("cluster connect");
-    let gateway = Gateway::builder()
-        .tcp("127.0.0.1:0".parse().unwrap())
-        .engine(JetStreamEngine::factory(cluster))
-        .bind()
-        .await
-        .unwrap();
-    let addr = gateway.local_addrs()[0].1;
-    let pusher = gateway.push_handle();
-    let serving = tokio::spawn(gateway.serve());
-    Node {
-        addr,
-        pusher,
-        serving,
-    }
-}
-
 /// A started client of `device` on `addr`, joined to [`ROOM`] at its tail.
 async fn member(addr: SocketAddr, device: &str) -> (ChannelProxy, PikeClient) {
-    let hello = ClientHello {
-        app_id: "demo".into(),
-        device_id: device.into(),
-        ..ClientHello::default()
-    };
-    let transport = TcpTransport::new(TcpConfig::default()).expect("tcp transport");
-    let dialer = Dialer::new(transport, DialerConfig::default()).expect("dialer");
-    let connector = BoxConnector::new(TunnelConnector::new(dialer, vec![addr], hello));
-    let proxy = ChannelProxy::builder(connector)
-        .channel_config(ClientConfig::default())
-        .build();
+    let proxy = proxy(vec![addr], device);
     let client = proxy
         .client(ClientOptions::new("live", device, "any"))
         .unwrap();
     client.start();
-    tokio::time::timeout(LIMIT, async {
-        loop {
-            match client.next_event().await {
-                Some(ClientEvent::Running { .. }) => return,
-                Some(ClientEvent::OnStop { reason }) => panic!("stopped: {reason:?}"),
-                Some(_) => {}
-                None => panic!("client gone"),
-            }
-        }
-    })
-    .await
-    .expect("running in time");
+    running(&client, LIMIT).await;
     tokio::time::timeout(LIMIT, client.join_room(ROOM, None))
         .await
         .expect("joined in time")
@@ -300,6 +252,13 @@ async fn reliable_room_messages_are_stored_once_and_read_back_by_cursor_and_time
             .await
             .expect("stored");
         cursors.push(stored.expect("a reliable message has a cursor"));
+        if i == 2 {
+            // Another room in between: "previous" is per room.
+            let other = RoomKey::new("demo", "live:8").unwrap();
+            a.publish_room(&other, true, 0, Bytes::from_static(b"elsewhere"))
+                .await
+                .expect("stored");
+        }
     }
     assert!(cursors.windows(2).all(|w| w[0] < w[1]), "{cursors:?}");
     assert_eq!(

@@ -35,28 +35,41 @@ async fn three_gateways(nats: &nats::NatsCluster, webhooks: &[String]) -> Vec<Se
     let urls = nats.urls();
     let mut gateways = Vec::new();
     for n in 1..=3 {
-        gateways.push(Server::start(node_config(&urls, &format!("gw{n}"), webhooks.to_vec())).await);
+        gateways
+            .push(Server::start(node_config(&urls, &format!("gw{n}"), webhooks.to_vec())).await);
     }
     gateways
 }
 
 /// A started client of alias `alias` on device `device`, dialing
 /// `endpoints` (the first preferred).
-async fn device(endpoints: Vec<SocketAddr>, device: &str, alias: &str) -> (ChannelProxy, PikeClient) {
+async fn device(
+    endpoints: Vec<SocketAddr>,
+    device: &str,
+    alias: &str,
+) -> (ChannelProxy, PikeClient) {
     let mut channel = fast_reconnect();
     channel.send_window(8).expect("window");
     let proxy = ChannelProxy::builder(cluster_connector(endpoints, device))
         .channel_config(channel)
         .build();
     let client = proxy
-        .client(ClientOptions::new("chat", alias, token("shop", "chat", alias)))
+        .client(ClientOptions::new(
+            "chat",
+            alias,
+            token("shop", "chat", alias),
+        ))
         .expect("client");
     start(&client).await;
     (proxy, client)
 }
 
 async fn connections(gateway: &Server) -> usize {
-    gateway.api("shop").get("/v1/connections?limit=100").await.body["connections"]
+    gateway
+        .api("shop")
+        .get("/v1/connections?limit=100")
+        .await
+        .body["connections"]
         .as_array()
         .map_or(0, Vec::len)
 }
@@ -67,7 +80,12 @@ async fn a_room_with_members_on_three_processes_gets_every_reliable_publish_once
     let gateways = three_gateways(&nats, &[]).await;
     let mut members = Vec::new();
     for (i, gateway) in gateways.iter().enumerate() {
-        let (proxy, client) = device(vec![gateway.addrs().tcp], &format!("m{i}"), &format!("m{i}")).await;
+        let (proxy, client) = device(
+            vec![gateway.addrs().tcp],
+            &format!("m{i}"),
+            &format!("m{i}"),
+        )
+        .await;
         within("a join", client.join_room("show:1", None))
             .await
             .expect("joined");
@@ -100,7 +118,9 @@ async fn a_room_with_members_on_three_processes_gets_every_reliable_publish_once
         within_for(LIMIT * 3, "every reliable room message", async {
             while got.len() < total {
                 match client.next_event().await.expect("client alive") {
-                    ClientEvent::RoomMessages { messages, missed, .. } => {
+                    ClientEvent::RoomMessages {
+                        messages, missed, ..
+                    } => {
                         assert_eq!(missed, 0);
                         for message in messages {
                             assert_eq!(message.class, RoomClass::Reliable as i32);
@@ -123,7 +143,10 @@ async fn a_room_with_members_on_three_processes_gets_every_reliable_publish_once
         }
         for gateway in 0..gateways.len() {
             assert_eq!(
-                per_publisher.get(&gateway.to_string()).cloned().unwrap_or_default(),
+                per_publisher
+                    .get(&gateway.to_string())
+                    .cloned()
+                    .unwrap_or_default(),
                 (0..ROUNDS).collect::<Vec<_>>(),
                 "member on gw{}: publishes through gw{} once each, in order",
                 m + 1,
@@ -154,7 +177,11 @@ async fn uplink_from_every_node_reaches_the_webhook_once_in_order_also_after_a_m
     // One device per gateway; the first also lists gw2, for its move.
     let mut devices = Vec::new();
     for i in 0..3 {
-        let endpoints = if i == 0 { vec![tcp[0], tcp[1]] } else { vec![tcp[i]] };
+        let endpoints = if i == 0 {
+            vec![tcp[0], tcp[1]]
+        } else {
+            vec![tcp[i]]
+        };
         devices.push(device(endpoints, &format!("d{i}"), &format!("u{i}")).await);
     }
     for gateway in &gateways {
@@ -177,23 +204,37 @@ async fn uplink_from_every_node_reaches_the_webhook_once_in_order_also_after_a_m
     let keys: Vec<String> = (1..=5).map(|k| format!("fixed-{k}")).collect();
     let first = &devices[0].1;
     for key in &keys {
-        within("a keyed send", first.send_with_key(format!("once:{key}"), key.clone()))
-            .await
-            .expect("sent");
+        within(
+            "a keyed send",
+            first.send_with_key(format!("once:{key}"), key.clone()),
+        )
+        .await
+        .expect("sent");
     }
     gateways[0].kill();
     until(first, |e| matches!(e, ClientEvent::Running { .. })).await;
-    assert_eq!(connections(&gateways[1]).await, 2, "the device moved to gw2");
+    assert_eq!(
+        connections(&gateways[1]).await,
+        2,
+        "the device moved to gw2"
+    );
     for key in keys.iter().chain(std::iter::once(&"fixed-6".to_owned())) {
-        let receipt = within("a resend", first.send_with_key(format!("again:{key}"), key.clone()))
-            .await
-            .expect("a resend succeeds");
+        let receipt = within(
+            "a resend",
+            first.send_with_key(format!("again:{key}"), key.clone()),
+        )
+        .await
+        .expect("a resend succeeds");
         assert_eq!(&receipt.key, key);
     }
 
     let records = backends.records().await;
     let unique: HashSet<&str> = records.iter().map(|r| r.key.as_str()).collect();
-    assert_eq!(unique.len(), records.len(), "a key reached the backend twice: {records:#?}");
+    assert_eq!(
+        unique.len(),
+        records.len(),
+        "a key reached the backend twice: {records:#?}"
+    );
     assert_eq!(records.len(), 3 * M + 6, "{records:#?}");
     // Per device, in the order it sent.
     for i in 0..3 {
@@ -213,7 +254,10 @@ async fn uplink_from_every_node_reaches_the_webhook_once_in_order_also_after_a_m
         .filter(|r| r.key.starts_with("fixed-"))
         .map(|r| (r.key.as_str(), r.payload.as_str()))
         .collect();
-    let mut want: Vec<(String, String)> = keys.iter().map(|k| (k.clone(), format!("once:{k}"))).collect();
+    let mut want: Vec<(String, String)> = keys
+        .iter()
+        .map(|k| (k.clone(), format!("once:{k}")))
+        .collect();
     want.push(("fixed-6".into(), "again:fixed-6".into()));
     let want: Vec<(&str, &str)> = want.iter().map(|(k, p)| (k.as_str(), p.as_str())).collect();
     assert_eq!(fixed, want);

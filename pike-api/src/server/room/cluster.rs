@@ -15,14 +15,10 @@ impl Rooms {
     /// Racy by nature: a store that fills up between the check and the
     /// publish still refuses it here (and only here).
     pub(crate) fn admit_reliable(&self, request: &RoomPublish) -> Result<(), RoomError> {
-        let config = self.config_for(&request.app, &request.room);
-        if request.payload.len() > config.max_message_bytes {
-            return Err(RoomError::Invalid(format!(
-                "the payload has {} bytes, more than the room's limit of {}",
-                request.payload.len(),
-                config.max_message_bytes
-            )));
-        }
+        super::check_size(
+            self.config_for(&request.app, &request.room),
+            request.payload.len(),
+        )?;
         let room = self.get_or_create(&request.app, &request.room)?;
         let held = room.with_core(super::core::Core::reliable_len);
         if held >= room.config.reliable_capacity {
@@ -42,7 +38,7 @@ impl Rooms {
         let Some(room) = self.get(&message.app, &message.room) else {
             return;
         };
-        if message.payload.len() > room.config.max_message_bytes {
+        if super::check_size(&room.config, message.payload.len()).is_err() {
             tracing::warn!(app = %message.app, room = %message.room, bytes = message.payload.len(),
                 "a room message from another node is over this node's size limit; not published");
             return;

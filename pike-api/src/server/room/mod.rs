@@ -369,14 +369,10 @@ impl Rooms {
 
     /// Publishes into a room (created if needed).
     pub(crate) fn publish(&self, request: RoomPublish) -> Result<RoomReceipt, RoomError> {
-        let config = self.config_for(&request.app, &request.room);
-        if request.payload.len() > config.max_message_bytes {
-            return Err(RoomError::Invalid(format!(
-                "the payload has {} bytes, more than the room's limit of {}",
-                request.payload.len(),
-                config.max_message_bytes
-            )));
-        }
+        check_size(
+            self.config_for(&request.app, &request.room),
+            request.payload.len(),
+        )?;
         for _ in 0..3 {
             let room = self.get_or_create(&request.app, &request.room)?;
             match room.publish(
@@ -398,6 +394,17 @@ impl Rooms {
         }
         Err(RoomError::ShuttingDown)
     }
+}
+
+/// Refuses a payload over the room's `max_message_bytes`.
+fn check_size(config: &RoomConfig, len: usize) -> Result<(), RoomError> {
+    if len > config.max_message_bytes {
+        return Err(RoomError::Invalid(format!(
+            "the payload has {len} bytes, more than the room's limit of {}",
+            config.max_message_bytes
+        )));
+    }
+    Ok(())
 }
 
 pub(crate) fn stats(room: &Room) -> RoomStats {
