@@ -12,15 +12,19 @@ mod support;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt as _;
 use gateway::{Node, gateway, proxy, running};
 use pike_api::pike_channel::test_util::trace_init;
-use pike_api::server::{RoomClass, RoomPublish, RoomReceipt};
+use pike_api::server::engine::{
+    LocalDelivery, NodeSink, RoomBusMessage, RouteTarget, TransientMessage,
+};
+use pike_api::server::{RoomClass, RoomError, RoomPublish, RoomReceipt, StoredMessage, StreamKey};
 use pike_api::{ChannelProxy, ClientEvent, ClientOptions, PikeClient};
-use pike_jetstream::{Cluster, RoomKey, RoomReadFrom};
+use pike_jetstream::{Cluster, JetStreamEngine, RoomKey, RoomReadFrom};
 use support::NatsCluster;
 
 /// Bound on every wait.
@@ -313,4 +317,144 @@ async fn reliable_room_messages_are_stored_once_and_read_back_by_cursor_and_time
         future.is_empty(),
         "nothing stored in the future: {future:?}"
     );
+}
+
+/// A node that only records the room messages the engine hands it.
+struct RoomSink(tokio::sync::mpsc::UnboundedSender<RoomBusMessage>);
+
+impl NodeSink for RoomSink {
+    fn stored(&self, _stream: &StreamKey, _message: Arc<StoredMessage>) -> usize {
+        0
+    }
+
+    fn transient(&self, _target: &RouteTarget, _message: &TransientMessage) -> LocalDelivery {
+        LocalDelivery::default()
+    }
+
+    fn room(&self, message: RoomBusMessage) {
+        let _ = self.0.send(message);
+    }
+}
+
+fn reliable(room: &str, text: &str) -> RoomBusMessage {
+    RoomBusMessage {
+        app: "demo".into(),
+        room: room.into(),
+        class: RoomClass::Reliable,
+        priority: 0,
+        payload: Bytes::copy_from_slice(text.as_bytes()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_watching_a_room_gets_what_was_published_while_its_interest_spread() {
+    let _trace = trace_init();
+    let nats = NatsCluster::start().await;
+    let connect = |name: &str, i: usize| Cluster::connect(nats.config(name, vec![nats.url(i)]));
+    let (tx_a, mut at_a) = tokio::sync::mpsc::unbounded_channel();
+    let (tx_b, mut at_b) = tokio::sync::mpsc::unbounded_channel();
+    let a =
+        JetStreamEngine::factory(connect("gw-a", 0).await.expect("a"))(Arc::new(RoomSink(tx_a)));
+    let b =
+        JetStreamEngine::factory(connect("gw-b", 1).await.expect("b"))(Arc::new(RoomSink(tx_b)));
+
+    // B's room gets its first member (twice, as a replaced idle room does)
+    // and A publishes at once: B's subscription is still on its way to A's
+    // NATS server, so B gets these from its reads of PIKE_ROOMS.
+    b.rooms.watch("demo", "live:9", true);
+    b.rooms.watch("demo", "live:9", true);
+    let sent: Vec<String> = (0..20).map(|i| format!("m{i:02}")).collect();
+    for text in &sent {
+        a.rooms
+            .forward(reliable("live:9", text))
+            .await
+            .expect("stored");
+    }
+    let mut got = Vec::new();
+    tokio::time::timeout(LIMIT, async {
+        while got.len() < sent.len() {
+            let message = at_b.recv().await.expect("engine alive");
+            assert_eq!(
+                (message.app.as_str(), message.room.as_str()),
+                ("demo", "live:9")
+            );
+            assert_eq!(message.class, RoomClass::Reliable);
+            got.push(String::from_utf8_lossy(&message.payload).into_owned());
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("every message in time; got {got:?}"));
+    assert_eq!(got, sent, "once each, in publish order");
+
+    // One member left of two: still watched. Droppable ones arrive live
+    // once the interest has spread (at most once: sent until one arrives).
+    b.rooms.watch("demo", "live:9", false);
+    let droppable = tokio::time::timeout(LIMIT, async {
+        loop {
+            let mut message = reliable("live:9", "barrage");
+            message.class = RoomClass::Droppable;
+            a.rooms.forward(message).await.expect("sent");
+            if let Ok(Some(message)) =
+                tokio::time::timeout(Duration::from_millis(200), at_b.recv()).await
+            {
+                return message;
+            }
+        }
+    })
+    .await
+    .expect("a droppable message arrived");
+    assert_eq!(droppable.class, RoomClass::Droppable);
+    assert_eq!(&droppable.payload[..], b"barrage");
+
+    // A node never gets its own messages back (it published them to its
+    // room already): A watches too, B publishes, A gets B's only.
+    a.rooms.watch("demo", "live:9", true);
+    b.rooms
+        .forward(reliable("live:9", "from-b"))
+        .await
+        .expect("stored");
+    let from_b = tokio::time::timeout(LIMIT, at_a.recv())
+        .await
+        .expect("in time")
+        .expect("engine alive");
+    assert_eq!(&from_b.payload[..], b"from-b");
+    assert!(
+        at_a.try_recv().is_err(),
+        "A got nothing of its own, nothing twice"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reliable_room_publish_the_cluster_cannot_store_is_refused_and_published_nowhere() {
+    let _trace = trace_init();
+    let mut nats = NatsCluster::start().await;
+    let a = gateway(&nats, "gw-a", 0).await;
+    let (_proxy, _client) = member(a.addr, "d-a").await;
+    assert!(matches!(
+        publish(&a, RoomClass::Reliable, "r:a:0".into()).await,
+        RoomReceipt::Accepted { .. }
+    ));
+    for i in 0..support::NODES {
+        nats.kill(i);
+    }
+    let refused = tokio::time::timeout(
+        LIMIT,
+        a.pusher.publish_room(RoomPublish {
+            app: "demo".into(),
+            room: ROOM.into(),
+            payload: Bytes::from_static(b"r:a:1"),
+            class: RoomClass::Reliable,
+            priority: 0,
+            publisher: None,
+        }),
+    )
+    .await
+    .expect("answered in time");
+    assert!(
+        matches!(refused, Err(RoomError::Unavailable(_))),
+        "{refused:?}"
+    );
+    let stats = a.pusher.room_stats("demo", ROOM).expect("room");
+    assert_eq!(stats.published_reliable, 1, "not published here alone");
+    a.serving.abort();
 }
