@@ -101,6 +101,7 @@ impl Cluster {
         let presence = bootstrap::bucket(&js, bootstrap::presence(&config), deadline).await?;
         let directory = bootstrap::bucket(&js, bootstrap::directory(&config), deadline).await?;
         let uplinks = bootstrap::bucket(&js, bootstrap::uplinks(&config), deadline).await?;
+        crate::rooms::bootstrap(&js, &config, deadline).await?;
         tracing::info!(node = %config.node, epoch, "cluster ready");
         let cluster = Self {
             inner: Arc::new(Inner {

@@ -42,6 +42,12 @@ pub struct ClusterConfig {
     /// is answered from the record instead of reaching the backend again
     /// (default 24 h, as the embedded store).
     pub uplink_record_max_age: Duration,
+    /// Age after which reliable room messages leave `PIKE_ROOMS` (default
+    /// 1 h): they are read back only to fill what a node just missed.
+    pub room_max_age: Duration,
+    /// Reliable messages kept per room in `PIKE_ROOMS` (default 1,024, a
+    /// room's default reliable store).
+    pub room_max_messages_per_subject: i64,
 }
 
 impl ClusterConfig {
@@ -62,6 +68,8 @@ impl ClusterConfig {
             subscription_capacity: 4096,
             probe_interval: Duration::from_secs(2),
             uplink_record_max_age: Duration::from_secs(24 * 3600),
+            room_max_age: Duration::from_secs(3600),
+            room_max_messages_per_subject: 1024,
         }
     }
 }

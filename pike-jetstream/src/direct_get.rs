@@ -43,13 +43,40 @@ pub(crate) async fn next_by_subject(
     timeout: Duration,
 ) -> Result<Batch> {
     let max = max.clamp(1, MAX_BATCH);
+    let body = serde_json::json!({ "seq": from.max(1), "next_by_subj": subject, "batch": max });
+    batch(client, stream, body, max, timeout).await
+}
+
+/// Up to `max` messages of `subject` stored at or after `start_time`
+/// (RFC 3339): the same request with `start_time` in place of `seq`.
+pub(crate) async fn next_by_subject_since(
+    client: &Client,
+    stream: &str,
+    subject: &str,
+    start_time: &str,
+    max: usize,
+    timeout: Duration,
+) -> Result<Batch> {
+    let max = max.clamp(1, MAX_BATCH);
+    let body =
+        serde_json::json!({ "start_time": start_time, "next_by_subj": subject, "batch": max });
+    batch(client, stream, body, max, timeout).await
+}
+
+/// One batched direct get with the request `body` (asking for `max`).
+async fn batch(
+    client: &Client,
+    stream: &str,
+    body: serde_json::Value,
+    max: usize,
+    timeout: Duration,
+) -> Result<Batch> {
     let deadline = tokio::time::Instant::now() + timeout;
     let inbox = client.new_inbox();
     let mut replies = client
         .subscribe(inbox.clone())
         .await
         .map_err(|e| Error::Unavailable(format!("direct get: subscribe: {e}")))?;
-    let body = serde_json::json!({ "seq": from.max(1), "next_by_subj": subject, "batch": max });
     client
         .publish_with_reply(
             format!("$JS.API.DIRECT.GET.{stream}"),

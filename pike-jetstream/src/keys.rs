@@ -18,7 +18,7 @@ pub const DIRECTORY_BUCKET: &str = "PIKE_DIRECTORY";
 /// The KV bucket of delivered uplink messages (deduplication).
 pub const UPLINKS_BUCKET: &str = "PIKE_UPLINKS";
 
-fn check_id(what: &str, id: &str) -> Result<()> {
+pub(crate) fn check_id(what: &str, id: &str) -> Result<()> {
     if id.is_empty() {
         return Err(Error::Invalid(format!("{what} is empty")));
     }

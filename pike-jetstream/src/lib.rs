@@ -10,7 +10,9 @@
 //! - the bucket `PIKE_POSITIONS` (file; per-device acked positions, forward
 //!   only by compare-and-set);
 //! - the bucket `PIKE_PRESENCE` (memory; per-key TTL; takeover by
-//!   compare-and-set, signalled on `ctl.<node>`).
+//!   compare-and-set, signalled on `ctl.<node>`);
+//! - the stream `PIKE_ROOMS` (subjects `rm.<app>.<room>`, file storage,
+//!   direct get, republish `rm.>` → `room.>`): reliable room messages.
 //!
 //! Operations:
 //!
@@ -21,6 +23,8 @@
 //! - presence: [`Cluster::claim`], [`Cluster::release`], [`Cluster::holder`],
 //!   [`Cluster::send_control`], [`Cluster::control`];
 //! - live routing: [`Cluster::subscribe_live`], [`Cluster::publish_transient`];
+//! - rooms across nodes: [`Cluster::publish_room`], [`Cluster::subscribe_room`],
+//!   [`Cluster::read_room`], [`Cluster::room_last_cursor`];
 //! - [`Cluster::health`] (connection state, and a JetStream probe so that a
 //!   lost quorum shows too) and [`Cluster::epoch`].
 //!
@@ -49,6 +53,10 @@
 //! | control message | [`MAX_CONTROL_BYTES`] (64 KiB) | [`Cluster::send_control`] |
 //! | messages buffered per subscription | `subscription_capacity` (4,096), then dropped (slow consumer) | [`LiveStream`], [`ControlStream`] |
 //! | connect + bootstrap | `connect_timeout` (10 s) | [`Cluster::connect`] |
+//! | room id | 1..=[`MAX_ID_BYTES`] bytes (the gateway allows 128) | [`RoomKey::new`] |
+//! | reliable room messages kept | `room_max_messages_per_subject` (1,024) per room, `room_max_age` (1 h) | stream `PIKE_ROOMS` |
+//! | one reliable room publish | `append_timeout` (10 s) and [`MAX_APPEND_ATTEMPTS`] tries, one msg id | [`Cluster::publish_room`] |
+//! | rooms followed per node | one per room with members here (≤ the gateway's `max_rooms`) | `JetStreamEngine` |
 //! | health probe | one TTL'd (30 s) write to `dl.=.<node>` per `probe_interval` (2 s), bounded by `request_timeout` | [`Cluster::health`] |
 //!
 //! Known limit of dense sequence numbers: an alias whose every message aged
@@ -100,6 +108,7 @@ mod log;
 mod message;
 mod positions;
 mod presence;
+mod rooms;
 mod tok;
 mod uplinks;
 
@@ -124,5 +133,6 @@ pub use positions::{AckOutcome, MAX_ACK_ATTEMPTS, Position};
 pub use presence::{
     ControlStream, Holder, MAX_CLAIM_ATTEMPTS, MAX_CONTROL_BYTES, MAX_HOLDER_TOKEN_BYTES,
 };
+pub use rooms::{ROOMS_STREAM, RoomCursor, RoomKey, RoomLiveMessage, RoomReadFrom, RoomStream};
 pub use tok::{MAX_TOKEN, tok, untok};
 pub use uplinks::MAX_UPLINK_KEY_BYTES;

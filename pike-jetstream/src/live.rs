@@ -13,7 +13,6 @@ use futures_util::Stream;
 use crate::cluster::Cluster;
 use crate::error::{Error, Result};
 use crate::keys::StreamKey;
-use crate::log::MAX_PAYLOAD_BYTES;
 use crate::message::{
     LogMessage, MessageMeta, NATS_LAST_SEQUENCE, NATS_SEQUENCE, PIKE_TRANSIENT, header_u64,
 };
@@ -127,12 +126,7 @@ impl Cluster {
         meta: MessageMeta,
         payload: Bytes,
     ) -> Result<()> {
-        if payload.len() > MAX_PAYLOAD_BYTES {
-            return Err(Error::Invalid(format!(
-                "payload is {} bytes, the limit is {MAX_PAYLOAD_BYTES}",
-                payload.len()
-            )));
-        }
+        crate::log::check_payload(&payload)?;
         self.ensure_ready()?;
         let mut headers = HeaderMap::new();
         MessageMeta {

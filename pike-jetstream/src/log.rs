@@ -100,7 +100,43 @@ fn backoff(conflict: bool) -> Duration {
     }
 }
 
+/// Refuses a payload over [`MAX_PAYLOAD_BYTES`].
+pub(crate) fn check_payload(payload: &Bytes) -> Result<()> {
+    if payload.len() > MAX_PAYLOAD_BYTES {
+        return Err(Error::Invalid(format!(
+            "payload is {} bytes, the limit is {MAX_PAYLOAD_BYTES}",
+            payload.len()
+        )));
+    }
+    Ok(())
+}
+
 impl Cluster {
+    /// Publishes `message` to the stream and waits for its ack, both within
+    /// `deadline` (`Err(Elapsed)` past it). The ack future's own timeout
+    /// starts at its first poll: it is bounded by the deadline instead
+    /// (plan §14.3).
+    pub(crate) async fn publish_acked(
+        &self,
+        subject: &str,
+        message: PublishMessage,
+        deadline: Instant,
+    ) -> Result<
+        Result<
+            async_nats::jetstream::publish::PublishAck,
+            async_nats::jetstream::context::PublishError,
+        >,
+        tokio::time::error::Elapsed,
+    > {
+        tokio::time::timeout_at(deadline, async {
+            match self.js().send_publish(subject.to_owned(), message).await {
+                Ok(ack) => ack.await,
+                Err(e) => Err(e),
+            }
+        })
+        .await
+    }
+
     /// Appends `payload` to the alias stream `key` and resolves once it is
     /// durable (acked by the stream's replicas), with the next dense per-alias
     /// sequence number.
@@ -124,12 +160,7 @@ impl Cluster {
                 "msg id must be 1..={MAX_MSG_ID_BYTES} bytes"
             )));
         }
-        if payload.len() > MAX_PAYLOAD_BYTES {
-            return Err(Error::Invalid(format!(
-                "payload is {} bytes, the limit is {MAX_PAYLOAD_BYTES}",
-                payload.len()
-            )));
-        }
+        check_payload(&payload)?;
         self.ensure_ready()?;
         let subject = key.log_subject();
         let nats_msg_id = format!("{}:{}", crate::tok::tok(msg_id), key.tokens());
@@ -165,15 +196,7 @@ impl Cluster {
                 .payload(payload.clone())
                 .message_id(&nats_msg_id)
                 .expected_last_subject_sequence(last_cursor);
-            // The ack future's own timeout starts at its first poll: bound
-            // it by the append's deadline instead (plan §14.3).
-            let outcome = tokio::time::timeout_at(deadline, async {
-                match self.js().send_publish(subject.clone(), message).await {
-                    Ok(ack) => ack.await,
-                    Err(e) => Err(e),
-                }
-            })
-            .await;
+            let outcome = self.publish_acked(&subject, message, deadline).await;
             match outcome {
                 Err(_) => {
                     last_error = "ack timed out".into();

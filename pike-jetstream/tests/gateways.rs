@@ -3,73 +3,23 @@
 //! (each gateway on a different NATS server, so every route crosses
 //! servers). Real sockets and the real client SDK.
 
+#[path = "support/gateway.rs"]
+mod gateway;
 mod support;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use gateway::{Node, gateway, proxy, running};
 use pike_api::pike_channel::test_util::trace_init;
-use pike_api::pike_channel::{BoxConnector, TunnelConnector};
-use pike_api::proto::tunnel::ClientHello;
-use pike_api::server::{Delivery, Gateway, PushHandle, PushRequest, Target};
-use pike_api::tunnelkit::{Dialer, DialerConfig, TcpConfig, TcpTransport};
-use pike_api::{ChannelProxy, ClientConfig, ClientEvent, ClientOptions, PikeClient};
+use pike_api::server::{Delivery, Gateway, PushRequest, Target};
+use pike_api::{ClientOptions, PikeClient};
 use pike_jetstream::{Cluster, JetStreamEngine, LoginKey};
 use support::NatsCluster;
-use tokio::task::JoinHandle;
 
 /// Bound on every wait.
 const LIMIT: Duration = Duration::from_secs(30);
-
-struct Node {
-    addr: SocketAddr,
-    pusher: PushHandle,
-    serving: JoinHandle<()>,
-}
-
-async fn gateway(nats: &NatsCluster, name: &str, nats_node: usize) -> Node {
-    let cluster = Cluster::connect(nats.config(name, vec![nats.url(nats_node)]))
-        .await
-        .expect("cluster connect");
-    let gateway = Gateway::builder()
-        .tcp("127.0.0.1:0".parse().unwrap())
-        .engine(JetStreamEngine::factory(cluster))
-        .bind()
-        .await
-        .unwrap();
-    let addr = gateway.local_addrs()[0].1;
-    let pusher = gateway.push_handle();
-    let serving = tokio::spawn(gateway.serve());
-    Node {
-        addr,
-        pusher,
-        serving,
-    }
-}
-
-/// A proxy for `device` dialing `endpoints` (the racing dialer), with fast
-/// reconnects.
-fn proxy(endpoints: Vec<SocketAddr>, device: &str) -> ChannelProxy {
-    let hello = ClientHello {
-        app_id: "demo".into(),
-        device_id: device.into(),
-        ..ClientHello::default()
-    };
-    let transport = TcpTransport::new(TcpConfig::default()).expect("tcp transport");
-    let dialer = Dialer::new(transport, DialerConfig::default()).expect("dialer");
-    let connector = BoxConnector::new(TunnelConnector::new(dialer, endpoints, hello));
-    let mut config = ClientConfig::default();
-    config
-        .backoff(Duration::from_millis(10), Duration::from_millis(200), 0.5)
-        .unwrap()
-        .reconnect_spread(Duration::from_millis(50))
-        .unwrap();
-    ChannelProxy::builder(connector)
-        .channel_config(config)
-        .build()
-}
 
 async fn push(node: &Node, target: Target, text: &str, delivery: Delivery) -> usize {
     node.pusher
@@ -84,21 +34,6 @@ async fn push(node: &Node, target: Target, text: &str, delivery: Delivery) -> us
         .await
         .expect("push accepted")
         .stored
-}
-
-async fn running(client: &PikeClient) {
-    tokio::time::timeout(LIMIT, async {
-        loop {
-            match client.next_event().await {
-                Some(ClientEvent::Running { .. }) => return,
-                Some(ClientEvent::OnStop { reason }) => panic!("stopped: {reason:?}"),
-                Some(_) => {}
-                None => panic!("client gone"),
-            }
-        }
-    })
-    .await
-    .expect("running in time");
 }
 
 /// The next `n` messages (seq, text), bounded.
@@ -132,7 +67,7 @@ async fn a_push_through_any_gateway_reaches_a_device_on_another() {
             .unwrap(),
     );
     chat.start();
-    running(&chat).await;
+    running(&chat, LIMIT).await;
     assert_eq!(a.pusher.connection_count(), 1);
     assert_eq!(b.pusher.connection_count(), 0);
 
@@ -222,7 +157,7 @@ async fn a_device_resumes_on_another_gateway_from_its_acked_position() {
         .client(ClientOptions::new("chat", "u7", "any"))
         .unwrap();
     chat.start();
-    running(&chat).await;
+    running(&chat, LIMIT).await;
     for i in 1..=3 {
         push(
             &a,
@@ -271,7 +206,7 @@ async fn a_device_resumes_on_another_gateway_from_its_acked_position() {
         .client(ClientOptions::new("chat", "u7", "any"))
         .unwrap();
     again.start();
-    running(&again).await;
+    running(&again, LIMIT).await;
     let got = receive(&again, 2).await;
     assert_eq!(got, vec![(4, "m4".into()), (5, "m5".into())]);
     b.serving.abort();
@@ -305,7 +240,7 @@ async fn a_gateway_cut_off_from_nats_catches_up_what_it_missed() {
         .client(ClientOptions::new("chat", "u7", "any"))
         .unwrap();
     chat.start();
-    running(&chat).await;
+    running(&chat, LIMIT).await;
     let reliable = Delivery::Reliable { ttl: None };
     push(&b, Target::Alias("u7".into()), "m1", reliable.clone()).await;
     assert_eq!(receive(&chat, 1).await, vec![(1, "m1".into())]);

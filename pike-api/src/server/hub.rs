@@ -11,14 +11,14 @@ use super::clock::unix_ms;
 use super::config::GatewayConfig;
 use super::engine::{Engine, LocalNode, NodeSink};
 use super::registry::{ConnId, Registry};
-use super::room::Rooms;
+use super::room::{RoomWatch, Rooms};
 use super::uplink::UplinkHandler;
 use super::uplink_calls::UplinkCalls;
 
 /// The shared state.
 pub(crate) struct Hub {
     pub(crate) registry: Arc<Registry>,
-    pub(crate) rooms: Rooms,
+    pub(crate) rooms: Arc<Rooms>,
     /// Shared state: durable downlink, directory, live routes, uplink
     /// records.
     pub(crate) engine: Engine,
@@ -51,14 +51,14 @@ impl Hub {
         known_apps: Option<HashSet<String>>,
     ) -> Self {
         let shutdown = CancellationToken::new();
-        let rooms = Rooms::new(
+        let rooms = Arc::new(Rooms::new(
             config.rooms.clone(),
             config.room_rules.clone(),
             (config.max_rooms, config.max_rooms_per_app),
             shutdown.clone(),
-        );
+        ));
         let registry = Arc::new(Registry::default());
-        let engine = engine(Arc::new(LocalNode::new(registry.clone())));
+        let engine = engine(Arc::new(LocalNode::new(registry.clone(), rooms.clone())));
         let mut config = config;
         let epoch = engine.inbox.epoch();
         if epoch != 0 {
@@ -67,6 +67,16 @@ impl Hub {
             channel.log_epoch(epoch);
             config.channel = Arc::new(channel);
         }
+        // Rooms tell the engine when they gain their first member and lose
+        // their last (weakly: the engine holds the node, not the reverse).
+        let bus = Arc::downgrade(&engine.rooms);
+        rooms.set_watch(RoomWatch(Arc::new(
+            move |app: &str, room: &str, members: bool| {
+                if let Some(bus) = bus.upgrade() {
+                    bus.watch(app, room, members);
+                }
+            },
+        )));
         Self {
             registry,
             rooms,

@@ -22,6 +22,7 @@
 
 mod inbox;
 mod resync;
+mod rooms;
 mod router;
 
 use std::sync::Arc;
@@ -29,6 +30,7 @@ use std::sync::Arc;
 use pike_api::server::engine::{Directory, Engine, EngineError, NodeSink, UplinkLedger};
 use pike_api::server::{self as api, BoxFuture, StoredMessage, UplinkRecord};
 
+use self::rooms::RoomWatches;
 use self::router::Routes;
 use crate::cluster::Cluster;
 use crate::error::Error;
@@ -43,6 +45,7 @@ pub struct JetStreamEngine {
     cluster: Cluster,
     node: Arc<dyn NodeSink>,
     routes: Routes,
+    rooms: RoomWatches,
 }
 
 impl std::fmt::Debug for JetStreamEngine {
@@ -65,13 +68,15 @@ impl JetStreamEngine {
                 cluster,
                 node,
                 routes: Routes::default(),
+                rooms: RoomWatches::default(),
             });
             tokio::spawn(resync::watch(Arc::downgrade(&engine), every));
             Engine {
                 inbox: engine.clone(),
                 directory: engine.clone(),
                 router: engine.clone(),
-                uplinks: engine,
+                uplinks: engine.clone(),
+                rooms: engine,
             }
         }
     }

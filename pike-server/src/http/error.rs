@@ -230,6 +230,7 @@ impl From<RoomError> for ApiError {
                 ErrorCode::Unavailable,
                 "the gateway is shutting down; nothing was published; retry on another gateway",
             ),
+            e @ RoomError::Unavailable(_) => Self::new(ErrorCode::Unavailable, e.to_string()),
             e => {
                 tracing::error!(error = %e, "room publish failed");
                 Self::new(ErrorCode::Internal, "the publish failed unexpectedly")

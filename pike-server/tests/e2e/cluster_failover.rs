@@ -8,7 +8,7 @@
 //! one of the three NATS servers is SIGKILLed as well.
 
 #[path = "../../../pike-jetstream/tests/support/mod.rs"]
-mod nats;
+pub(crate) mod nats;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -33,7 +33,7 @@ const BEFORE_NATS_KILL: usize = 1_500;
 const IN_FLIGHT: usize = 8;
 
 /// A connector racing `endpoints` in order (plain TCP).
-fn cluster_connector(endpoints: Vec<SocketAddr>, device: &str) -> BoxConnector {
+pub(crate) fn cluster_connector(endpoints: Vec<SocketAddr>, device: &str) -> BoxConnector {
     crypto_init();
     let hello = ClientHello {
         app_id: "shop".into(),

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::{
     AppendPush, Directory, EngineError, Inbox, Interest, LocalDelivery, LoginStart, NodeSink,
-    Position, RouteTarget, Router, TransientMessage, UplinkLedger,
+    Position, RoomBus, RoomBusMessage, RouteTarget, Router, TransientMessage, UplinkLedger,
 };
 use crate::server::store::{
     Appended, BoxFuture, ReadBatch, Store, StoredMessage, StreamKey, UplinkRecord,
@@ -157,4 +157,13 @@ impl UplinkLedger for EmbeddedEngine {
                 .await?)
         })
     }
+}
+
+impl RoomBus for EmbeddedEngine {
+    fn forward(&self, _message: RoomBusMessage) -> BoxFuture<'_, Result<(), EngineError>> {
+        // One node: its own room has every member.
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn watch(&self, _app: &str, _room: &str, _members: bool) {}
 }

@@ -10,7 +10,8 @@
 //! - [`Router`]: the route table of live traffic (which node serves which
 //!   alias or device) and transient delivery;
 //! - [`UplinkLedger`]: which uplink messages were delivered, for exactly-once
-//!   hand-off to the backends.
+//!   hand-off to the backends;
+//! - [`RoomBus`]: live rooms whose members are on several nodes.
 //!
 //! The embedded engine ([`Engine::embedded`]) puts these on a [`Store`]
 //! (redb in `pike-server`, [`MemoryStore`](super::MemoryStore) in tests)
@@ -23,11 +24,13 @@
 
 mod embedded;
 mod node;
+mod rooms;
 mod types;
 
 use std::sync::Arc;
 
 pub(crate) use self::node::LocalNode;
+pub use self::rooms::{RoomBus, RoomBusMessage};
 pub use self::types::{
     AppendPush, EngineError, Interest, LocalDelivery, LoginStart, Position, RouteTarget,
     TransientMessage,
@@ -167,6 +170,11 @@ pub trait NodeSink: Send + Sync + 'static {
 
     /// Delivers a transient message to this node's connections of `target`.
     fn transient(&self, target: &RouteTarget, message: &TransientMessage) -> LocalDelivery;
+
+    /// A room message published on another node: this node's room of that
+    /// name, if it exists, publishes it to its members (its room cap
+    /// applies, no publisher cap).
+    fn room(&self, message: RoomBusMessage);
 }
 
 /// The engine a gateway is built with.
@@ -180,6 +188,8 @@ pub struct Engine {
     pub router: Arc<dyn Router>,
     /// Uplink deduplication.
     pub uplinks: Arc<dyn UplinkLedger>,
+    /// Rooms across nodes.
+    pub rooms: Arc<dyn RoomBus>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -197,7 +207,8 @@ impl Engine {
             inbox: engine.clone(),
             directory: engine.clone(),
             router: engine.clone(),
-            uplinks: engine,
+            uplinks: engine.clone(),
+            rooms: engine,
         }
     }
 }

@@ -3,19 +3,21 @@
 
 use std::sync::Arc;
 
-use super::{LocalDelivery, NodeSink, RouteTarget, TransientMessage};
+use super::{LocalDelivery, NodeSink, RoomBusMessage, RouteTarget, TransientMessage};
 use crate::server::registry::{CommandSender, ConnCommand, Registry};
+use crate::server::room::Rooms;
 use crate::server::store::{StoredMessage, StreamKey};
 
-/// The gateway's [`NodeSink`]: its connection registry.
+/// The gateway's [`NodeSink`]: its connection registry and its rooms.
 #[derive(Debug)]
 pub(crate) struct LocalNode {
     registry: Arc<Registry>,
+    rooms: Arc<Rooms>,
 }
 
 impl LocalNode {
-    pub(crate) fn new(registry: Arc<Registry>) -> Self {
-        Self { registry }
+    pub(crate) fn new(registry: Arc<Registry>, rooms: Arc<Rooms>) -> Self {
+        Self { registry, rooms }
     }
 }
 
@@ -38,6 +40,10 @@ impl NodeSink for LocalNode {
             ),
         };
         deliver(senders, biz, alias, message)
+    }
+
+    fn room(&self, message: RoomBusMessage) {
+        self.rooms.publish_remote(message);
     }
 }
 

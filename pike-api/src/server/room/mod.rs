@@ -7,6 +7,7 @@
 //! `docs/rooms.md` describes the design, the shedding policy and the
 //! defaults.
 
+mod cluster;
 mod config;
 mod core;
 mod member;
@@ -14,7 +15,7 @@ mod shared;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use bytes::Bytes;
 use proto::channel::RoomClass;
@@ -80,6 +81,10 @@ pub enum RoomError {
     /// The gateway is shutting down.
     #[error("the gateway is shutting down")]
     ShuttingDown,
+    /// The cluster cannot carry the message to the other nodes (a reliable
+    /// message: nothing was published; retry later).
+    #[error("room publish unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl RoomError {
@@ -93,6 +98,7 @@ impl RoomError {
             } => ErrorCode::LimitExceeded,
             Self::ReliableFull { .. } | Self::TooManyRooms { .. } => ErrorCode::Overloaded,
             Self::ShuttingDown => ErrorCode::GoingAway,
+            Self::Unavailable(_) => ErrorCode::Overloaded,
         }
     }
 }
@@ -222,6 +228,20 @@ impl RoomTable {
 /// Live rooms, shared with their release tasks (which remove idle rooms).
 pub(crate) type RoomMap = Arc<Mutex<RoomTable>>;
 
+/// Told with (app, room, has members) when a room gains its first member
+/// and loses its last.
+#[derive(Clone)]
+pub(crate) struct RoomWatch(pub(crate) Arc<WatchFn>);
+
+/// (app, room, has members).
+type WatchFn = dyn Fn(&str, &str, bool) + Send + Sync;
+
+impl std::fmt::Debug for RoomWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RoomWatch")
+    }
+}
+
 /// The gateway's rooms.
 #[derive(Debug)]
 pub(crate) struct Rooms {
@@ -232,6 +252,8 @@ pub(crate) struct Rooms {
     max_rooms_per_app: usize,
     last_base: AtomicU64,
     shutdown: CancellationToken,
+    /// Set once, when the engine exists ([`Rooms::set_watch`]).
+    watch: OnceLock<RoomWatch>,
 }
 
 /// Checks a room name (the protocol's rule,
@@ -255,7 +277,14 @@ impl Rooms {
             max_rooms_per_app,
             last_base: AtomicU64::new(0),
             shutdown,
+            watch: OnceLock::new(),
         }
+    }
+
+    /// Installs the hook told about first and last members (once; rooms
+    /// started before keep none).
+    pub(crate) fn set_watch(&self, watch: RoomWatch) {
+        let _ = self.watch.set(watch);
     }
 
     fn map(&self) -> std::sync::MutexGuard<'_, RoomTable> {
@@ -319,6 +348,7 @@ impl Rooms {
             base,
             created_at_ms,
             Instant::now(),
+            self.watch.get().cloned(),
         ));
         map.insert(key, created.clone());
         metrics::gauge!(crate::server::metric_families::ROOMS).increment(1.0);
@@ -339,14 +369,10 @@ impl Rooms {
 
     /// Publishes into a room (created if needed).
     pub(crate) fn publish(&self, request: RoomPublish) -> Result<RoomReceipt, RoomError> {
-        let config = self.config_for(&request.app, &request.room);
-        if request.payload.len() > config.max_message_bytes {
-            return Err(RoomError::Invalid(format!(
-                "the payload has {} bytes, more than the room's limit of {}",
-                request.payload.len(),
-                config.max_message_bytes
-            )));
-        }
+        check_size(
+            self.config_for(&request.app, &request.room),
+            request.payload.len(),
+        )?;
         for _ in 0..3 {
             let room = self.get_or_create(&request.app, &request.room)?;
             match room.publish(
@@ -368,6 +394,17 @@ impl Rooms {
         }
         Err(RoomError::ShuttingDown)
     }
+}
+
+/// Refuses a payload over the room's `max_message_bytes`.
+fn check_size(config: &RoomConfig, len: usize) -> Result<(), RoomError> {
+    if len > config.max_message_bytes {
+        return Err(RoomError::Invalid(format!(
+            "the payload has {len} bytes, more than the room's limit of {}",
+            config.max_message_bytes
+        )));
+    }
+    Ok(())
 }
 
 pub(crate) fn stats(room: &Room) -> RoomStats {

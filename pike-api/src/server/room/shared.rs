@@ -205,6 +205,9 @@ pub(crate) struct Room {
     signal: Notify,
     pub(crate) deliveries: Deliveries,
     metrics: Metrics,
+    /// Told when the room gains its first member and loses its last (the
+    /// engine's [`RoomBus::watch`](crate::server::engine::RoomBus::watch)).
+    watch: Option<super::RoomWatch>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -219,6 +222,7 @@ impl Room {
         base: u64,
         created_at_ms: u64,
         now: Instant,
+        watch: Option<super::RoomWatch>,
     ) -> Self {
         Self {
             app,
@@ -242,6 +246,7 @@ impl Room {
             signal: Notify::new(),
             deliveries: Deliveries::default(),
             metrics: Metrics::new(),
+            watch,
         }
     }
 
@@ -327,25 +332,35 @@ impl Room {
         };
         // Registered while the core is locked: a release either happened
         // before (and is covered by `visible`/`seq`) or will wake us.
-        self.members
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
+        let mut members = self.members.write().unwrap_or_else(PoisonError::into_inner);
+        members
             .entry(conn)
             .or_insert_with(|| Member {
                 shared: shared.clone(),
                 streams: 0,
             })
             .streams += 1;
-        self.member_streams.fetch_add(1, Ordering::Relaxed);
+        // Counted under the members' lock, so the watch hears first and
+        // last member in order.
+        if self.member_streams.fetch_add(1, Ordering::Relaxed) == 0 {
+            self.watch_members(true);
+        }
+        drop(members);
         metrics::gauge!(crate::server::metric_families::ROOM_MEMBERS).increment(1.0);
         Ok(joined)
+    }
+
+    fn watch_members(&self, members: bool) {
+        if let Some(watch) = &self.watch {
+            (watch.0)(&self.app, &self.name, members);
+        }
     }
 
     /// Removes `streams` streams of connection `conn` from the members.
     pub(crate) fn leave(&self, conn: ConnId, streams: usize, now: Instant) {
         let removed = {
             let mut members = self.members.write().unwrap_or_else(PoisonError::into_inner);
-            match members.get_mut(&conn) {
+            let n = match members.get_mut(&conn) {
                 Some(member) => {
                     let n = streams.min(member.streams);
                     member.streams -= n;
@@ -355,10 +370,13 @@ impl Room {
                     n
                 }
                 None => 0,
+            };
+            if n > 0 && self.member_streams.fetch_sub(n, Ordering::Relaxed) == n {
+                self.watch_members(false);
             }
+            n
         };
         if removed > 0 {
-            self.member_streams.fetch_sub(removed, Ordering::Relaxed);
             metrics::gauge!(crate::server::metric_families::ROOM_MEMBERS).decrement(removed as f64);
         }
         self.guarded().core.touch(now);
