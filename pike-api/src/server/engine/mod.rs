@@ -10,7 +10,10 @@
 //! - [`Router`]: the route table of live traffic (which node serves which
 //!   alias or device) and transient delivery;
 //! - [`UplinkLedger`]: which uplink messages were delivered, for exactly-once
-//!   hand-off to the backends.
+//!   hand-off to the backends;
+//! - [`Presence`]: presence claims (a device's newer connection replaces
+//!   its older one on another node), cluster-wide views and the engine's
+//!   health.
 //!
 //! The embedded engine ([`Engine::embedded`]) puts these on a [`Store`]
 //! (redb in `pike-server`, [`MemoryStore`](super::MemoryStore) in tests)
@@ -23,11 +26,15 @@
 
 mod embedded;
 mod node;
+mod presence;
 mod types;
 
 use std::sync::Arc;
 
-pub(crate) use self::node::LocalNode;
+pub(crate) use self::node::{LocalNode, disconnect as disconnect_local, replaced_command};
+pub use self::presence::{
+    Claim, ClusterView, EngineHealth, LoginId, Presence, ViewAnswer, ViewQuery,
+};
 pub use self::types::{
     AppendPush, EngineError, Interest, LocalDelivery, LoginStart, Position, RouteTarget,
     TransientMessage,
@@ -161,6 +168,14 @@ pub trait NodeSink: Send + Sync + 'static {
 
     /// Delivers a transient message to this node's connections of `target`.
     fn transient(&self, target: &RouteTarget, message: &TransientMessage) -> LocalDelivery;
+
+    /// Another node took `login` over: closes this node's connection
+    /// `token` with `REPLACED` if it is still logged in as `login`.
+    /// Returns whether it was told to close.
+    fn replace(&self, login: &LoginId, token: &str) -> bool;
+
+    /// Answers a cluster-wide view from this node's connections.
+    fn query(&self, query: &ViewQuery) -> ViewAnswer;
 }
 
 /// The engine a gateway is built with.
@@ -174,6 +189,8 @@ pub struct Engine {
     pub router: Arc<dyn Router>,
     /// Uplink deduplication.
     pub uplinks: Arc<dyn UplinkLedger>,
+    /// Presence claims, cluster-wide views, health.
+    pub presence: Arc<dyn Presence>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -191,7 +208,8 @@ impl Engine {
             inbox: engine.clone(),
             directory: engine.clone(),
             router: engine.clone(),
-            uplinks: engine,
+            uplinks: engine.clone(),
+            presence: engine,
         }
     }
 }
