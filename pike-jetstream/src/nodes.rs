@@ -1,0 +1,64 @@
+//! Node leases in `PIKE_NODES`: each node rewrites its key every
+//! [`LEASE_REFRESH`]; a key not rewritten for [`NODE_LEASE`] is gone. The
+//! number of keys is how many answers a cluster-wide view waits for.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::cluster::Cluster;
+
+/// How long a node's lease lasts after its last refresh.
+pub const NODE_LEASE: Duration = Duration::from_secs(10);
+/// How often a node refreshes its lease (and counts the live nodes).
+pub const LEASE_REFRESH: Duration = Duration::from_secs(3);
+
+impl Cluster {
+    /// Gateway nodes with a live lease, as counted at the last refresh
+    /// (0 until the first count).
+    pub fn live_nodes(&self) -> usize {
+        self.live_nodes_seen().load(Ordering::Relaxed)
+    }
+
+    /// Writes this node's lease now and counts the live nodes; each step
+    /// bounded by `request_timeout`.
+    pub(crate) async fn refresh_lease(&self) {
+        if self.ensure_ready().is_err() {
+            return;
+        }
+        let timeout = self.config().request_timeout;
+        let kv = self.nodes_kv();
+        let value = Bytes::from(serde_json::json!({ "epoch": self.epoch() }).to_string());
+        match tokio::time::timeout(timeout, kv.put(self.node(), value)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::debug!(error = %e, "node lease: write failed"),
+            Err(_) => tracing::debug!("node lease: write timed out"),
+        }
+        match tokio::time::timeout(timeout, kv.status()).await {
+            Ok(Ok(status)) => {
+                let live = usize::try_from(status.values()).unwrap_or(usize::MAX);
+                self.live_nodes_seen().store(live, Ordering::Relaxed);
+            }
+            Ok(Err(e)) => tracing::debug!(error = %e, "node lease: count failed"),
+            Err(_) => tracing::debug!("node lease: count timed out"),
+        }
+    }
+
+    /// Starts the lease task: a refresh every [`LEASE_REFRESH`]; it ends
+    /// when the last [`Cluster`] handle is dropped.
+    pub(crate) fn spawn_lease(&self) {
+        let weak = self.downgrade();
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(LEASE_REFRESH);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticker.tick().await;
+                let Some(cluster) = Self::upgrade(&weak) else {
+                    return;
+                };
+                cluster.refresh_lease().await;
+            }
+        });
+    }
+}
