@@ -52,7 +52,9 @@ impl Cluster {
     /// Connects to NATS and bootstraps, idempotently, the stream
     /// `PIKE_DOWNLINK` and the buckets (`PIKE_POSITIONS`, `PIKE_PRESENCE`,
     /// `PIKE_DIRECTORY`, `PIKE_UPLINKS`, `PIKE_NODES`), and starts the health
-    /// probe and the node's lease.
+    /// probe. A gateway's engine ([`JetStreamEngine`](crate::JetStreamEngine))
+    /// also keeps the node's lease in `PIKE_NODES`; a bare `Cluster` (a tool,
+    /// an observer) has none and answers no cluster-wide view.
     /// When another node created the stream first (with another epoch, or
     /// another configuration: JetStream error 10058) its epoch is adopted.
     /// Bounded by `config.connect_timeout`; [`Error::Unavailable`] when NATS
@@ -126,7 +128,6 @@ impl Cluster {
             }),
         };
         cluster.spawn_probe();
-        cluster.spawn_lease();
         Ok(cluster)
     }
 

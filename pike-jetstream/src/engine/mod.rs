@@ -82,6 +82,7 @@ impl JetStreamEngine {
                 me: me.clone(),
                 alive: tokio::sync::watch::channel(()).0,
             });
+            engine.cluster.spawn_lease();
             engine.spawn_presence();
             Engine {
                 inbox: engine.clone(),
