@@ -35,6 +35,7 @@ pub(crate) struct Inner {
     nodes: kv::Store,
     /// Live nodes seen in `PIKE_NODES` at the last lease refresh.
     live_nodes: std::sync::atomic::AtomicUsize,
+    replies: crate::scatter::Replies,
     epoch: u64,
     config: ClusterConfig,
     lanes: Lanes,
@@ -121,6 +122,7 @@ impl Cluster {
                 uplinks,
                 nodes,
                 live_nodes: std::sync::atomic::AtomicUsize::new(0),
+                replies: crate::scatter::Replies::default(),
                 epoch,
                 config,
                 lanes: Lanes::default(),
@@ -196,6 +198,10 @@ impl Cluster {
 
     pub(crate) fn live_nodes_seen(&self) -> &std::sync::atomic::AtomicUsize {
         &self.inner.live_nodes
+    }
+
+    pub(crate) fn replies_cell(&self) -> &crate::scatter::Replies {
+        &self.inner.replies
     }
 
     pub(crate) fn lanes(&self) -> &Lanes {

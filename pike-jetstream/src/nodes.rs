@@ -35,9 +35,11 @@ impl Cluster {
             Ok(Err(e)) => tracing::debug!(error = %e, "node lease: write failed"),
             Err(_) => tracing::debug!("node lease: write timed out"),
         }
-        match tokio::time::timeout(timeout, kv.status()).await {
-            Ok(Ok(status)) => {
-                let live = usize::try_from(status.values()).unwrap_or(usize::MAX);
+        // A fresh stream info: `kv::Store::status` answers from a copy
+        // cached when the bucket was opened.
+        match tokio::time::timeout(timeout, kv.stream.get_info()).await {
+            Ok(Ok(info)) => {
+                let live = usize::try_from(info.state.messages).unwrap_or(usize::MAX);
                 self.live_nodes_seen().store(live, Ordering::Relaxed);
             }
             Ok(Err(e)) => tracing::debug!(error = %e, "node lease: count failed"),

@@ -2,14 +2,23 @@
 //! with a reply inbox reaches every node (each answers once from its own
 //! connections); the asker collects answers until every live node
 //! ([`Cluster::live_nodes`]) answered or its window closes (plan §7).
+//!
+//! Answers come back on one wildcard subscription per node (`<inbox>.*`,
+//! made once, before the first question): a fresh inbox per question would
+//! lose the answers of the nodes on other NATS servers until its interest
+//! had crossed the cluster's routes (measured: answers lost for seconds).
 
+use std::collections::HashMap;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use async_nats::{Subject, Subscriber};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt as _};
+use tokio::sync::{OnceCell, mpsc};
 use tokio::time::Instant;
 
 use crate::cluster::Cluster;
@@ -59,7 +68,80 @@ impl Stream for QuestionStream {
     }
 }
 
+/// Questions of this node waiting for answers, by number: one entry per
+/// [`Cluster::scatter`] in flight, removed when it returns.
+type Waiting = Arc<Mutex<HashMap<u64, mpsc::Sender<Bytes>>>>;
+
+/// The node's answer subscription, made on first use.
+#[derive(Debug, Default)]
+pub(crate) struct Replies {
+    ready: OnceCell<(String, Waiting)>,
+    next: AtomicU64,
+}
+
+/// Takes a question's number out of [`Replies`] when the question ends.
+struct Asked {
+    waiting: Waiting,
+    id: u64,
+}
+
+impl Drop for Asked {
+    fn drop(&mut self) {
+        self.waiting
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.id);
+    }
+}
+
 impl Cluster {
+    /// Makes the node's answer subscription (once); resolves when its NATS
+    /// server has it. Called when a gateway starts, so that its interest has
+    /// crossed the cluster before the first question.
+    pub async fn prepare_scatter(&self) -> Result<()> {
+        self.replies().await.map(|_| ())
+    }
+
+    async fn replies(&self) -> Result<&(String, Waiting)> {
+        self.replies_cell()
+            .ready
+            .get_or_try_init(|| async {
+                self.ensure_ready()?;
+                let prefix = self.client().new_inbox();
+                let mut subscriber = self
+                    .client()
+                    .subscribe(format!("{prefix}.*"))
+                    .await
+                    .map_err(|e| Error::Unavailable(format!("answers subscribe: {e}")))?;
+                self.flushed("answers").await?;
+                let waiting: Waiting = Arc::default();
+                let routes = waiting.clone();
+                // Ends with the NATS connection.
+                tokio::spawn(async move {
+                    while let Some(message) = subscriber.next().await {
+                        let id = message
+                            .subject
+                            .rsplit('.')
+                            .next()
+                            .and_then(|t| t.parse::<u64>().ok());
+                        let sender = id.and_then(|id| {
+                            routes
+                                .lock()
+                                .unwrap_or_else(PoisonError::into_inner)
+                                .get(&id)
+                                .cloned()
+                        });
+                        if let Some(sender) = sender {
+                            // Full: more answers than a question takes.
+                            let _ = sender.try_send(message.payload);
+                        }
+                    }
+                });
+                Ok((prefix, waiting))
+            })
+            .await
+    }
+
     /// Subscribes to [`QUERY_SUBJECT`]; resolves once the node's NATS
     /// server has the subscription.
     pub async fn questions(&self) -> Result<QuestionStream> {
@@ -101,25 +183,29 @@ impl Cluster {
         self.ensure_ready()?;
         let deadline = Instant::now() + window;
         let expected = self.live_nodes().min(MAX_ANSWERS);
-        let inbox = self.client().new_inbox();
-        let mut answers_sub = self
-            .client()
-            .subscribe(inbox.clone())
-            .await
-            .map_err(|e| Error::Unavailable(format!("scatter subscribe: {e}")))?;
+        let (prefix, waiting) = self.replies().await?;
+        let id = self.replies_cell().next.fetch_add(1, Ordering::Relaxed);
+        let (sender, mut answers_in) = mpsc::channel(MAX_ANSWERS);
+        waiting
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id, sender);
+        let _asked = Asked {
+            waiting: waiting.clone(),
+            id,
+        };
         self.client()
-            .publish_with_reply(QUERY_SUBJECT, inbox, payload)
+            .publish_with_reply(QUERY_SUBJECT, format!("{prefix}.{id}"), payload)
             .await
             .map_err(|e| Error::Unavailable(format!("scatter: {e}")))?;
         self.flushed("scatter").await?;
         let mut answers = Vec::new();
         while answers.len() < MAX_ANSWERS && (expected == 0 || answers.len() < expected) {
-            match tokio::time::timeout_at(deadline, answers_sub.next()).await {
-                Ok(Some(message)) => answers.push(message.payload),
+            match tokio::time::timeout_at(deadline, answers_in.recv()).await {
+                Ok(Some(answer)) => answers.push(answer),
                 Ok(None) | Err(_) => break,
             }
         }
-        let _ = answers_sub.unsubscribe().await;
         Ok(Gathered {
             expected: expected.max(answers.len()),
             answers,

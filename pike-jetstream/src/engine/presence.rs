@@ -236,6 +236,9 @@ async fn question_task(weak: Weak<JetStreamEngine>, mut alive: watch::Receiver<(
     };
     drop(weak);
     let mut questions = loop {
+        if let Err(e) = cluster.prepare_scatter().await {
+            tracing::debug!(error = %e, "answer subscription failed; retrying");
+        }
         match cluster.questions().await {
             Ok(questions) => break questions,
             Err(e) => tracing::debug!(error = %e, "question subscription failed; retrying"),
