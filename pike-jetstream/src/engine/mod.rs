@@ -53,7 +53,7 @@ pub struct JetStreamEngine {
     /// The node's presence claims.
     claims: Claims,
     /// The engine itself, for the background work its methods start.
-    me: std::sync::Weak<JetStreamEngine>,
+    me: std::sync::Weak<Self>,
     /// Dropped with the engine: ends its background tasks.
     alive: tokio::sync::watch::Sender<()>,
 }
