@@ -4,9 +4,9 @@
 use axum::Json;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
-use pike_api::server::engine::EngineHealth;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use pike_api::server::engine::EngineHealth;
 
 use super::error::{ApiError, ErrorCode};
 use super::model::HealthResponse;

@@ -15,7 +15,10 @@ pub(crate) async fn trace(
 ) -> Result<Json<TraceResponse>, ApiError> {
     // A token of another app is "not found" too: an app learns nothing of
     // another app's connections.
-    let view = state.push_handle().cluster_trace(&caller.app, &token).await?;
+    let view = state
+        .push_handle()
+        .cluster_trace(&caller.app, &token)
+        .await?;
     let (nodes_answered, nodes_expected) = (view.nodes_answered, view.nodes_expected);
     let Some(events) = view.value else {
         return Err(ApiError::not_found(

@@ -8,7 +8,7 @@
 //! one of the three NATS servers is SIGKILLed as well.
 
 #[path = "../../../pike-jetstream/tests/support/mod.rs"]
-mod nats;
+pub(crate) mod nats;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -33,7 +33,7 @@ const BEFORE_NATS_KILL: usize = 1_500;
 const IN_FLIGHT: usize = 8;
 
 /// A connector racing `endpoints` in order (plain TCP).
-fn cluster_connector(endpoints: Vec<SocketAddr>, device: &str) -> BoxConnector {
+pub(crate) fn cluster_connector(endpoints: Vec<SocketAddr>, device: &str) -> BoxConnector {
     crypto_init();
     let hello = ClientHello {
         app_id: "shop".into(),
@@ -45,7 +45,7 @@ fn cluster_connector(endpoints: Vec<SocketAddr>, device: &str) -> BoxConnector {
     BoxConnector::new(TunnelConnector::new(dialer, endpoints, hello))
 }
 
-fn gateway_config(urls: &[String], node: &str) -> pike_server::config::Config {
+pub(crate) fn gateway_config(urls: &[String], node: &str) -> pike_server::config::Config {
     let mut config = config(vec![app("shop", vec![biz("chat")])]);
     config.cluster.nats = urls.to_vec();
     config.cluster.node = node.into();
