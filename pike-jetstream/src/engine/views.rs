@@ -34,8 +34,8 @@ const SIGNALS: &[&str] = &[
     "refresh",
     "transport-error",
     "takeover",
-    "transient",
-    "room",
+    "room-join",
+    "room-leave",
 ];
 
 fn signal(name: &str) -> &'static str {
