@@ -15,8 +15,9 @@ pub const NODE_LEASE: Duration = Duration::from_secs(10);
 pub const LEASE_REFRESH: Duration = Duration::from_secs(3);
 
 impl Cluster {
-    /// Gateway nodes with a live lease, as counted at the last refresh
-    /// (0 until the first count).
+    /// Gateway nodes with a live lease, as last counted (every
+    /// [`LEASE_REFRESH`], and by each cluster-wide question; 0 until the
+    /// first count).
     pub fn live_nodes(&self) -> usize {
         self.live_nodes_seen().load(Ordering::Relaxed)
     }
@@ -35,15 +36,30 @@ impl Cluster {
             Ok(Err(e)) => tracing::debug!(error = %e, "node lease: write failed"),
             Err(_) => tracing::debug!("node lease: write timed out"),
         }
+        self.count_nodes().await;
+    }
+
+    /// Counts the live leases now (one stream info request, bounded by
+    /// `request_timeout`) and remembers the count; `None` when the count
+    /// failed (the last count stays).
+    pub(crate) async fn count_nodes(&self) -> Option<usize> {
+        let timeout = self.config().request_timeout;
         // A fresh stream info: `kv::Store::status` answers from a copy
         // cached when the bucket was opened.
-        match tokio::time::timeout(timeout, kv.stream.get_info()).await {
+        match tokio::time::timeout(timeout, self.nodes_kv().stream.get_info()).await {
             Ok(Ok(info)) => {
                 let live = usize::try_from(info.state.messages).unwrap_or(usize::MAX);
                 self.live_nodes_seen().store(live, Ordering::Relaxed);
+                Some(live)
             }
-            Ok(Err(e)) => tracing::debug!(error = %e, "node lease: count failed"),
-            Err(_) => tracing::debug!("node lease: count timed out"),
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "node lease: count failed");
+                None
+            }
+            Err(_) => {
+                tracing::debug!("node lease: count timed out");
+                None
+            }
         }
     }
 

@@ -1,7 +1,8 @@
 //! Scatter-gather over core NATS: a question published on [`QUERY_SUBJECT`]
 //! with a reply inbox reaches every node (each answers once from its own
-//! connections); the asker collects answers until every live node
-//! ([`Cluster::live_nodes`]) answered or its window closes (plan §7).
+//! connections); the asker counts the live nodes' leases
+//! ([`Cluster::live_nodes`]) and collects answers until each answered or
+//! its window closes (plan §7).
 //!
 //! Answers come back on one wildcard subscription per node (`<inbox>.*`,
 //! made once, before the first question): a fresh inbox per question would
@@ -182,7 +183,14 @@ impl Cluster {
         }
         self.ensure_ready()?;
         let deadline = Instant::now() + window;
-        let expected = self.live_nodes().min(MAX_ANSWERS);
+        // Counted now: a count up to a lease refresh old misses the nodes
+        // that started since (and the first answer would end the wait).
+        let expected = tokio::time::timeout_at(deadline, self.count_nodes())
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| self.live_nodes())
+            .min(MAX_ANSWERS);
         let (prefix, waiting) = self.replies().await?;
         let id = self.replies_cell().next.fetch_add(1, Ordering::Relaxed);
         let (sender, mut answers_in) = mpsc::channel(MAX_ANSWERS);

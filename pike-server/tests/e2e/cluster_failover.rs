@@ -110,12 +110,11 @@ async fn sigkill_of_a_gateway_mid_pushes_loses_and_duplicates_nothing() {
         }));
         proxies.push((proxy, client));
     }
+    let listed = gw1.api("shop").get("/v1/connections?limit=1000").await;
     assert_eq!(
-        gw1.api("shop").get("/v1/connections?limit=1000").await.body["connections"]
-            .as_array()
-            .map_or(0, Vec::len),
+        listed.body["connections"].as_array().map_or(0, Vec::len),
         DEVICES,
-        "every device is on gw1"
+        "every device is on gw1: {listed:?}"
     );
 
     // 2,000 pushes through gw2 and gw3, round robin over the aliases; gw1
