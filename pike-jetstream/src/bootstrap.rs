@@ -9,8 +9,10 @@ use tokio::time::Instant;
 use crate::config::ClusterConfig;
 use crate::error::{Error, Result, STREAM_NAME_EXIST, js_code};
 use crate::keys::{
-    DIRECTORY_BUCKET, DOWNLINK_STREAM, POSITIONS_BUCKET, PRESENCE_BUCKET, UPLINKS_BUCKET,
+    DIRECTORY_BUCKET, DOWNLINK_STREAM, NODES_BUCKET, POSITIONS_BUCKET, PRESENCE_BUCKET,
+    UPLINKS_BUCKET,
 };
+use crate::nodes::NODE_LEASE;
 
 /// Stream metadata key holding the epoch.
 pub(crate) const EPOCH_KEY: &str = "pike_epoch";
@@ -91,6 +93,20 @@ pub(crate) fn uplinks(config: &ClusterConfig) -> kv::Config {
         num_replicas: config.replicas,
         storage: stream::StorageType::File,
         max_age: config.uplink_record_max_age,
+        ..Default::default()
+    }
+}
+
+/// `PIKE_NODES`: memory, history 1; one key per gateway node, rewritten
+/// every [`LEASE_REFRESH`](crate::nodes::LEASE_REFRESH) and gone
+/// [`NODE_LEASE`] after the last write (a dead node drops out).
+pub(crate) fn nodes(config: &ClusterConfig) -> kv::Config {
+    kv::Config {
+        bucket: NODES_BUCKET.into(),
+        history: 1,
+        num_replicas: config.replicas,
+        storage: stream::StorageType::Memory,
+        max_age: NODE_LEASE,
         ..Default::default()
     }
 }

@@ -32,6 +32,10 @@ pub(crate) struct Inner {
     presence: kv::Store,
     directory: kv::Store,
     uplinks: kv::Store,
+    nodes: kv::Store,
+    /// Live nodes seen in `PIKE_NODES` at the last lease refresh.
+    live_nodes: std::sync::atomic::AtomicUsize,
+    replies: crate::scatter::Replies,
     epoch: u64,
     config: ClusterConfig,
     lanes: Lanes,
@@ -47,7 +51,11 @@ fn reconnect_delay(attempts: usize) -> Duration {
 
 impl Cluster {
     /// Connects to NATS and bootstraps, idempotently, the stream
-    /// `PIKE_DOWNLINK` and the buckets `PIKE_POSITIONS` and `PIKE_PRESENCE`.
+    /// `PIKE_DOWNLINK` and the buckets (`PIKE_POSITIONS`, `PIKE_PRESENCE`,
+    /// `PIKE_DIRECTORY`, `PIKE_UPLINKS`, `PIKE_NODES`), and starts the health
+    /// probe. A gateway's engine ([`JetStreamEngine`](crate::JetStreamEngine))
+    /// also keeps the node's lease in `PIKE_NODES`; a bare `Cluster` (a tool,
+    /// an observer) has none and answers no cluster-wide view.
     /// When another node created the stream first (with another epoch, or
     /// another configuration: JetStream error 10058) its epoch is adopted.
     /// Bounded by `config.connect_timeout`; [`Error::Unavailable`] when NATS
@@ -102,6 +110,7 @@ impl Cluster {
         let directory = bootstrap::bucket(&js, bootstrap::directory(&config), deadline).await?;
         let uplinks = bootstrap::bucket(&js, bootstrap::uplinks(&config), deadline).await?;
         crate::rooms::bootstrap(&js, &config, deadline).await?;
+        let nodes = bootstrap::bucket(&js, bootstrap::nodes(&config), deadline).await?;
         tracing::info!(node = %config.node, epoch, "cluster ready");
         let cluster = Self {
             inner: Arc::new(Inner {
@@ -112,6 +121,9 @@ impl Cluster {
                 presence,
                 directory,
                 uplinks,
+                nodes,
+                live_nodes: std::sync::atomic::AtomicUsize::new(0),
+                replies: crate::scatter::Replies::default(),
                 epoch,
                 config,
                 lanes: Lanes::default(),
@@ -179,6 +191,18 @@ impl Cluster {
 
     pub(crate) fn uplinks_kv(&self) -> &kv::Store {
         &self.inner.uplinks
+    }
+
+    pub(crate) fn nodes_kv(&self) -> &kv::Store {
+        &self.inner.nodes
+    }
+
+    pub(crate) fn live_nodes_seen(&self) -> &std::sync::atomic::AtomicUsize {
+        &self.inner.live_nodes
+    }
+
+    pub(crate) fn replies_cell(&self) -> &crate::scatter::Replies {
+        &self.inner.replies
     }
 
     pub(crate) fn lanes(&self) -> &Lanes {

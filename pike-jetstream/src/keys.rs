@@ -17,6 +17,8 @@ pub const PRESENCE_BUCKET: &str = "PIKE_PRESENCE";
 pub const DIRECTORY_BUCKET: &str = "PIKE_DIRECTORY";
 /// The KV bucket of delivered uplink messages (deduplication).
 pub const UPLINKS_BUCKET: &str = "PIKE_UPLINKS";
+/// The KV bucket of node leases (which gateway nodes are alive).
+pub const NODES_BUCKET: &str = "PIKE_NODES";
 
 pub(crate) fn check_id(what: &str, id: &str) -> Result<()> {
     if id.is_empty() {

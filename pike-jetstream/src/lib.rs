@@ -20,11 +20,14 @@
 //!   by compare-and-set on the subject, idempotent per msg id),
 //!   [`Cluster::read`] (batched direct get) and [`Cluster::tail`];
 //! - positions: [`Cluster::ack`], [`Cluster::position`];
-//! - presence: [`Cluster::claim`], [`Cluster::release`], [`Cluster::holder`],
+//! - presence: [`Cluster::claim`], [`Cluster::claim_unless_newer`],
+//!   [`Cluster::release`], [`Cluster::holder`],
 //!   [`Cluster::send_control`], [`Cluster::control`];
 //! - live routing: [`Cluster::subscribe_live`], [`Cluster::publish_transient`];
 //! - rooms across nodes: [`Cluster::publish_room`], [`Cluster::subscribe_room`],
 //!   [`Cluster::read_room`], [`Cluster::room_last_cursor`];
+//! - cluster-wide views: [`Cluster::scatter`], [`Cluster::questions`],
+//!   [`Cluster::answer`], [`Cluster::live_nodes`];
 //! - [`Cluster::health`] (connection state, and a JetStream probe so that a
 //!   lost quorum shows too) and [`Cluster::epoch`].
 //!
@@ -51,6 +54,8 @@
 //! | presence claim lifetime | `presence_ttl` (1 h, whole seconds); released markers kept ≤ 2 × TTL | bucket `PIKE_PRESENCE` |
 //! | holder token | 1..=[`MAX_HOLDER_TOKEN_BYTES`] (256) bytes | [`Holder::token`] |
 //! | control message | [`MAX_CONTROL_BYTES`] (64 KiB) | [`Cluster::send_control`] |
+//! | cluster-wide question / answer | [`MAX_QUERY_BYTES`] (1 MiB − 4 KiB); at most [`MAX_ANSWERS`] (256) answers within the asker's window | [`Cluster::scatter`] |
+//! | node lease | one key per node in `PIKE_NODES`, rewritten every [`LEASE_REFRESH`] (3 s), gone [`NODE_LEASE`] (10 s) after | [`Cluster::live_nodes`] |
 //! | messages buffered per subscription | `subscription_capacity` (4,096), then dropped (slow consumer) | [`LiveStream`], [`ControlStream`] |
 //! | connect + bootstrap | `connect_timeout` (10 s) | [`Cluster::connect`] |
 //! | room id | 1..=[`MAX_ID_BYTES`] bytes (the gateway allows 128) | [`RoomKey::new`] |
@@ -106,9 +111,11 @@ mod keys;
 mod live;
 mod log;
 mod message;
+mod nodes;
 mod positions;
 mod presence;
 mod rooms;
+mod scatter;
 mod tok;
 mod uplinks;
 
@@ -117,22 +124,30 @@ pub use config::ClusterConfig;
 pub use device::{DeviceMessage, DeviceStream};
 pub use direct_get::MAX_BATCH;
 pub use directory::MAX_LISTING;
-pub use engine::{JetStreamEngine, MAX_TAGS_LISTED};
+pub use engine::{
+    JetStreamEngine, MAX_RENEWALS_PER_ROUND, MAX_TAGS_LISTED, MAX_VIEW_CONNECTIONS, RETRY_EVERY,
+    VIEW_WINDOW,
+};
 pub use error::{Error, Result};
 pub use health::Health;
 pub use keys::{
-    DIRECTORY_BUCKET, DOWNLINK_STREAM, LoginKey, MAX_ID_BYTES, POSITIONS_BUCKET, PRESENCE_BUCKET,
-    StreamKey, UPLINKS_BUCKET,
+    DIRECTORY_BUCKET, DOWNLINK_STREAM, LoginKey, MAX_ID_BYTES, NODES_BUCKET, POSITIONS_BUCKET,
+    PRESENCE_BUCKET, StreamKey, UPLINKS_BUCKET,
 };
 pub use live::{LiveMessage, LiveStream};
 pub use log::{
     Appended, MAX_APPEND_ATTEMPTS, MAX_LANES, MAX_MSG_ID_BYTES, MAX_PAYLOAD_BYTES, ReadBatch, Tail,
 };
 pub use message::{LogMessage, MessageMeta};
+pub use nodes::{LEASE_REFRESH, NODE_LEASE};
 pub use positions::{AckOutcome, MAX_ACK_ATTEMPTS, Position};
 pub use presence::{
-    ControlStream, Holder, MAX_CLAIM_ATTEMPTS, MAX_CONTROL_BYTES, MAX_HOLDER_TOKEN_BYTES,
+    ClaimOutcome, ControlStream, Holder, MAX_CLAIM_ATTEMPTS, MAX_CONTROL_BYTES,
+    MAX_HOLDER_TOKEN_BYTES,
 };
 pub use rooms::{ROOMS_STREAM, RoomCursor, RoomKey, RoomLiveMessage, RoomReadFrom, RoomStream};
+pub use scatter::{
+    Gathered, MAX_ANSWERS, MAX_QUERY_BYTES, QUERY_SUBJECT, Question, QuestionStream,
+};
 pub use tok::{MAX_TOKEN, tok, untok};
 pub use uplinks::MAX_UPLINK_KEY_BYTES;

@@ -74,6 +74,16 @@ impl Holder {
     }
 }
 
+/// What [`Cluster::claim_unless_newer`] did.
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub enum ClaimOutcome {
+    /// `me` holds the login now; the holder it replaced, if another
+    /// connection held it (its node is to be told).
+    Held(Option<Holder>),
+    /// A newer connection holds the login: nothing was written.
+    Lost(Holder),
+}
+
 /// A key's revision (0: absent) and holder (None: absent, released,
 /// expired, unreadable).
 type Current = (u64, Option<Holder>);
@@ -114,6 +124,33 @@ impl Cluster {
             {
                 true => return Ok(previous),
                 false => tokio::time::sleep(Duration::from_millis(fastrand::u64(1..=5))).await,
+            }
+        }
+        Err(Error::Unavailable(format!(
+            "claim: {MAX_CLAIM_ATTEMPTS} compare-and-set conflicts in a row"
+        )))
+    }
+
+    /// Claims `login` for `me` unless another connection whose claim is
+    /// newer (a larger [`Holder::since_ms`], or the same) holds it: a
+    /// renewal, or a claim retried after a failure, never takes a login
+    /// back from a newer connection. Refreshes the TTL when `me` holds it.
+    pub async fn claim_unless_newer(&self, login: &LoginKey, me: &Holder) -> Result<ClaimOutcome> {
+        me.check()?;
+        self.ensure_ready()?;
+        let key = login.kv_key();
+        let deadline = Instant::now() + self.config().append_timeout;
+        for _ in 0..MAX_CLAIM_ATTEMPTS {
+            let (revision, current) = self.presence_read(&key, true, deadline).await?;
+            let previous = current.filter(|h| !h.same_connection(me));
+            if let Some(newer) = previous.as_ref().filter(|h| h.since_ms >= me.since_ms) {
+                return Ok(ClaimOutcome::Lost(newer.clone()));
+            }
+            if self
+                .presence_write(&key, me.encode(), revision, deadline)
+                .await?
+            {
+                return Ok(ClaimOutcome::Held(previous));
             }
         }
         Err(Error::Unavailable(format!(

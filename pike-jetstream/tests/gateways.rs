@@ -1,7 +1,10 @@
 //! Gateways as a cluster: two `pike-api` gateways, each with its own
 //! `JetStreamEngine`, on a real 3-node nats-server cluster on loopback
 //! (each gateway on a different NATS server, so every route crosses
-//! servers). Real sockets and the real client SDK.
+//! servers). Real sockets and the real client SDK. Covered: pushes across
+//! gateways, resume on another gateway, presence takeover across gateways,
+//! and the cluster-wide views (presence, connection list, trace,
+//! disconnect).
 
 #[path = "support/gateway.rs"]
 mod gateway;
@@ -13,8 +16,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use gateway::{Node, gateway, proxy, running};
 use pike_api::pike_channel::test_util::trace_init;
-use pike_api::server::{Delivery, Gateway, PushRequest, Target};
-use pike_api::{ClientOptions, PikeClient};
+use pike_api::proto::tunnel::ErrorCode;
+use pike_api::server::{Delivery, DisconnectTarget, Gateway, PushRequest, Target};
+use pike_api::{ClientEvent, ClientOptions, ClientState, PikeClient, StopReason};
 use pike_jetstream::{Cluster, JetStreamEngine, LoginKey};
 use support::NatsCluster;
 
@@ -276,5 +280,260 @@ async fn a_gateway_cut_off_from_nats_catches_up_what_it_missed() {
     assert_eq!(receive(&chat, expected.len()).await, expected);
     assert_eq!(proxy.channels(), 1, "the device stayed on its one channel");
     a_serving.abort();
+    b.serving.abort();
+}
+
+/// Waits for `Running` and returns the connection token the client was
+/// given on the way.
+async fn running_token(client: &PikeClient) -> String {
+    tokio::time::timeout(LIMIT, async {
+        let mut token = None;
+        loop {
+            match client.next_event().await {
+                Some(ClientEvent::Connected { connection_token }) => token = Some(connection_token),
+                Some(ClientEvent::Running { .. }) => return token.expect("connected first"),
+                Some(ClientEvent::OnStop { reason }) => panic!("stopped: {reason:?}"),
+                Some(_) => {}
+                None => panic!("client gone"),
+            }
+        }
+    })
+    .await
+    .expect("running in time")
+}
+
+/// Polls `check` (bounded by `LIMIT`) until it gives a value.
+async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not in time"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_logging_in_on_another_gateway_replaces_its_older_connection() {
+    let _trace = trace_init();
+    let nats = NatsCluster::start().await;
+    let a = gateway(&nats, "gw-a", 0).await;
+    let b = gateway(&nats, "gw-b", 1).await;
+
+    let first_proxy = proxy(vec![a.addr], "phone");
+    let first = first_proxy
+        .client(ClientOptions::new("chat", "u5", "any"))
+        .unwrap();
+    first.start();
+    running(&first).await;
+    for i in 1..=2 {
+        push(
+            &b,
+            Target::Alias("u5".into()),
+            &format!("m{i}"),
+            Delivery::Reliable { ttl: None },
+        )
+        .await;
+    }
+    assert_eq!(
+        receive(&first, 2).await,
+        vec![(1, "m1".into()), (2, "m2".into())]
+    );
+
+    // The same device logs in on gateway B: A's connection is replaced.
+    let second_proxy = proxy(vec![b.addr], "phone");
+    let second = second_proxy
+        .client(ClientOptions::new("chat", "u5", "any"))
+        .unwrap();
+    second.start();
+    let token = running_token(&second).await;
+    let stop = tokio::time::timeout(LIMIT, async {
+        loop {
+            match first.next_event().await {
+                Some(ClientEvent::OnStop { reason }) => return reason,
+                Some(_) => {}
+                None => panic!("client gone"),
+            }
+        }
+    })
+    .await
+    .expect("the older client stops");
+    assert!(
+        matches!(
+            &stop,
+            StopReason::AuthFailed {
+                code: ErrorCode::Replaced,
+                ..
+            }
+        ),
+        "{stop:?}"
+    );
+    eventually("A's connection closed", || async {
+        (a.pusher.connection_count() == 0).then_some(())
+    })
+    .await;
+    // Seen from either gateway: one connection, the newer one.
+    for node in [&a, &b] {
+        let view = eventually("presence of both nodes", || async {
+            node.pusher
+                .cluster_presence("demo", "chat", "u5")
+                .await
+                .ok()
+                .filter(|v| v.nodes_answered == 2)
+        })
+        .await;
+        assert_eq!(view.value.len(), 1, "{view:?}");
+        assert_eq!(view.value[0].token, token);
+    }
+
+    // Pushes through A reach the device on B only, nothing lost: every
+    // message after the position the device acked on A, in order.
+    for i in 3..=5 {
+        push(
+            &a,
+            Target::Alias("u5".into()),
+            &format!("m{i}"),
+            Delivery::Reliable { ttl: None },
+        )
+        .await;
+    }
+    let got = tokio::time::timeout(LIMIT, async {
+        let mut got = Vec::new();
+        while got.last().is_none_or(|(seq, _)| *seq < 5) {
+            let message = second.next_message().await.expect("client open");
+            got.push((
+                message.seq,
+                String::from_utf8_lossy(&message.payload).into_owned(),
+            ));
+        }
+        got
+    })
+    .await
+    .expect("m3..m5 arrive on B");
+    let seqs: Vec<u64> = got.iter().map(|(seq, _)| *seq).collect();
+    let first_seq = seqs[0];
+    assert!(first_seq <= 3, "nothing lost: {got:?}");
+    assert_eq!(
+        seqs,
+        (first_seq..=5).collect::<Vec<_>>(),
+        "in order, once each"
+    );
+    assert_eq!(first.state(), ClientState::Stopped, "A's client stays off");
+    a.serving.abort();
+    b.serving.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_connection_list_trace_and_disconnect_span_both_gateways() {
+    let _trace = trace_init();
+    let nats = NatsCluster::start().await;
+    let a = gateway(&nats, "gw-a", 0).await;
+    let b = gateway(&nats, "gw-b", 1).await;
+
+    let on_a = proxy(vec![a.addr], "tablet");
+    let left = on_a
+        .client(ClientOptions::new("chat", "ann", "any"))
+        .unwrap();
+    left.start();
+    let left_token = running_token(&left).await;
+    let on_b = proxy(vec![b.addr], "laptop");
+    let right = on_b
+        .client(ClientOptions::new("chat", "bob", "any"))
+        .unwrap();
+    right.start();
+    let right_token = running_token(&right).await;
+
+    for (node, other) in [(&a, &right_token), (&b, &left_token)] {
+        // Both leases are counted, and both nodes answer.
+        let count = eventually("both nodes answer", || async {
+            node.pusher
+                .cluster_connection_count()
+                .await
+                .ok()
+                .filter(|v| v.nodes_expected == 2 && v.complete())
+        })
+        .await;
+        assert_eq!(count.value, 2);
+        assert_eq!(node.cluster.live_nodes(), 2, "both leases counted");
+        let alias = if *other == right_token { "bob" } else { "ann" };
+        let presence = node
+            .pusher
+            .cluster_presence("demo", "chat", alias)
+            .await
+            .expect("presence");
+        assert_eq!(presence.value.len(), 1);
+        assert_eq!(&presence.value[0].token, other);
+        // The other node's connection's trace, through this node.
+        let trace = node
+            .pusher
+            .cluster_trace("demo", other)
+            .await
+            .expect("trace")
+            .value
+            .expect("the other node has it");
+        assert!(trace.iter().any(|e| e.signal == "hello"), "{trace:?}");
+        assert!(trace.iter().any(|e| e.signal == "auth"), "{trace:?}");
+        assert_eq!(
+            node.pusher
+                .cluster_trace("demo2", other)
+                .await
+                .expect("trace")
+                .value,
+            None,
+            "another app's token is not found"
+        );
+    }
+
+    // Paging through both nodes' connections, one per page, from A.
+    let mut seen = Vec::new();
+    let mut after = None;
+    for _ in 0..4 {
+        let page = a
+            .pusher
+            .cluster_connections_page("demo", after, 1)
+            .await
+            .expect("page")
+            .value;
+        assert_eq!(page.total, 2);
+        seen.extend(page.connections.into_iter().map(|c| c.token));
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    seen.sort();
+    let mut both = vec![left_token.clone(), right_token.clone()];
+    both.sort();
+    assert_eq!(seen, both, "each connection once");
+
+    // A disconnect through A closes the connection on B.
+    let closed = a
+        .pusher
+        .cluster_disconnect(
+            "demo",
+            &DisconnectTarget::Connection(right_token.clone()),
+            "bye",
+        )
+        .await
+        .expect("disconnect");
+    assert_eq!(closed.value, 1);
+    eventually("B's connection closed", || async {
+        let gone = b
+            .pusher
+            .presence("demo", "chat", "bob")
+            .iter()
+            .all(|c| c.token != right_token);
+        gone.then_some(())
+    })
+    .await;
+    a.serving.abort();
     b.serving.abort();
 }

@@ -20,7 +20,8 @@ use futures_util::StreamExt as _;
 use gateway::{Node, gateway, proxy, running};
 use pike_api::pike_channel::test_util::trace_init;
 use pike_api::server::engine::{
-    LocalDelivery, NodeSink, RoomBusMessage, RouteTarget, TransientMessage,
+    LocalDelivery, LoginId, NodeSink, RoomBusMessage, RouteTarget, TransientMessage, ViewAnswer,
+    ViewQuery,
 };
 use pike_api::server::{RoomClass, RoomError, RoomPublish, RoomReceipt, StoredMessage, StreamKey};
 use pike_api::{ChannelProxy, ClientEvent, ClientOptions, PikeClient};
@@ -334,6 +335,14 @@ impl NodeSink for RoomSink {
     fn room(&self, message: RoomBusMessage) {
         let _ = self.0.send(message);
     }
+
+    fn replace(&self, _login: &LoginId, _token: &str) -> bool {
+        false
+    }
+
+    fn query(&self, query: &ViewQuery) -> ViewAnswer {
+        ViewAnswer::none(query)
+    }
 }
 
 fn reliable(room: &str, text: &str) -> RoomBusMessage {
@@ -498,6 +507,14 @@ impl NodeSink for GatedSink {
     fn room(&self, message: RoomBusMessage) {
         drop(self.gate.lock());
         self.inner.room(message);
+    }
+
+    fn replace(&self, login: &LoginId, token: &str) -> bool {
+        self.inner.replace(login, token)
+    }
+
+    fn query(&self, query: &ViewQuery) -> ViewAnswer {
+        self.inner.query(query)
     }
 }
 

@@ -145,6 +145,10 @@ pub struct Limits {
     /// Uplink backend calls in flight across the gateway (default 65,536,
     /// at least 1); more get `RATE_LIMITED`.
     pub max_uplink_in_flight: usize,
+    /// A device's newer connection logged in to an alias replaces its
+    /// older one (`REPLACED`), on this node and across a cluster (default
+    /// `true`; `docs/cluster.md`, "Presence and takeover").
+    pub takeover: bool,
 }
 
 /// The HTTP API server (`listen.http`).
@@ -760,6 +764,7 @@ impl Default for Limits {
             uplink_window: 64,
             uplink_pending_bytes: 4 << 20,
             max_uplink_in_flight: 65_536,
+            takeover: true,
         }
     }
 }
@@ -1005,6 +1010,7 @@ publisher_rate = 3
         assert_eq!(channel.get_uplink_window(), 8);
         assert_eq!(channel.get_uplink_pending_bytes(), 65536);
         assert_eq!(config.limits.max_uplink_in_flight, 100);
+        assert!(config.limits.takeover, "takeover is on unless turned off");
         assert_eq!(
             (
                 config.rooms.max_rooms_per_app,

@@ -136,7 +136,8 @@ pub async fn run(
         .max_rooms(config.rooms.max_rooms)
         .max_rooms_per_app(config.rooms.max_rooms_per_app)
         .max_room_joins(config.rooms.max_joins_per_connection)
-        .max_uplink_in_flight(config.limits.max_uplink_in_flight);
+        .max_uplink_in_flight(config.limits.max_uplink_in_flight)
+        .takeover(config.limits.takeover);
     for app in config.apps.iter().filter(|app| !app.biz.is_empty()) {
         gateway_config.businesses(app.id.clone(), app.biz.iter().map(|b| b.id.clone()));
     }

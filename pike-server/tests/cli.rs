@@ -3,7 +3,7 @@
 //! process (`CARGO_BIN_EXE_pike-server`, listeners on `127.0.0.1:0`, a
 //! temporary data dir) over real sockets, TLS and QUIC, checking the
 //! documented output lines and exit statuses (0 done, 1 refused or failed,
-//! 2 usage, 3 unreachable or no answer in time, 4 to 9 refused for good by
+//! 2 usage, 3 unreachable or no answer in time, 4 to 10 refused for good by
 //! the gateway, one per class of close code), error paths included.
 //!
 //! Every wait is bounded by [`LIMIT`]; children are killed when their

@@ -907,9 +907,15 @@ async fn an_app_never_sees_another_apps_connections() {
         .await;
     assert_eq!(reply.receipt(), (0, 0, 0));
     let reply = h.get("/v1/presence?biz=chat&alias=u42", OTHER_KEY).await;
-    assert_eq!(reply.body, json!({"online": false, "connections": []}));
+    assert_eq!(
+        reply.body,
+        json!({"online": false, "connections": [], "nodes_answered": 1, "nodes_expected": 1})
+    );
     let reply = h.get("/v1/connections", OTHER_KEY).await;
-    assert_eq!(reply.body, json!({"total": 0, "connections": []}));
+    assert_eq!(
+        reply.body,
+        json!({"total": 0, "connections": [], "nodes_answered": 1, "nodes_expected": 1})
+    );
     let path = format!("/v1/connections/{}/trace", client.token);
     h.get(&path, OTHER_KEY).await.assert_error(404, "not_found");
 
@@ -929,7 +935,11 @@ async fn an_app_never_sees_another_apps_connections() {
 async fn presence_lists_the_connections_of_an_alias() {
     let h = Harness::start().await;
     let reply = h.get("/v1/presence?biz=chat&alias=u42", DEMO_KEY).await;
-    assert_eq!(reply.body, json!({"online": false, "connections": []}));
+    assert_eq!(
+        reply.body,
+        json!({"online": false, "connections": [], "nodes_answered": 1, "nodes_expected": 1}),
+        "one node: the views are this gateway's"
+    );
 
     let client = h.client("demo", "d1", "chat", "u42").await;
     let reply = h.get("/v1/presence?biz=chat&alias=u42", DEMO_KEY).await;

@@ -132,8 +132,12 @@ impl tunnel::ErrorCode {
     /// will be refused again, however often it reconnects: an unknown app
     /// (`UNKNOWN_APP`), no common protocol version (`UNSUPPORTED_VERSION`),
     /// a bad or expired credential (`AUTH_FAILED`, `TOKEN_EXPIRED`), or a
-    /// hello field the server does not accept (`INVALID_ARGUMENT`). A
-    /// client stops on them and reports the server's reason. Every other
+    /// hello field the server does not accept (`INVALID_ARGUMENT`), or the
+    /// same device logged in elsewhere (`REPLACED`: reconnecting would take
+    /// the login back from the newer connection, which would do the same,
+    /// in turn). A client stops on them and reports the server's reason;
+    /// the app may start it again (`REPLACED` is final for the connection,
+    /// not for the device). Every other
     /// code (network trouble, timeouts, draining, overload, internal
     /// errors) is worth a reconnect with backoff; so is `FORBIDDEN` in a
     /// close: it is how the gateway kicks a session (`POST /v1/disconnect`),
@@ -149,6 +153,7 @@ impl tunnel::ErrorCode {
                 | Self::AuthFailed
                 | Self::TokenExpired
                 | Self::InvalidArgument
+                | Self::Replaced
         )
     }
 }

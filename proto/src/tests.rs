@@ -113,6 +113,7 @@ fn error_code_values_are_stable() {
         (E::UnknownApp, 11),
         (E::Internal, 12),
         (E::Overloaded, 13),
+        (E::Replaced, 14),
         (E::AuthFailed, 100),
         (E::TokenExpired, 101),
         (E::Forbidden, 102),
@@ -262,6 +263,7 @@ fn only_refusals_of_the_client_itself_are_not_retryable() {
         C::AuthFailed,
         C::TokenExpired,
         C::InvalidArgument,
+        C::Replaced,
     ];
     for code in final_codes {
         assert!(!code.is_retryable(), "{code:?}");

@@ -39,7 +39,9 @@ pub enum StopReason {
     Stopped,
     /// The business login was refused for good (bad or expired credential,
     /// forbidden, invalid), or the gateway refused the whole connection for
-    /// good (unknown app, unsupported protocol version): the server's code
+    /// good (unknown app, unsupported protocol version), or a newer
+    /// connection of the same device took the login (`REPLACED`; start the
+    /// client again to take it back): the server's code
     /// is one that reconnecting cannot fix
     /// ([`ErrorCode::is_retryable`](proto::tunnel::ErrorCode::is_retryable)
     /// is false, or a login-level refusal), and the client does not retry.

@@ -35,7 +35,10 @@ use super::room::{RoomConfig, RoomRule};
 /// - rooms: [`RoomConfig::default`] for every room, at most 10,000 rooms per
 ///   app and 100,000 in all, 32 room joins per connection;
 /// - uplink: at most 65,536 backend calls in flight across the gateway
-///   (each idempotency key at most once, across reconnects).
+///   (each idempotency key at most once, across reconnects);
+/// - takeover on: a device's newer connection logged in to an alias
+///   replaces its older one (`REPLACED`), on this node and, with a cluster
+///   engine, on every node ([`takeover`](Self::takeover)).
 #[derive(Clone, Debug)]
 pub struct GatewayConfig {
     pub(crate) channel: Arc<ChannelConfig>,
@@ -56,6 +59,7 @@ pub struct GatewayConfig {
     pub(crate) max_rooms_per_app: usize,
     pub(crate) max_room_joins: usize,
     pub(crate) max_uplink_in_flight: usize,
+    pub(crate) takeover: bool,
     /// The businesses of the apps that list theirs.
     pub(crate) businesses: HashMap<String, Arc<BTreeSet<String>>>,
 }
@@ -203,6 +207,19 @@ impl GatewayConfig {
         self
     }
 
+    /// Presence takeover (default on): when a connection's login to an
+    /// alias is granted, an older connection of the same app and device id
+    /// logged in to the same business and alias is closed with
+    /// `REPLACED`, whichever node of a cluster holds it; a client does not
+    /// reconnect by itself after `REPLACED` (`docs/cluster.md`, "Presence
+    /// and takeover"). Send-only logins neither replace nor are replaced.
+    /// Off: one device may hold any number of connections logged in as the
+    /// same alias, and a cluster engine keeps no presence claims.
+    pub fn takeover(&mut self, on: bool) -> &mut Self {
+        self.takeover = on;
+        self
+    }
+
     /// The businesses app `app` has: a push to any other business of the
     /// app is refused ([`PushError::UnknownBiz`](super::PushError::UnknownBiz);
     /// nobody could ever log in to receive it). An app without a list (the
@@ -248,6 +265,7 @@ impl Default for GatewayConfig {
             max_rooms_per_app: 10_000,
             max_room_joins: 32,
             max_uplink_in_flight: 65_536,
+            takeover: true,
             businesses: HashMap::new(),
         }
     }

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use pike_channel::StreamId;
 use proto::tunnel::{ErrorCode, ReconnectAdvice};
 
+use super::engine::LoginId;
 use super::store::{StoredMessage, StreamKey};
 use super::trace::{ClosedTraces, SharedTrace};
 
@@ -319,24 +320,61 @@ impl Registry {
         mutex(&self.closed).insert(entry.token, entry.app, entry.trace);
     }
 
-    pub(crate) fn add_login(&self, id: ConnId, login: LoginInfo) {
-        let key = {
+    /// Registers a granted login. With `takeover`, the node's other
+    /// connections of the same app and device logged in to the same alias
+    /// stream are replaced by this one: their senders are returned, for
+    /// the caller to close them (`REPLACED`). Under the stream index's lock,
+    /// so that of two logins racing, the later replaces the earlier.
+    pub(crate) fn add_login(
+        &self,
+        id: ConnId,
+        login: LoginInfo,
+        takeover: bool,
+    ) -> Vec<CommandSender> {
+        let (key, device) = {
             let mut conns = write(&self.conns);
             let Some(entry) = conns.get_mut(&id) else {
-                return;
+                return Vec::new();
             };
             let key = StreamKey::new(&entry.app, &login.biz, &login.alias);
             // Exactly sized: one login is the common case (a growing `Vec`
             // would take four slots).
             entry.logins.reserve_exact(1);
             entry.logins.push(login);
-            key
+            (key, entry.device_id.clone())
         };
         let mut streams = write(&self.streams);
         let ids = streams.entry(key).or_default();
+        let replaced = if takeover {
+            let conns = read(&self.conns);
+            ids.iter()
+                .filter(|other| **other != id)
+                .filter_map(|other| conns.get(other))
+                .filter(|e| e.device_id == device)
+                .map(ConnEntry::sender)
+                .collect()
+        } else {
+            Vec::new()
+        };
         if !ids.contains(&id) {
             ids.push(id);
         }
+        replaced
+    }
+
+    /// The sender of connection `token` if it is logged in as `login`.
+    pub(crate) fn sender_for_login(&self, login: &LoginId, token: &str) -> Option<CommandSender> {
+        let id = *read(&self.tokens).get(token)?;
+        read(&self.conns)
+            .get(&id)
+            .filter(|e| {
+                e.app == login.stream.app
+                    && e.device_id == login.device
+                    && e.logins
+                        .iter()
+                        .any(|l| l.biz == login.stream.biz && l.alias == login.stream.alias)
+            })
+            .map(ConnEntry::sender)
     }
 
     pub(crate) fn remove_login(&self, id: ConnId, stream: StreamId) {
@@ -454,10 +492,32 @@ impl Registry {
         after: Option<ConnId>,
         limit: usize,
     ) -> ConnectionPage {
+        let (total, numbered, more) = self.connections_after(app, after, limit);
+        let next = if more {
+            numbered.last().map(|(id, _)| *id)
+        } else {
+            None
+        };
+        ConnectionPage {
+            total,
+            connections: numbered.into_iter().map(|(_, c)| c).collect(),
+            next,
+        }
+    }
+
+    /// [`connections_page`](Self::connections_page) with each connection's
+    /// number: the app's connection count, up to `limit` connections after
+    /// `after`, and whether more follow.
+    pub(crate) fn connections_after(
+        &self,
+        app: &str,
+        after: Option<ConnId>,
+        limit: usize,
+    ) -> (usize, Vec<(ConnId, ConnectionInfo)>, bool) {
         let (total, ids, more) = {
             let by_app = read(&self.by_app);
             let Some(set) = by_app.get(app) else {
-                return ConnectionPage::default();
+                return (0, Vec::new(), false);
             };
             let start = after.map_or(Bound::Unbounded, Bound::Excluded);
             let mut range = set.range((start, Bound::Unbounded));
@@ -467,14 +527,10 @@ impl Registry {
         let connections = {
             let conns = read(&self.conns);
             ids.iter()
-                .filter_map(|id| conns.get(id).map(info))
+                .filter_map(|id| conns.get(id).map(|e| (*id, info(e))))
                 .collect()
         };
-        ConnectionPage {
-            total,
-            connections,
-            next: if more { ids.last().copied() } else { None },
-        }
+        (total, connections, more)
     }
 
     /// The sender of the connection with `token`, if it belongs to `app`.

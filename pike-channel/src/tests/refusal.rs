@@ -134,6 +134,8 @@ fn each_final_code_stops_and_each_other_code_reconnects() {
         ErrorCode::AuthFailed,
         ErrorCode::TokenExpired,
         ErrorCode::InvalidArgument,
+        // The same device logged in elsewhere (`docs/cluster.md`).
+        ErrorCode::Replaced,
     ] {
         let (mut client, id, t) = dialing();
         client.handle_connect_refused(id, code, "no".into(), None, t);

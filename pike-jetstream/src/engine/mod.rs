@@ -21,17 +21,22 @@
 //! ```
 
 mod inbox;
+mod presence;
 mod resync;
 mod rooms;
 mod router;
+mod views;
 
 use std::sync::Arc;
 
 use pike_api::server::engine::{Directory, Engine, EngineError, NodeSink, UplinkLedger};
 use pike_api::server::{self as api, BoxFuture, StoredMessage, UplinkRecord};
 
+use self::presence::Claims;
+pub use self::presence::{MAX_RENEWALS_PER_ROUND, RETRY_EVERY, VIEW_WINDOW};
 use self::rooms::RoomWatches;
 use self::router::Routes;
+pub use self::views::MAX_VIEW_CONNECTIONS;
 use crate::cluster::Cluster;
 use crate::error::Error;
 use crate::keys::StreamKey;
@@ -46,6 +51,15 @@ pub struct JetStreamEngine {
     node: Arc<dyn NodeSink>,
     routes: Routes,
     rooms: RoomWatches,
+    /// This process's boot id: tells its claims from those of an earlier
+    /// process with the same node name.
+    boot: u64,
+    /// The node's presence claims.
+    claims: Claims,
+    /// The engine itself, for the background work its methods start.
+    me: std::sync::Weak<Self>,
+    /// Dropped with the engine: ends its background tasks.
+    alive: tokio::sync::watch::Sender<()>,
 }
 
 impl std::fmt::Debug for JetStreamEngine {
@@ -64,19 +78,26 @@ impl JetStreamEngine {
     pub fn factory(cluster: Cluster) -> impl FnOnce(Arc<dyn NodeSink>) -> Engine + Send + 'static {
         move |node| {
             let every = cluster.config().probe_interval;
-            let engine = Arc::new(Self {
+            let engine = Arc::new_cyclic(|me| Self {
                 cluster,
                 node,
                 routes: Routes::default(),
                 rooms: RoomWatches::default(),
+                boot: fastrand::u64(1..),
+                claims: Claims::default(),
+                me: me.clone(),
+                alive: tokio::sync::watch::channel(()).0,
             });
+            engine.cluster.spawn_lease();
+            engine.spawn_presence();
             tokio::spawn(resync::watch(Arc::downgrade(&engine), every));
             Engine {
                 inbox: engine.clone(),
                 directory: engine.clone(),
                 router: engine.clone(),
                 uplinks: engine.clone(),
-                rooms: engine,
+                rooms: engine.clone(),
+                presence: engine,
             }
         }
     }

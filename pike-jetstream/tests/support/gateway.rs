@@ -19,6 +19,8 @@ use super::support::NatsCluster;
 
 /// A gateway serving on loopback TCP.
 pub struct Node {
+    /// The gateway's cluster handle (health, leases).
+    pub cluster: Cluster,
     pub addr: SocketAddr,
     pub pusher: PushHandle,
     pub serving: JoinHandle<()>,
@@ -31,7 +33,7 @@ pub async fn gateway(nats: &NatsCluster, name: &str, nats_node: usize) -> Node {
         .expect("cluster connect");
     let gateway = Gateway::builder()
         .tcp("127.0.0.1:0".parse().expect("address"))
-        .engine(JetStreamEngine::factory(cluster))
+        .engine(JetStreamEngine::factory(cluster.clone()))
         .bind()
         .await
         .expect("gateway bound");
@@ -39,6 +41,7 @@ pub async fn gateway(nats: &NatsCluster, name: &str, nats_node: usize) -> Node {
     let pusher = gateway.push_handle();
     let serving = tokio::spawn(gateway.serve());
     Node {
+        cluster,
         addr,
         pusher,
         serving,

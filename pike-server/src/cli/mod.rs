@@ -7,7 +7,7 @@
 //! Exit statuses (also in `pike --help`): 0 done; 1 the gateway, a backend
 //! or the HTTP API refused or failed the operation; 2 usage (bad arguments,
 //! no credentials found); 3 the gateway or the HTTP API could not be reached
-//! or did not answer in time (trying again may help); 4 to 9 the gateway
+//! or did not answer in time (trying again may help); 4 to 10 the gateway
 //! refused the device for good, one status per class of non-retryable
 //! close code (see the `refusal` module).
 
@@ -32,7 +32,7 @@ mod try_commands;
 
 pub use try_commands::{Invocation, try_commands};
 
-/// What `pike --help` says about exit statuses (4 to 9: the classes of
+/// What `pike --help` says about exit statuses (4 to 10: the classes of
 /// [`refusal::CLASSES`], checked by a test).
 const EXIT_STATUSES: &str = "\
 Exit status:
@@ -49,7 +49,8 @@ Exit status:
   6  credential expired
   7  forbidden: the credential does not allow this business or device
   8  the gateway speaks no protocol version this pike speaks
-  9  the gateway refused a value it was sent (e.g. --device, --alias too long)";
+  9  the gateway refused a value it was sent (e.g. --device, --alias too long)
+  10  replaced: the same device logged in to the same alias on a newer connection";
 
 /// `pike`: talk to a Pike gateway.
 #[derive(Debug, Parser)]

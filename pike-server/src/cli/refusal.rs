@@ -36,6 +36,11 @@ pub(crate) const CLASSES: &[(u8, &[ErrorCode], &str)] = &[
         &[ErrorCode::InvalidArgument],
         "the gateway refused a value it was sent (e.g. --device, --alias too long)",
     ),
+    (
+        10,
+        &[ErrorCode::Replaced],
+        "replaced: the same device logged in to the same alias on a newer connection",
+    ),
 ];
 
 /// The exit status for a refusal with `code`: its class's, else 1.

@@ -23,11 +23,17 @@ pub(crate) async fn disconnect(
     ApiJson(body): ApiJson<DisconnectBody>,
 ) -> Result<Json<DisconnectResponse>, ApiError> {
     let (target, reason) = to_target(body)?;
-    let disconnected = state
+    let view = state
         .push_handle()
-        .disconnect(&caller.app, &target, &reason);
+        .cluster_disconnect(&caller.app, &target, &reason)
+        .await?;
+    let disconnected = view.value;
     tracing::info!(app = %caller.app, ?target, disconnected, "disconnect requested");
-    Ok(Json(DisconnectResponse { disconnected }))
+    Ok(Json(DisconnectResponse {
+        disconnected,
+        nodes_answered: view.nodes_answered,
+        nodes_expected: view.nodes_expected,
+    }))
 }
 
 /// Validates a disconnect body: exactly one target, and the reason.

@@ -5,6 +5,7 @@
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use pike_api::server::engine::EngineError;
 use pike_api::server::{PushError, RoomError, RoomScope};
 
 use super::model::{ErrorBody, ErrorDetail};
@@ -211,6 +212,23 @@ impl From<PushError> for ApiError {
             e => {
                 tracing::error!(error = %e, "push failed");
                 Self::new(ErrorCode::Internal, "the push failed unexpectedly")
+            }
+        }
+    }
+}
+
+impl From<EngineError> for ApiError {
+    /// A cluster-wide view that could not be asked (the cluster engine
+    /// cannot reach NATS): 503, retry later.
+    fn from(error: EngineError) -> Self {
+        match error {
+            EngineError::Unavailable(reason) => Self::new(
+                ErrorCode::Unavailable,
+                format!("the cluster is unreachable ({reason}); retry later"),
+            ),
+            EngineError::Failed(reason) => {
+                tracing::error!(error = %reason, "cluster view failed");
+                Self::new(ErrorCode::Internal, "the cluster view failed unexpectedly")
             }
         }
     }

@@ -117,8 +117,14 @@ pub struct PresenceQuery {
 pub struct PresenceResponse {
     /// Whether at least one connection is logged in as the alias.
     pub online: bool,
-    /// Those connections.
+    /// Those connections (on every gateway node that answered).
     pub connections: Vec<Connection>,
+    /// Gateway nodes that answered (1 on a single node).
+    pub nodes_answered: usize,
+    /// Gateway nodes alive when asked; more than `nodes_answered`: the
+    /// answer misses the connections of the nodes that did not answer in
+    /// time (500 ms).
+    pub nodes_expected: usize,
 }
 
 /// Query of `GET /v1/connections`.
@@ -144,6 +150,12 @@ pub struct ConnectionsResponse {
     /// The `cursor` of the next page; absent on the last page.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_cursor: Option<String>,
+    /// Gateway nodes that answered (1 on a single node).
+    pub nodes_answered: usize,
+    /// Gateway nodes alive when asked; more than `nodes_answered`: the
+    /// answer misses the connections of the nodes that did not answer in
+    /// time (500 ms).
+    pub nodes_expected: usize,
 }
 
 /// Body of `POST /v1/disconnect`: exactly one of `device`, `alias` (with
@@ -178,6 +190,12 @@ pub struct DisconnectBody {
 pub struct DisconnectResponse {
     /// Connections told to close (0 when none matched).
     pub disconnected: usize,
+    /// Gateway nodes that answered (1 on a single node).
+    pub nodes_answered: usize,
+    /// Gateway nodes alive when asked; more than `nodes_answered`: the
+    /// answer misses the connections of the nodes that did not answer in
+    /// time (500 ms).
+    pub nodes_expected: usize,
 }
 
 /// A client connection.
@@ -217,6 +235,12 @@ pub struct TraceResponse {
     pub token: String,
     /// Its signals, oldest first.
     pub events: Vec<TraceEventBody>,
+    /// Gateway nodes that answered (1 on a single node).
+    pub nodes_answered: usize,
+    /// Gateway nodes alive when asked; more than `nodes_answered`: the
+    /// answer misses the connections of the nodes that did not answer in
+    /// time (500 ms).
+    pub nodes_expected: usize,
 }
 
 /// One signal of a connection trace.
@@ -264,10 +288,14 @@ pub struct TokenResponse {
 /// Answer of `GET /healthz`.
 #[derive(Clone, Debug, Deserialize, Eq, PartialEq, Serialize)]
 pub struct HealthResponse {
-    /// `ok`.
+    /// `ok` (200), or `unavailable` (503): the cluster engine cannot reach
+    /// NATS or JetStream does not answer; pushes are refused meanwhile.
     pub status: String,
-    /// Open client connections, all apps.
+    /// Open client connections on this gateway, all apps.
     pub connections: usize,
+    /// Why the engine is unavailable (only with `unavailable`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// Body of every 4xx and 5xx answer.

@@ -3,9 +3,10 @@
 
 use axum::Json;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use pike_api::server::engine::EngineHealth;
 
 use super::error::{ApiError, ErrorCode};
 use super::model::HealthResponse;
@@ -14,11 +15,29 @@ use super::state::HttpState;
 /// Content type of the Prometheus text exposition format.
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-pub(crate) async fn healthz(State(state): State<HttpState>) -> Json<HealthResponse> {
-    Json(HealthResponse {
-        status: "ok".to_owned(),
-        connections: state.push_handle().connection_count(),
-    })
+/// 200 `ok` while the engine serves; 503 `unavailable` with the reason
+/// while a cluster node cannot reach NATS (the embedded engine is always
+/// ready). The connection count is this gateway's.
+pub(crate) async fn healthz(State(state): State<HttpState>) -> Response {
+    let push = state.push_handle();
+    let connections = push.connection_count();
+    match push.engine_health() {
+        EngineHealth::Ready => Json(HealthResponse {
+            status: "ok".to_owned(),
+            connections,
+            reason: None,
+        })
+        .into_response(),
+        EngineHealth::Unavailable(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(HealthResponse {
+                status: "unavailable".to_owned(),
+                connections,
+                reason: Some(reason),
+            }),
+        )
+            .into_response(),
+    }
 }
 
 pub(crate) async fn metrics(State(state): State<HttpState>) -> Result<Response, ApiError> {

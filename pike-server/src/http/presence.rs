@@ -24,15 +24,16 @@ pub(crate) async fn presence(
 ) -> Result<Json<PresenceResponse>, ApiError> {
     validate::id("biz", &query.biz)?;
     validate::id("alias", &query.alias)?;
-    let connections: Vec<Connection> = state
+    let view = state
         .push_handle()
-        .presence(&caller.app, &query.biz, &query.alias)
-        .into_iter()
-        .map(Connection::from)
-        .collect();
+        .cluster_presence(&caller.app, &query.biz, &query.alias)
+        .await?;
+    let connections: Vec<Connection> = view.value.into_iter().map(Connection::from).collect();
     Ok(Json(PresenceResponse {
         online: !connections.is_empty(),
         connections,
+        nodes_answered: view.nodes_answered,
+        nodes_expected: view.nodes_expected,
     }))
 }
 
@@ -52,13 +53,17 @@ pub(crate) async fn connections(
         None => None,
         Some(cursor) => Some(parse_cursor(cursor)?),
     };
-    let page = state
+    let view = state
         .push_handle()
-        .connections_page(&caller.app, after, limit);
+        .cluster_connections_page(&caller.app, after, limit)
+        .await?;
+    let page = view.value;
     Ok(Json(ConnectionsResponse {
         total: page.total,
         connections: page.connections.into_iter().map(Connection::from).collect(),
         next_cursor: page.next.map(|next| next.to_string()),
+        nodes_answered: view.nodes_answered,
+        nodes_expected: view.nodes_expected,
     }))
 }
 

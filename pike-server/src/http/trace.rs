@@ -15,7 +15,12 @@ pub(crate) async fn trace(
 ) -> Result<Json<TraceResponse>, ApiError> {
     // A token of another app is "not found" too: an app learns nothing of
     // another app's connections.
-    let Some(events) = state.push_handle().trace(&caller.app, &token) else {
+    let view = state
+        .push_handle()
+        .cluster_trace(&caller.app, &token)
+        .await?;
+    let (nodes_answered, nodes_expected) = (view.nodes_answered, view.nodes_expected);
+    let Some(events) = view.value else {
         return Err(ApiError::not_found(
             "no connection with this token (open or recently closed) in this app",
         ));
@@ -30,5 +35,7 @@ pub(crate) async fn trace(
                 detail: e.detail,
             })
             .collect(),
+        nodes_answered,
+        nodes_expected,
     }))
 }

@@ -45,7 +45,7 @@ pub(crate) fn cluster_connector(endpoints: Vec<SocketAddr>, device: &str) -> Box
     BoxConnector::new(TunnelConnector::new(dialer, endpoints, hello))
 }
 
-fn gateway_config(urls: &[String], node: &str) -> pike_server::config::Config {
+pub(crate) fn gateway_config(urls: &[String], node: &str) -> pike_server::config::Config {
     let mut config = config(vec![app("shop", vec![biz("chat")])]);
     config.cluster.nats = urls.to_vec();
     config.cluster.node = node.into();
@@ -110,12 +110,11 @@ async fn sigkill_of_a_gateway_mid_pushes_loses_and_duplicates_nothing() {
         }));
         proxies.push((proxy, client));
     }
+    let listed = gw1.api("shop").get("/v1/connections?limit=1000").await;
     assert_eq!(
-        gw1.api("shop").get("/v1/connections?limit=1000").await.body["connections"]
-            .as_array()
-            .map_or(0, Vec::len),
+        listed.body["connections"].as_array().map_or(0, Vec::len),
         DEVICES,
-        "every device is on gw1"
+        "every device is on gw1: {listed:?}"
     );
 
     // 2,000 pushes through gw2 and gw3, round robin over the aliases; gw1

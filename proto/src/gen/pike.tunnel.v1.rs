@@ -120,6 +120,12 @@ pub enum ErrorCode {
     Internal = 12,
     /// The connection limit is reached.
     Overloaded = 13,
+    /// The same device logged in to the same business and alias on another
+    /// connection (on this node or another node of the cluster): this older
+    /// connection is closed. Not retryable: a client does not reconnect by
+    /// itself after it, or two copies of one device would take the login from
+    /// each other in turn (as MQTT clients with one client id do).
+    Replaced = 14,
     /// The credential is invalid (bad signature, wrong scope).
     AuthFailed = 100,
     /// The credential has expired.
@@ -164,6 +170,7 @@ impl ErrorCode {
             Self::UnknownApp => "ERROR_CODE_UNKNOWN_APP",
             Self::Internal => "ERROR_CODE_INTERNAL",
             Self::Overloaded => "ERROR_CODE_OVERLOADED",
+            Self::Replaced => "ERROR_CODE_REPLACED",
             Self::AuthFailed => "ERROR_CODE_AUTH_FAILED",
             Self::TokenExpired => "ERROR_CODE_TOKEN_EXPIRED",
             Self::Forbidden => "ERROR_CODE_FORBIDDEN",
@@ -193,6 +200,7 @@ impl ErrorCode {
             "ERROR_CODE_UNKNOWN_APP" => Some(Self::UnknownApp),
             "ERROR_CODE_INTERNAL" => Some(Self::Internal),
             "ERROR_CODE_OVERLOADED" => Some(Self::Overloaded),
+            "ERROR_CODE_REPLACED" => Some(Self::Replaced),
             "ERROR_CODE_AUTH_FAILED" => Some(Self::AuthFailed),
             "ERROR_CODE_TOKEN_EXPIRED" => Some(Self::TokenExpired),
             "ERROR_CODE_FORBIDDEN" => Some(Self::Forbidden),

@@ -12,9 +12,9 @@ use super::interests::{self, Interests};
 use super::{Conn, LoginReady, StreamState, Work, now};
 use crate::server::auth::{AuthError, LoginRequest};
 use crate::server::clock::unix_ms;
-use crate::server::engine::EngineError;
+use crate::server::engine::{Claim, EngineError, LoginId, replaced_command};
 use crate::server::login_expiry;
-use crate::server::registry::LoginInfo;
+use crate::server::registry::{CommandSender, LoginInfo};
 use crate::server::store::StreamKey;
 
 impl Conn {
@@ -93,13 +93,52 @@ impl Conn {
         }));
     }
 
-    /// Gives back the engine subscriptions of a login that ends.
+    /// Gives back the engine subscriptions and the presence claim of a
+    /// login that ends.
     pub(super) fn release(&self, state: &StreamState) {
         if state.send_only {
             return;
         }
         let device = state.device_verified.then(|| self.device_id());
         interests::release(&self.hub, &state.key, device);
+        if self.hub.config.takeover {
+            self.hub
+                .engine
+                .presence
+                .release(self.login_id(&state.key), self.token.clone());
+        }
+    }
+
+    /// A granted login replaces the node's older connections of the same
+    /// device and login (`replaced`, from the registry) and claims the
+    /// login in the engine, which replaces those of other nodes.
+    fn take_over(&self, biz: &str, alias: &str, replaced: Vec<CommandSender>) {
+        if !self.hub.config.takeover {
+            return;
+        }
+        let closed = replaced
+            .into_iter()
+            .filter(|sender| sender.try_send(replaced_command()).is_ok())
+            .count();
+        if closed > 0 {
+            self.record(
+                "takeover",
+                format!("biz={biz} alias={alias} replaced {closed} older connection(s) here"),
+            );
+        }
+        let key = StreamKey::new(self.app(), biz, alias);
+        self.hub.engine.presence.claim(Claim {
+            login: self.login_id(&key),
+            token: self.token.clone(),
+            since_ms: unix_ms(),
+        });
+    }
+
+    fn login_id(&self, key: &StreamKey) -> LoginId {
+        LoginId {
+            stream: key.clone(),
+            device: self.device_id().to_owned(),
+        }
     }
 
     /// Gives back the subscriptions of every login (the connection ends).
@@ -168,7 +207,8 @@ impl Conn {
         // A send-only login is no recipient: not registered for pushes,
         // and its backlog is not read (`docs/protocol.md`, `send_only`).
         if !ready.send_only {
-            self.hub.registry.add_login(
+            let takeover = self.hub.config.takeover;
+            let replaced = self.hub.registry.add_login(
                 self.id,
                 LoginInfo {
                     stream,
@@ -178,7 +218,9 @@ impl Conn {
                     since_ms: unix_ms(),
                     device_verified: ready.grant.device_verified,
                 },
+                takeover,
             );
+            self.take_over(&biz, &alias, replaced);
         }
         let key = StreamKey::new(self.app(), biz, alias);
         self.streams.insert(

@@ -4,8 +4,9 @@
 use std::sync::Arc;
 
 use super::{
-    AppendPush, Directory, EngineError, Inbox, Interest, LocalDelivery, LoginStart, NodeSink,
-    Position, RoomBus, RoomBusMessage, RouteTarget, Router, TransientMessage, UplinkLedger,
+    AppendPush, Claim, ClusterView, Directory, EngineError, EngineHealth, Inbox, Interest,
+    LocalDelivery, LoginId, LoginStart, NodeSink, Position, Presence, RoomBus, RoomBusMessage,
+    RouteTarget, Router, TransientMessage, UplinkLedger, ViewAnswer, ViewQuery,
 };
 use crate::server::store::{
     Appended, BoxFuture, ReadBatch, Store, StoredMessage, StreamKey, UplinkRecord,
@@ -166,4 +167,24 @@ impl RoomBus for EmbeddedEngine {
     }
 
     fn watch(&self, _app: &str, _room: &str, _members: bool) {}
+}
+
+impl Presence for EmbeddedEngine {
+    /// One node: the registry already replaced the node's older connection.
+    fn claim(&self, _claim: Claim) {}
+
+    fn release(&self, _login: LoginId, _token: String) {}
+
+    fn gather(
+        &self,
+        query: ViewQuery,
+    ) -> BoxFuture<'_, Result<ClusterView<Vec<ViewAnswer>>, EngineError>> {
+        Box::pin(std::future::ready(Ok(ClusterView::local(vec![
+            self.node.query(&query),
+        ]))))
+    }
+
+    fn health(&self) -> EngineHealth {
+        EngineHealth::Ready
+    }
 }

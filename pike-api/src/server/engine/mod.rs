@@ -12,6 +12,9 @@
 //! - [`UplinkLedger`]: which uplink messages were delivered, for exactly-once
 //!   hand-off to the backends;
 //! - [`RoomBus`]: live rooms whose members are on several nodes.
+//! - [`Presence`]: presence claims (a device's newer connection replaces
+//!   its older one on another node), cluster-wide views and the engine's
+//!   health.
 //!
 //! The embedded engine ([`Engine::embedded`]) puts these on a [`Store`]
 //! (redb in `pike-server`, [`MemoryStore`](super::MemoryStore) in tests)
@@ -24,12 +27,16 @@
 
 mod embedded;
 mod node;
+mod presence;
 mod rooms;
 mod types;
 
 use std::sync::Arc;
 
-pub(crate) use self::node::LocalNode;
+pub(crate) use self::node::{LocalNode, disconnect as disconnect_local, replaced_command};
+pub use self::presence::{
+    Claim, ClusterView, EngineHealth, LoginId, Presence, ViewAnswer, ViewQuery,
+};
 pub use self::rooms::{RoomBus, RoomBusMessage};
 pub use self::types::{
     AppendPush, EngineError, Interest, LocalDelivery, LoginStart, Position, RouteTarget,
@@ -175,6 +182,13 @@ pub trait NodeSink: Send + Sync + 'static {
     /// name, if it exists, publishes it to its members (its room cap
     /// applies, no publisher cap).
     fn room(&self, message: RoomBusMessage);
+    /// Another node took `login` over: closes this node's connection
+    /// `token` with `REPLACED` if it is still logged in as `login`.
+    /// Returns whether it was told to close.
+    fn replace(&self, login: &LoginId, token: &str) -> bool;
+
+    /// Answers a cluster-wide view from this node's connections.
+    fn query(&self, query: &ViewQuery) -> ViewAnswer;
 }
 
 /// The engine a gateway is built with.
@@ -190,6 +204,8 @@ pub struct Engine {
     pub uplinks: Arc<dyn UplinkLedger>,
     /// Rooms across nodes.
     pub rooms: Arc<dyn RoomBus>,
+    /// Presence claims, cluster-wide views, health.
+    pub presence: Arc<dyn Presence>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -208,7 +224,8 @@ impl Engine {
             directory: engine.clone(),
             router: engine.clone(),
             uplinks: engine.clone(),
-            rooms: engine,
+            rooms: engine.clone(),
+            presence: engine,
         }
     }
 }

@@ -3,10 +3,17 @@
 
 use std::sync::Arc;
 
-use super::{LocalDelivery, NodeSink, RoomBusMessage, RouteTarget, TransientMessage};
+use proto::tunnel::ErrorCode;
+
+use super::{
+    LocalDelivery, LoginId, NodeSink, RoomBusMessage, RouteTarget, TransientMessage, ViewAnswer,
+    ViewQuery,
+};
+use crate::server::push::{DISCONNECT_CODE, DisconnectTarget};
 use crate::server::registry::{CommandSender, ConnCommand, Registry};
 use crate::server::room::Rooms;
 use crate::server::store::{StoredMessage, StreamKey};
+use crate::server::trace;
 
 /// The gateway's [`NodeSink`]: its connection registry and its rooms.
 #[derive(Debug)]
@@ -45,6 +52,79 @@ impl NodeSink for LocalNode {
     fn room(&self, message: RoomBusMessage) {
         self.rooms.publish_remote(message);
     }
+    fn replace(&self, login: &LoginId, token: &str) -> bool {
+        self.registry
+            .sender_for_login(login, token)
+            .is_some_and(|sender| sender.try_send(replaced_command()).is_ok())
+    }
+
+    fn query(&self, query: &ViewQuery) -> ViewAnswer {
+        let registry = &self.registry;
+        match query {
+            ViewQuery::Presence(stream) => ViewAnswer::Presence(registry.presence(stream)),
+            ViewQuery::Connections { app, after, limit } => {
+                let after = (*after > 0).then_some(*after);
+                let (total, connections, more) = registry.connections_after(app, after, *limit);
+                ViewAnswer::Connections {
+                    total,
+                    connections,
+                    more,
+                }
+            }
+            ViewQuery::Count => ViewAnswer::Count(registry.len()),
+            ViewQuery::Trace { app, token } => ViewAnswer::Trace(
+                registry
+                    .trace(app, token)
+                    .map(|trace| trace::lock(&trace).events()),
+            ),
+            ViewQuery::Disconnect {
+                app,
+                target,
+                reason,
+            } => ViewAnswer::Disconnected(disconnect(registry, app, target, reason)),
+        }
+    }
+}
+
+/// The close a connection gets when a newer connection of its device takes
+/// its login.
+pub(crate) fn replaced_command() -> ConnCommand {
+    ConnCommand::Close {
+        code: ErrorCode::Replaced,
+        message: "logged in elsewhere: a newer connection of this device took the login".into(),
+    }
+}
+
+/// Closes this node's connections of `app` that `target` names, with
+/// [`DISCONNECT_CODE`] and `reason`; returns how many were told to close.
+pub(crate) fn disconnect(
+    registry: &Registry,
+    app: &str,
+    target: &DisconnectTarget,
+    reason: &str,
+) -> usize {
+    let senders = match target {
+        DisconnectTarget::Device(device) => registry.senders_of_device(app, device),
+        DisconnectTarget::Alias { biz, alias } => {
+            registry.senders_for_stream(&StreamKey::new(app, biz, alias))
+        }
+        DisconnectTarget::Connection(token) => {
+            registry.sender_for_token(app, token).into_iter().collect()
+        }
+    };
+    let closed = senders
+        .into_iter()
+        .filter(|sender| {
+            sender
+                .try_send(ConnCommand::Close {
+                    code: DISCONNECT_CODE,
+                    message: reason.to_owned(),
+                })
+                .is_ok()
+        })
+        .count();
+    metrics::counter!(crate::server::metric_families::DISCONNECTED_TOTAL).increment(closed as u64);
+    closed
 }
 
 fn deliver(

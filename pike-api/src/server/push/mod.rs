@@ -1,6 +1,7 @@
 //! Pushing downlink: [`PushHandle`], cheap to clone, usable from any task.
 
 mod rooms;
+mod views;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +12,7 @@ use proto::tunnel::ErrorCode;
 use super::clock::unix_ms;
 use super::engine::{AppendPush, EngineError, RouteTarget, TransientMessage};
 use super::hub::Hub;
-use super::registry::{ConnCommand, ConnectionInfo, ConnectionPage};
+use super::registry::{ConnectionInfo, ConnectionPage};
 use super::store::{Append, StoreError, StoredMessage, StreamKey};
 use super::trace::{self, TraceEvent};
 
@@ -322,17 +323,20 @@ impl PushHandle {
         Ok(receipt)
     }
 
-    /// The connections logged in as `alias` of `biz` in `app`.
+    /// The connections logged in as `alias` of `biz` in `app`, on this node
+    /// (all nodes: [`cluster_presence`](Self::cluster_presence)).
     pub fn presence(&self, app: &str, biz: &str, alias: &str) -> Vec<ConnectionInfo> {
         self.hub.registry.presence(&StreamKey::new(app, biz, alias))
     }
 
-    /// Up to `limit` connections of `app`, oldest first.
+    /// Up to `limit` connections of `app` on this node, oldest first.
     pub fn connections(&self, app: &str, limit: usize) -> Vec<ConnectionInfo> {
         self.connections_page(app, None, limit).connections
     }
 
-    /// One page of `app`'s connections, oldest first: up to `limit` of
+    /// One page of `app`'s connections on this node (all nodes:
+    /// [`cluster_connections_page`](Self::cluster_connections_page)), oldest
+    /// first: up to `limit` of
     /// those after `after` (the `next` of the previous page; `None` for the
     /// first page). Costs `limit` steps under the registry's locks, not the
     /// number of connections. Connections opened while paging appear on a
@@ -352,47 +356,23 @@ impl PushHandle {
             .saturating_sub(PUSH_FRAME_OVERHEAD)
     }
 
-    /// Closes the connections of `app` that `target` names, with close code
+    /// Closes the connections of `app` on this node (all nodes:
+    /// [`cluster_disconnect`](Self::cluster_disconnect)) that `target` names, with close code
     /// [`DISCONNECT_CODE`] and `reason` as the message; returns how many
     /// were told to close. Clients reconnect by their backoff (and log in
     /// again if their credentials still allow it): to keep a device out,
     /// stop issuing it credentials too.
     pub fn disconnect(&self, app: &str, target: &DisconnectTarget, reason: &str) -> usize {
-        let senders = match target {
-            DisconnectTarget::Device(device) => self.hub.registry.senders_of_device(app, device),
-            DisconnectTarget::Alias { biz, alias } => self
-                .hub
-                .registry
-                .senders_for_stream(&StreamKey::new(app, biz, alias)),
-            DisconnectTarget::Connection(token) => self
-                .hub
-                .registry
-                .sender_for_token(app, token)
-                .into_iter()
-                .collect(),
-        };
-        let closed = senders
-            .into_iter()
-            .filter(|sender| {
-                sender
-                    .try_send(ConnCommand::Close {
-                        code: DISCONNECT_CODE,
-                        message: reason.to_owned(),
-                    })
-                    .is_ok()
-            })
-            .count();
-        metrics::counter!(crate::server::metric_families::DISCONNECTED_TOTAL)
-            .increment(closed as u64);
-        closed
+        crate::server::engine::disconnect_local(&self.hub.registry, app, target, reason)
     }
 
-    /// Number of open connections.
+    /// Number of open connections on this node.
     pub fn connection_count(&self) -> usize {
         self.hub.registry.len()
     }
 
-    /// The signals of the connection with `token` (live or recently
+    /// The signals of the connection with `token` on this node (all nodes:
+    /// [`cluster_trace`](Self::cluster_trace)) (live or recently
     /// closed), if it belongs to `app`.
     pub fn trace(&self, app: &str, token: &str) -> Option<Vec<TraceEvent>> {
         let trace = self.hub.registry.trace(app, token)?;
