@@ -333,7 +333,7 @@ async fn a_device_logging_in_on_another_gateway_replaces_its_older_connection() 
         .client(ClientOptions::new("chat", "u5", "any"))
         .unwrap();
     first.start();
-    running(&first).await;
+    running(&first, LIMIT).await;
     for i in 1..=2 {
         push(
             &b,
