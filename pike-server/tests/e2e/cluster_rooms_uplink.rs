@@ -65,13 +65,13 @@ async fn device(
 }
 
 async fn connections(gateway: &Server) -> usize {
-    gateway
+    // The node's own TCP connections (`/v1/connections` is cluster-wide).
+    let held = gateway
         .api("shop")
-        .get("/v1/connections?limit=100")
+        .metrics()
         .await
-        .body["connections"]
-        .as_array()
-        .map_or(0, Vec::len)
+        .value("pike_connections", &[("transport", "tcp")]);
+    held as usize
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
