@@ -489,9 +489,32 @@ async fn texts_until(
     .is_ok()
 }
 
-/// A node whose room stalls while the gate is held (a slow node).
+/// Stalls whoever passes while it is closed (at most [`LIMIT`]).
+#[derive(Default)]
+struct Gate {
+    closed: std::sync::Mutex<bool>,
+    opened: std::sync::Condvar,
+}
+
+impl Gate {
+    fn set_closed(&self, closed: bool) {
+        *self.closed.lock().expect("gate") = closed;
+        self.opened.notify_all();
+    }
+
+    fn pass(&self) {
+        let closed = self.closed.lock().expect("gate");
+        let (_open, waited) = self
+            .opened
+            .wait_timeout_while(closed, LIMIT, |closed| *closed)
+            .expect("gate");
+        assert!(!waited.timed_out(), "the gate stayed closed");
+    }
+}
+
+/// A node whose room stalls while the gate is closed (a slow node).
 struct GatedSink {
-    gate: Arc<std::sync::Mutex<()>>,
+    gate: Arc<Gate>,
     inner: RoomSink,
 }
 
@@ -505,7 +528,7 @@ impl NodeSink for GatedSink {
     }
 
     fn room(&self, message: RoomBusMessage) {
-        drop(self.gate.lock());
+        self.gate.pass();
         self.inner.room(message);
     }
 
@@ -532,7 +555,7 @@ async fn reliable_room_messages_a_slow_node_dropped_are_read_back_once_in_order(
     let mut config = nats.config("gw-b", vec![nats.url(1)]);
     config.subscription_capacity = pike_jetstream::MAX_BATCH + 1;
     let b = Cluster::connect(config).await.expect("b");
-    let gate = Arc::new(std::sync::Mutex::new(()));
+    let gate = Arc::new(Gate::default());
     let b = JetStreamEngine::factory(b)(Arc::new(GatedSink {
         gate: gate.clone(),
         inner: RoomSink(tx_b),
@@ -551,7 +574,7 @@ async fn reliable_room_messages_a_slow_node_dropped_are_read_back_once_in_order(
 
     // B's room stalls; A floods the room with barrage, then publishes
     // reliable messages: NATS drops what B's full subscription cannot take.
-    let stalled = gate.lock().expect("gate");
+    gate.set_closed(true);
     for i in 0..3 * pike_jetstream::MAX_BATCH {
         let mut flood = reliable("live:5", &format!("flood{i}"));
         flood.class = RoomClass::Droppable;
@@ -564,7 +587,7 @@ async fn reliable_room_messages_a_slow_node_dropped_are_read_back_once_in_order(
             .await
             .expect("stored");
     }
-    drop(stalled);
+    gate.set_closed(false);
 
     // The next reliable message B gets live shows the gap; B reads what it
     // missed first.

@@ -115,6 +115,7 @@ impl RoomBus for JetStreamEngine {
             node: self.node.clone(),
             key: key.clone(),
             last: 0,
+            started: false,
             since_ms: unix_ms().saturating_sub(CLOCK_MARGIN.as_millis() as u64),
         };
         let follower = Follower(runtime.spawn(state.run()));
@@ -135,6 +136,9 @@ struct FollowState {
     key: RoomKey,
     /// Stream sequence of the newest reliable message applied or skipped.
     last: u64,
+    /// `last` covers everything stored since `since_ms` (the start read
+    /// succeeded): a previous sequence above it is a gap worth reading.
+    started: bool,
     /// Reliable messages stored before this (unix ms) are older than the
     /// room's first member here.
     since_ms: u64,
@@ -157,7 +161,13 @@ impl FollowState {
                 },
                 () = &mut settle, if !settled => {
                     settled = true;
-                    self.fill(u64::MAX).await;
+                    if self.started {
+                        self.fill(u64::MAX).await;
+                    } else {
+                        // NATS failed the first time: never read the
+                        // room's older history as new.
+                        self.start().await;
+                    }
                 }
             }
         }
@@ -200,6 +210,7 @@ impl FollowState {
                 for message in batch {
                     self.apply(message);
                 }
+                self.started = true;
             }
             Err(e) => tracing::debug!(room = self.key.room(), error = %e, "room start read failed"),
         }
@@ -212,7 +223,7 @@ impl FollowState {
             if at.cursor <= self.last {
                 return;
             }
-            if self.last != 0 && at.previous > self.last {
+            if self.started && at.previous > self.last {
                 self.fill(at.cursor).await;
             }
         }

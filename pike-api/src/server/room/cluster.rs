@@ -20,13 +20,14 @@ impl Rooms {
             request.payload.len(),
         )?;
         let room = self.get_or_create(&request.app, &request.room)?;
-        let held = room.with_core(super::core::Core::reliable_len);
-        if held >= room.config.reliable_capacity {
-            return Err(RoomError::ReliableFull {
-                capacity: room.config.reliable_capacity,
-            });
+        match room.check_reliable(Instant::now()) {
+            // Closed: the room went idle meanwhile; the publish starts it
+            // again, empty.
+            Ok(()) | Err(PublishError::Closed) => Ok(()),
+            Err(PublishError::Full(full)) => Err(RoomError::ReliableFull {
+                capacity: full.capacity,
+            }),
         }
-        Ok(())
     }
 
     /// A message another node accepted: published into this node's room of

@@ -295,6 +295,26 @@ impl Core {
         }
     }
 
+    /// Refuses (and counts) a reliable message when the store is full.
+    fn admit_reliable(&mut self) -> Result<(), ReliableFull> {
+        if self.reliable.len() >= self.config.reliable_capacity {
+            self.counts.refused_reliable += 1;
+            return Err(ReliableFull {
+                capacity: self.config.reliable_capacity,
+            });
+        }
+        Ok(())
+    }
+
+    /// What [`publish`](Self::publish) of a reliable message would say
+    /// about the store at `now`, counted the same way, without publishing
+    /// (a cluster checks it before the message leaves the node).
+    pub(crate) fn check_reliable(&mut self, now: Instant) -> Result<(), ReliableFull> {
+        self.touch(now);
+        self.evict(now);
+        self.admit_reliable()
+    }
+
     /// Admits a message: reliable ones always (unless the store is full),
     /// droppable ones within the rate caps. Accepted messages get the next
     /// offset and are pending until [`release`](Self::release).
@@ -310,12 +330,7 @@ impl Core {
         self.evict(now);
         let reliable = class == RoomClass::Reliable;
         if reliable {
-            if self.reliable.len() >= self.config.reliable_capacity {
-                self.counts.refused_reliable += 1;
-                return Err(ReliableFull {
-                    capacity: self.config.reliable_capacity,
-                });
-            }
+            self.admit_reliable()?;
         } else if let Some(reason) = self.shed(priority, publisher, now) {
             match reason {
                 DropReason::RoomRate => self.counts.dropped_room_rate += 1,

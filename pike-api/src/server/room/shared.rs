@@ -313,6 +313,18 @@ impl Room {
         Ok(receipt)
     }
 
+    /// Whether the reliable store would take a message now (a refusal is
+    /// counted as a publish's would be).
+    pub(crate) fn check_reliable(&self, now: Instant) -> Result<(), PublishError> {
+        let mut guarded = self.guarded();
+        if guarded.closed {
+            return Err(PublishError::Closed);
+        }
+        let result = guarded.core.check_reliable(now);
+        export(&mut guarded);
+        result.map_err(PublishError::Full)
+    }
+
     /// Registers one more stream of connection `conn` as a member.
     pub(crate) fn join(
         &self,
