@@ -246,7 +246,7 @@ async fn a_gateway_cut_off_from_nats_catches_up_what_it_missed() {
     chat.start();
     running(&chat, LIMIT).await;
     let reliable = Delivery::Reliable { ttl: None };
-    push(&b, Target::Alias("u7".into()), "m1", reliable.clone()).await;
+    push(&b, Target::Alias("u7".into()), "m1", reliable).await;
     assert_eq!(receive(&chat, 1).await, vec![(1, "m1".into())]);
 
     // Cut gateway A off: its NATS server dies. Push through B while A is
@@ -266,7 +266,7 @@ async fn a_gateway_cut_off_from_nats_catches_up_what_it_missed() {
         }
         sent += 1;
         let text = format!("m{sent}");
-        push(&b, Target::Alias("u7".into()), &text, reliable.clone()).await;
+        push(&b, Target::Alias("u7".into()), &text, reliable).await;
     }
     let back = tokio::time::timeout(LIMIT, async {
         while !matches!(cluster_a.health(), pike_jetstream::Health::Ready) {
