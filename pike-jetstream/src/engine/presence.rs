@@ -51,6 +51,9 @@ struct ClaimState {
     since_ms: u64,
     /// When the claim was last written (`None`: not yet, or it failed).
     written: Option<Instant>,
+    /// The connection's logins of this (biz, alias): a connection may log
+    /// in twice as one alias, and the claim stays until the last logs out.
+    logins: u32,
 }
 
 impl Claims {
@@ -280,13 +283,21 @@ impl Presence for JetStreamEngine {
             token,
             since_ms,
         } = claim;
-        self.claims.lock().insert(
-            (login.clone(), token.clone()),
-            ClaimState {
-                since_ms,
-                written: None,
-            },
-        );
+        {
+            let mut claims = self.claims.lock();
+            let state = claims
+                .entry((login.clone(), token.clone()))
+                .or_insert(ClaimState {
+                    since_ms,
+                    written: None,
+                    logins: 0,
+                });
+            state.logins += 1;
+            if state.logins > 1 {
+                // Held (or being claimed) for the connection already.
+                return;
+            }
+        }
         let Some(engine) = self.me.upgrade() else {
             return;
         };
@@ -294,13 +305,17 @@ impl Presence for JetStreamEngine {
     }
 
     fn release(&self, login: LoginId, token: String) {
-        if self
-            .claims
-            .lock()
-            .remove(&(login.clone(), token.clone()))
-            .is_none()
         {
-            return;
+            let mut claims = self.claims.lock();
+            let key = (login.clone(), token.clone());
+            let Some(state) = claims.get_mut(&key) else {
+                return;
+            };
+            state.logins = state.logins.saturating_sub(1);
+            if state.logins > 0 {
+                return;
+            }
+            claims.remove(&key);
         }
         let Some(engine) = self.me.upgrade() else {
             return;
