@@ -619,3 +619,41 @@ async fn claims_outlive_their_ttl_by_renewal_and_a_newer_claim_closes_the_older_
     assert_eq!(holder.map(|h| h.token), Some("ghost-token".to_owned()));
     serving.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_view_says_partial_when_a_live_node_does_not_answer() {
+    let _trace = trace_init();
+    let nats = NatsCluster::start().await;
+    let a = gateway(&nats, "gw-a", 0).await;
+    let b = gateway(&nats, "gw-b", 1).await;
+    eventually("both nodes answer", || async {
+        a.pusher
+            .cluster_connection_count()
+            .await
+            .ok()
+            .filter(|v| v.nodes_expected == 2 && v.complete())
+    })
+    .await;
+    // A third node's lease, written by hand: alive for 10 s, and silent.
+    let js = async_nats::jetstream::new(b.cluster.client().clone());
+    let leases = js
+        .get_key_value(pike_jetstream::NODES_BUCKET)
+        .await
+        .expect("the lease bucket");
+    leases
+        .put("gw-silent", Bytes::from_static(b"{}"))
+        .await
+        .expect("lease written");
+    let started = tokio::time::Instant::now();
+    let view = a.pusher.cluster_connection_count().await.expect("a view");
+    let waited = started.elapsed();
+    assert_eq!((view.nodes_answered, view.nodes_expected), (2, 3));
+    assert!(!view.complete());
+    // The asker waited its window for the silent node, and no longer.
+    assert!(
+        waited >= pike_jetstream::VIEW_WINDOW && waited < pike_jetstream::VIEW_WINDOW * 10,
+        "{waited:?}"
+    );
+    a.serving.abort();
+    b.serving.abort();
+}
