@@ -27,7 +27,9 @@
 //! - rooms across nodes: [`Cluster::publish_room`], [`Cluster::subscribe_room`],
 //!   [`Cluster::read_room`], [`Cluster::room_last_cursor`];
 //! - cluster-wide views: [`Cluster::scatter`], [`Cluster::questions`],
-//!   [`Cluster::answer`], [`Cluster::live_nodes`];
+//!   [`Cluster::answer`], [`Cluster::live_nodes`] (anyone who can publish
+//!   on `q.all` or `ctl.<node>` can list and close connections: NATS
+//!   access is the cluster's trust boundary, as for appends);
 //! - [`Cluster::health`] (connection state, and a JetStream probe so that a
 //!   lost quorum shows too) and [`Cluster::epoch`].
 //!
@@ -54,6 +56,8 @@
 //! | presence claim lifetime | `presence_ttl` (1 h, whole seconds); released markers kept ≤ 2 × TTL | bucket `PIKE_PRESENCE` |
 //! | holder token | 1..=[`MAX_HOLDER_TOKEN_BYTES`] (256) bytes | [`Holder::token`] |
 //! | control message | [`MAX_CONTROL_BYTES`] (64 KiB) | [`Cluster::send_control`] |
+//! | presence claims of a node | one per granted login (the gateway's connections × logins per connection); written in the background, rewritten every `presence_ttl` / 3, failed ones retried every [`RETRY_EVERY`] (5 s), at most [`MAX_RENEWALS_PER_ROUND`] (2,048) per round | [`JetStreamEngine`] |
+//! | connections in one node's view answer | [`MAX_VIEW_CONNECTIONS`] (1,000); the asker waits [`VIEW_WINDOW`] (500 ms) at most | [`JetStreamEngine`] |
 //! | cluster-wide question / answer | [`MAX_QUERY_BYTES`] (1 MiB − 4 KiB); at most [`MAX_ANSWERS`] (256) answers within the asker's window | [`Cluster::scatter`] |
 //! | node lease | one key per node in `PIKE_NODES`, rewritten every [`LEASE_REFRESH`] (3 s), gone [`NODE_LEASE`] (10 s) after | [`Cluster::live_nodes`] |
 //! | messages buffered per subscription | `subscription_capacity` (4,096), then dropped (slow consumer) | [`LiveStream`], [`ControlStream`] |

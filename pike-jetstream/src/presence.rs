@@ -215,10 +215,7 @@ impl Cluster {
             .publish(format!("ctl.{node}"), payload)
             .await
             .map_err(|e| Error::Unavailable(format!("control: {e}")))?;
-        tokio::time::timeout(self.config().request_timeout, self.client().flush())
-            .await
-            .map_err(|_| Error::Unavailable("control: flush timed out".into()))?
-            .map_err(|e| Error::Unavailable(format!("control: flush: {e}")))
+        self.flushed("control").await
     }
 
     /// Subscribes to this node's control subject `ctl.<node>`; resolves once
@@ -230,10 +227,7 @@ impl Cluster {
             .subscribe(format!("ctl.{}", self.node()))
             .await
             .map_err(|e| Error::Unavailable(format!("control subscribe: {e}")))?;
-        tokio::time::timeout(self.config().request_timeout, self.client().flush())
-            .await
-            .map_err(|_| Error::Unavailable("control: flush timed out".into()))?
-            .map_err(|e| Error::Unavailable(format!("control: flush: {e}")))?;
+        self.flushed("control").await?;
         Ok(ControlStream { subscriber })
     }
 

@@ -19,7 +19,7 @@ use pike_api::pike_channel::test_util::trace_init;
 use pike_api::proto::tunnel::ErrorCode;
 use pike_api::server::{Delivery, DisconnectTarget, Gateway, PushRequest, Target};
 use pike_api::{ClientEvent, ClientOptions, ClientState, PikeClient, StopReason};
-use pike_jetstream::{Cluster, JetStreamEngine, LoginKey};
+use pike_jetstream::{Cluster, Holder, JetStreamEngine, LoginKey};
 use support::NatsCluster;
 
 /// Bound on every wait.
@@ -534,6 +534,125 @@ async fn presence_connection_list_trace_and_disconnect_span_both_gateways() {
         gone.then_some(())
     })
     .await;
+    a.serving.abort();
+    b.serving.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_outlive_their_ttl_by_renewal_and_a_newer_claim_closes_the_older_connection() {
+    let _trace = trace_init();
+    let nats = NatsCluster::start().await;
+    // A 2 s claim TTL: renewed every second.
+    let mut config = nats.config("gw-a", vec![nats.url(0)]);
+    config.presence_ttl = Duration::from_secs(2);
+    let cluster = Cluster::connect(config).await.expect("cluster connect");
+    let gateway = Gateway::builder()
+        .tcp("127.0.0.1:0".parse().unwrap())
+        .engine(JetStreamEngine::factory(cluster))
+        .bind()
+        .await
+        .unwrap();
+    let addr = gateway.local_addrs()[0].1;
+    let serving = tokio::spawn(gateway.serve());
+
+    let device = proxy(vec![addr], "phone-9");
+    let client = device
+        .client(ClientOptions::new("chat", "u9", "any"))
+        .unwrap();
+    client.start();
+    let token = running_token(&client).await;
+    let observer = Cluster::connect(nats.config("observer", nats.urls()))
+        .await
+        .expect("observer");
+    let login = LoginKey::new("demo", "chat", "u9", "phone-9").unwrap();
+    let held = eventually("the claim is written", || async {
+        observer.holder(&login).await.ok().flatten()
+    })
+    .await;
+    assert_eq!(
+        (held.node.as_str(), held.token.as_str()),
+        ("gw-a", token.as_str())
+    );
+
+    // Three TTLs later the claim is still there: renewed, not expired.
+    let until = tokio::time::Instant::now() + Duration::from_secs(6);
+    while tokio::time::Instant::now() < until {
+        let holder = observer.holder(&login).await.expect("holder read");
+        assert_eq!(holder.map(|h| h.token), Some(token.clone()), "renewed");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    // A newer claim from elsewhere whose replace order never arrives: the
+    // gateway's next renewal finds it and closes its older connection.
+    let newer = Holder {
+        node: "ghost".into(),
+        boot: 1,
+        token: "ghost-token".into(),
+        since_ms: held.since_ms + 60_000,
+    };
+    let replaced = observer.claim(&login, &newer).await.expect("claim");
+    assert_eq!(replaced.map(|h| h.token), Some(token.clone()));
+    let stop = tokio::time::timeout(LIMIT, async {
+        loop {
+            match client.next_event().await {
+                Some(ClientEvent::OnStop { reason }) => return reason,
+                Some(_) => {}
+                None => panic!("client gone"),
+            }
+        }
+    })
+    .await
+    .expect("the older connection is closed at the renewal");
+    assert!(
+        matches!(
+            &stop,
+            StopReason::AuthFailed {
+                code: ErrorCode::Replaced,
+                ..
+            }
+        ),
+        "{stop:?}"
+    );
+    // The gateway's renewal left the newer claim alone.
+    let holder = observer.holder(&login).await.expect("holder read");
+    assert_eq!(holder.map(|h| h.token), Some("ghost-token".to_owned()));
+    serving.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_view_says_partial_when_a_live_node_does_not_answer() {
+    let _trace = trace_init();
+    let nats = NatsCluster::start().await;
+    let a = gateway(&nats, "gw-a", 0).await;
+    let b = gateway(&nats, "gw-b", 1).await;
+    eventually("both nodes answer", || async {
+        a.pusher
+            .cluster_connection_count()
+            .await
+            .ok()
+            .filter(|v| v.nodes_expected == 2 && v.complete())
+    })
+    .await;
+    // A third node's lease, written by hand: alive for 10 s, and silent.
+    let js = async_nats::jetstream::new(b.cluster.client().clone());
+    let leases = js
+        .get_key_value(pike_jetstream::NODES_BUCKET)
+        .await
+        .expect("the lease bucket");
+    leases
+        .put("gw-silent", Bytes::from_static(b"{}"))
+        .await
+        .expect("lease written");
+    let started = tokio::time::Instant::now();
+    let view = a.pusher.cluster_connection_count().await.expect("a view");
+    let waited = started.elapsed();
+    assert_eq!((view.nodes_answered, view.nodes_expected), (2, 3));
+    assert!(!view.complete());
+    // The asker waited its window for the silent node, and no longer.
+    assert!(
+        waited >= pike_jetstream::VIEW_WINDOW && waited < pike_jetstream::VIEW_WINDOW * 10,
+        "{waited:?}"
+    );
     a.serving.abort();
     b.serving.abort();
 }

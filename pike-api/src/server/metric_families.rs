@@ -92,6 +92,9 @@ pub const TRANSIENT_DROPPED_TOTAL: &str = "pike_transient_dropped_total";
 pub const MESSAGES_STORED_TOTAL: &str = "pike_messages_stored_total";
 /// Connections told to close by a disconnect request.
 pub const DISCONNECTED_TOTAL: &str = "pike_disconnected_total";
+/// Connections told to close because a newer connection of their device
+/// took their login (`REPLACED`), on this node's order or another node's.
+pub const REPLACED_TOTAL: &str = "pike_replaced_total";
 /// Uplink messages received from clients.
 pub const UPLINK_RECEIVED_TOTAL: &str = "pike_uplink_received_total";
 /// Uplink messages queued on a login when one arrives.
@@ -250,6 +253,12 @@ pub const FAMILIES: &[MetricFamily] = &[
     counter(
         DISCONNECTED_TOTAL,
         "Connections told to close by a disconnect request.",
+        &[],
+        &[],
+    ),
+    counter(
+        REPLACED_TOTAL,
+        "Connections told to close because a newer connection of their device took their login (REPLACED).",
         &[],
         &[],
     ),

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
-use futures_util::StreamExt as _;
+use futures_util::{Stream, StreamExt as _};
 use pike_api::server::BoxFuture;
 use pike_api::server::engine::{
     Claim, ClusterView, EngineError, EngineHealth, LoginId, Presence, ViewAnswer, ViewQuery,
@@ -51,6 +51,9 @@ struct ClaimState {
     since_ms: u64,
     /// When the claim was last written (`None`: not yet, or it failed).
     written: Option<Instant>,
+    /// The connection's logins of this (biz, alias): a connection may log
+    /// in twice as one alias, and the claim stays until the last logs out.
+    logins: u32,
 }
 
 impl Claims {
@@ -196,66 +199,73 @@ fn login_key(login: &LoginId) -> Result<LoginKey, EngineError> {
     .map_err(engine_error)
 }
 
-/// Subscribes to `ctl.<node>` (again after a failure) and applies the
-/// replace orders, until the engine is dropped (`alive` closes).
+/// Makes a subscription with `subscribe`, again every [`RESUBSCRIBE_PAUSE`]
+/// after a failure; `None` once the engine is dropped (`alive` closes).
+async fn subscribed<S, F, Fut>(
+    alive: &mut watch::Receiver<()>,
+    what: &str,
+    mut subscribe: F,
+) -> Option<S>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = crate::error::Result<S>>,
+{
+    loop {
+        match subscribe().await {
+            Ok(subscription) => return Some(subscription),
+            Err(e) => tracing::debug!(error = %e, "{what} subscription failed; retrying"),
+        }
+        tokio::select! {
+            _ = alive.changed() => return None,
+            () = tokio::time::sleep(RESUBSCRIBE_PAUSE) => {}
+        }
+    }
+}
+
+/// The next item of `stream`; `None` when it ends or the engine is dropped.
+async fn next_alive<S: Stream + Unpin>(
+    alive: &mut watch::Receiver<()>,
+    stream: &mut S,
+) -> Option<S::Item> {
+    tokio::select! {
+        _ = alive.changed() => None,
+        item = stream.next() => item,
+    }
+}
+
+/// Subscribes to `ctl.<node>` and applies the replace orders, until the
+/// engine is dropped.
 async fn control_task(weak: Weak<JetStreamEngine>, mut alive: watch::Receiver<()>) {
     let Some((cluster, node)) = weak.upgrade().map(|e| (e.cluster.clone(), e.node.clone())) else {
         return;
     };
     drop(weak);
-    let mut orders = loop {
-        match cluster.control().await {
-            Ok(orders) => break orders,
-            Err(e) => tracing::debug!(error = %e, "control subscription failed; retrying"),
-        }
-        tokio::select! {
-            _ = alive.changed() => return,
-            () = tokio::time::sleep(RESUBSCRIBE_PAUSE) => {}
-        }
+    let Some(mut orders) = subscribed(&mut alive, "control", || cluster.control()).await else {
+        return;
     };
-    loop {
-        tokio::select! {
-            _ = alive.changed() => return,
-            order = orders.next() => match order {
-                Some(order) => {
-                    if let Some((login, token)) = decode_replace(&order) {
-                        node.replace(&login, &token);
-                    }
-                }
-                None => return,
-            },
+    while let Some(order) = next_alive(&mut alive, &mut orders).await {
+        if let Some((login, token)) = decode_replace(&order) {
+            node.replace(&login, &token);
         }
     }
 }
 
-/// Subscribes to the cluster's questions and answers each from the node's
-/// registry, until the engine is dropped (`alive` closes).
+/// Subscribes to the cluster's questions (and makes the node's answer
+/// subscription) and answers each from the node's registry, until the
+/// engine is dropped.
 async fn question_task(weak: Weak<JetStreamEngine>, mut alive: watch::Receiver<()>) {
     let Some((cluster, node)) = weak.upgrade().map(|e| (e.cluster.clone(), e.node.clone())) else {
         return;
     };
     drop(weak);
-    let mut questions = loop {
-        if let Err(e) = cluster.prepare_scatter().await {
-            tracing::debug!(error = %e, "answer subscription failed; retrying");
-        }
-        match cluster.questions().await {
-            Ok(questions) => break questions,
-            Err(e) => tracing::debug!(error = %e, "question subscription failed; retrying"),
-        }
-        tokio::select! {
-            _ = alive.changed() => return,
-            () = tokio::time::sleep(RESUBSCRIBE_PAUSE) => {}
-        }
+    let questions = subscribed(&mut alive, "question", || async {
+        cluster.prepare_scatter().await?;
+        cluster.questions().await
+    });
+    let Some(mut questions) = questions.await else {
+        return;
     };
-    loop {
-        let question = tokio::select! {
-            _ = alive.changed() => return,
-            question = questions.next() => match question {
-                Some(question) => question,
-                None => return,
-            },
-        };
+    while let Some(question) = next_alive(&mut alive, &mut questions).await {
         let (Some(query), Some(reply)) = (decode_query(&question.payload), question.reply) else {
             continue;
         };
@@ -273,13 +283,21 @@ impl Presence for JetStreamEngine {
             token,
             since_ms,
         } = claim;
-        self.claims.lock().insert(
-            (login.clone(), token.clone()),
-            ClaimState {
-                since_ms,
-                written: None,
-            },
-        );
+        {
+            let mut claims = self.claims.lock();
+            let state = claims
+                .entry((login.clone(), token.clone()))
+                .or_insert(ClaimState {
+                    since_ms,
+                    written: None,
+                    logins: 0,
+                });
+            state.logins += 1;
+            if state.logins > 1 {
+                // Held (or being claimed) for the connection already.
+                return;
+            }
+        }
         let Some(engine) = self.me.upgrade() else {
             return;
         };
@@ -287,13 +305,17 @@ impl Presence for JetStreamEngine {
     }
 
     fn release(&self, login: LoginId, token: String) {
-        if self
-            .claims
-            .lock()
-            .remove(&(login.clone(), token.clone()))
-            .is_none()
         {
-            return;
+            let mut claims = self.claims.lock();
+            let key = (login.clone(), token.clone());
+            let Some(state) = claims.get_mut(&key) else {
+                return;
+            };
+            state.logins = state.logins.saturating_sub(1);
+            if state.logins > 0 {
+                return;
+            }
+            claims.remove(&key);
         }
         let Some(engine) = self.me.upgrade() else {
             return;

@@ -58,6 +58,14 @@ async fn takeover_views_and_health_through_real_gateways() {
         "{stop:?}"
     );
 
+    // gw1 closed it on gw2's replace order, and counted it.
+    let replaced = gw1
+        .api("shop")
+        .metrics()
+        .await
+        .value("pike_replaced_total", &[]);
+    assert_eq!(replaced, 1.0);
+
     // Through the third gateway: one connection, the newer one, every node
     // answering.
     let api = gw3.api("shop");

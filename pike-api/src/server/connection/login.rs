@@ -121,6 +121,8 @@ impl Conn {
             .filter(|sender| sender.try_send(replaced_command()).is_ok())
             .count();
         if closed > 0 {
+            metrics::counter!(crate::server::metric_families::REPLACED_TOTAL)
+                .increment(closed as u64);
             self.record(
                 "takeover",
                 format!("biz={biz} alias={alias} replaced {closed} older connection(s) here"),

@@ -53,9 +53,14 @@ impl NodeSink for LocalNode {
         self.rooms.publish_remote(message);
     }
     fn replace(&self, login: &LoginId, token: &str) -> bool {
-        self.registry
+        let told = self
+            .registry
             .sender_for_login(login, token)
-            .is_some_and(|sender| sender.try_send(replaced_command()).is_ok())
+            .is_some_and(|sender| sender.try_send(replaced_command()).is_ok());
+        if told {
+            metrics::counter!(crate::server::metric_families::REPLACED_TOTAL).increment(1);
+        }
+        told
     }
 
     fn query(&self, query: &ViewQuery) -> ViewAnswer {
@@ -87,7 +92,7 @@ impl NodeSink for LocalNode {
 }
 
 /// The close a connection gets when a newer connection of its device takes
-/// its login.
+/// its login (counted in `pike_replaced_total`).
 pub(crate) fn replaced_command() -> ConnCommand {
     ConnCommand::Close {
         code: ErrorCode::Replaced,
