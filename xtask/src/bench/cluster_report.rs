@@ -91,8 +91,8 @@ fn held_table(results: &[SystemResult]) -> String {
 fn phase_table(name: &str, results: &[SystemResult]) -> String {
     let mut out = format!(
         "\n### {name}\n\n\
-         | System | Rate/s | Delivered/s | Delivered % | p50 ms | p99 ms | Gateway CPU-µs/delivery | NATS CPU-µs/delivery | Total | Generator CPU s |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+         | System | Rate/s | Delivered/s | Delivered % of sent | Unsent + errors | p50 ms | p99 ms | Gateway CPU-µs/delivery | NATS CPU-µs/delivery | Total | Generator CPU s |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
     );
     let mut placements = String::new();
     for r in results {
@@ -103,11 +103,12 @@ fn phase_table(name: &str, results: &[SystemResult]) -> String {
         for s in &phase.steps {
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 r.label,
                 s.rate,
                 num(s.delivered_per_sec, 0),
                 num(s.delivered_pct(), 2),
+                s.unsent + s.send_errors,
                 num(s.p50_ms, 1),
                 num(s.p99_ms, 1),
                 num(s.gateway_us(), 1),

@@ -32,6 +32,11 @@ const SINGLE_PORT: u16 = 23300;
 /// Most gateways of one rig (their ports must stay below the single
 /// node's).
 pub(crate) const MAX_GATEWAYS: u16 = 9;
+// Every port stays in the bench's range, the gateways' below the single
+// node's.
+const _: () = assert!(GATEWAY_PORT + 10 * (MAX_GATEWAYS - 1) + 1 < SINGLE_PORT);
+const _: () = assert!(SINGLE_PORT + 1 < 25_000 && NATS_CLIENT_PORT >= 23_000);
+
 /// Bound on a process's start (JetStream ready, or the gateway's
 /// `/healthz`, cluster join included).
 const START_LIMIT: Duration = Duration::from_secs(90);
@@ -288,8 +293,5 @@ mod tests {
         for route in 23110..23113 {
             assert!(text.contains(&format!("nats-route://127.0.0.1:{route}")));
         }
-        // Every port stays in the bench's range.
-        assert!(GATEWAY_PORT + 10 * (MAX_GATEWAYS - 1) + 1 < SINGLE_PORT);
-        assert!(SINGLE_PORT + 1 < 25_000 && NATS_CLIENT_PORT >= 23_000);
     }
 }
