@@ -19,6 +19,15 @@ fn num(v: f64, digits: usize) -> String {
     }
 }
 
+/// A NATS figure, or a dash for a system without NATS.
+fn nats_num(r: &SystemResult, v: f64, digits: usize) -> String {
+    if r.held.nats_rss_kib.is_empty() {
+        "–".to_owned()
+    } else {
+        num(v, digits)
+    }
+}
+
 /// The whole section.
 pub(crate) fn section(settings: &ClusterSettings, results: &[SystemResult]) -> String {
     let mut out = String::new();
@@ -45,8 +54,8 @@ pub(crate) fn section(settings: &ClusterSettings, results: &[SystemResult]) -> S
 fn held_table(results: &[SystemResult]) -> String {
     let mut out = String::from(
         "### Connections held\n\n\
-         | System | Held | Failed | Connect s | Connects/s | Gateway RSS MiB (each) | NATS RSS MiB (each) | Gateway B/conn | NATS B/conn | Kernel slab B/conn | Idle CPU % gateways / NATS |\n\
-         |---|---:|---:|---:|---:|---|---|---:|---:|---:|---|\n",
+         | System | Idle set held | Failed | Connect s | Connects/s | CPU-µs per login, gateways / NATS | Gateway RSS MiB (each) | NATS RSS MiB (each) | Gateway B/conn | NATS B/conn | Kernel slab B/conn | Idle CPU % gateways / NATS |\n\
+         |---|---:|---:|---:|---:|---|---|---|---:|---:|---:|---|\n",
     );
     for r in results {
         let h = &r.held;
@@ -62,27 +71,21 @@ fn held_table(results: &[SystemResult]) -> String {
         };
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} / {} |",
+            "| {} | {} | {} | {} | {} | {} / {} | {} | {} | {} | {} | {} | {} / {} |",
             r.label,
             h.connected,
             h.failed,
             num(h.connect_seconds, 1),
             num(h.connect_rate(), 0),
+            num(h.gateway_login_us(), 0),
+            nats_num(r, h.nats_login_us(), 0),
             each(&h.gateway_rss_kib),
             each(&h.nats_rss_kib),
             num(h.gateway_bytes_per_conn(), 0),
-            if h.nats_rss_kib.is_empty() {
-                "–".to_owned()
-            } else {
-                num(h.nats_bytes_per_conn(), 0)
-            },
+            nats_num(r, h.nats_bytes_per_conn(), 0),
             num(h.slab_bytes_per_conn(), 0),
             num(h.gateway_idle_cpu_pct, 1),
-            if h.nats_rss_kib.is_empty() {
-                "–".to_owned()
-            } else {
-                num(h.nats_idle_cpu_pct, 1)
-            },
+            nats_num(r, h.nats_idle_cpu_pct, 1),
         );
     }
     out
@@ -112,11 +115,7 @@ fn phase_table(name: &str, results: &[SystemResult]) -> String {
                 num(s.p50_ms, 1),
                 num(s.p99_ms, 1),
                 num(s.gateway_us(), 1),
-                if r.held.nats_rss_kib.is_empty() {
-                    "–".to_owned()
-                } else {
-                    num(s.nats_us(), 1)
-                },
+                nats_num(r, s.nats_us(), 1),
                 num(s.total_us(), 1),
                 num(s.gen_cpu_secs, 2),
             );

@@ -72,6 +72,10 @@ pub(crate) struct Held {
     /// CPU over the idle window, % of one core.
     pub(crate) gateway_idle_cpu_pct: f64,
     pub(crate) nats_idle_cpu_pct: f64,
+    /// CPU seconds from the generators' start to the last `connected`
+    /// line (dial, handshake, login, subscriptions).
+    pub(crate) gateway_connect_cpu_secs: f64,
+    pub(crate) nats_connect_cpu_secs: f64,
     pub(crate) disconnects: u64,
 }
 
@@ -92,6 +96,16 @@ impl Held {
 
     pub(crate) fn slab_bytes_per_conn(&self) -> f64 {
         self.slab_delta_kib as f64 * 1024.0 / self.connected.max(1) as f64
+    }
+
+    /// Gateway CPU-µs per connection logged in.
+    pub(crate) fn gateway_login_us(&self) -> f64 {
+        self.gateway_connect_cpu_secs * 1e6 / self.connected.max(1) as f64
+    }
+
+    /// NATS CPU-µs per connection logged in.
+    pub(crate) fn nats_login_us(&self) -> f64 {
+        self.nats_connect_cpu_secs * 1e6 / self.connected.max(1) as f64
     }
 
     pub(crate) fn connect_rate(&self) -> f64 {
@@ -115,6 +129,10 @@ impl Held {
             "slab_bytes_per_conn": self.slab_bytes_per_conn(),
             "gateway_idle_cpu_pct": self.gateway_idle_cpu_pct,
             "nats_idle_cpu_pct": self.nats_idle_cpu_pct,
+            "gateway_connect_cpu_secs": self.gateway_connect_cpu_secs,
+            "nats_connect_cpu_secs": self.nats_connect_cpu_secs,
+            "gateway_login_us": self.gateway_login_us(),
+            "nats_login_us": self.nats_login_us(),
             "disconnects": self.disconnects,
         })
     }
@@ -335,6 +353,8 @@ async fn measure_on(
         System::Single => vec![(0, settings.idle_per_gateway())],
     };
     held.requested = shares.iter().map(|s| s.1).sum();
+    let tck = clk_tck.max(1) as f64;
+    let connect_ticks = pids.both()?;
     let mut idle = Vec::new();
     let hold = settings.connect_deadline.as_secs() + 3_600;
     for (g, (first, count)) in shares.iter().enumerate() {
@@ -379,6 +399,9 @@ async fn measure_on(
             held.first_error = line["first_error"].as_str().map(str::to_owned);
         }
     }
+    let (gw, nats) = pids.both()?;
+    held.gateway_connect_cpu_secs = gw.saturating_sub(connect_ticks.0) as f64 / tck;
+    held.nats_connect_cpu_secs = nats.saturating_sub(connect_ticks.1) as f64 / tck;
     let (after_gw, settled_gw) = settle_all(&pids.gateways, settings).await?;
     let (after_nats, settled_nats) = settle_all(&pids.nats, settings).await?;
     held.settled = settled_gw && settled_nats;
@@ -391,7 +414,7 @@ async fn measure_on(
     let window = Instant::now();
     tokio::time::sleep(settings.cpu_window).await;
     let (gw1, nats1) = pids.both()?;
-    let secs = window.elapsed().as_secs_f64() * clk_tck.max(1) as f64 / 100.0;
+    let secs = window.elapsed().as_secs_f64() * tck / 100.0;
     held.gateway_idle_cpu_pct = gw1.saturating_sub(gw0) as f64 / secs;
     held.nats_idle_cpu_pct = nats1.saturating_sub(nats0) as f64 / secs;
     eprintln!(
