@@ -78,7 +78,7 @@ fn workspace_root() -> PathBuf {
 }
 
 /// Runs `bash .ci/nats.sh <args>` with the cluster's directory and ports.
-fn nats(root: &Path, dir: &Path, args: &[&str]) -> Result<String, String> {
+pub(crate) fn nats(root: &Path, dir: &Path, args: &[&str]) -> Result<String, String> {
     let output = Command::new("bash")
         .arg(root.join(".ci/nats.sh"))
         .args(args)
@@ -144,7 +144,9 @@ fn config(n: u16, dir: &Path, nats_urls: &[String]) -> String {
     )
 }
 
-fn healthz(port: u16) -> bool {
+/// Whether `127.0.0.1:port` answers `GET /healthz` with 200 (bounded:
+/// 500 ms to connect, 2 s to read).
+pub(crate) fn healthz(port: u16) -> bool {
     use std::io::Read as _;
     let Ok(mut stream) = std::net::TcpStream::connect_timeout(
         &std::net::SocketAddr::from(([127, 0, 0, 1], port)),

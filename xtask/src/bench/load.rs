@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdout, Command};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
 use super::servers::{self, Binaries, Kind, Server};
 
@@ -63,11 +63,26 @@ fn needs_api(workload: &str) -> bool {
 
 impl Load {
     /// Starts `command` (from [`command_for`], with its flags added).
-    pub(crate) fn spawn(mut command: Command, dir: &Path) -> Result<Self, String> {
+    pub(crate) fn spawn(command: Command, dir: &Path) -> Result<Self, String> {
+        Self::spawn_with(command, dir, Stdio::null())
+    }
+
+    /// [`Load::spawn`] with a pipe to the generator's stdin (for
+    /// `--stdin-stop`: dropping it stops the generator).
+    pub(crate) fn spawn_holding(
+        command: Command,
+        dir: &Path,
+    ) -> Result<(Self, ChildStdin), String> {
+        let mut load = Self::spawn_with(command, dir, Stdio::piped())?;
+        let stdin = load.child.stdin.take().ok_or("generator without stdin")?;
+        Ok((load, stdin))
+    }
+
+    fn spawn_with(mut command: Command, dir: &Path, stdin: Stdio) -> Result<Self, String> {
         let mut child = command
             .current_dir(dir)
             .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
+            .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)

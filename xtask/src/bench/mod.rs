@@ -12,13 +12,18 @@
 //! `target/bench/`. Every server and generator is killed when its guard is
 //! dropped (also on Ctrl-C).
 //!
-//! Workloads: S1 idle connections over plain TCP, TLS and QUIC and across
+//! Workloads: `cluster`, N connections on a cluster of gateways on NATS
+//! JetStream against one node ([`cluster_run`]); S1 idle connections over plain TCP, TLS and QUIC and across
 //! several server processes ([`s1`]); S2–S7 rate sweeps ([`sweep`], plans in
 //! [`plan`], tables in [`sweep_report`]); S8 reconnect storm ([`s8`]); charts
 //! ([`chart`]).
 
 mod chart;
 mod client;
+mod cluster_plan;
+mod cluster_report;
+mod cluster_rig;
+mod cluster_run;
 mod r#gen;
 mod load;
 mod peers;
@@ -62,8 +67,14 @@ Options:
   --quick             Every workload small (< 3 minutes): 1,000-2,000
                       connections, one or two rates, 2 s windows, one round
   --workloads LIST    Workloads to run, comma-separated: s1, s2, s3,
-                      s3-acked, s4, ..., s8, or all
-                      (default: all)
+                      s3-acked, s4, ..., s8, or all (default: all);
+                      `cluster` (only when named): 6 pike-server
+                      gateways on 3 NATS JetStream nodes holding
+                      --connections (quick 2,000, full 100,000),
+                      cross-node unicast (transient and reliable) and
+                      room fan-out, against one node in the same run
+  --room-spread       cluster: room members on every gateway (needs
+                      cross-node rooms); default: on the publishing one
   --connections N     S1: idle connections per server (default: quick
                       2,000; full: the open-file limit minus 300);
                       S2-S4, S6, S7: members/devices (default: quick 1,000,
@@ -107,6 +118,7 @@ pub(crate) struct Options {
     pub(crate) out_dir: Option<PathBuf>,
     pub(crate) report: Option<PathBuf>,
     pub(crate) workloads: Vec<&'static str>,
+    pub(crate) room_spread: bool,
     pub(crate) help: bool,
 }
 
@@ -124,6 +136,7 @@ impl Options {
             out_dir: None,
             report: None,
             workloads: plan::WORKLOADS.to_vec(),
+            room_spread: false,
             help: false,
         };
         let mut args = args.iter();
@@ -137,6 +150,7 @@ impl Options {
                 "--quick" => options.quick = true,
                 "--no-build" => options.build = false,
                 "--no-install" => options.install = false,
+                "--room-spread" => options.room_spread = true,
                 "-h" | "--help" => options.help = true,
                 "--connections" => {
                     let v = value(arg)?;
@@ -364,7 +378,10 @@ async fn run(options: &Options) -> Result<(), String> {
         build(&root).await?;
     }
     let mut kinds = options.only.clone();
-    if options.install && kinds.iter().any(|k| *k != Kind::Pike) {
+    if options.install
+        && kinds.iter().any(|k| *k != Kind::Pike)
+        && options.workloads.iter().any(|w| *w != "cluster")
+    {
         for line in peers::ensure_installed().await? {
             eprintln!("xtask bench: {line}");
         }
@@ -537,6 +554,20 @@ async fn run(options: &Options) -> Result<(), String> {
         let (text, value) = run_s8(&bins, &tls, options, rounds, &out_dir).await?;
         report.push_str(&text);
         json.insert("s8".into(), value);
+    }
+
+    if options.workloads.contains(&"cluster") {
+        let settings = cluster_plan::ClusterSettings::new(
+            options.quick,
+            options.connections,
+            options.room_spread,
+            fd_limit,
+        )?;
+        let (text, value) =
+            cluster_run::run(&root, &target_dir(&root), &bins, &settings, clk_tck).await?;
+        eprint!("{text}");
+        report.push_str(&text);
+        json.insert("cluster".into(), value);
     }
 
     let load_after = load_text();

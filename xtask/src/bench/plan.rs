@@ -8,6 +8,10 @@ use super::sweep::{Contender, Sweep};
 pub(crate) const WORKLOADS: [&str; 9] =
     ["s1", "s2", "s3", "s3-acked", "s4", "s5", "s6", "s7", "s8"];
 
+/// Workloads run only when named (not part of `all`): `cluster` needs
+/// NATS and minutes of connects.
+pub(crate) const NAMED_ONLY: [&str; 1] = ["cluster"];
+
 /// The sweep workloads, in run order.
 pub(crate) const SWEEPS: [&str; 7] = ["s2", "s3", "s3-acked", "s4", "s5", "s6", "s7"];
 
@@ -222,8 +226,11 @@ pub(crate) fn parse_workloads(list: &str) -> Result<Vec<&'static str>, String> {
         let lower = name.to_ascii_lowercase();
         let found = WORKLOADS
             .iter()
+            .chain(NAMED_ONLY.iter())
             .find(|w| **w == lower)
-            .ok_or_else(|| format!("unknown workload {name:?} (s1 … s8, s3-acked or all)"))?;
+            .ok_or_else(|| {
+                format!("unknown workload {name:?} (s1 … s8, s3-acked, cluster or all)")
+            })?;
         if !chosen.contains(found) {
             chosen.push(*found);
         }
@@ -231,7 +238,12 @@ pub(crate) fn parse_workloads(list: &str) -> Result<Vec<&'static str>, String> {
     if chosen.is_empty() {
         return Err("--workloads needs at least one workload".into());
     }
-    chosen.sort_by_key(|w| WORKLOADS.iter().position(|x| x == w));
+    chosen.sort_by_key(|w| {
+        WORKLOADS
+            .iter()
+            .chain(NAMED_ONLY.iter())
+            .position(|x| x == w)
+    });
     Ok(chosen)
 }
 
@@ -291,6 +303,8 @@ mod tests {
         assert_eq!(parse_workloads("s3-acked,s1").unwrap(), ["s1", "s3-acked"]);
         assert_eq!(parse_workloads("s3,S1,s3").unwrap(), ["s1", "s3"]);
         assert!(parse_workloads("s9").is_err());
+        assert_eq!(parse_workloads("cluster,s2").unwrap(), ["s2", "cluster"]);
+        assert!(!parse_workloads("all").unwrap().contains(&"cluster"));
         assert!(parse_workloads(",").is_err());
     }
 }

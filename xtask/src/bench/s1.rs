@@ -254,7 +254,11 @@ pub(crate) async fn measure(
 /// Polls the RSS of `pid` every 250 ms until five samples in a row (1 s)
 /// stay within max(64 KiB, 0.5 %), waiting at least `min` and at most
 /// `limit`. Returns the last sample and whether it settled.
-async fn settle(pid: u32, min: Duration, limit: Duration) -> Result<(u64, bool), String> {
+pub(crate) async fn settle(
+    pid: u32,
+    min: Duration,
+    limit: Duration,
+) -> Result<(u64, bool), String> {
     let start = Instant::now();
     let mut samples: Vec<u64> = Vec::new();
     loop {

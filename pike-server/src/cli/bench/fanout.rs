@@ -143,7 +143,7 @@ pub(crate) async fn run(common: &Common, args: FanoutArgs) -> Result<(), Failure
     let members = Arc::new(Members {
         login: RoomLogin {
             transport,
-            server: fleet_plan.server,
+            servers: fleet_plan.servers.clone(),
             app: fleet_plan.app.clone(),
             biz: fleet_plan.biz.clone(),
             room: args.room.clone(),
@@ -517,7 +517,7 @@ async fn member(
             return;
         };
         tokio::select! {
-            result = members.login.join(&alias) => result,
+            result = members.login.join(index, &alias) => result,
             () = give_up.cancelled() => return,
         }
     };
@@ -553,7 +553,7 @@ async fn member(
         }
         framed = loop {
             let result = tokio::select! {
-                result = members.login.join(&alias) => result,
+                result = members.login.join(index, &alias) => result,
                 () = members.stop.cancelled() => return,
             };
             match result {

@@ -33,7 +33,9 @@ const TOKEN_TTL_SECS: u64 = 86_400;
 /// What to connect.
 #[derive(Debug)]
 pub(crate) struct FleetPlan {
-    pub(crate) server: SocketAddr,
+    /// The gateways, never empty: device `i` dials `servers[i mod len]`
+    /// ([`FleetPlan::server`]).
+    pub(crate) servers: Vec<SocketAddr>,
     pub(crate) app: String,
     pub(crate) biz: String,
     pub(crate) alias_prefix: String,
@@ -60,10 +62,21 @@ impl FleetPlan {
         format!("{}{}", self.alias_prefix, self.first_alias + index as u64)
     }
 
+    /// The gateway device `index` dials: the servers in turn.
+    pub(crate) fn server(&self, index: usize) -> Option<SocketAddr> {
+        server_of(&self.servers, index)
+    }
+
     /// The group of device `index` (with a group size).
     pub(crate) fn group(&self, index: usize) -> Option<u64> {
         (self.group_size > 0).then(|| (self.first_alias + index as u64) / self.group_size)
     }
+}
+
+/// The server of device `index` among `servers`, in turn (`None` for no
+/// servers).
+pub(crate) fn server_of(servers: &[SocketAddr], index: usize) -> Option<SocketAddr> {
+    servers.get(index.checked_rem(servers.len())?).copied()
 }
 
 /// The tag of group `k`.
@@ -344,13 +357,18 @@ async fn device(
         sdk_version: env!("CARGO_PKG_VERSION").into(),
         ..ClientHello::default()
     };
-    let spawned = plan.dial.spawn(
-        index,
-        plan.server,
-        hello,
-        context.channel.clone(),
-        &context.driver,
-    );
+    let spawned = plan
+        .server(index)
+        .ok_or_else(|| "no server to dial".to_owned())
+        .and_then(|server| {
+            plan.dial.spawn(
+                index,
+                server,
+                hello,
+                context.channel.clone(),
+                &context.driver,
+            )
+        });
     let client = match spawned {
         Ok(client) => client,
         Err(message) => {

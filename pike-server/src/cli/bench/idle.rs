@@ -1,5 +1,6 @@
 //! `pike bench idle`: connect N devices, hold them idle, report.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Args;
@@ -43,6 +44,20 @@ struct IdleReport {
     hold: HoldReport,
 }
 
+/// Most gateways one generator spreads its devices over.
+const MAX_SERVERS: usize = 64;
+
+/// The `--server` list, checked: 1 to [`MAX_SERVERS`] addresses.
+fn checked_servers(servers: &[SocketAddr]) -> Result<Vec<SocketAddr>, Failure> {
+    if servers.is_empty() || servers.len() > MAX_SERVERS {
+        return Err(Failure::usage(format!(
+            "--server takes 1 to {MAX_SERVERS} addresses, not {}",
+            servers.len()
+        )));
+    }
+    Ok(servers.to_vec())
+}
+
 /// Builds the plan shared by the workloads from the command line.
 pub(super) fn plan(common: &Common, args: &FleetArgs) -> Result<FleetPlan, Failure> {
     if args.connections == 0 {
@@ -53,7 +68,7 @@ pub(super) fn plan(common: &Common, args: &FleetArgs) -> Result<FleetPlan, Failu
     let ips = sources::source_ips(&args.source_net, args.sources).map_err(Failure::usage)?;
     let dial = args.dial.dial(common, &ips, args.login_timeout())?;
     Ok(FleetPlan {
-        server: args.server,
+        servers: checked_servers(&args.server)?,
         app: common.app.clone(),
         biz: args.biz.clone(),
         alias_prefix: args.alias_prefix.clone(),
@@ -172,4 +187,25 @@ fn watch_stdin() -> Option<tokio::sync::oneshot::Receiver<()>> {
         })
         .ok()?;
     Some(rx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_lists_are_bounded() {
+        let addr: SocketAddr = "127.0.0.1:9300".parse().unwrap();
+        assert!(checked_servers(&[]).is_err());
+        assert_eq!(checked_servers(&[addr]).unwrap(), vec![addr]);
+        assert!(checked_servers(&vec![addr; MAX_SERVERS]).is_ok());
+        assert!(checked_servers(&vec![addr; MAX_SERVERS + 1]).is_err());
+        let two = [addr, "127.0.0.1:9310".parse().unwrap()];
+        let servers: Vec<_> = (0..5).map(|i| fleet::server_of(&two, i)).collect();
+        assert_eq!(
+            servers,
+            [two[0], two[1], two[0], two[1], two[0]].map(Some).to_vec()
+        );
+        assert_eq!(fleet::server_of(&[], 3), None);
+    }
 }

@@ -115,9 +115,11 @@ enum Workload {
 /// How to open the fleet of devices (shared by every workload).
 #[derive(Debug, Args)]
 pub(crate) struct FleetArgs {
-    /// The gateway's client address (of the `--transport` listener).
-    #[arg(long, env = "PIKE_SERVER", default_value = "127.0.0.1:9300")]
-    server: SocketAddr,
+    /// The gateway's client address (of the `--transport` listener); a
+    /// comma-separated list spreads the devices over several gateways of a
+    /// cluster: device `i` dials address `i mod len` (at most 64).
+    #[arg(long, env = "PIKE_SERVER", value_delimiter = ',', num_args = 1.., default_value = "127.0.0.1:9300")]
+    server: Vec<SocketAddr>,
     #[command(flatten)]
     dial: dial::DialArgs,
     /// Devices to connect (each logs in as its own alias).

@@ -309,6 +309,7 @@ async fn run_batched(
     json: bool,
 ) -> Vec<StepLine> {
     let mut lines = Vec::with_capacity(plan.rates.len());
+    plan.wait_for_start().await;
     for (index, &rate) in plan.rates.iter().enumerate() {
         let step = u32::try_from(index + 1).unwrap_or(MAX_STEP);
         let line = run_batched_step(plan, step, rate, board, pool, batches, progress, json).await;

@@ -19,6 +19,7 @@ use tntunnel::{FramedTunnel, TunnelConfig};
 use tokio::net::TcpStream;
 use tunnelkit::{TcpTransport, Transport};
 
+use super::fleet::server_of;
 use super::stamp::SweepStamp;
 use crate::token::{Claims, mint};
 
@@ -34,7 +35,9 @@ pub(crate) type Framed = FramedTunnel<TcpStream>;
 #[derive(Clone, Debug)]
 pub(crate) struct RoomLogin {
     pub(crate) transport: TcpTransport,
-    pub(crate) server: SocketAddr,
+    /// The gateways, never empty: member `i` joins through
+    /// `servers[i mod len]`.
+    pub(crate) servers: Vec<SocketAddr>,
     pub(crate) app: String,
     pub(crate) biz: String,
     pub(crate) room: String,
@@ -44,19 +47,24 @@ pub(crate) struct RoomLogin {
 }
 
 impl RoomLogin {
-    /// Dials, logs in as `alias` and joins the room; returns the
-    /// connection (its first pull already sent, so a push-mode room starts
-    /// pushing) and the room's tail at the join.
-    pub(crate) async fn join(&self, alias: &str) -> Result<(Framed, u64), String> {
-        tokio::time::timeout(self.timeout, self.join_unbounded(alias))
+    /// Dials member `index`'s gateway, logs in as `alias` and joins the
+    /// room; returns the connection (its first pull already sent, so a
+    /// push-mode room starts pushing) and the room's tail at the join.
+    pub(crate) async fn join(&self, index: usize, alias: &str) -> Result<(Framed, u64), String> {
+        let server = server_of(&self.servers, index).ok_or("no server to dial")?;
+        tokio::time::timeout(self.timeout, self.join_unbounded(server, alias))
             .await
             .unwrap_or_else(|_| Err(format!("{alias}: not joined within {:?}", self.timeout)))
     }
 
-    async fn join_unbounded(&self, alias: &str) -> Result<(Framed, u64), String> {
+    async fn join_unbounded(
+        &self,
+        server: SocketAddr,
+        alias: &str,
+    ) -> Result<(Framed, u64), String> {
         let stream = self
             .transport
-            .connect(self.server)
+            .connect(server)
             .await
             .map_err(|e| format!("connect: {e}"))?;
         let hello = ClientHello {
@@ -366,5 +374,39 @@ mod tests {
         assert_eq!(stamps.len(), 1);
         let frame = tntunnel::Frame::new(frame_types::ROOM_BATCH, vec![0x08]);
         assert_eq!(incoming(&frame, &mut stamps), Incoming::Malformed);
+    }
+
+    /// Members join through the `--server` list in turn: member `i`
+    /// dials listener `i mod 2` (real sockets; the listeners accept and
+    /// say nothing, so each join ends in its handshake timeout).
+    #[tokio::test]
+    async fn members_dial_the_servers_in_turn() {
+        let a = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let b = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let login = RoomLogin {
+            transport: TcpTransport::new(tunnelkit::TcpConfig::default()).unwrap(),
+            servers: vec![a.local_addr().unwrap(), b.local_addr().unwrap()],
+            app: "app".into(),
+            biz: "bench".into(),
+            room: "hall".into(),
+            token_secret: "secret".into(),
+            timeout: Duration::from_millis(200),
+        };
+        for index in 0..4 {
+            let (joined, accepted) = tokio::join!(login.join(index, "u1"), async {
+                let listener = if index % 2 == 0 { &a } else { &b };
+                tokio::time::timeout(Duration::from_secs(5), listener.accept()).await
+            });
+            assert!(joined.is_err(), "member {index}: joined a silent listener");
+            assert!(
+                matches!(accepted, Ok(Ok(_))),
+                "member {index}: its listener saw no connection"
+            );
+        }
+        let empty = RoomLogin {
+            servers: Vec::new(),
+            ..login
+        };
+        assert!(empty.join(0, "u1").await.is_err());
     }
 }

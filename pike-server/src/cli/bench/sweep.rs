@@ -60,7 +60,16 @@ pub(crate) struct SweepArgs {
     /// Payload bytes (at least the 24-byte stamp).
     #[arg(long, default_value_t = 64)]
     size: usize,
+    /// Start the first step at this wall-clock time (Unix milliseconds)
+    /// instead of right after the connect phase, so several generator
+    /// processes measure the same windows; at once when it has passed, at
+    /// most [`MAX_START_WAIT`] ahead.
+    #[arg(long)]
+    start_at: Option<u64>,
 }
+
+/// Longest wait for `--start-at`.
+pub(crate) const MAX_START_WAIT: Duration = Duration::from_secs(600);
 
 /// The sweep to run.
 #[derive(Clone, Debug)]
@@ -70,6 +79,8 @@ pub(crate) struct SweepPlan {
     pub(crate) step: Duration,
     pub(crate) drain: Duration,
     pub(crate) size: usize,
+    /// `--start-at`: Unix milliseconds of the first step.
+    pub(crate) start_at: Option<u64>,
 }
 
 impl SweepPlan {
@@ -95,8 +106,32 @@ impl SweepPlan {
             step: Duration::from_secs(args.step),
             drain: Duration::from_secs(args.drain),
             size: args.size,
+            start_at: args.start_at,
         })
     }
+
+    /// Waits until `--start-at` (at once without one or when it has
+    /// passed).
+    pub(crate) async fn wait_for_start(&self) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let delay = start_delay(now, self.start_at);
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+    }
+}
+
+/// How long to wait from `now` (since the Unix epoch) until `start_at`
+/// (Unix milliseconds): zero without one or when it has passed, at most
+/// [`MAX_START_WAIT`].
+pub(crate) fn start_delay(now: Duration, start_at: Option<u64>) -> Duration {
+    start_at.map_or(Duration::ZERO, |at| {
+        Duration::from_millis(at)
+            .saturating_sub(now)
+            .min(MAX_START_WAIT)
+    })
 }
 
 /// When the parts of one step are.
@@ -225,6 +260,7 @@ pub(crate) async fn run<W: Workload>(
     json: bool,
 ) -> Vec<StepLine> {
     let mut lines = Vec::with_capacity(plan.rates.len());
+    plan.wait_for_start().await;
     for (index, &rate) in plan.rates.iter().enumerate() {
         let step = u32::try_from(index + 1).unwrap_or(MAX_STEP);
         let line = run_step(plan, step, rate, board, pool, workload, progress, json).await;
@@ -523,6 +559,7 @@ mod tests {
             step: 6,
             drain: 2,
             size: 64,
+            start_at: None,
         };
         assert_eq!(
             SweepPlan::new(&args(vec![], None)).unwrap().rates,
@@ -583,6 +620,7 @@ mod tests {
             step: Duration::from_millis(200),
             drain: Duration::from_millis(50),
             size: 32,
+            start_at: None,
         };
         let board = Board::new(Instant::now()).unwrap();
         let lines = run(
@@ -603,5 +641,43 @@ mod tests {
         assert_eq!(line.expected, 0);
         assert_eq!(line.delivered, 0);
         assert_eq!(board.step(), 1);
+    }
+
+    #[test]
+    fn start_at_waits_until_then_and_no_longer_than_the_bound() {
+        let now = Duration::from_millis(1_000_000);
+        assert_eq!(start_delay(now, None), Duration::ZERO);
+        assert_eq!(start_delay(now, Some(999_000)), Duration::ZERO);
+        assert_eq!(start_delay(now, Some(1_000_000)), Duration::ZERO);
+        assert_eq!(
+            start_delay(now, Some(1_002_500)),
+            Duration::from_millis(2_500)
+        );
+        assert_eq!(start_delay(now, Some(u64::MAX)), MAX_START_WAIT);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_first_step_starts_at_start_at() {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap();
+        let at = u64::try_from((now + Duration::from_secs(30)).as_millis()).unwrap();
+        let plan = SweepPlan::new(&SweepArgs {
+            rates: vec![10],
+            rate: None,
+            warmup: 0,
+            step: 1,
+            drain: 0,
+            size: 32,
+            start_at: Some(at),
+        })
+        .unwrap();
+        let before = Instant::now();
+        plan.wait_for_start().await;
+        let waited = before.elapsed();
+        // Paused time: the sleep is exactly the delay computed above, give
+        // or take the wall-clock time between the two readings.
+        assert!(waited >= Duration::from_secs(29), "{waited:?}");
+        assert!(waited <= Duration::from_secs(30), "{waited:?}");
     }
 }
