@@ -35,7 +35,7 @@ if ! python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
   echo "schemathesis $SCHEMATHESIS_VERSION needs Python >= 3.11; found $(python3 --version 2>&1)" >&2
   exit 1
 fi
-installed=$(python3 -m pip show schemathesis 2>/dev/null | sed -n 's/^Version: //p')
+installed=$(python3 -m pip show schemathesis 2>/dev/null | sed -n 's/^Version: //p' || true)
 if [[ $installed != "$SCHEMATHESIS_VERSION" ]]; then
   echo "installing schemathesis $SCHEMATHESIS_VERSION (found: ${installed:-none})"
   python3 -m pip install --quiet --disable-pip-version-check --break-system-packages \
