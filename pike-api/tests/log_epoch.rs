@@ -11,8 +11,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use pike_api::server::{Delivery, Gateway, MemoryStore, PushHandle, PushRequest, Store, Target};
 use support::{
-    ChannelProxy, ClientConfig, ClientEvent, ClientOptions, LIMIT, PikeClient, TestTls, Wire,
-    connector, trace_init,
+    ChannelProxy, ClientConfig, ClientOptions, PikeClient, TestTls, Wire, connector, receive_until,
+    running, trace_init,
 };
 
 fn push(payload: &'static str) -> PushRequest {
@@ -44,43 +44,27 @@ async fn gateway_with_three(store: Arc<dyn Store>) -> (PushHandle, std::net::Soc
 }
 
 /// Starts a client with `options`; returns it once running.
-async fn running(addr: std::net::SocketAddr, tls: &TestTls, options: ClientOptions) -> PikeClient {
+async fn running_client(
+    addr: std::net::SocketAddr,
+    tls: &TestTls,
+    options: ClientOptions,
+) -> PikeClient {
     let proxy = ChannelProxy::builder(connector(Wire::Tcp, addr, tls, "d1"))
         .channel_config(ClientConfig::default())
         .build();
     let client = proxy.client(options).expect("client");
     client.start();
-    tokio::time::timeout(LIMIT, async {
-        loop {
-            match client.next_event().await {
-                Some(ClientEvent::Running { .. }) => return,
-                Some(ClientEvent::OnStop { reason }) => panic!("stopped: {reason:?}"),
-                Some(_) => {}
-                None => panic!("client ended"),
-            }
-        }
-    })
-    .await
-    .expect("the client runs");
+    running(&client).await;
     client
 }
 
-/// The sequence numbers of the next `n` messages.
-async fn receive(client: &PikeClient, n: usize) -> Vec<u64> {
-    let mut seqs = Vec::new();
-    tokio::time::timeout(LIMIT, async {
-        while seqs.len() < n {
-            match client.next_event().await {
-                Some(ClientEvent::OnReceive(message)) => seqs.push(message.seq),
-                Some(ClientEvent::OnStop { reason }) => panic!("stopped: {reason:?}"),
-                Some(_) => {}
-                None => panic!("client ended"),
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("{n} messages expected, got {seqs:?}"));
-    seqs
+/// The sequence numbers delivered up to and including `last`.
+async fn seqs_until(client: &PikeClient, last: u64) -> Vec<u64> {
+    receive_until(client, last)
+        .await
+        .into_iter()
+        .map(|(seq, _)| seq)
+        .collect()
 }
 
 #[tokio::test]
@@ -97,8 +81,8 @@ async fn a_position_from_another_epoch_is_ignored_and_the_new_log_delivered() {
     let options = ClientOptions::new("chat", "u42", "any")
         .resume("", 5)
         .epoch(stale);
-    let client = running(addr, &tls, options).await;
-    assert_eq!(receive(&client, 3).await, [1, 2, 3]);
+    let client = running_client(addr, &tls, options).await;
+    assert_eq!(seqs_until(&client, 3).await, [1, 2, 3]);
     let session = client.session();
     assert_eq!(
         session.epoch, epoch,
@@ -118,10 +102,10 @@ async fn a_position_of_the_same_epoch_resumes_after_it() {
     let options = ClientOptions::new("chat", "u42", "any")
         .resume("", 2)
         .epoch(epoch);
-    let client = running(addr, &tls, options).await;
+    let client = running_client(addr, &tls, options).await;
     pusher.push(push("m4")).await.expect("stored");
     assert_eq!(
-        receive(&client, 2).await,
+        seqs_until(&client, 4).await,
         [3, 4],
         "nothing at or below 2 again"
     );

@@ -283,6 +283,31 @@ async fn a_gateway_cut_off_from_nats_catches_up_what_it_missed() {
     b.serving.abort();
 }
 
+/// Waits (bounded) until `client` stops, and checks it was replaced.
+async fn stopped_replaced(client: &PikeClient, what: &str) {
+    let stop = tokio::time::timeout(LIMIT, async {
+        loop {
+            match client.next_event().await {
+                Some(ClientEvent::OnStop { reason }) => return reason,
+                Some(_) => {}
+                None => panic!("client gone"),
+            }
+        }
+    })
+    .await
+    .expect(what);
+    assert!(
+        matches!(
+            &stop,
+            StopReason::AuthFailed {
+                code: ErrorCode::Replaced,
+                ..
+            }
+        ),
+        "{stop:?}"
+    );
+}
+
 /// Waits for `Running` and returns the connection token the client was
 /// given on the way.
 async fn running_token(client: &PikeClient) -> String {
@@ -355,27 +380,7 @@ async fn a_device_logging_in_on_another_gateway_replaces_its_older_connection() 
         .unwrap();
     second.start();
     let token = running_token(&second).await;
-    let stop = tokio::time::timeout(LIMIT, async {
-        loop {
-            match first.next_event().await {
-                Some(ClientEvent::OnStop { reason }) => return reason,
-                Some(_) => {}
-                None => panic!("client gone"),
-            }
-        }
-    })
-    .await
-    .expect("the older client stops");
-    assert!(
-        matches!(
-            &stop,
-            StopReason::AuthFailed {
-                code: ErrorCode::Replaced,
-                ..
-            }
-        ),
-        "{stop:?}"
-    );
+    stopped_replaced(&first, "the older client stops").await;
     eventually("A's connection closed", || async {
         (a.pusher.connection_count() == 0).then_some(())
     })
@@ -592,27 +597,7 @@ async fn claims_outlive_their_ttl_by_renewal_and_a_newer_claim_closes_the_older_
     };
     let replaced = observer.claim(&login, &newer).await.expect("claim");
     assert_eq!(replaced.map(|h| h.token), Some(token.clone()));
-    let stop = tokio::time::timeout(LIMIT, async {
-        loop {
-            match client.next_event().await {
-                Some(ClientEvent::OnStop { reason }) => return reason,
-                Some(_) => {}
-                None => panic!("client gone"),
-            }
-        }
-    })
-    .await
-    .expect("the older connection is closed at the renewal");
-    assert!(
-        matches!(
-            &stop,
-            StopReason::AuthFailed {
-                code: ErrorCode::Replaced,
-                ..
-            }
-        ),
-        "{stop:?}"
-    );
+    stopped_replaced(&client, "the older connection is closed at the renewal").await;
     // The gateway's renewal left the newer claim alone.
     let holder = observer.holder(&login).await.expect("holder read");
     assert_eq!(holder.map(|h| h.token), Some("ghost-token".to_owned()));
