@@ -13,6 +13,7 @@
 mod bench;
 mod cluster;
 mod codegen;
+mod fuzz;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -27,6 +28,8 @@ Commands:
                     (see `cargo xtask bench --help`)
   cluster [--debug] 3 nats-server JetStream nodes and 3 pike-server gateways
                     on loopback as one cluster, until Ctrl-C
+  fuzz [--minutes N] every cargo-fuzz target in turn for N minutes each;
+                    fails on a crash (see `cargo xtask fuzz --help`)
 
 Options:
   -h, --help        Print this help
@@ -47,6 +50,7 @@ fn main() -> ExitCode {
         "codegen" => codegen_command(rest),
         "bench" => bench::command(rest),
         "cluster" => cluster::command(rest),
+        "fuzz" => fuzz::command(rest),
         // The MQTT/NATS load generator process `bench` starts (internal).
         "bench-client" => bench::client_command(rest),
         "-h" | "--help" | "help" => {
