@@ -170,6 +170,7 @@ fn run_target(fuzz_dir: &Path, target: &str, seconds: u64, jobs: u32) -> Result<
     }
     let before = crash_files(&artifacts);
     println!("\n=== {target}: {seconds} s");
+    #[allow(clippy::disallowed_methods)] // the wall time of a child process, only reported
     let started = Instant::now();
     let mut command = Command::new("cargo");
     command
