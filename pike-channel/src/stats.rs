@@ -68,4 +68,10 @@ pub struct ServerStats {
     pub uplink_refused: u64,
     /// Requests answered with an error frame.
     pub error_frames: u64,
+    /// Downlink acks for a stream that is not logged in (unknown, or its
+    /// login still pending), answered `ERROR NOT_LOGGED_IN`.
+    pub acks_not_logged_in: u64,
+    /// Downlink acks above the highest sequence sent on their stream on
+    /// this connection, answered `ERROR INVALID_ARGUMENT` and ignored.
+    pub acks_above_sent: u64,
 }

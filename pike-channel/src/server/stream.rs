@@ -59,7 +59,8 @@ impl ServerStream {
         self.uplink_pending.values().sum()
     }
 
-    /// Applies a cumulative ack; returns whether it advanced.
+    /// Applies a cumulative ack (at most [`last_pushed`](Self::last_pushed));
+    /// returns whether it advanced.
     pub(super) fn on_ack(&mut self, seq: u64) -> bool {
         if seq <= self.acked || seq > self.last_pushed {
             return false;
