@@ -66,6 +66,9 @@ pub struct ServerStats {
     /// Uplink messages refused with `RATE_LIMITED` because the connection's
     /// pending uplink bytes were at their bound.
     pub uplink_refused: u64,
+    /// Uplink messages refused with `INVALID_ARGUMENT` for their seq: 0, or
+    /// not above the highest accepted on their stream on this connection.
+    pub uplink_out_of_order: u64,
     /// Requests answered with an error frame.
     pub error_frames: u64,
     /// Downlink acks for a stream that is not logged in (unknown, or its

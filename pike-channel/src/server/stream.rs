@@ -30,6 +30,10 @@ pub(super) struct ServerStream {
     pub(super) uplink_pending: BTreeMap<u64, usize>,
     /// Results of recently acked uplink sequences, to answer resends.
     pub(super) uplink_results: BTreeMap<u64, (ErrorCode, String)>,
+    /// Highest uplink sequence accepted for delivery on this connection (0:
+    /// none); a new message must be above it. Messages refused at once
+    /// (`RATE_LIMITED`, `INVALID_ARGUMENT`) do not count.
+    pub(super) uplink_accepted: u64,
     /// When the login's credential expires (it ends then unless refreshed).
     pub(super) expiry: Option<Instant>,
     /// A credential refresh was reported to the gateway, no answer yet.
@@ -45,6 +49,7 @@ impl ServerStream {
             in_flight: VecDeque::new(),
             uplink_pending: BTreeMap::new(),
             uplink_results: BTreeMap::new(),
+            uplink_accepted: 0,
             expiry: None,
             refreshing: false,
         }

@@ -23,7 +23,7 @@ use crate::{
     ServerConfig, ServerEvent, StreamId, UplinkResult,
 };
 
-fn server() -> (ServerChannel, Instant) {
+pub(super) fn server() -> (ServerChannel, Instant) {
     let t = origin();
     (
         ServerChannel::new(Arc::new(ServerConfig::default()), ClientHello::default(), t),
@@ -31,16 +31,16 @@ fn server() -> (ServerChannel, Instant) {
     )
 }
 
-fn frames(server: &mut ServerChannel) -> Vec<Frame> {
+pub(super) fn frames(server: &mut ServerChannel) -> Vec<Frame> {
     std::iter::from_fn(|| server.poll_transmit()).collect()
 }
 
-fn events(server: &mut ServerChannel) -> Vec<ServerEvent> {
+pub(super) fn events(server: &mut ServerChannel) -> Vec<ServerEvent> {
     std::iter::from_fn(|| server.poll_event()).collect()
 }
 
 /// A server with stream 1 logged in.
-fn logged_in() -> (ServerChannel, StreamId, Instant) {
+pub(super) fn logged_in() -> (ServerChannel, StreamId, Instant) {
     let (mut server, t) = server();
     let login = Login {
         stream: 1,
@@ -532,7 +532,7 @@ fn pre_encoded_room_batches_are_sent_as_is() {
 }
 
 /// A login frame of `stream` for `chat:<alias>`.
-fn login_frame(stream: u32, alias: &str) -> Frame {
+pub(super) fn login_frame(stream: u32, alias: &str) -> Frame {
     Message::Login(Login {
         stream,
         biz: "chat".into(),
