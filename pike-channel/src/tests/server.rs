@@ -591,6 +591,20 @@ fn login_fields_beyond_their_limits_are_refused_with_invalid_argument() {
             },
         ),
         (
+            "alias must not contain ':'",
+            Login {
+                alias: "chat:u7".into(),
+                ..base.clone()
+            },
+        ),
+        (
+            "biz must not contain ':'",
+            Login {
+                biz: "app:chat".into(),
+                ..base.clone()
+            },
+        ),
+        (
             "credential",
             Login {
                 credential: long(MAX_CREDENTIAL_LEN + 1),
