@@ -119,6 +119,14 @@ async fn login_fields_and_logins_per_connection_are_bounded() {
     let refused = client.login(0, &long, "good").await;
     assert_eq!(refused.code(), ErrorCode::InvalidArgument);
     assert!(refused.message.contains("alias"), "{refused:?}");
+    // `chat:u7` is shorthand for biz `chat`, alias `u7`, never an alias.
+    let shorthand = client.login(0, "chat:u7", "good").await;
+    assert_eq!(shorthand.code(), ErrorCode::InvalidArgument);
+    assert_eq!(
+        shorthand.message,
+        "alias must not contain ':' (biz and alias are separate fields; \
+         'chat:u7' is biz 'chat', alias 'u7')"
+    );
 
     for stream in 0..32 {
         let result = client.login(stream, &format!("u{stream}"), "good").await;
