@@ -444,10 +444,18 @@ impl Core {
     /// `from` up to the visible tail (at most `max` messages and the batch
     /// byte limit), and how many in between are gone. Offsets below the
     /// room's base (a previous incarnation) read from the base.
+    #[cfg(test)]
     pub(crate) fn read(&mut self, from: u64, max: usize, now: Instant) -> Span {
+        self.read_until(from, u64::MAX, max, now)
+    }
+
+    /// [`read`](Self::read), stopping before offset `until` (a pull of a
+    /// push member must not carry what was pushed to it already).
+    pub(crate) fn read_until(&mut self, from: u64, until: u64, max: usize, now: Instant) -> Span {
         self.evict(now);
-        let from = from.max(self.base).min(self.visible);
-        self.collect(from, self.visible, max.max(1), self.config.max_batch_bytes)
+        let end = until.min(self.visible);
+        let from = from.max(self.base).min(end);
+        self.collect(from, end, max.max(1), self.config.max_batch_bytes)
     }
 
     /// Messages in `[from, end)`, in offset order, until `max` messages or

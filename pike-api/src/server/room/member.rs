@@ -3,8 +3,15 @@
 //! batches to the connection's [`ServerChannel`].
 //!
 //! Per joined room a connection keeps the only per-member state of the
-//! gateway: one held pull per stream (offset, limit, deadline) and a cursor
-//! into the room's released batches. Offsets are the client's.
+//! gateway: one held pull per stream (offset, limit, deadline), a cursor
+//! into the room's released batches, and the range of offsets pushed to it.
+//! Offsets are the client's.
+//!
+//! No offset is written twice to a member connection by the combination of
+//! pushed batches and pull answers: a pull of a push member first takes the
+//! released batches the push path has not taken yet (pushing them), then is
+//! answered only with what lies outside the range already pushed (history
+//! before it), or held like a pull with nothing new.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -25,23 +32,75 @@ const MAX_PULL: usize = 1000;
 #[derive(Clone, Copy, Debug)]
 struct Held {
     offset: u64,
+    /// The answer stops before this offset (`u64::MAX`: the released
+    /// tail).
+    until: u64,
     max: usize,
     since: Instant,
     deadline: Instant,
+}
+
+/// One joined stream of a [`Sub`].
+#[derive(Clone, Copy, Debug)]
+struct Joined {
+    /// Its held pull.
+    held: Option<Held>,
+    /// Where the pushes it gets began: the connection's push cursor at its
+    /// (latest) join; the client starts the room afresh at a join, so
+    /// what was pushed before does not count for it.
+    since: u64,
+}
+
+impl Joined {
+    fn at(since: u64) -> Self {
+        Self { held: None, since }
+    }
 }
 
 /// A room joined by one or more streams of the connection.
 #[derive(Debug)]
 struct Sub {
     room: Arc<Room>,
-    /// Joined streams and their held pull.
-    streams: BTreeMap<StreamId, Option<Held>>,
+    /// Joined streams.
+    streams: BTreeMap<StreamId, Joined>,
     /// The next released batch to take.
     next_batch: u64,
     /// The newest batch this connection counted as taken.
     acked: u64,
     /// The offset after the last pushed batch written (push catch-up).
     next_offset: u64,
+    /// The contiguous range of offsets last pushed to the connection
+    /// (`[start, end)`), which a pull answer must not carry again.
+    pushed: Option<(u64, u64)>,
+}
+
+impl Sub {
+    /// A pushed frame covering `[first, next)` was written.
+    fn note_pushed(&mut self, first: u64, next: u64) {
+        self.pushed = match self.pushed {
+            Some((start, end)) if first <= end && end <= next => Some((start, next)),
+            _ => Some((first, next)),
+        };
+    }
+
+    /// Where a pull from `offset` of a push member's stream that joined
+    /// at `since` is answered from, and before which offset the answer
+    /// stops. Pushing goes on from `next_offset`, so no answer reaches it;
+    /// an answer starting in the range pushed to the stream already starts
+    /// after it; history before that range stops at its start.
+    fn push_pull_range(&self, since: u64, offset: u64) -> (u64, u64) {
+        match self.pushed {
+            Some((start, end)) if start.max(since) < end => {
+                let start = start.max(since);
+                if offset >= start {
+                    (offset.max(end), self.next_offset)
+                } else {
+                    (offset, start)
+                }
+            }
+            _ => (offset, self.next_offset),
+        }
+    }
 }
 
 /// What happened to a join request (for the connection trace).
@@ -143,8 +202,10 @@ impl ConnRooms {
             };
         }
         if let Some(sub) = self.subs.get_mut(name) {
-            if sub.streams.contains_key(&stream) {
+            let next_offset = sub.next_offset;
+            if let Some(joined) = sub.streams.get_mut(&stream) {
                 // Joined already (a repeated join): answer again.
+                joined.since = next_offset;
                 let head = sub.room.with_core(super::core::Core::head);
                 return JoinOutcome::Joined {
                     head,
@@ -152,7 +213,7 @@ impl ConnRooms {
                 };
             }
             if let Ok(joined) = sub.room.join(self.conn, &self.shared, now) {
-                sub.streams.insert(stream, None);
+                sub.streams.insert(stream, Joined::at(next_offset));
                 self.joins += 1;
                 return JoinOutcome::Joined {
                     head: joined.head,
@@ -183,10 +244,11 @@ impl ConnRooms {
                 name.to_owned(),
                 Sub {
                     room,
-                    streams: BTreeMap::from([(stream, None)]),
+                    streams: BTreeMap::from([(stream, Joined::at(joined.visible))]),
                     next_batch: joined.seq + 1,
                     acked: joined.seq,
                     next_offset: joined.visible,
+                    pushed: None,
                 },
             );
             self.joins += 1;
@@ -257,21 +319,33 @@ impl ConnRooms {
             metrics::counter!(crate::server::metric_families::ROOM_PULLS_TOTAL, "result" => "not_joined").increment(1);
             return;
         };
-        let Some(held) = sub.streams.get_mut(&stream) else {
+        if !sub.streams.contains_key(&stream) {
             metrics::counter!(crate::server::metric_families::ROOM_PULLS_TOTAL, "result" => "not_joined").increment(1);
             return;
-        };
+        }
         let max = match max {
             0 => sub.room.config.max_batch_messages,
             n => (n as usize).min(MAX_PULL),
         };
-        let pull = Held {
+        let mut pull = Held {
             offset,
+            until: u64::MAX,
             max,
             since: now,
             deadline: now + wait.min(sub.room.config.max_pull_wait),
         };
-        if offset < sub.room.visible() {
+        if sub.room.mode() == super::RoomMode::Push && offset < sub.room.visible() {
+            // A push member: what the push path has not taken yet goes out
+            // pushed first; the answer skips what was pushed.
+            take_released(channel, sub, compression, threshold, now);
+            let since = sub.streams.get(&stream).map_or(u64::MAX, |j| j.since);
+            (pull.offset, pull.until) = sub.push_pull_range(since, offset);
+        }
+        let Some(Joined { held, .. }) = sub.streams.get_mut(&stream) else {
+            return;
+        };
+        let visible = sub.room.visible();
+        if pull.offset < visible.min(pull.until) {
             *held = None;
             answer(
                 channel,
@@ -286,9 +360,14 @@ impl ConnRooms {
         } else if wait.is_zero() {
             // "Answer at once": nothing new.
             *held = None;
-            let (frame, covered) =
-                sub.room
-                    .catchup_frame(offset, max, Some(stream), compression, threshold, now);
+            let (frame, covered) = sub.room.catchup_frame(
+                (pull.offset, pull.until),
+                max,
+                Some(stream),
+                compression,
+                threshold,
+                now,
+            );
             if channel
                 .room_batch_frame(Some(stream), frame, now.into_std())
                 .is_ok()
@@ -297,7 +376,11 @@ impl ConnRooms {
             }
         } else {
             sub.room.pull_held();
-            *held = Some(pull);
+            *held = Some(Held {
+                offset,
+                until: u64::MAX,
+                ..pull
+            });
         }
     }
 
@@ -307,32 +390,44 @@ impl ConnRooms {
     pub(crate) fn ready(&mut self, channel: &mut ServerChannel, now: Instant) {
         let (compression, threshold) = (self.compression, self.threshold);
         for sub in self.subs.values_mut() {
-            let room = sub.room.clone();
-            let latest = room.seq();
-            if sub.acked < latest {
-                sub.acked = latest;
-                room.ack();
-            }
-            if sub.next_batch > latest {
-                continue;
-            }
-            let (batches, lost) = room.batches_since(sub.next_batch);
-            if lost {
-                catch_up(
-                    channel,
-                    sub,
-                    batches.first().map(|b| b.span.first),
-                    compression,
-                    threshold,
-                    now,
-                );
-            }
-            for batch in &batches {
-                deliver(channel, sub, batch, compression, threshold, now);
-            }
-            sub.next_batch = batches.last().map_or(latest, |b| b.seq) + 1;
+            take_released(channel, sub, compression, threshold, now);
         }
     }
+}
+
+/// Takes the batches `sub`'s room released since the last call and writes
+/// them out: pushed batches once per connection, held pulls answered.
+fn take_released(
+    channel: &mut ServerChannel,
+    sub: &mut Sub,
+    compression: Compression,
+    threshold: usize,
+    now: Instant,
+) {
+    let room = sub.room.clone();
+    let latest = room.seq();
+    if sub.acked < latest {
+        sub.acked = latest;
+        room.ack();
+    }
+    if sub.next_batch > latest {
+        return;
+    }
+    let (batches, lost) = room.batches_since(sub.next_batch);
+    if lost {
+        catch_up(
+            channel,
+            sub,
+            batches.first().map(|b| b.span.first),
+            compression,
+            threshold,
+            now,
+        );
+    }
+    for batch in &batches {
+        deliver(channel, sub, batch, compression, threshold, now);
+    }
+    sub.next_batch = batches.last().map_or(latest, |b| b.seq) + 1;
 }
 
 impl Drop for ConnRooms {
@@ -361,16 +456,17 @@ fn deliver(
                 room.sent(batch.covered(), true);
             }
             sub.next_offset = batch.span.next;
+            sub.note_pushed(batch.span.first, batch.span.next);
         }
         // The client's offset moves with the pushed batch: so do its held
         // pulls (answered later, should the room switch to pull mode).
-        for held in sub.streams.values_mut().flatten() {
+        for held in sub.streams.values_mut().filter_map(|j| j.held.as_mut()) {
             held.offset = held.offset.max(batch.span.next);
         }
         return;
     }
     sub.next_offset = sub.next_offset.max(batch.span.next);
-    for (&stream, slot) in &mut sub.streams {
+    for (&stream, Joined { held: slot, .. }) in &mut sub.streams {
         let Some(held) = *slot else {
             continue;
         };
@@ -411,7 +507,7 @@ fn catch_up(
     if room.mode() == super::RoomMode::Push {
         while sub.next_offset < until {
             let (frame, covered) = room.catchup_frame(
-                sub.next_offset,
+                (sub.next_offset, u64::MAX),
                 room.config.max_batch_messages,
                 None,
                 compression,
@@ -427,14 +523,15 @@ fn catch_up(
             {
                 room.sent(covered, true);
             }
+            sub.note_pushed(sub.next_offset, covered.next);
             sub.next_offset = covered.next;
         }
-        for held in sub.streams.values_mut().flatten() {
+        for held in sub.streams.values_mut().filter_map(|j| j.held.as_mut()) {
             held.offset = held.offset.max(sub.next_offset);
         }
         return;
     }
-    for (&stream, slot) in &mut sub.streams {
+    for (&stream, Joined { held: slot, .. }) in &mut sub.streams {
         if let Some(held) = *slot
             && held.deadline >= now
             && held.offset < until
@@ -479,6 +576,7 @@ fn answer(
             b.span.first == pull.offset
                 && b.span.messages.len() <= pull.max
                 && b.span.next >= visible
+                && b.span.next <= pull.until
         });
     let (frame, covered) = match &shared {
         Some(batch) => (
@@ -486,7 +584,7 @@ fn answer(
             batch.covered(),
         ),
         None => room.catchup_frame(
-            pull.offset,
+            (pull.offset, pull.until),
             pull.max,
             Some(stream),
             compression,

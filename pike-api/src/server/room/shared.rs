@@ -67,8 +67,8 @@ impl Batch {
 /// A span read for members behind, encoded once for all of them.
 #[derive(Debug)]
 struct CatchUp {
-    /// (from, max, stream or pushed, compression).
-    key: (u64, usize, Option<u32>, Compression),
+    /// (from, until, max, stream or pushed, compression).
+    key: (u64, u64, usize, Option<u32>, Compression),
     /// The released tail when it was read.
     visible: u64,
     /// It stopped before that tail (at `max` or the byte limit): it stays
@@ -533,13 +533,15 @@ impl Room {
     }
 
     /// The frame of what a member behind gets from `from` up to the
-    /// released tail (at most `max` messages): pushed (`stream` `None`) or
+    /// released tail or `until`, whichever is lower (at most `max`
+    /// messages; `until` is `u64::MAX` but for a pull of a push member,
+    /// which must not carry what was pushed to it): pushed (`stream` `None`) or
     /// answering `stream`'s pull. Members behind by the same offsets at the
     /// same tail share one encoding (a small cache); an empty span (nothing
     /// new: an answer "at once") is encoded too.
     pub(crate) fn catchup_frame(
         &self,
-        from: u64,
+        (from, until): (u64, u64),
         max: usize,
         stream: Option<StreamId>,
         compression: Compression,
@@ -547,7 +549,7 @@ impl Room {
         now: Instant,
     ) -> (Frame, Covered) {
         let visible = self.visible();
-        let key = (from, max, stream.map(StreamId::value), compression);
+        let key = (from, until, max, stream.map(StreamId::value), compression);
         let mut cache = lock(&self.catchups);
         if let Some(hit) = cache
             .iter()
@@ -562,7 +564,7 @@ impl Room {
         }
         let span = {
             let mut guarded = self.guarded();
-            let span = guarded.core.read(from, max, now);
+            let span = guarded.core.read_until(from, until, max, now);
             export(&mut guarded);
             span
         };
