@@ -159,6 +159,7 @@ class PikeConnection:
         self.auto_pong = True
         self.server_pings = 0
         self.server_hello = None
+        self.early_frames = 0  # frames that arrived before a LOGIN_RESULT awaited
 
     # --- bytes and frames --------------------------------------------------
 
@@ -306,7 +307,10 @@ class PikeConnection:
                 epoch=epoch,
             ),
         )
-        return self.wait_for(LOGIN_RESULT, lambda r: r.stream == stream)
+        kept = len(self.pending)
+        result = self.wait_for(LOGIN_RESULT, lambda r: r.stream == stream)
+        self.early_frames += len(self.pending) - kept
+        return result
 
     def ack(self, stream, seq):
         """Cumulative DOWNLINK_ACK: every message of `stream` up to `seq`."""
