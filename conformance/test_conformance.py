@@ -164,6 +164,27 @@ class T1Handshake(PikeTest):
         self.assertEqual(result.code, tn.ERROR_CODE_AUTH_FAILED)
         conn.sync()  # the connection stays up
 
+    def test_expiry_leeway_is_30_seconds(self):
+        now = int(time.time())
+        conn = self.connect(fresh("dev"))
+        # exp 15 s ago: still inside the leeway.
+        alias = fresh("u")
+        late = credential(alias, now=now - 600, ttl_secs=600 - 15)
+        result = conn.login(0, BIZ, alias, late)
+        self.assertEqual(result.code, OK, result.message)
+        self.assertEqual(result.expires_at_ms, (now - 15 + EXPIRY_LEEWAY_SECS) * 1000)
+        # exp 45 s ago: past it.
+        alias = fresh("u")
+        expired = credential(alias, now=now - 600, ttl_secs=600 - 45)
+        result = conn.login(1, BIZ, alias, expired)
+        self.assertEqual(result.code, tn.ERROR_CODE_TOKEN_EXPIRED, result.message)
+
+    def test_unknown_app_is_closed(self):
+        conn = PikeConnection(TCP_HOST, int(TCP_PORT))
+        self.conns.append(conn)
+        with self.assertRaisesRegex(ConnectionClosed, "UNKNOWN_APP|code: 11"):
+            conn.hello("no-such-app", fresh("dev"))
+
     def test_unsupported_version_is_closed(self):
         conn = PikeConnection(TCP_HOST, int(TCP_PORT))
         self.conns.append(conn)
