@@ -192,6 +192,35 @@ class T1Handshake(PikeTest):
             conn.hello(APP, fresh("dev"), versions=(99,))
 
 
+class T1Framing(PikeTest):
+    """Frames the protocol refuses (docs/protocol.md, "Frame layout")."""
+
+    def answer_to(self, raw):
+        """The server's answer to raw bytes sent after a login: a frame."""
+        conn, _ = self.login(fresh("dev"), fresh("u"))
+        conn.sock.sendall(raw)
+        return conn.next_frame()
+
+    def test_reserved_bit_is_malformed(self):
+        frame = self.answer_to(bytes([0x40 | 0x28, 0x00]))
+        self.assertEqual((frame.type, frame.body.code), (CLOSE, tn.ERROR_CODE_MALFORMED_FRAME))
+
+    def test_length_not_minimally_encoded_is_malformed(self):
+        frame = self.answer_to(bytes([0x28, 0x80, 0x00]))
+        self.assertEqual((frame.type, frame.body.code), (CLOSE, tn.ERROR_CODE_MALFORMED_FRAME))
+
+    def test_undefined_control_type_is_unknown(self):
+        frame = self.answer_to(bytes([0x05, 0x00]))
+        self.assertEqual((frame.type, frame.body.code), (CLOSE, tn.ERROR_CODE_UNKNOWN_FRAME_TYPE))
+
+    def test_unassigned_application_type_is_answered_not_ignored(self):
+        frame = self.answer_to(bytes([0x3E, 0x00]))
+        # "ERROR/CLOSE UNKNOWN_FRAME_TYPE, never by ignoring it"
+        self.assertIn(frame.type, (ERROR, CLOSE), frame)
+        self.assertEqual(frame.body.code, tn.ERROR_CODE_UNKNOWN_FRAME_TYPE)
+        OBSERVED["unassigned application type answered with"] = frame.name
+
+
 class T2ReliableDownlink(PikeTest):
     def test_withheld_acks_are_redelivered_after_resume(self):
         alias, device = fresh("u"), fresh("dev")
@@ -291,7 +320,7 @@ class T4Rooms(PikeTest):
     def repeated(self):
         """Counts an offset received twice (dropped by the client)."""
         OBSERVED["room offsets received twice"] += 1
-        key = f"... in {self._testMethodName}"
+        key = f"room offsets received twice in {self._testMethodName}"
         OBSERVED[key] = OBSERVED.get(key, 0) + 1
 
     def receive_offsets(self, conn, room, wanted, pushed):
@@ -471,6 +500,7 @@ class T7GoAway(PikeTest):
 
 SUITE = [
     T1Handshake,
+    T1Framing,
     T2ReliableDownlink,
     T3Uplink,
     T4Rooms,
