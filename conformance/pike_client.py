@@ -253,6 +253,22 @@ class PikeConnection:
         finally:
             self.pending.extend(skipped)
 
+    def next_frame_pinging(self, timeout, interval):
+        """The next frame other than a PONG, pinging every `interval`
+        seconds meanwhile (a client's heartbeat while it waits)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("no frame before the deadline")
+            try:
+                frame = self.next_frame(timeout=min(interval, left))
+            except TimeoutError:
+                self.send(PING, ch.Ping(nonce=1))
+                continue
+            if frame.type != PONG:
+                return frame
+
     def frames_within(self, seconds):
         """Every frame that arrives within `seconds` (a bounded quiet period)."""
         deadline = time.monotonic() + seconds

@@ -485,17 +485,29 @@ class T7GoAway(PikeTest):
     """Last: it stops the server."""
 
     def test_sigterm_sends_go_away_with_reconnect_advice(self):
-        conn, _ = self.login(fresh("dev"), fresh("u"))
+        leaving, _ = self.login(fresh("dev"), fresh("u"))
+        staying, _ = self.login(fresh("dev"), fresh("u"))
         os.kill(int(ENV["PIKE_CONF_SERVER_PID"]), signal.SIGTERM)
         with open(ENV["PIKE_CONF_SIGTERM_MARKER"], "w"):  # tells the script
             pass
-        frame = conn.next_frame(timeout=WAIT_SECS)
-        # gateway.md, "Shutdown": a go-away with a reconnect window of 1 to 10 s.
-        self.assertEqual(frame.type, GO_AWAY, frame)
-        self.assertEqual(frame.body.code, tn.ERROR_CODE_GOING_AWAY)
-        advice = frame.body.reconnect
-        self.assertEqual((advice.min_delay_ms, advice.max_delay_ms), (1000, 10_000))
-        conn.close()  # the client leaves, as asked
+        started = time.monotonic()
+        for conn in (leaving, staying):
+            frame = conn.next_frame(timeout=WAIT_SECS)
+            # gateway.md, "Shutdown": a go-away with a reconnect window of 1 to 10 s.
+            self.assertEqual(frame.type, GO_AWAY, frame)
+            self.assertEqual(frame.body.code, tn.ERROR_CODE_GOING_AWAY)
+            advice = frame.body.reconnect
+            self.assertEqual((advice.min_delay_ms, advice.max_delay_ms), (1000, 10_000))
+        leaving.close()  # the client leaves, as asked
+        # A client that stays is closed with GOING_AWAY once the drain is
+        # over (gateway.md: up to 15 s; channel.md: a 30 s grace).
+        frame = staying.next_frame_pinging(30 + WAIT_SECS, interval=HEARTBEAT_SECS)
+        self.assertEqual((frame.type, frame.body.code), (CLOSE, tn.ERROR_CODE_GOING_AWAY), frame)
+        with self.assertRaises(ConnectionClosed):
+            staying.next_frame(timeout=WAIT_SECS)
+        took = time.monotonic() - started
+        OBSERVED["a client staying after GO_AWAY closed after s"] = round(took, 2)
+        self.assertLessEqual(took, 15 + 2)
 
 
 SUITE = [
