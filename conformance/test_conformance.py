@@ -112,11 +112,12 @@ class PikeTest(unittest.TestCase):
         self.assertEqual(result.code, OK, result.message)
         return conn, result
 
-    def downlinks(self, conn, seconds=QUIET_SECS):
-        """Every frame within a quiet period, which must all be DOWNLINKs."""
-        frames = conn.frames_within(seconds)
-        self.assertTrue(all(f.type == DOWNLINK for f in frames), frames)
-        return [f.body for f in frames]
+    def expect_downlinks(self, conn, seqs):
+        """Exactly these reliable seqs arrive, in order, then nothing more
+        within a quiet period."""
+        got = [conn.wait_for(DOWNLINK).seq for _ in seqs]
+        self.assertEqual(got, list(seqs))
+        self.assertEqual(conn.frames_within(QUIET_SECS), [])
 
 
 class T1Handshake(PikeTest):
@@ -239,23 +240,23 @@ class T2ReliableDownlink(PikeTest):
         conn, result = self.login(device, alias, last_acked_seq=3, epoch=epoch)
         self.assertEqual(result.epoch, epoch)
         self.assertEqual(result.last_seq, 5)
-        self.assertEqual([d.seq for d in self.downlinks(conn)], [4, 5])
+        self.expect_downlinks(conn, [4, 5])
         conn.ack(0, 5)
         conn.sync()
         conn.close()
 
         conn, _ = self.login(device, alias, last_acked_seq=5, epoch=epoch)
-        self.assertEqual(self.downlinks(conn), [])
+        self.expect_downlinks(conn, [])
         conn.close()
 
         # The position is stored for the hello's device id: a login that
         # reports none resumes from it ...
         conn, _ = self.login(device, alias, last_acked_seq=0, epoch=epoch)
-        self.assertEqual(self.downlinks(conn), [])
+        self.expect_downlinks(conn, [])
         conn.close()
         # ... and another device of the alias gets everything from seq 1.
         conn, _ = self.login(fresh("dev"), alias)
-        self.assertEqual([d.seq for d in self.downlinks(conn)], [1, 2, 3, 4, 5])
+        self.expect_downlinks(conn, [1, 2, 3, 4, 5])
 
     def test_transient_has_seq_zero_and_a_message_id(self):
         alias, device = fresh("u"), fresh("dev")
@@ -272,7 +273,7 @@ class T2ReliableDownlink(PikeTest):
         conn.close()
         conn, result = self.login(device, alias)
         self.assertEqual(result.last_seq, 0)
-        self.assertEqual(self.downlinks(conn), [])
+        self.expect_downlinks(conn, [])
 
 
 class T3Uplink(PikeTest):
