@@ -63,6 +63,7 @@ server="$target_dir/debug/pike-server"
 webhook_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 app=conformance
 biz=chat
+quiet_biz=quiet
 api_key=$(python3 -c 'import secrets; print("pk_conf_" + secrets.token_hex(16))')
 secret=$(python3 -c 'import secrets; print(secrets.token_hex(24))')
 heartbeat_secs=1
@@ -107,6 +108,9 @@ token_secret = "$secret"
 [[apps.biz]]
 id = "$biz"
 uplink_webhooks = ["http://127.0.0.1:$webhook_port/pike/uplink"]
+
+[[apps.biz]]
+id = "$quiet_biz"
 EOF
 "$server" --config "$tmp/pike.toml" >"$tmp/server.log" 2>&1 &
 pid=$!
@@ -128,6 +132,7 @@ status=0
 started=$SECONDS
 PYTHONPATH="$tmp/gen:conformance" \
   PIKE_CONF_TCP=$tcp PIKE_CONF_HTTP=$http PIKE_CONF_APP=$app PIKE_CONF_BIZ=$biz \
+  PIKE_CONF_QUIET_BIZ=$quiet_biz \
   PIKE_CONF_API_KEY=$api_key PIKE_CONF_SECRET=$secret \
   PIKE_CONF_WEBHOOK_PORT=$webhook_port PIKE_CONF_HEARTBEAT_SECS=$heartbeat_secs \
   PIKE_CONF_LOGIN_TIMEOUT_SECS=$login_timeout_secs PIKE_CONF_UPLINK_WINDOW=$uplink_window \

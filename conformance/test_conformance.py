@@ -6,6 +6,7 @@ temporary configuration and passes it in the environment:
   PIKE_CONF_TCP, PIKE_CONF_HTTP   "127.0.0.1:port" of the plain TCP and HTTP listeners
   PIKE_CONF_APP, PIKE_CONF_API_KEY, PIKE_CONF_SECRET   the app, its API key and token secret
   PIKE_CONF_BIZ                   the business whose uplink webhook is the test backend
+  PIKE_CONF_QUIET_BIZ             a business without uplink webhooks
   PIKE_CONF_WEBHOOK_PORT          the port the configuration points that webhook at
   PIKE_CONF_HEARTBEAT_SECS        heartbeat interval = timeout configured (seconds)
   PIKE_CONF_LOGIN_TIMEOUT_SECS    limits.login_timeout_secs
@@ -34,10 +35,14 @@ from pike_client import (
     CLOSE,
     OK,
     ROOM_BATCH,
+    ROOM_JOIN,
+    ROOM_PULL,
+    UPLINK,
     UPLINK_ACK,
     ConnectionClosed,
     HttpApi,
     PikeConnection,
+    ch,
     mint_credential,
     tn,
 )
@@ -47,6 +52,7 @@ TCP_HOST, TCP_PORT = ENV["PIKE_CONF_TCP"].rsplit(":", 1)
 APP = ENV["PIKE_CONF_APP"]
 SECRET = ENV["PIKE_CONF_SECRET"]
 BIZ = ENV["PIKE_CONF_BIZ"]
+QUIET_BIZ = ENV["PIKE_CONF_QUIET_BIZ"]
 HEARTBEAT_SECS = int(ENV["PIKE_CONF_HEARTBEAT_SECS"])
 LOGIN_TIMEOUT_SECS = int(ENV["PIKE_CONF_LOGIN_TIMEOUT_SECS"])
 UPLINK_WINDOW = int(ENV["PIKE_CONF_UPLINK_WINDOW"])
@@ -191,6 +197,37 @@ class T1Handshake(PikeTest):
         self.conns.append(conn)
         with self.assertRaisesRegex(ConnectionClosed, "UNSUPPORTED_VERSION|code: 2"):
             conn.hello(APP, fresh("dev"), versions=(99,))
+
+
+class T1Requests(PikeTest):
+    """Requests the server refuses while the connection stays up."""
+
+    def test_requests_on_a_stream_not_logged_in(self):
+        conn, _ = self.login(fresh("dev"), fresh("u"))
+        conn.uplink(4, 1, fresh("k"), b"x")
+        conn.send(ROOM_JOIN, ch.RoomJoin(stream=4, room=fresh("live")))
+        conn.pull(4, fresh("live"), 0)
+        for frame_type in (UPLINK, ROOM_JOIN, ROOM_PULL):
+            error = conn.wait_for(ERROR)
+            self.assertEqual(error.code, tn.ERROR_CODE_NOT_LOGGED_IN, error.message)
+            self.assertEqual((error.stream, error.frame_type), (4, frame_type))
+        conn.sync()
+
+    def test_unknown_biz_is_forbidden(self):
+        alias = fresh("u")
+        conn = self.connect(fresh("dev"))
+        forged = mint_credential(SECRET, APP, "no-such-biz", alias)
+        result = conn.login(0, "no-such-biz", alias, forged)
+        self.assertEqual(result.code, tn.ERROR_CODE_FORBIDDEN, result.message)
+
+    def test_uplink_of_a_biz_without_backend_is_backend_unavailable(self):
+        alias = fresh("u")
+        conn = self.connect(fresh("dev"))
+        result = conn.login(0, QUIET_BIZ, alias, mint_credential(SECRET, APP, QUIET_BIZ, alias))
+        self.assertEqual(result.code, OK, result.message)
+        conn.uplink(0, 1, fresh("k"), b"x")
+        ack = conn.wait_for(UPLINK_ACK)
+        self.assertEqual((ack.seq, ack.code), (1, tn.ERROR_CODE_BACKEND_UNAVAILABLE))
 
 
 class T1Framing(PikeTest):
@@ -513,6 +550,7 @@ class T7GoAway(PikeTest):
 
 SUITE = [
     T1Handshake,
+    T1Requests,
     T1Framing,
     T2ReliableDownlink,
     T3Uplink,
