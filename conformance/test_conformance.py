@@ -295,6 +295,23 @@ class T2ReliableDownlink(PikeTest):
         conn, _ = self.login(fresh("dev"), alias)
         self.expect_downlinks(conn, [1, 2, 3, 4, 5])
 
+    def test_a_position_of_another_epoch_is_ignored(self):
+        alias, device = fresh("u"), fresh("dev")
+        conn, first = self.login(device, alias)
+        for i in range(1, 6):
+            API.push(BIZ, alias, f"m{i}")
+        self.assertEqual([conn.wait_for(DOWNLINK).seq for _ in range(5)], [1, 2, 3, 4, 5])
+        conn.ack(0, 3)
+        conn.sync()
+        conn.close()
+        # protocol.md, "Log epochs": a nonzero epoch that is not the
+        # server's makes it ignore last_acked_seq and resume after the
+        # position it stored for the device (3).
+        other_epoch = first.epoch ^ 1
+        conn, result = self.login(device, alias, last_acked_seq=5, epoch=other_epoch)
+        self.assertEqual(result.epoch, first.epoch)
+        self.expect_downlinks(conn, [4, 5])
+
     def test_transient_has_seq_zero_and_a_message_id(self):
         alias, device = fresh("u"), fresh("dev")
         conn, _ = self.login(device, alias)
