@@ -7,23 +7,22 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use pike_api::server::{
     AuthError, BoxFuture, FnAuthenticator, Gateway, GatewayConfig, LoginGrant, LoginRequest,
     PushHandle, UplinkError, UplinkHandler, UplinkRequest,
 };
 use pike_channel::{Message, ServerConfig};
-use proto::channel::{Login, LoginResult, RoomJoin, RoomJoinResult, RoomLeave, Uplink, UplinkAck};
-use proto::tunnel::{ClientHello, ErrorCode, ServerHello};
-use tntunnel::{FramedTunnel, HandshakeError, TunnelConfig};
-use tokio::net::TcpStream;
+use proto::channel::RoomLeave;
+use proto::tunnel::{ClientHello, ErrorCode};
+use tntunnel::HandshakeError;
 use tokio::sync::Semaphore;
 
-/// Bound on every wait (hangs only; nothing sleeps).
-const LIMIT: Duration = Duration::from_secs(30);
+mod support;
+
+use support::LIMIT;
+use support::raw::Raw;
 
 /// A backend that takes every message, holding the calls while the gate is
 /// closed.
@@ -87,87 +86,6 @@ async fn gateway(config: GatewayConfig, backend: Arc<HeldBackend>) -> (SocketAdd
     let handle = gateway.push_handle();
     tokio::spawn(gateway.serve());
     (addr, handle)
-}
-
-/// A protocol client that sends whatever it is told.
-struct Raw {
-    framed: FramedTunnel<TcpStream>,
-    hello: ServerHello,
-}
-
-impl Raw {
-    async fn connect(addr: SocketAddr, hello: ClientHello) -> Result<Self, HandshakeError> {
-        let io = TcpStream::connect(addr).await?;
-        let (framed, hello) = tntunnel::connect(io, hello, &TunnelConfig::default()).await?;
-        Ok(Self { framed, hello })
-    }
-
-    async fn device(addr: SocketAddr, app: &str, device: &str) -> Self {
-        let hello = ClientHello {
-            app_id: app.into(),
-            device_id: device.into(),
-            ..ClientHello::default()
-        };
-        Self::connect(addr, hello).await.expect("handshake")
-    }
-
-    async fn send(&mut self, message: Message) {
-        self.framed.send(message.to_frame()).await.unwrap();
-    }
-
-    /// The next message (pings from the server are not expected here).
-    async fn next(&mut self) -> Message {
-        let frame = tokio::time::timeout(LIMIT, self.framed.next())
-            .await
-            .expect("a frame in time")
-            .expect("the connection is open")
-            .expect("a valid frame");
-        Message::decode(&frame).expect("a channel message")
-    }
-
-    async fn login(&mut self, stream: u32, alias: &str, credential: &str) -> LoginResult {
-        self.send(Message::Login(Login {
-            stream,
-            biz: "chat".into(),
-            alias: alias.into(),
-            credential: credential.into(),
-            ..Login::default()
-        }))
-        .await;
-        match self.next().await {
-            Message::LoginResult(result) => result,
-            other => panic!("expected a login result, got {other:?}"),
-        }
-    }
-
-    async fn join(&mut self, room: &str) -> RoomJoinResult {
-        self.send(Message::RoomJoin(RoomJoin {
-            stream: 0,
-            room: room.into(),
-        }))
-        .await;
-        match self.next().await {
-            Message::RoomJoinResult(result) => result,
-            other => panic!("expected a join result, got {other:?}"),
-        }
-    }
-
-    async fn uplink(&mut self, seq: u64, size: usize) {
-        self.send(Message::Uplink(Uplink {
-            stream: 0,
-            seq,
-            idempotency_key: format!("key-{seq}"),
-            payload: Bytes::from(vec![b'u'; size]),
-        }))
-        .await;
-    }
-
-    async fn uplink_ack(&mut self) -> UplinkAck {
-        match self.next().await {
-            Message::UplinkAck(ack) => ack,
-            other => panic!("expected an uplink ack, got {other:?}"),
-        }
-    }
 }
 
 #[tokio::test]

@@ -66,6 +66,15 @@ pub struct ServerStats {
     /// Uplink messages refused with `RATE_LIMITED` because the connection's
     /// pending uplink bytes were at their bound.
     pub uplink_refused: u64,
+    /// Uplink messages refused with `INVALID_ARGUMENT` for their seq: 0, or
+    /// not above the highest accepted on their stream on this connection.
+    pub uplink_out_of_order: u64,
     /// Requests answered with an error frame.
     pub error_frames: u64,
+    /// Downlink acks for a stream that is not logged in (unknown, or its
+    /// login still pending), answered `ERROR NOT_LOGGED_IN`.
+    pub acks_not_logged_in: u64,
+    /// Downlink acks above the highest sequence sent on their stream on
+    /// this connection, answered `ERROR INVALID_ARGUMENT` and ignored.
+    pub acks_above_sent: u64,
 }

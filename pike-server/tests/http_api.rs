@@ -17,7 +17,9 @@ use pike_api::server::{
     StreamKey, UplinkRecord,
 };
 use pike_channel::proto::tunnel::ErrorCode;
-use pike_server::http::{MAX_DISCONNECT_REASON, MAX_ID_LEN, MAX_TTL_SECS, ServeConfig};
+use pike_server::http::{
+    MAX_ALIAS_LEN, MAX_BIZ_LEN, MAX_DISCONNECT_REASON, MAX_ID_LEN, MAX_TTL_SECS, ServeConfig,
+};
 use pike_server::store::{RedbStore, StoreConfig};
 use pike_server::token::{Scope, verify};
 use serde_json::{Value, json};
@@ -686,6 +688,28 @@ async fn ids_over_the_stores_limit_are_400_naming_the_field() {
             json!({"biz": "chat", "alias": "u1", "payload": "x", "ttl_secs": MAX_TTL_SECS + 1}),
             "ttl_secs",
         ),
+        // What no login could carry: a biz or alias over the login's limit
+        // or with ':'.
+        (
+            json!({"biz": "chat", "alias": "a".repeat(MAX_ALIAS_LEN + 1), "payload": "x"}),
+            "alias",
+        ),
+        (
+            json!({"biz": "b".repeat(MAX_BIZ_LEN + 1), "alias": "u1", "payload": "x"}),
+            "biz",
+        ),
+        (
+            json!({"biz": "chat", "alias": "chat:u7", "payload": "x"}),
+            "alias",
+        ),
+        (
+            json!({"biz": "app:chat", "alias": "u7", "payload": "x"}),
+            "biz",
+        ),
+        (
+            json!({"biz": "chat", "aliases": ["u1", "chat:u7"], "payload": "x"}),
+            "aliases[1]",
+        ),
     ];
     for (body, field) in cases {
         let reply = h.push(body.clone()).await;
@@ -714,13 +738,42 @@ async fn ids_over_the_stores_limit_are_400_naming_the_field() {
         .await;
     reply.assert_error(400, "invalid_request");
     assert_eq!(reply.error_field(), Some("alias"), "{reply:?}");
-
-    // At the limit, the real store takes it.
-    let longest = "y".repeat(MAX_ID_LEN);
     let reply = h
-        .push(json!({"biz": "chat", "alias": longest, "payload": "x"}))
+        .post(
+            "/v1/tokens",
+            DEMO_KEY,
+            &json!({"biz": "chat", "alias": "chat:u7"}),
+        )
+        .await;
+    reply.assert_error(400, "invalid_request");
+    assert_eq!(reply.error_field(), Some("alias"), "{reply:?}");
+    assert_eq!(
+        reply.error_message(),
+        "`alias` must not contain ':' (biz and alias are separate fields; \
+         'chat:u7' is biz 'chat', alias 'u7')"
+    );
+    let reply = h.get("/v1/presence?biz=chat%3Ax&alias=u1", DEMO_KEY).await;
+    reply.assert_error(400, "invalid_request");
+    assert_eq!(reply.error_field(), Some("biz"), "{reply:?}");
+    let reply = h
+        .post(
+            "/v1/disconnect",
+            DEMO_KEY,
+            &json!({"biz": "chat", "alias": "chat:u7"}),
+        )
+        .await;
+    reply.assert_error(400, "invalid_request");
+    assert_eq!(reply.error_field(), Some("alias"), "{reply:?}");
+
+    // At the limits, the real store takes them; a tag may be longer.
+    let reply = h
+        .push(json!({"biz": "b".repeat(MAX_BIZ_LEN), "alias": "y".repeat(MAX_ALIAS_LEN), "payload": "x"}))
         .await;
     assert_eq!(reply.receipt(), (1, 0, 0));
+    let reply = h
+        .push(json!({"biz": "chat", "tag": "t".repeat(MAX_ID_LEN), "payload": "x"}))
+        .await;
+    assert_eq!(reply.receipt(), (0, 0, 0), "nobody has the tag");
 }
 
 /// A payload a device could never receive (over its frame limit) is

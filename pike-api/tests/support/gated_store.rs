@@ -1,6 +1,7 @@
 //! A [`MemoryStore`] whose appends or reads can be held: the store does its
 //! work (the commit, the snapshot), then holds its answer while the gate is
-//! closed, as a slow fsync or a slow read would.
+//! closed, as a slow fsync or a slow read would. It also tells when a device
+//! position was saved.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -47,6 +48,8 @@ pub struct GatedStore {
     pub appends: Gate,
     /// Holds read answers (after the snapshot).
     pub reads: Gate,
+    /// Notified after each device position is saved.
+    pub positions_saved: Notify,
 }
 
 impl Store for GatedStore {
@@ -81,7 +84,11 @@ impl Store for GatedStore {
         device: String,
         seq: u64,
     ) -> BoxFuture<'_, Result<(), StoreError>> {
-        self.inner.set_position(stream, device, seq)
+        Box::pin(async move {
+            let result = self.inner.set_position(stream, device, seq).await;
+            self.positions_saved.notify_one();
+            result
+        })
     }
 
     fn position(

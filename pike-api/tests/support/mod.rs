@@ -4,6 +4,7 @@
 #![allow(dead_code, unused_imports, unreachable_pub)]
 
 pub mod gated_store;
+pub mod raw;
 
 use std::sync::Arc;
 use std::time::Duration;

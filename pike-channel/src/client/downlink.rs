@@ -170,7 +170,7 @@ impl ClientChannel {
         let due: Vec<StreamId> = self
             .logins
             .iter()
-            .filter(|(_, l)| l.downlink.ack_due().is_some_and(|at| at <= now))
+            .filter(|(_, l)| l.is_active() && l.downlink.ack_due().is_some_and(|at| at <= now))
             .map(|(s, _)| *s)
             .collect();
         for stream in due {
@@ -178,10 +178,15 @@ impl ClientChannel {
         }
     }
 
+    /// Sends `stream`'s cumulative ack if one is due. Only an active
+    /// login acks: the server answers an ack for a login it has not
+    /// accepted with `NOT_LOGGED_IN` (which makes an active login log in
+    /// again), and a login on its way carries the position itself.
     fn send_ack(&mut self, stream: StreamId, now: Instant) {
         let Some(seq) = self
             .logins
             .get_mut(&stream)
+            .filter(|l| l.is_active())
             .and_then(|l| l.downlink.take_ack())
         else {
             return;

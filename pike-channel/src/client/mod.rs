@@ -276,6 +276,7 @@ impl ClientChannel {
         let ack = self
             .logins
             .values()
+            .filter(|l| l.is_active())
             .filter_map(|l| l.downlink.ack_due())
             .min();
         self.timers.set_or_stop(ClientTimer::AckDelay, ack);

@@ -5,9 +5,11 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use proto::channel::{Downlink, DownlinkAck};
+use proto::tunnel::ErrorCode;
 
 use super::{ServerChannel, ServerEvent};
 use crate::error::PushError;
+use crate::frame_types;
 use crate::ids::StreamId;
 use crate::message::Message;
 
@@ -140,15 +142,47 @@ impl ServerChannel {
         self.transmit(&Message::Downlink(downlink));
     }
 
+    /// A cumulative ack: the client needs no message of the stream with a
+    /// sequence at or below `seq` again (received, or skipped as a gap).
+    ///
+    /// A stream that is not logged in (unknown, or its login is still
+    /// pending) is answered `ERROR NOT_LOGGED_IN`; a `seq` above the highest
+    /// sequence sent on the stream on this connection is answered `ERROR
+    /// INVALID_ARGUMENT` and ignored (a position from an earlier connection
+    /// goes in `Login.last_acked_seq`). Sequence 0 and acks at or below the
+    /// acked position are silent no-ops (clients re-ack duplicates).
     pub(super) fn handle_downlink_ack(&mut self, m: DownlinkAck) {
         let stream = StreamId::new(m.stream);
-        // Acks racing a logout are normal: ignore unknown streams.
+        if !self.require_active(stream, frame_types::DOWNLINK_ACK) {
+            self.stats.acks_not_logged_in += 1;
+            return;
+        }
         let Some(entry) = self.streams.get_mut(&stream) else {
             return;
         };
+        let sent = entry.last_pushed;
+        if m.seq > sent {
+            self.stats.acks_above_sent += 1;
+            let message = ack_above_sent(m.seq, sent, stream);
+            self.error_frame(
+                ErrorCode::InvalidArgument,
+                &message,
+                stream,
+                frame_types::DOWNLINK_ACK,
+            );
+            return;
+        }
         if entry.on_ack(m.seq) {
             self.events
                 .push_back(ServerEvent::Acked { stream, seq: m.seq });
         }
     }
+}
+
+/// The error text for an ack of a sequence this connection never sent.
+fn ack_above_sent(seq: u64, sent: u64, stream: StreamId) -> String {
+    format!(
+        "ack {seq} is above {sent}, the highest seq sent on stream {stream} on this connection; \
+         a position from an earlier connection goes in Login.last_acked_seq"
+    )
 }

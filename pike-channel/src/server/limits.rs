@@ -1,6 +1,9 @@
 //! Bounds on what a client may send in a request, checked by the server
 //! machine before anything is reported to the gateway or stored.
 //!
+//! Business ids and aliases must not hold `:` besides their bounds
+//! ([`check_biz`], [`check_alias`]).
+//!
 //! A request with a field beyond its bound is answered with
 //! `INVALID_ARGUMENT` (in the request's result frame: `LOGIN_RESULT`,
 //! `TAGS_RESULT`, `UPLINK_ACK`, `ROOM_JOIN_RESULT`, or an `ERROR` frame for
@@ -42,6 +45,40 @@ pub(crate) fn check_id(field: &str, value: &str, max: usize) -> Result<(), Strin
     Ok(())
 }
 
+/// Checks a business id (`Login.biz`): 1 to [`MAX_BIZ_LEN`] bytes, no
+/// control character, no `:` (see [`separator_error`]).
+pub fn check_biz(biz: &str) -> Result<(), String> {
+    check_id("biz", biz, MAX_BIZ_LEN)?;
+    check_no_separator("biz", biz)
+}
+
+/// Checks an alias (`Login.alias`): 1 to [`MAX_ALIAS_LEN`] bytes, no
+/// control character, no `:` (see [`separator_error`]).
+pub fn check_alias(alias: &str) -> Result<(), String> {
+    check_id("alias", alias, MAX_ALIAS_LEN)?;
+    check_no_separator("alias", alias)
+}
+
+/// `value` of a biz or alias `field` holds no `:`.
+fn check_no_separator(field: &str, value: &str) -> Result<(), String> {
+    if value.contains(':') {
+        return Err(separator_error(field));
+    }
+    Ok(())
+}
+
+/// Why a biz or alias must not hold `:` (`field` as the message names it):
+/// `chat:u42` is documentation shorthand for biz `chat`, alias `u42`,
+/// never one field. Shared with gateways that take a biz or alias from
+/// elsewhere (e.g. the HTTP API), so that they refuse what no login could
+/// match.
+pub fn separator_error(field: &str) -> String {
+    format!(
+        "{field} must not contain ':' (biz and alias are separate fields; \
+         'chat:u7' is biz 'chat', alias 'u7')"
+    )
+}
+
 /// Checks an opaque value: at most `max` bytes (empty allowed).
 pub(crate) fn check_opaque(field: &str, value: &str, max: usize) -> Result<(), String> {
     if value.len() > max {
@@ -77,5 +114,25 @@ mod tests {
         assert!(check_room_name("live:1").is_ok());
         assert!(check_room_name(&"r".repeat(MAX_ROOM_NAME_LEN + 1)).is_err());
         assert!(check_opaque("credential", "", MAX_CREDENTIAL_LEN).is_ok());
+    }
+
+    #[test]
+    fn biz_and_alias_hold_no_separator() {
+        assert!(check_biz("chat").is_ok());
+        assert!(check_alias("u42").is_ok());
+        assert_eq!(
+            check_alias("chat:u7").unwrap_err(),
+            "alias must not contain ':' (biz and alias are separate fields; \
+             'chat:u7' is biz 'chat', alias 'u7')"
+        );
+        assert_eq!(
+            check_biz("chat:").unwrap_err(),
+            "biz must not contain ':' (biz and alias are separate fields; \
+             'chat:u7' is biz 'chat', alias 'u7')"
+        );
+        assert!(check_biz(&"b".repeat(MAX_BIZ_LEN + 1)).is_err());
+        assert!(check_alias(&"a".repeat(MAX_ALIAS_LEN + 1)).is_err());
+        assert!(check_alias("").is_err());
+        assert!(check_biz("a\u{7}").is_err());
     }
 }

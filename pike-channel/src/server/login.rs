@@ -7,8 +7,8 @@ use proto::tunnel::ErrorCode;
 
 use super::credential::CredentialExpiry;
 use super::limits::{
-    MAX_ALIAS_LEN, MAX_BIZ_LEN, MAX_CREDENTIAL_LEN, MAX_ROUTE_ID_LEN, MAX_TAG_LEN,
-    MAX_TAGS_PER_REQUEST, check_id, check_opaque,
+    MAX_CREDENTIAL_LEN, MAX_ROUTE_ID_LEN, MAX_TAG_LEN, MAX_TAGS_PER_REQUEST, check_alias,
+    check_biz, check_id, check_opaque,
 };
 use super::stream::{ServerStream, StreamPhase};
 use super::{ServerChannel, ServerEvent};
@@ -220,8 +220,8 @@ impl ServerChannel {
 
 /// Checks a login's fields against [`limits`](super::limits).
 fn check_login(m: &Login) -> Result<(), String> {
-    check_id("biz", &m.biz, MAX_BIZ_LEN)?;
-    check_id("alias", &m.alias, MAX_ALIAS_LEN)?;
+    check_biz(&m.biz)?;
+    check_alias(&m.alias)?;
     check_opaque("credential", &m.credential, MAX_CREDENTIAL_LEN)?;
     check_opaque("route_id", &m.route_id, MAX_ROUTE_ID_LEN)
 }

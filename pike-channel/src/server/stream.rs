@@ -30,6 +30,10 @@ pub(super) struct ServerStream {
     pub(super) uplink_pending: BTreeMap<u64, usize>,
     /// Results of recently acked uplink sequences, to answer resends.
     pub(super) uplink_results: BTreeMap<u64, (ErrorCode, String)>,
+    /// Highest uplink sequence accepted for delivery on this connection (0:
+    /// none); a new message must be above it. Messages refused at once
+    /// (`RATE_LIMITED`, `INVALID_ARGUMENT`) do not count.
+    pub(super) uplink_accepted: u64,
     /// When the login's credential expires (it ends then unless refreshed).
     pub(super) expiry: Option<Instant>,
     /// A credential refresh was reported to the gateway, no answer yet.
@@ -45,6 +49,7 @@ impl ServerStream {
             in_flight: VecDeque::new(),
             uplink_pending: BTreeMap::new(),
             uplink_results: BTreeMap::new(),
+            uplink_accepted: 0,
             expiry: None,
             refreshing: false,
         }
@@ -59,7 +64,8 @@ impl ServerStream {
         self.uplink_pending.values().sum()
     }
 
-    /// Applies a cumulative ack; returns whether it advanced.
+    /// Applies a cumulative ack (at most [`last_pushed`](Self::last_pushed));
+    /// returns whether it advanced.
     pub(super) fn on_ack(&mut self, seq: u64) -> bool {
         if seq <= self.acked || seq > self.last_pushed {
             return false;

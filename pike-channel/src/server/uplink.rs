@@ -2,6 +2,17 @@
 //! resends of a reported message are answered from memory, never reported
 //! again.
 //!
+//! Numbering: a client numbers the uplink messages of a login 1, 2, 3, ...
+//! in send order, and a message keeps its number on every resend (also
+//! after a reconnect and re-login). Per stream per connection the machine
+//! answers seq 0 with `UPLINK_ACK INVALID_ARGUMENT`; a seq that is pending
+//! (reported, not acked) gets no answer now (it is answered when done); a
+//! seq whose result is remembered is answered from memory; any other seq
+//! must be above the highest seq accepted for delivery on this connection,
+//! else it is answered `UPLINK_ACK INVALID_ARGUMENT` and not reported, so
+//! the backend gets a stream's messages in seq order. Gaps in the numbering
+//! are allowed (messages the client gave up on).
+//!
 //! Two bounds keep what a client can make the gateway hold in check: the
 //! uplink window (messages reported and not acked per stream, advertised in
 //! the login result; a client beyond it is closed with `PROTOCOL`), and the
@@ -65,6 +76,14 @@ impl ServerChannel {
         let Some(entry) = self.streams.get_mut(&stream) else {
             return;
         };
+        if m.seq == 0 {
+            self.stats.uplink_out_of_order += 1;
+            let message =
+                "uplink seq must be at least 1 (a login numbers its uplink messages 1, 2, 3, ...)"
+                    .to_owned();
+            self.send_uplink_ack(stream, m.seq, ErrorCode::InvalidArgument, message);
+            return;
+        }
         if entry.uplink_pending.contains_key(&m.seq) {
             self.stats.uplink_duplicates += 1;
             return;
@@ -72,6 +91,17 @@ impl ServerChannel {
         if let Some((code, message)) = entry.uplink_results.get(&m.seq).cloned() {
             self.stats.uplink_duplicates += 1;
             self.send_uplink_ack(stream, m.seq, code, message);
+            return;
+        }
+        let highest = entry.uplink_accepted;
+        if m.seq <= highest {
+            self.stats.uplink_out_of_order += 1;
+            let message = format!(
+                "uplink seq {} is not above {highest}, the highest accepted on this login; \
+                 uplink messages are delivered in seq order",
+                m.seq
+            );
+            self.send_uplink_ack(stream, m.seq, ErrorCode::InvalidArgument, message);
             return;
         }
         if entry.uplink_pending.len() >= window as usize {
@@ -103,6 +133,7 @@ impl ServerChannel {
         }
         self.uplink_pending_bytes += size;
         entry.uplink_pending.insert(m.seq, size);
+        entry.uplink_accepted = m.seq;
         self.events.push_back(ServerEvent::Uplink {
             stream,
             seq: m.seq,

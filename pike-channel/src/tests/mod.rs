@@ -12,4 +12,5 @@ mod refusal;
 mod rooms;
 mod server;
 mod uplink;
+mod uplink_order;
 pub(crate) mod util;

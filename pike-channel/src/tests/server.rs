@@ -23,7 +23,7 @@ use crate::{
     ServerConfig, ServerEvent, StreamId, UplinkResult,
 };
 
-fn server() -> (ServerChannel, Instant) {
+pub(super) fn server() -> (ServerChannel, Instant) {
     let t = origin();
     (
         ServerChannel::new(Arc::new(ServerConfig::default()), ClientHello::default(), t),
@@ -31,16 +31,16 @@ fn server() -> (ServerChannel, Instant) {
     )
 }
 
-fn frames(server: &mut ServerChannel) -> Vec<Frame> {
+pub(super) fn frames(server: &mut ServerChannel) -> Vec<Frame> {
     std::iter::from_fn(|| server.poll_transmit()).collect()
 }
 
-fn events(server: &mut ServerChannel) -> Vec<ServerEvent> {
+pub(super) fn events(server: &mut ServerChannel) -> Vec<ServerEvent> {
     std::iter::from_fn(|| server.poll_event()).collect()
 }
 
 /// A server with stream 1 logged in.
-fn logged_in() -> (ServerChannel, StreamId, Instant) {
+pub(super) fn logged_in() -> (ServerChannel, StreamId, Instant) {
     let (mut server, t) = server();
     let login = Login {
         stream: 1,
@@ -285,17 +285,117 @@ fn downlink_window_and_cumulative_acks() {
     assert_eq!(events(&mut server), [ServerEvent::Acked { stream, seq: 2 }]);
     assert_eq!(server.in_flight(stream), Some(1));
     assert!(server.can_push(stream));
-    // Stale and impossible acks are ignored.
+    // Stale acks are ignored.
     server.handle_frame(
         Message::DownlinkAck(DownlinkAck { stream: 2, seq: 1 }).to_frame(),
         t,
     );
-    server.handle_frame(
-        Message::DownlinkAck(DownlinkAck { stream: 2, seq: 99 }).to_frame(),
-        t,
-    );
     assert!(events(&mut server).is_empty());
     assert_eq!(server.acked(stream), Some(2));
+}
+
+fn ack_frame(stream: u32, seq: u64) -> Frame {
+    Message::DownlinkAck(DownlinkAck { stream, seq }).to_frame()
+}
+
+fn error_frames(server: &mut ServerChannel) -> Vec<ErrorFrame> {
+    frames(server)
+        .iter()
+        .map(|f| f.decode().expect("an error frame"))
+        .collect()
+}
+
+#[test]
+fn acks_for_a_stream_not_logged_in_are_answered_not_logged_in() {
+    let _guard = subscribe();
+    let (mut server, t) = server();
+    // Unknown stream.
+    server.handle_frame(ack_frame(3, 1), t);
+    // A login still waiting for the gateway's answer.
+    server.handle_frame(login_frame(4, "u4"), t);
+    events(&mut server);
+    server.handle_frame(ack_frame(4, 1), t);
+    let errors = error_frames(&mut server);
+    let seen: Vec<_> = errors
+        .iter()
+        .map(|e| (e.code(), e.stream, e.frame_type, e.message.as_str()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (
+                ErrorCode::NotLoggedIn,
+                Some(3),
+                0x19,
+                "stream is not logged in"
+            ),
+            (
+                ErrorCode::NotLoggedIn,
+                Some(4),
+                0x19,
+                "stream is not logged in"
+            ),
+        ]
+    );
+    assert!(events(&mut server).is_empty());
+    assert_eq!(server.stats().acks_not_logged_in, 2);
+    assert!(!server.is_closed(), "the connection stays up");
+    // Once accepted, the stream's acks are taken.
+    let stream = StreamId::new(4);
+    server.accept_login(stream, "r", 1, t).unwrap();
+    server.push(stream, 1, Push::new(&b"x"[..]), t).unwrap();
+    frames(&mut server);
+    server.handle_frame(ack_frame(4, 1), t);
+    assert!(frames(&mut server).is_empty());
+    assert_eq!(events(&mut server), [ServerEvent::Acked { stream, seq: 1 }]);
+}
+
+#[test]
+fn an_ack_above_what_this_connection_sent_is_refused_and_ignored() {
+    let _guard = subscribe();
+    // Stream 1 logged in with last_acked_seq 7; the log holds up to 9.
+    let (mut server, stream, t) = logged_in();
+    // Acking the stored position right after the re-login: nothing was
+    // sent on this connection yet.
+    server.handle_frame(ack_frame(1, 7), t);
+    let errors = error_frames(&mut server);
+    assert_eq!(errors.len(), 1);
+    assert_eq!(
+        (errors[0].code(), errors[0].stream, errors[0].frame_type),
+        (ErrorCode::InvalidArgument, Some(1), 0x19)
+    );
+    assert_eq!(
+        errors[0].message,
+        "ack 7 is above 0, the highest seq sent on stream 1 on this connection; \
+         a position from an earlier connection goes in Login.last_acked_seq"
+    );
+    assert!(events(&mut server).is_empty());
+    assert_eq!(server.acked(stream), Some(0), "the ack is ignored");
+    // After a gap (8 expired), 9 is sent: an ack of 9 covers the gap; 12
+    // is above what was sent.
+    server.push(stream, 9, Push::new(&b"x"[..]), t).unwrap();
+    frames(&mut server);
+    server.handle_frame(ack_frame(1, 12), t);
+    let errors = error_frames(&mut server);
+    assert_eq!(
+        errors[0].message,
+        "ack 12 is above 9, the highest seq sent on stream 1 on this connection; \
+         a position from an earlier connection goes in Login.last_acked_seq"
+    );
+    server.handle_frame(ack_frame(1, 9), t);
+    assert!(frames(&mut server).is_empty());
+    assert_eq!(events(&mut server), [ServerEvent::Acked { stream, seq: 9 }]);
+    assert_eq!(server.in_flight(stream), Some(0));
+    // Re-acks at or below the position and seq 0 are silent no-ops.
+    for seq in [9, 3, 0] {
+        server.handle_frame(ack_frame(1, seq), t);
+    }
+    assert!(frames(&mut server).is_empty());
+    assert!(events(&mut server).is_empty());
+    assert_eq!(server.acked(stream), Some(9));
+    assert_eq!(server.stats().acks_above_sent, 2);
+    assert_eq!(server.stats().error_frames, 2);
+    assert!(!server.is_closed(), "the connection stays up");
 }
 
 #[test]
@@ -432,7 +532,7 @@ fn pre_encoded_room_batches_are_sent_as_is() {
 }
 
 /// A login frame of `stream` for `chat:<alias>`.
-fn login_frame(stream: u32, alias: &str) -> Frame {
+pub(super) fn login_frame(stream: u32, alias: &str) -> Frame {
     Message::Login(Login {
         stream,
         biz: "chat".into(),
@@ -487,6 +587,20 @@ fn login_fields_beyond_their_limits_are_refused_with_invalid_argument() {
             "alias",
             Login {
                 alias: "u1\r\nx".into(),
+                ..base.clone()
+            },
+        ),
+        (
+            "alias must not contain ':'",
+            Login {
+                alias: "chat:u7".into(),
+                ..base.clone()
+            },
+        ),
+        (
+            "biz must not contain ':'",
+            Login {
+                biz: "app:chat".into(),
                 ..base.clone()
             },
         ),

@@ -57,8 +57,8 @@ fn to_target(body: DisconnectBody) -> Result<(DisconnectTarget, String), ApiErro
             DisconnectTarget::Device(validate::owned_id("device", &device)?)
         }
         (None, Some(biz), Some(alias), None) => DisconnectTarget::Alias {
-            biz: validate::owned_id("biz", &biz)?,
-            alias: validate::owned_id("alias", &alias)?,
+            biz: validate::biz("biz", &biz).map(|()| biz)?,
+            alias: validate::owned_alias("alias", &alias)?,
         },
         (None, None, None, Some(token)) => {
             DisconnectTarget::Connection(validate::owned_id("connection", &token)?)

@@ -66,7 +66,7 @@ pub use serve::{
 };
 pub use state::{DEFAULT_BODY_LIMIT, DEFAULT_MAX_IN_FLIGHT, DEFAULT_REQUEST_TIMEOUT, HttpState};
 pub use tokens::{DEFAULT_TOKEN_TTL_SECS, MAX_TOKEN_TTL_SECS};
-pub use validate::{MAX_ID_LEN, MAX_TTL_SECS};
+pub use validate::{MAX_ALIAS_LEN, MAX_BIZ_LEN, MAX_ID_LEN, MAX_TTL_SECS};
 
 /// The HTTP API's router, ready for `axum::serve`.
 pub fn router(state: HttpState) -> Router {

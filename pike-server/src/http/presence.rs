@@ -22,8 +22,8 @@ pub(crate) async fn presence(
     caller: Caller,
     ApiQuery(query): ApiQuery<PresenceQuery>,
 ) -> Result<Json<PresenceResponse>, ApiError> {
-    validate::id("biz", &query.biz)?;
-    validate::id("alias", &query.alias)?;
+    validate::biz("biz", &query.biz)?;
+    validate::alias("alias", &query.alias)?;
     let view = state
         .push_handle()
         .cluster_presence(&caller.app, &query.biz, &query.alias)

@@ -189,7 +189,7 @@ pub(crate) fn payload(
 /// Validates a push body into the library's request; payloads above
 /// `max_payload` bytes are refused.
 fn to_request(app: String, body: PushBody, max_payload: usize) -> Result<PushRequest, ApiError> {
-    validate::id("biz", &body.biz)?;
+    validate::biz("biz", &body.biz)?;
     let target = target(&body)?;
     let payload = payload(body.payload, body.payload_base64, max_payload)?;
     let delivery = match (body.reliable.unwrap_or(true), body.ttl_secs) {
@@ -224,7 +224,7 @@ fn to_request(app: String, body: PushBody, max_payload: usize) -> Result<PushReq
 fn target(body: &PushBody) -> Result<Target, ApiError> {
     let mut targets = Vec::with_capacity(1);
     if let Some(alias) = &body.alias {
-        targets.push(Target::Alias(validate::owned_id("alias", alias)?));
+        targets.push(Target::Alias(validate::owned_alias("alias", alias)?));
     }
     if let Some(aliases) = &body.aliases {
         if aliases.is_empty() {
@@ -236,7 +236,7 @@ fn target(body: &PushBody) -> Result<Target, ApiError> {
         let mut unique: Vec<String> = Vec::with_capacity(aliases.len());
         let mut seen = std::collections::HashSet::with_capacity(aliases.len());
         for (i, alias) in aliases.iter().enumerate() {
-            let alias = validate::owned_id(&format!("aliases[{i}]"), alias)?;
+            let alias = validate::owned_alias(&format!("aliases[{i}]"), alias)?;
             if seen.insert(alias.clone()) {
                 unique.push(alias);
             }

@@ -17,8 +17,8 @@ pub(crate) async fn mint_token(
     caller: Caller,
     ApiJson(body): ApiJson<TokenRequest>,
 ) -> Result<Json<TokenResponse>, ApiError> {
-    super::validate::id("biz", &body.biz)?;
-    super::validate::id("alias", &body.alias)?;
+    super::validate::biz("biz", &body.biz)?;
+    super::validate::alias("alias", &body.alias)?;
     let ttl = body.ttl_secs.unwrap_or(DEFAULT_TOKEN_TTL_SECS);
     if !(1..=MAX_TOKEN_TTL_SECS).contains(&ttl) {
         return Err(ApiError::invalid_field(
