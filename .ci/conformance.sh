@@ -130,7 +130,7 @@ echo "pike-server (pid $pid) serves tcp $tcp, http http://$http"
 # --- the run ----------------------------------------------------------------
 status=0
 started=$SECONDS
-PYTHONPATH="$tmp/gen:conformance" \
+PYTHONPATH="$tmp/gen:conformance" PYTHONDONTWRITEBYTECODE=1 \
   PIKE_CONF_TCP=$tcp PIKE_CONF_HTTP=$http PIKE_CONF_APP=$app PIKE_CONF_BIZ=$biz \
   PIKE_CONF_QUIET_BIZ=$quiet_biz \
   PIKE_CONF_API_KEY=$api_key PIKE_CONF_SECRET=$secret \
