@@ -70,15 +70,15 @@ heartbeat_secs=1
 login_timeout_secs=3
 uplink_window=8
 
-# Loopback, kernel-picked ports; TLS and QUIC off (the client speaks plain
-# TCP). Short heartbeat and login deadlines so the keep-alive tests finish
+# Loopback, kernel-picked ports; QUIC off (the client speaks plain TCP and
+# TLS; the TLS certificate is the one generated into the data dir). Short heartbeat and login deadlines so the keep-alive tests finish
 # in seconds; rooms named push:* and pull:* have a fixed mode, others auto.
 cat >"$tmp/pike.toml" <<EOF
 data_dir = "$tmp/data"
 
 [listen]
 tcp = "127.0.0.1:0"
-tls = ""
+tls = "127.0.0.1:0"
 quic = ""
 http = "127.0.0.1:0"
 
@@ -123,15 +123,18 @@ until grep -q '^pike-server .* ready$' "$tmp/server.log"; do
 done
 tcp=$(sed -n 's/^  tcp  *\(127\.0\.0\.1:[0-9]*\)$/\1/p' "$tmp/server.log" | head -n 1)
 http=$(sed -n 's/^  http  *\(127\.0\.0\.1:[0-9]*\)$/\1/p' "$tmp/server.log" | head -n 1)
+tls=$(sed -n 's/^  tls  *\(127\.0\.0\.1:[0-9]*\)$/\1/p' "$tmp/server.log" | head -n 1)
 [[ -n $tcp ]] || fail "no tcp address in the banner"
+[[ -n $tls ]] || fail "no tls address in the banner"
 [[ -n $http ]] || fail "no http address in the banner"
-echo "pike-server (pid $pid) serves tcp $tcp, http http://$http"
+echo "pike-server (pid $pid) serves tcp $tcp, tls $tls, http http://$http"
 
 # --- the run ----------------------------------------------------------------
 status=0
 started=$SECONDS
 PYTHONPATH="$tmp/gen:conformance" PYTHONDONTWRITEBYTECODE=1 \
-  PIKE_CONF_TCP=$tcp PIKE_CONF_HTTP=$http PIKE_CONF_APP=$app PIKE_CONF_BIZ=$biz \
+  PIKE_CONF_TCP=$tcp PIKE_CONF_TLS=$tls PIKE_CONF_TLS_CA="$tmp/data/tls/cert.pem" \
+  PIKE_CONF_HTTP=$http PIKE_CONF_APP=$app PIKE_CONF_BIZ=$biz \
   PIKE_CONF_QUIET_BIZ=$quiet_biz \
   PIKE_CONF_API_KEY=$api_key PIKE_CONF_SECRET=$secret \
   PIKE_CONF_WEBHOOK_PORT=$webhook_port PIKE_CONF_HEARTBEAT_SECS=$heartbeat_secs \

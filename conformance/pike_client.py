@@ -1,6 +1,6 @@
 """A minimal Pike wire client, written from docs/ and proto/proto alone.
 
-It speaks protocol version 1 over plain TCP: the frame layout (a header
+It speaks protocol version 1 over plain TCP or TLS: the frame layout (a header
 byte, a LEB128 body length, a protobuf body), the hello exchange, logins,
 reliable and transient downlink with cumulative acks, uplink with
 idempotency keys, live rooms and heartbeats. It is deliberately small and
@@ -21,6 +21,7 @@ import hashlib
 import hmac
 import json
 import socket
+import ssl
 import time
 import urllib.parse
 import urllib.request
@@ -142,7 +143,8 @@ def encode_frame(frame_type, message):
 
 
 class PikeConnection:
-    """One plain-TCP connection to a Pike gateway.
+    """One connection to a Pike gateway: plain TCP, or TLS with `tls_ca`
+    (the PEM certificate to trust).
 
     Every read has a deadline (`timeout` seconds unless a call gives its
     own); a frame the caller did not ask for is kept, in order, for later
@@ -150,10 +152,17 @@ class PikeConnection:
     unless `auto_pong` is false, and counted in `server_pings`.
     """
 
-    def __init__(self, host, port, timeout=5.0):
+    def __init__(self, host, port, timeout=5.0, tls_ca=None):
         self.timeout = timeout
         self.sock = socket.create_connection((host, port), timeout=timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if tls_ca is not None:  # TLS 1.3 only, ALPN pike/1, the server's certificate trusted
+            context = ssl.create_default_context(cafile=tls_ca)
+            context.minimum_version = ssl.TLSVersion.TLSv1_3
+            context.set_alpn_protocols(["pike/1"])
+            self.sock = context.wrap_socket(self.sock, server_hostname=host)
+            if self.sock.selected_alpn_protocol() != "pike/1":
+                raise ProtocolViolation("the server did not agree to ALPN pike/1")
         self.buffer = bytearray()
         self.pending = []  # frames received but not yet handed out
         self.auto_pong = True

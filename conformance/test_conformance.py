@@ -4,6 +4,7 @@ Run by `.ci/conformance.sh`, which builds and starts the server on a
 temporary configuration and passes it in the environment:
 
   PIKE_CONF_TCP, PIKE_CONF_HTTP   "127.0.0.1:port" of the plain TCP and HTTP listeners
+  PIKE_CONF_TLS, PIKE_CONF_TLS_CA "127.0.0.1:port" of the TLS listener, its certificate (PEM)
   PIKE_CONF_APP, PIKE_CONF_API_KEY, PIKE_CONF_SECRET   the app, its API key and token secret
   PIKE_CONF_BIZ                   the business whose uplink webhook is the test backend
   PIKE_CONF_QUIET_BIZ             a business without uplink webhooks
@@ -49,6 +50,8 @@ from pike_client import (
 
 ENV = os.environ
 TCP_HOST, TCP_PORT = ENV["PIKE_CONF_TCP"].rsplit(":", 1)
+TLS_HOST, TLS_PORT = ENV["PIKE_CONF_TLS"].rsplit(":", 1)
+TLS_CA = ENV["PIKE_CONF_TLS_CA"]
 APP = ENV["PIKE_CONF_APP"]
 SECRET = ENV["PIKE_CONF_SECRET"]
 BIZ = ENV["PIKE_CONF_BIZ"]
@@ -145,6 +148,16 @@ class T1Handshake(PikeTest):
             hello.reconnect.min_delay_ms,
             hello.reconnect.max_delay_ms,
         )
+
+    def test_tls_hello_login_and_downlink(self):
+        conn = PikeConnection(TLS_HOST, int(TLS_PORT), timeout=WAIT_SECS, tls_ca=TLS_CA)
+        self.conns.append(conn)
+        self.assertEqual(conn.hello(APP, fresh("dev")).version, 1)
+        alias = fresh("u")
+        self.assertEqual(conn.login(0, BIZ, alias, credential(alias)).code, OK)
+        API.push(BIZ, alias, "over tls")
+        message = conn.wait_for(DOWNLINK)
+        self.assertEqual((message.seq, message.payload), (1, b"over tls"))
 
     def test_login_result(self):
         alias, now = fresh("u"), int(time.time())
