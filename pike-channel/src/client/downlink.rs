@@ -1,6 +1,9 @@
 //! Reliable downlink per stream: dedup by sequence number, in-order
-//! delivery, gap reports, coalesced cumulative acks. Transient messages
-//! (sequence 0) are delivered and never acked.
+//! delivery, gap reports, coalesced cumulative acks. An ack of `seq` means
+//! the client needs no message with a sequence at or below it again
+//! (received, or skipped as a gap), so after a gap the ack covers the
+//! skipped numbers. Transient messages (sequence 0) are delivered and never
+//! acked.
 //!
 //! The position survives reconnects: the re-login reports the last delivered
 //! sequence, the server redelivers from there, and anything at or below it is

@@ -59,9 +59,12 @@ impl Push {
 
 impl ServerChannel {
     /// Pushes a reliable message with sequence number `seq` (above every
-    /// sequence pushed on this stream on this connection). The client acks
-    /// it cumulatively ([`ServerEvent::Acked`]); until then it counts against
-    /// the stream's window.
+    /// sequence pushed on this stream on this connection). Sequences are
+    /// strictly increasing per stream per connection; a skipped number
+    /// means the log no longer holds it (expired, evicted), and the client
+    /// reports it as a gap. The client acks cumulatively, covering gaps
+    /// ([`ServerEvent::Acked`]); until then the message counts against the
+    /// stream's window.
     pub fn push(
         &mut self,
         stream: StreamId,

@@ -26,7 +26,9 @@ pub enum ServerEvent {
         credential: String,
         /// The route id the client saved (sticky routing); may be empty.
         route_id: String,
-        /// The client's downlink position: redeliver what follows it.
+        /// The position this device acknowledges (the login acts as an ack
+        /// of it): redeliver what follows the larger of it and the
+        /// device's stored position.
         last_acked_seq: u64,
         /// The log epoch `last_acked_seq` belongs to (0: unknown). When it
         /// is not the gateway's own ([`ServerConfig::log_epoch`](crate::ServerConfig::log_epoch)),
@@ -78,12 +80,13 @@ pub enum ServerEvent {
         /// Tags to unbind.
         unbind: Vec<String>,
     },
-    /// The client acknowledged every reliable message of `stream` up to
-    /// `seq` (cumulative).
+    /// The client needs no reliable message of `stream` up to `seq` again
+    /// (cumulative: received, or skipped as a gap). `seq` is at most the
+    /// highest sequence pushed on this connection.
     Acked {
         /// The stream.
         stream: StreamId,
-        /// Highest sequence received by the client.
+        /// Highest sequence received or skipped by the client.
         seq: u64,
     },
     /// A new uplink message; deliver it to the backend (in order per stream)

@@ -23,7 +23,11 @@ pub struct Login {
     /// Route id saved from an earlier login result (sticky uplink routing).
     #[prost(string, tag = "5")]
     pub route_id: ::prost::alloc::string::String,
-    /// Highest downlink sequence this device has acked on this stream.
+    /// The downlink position this device acknowledges on this stream: it
+    /// needs no message with a sequence number <= this again (received, or
+    /// skipped as a gap). The login acts as an ack of it: the server resends
+    /// only what follows the larger of it and the stored position, which is
+    /// kept per (app, biz, alias, hello device id). 0 = none (a first login).
     #[prost(uint64, tag = "6")]
     pub last_acked_seq: u64,
     /// A send-only login (e.g. a command-line tool that sends one uplink
@@ -122,6 +126,9 @@ pub struct Downlink {
     #[prost(uint32, tag = "1")]
     pub stream: u32,
     /// Per-stream sequence number; 0 marks a transient message (never acked).
+    /// Reliable sequence numbers are strictly increasing per stream per
+    /// connection; a skipped number means the log no longer holds it (expired
+    /// or evicted): a gap, which the client reports and acks past.
     #[prost(uint64, tag = "2")]
     pub seq: u64,
     /// Gateway-assigned message id. Sent for transient messages (which have no
@@ -140,14 +147,21 @@ pub struct Downlink {
     #[prost(bytes = "bytes", tag = "6")]
     pub payload: ::prost::bytes::Bytes,
 }
-/// Cumulative ack of reliable downlink (0x19, client -> server): every
-/// message of `stream` with a sequence number <= `seq` is received.
+/// Cumulative ack of reliable downlink (0x19, client -> server): the client
+/// needs no message of `stream` with a sequence number <= `seq` again
+/// (received, or skipped as a gap). An ack for a stream that is not logged in
+/// is answered ERROR NOT_LOGGED_IN; an ack above the highest sequence sent on
+/// the stream on this connection is answered ERROR INVALID_ARGUMENT and
+/// ignored (a position from an earlier connection goes in
+/// Login.last_acked_seq). seq 0 and acks at or below the acked position are
+/// no-ops.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct DownlinkAck {
     /// The stream.
     #[prost(uint32, tag = "1")]
     pub stream: u32,
-    /// Highest contiguous sequence received.
+    /// Highest sequence received or skipped as a gap (not "highest
+    /// contiguous": after a gap the ack covers the skipped numbers).
     #[prost(uint64, tag = "2")]
     pub seq: u64,
 }
@@ -157,7 +171,11 @@ pub struct Uplink {
     /// The login stream sending it.
     #[prost(uint32, tag = "1")]
     pub stream: u32,
-    /// Per-login sequence number, 1, 2, 3, ... in send order.
+    /// Per-login sequence number, 1, 2, 3, ... in send order; a message keeps
+    /// its number on every resend, also after a reconnect and re-login. Per
+    /// stream per connection, a number that is not pending or remembered must
+    /// be above the highest the server accepted (else UPLINK_ACK
+    /// INVALID_ARGUMENT, not delivered); gaps are allowed. 0 is refused.
     #[prost(uint64, tag = "2")]
     pub seq: u64,
     /// Idempotency key, stable across resends (dedup at the gateway).
