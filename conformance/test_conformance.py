@@ -29,11 +29,11 @@ import uuid
 
 from backend import Backend
 from pike_client import (
+    CLOSE,
     DOWNLINK,
     DOWNLINK_ACK,
     ERROR,
     GO_AWAY,
-    CLOSE,
     OK,
     ROOM_BATCH,
     ROOM_JOIN,
