@@ -59,7 +59,8 @@ pub struct LoginResult {
     /// Route id of the backend instance this login's uplink goes to.
     #[prost(string, tag = "4")]
     pub route_id: ::prost::alloc::string::String,
-    /// Last sequence number assigned on this stream (0 if none).
+    /// Highest sequence number the alias's downlink log has assigned (0 if
+    /// none); not a count of what this connection received. Informational.
     #[prost(uint64, tag = "5")]
     pub last_seq: u64,
     /// Credential expiry, unix milliseconds (0 = none).
