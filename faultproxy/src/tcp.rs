@@ -178,14 +178,17 @@ async fn forward(
         let (ur, uw) = upstream.split();
         let up = pump(cr, uw, Link::Up, &start, shared, id);
         let down = pump(ur, cw, Link::Down, &start, shared, id);
+        // Biased: a reset seen together with a heal wins, so bytes held by
+        // a blackhole are dropped with the connection, never forwarded.
         tokio::select! {
-            result = async { tokio::try_join!(up, down) } => match result {
-                Ok(_) => End::Done,
-                Err(error) => End::Failed(error),
-            },
+            biased;
             state = rx.wait_for(reset_or_closed) => match state {
                 Ok(state) => end_of(&state),
                 Err(_) => End::Closed,
+            },
+            result = async { tokio::try_join!(up, down) } => match result {
+                Ok(_) => End::Done,
+                Err(error) => End::Failed(error),
             },
         }
     };

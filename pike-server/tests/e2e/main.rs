@@ -21,3 +21,4 @@ mod tags;
 mod tokens;
 mod trace;
 mod uplink_failover;
+mod webhook_faults;
