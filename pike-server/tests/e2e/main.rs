@@ -17,6 +17,7 @@ mod isolation;
 mod metrics;
 mod offline;
 mod shutdown;
+mod store_corruption;
 mod tags;
 mod tokens;
 mod trace;
