@@ -283,6 +283,97 @@ async fn a_gateway_cut_off_from_nats_catches_up_what_it_missed() {
     b.serving.abort();
 }
 
+/// Gateway A reaches each of the three NATS servers through a fault proxy
+/// (`faultproxy`). The proxies blackhole A's NATS links for a while (bytes
+/// held, as in a partition that heals before TCP gives up): A's readiness
+/// turns unavailable while gateway B, not cut, keeps accepting pushes;
+/// then the links heal, A is ready again, and the device on A gets every
+/// push accepted before, during and after the cut exactly once, in order,
+/// on its one channel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_whose_nats_links_are_blackholed_recovers_when_they_heal() {
+    let _trace = trace_init();
+    let nats = NatsCluster::start().await;
+    let mut links = Vec::new();
+    let mut urls = Vec::new();
+    for i in 0..3 {
+        let server = nats
+            .url(i)
+            .trim_start_matches("nats://")
+            .parse()
+            .expect("a socket address");
+        let link = faultproxy::Proxy::tcp("127.0.0.1:0".parse().unwrap(), server)
+            .await
+            .expect("proxy");
+        urls.push(format!("nats://{}", link.local_addr()));
+        links.push(link);
+    }
+    let mut config = nats.config("gw-a", urls);
+    config.probe_interval = Duration::from_millis(100);
+    let cluster_a = Cluster::connect(config).await.expect("cluster connect");
+    let gateway_a = Gateway::builder()
+        .tcp("127.0.0.1:0".parse().unwrap())
+        .engine(JetStreamEngine::factory(cluster_a.clone()))
+        .bind()
+        .await
+        .unwrap();
+    let a_addr = gateway_a.local_addrs()[0].1;
+    let a = Node {
+        cluster: cluster_a.clone(),
+        addr: a_addr,
+        pusher: gateway_a.push_handle(),
+        serving: tokio::spawn(gateway_a.serve()),
+    };
+    let b = gateway(&nats, "gw-b", 1).await;
+    let ready = |cluster: &Cluster| matches!(cluster.health(), pike_jetstream::Health::Ready);
+
+    let proxy = proxy(vec![a.addr], "device-1");
+    let chat = proxy
+        .client(ClientOptions::new("chat", "u7", "any"))
+        .unwrap();
+    chat.start();
+    running(&chat, LIMIT).await;
+    let reliable = Delivery::Reliable { ttl: None };
+    push(&a, Target::Alias("u7".into()), "m1", reliable).await;
+    assert_eq!(receive(&chat, 1).await, vec![(1, "m1".into())]);
+
+    for link in &links {
+        link.handle().blackhole(faultproxy::Direction::Both, true);
+    }
+    let cut_off = tokio::time::timeout(LIMIT, async {
+        while ready(&cluster_a) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    assert!(cut_off.is_ok(), "gateway A's readiness saw the cut");
+    for i in 2..=4 {
+        push(&b, Target::Alias("u7".into()), &format!("m{i}"), reliable).await;
+    }
+    assert!(!ready(&cluster_a), "still cut off while B took the pushes");
+
+    for link in &links {
+        link.handle().heal();
+    }
+    let back = tokio::time::timeout(LIMIT, async {
+        while !ready(&cluster_a) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(back.is_ok(), "gateway A is ready again once its links heal");
+    push(&a, Target::Alias("u7".into()), "m5", reliable).await;
+    push(&b, Target::Alias("u7".into()), "m6", reliable).await;
+
+    let expected: Vec<(u64, String)> = (2..=6).map(|i| (i, format!("m{i}"))).collect();
+    assert_eq!(receive(&chat, expected.len()).await, expected);
+    assert_eq!(proxy.channels(), 1, "the device stayed on its one channel");
+    let carried: u64 = links.iter().map(|l| l.handle().stats().bytes_down).sum();
+    assert!(carried > 0, "A's NATS traffic went through the proxies");
+    a.serving.abort();
+    b.serving.abort();
+}
+
 /// Waits (bounded) until `client` stops, and checks it was replaced.
 async fn stopped_replaced(client: &PikeClient, what: &str) {
     let stop = tokio::time::timeout(LIMIT, async {

@@ -60,6 +60,15 @@ pub enum StoreError {
     /// writer thread).
     #[error("I/O error: {0}")]
     Io(#[source] Arc<std::io::Error>),
+    /// A write or fsync failed and the store is not open again yet (the
+    /// disk still fails); it reopens itself once the disk works.
+    /// (The message leaves the path out: it reaches clients; the store logs
+    /// it.)
+    #[error("the store is unavailable after a disk error; it reopens once the disk works")]
+    Unavailable {
+        /// The store file.
+        path: PathBuf,
+    },
     /// The store was closed, or its writer stopped.
     #[error("the store is closed")]
     Closed,

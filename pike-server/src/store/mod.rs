@@ -49,8 +49,11 @@
 mod codec;
 mod config;
 mod error;
+#[cfg(any(test, feature = "fault-injection"))]
+pub mod fault;
 mod keys;
 mod redb_store;
+mod slot;
 mod writer;
 
 use std::ops::RangeInclusive;

@@ -20,6 +20,7 @@ use super::codec::{self, MessageValue, StreamMeta};
 use super::config::StoreConfig;
 use super::error::StoreError;
 use super::keys::*;
+use super::slot::{DbSlot, Opener};
 use super::writer::{Op, Request, Stats, Tables, Value, Writer, scan_suffixes};
 use super::{Append, Appended, ReadBatch, StoreStats, StoredMessage, StreamKey, UplinkOutcome};
 
@@ -41,7 +42,7 @@ pub const MAX_PAGE: usize = 10_000;
 /// finished its queue.
 #[derive(Debug)]
 pub struct RedbStore {
-    db: Arc<Database>,
+    slot: Arc<DbSlot>,
     path: PathBuf,
     config: StoreConfig,
     tx: Option<mpsc::Sender<Request>>,
@@ -136,19 +137,21 @@ fn init(db: &Database, path: &Path) -> Result<(u64, u64), StoreError> {
     Ok(next_message_id)
 }
 
-/// Runs `f` on the blocking pool (inline outside a tokio runtime).
-async fn blocking<T, F>(db: &Arc<Database>, f: F) -> Result<T, StoreError>
+/// Runs `f` on the blocking pool (inline outside a tokio runtime) with the
+/// database open now.
+async fn blocking<T, F>(slot: &Arc<DbSlot>, f: F) -> Result<T, StoreError>
 where
     T: Send + 'static,
     F: FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
 {
-    let db = Arc::clone(db);
+    let slot = Arc::clone(slot);
+    let run = move || f(&*slot.get()?);
     match tokio::runtime::Handle::try_current() {
         Ok(handle) => handle
-            .spawn_blocking(move || f(&db))
+            .spawn_blocking(run)
             .await
             .map_err(|e| StoreError::Io(Arc::new(std::io::Error::other(e.to_string()))))?,
-        Err(_) => f(&db),
+        Err(_) => run(),
     }
 }
 
@@ -170,33 +173,77 @@ impl RedbStore {
     /// (a walk of the whole file: seconds per GiB).
     pub fn open(path: impl AsRef<Path>, config: StoreConfig) -> Result<Self, StoreError> {
         let path = path.as_ref().to_owned();
+        let cache_size = config.cache_size();
+        let file = path.clone();
+        let opener: Opener = Box::new(move || {
+            redb::Builder::new()
+                .set_cache_size(cache_size)
+                // Verify every page at open: a file damaged outside redb
+                // is an error naming the file, not a panic or a silent
+                // start on bad data (costs a read of the whole file).
+                .set_check_integrity_on_open(true)
+                .create(&file)
+        });
+        Self::open_with(path, config, opener)
+    }
+
+    /// [`open`](Self::open) through a backend whose writes and fsyncs the
+    /// test fails at will with `faults` (feature `fault-injection`).
+    #[cfg(any(test, feature = "fault-injection"))]
+    pub fn open_with_faults(
+        path: impl AsRef<Path>,
+        config: StoreConfig,
+        faults: super::fault::StoreFaults,
+    ) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_owned();
+        let cache_size = config.cache_size();
+        let file = path.clone();
+        let opener: Opener = Box::new(move || {
+            let handle = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&file)?;
+            let backend = super::fault::FaultyFile::new(handle, faults.clone())?;
+            redb::Builder::new()
+                .set_cache_size(cache_size)
+                // Verify every page at open: a file damaged outside redb
+                // is an error naming the file, not a panic or a silent
+                // start on bad data (costs a read of the whole file).
+                .set_check_integrity_on_open(true)
+                .create_with_backend(backend)
+        });
+        Self::open_with(path, config, opener)
+    }
+
+    fn open_with(path: PathBuf, config: StoreConfig, opener: Opener) -> Result<Self, StoreError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent)?;
         }
-        let db = redb::Builder::new()
-            .set_cache_size(config.cache_size())
-            .create(&path)
-            .map_err(|e| open_error(&path, e))?;
+        let db = opener().map_err(|e| open_error(&path, e))?;
         let (next, epoch) = init(&db, &path)?;
-        let db = Arc::new(db);
+        let slot = Arc::new(DbSlot::new(db, opener, path.clone()));
         let stats = Arc::new(Stats::default());
         let next_message_id = Arc::new(AtomicU64::new(next));
         let (tx, rx) = mpsc::channel(config.queue_capacity());
         let writer = Writer {
-            db: Arc::clone(&db),
+            slot: Arc::clone(&slot),
             rx,
             config: config.clone(),
             stats: Arc::clone(&stats),
             next_message_id: Arc::clone(&next_message_id),
             persisted_next_message_id: next,
             lazy_commits: 0,
+            attempt: Vec::new(),
+            unstore: Vec::new(),
         };
         let handle = std::thread::Builder::new()
             .name("pike-store-writer".into())
             .spawn(move || writer.run())?;
         tracing::info!(path = %path.display(), "store opened");
         Ok(Self {
-            db,
+            slot,
             path,
             config,
             tx: Some(tx),
@@ -303,7 +350,7 @@ impl RedbStore {
         codec::check_stream(stream)?;
         let key = codec::stream_key(stream);
         let max = max.min(MAX_READ);
-        blocking(&self.db, move |db| {
+        blocking(&self.slot, move |db| {
             read_stream(db, &key, after_seq, max, now_ms)
         })
         .await
@@ -352,7 +399,7 @@ impl RedbStore {
         codec::check_id("device", device)?;
         let key = codec::stream_key(stream);
         let device = device.to_owned();
-        blocking(&self.db, move |db| {
+        blocking(&self.slot, move |db| {
             let txn = db.begin_read()?;
             let ids = txn.open_table(STREAM_IDS)?;
             let Some(id) = ids.get(key.as_slice())?.map(|g| g.value()) else {
@@ -389,7 +436,7 @@ impl RedbStore {
         let alias_key = codec::scoped(&[app, biz], alias);
         let device = device.to_owned();
         let max = max.min(MAX_READ);
-        let (position, start_after, batch, known) = blocking(&self.db, move |db| {
+        let (position, start_after, batch, known) = blocking(&self.slot, move |db| {
             let position = {
                 let txn = db.begin_read()?;
                 let ids = txn.open_table(STREAM_IDS)?;
@@ -500,7 +547,7 @@ impl RedbStore {
         codec::check_id("biz", biz)?;
         codec::check_id("alias", alias)?;
         let prefix = codec::scope(&[app, biz, alias]);
-        blocking(&self.db, move |db| {
+        blocking(&self.slot, move |db| {
             let txn = db.begin_read()?;
             let t = txn.open_table(ALIAS_TAGS)?;
             scan_suffixes(&t, "alias_tags", &prefix, None, usize::MAX)
@@ -537,7 +584,7 @@ impl RedbStore {
         codec::check_id("biz", biz)?;
         codec::check_id("alias", alias)?;
         let key = codec::scoped(&[app, biz], alias);
-        let known = blocking(&self.db, move |db| {
+        let known = blocking(&self.slot, move |db| {
             let txn = db.begin_read()?;
             let t = txn.open_table(ALIASES)?;
             Ok(t.get(key.as_slice())?.is_some())
@@ -584,7 +631,7 @@ impl RedbStore {
     ) -> Result<Vec<String>, StoreError> {
         let after = after.map(str::to_owned);
         let limit = limit.min(MAX_PAGE);
-        blocking(&self.db, move |db| {
+        blocking(&self.slot, move |db| {
             let txn = db.begin_read()?;
             let t = txn.open_table(table)?;
             scan_suffixes(&t, name, &prefix, after.as_deref(), limit)
@@ -603,7 +650,7 @@ impl RedbStore {
         key: &str,
     ) -> Result<Option<UplinkOutcome>, StoreError> {
         let k = uplink_key(app, biz, alias, key)?;
-        blocking(&self.db, move |db| {
+        blocking(&self.slot, move |db| {
             let txn = db.begin_read()?;
             let t = txn.open_table(UPLINKS)?;
             match t.get(k.as_slice())? {
@@ -787,17 +834,25 @@ mod tests {
         let path = dir.path().join("t.redb");
         let db = redb::Builder::new().create(&path).unwrap();
         let (next, _epoch) = init(&db, &path).unwrap();
-        let db = Arc::new(db);
+        let reopen_path = path.clone();
+        let slot = Arc::new(DbSlot::new(
+            db,
+            Box::new(move || redb::Builder::new().create(&reopen_path)),
+            path.clone(),
+        ));
+        let db = slot.get().unwrap();
         let (_tx, rx) = mpsc::channel(1);
         let stats = Arc::new(Stats::default());
         let mut w = Writer {
-            db: Arc::clone(&db),
+            slot: Arc::clone(&slot),
             rx,
             config: StoreConfig::default(),
             stats: Arc::clone(&stats),
             next_message_id: Arc::new(AtomicU64::new(next)),
             persisted_next_message_id: next,
             lazy_commits: 0,
+            attempt: Vec::new(),
+            unstore: Vec::new(),
         };
         let (reply, mut rx0) = oneshot::channel();
         w.commit_batch(vec![Request {

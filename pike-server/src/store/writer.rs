@@ -16,13 +16,14 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use redb::{Database, Durability, ReadableTable, Table, WriteTransaction};
+use redb::{Durability, ReadableTable, Table, WriteTransaction};
 use tokio::sync::{mpsc, oneshot};
 
 use super::codec::{self, MessageValue, StreamMeta};
 use super::config::StoreConfig;
 use super::error::StoreError;
 use super::keys::*;
+use super::slot::DbSlot;
 use super::{Append, Appended, StoreStats, Target, UplinkOutcome};
 
 /// A mutation for the writer.
@@ -126,7 +127,7 @@ enum Failure {
 }
 
 pub(crate) struct Writer {
-    pub(crate) db: Arc<Database>,
+    pub(crate) slot: Arc<DbSlot>,
     pub(crate) rx: mpsc::Receiver<Request>,
     pub(crate) config: StoreConfig,
     pub(crate) stats: Arc<Stats>,
@@ -136,6 +137,22 @@ pub(crate) struct Writer {
     pub(crate) persisted_next_message_id: u64,
     /// Non-durable commits since the last durable one.
     pub(crate) lazy_commits: u32,
+    /// Messages appended by the transaction being tried now.
+    pub(crate) attempt: Vec<Unstore>,
+    /// Messages of transactions that failed with a disk error, removed when
+    /// the store reopens (a failed fsync may still have left them on disk).
+    pub(crate) unstore: Vec<Unstore>,
+}
+
+/// A message appended by a transaction that reported failure: removed on
+/// reopen if it is there, so that what the caller was told (not stored)
+/// holds.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Unstore {
+    stream_id: u64,
+    seq: u64,
+    message_id: u64,
+    expires_at_ms: u64,
 }
 
 impl Writer {
@@ -173,12 +190,26 @@ impl Writer {
                     let _ = req.reply.send(res);
                 }
             }
+            Err(Failure::Apply(e) | Failure::Commit(e)) if is_disk_error(&e) => {
+                // redb refuses everything after a failed write or fsync:
+                // nothing of the batch is stored; reopen at once.
+                tracing::error!(error = %e, requests = batch.len(), "store: disk error, nothing of the batch stored");
+                for req in batch {
+                    let _ = req.reply.send(Err(e.clone()));
+                }
+                self.recover();
+            }
             Err(Failure::Apply(e)) if batch.len() > 1 => {
                 tracing::warn!(error = %e, requests = batch.len(), "store: batch failed, retrying requests one by one");
                 for req in batch {
                     let res = match self.try_commit(&[&req.op]) {
                         Ok(mut r) => r.pop().unwrap_or(Err(StoreError::Closed)),
-                        Err(Failure::Apply(e) | Failure::Commit(e)) => Err(e),
+                        Err(Failure::Apply(e) | Failure::Commit(e)) => {
+                            if is_disk_error(&e) {
+                                self.recover();
+                            }
+                            Err(e)
+                        }
                     };
                     let _ = req.reply.send(res);
                 }
@@ -194,13 +225,40 @@ impl Writer {
         }
     }
 
+    /// After a disk error: forgets the failed transaction's appends (to be
+    /// removed on reopen) and reopens the store at once.
+    fn recover(&mut self) {
+        self.unstore.append(&mut self.attempt);
+        let unstore = std::mem::take(&mut self.unstore);
+        if self
+            .slot
+            .reopen(&|db| remove_unstored(db, &unstore))
+            .is_err()
+        {
+            self.unstore = unstore;
+        }
+    }
+
+    /// The open database, reopened first (removing what failed
+    /// transactions appended) if a disk error closed it.
+    fn database(&mut self) -> Result<Arc<redb::Database>, StoreError> {
+        if let Ok(db) = self.slot.get() {
+            return Ok(db);
+        }
+        let unstore = std::mem::take(&mut self.unstore);
+        let db = self.slot.get_or_reopen(&|db| remove_unstored(db, &unstore));
+        if db.is_err() {
+            self.unstore = unstore;
+        }
+        db
+    }
+
     fn try_commit(&mut self, ops: &[&Op]) -> Result<Vec<Result<Value, StoreError>>, Failure> {
         let durable = ops.iter().any(|op| !op.is_lazy())
             || self.lazy_commits + 1 >= self.config.lazy_commits_per_flush();
-        let mut txn = self
-            .db
-            .begin_write()
-            .map_err(|e| Failure::Commit(e.into()))?;
+        let db = self.database().map_err(Failure::Commit)?;
+        self.attempt.clear();
+        let mut txn = db.begin_write().map_err(|e| Failure::Commit(e.into()))?;
         if !durable {
             txn.set_durability(Durability::None)
                 .map_err(|e| Failure::Commit(e.into()))?;
@@ -217,6 +275,7 @@ impl Writer {
                 }
                 results.push(res);
             }
+            self.attempt = std::mem::take(&mut batch.appended);
             let next_mid = batch
                 .finish(self.persisted_next_message_id)
                 .map_err(Failure::Apply)?;
@@ -235,6 +294,64 @@ impl Writer {
         s.largest_batch
             .fetch_max(ops.len() as u64, Ordering::Relaxed);
         Ok(results)
+    }
+}
+
+/// Removes the messages of failed transactions that are on disk anyway (a
+/// commit whose fsync failed can survive in the page cache and be found by
+/// the reopen). Their seqs stay used: a device sees a jump, as after an
+/// expiry.
+fn remove_unstored(db: &redb::Database, unstore: &[Unstore]) -> Result<(), StoreError> {
+    if unstore.is_empty() {
+        return Ok(());
+    }
+    let txn = db.begin_write()?;
+    let mut removed = 0usize;
+    {
+        let mut t = Tables::open(&txn)?;
+        for u in unstore {
+            let found = match t.messages.get((u.stream_id, u.seq))? {
+                Some(v) => MessageValue::decode(v.value())?.message_id == u.message_id,
+                None => false,
+            };
+            if !found {
+                continue;
+            }
+            t.messages.remove((u.stream_id, u.seq))?;
+            t.message_expiry
+                .remove((u.expires_at_ms, u.stream_id, u.seq))?;
+            let Some(meta) = t.streams.get(u.stream_id)?.map(|g| g.value().to_vec()) else {
+                continue;
+            };
+            let mut meta = StreamMeta::decode(&meta)?;
+            meta.count = meta.count.saturating_sub(1);
+            if meta.first_seq == u.seq {
+                let next = t
+                    .messages
+                    .range((u.stream_id, u.seq)..=(u.stream_id, u64::MAX))?
+                    .next()
+                    .transpose()?
+                    .map(|(k, _)| k.value().1);
+                meta.first_seq = next.unwrap_or_else(|| meta.last_seq.saturating_add(1));
+            }
+            t.streams.insert(u.stream_id, meta.encode().as_slice())?;
+            removed += 1;
+        }
+    }
+    txn.commit()?;
+    if removed > 0 {
+        tracing::warn!(removed, "store: removed messages whose commit had failed");
+    }
+    Ok(())
+}
+
+/// Whether `e` is the disk failing (a write, resize or fsync error, or
+/// redb refusing work after one), as opposed to bad data or arguments.
+fn is_disk_error(e: &StoreError) -> bool {
+    match e {
+        StoreError::Storage(err) => matches!(**err, redb::Error::Io(_) | redb::Error::PreviousIo),
+        StoreError::Unavailable { .. } => true,
+        _ => false,
     }
 }
 
@@ -324,6 +441,8 @@ struct Batch<'a, 't> {
     metas: HashMap<u64, (StreamMeta, bool)>,
     /// Next stream id, once loaded; `true` when changed.
     next_stream_id: Option<(u64, bool)>,
+    /// Every message appended in this transaction.
+    appended: Vec<Unstore>,
 }
 
 impl<'a, 't> Batch<'a, 't> {
@@ -339,6 +458,7 @@ impl<'a, 't> Batch<'a, 't> {
             ids: HashMap::new(),
             metas: HashMap::new(),
             next_stream_id: None,
+            appended: Vec::new(),
         })
     }
 
@@ -489,6 +609,12 @@ impl<'a, 't> Batch<'a, 't> {
                 self.evict(id, &mut m, cap)?;
             }
             self.put_meta(id, m);
+            self.appended.push(Unstore {
+                stream_id: id,
+                seq,
+                message_id,
+                expires_at_ms,
+            });
             out.push(Appended {
                 seq,
                 message_id,
