@@ -296,3 +296,43 @@ async fn an_ack_after_a_gap_covers_it_and_resume_starts_after_it() {
     push(&pusher, "m6", None).await;
     assert_eq!(downlink_seq(&mut again).await, 6);
 }
+
+/// The frame type code of `ROOM_PULL`.
+const ROOM_PULL: u32 = 0x23;
+
+#[tokio::test]
+async fn a_pull_of_a_room_the_stream_has_not_joined_is_answered_unknown_room() {
+    let _trace = trace_init();
+    let (addr, _) = gateway(Arc::new(GatedStore::default()), None).await;
+    let mut client = Raw::device(addr, "demo", "d1").await;
+    assert_eq!(
+        client.login(0, "u1", "any").await.code(),
+        ErrorCode::Unspecified
+    );
+    let pull = |room: &str| {
+        Message::RoomPull(proto::channel::RoomPull {
+            stream: 0,
+            room: room.into(),
+            offset: 0,
+            max: 0,
+            wait_ms: 0,
+        })
+    };
+    client.send(pull("live:1")).await;
+    let Message::Error(error) = client.next().await else {
+        panic!("an ERROR frame for a pull of a room never joined");
+    };
+    assert_eq!(
+        (error.code(), error.stream, error.frame_type),
+        (ErrorCode::UnknownRoom, Some(0), ROOM_PULL)
+    );
+    assert!(error.message.contains("live:1"), "{}", error.message);
+    // After a join the same pull is answered with a batch (empty: the
+    // pull does not wait), and the connection never went down.
+    assert_eq!(client.join("live:1").await.code(), ErrorCode::Unspecified);
+    client.send(pull("live:1")).await;
+    match client.next().await {
+        Message::RoomBatch(batch) => assert_eq!(batch.room, "live:1"),
+        other => panic!("a room batch, not {other:?}"),
+    }
+}

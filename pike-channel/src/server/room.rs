@@ -76,6 +76,21 @@ impl ServerChannel {
         }
     }
 
+    /// Refuses a [`ServerEvent::RoomPull`] with an `ERROR` frame naming the
+    /// stream and `ROOM_PULL` (the connection stays up): `UNKNOWN_ROOM` for
+    /// a room the stream has not joined, say.
+    pub fn room_pull_refused(
+        &mut self,
+        stream: StreamId,
+        code: ErrorCode,
+        message: impl Into<String>,
+        _now: Instant,
+    ) -> Result<(), ReplyError> {
+        self.active_stream(stream)?;
+        self.error_frame(code, &message.into(), stream, frame_types::ROOM_PULL);
+        Ok(())
+    }
+
     /// Accepts a join: `head` is the oldest offset in the room's ring, `tail`
     /// the offset the next message gets.
     pub fn room_joined(

@@ -315,14 +315,21 @@ impl ConnRooms {
         now: Instant,
     ) {
         let (compression, threshold) = (self.compression, self.threshold);
-        let Some(sub) = self.subs.get_mut(room) else {
+        let Some(sub) = self
+            .subs
+            .get_mut(room)
+            .filter(|sub| sub.streams.contains_key(&stream))
+        else {
             metrics::counter!(crate::server::metric_families::ROOM_PULLS_TOTAL, "result" => "not_joined").increment(1);
+            // The stream is logged in (the machine checked): it cannot fail.
+            let _ = channel.room_pull_refused(
+                stream,
+                ErrorCode::UnknownRoom,
+                format!("stream {stream} has not joined room {room:?}; send ROOM_JOIN first"),
+                now.into_std(),
+            );
             return;
         };
-        if !sub.streams.contains_key(&stream) {
-            metrics::counter!(crate::server::metric_families::ROOM_PULLS_TOTAL, "result" => "not_joined").increment(1);
-            return;
-        }
         let max = match max {
             0 => sub.room.config.max_batch_messages,
             n => (n as usize).min(MAX_PULL),
