@@ -510,7 +510,7 @@ class T5KeepAlive(PikeTest):
 
 
 class T6EnforcedRules(PikeTest):
-    """Rules the server enforces from branch s6-enforce on (issue 12)."""
+    """Rules of docs/protocol.md that the server enforces (issue 12)."""
 
     def test_alias_with_a_colon_is_invalid(self):
         alias = "chat:" + fresh("u")
@@ -547,6 +547,14 @@ class T6EnforcedRules(PikeTest):
         ack = conn.wait_for(UPLINK_ACK, lambda a: a.seq == 3)
         self.assertEqual(ack.code, tn.ERROR_CODE_INVALID_ARGUMENT, ack.message)
         self.assertEqual([c.key for c in BACKEND.calls_of(alias)], [f"{prefix}-5"])
+
+    def test_pull_of_a_room_not_joined_is_unknown_room(self):
+        conn, _ = self.login(fresh("dev"), fresh("u"))
+        room = "pull:" + fresh("r")
+        conn.pull(0, room, 0)
+        error = conn.wait_for(ERROR)
+        self.assertEqual(error.code, tn.ERROR_CODE_UNKNOWN_ROOM, error.message)
+        self.assertEqual((error.stream, error.frame_type), (0, ROOM_PULL))
 
 
 class T7GoAway(PikeTest):
