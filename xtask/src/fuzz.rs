@@ -109,7 +109,10 @@ pub(crate) fn command(args: &[String]) -> ExitCode {
 /// One target's run.
 struct Report {
     target: String,
+    /// Wall time, the build included.
     seconds: f64,
+    /// Time spent fuzzing, from libFuzzer's final line.
+    fuzzed: f64,
     runs: u64,
     crashes: Vec<PathBuf>,
     status_ok: bool,
@@ -134,12 +137,15 @@ fn run(options: &Options) -> Result<bool, String> {
     for target in &targets {
         reports.push(run_target(&fuzz_dir, target, seconds, options.jobs)?);
     }
-    println!("\n| target | seconds | workers | runs | crashes |\n|---|---:|---:|---:|---:|");
+    println!(
+        "\n| target | fuzzing s | wall s (with build) | workers | runs | crashes |\n|---|---:|---:|---:|---:|---:|"
+    );
     let mut ok = true;
     for r in &reports {
         println!(
-            "| {} | {:.0} | {} | {} | {} |",
+            "| {} | {:.0} | {:.0} | {} | {} | {} |",
             r.target,
+            r.fuzzed,
             r.seconds,
             options.jobs,
             r.runs,
@@ -201,6 +207,14 @@ fn run_target(fuzz_dir: &Path, target: &str, seconds: u64, jobs: u32) -> Result<
         .filter_map(|l| l.strip_prefix("stat::number_of_executed_units:"))
         .filter_map(|v| v.trim().parse::<u64>().ok())
         .sum();
+    // "Done 530149 runs in 61 second(s)": the fuzzing time, without the build.
+    let fuzzed = stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("Done "))
+        .filter_map(|l| l.split(" runs in ").nth(1))
+        .filter_map(|l| l.split(' ').next())
+        .filter_map(|v| v.parse::<f64>().ok())
+        .sum();
     let tail: Vec<&str> = stderr.lines().rev().take(12).collect();
     for line in tail.iter().rev() {
         println!("  {line}");
@@ -212,6 +226,7 @@ fn run_target(fuzz_dir: &Path, target: &str, seconds: u64, jobs: u32) -> Result<
     Ok(Report {
         target: target.to_owned(),
         seconds: started.elapsed().as_secs_f64(),
+        fuzzed,
         runs,
         crashes,
         status_ok: output.status.success(),
