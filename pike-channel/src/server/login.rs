@@ -58,8 +58,19 @@ impl ServerChannel {
         });
     }
 
+    /// A logout ends a logged-in stream. A logout of a stream whose login
+    /// is still pending is ignored: every `LOGIN` gets exactly one
+    /// `LOGIN_RESULT`, and a client that gave the login up answers an
+    /// accepting result with `LOGOUT` (docs/protocol.md, "Login").
     pub(super) fn handle_logout(&mut self, m: Logout) {
         let stream = StreamId::new(m.stream);
+        if !self
+            .streams
+            .get(&stream)
+            .is_some_and(ServerStream::is_active)
+        {
+            return;
+        }
         if let Some(gone) = self.streams.remove(&stream) {
             self.uplink_pending_bytes = self
                 .uplink_pending_bytes

@@ -1019,3 +1019,38 @@ fn a_send_only_login_says_so_on_the_wire_and_to_the_gateway() {
         .collect();
     assert_eq!(requested, [false, true]);
 }
+
+#[test]
+fn a_logout_of_a_pending_login_is_ignored_and_the_login_gets_its_one_result() {
+    let _guard = subscribe();
+    let (mut server, t) = server();
+    server.handle_frame(login_frame(0, "a"), t);
+    assert_eq!(events(&mut server).len(), 1);
+    server.handle_frame(Message::Logout(Logout { stream: 0 }).to_frame(), t);
+    // Nothing happens: no event, no frame, the login is still pending.
+    assert!(events(&mut server).is_empty());
+    assert!(frames(&mut server).is_empty());
+    // A second LOGIN on the stream is still refused: the number is in use.
+    server.handle_frame(login_frame(0, "b"), t);
+    assert!(events(&mut server).is_empty());
+    let answers: Vec<Message> = frames(&mut server)
+        .iter()
+        .map(|f| Message::decode(f).unwrap())
+        .collect();
+    assert!(matches!(
+        &answers[..],
+        [Message::Error(e)] if e.code() == ErrorCode::AlreadyLoggedIn
+    ));
+    // The gateway's answer reaches the client: exactly one result.
+    server.accept_login(StreamId::new(0), "r", 0, t).unwrap();
+    let results = login_results(&frames(&mut server));
+    assert_eq!(results.len(), 1);
+    assert_eq!(results[0].code(), ErrorCode::Unspecified);
+    // Now the logout ends it.
+    server.handle_frame(Message::Logout(Logout { stream: 0 }).to_frame(), t);
+    assert!(matches!(
+        &events(&mut server)[..],
+        [ServerEvent::LoggedOut { stream }] if stream.value() == 0
+    ));
+    assert_eq!(server.logged_in().count(), 0);
+}
