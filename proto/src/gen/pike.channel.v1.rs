@@ -25,9 +25,10 @@ pub struct Login {
     pub route_id: ::prost::alloc::string::String,
     /// The downlink position this device acknowledges on this stream: it
     /// needs no message with a sequence number <= this again (received, or
-    /// skipped as a gap). The login acts as an ack of it: the server resends
-    /// only what follows the larger of it and the stored position, which is
-    /// kept per (app, biz, alias, hello device id). 0 = none (a first login).
+    /// skipped as a gap). The server resends only what follows the larger of
+    /// it and the stored position, which is kept per (app, biz, alias, hello
+    /// device id); it does not store this value (only DownlinkAck moves the
+    /// stored position). 0 = none (a first login).
     #[prost(uint64, tag = "6")]
     pub last_acked_seq: u64,
     /// A send-only login (e.g. a command-line tool that sends one uplink
@@ -132,10 +133,10 @@ pub struct Downlink {
     /// or evicted): a gap, which the client reports and acks past.
     #[prost(uint64, tag = "2")]
     pub seq: u64,
-    /// Gateway-assigned message id. Sent for transient messages (which have no
-    /// sequence number) and when the push asked for it; reliable messages are
-    /// identified by (stream, seq) and omit it, which keeps a small push smaller
-    /// on the wire than MQTT QoS 1 (docs/protocol.md).
+    /// Gateway-assigned message id, sent for transient messages (which have no
+    /// sequence number). Reliable messages are identified by (stream, seq) and
+    /// carry 0 here, which keeps a small push smaller on the wire than MQTT
+    /// QoS 1 (docs/protocol.md).
     #[prost(uint64, tag = "3")]
     pub message_id: u64,
     /// Priority, 0 = normal; higher is more urgent.

@@ -18,7 +18,8 @@ pub struct ClientHello {
     /// SDK version, e.g. "0.1.0".
     #[prost(string, tag = "5")]
     pub sdk_version: ::prost::alloc::string::String,
-    /// Opaque token from a previous ServerHello, to resume a session.
+    /// Unused in version 1: send it empty (docs/protocol.md, "The resume
+    /// token"); at most 256 bytes.
     #[prost(bytes = "bytes", tag = "6")]
     pub resume_token: ::prost::bytes::Bytes,
     /// Compression algorithms the client can decode.
@@ -68,7 +69,7 @@ pub struct ServerHello {
     /// Largest frame the server accepts.
     #[prost(uint32, tag = "8")]
     pub max_frame_length: u32,
-    /// Opaque token to present in the next ClientHello to resume.
+    /// Unused in version 1: servers send it empty.
     #[prost(bytes = "bytes", tag = "9")]
     pub resume_token: ::prost::bytes::Bytes,
 }
@@ -87,8 +88,10 @@ pub struct Close {
     pub reconnect: ::core::option::Option<ReconnectAdvice>,
 }
 /// Error and close codes shared by the tunnel and the Pike channel.
-/// Codes below 100 are tunnel/protocol errors and close the connection;
-/// codes from 100 are request errors answered with an error frame.
+/// Codes below 100 are mostly connection errors (sent in a CLOSE); codes from
+/// 100 answer one request. Which frames carry each code, and whether a client
+/// may retry, is in the table of docs/protocol.md "Error codes" (a few codes
+/// below 100 also answer requests, e.g. OVERLOADED in a LOGIN_RESULT).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
 #[repr(i32)]
 pub enum ErrorCode {
@@ -106,7 +109,9 @@ pub enum ErrorCode {
     MalformedFrame = 5,
     /// The hello did not arrive (or was not answered) in time.
     HandshakeTimeout = 6,
-    /// A compressed frame did not decompress, or decompressed above the limit.
+    /// A compressed body that does not decompress, or a compressed body without
+    /// negotiated compression (one declaring a length above the limit is
+    /// FRAME_TOO_LARGE).
     Decompression = 7,
     /// No heartbeat or data within the idle timeout.
     IdleTimeout = 8,
@@ -118,7 +123,9 @@ pub enum ErrorCode {
     UnknownApp = 11,
     /// An internal server error; retry later.
     Internal = 12,
-    /// The connection limit is reached.
+    /// The server cannot take this now: the connection limit (before the
+    /// hello), the cluster's log or store unavailable (a login, an uplink), the
+    /// gateway's room limit (a join). Retry after a delay.
     Overloaded = 13,
     /// The same device logged in to the same business and alias on another
     /// connection (on this node or another node of the cluster): this older
@@ -126,7 +133,8 @@ pub enum ErrorCode {
     /// itself after it, or two copies of one device would take the login from
     /// each other in turn (as MQTT clients with one client id do).
     Replaced = 14,
-    /// The credential is invalid (bad signature, wrong scope).
+    /// The credential is invalid (does not parse, bad signature or algorithm,
+    /// not yet valid). A credential for another scope is FORBIDDEN.
     AuthFailed = 100,
     /// The credential has expired.
     TokenExpired = 101,
@@ -138,7 +146,7 @@ pub enum ErrorCode {
     RateLimited = 104,
     /// The business backend rejected or could not take the message.
     BackendUnavailable = 105,
-    /// The room does not exist or is closed.
+    /// A pull for a room the stream has not joined.
     UnknownRoom = 106,
     /// A request field is invalid (empty biz, alias too long, ...).
     InvalidArgument = 107,
