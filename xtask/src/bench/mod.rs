@@ -18,21 +18,21 @@
 //! [`plan`], tables in [`sweep_report`]); S8 reconnect storm ([`s8`]); charts
 //! ([`chart`]).
 
-mod chart;
+pub(crate) mod chart;
 mod client;
 mod cluster_plan;
 mod cluster_report;
 mod cluster_rig;
 mod cluster_run;
 mod r#gen;
-mod load;
+pub(crate) mod load;
 mod peers;
 mod plan;
-mod procfs;
-mod report;
-mod s1;
+pub(crate) mod procfs;
+pub(crate) mod report;
+pub(crate) mod s1;
 mod s8;
-mod servers;
+pub(crate) mod servers;
 mod sweep;
 mod sweep_report;
 mod wire;
@@ -848,20 +848,21 @@ async fn run_s8(
 }
 
 /// The workspace root (this crate lives in `<root>/xtask`).
-fn workspace_root() -> PathBuf {
+pub(crate) fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
-fn target_dir(root: &Path) -> PathBuf {
+/// The target directory (`CARGO_TARGET_DIR`, else `<root>/target`).
+pub(crate) fn target_dir(root: &Path) -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .map_or_else(|| root.join("target"), |dir| root.join(dir))
 }
 
 /// `cargo build --release -p pike-server -p xtask`.
-async fn build(root: &Path) -> Result<(), String> {
+pub(crate) async fn build(root: &Path) -> Result<(), String> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     eprintln!("xtask bench: cargo build --release -p pike-server -p xtask");
     let status = tokio::time::timeout(
@@ -884,7 +885,7 @@ async fn build(root: &Path) -> Result<(), String> {
 
 /// Clock ticks per second for `/proc/<pid>/stat` (`getconf CLK_TCK`, else
 /// 100, Linux's value).
-async fn clk_tck() -> u64 {
+pub(crate) async fn clk_tck() -> u64 {
     let output = Command::new("getconf")
         .arg("CLK_TCK")
         .stdin(Stdio::null())
@@ -897,7 +898,8 @@ async fn clk_tck() -> u64 {
         .unwrap_or(100)
 }
 
-fn load_text() -> String {
+/// The load averages as text.
+pub(crate) fn load_text() -> String {
     procfs::load_average().map_or_else(
         || "unknown".into(),
         |[a, b, c]| format!("{a:.2} {b:.2} {c:.2}"),
@@ -905,7 +907,7 @@ fn load_text() -> String {
 }
 
 /// What the machine is.
-fn machine(fd_limit: u64) -> serde_json::Value {
+pub(crate) fn machine(fd_limit: u64) -> serde_json::Value {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpuinfo
         .lines()
