@@ -149,6 +149,7 @@ mod tests {
                         expected: 10,
                         delivered: 10,
                         errors: 0,
+                        unsent: 0,
                     },
                     Delivery::default(),
                     Delivery::default(),

@@ -175,6 +175,10 @@ pub(crate) fn command(args: &[String]) -> ExitCode {
     }
 }
 
+/// Seconds before a minute's end its gateway sample is taken (within the
+/// generators' drain, so the last sample sees every connection).
+const SAMPLE_BEFORE_END: u64 = 3;
+
 /// A sweep generator's step lines, as they come: `(workload, line)`.
 type StepSender = mpsc::UnboundedSender<(&'static str, Value)>;
 
@@ -269,13 +273,15 @@ async fn run(options: &Options) -> Result<bool, String> {
     readers.spawn(read_steps("uplink", uplink, steps_tx.clone()));
     drop(steps_tx);
 
-    // Every minute: the gateway's figures at the minute's end.
+    // Every minute: the gateway's figures near the minute's end, in the
+    // generators' drain (before the last minute's generators finish and
+    // close their connections).
     let pid = server.pid;
     let mut minutes: Vec<Minute> = Vec::new();
     let mut ticks = procfs::cpu_ticks(pid).unwrap_or(0);
     let mut lines: Vec<(&'static str, Value)> = Vec::new();
     for minute in 1..=plan.minutes {
-        let at = start + Duration::from_secs(60 * u64::from(minute));
+        let at = start + Duration::from_secs(60 * u64::from(minute) - SAMPLE_BEFORE_END);
         loop {
             tokio::select! {
                 () = tokio::time::sleep_until(at) => break,

@@ -64,7 +64,8 @@ impl Minute {
         Delivery {
             expected: count("expected"),
             delivered: count("delivered"),
-            errors: count("unsent") + count("send_errors"),
+            errors: count("send_errors"),
+            unsent: count("unsent"),
         }
     }
 
@@ -116,13 +117,18 @@ fn ms(v: f64) -> String {
 }
 
 fn pct(d: &Delivery) -> String {
+    let unsent = if d.unsent > 0 {
+        format!(", {} unsent", d.unsent)
+    } else {
+        String::new()
+    };
     if d.expected == 0 {
         "–".to_owned()
     } else if d.whole() {
-        format!("100 % ({})", d.delivered)
+        format!("100 % ({}{unsent})", d.delivered)
     } else {
         format!(
-            "**{:.3} %** ({}/{}, {} errors)",
+            "**{:.3} %** ({}/{}, {} errors{unsent})",
             d.pct(),
             d.delivered,
             d.expected,
@@ -216,12 +222,19 @@ pub(crate) fn verdict(verdict: &Verdict) -> String {
             if g.pass { "ok" } else { "**GREW**" }.to_owned(),
         ]);
     }
+    let list = |m: &[u32]| {
+        m.iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(" and ")
+    };
     let mut text = format!(
-        "\nVerdict (warm-up: minutes 1–{}; baseline: mean of minutes {}–{}; end: mean of the last two; \
-         fail above +5 % (and above +1 ms for a p99), or any reliable minute under 100 %):\n\n{}",
+        "\nVerdict (warm-up: minutes 1–{}; baseline: mean of minutes {}; end: mean of minutes {}; \
+         fails above +5 % (and above +1 ms for a p99), or when a minute of a reliable stream \
+         delivers under 100 % or has a refused message):\n\n{}",
         verdict.warmup,
-        verdict.warmup + 1,
-        verdict.warmup + 2,
+        list(&verdict.baseline_minutes),
+        list(&verdict.end_minutes),
         render(&rows)
     );
     if verdict.losses.is_empty() {
@@ -251,6 +264,8 @@ pub(crate) fn verdict_json(verdict: &Verdict) -> Value {
     };
     serde_json::json!({
         "warmup_minutes": verdict.warmup,
+        "baseline_minutes": verdict.baseline_minutes,
+        "end_minutes": verdict.end_minutes,
         "growth_limit_pct": rule::GROWTH_LIMIT * 100.0,
         "growth": verdict.growth.iter().map(|g| serde_json::json!({
             "series": g.series.name(),
