@@ -7,7 +7,7 @@ use std::path::Path;
 use plotters::prelude::*;
 
 use super::rule::{Sample, Verdict};
-use crate::bench::chart::{COLOURS, Fallible};
+use crate::bench::chart::{COLOURS, Fallible, short};
 
 /// One line: its label and points `(minute, value)`.
 type Line = (&'static str, Vec<(f64, f64)>);
@@ -96,12 +96,28 @@ fn draw(path: &Path, samples: &[Sample], verdict: &Verdict, minutes: u32) -> Fal
             .x_label_area_size(30)
             .y_label_area_size(60)
             .build_cartesian_2d(0.5..x_max, lo..hi)?;
-        chart.configure_mesh().x_desc("minute").draw()?;
+        chart
+            .configure_mesh()
+            .x_desc("minute")
+            .x_labels(usize::try_from(minutes.min(12)).unwrap_or(12) + 1)
+            .x_label_formatter(&|v| format!("{v:.0}"))
+            .y_label_formatter(&|v| {
+                if v.abs() >= 1000.0 {
+                    short(*v)
+                } else {
+                    format!("{v:.1}")
+                }
+            })
+            .light_line_style(WHITE)
+            .draw()?;
         let warmup_end = f64::from(verdict.warmup) + 0.5;
-        chart.draw_series(LineSeries::new(
-            [(warmup_end, lo), (warmup_end, hi)],
-            BLACK.mix(0.3),
-        ))?;
+        chart
+            .draw_series(LineSeries::new(
+                [(warmup_end, lo), (warmup_end, hi)],
+                BLACK.mix(0.5).stroke_width(2),
+            ))?
+            .label("end of warm-up")
+            .legend(|(x, y)| PathElement::new([(x, y), (x + 18, y)], BLACK.mix(0.5)));
         for (i, (label, line)) in lines.into_iter().enumerate() {
             let colour = COLOURS[i % COLOURS.len()];
             chart

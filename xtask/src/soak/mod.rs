@@ -229,6 +229,7 @@ async fn run(options: &Options) -> Result<bool, String> {
         .map_err(|e| format!("no free port: {e}"))?;
     let mut spec = ServerSpec::plain(Kind::Pike);
     spec.webhook = Some(format!("http://{sink}/uplink"));
+    spec.retention = Some(plan.retention());
     let server = Server::start_spec(&spec, &bins, 0).await?;
     let http = server.http_addr.ok_or("the gateway has no HTTP listener")?;
     let dir = tempfile::Builder::new()
@@ -277,6 +278,7 @@ async fn run(options: &Options) -> Result<bool, String> {
     // generators' drain (before the last minute's generators finish and
     // close their connections).
     let pid = server.pid;
+    let data_dir = server.data_dir();
     let mut minutes: Vec<Minute> = Vec::new();
     let mut ticks = procfs::cpu_ticks(pid).unwrap_or(0);
     let mut lines: Vec<(&'static str, Value)> = Vec::new();
@@ -299,6 +301,7 @@ async fn run(options: &Options) -> Result<bool, String> {
             fds: procfs::open_fds(pid).unwrap_or(0),
             threads: procfs::threads(pid).unwrap_or(0),
             tasks: scrape::tasks(http).await,
+            store_bytes: dir_bytes(&data_dir),
             cpu_pct: now_ticks.saturating_sub(ticks) as f64 / clk_tck.max(1) as f64 / 60.0 * 100.0,
             steps: serde_json::Map::new(),
         };
@@ -369,6 +372,18 @@ async fn read_steps(workload: &'static str, mut generator: Load, tx: StepSender)
         }
     }
     generator.finish().await;
+}
+
+/// Bytes of the files directly in `dir` (the gateway's store file).
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir).map_or(0, |entries| {
+        entries
+            .filter_map(Result::ok)
+            .filter_map(|e| e.metadata().ok())
+            .filter(std::fs::Metadata::is_file)
+            .map(|m| m.len())
+            .sum()
+    })
 }
 
 /// Milliseconds since the Unix epoch.

@@ -13,7 +13,7 @@ use tokio::process::Command;
 
 use super::Options;
 use crate::bench::load;
-use crate::bench::servers::{Binaries, Kind, Server};
+use crate::bench::servers::{Binaries, Kind, PikeRetention, Server};
 
 /// Seconds published in each one-minute step of a sweep generator.
 pub(crate) const STEP_SECS: u64 = 55;
@@ -21,6 +21,14 @@ pub(crate) const STEP_SECS: u64 = 55;
 pub(crate) const DRAIN_SECS: u64 = 5;
 /// Connections one idle generator holds at most.
 const IDLE_PER_GENERATOR: usize = 2_500;
+/// Messages an alias's stream keeps (`[store] max_messages_per_stream`):
+/// at the unicast rate every stream reaches it within the warm-up, so the
+/// store's downlink part stops growing.
+const STREAM_CAP: u64 = 20;
+/// Seconds a reliable room message is kept (`[rooms.defaults]
+/// reliable_retention_secs`): the room's reliable store (1,024) holds
+/// `room_rate × 60` messages at once instead of filling in minutes.
+const ROOM_RELIABLE_RETENTION_SECS: u64 = 60;
 /// Percent of the whole fleet that reconnects per second.
 const CHURN_PCT_OF_FLEET: f64 = 1.0;
 
@@ -66,6 +74,14 @@ impl Plan {
         }
     }
 
+    /// The gateway's retention limits for the run.
+    pub(crate) fn retention(&self) -> PikeRetention {
+        PikeRetention {
+            max_messages_per_stream: STREAM_CAP,
+            room_reliable_retention_secs: ROOM_RELIABLE_RETENTION_SECS,
+        }
+    }
+
     /// Every connection of the load.
     pub(crate) fn fleet(&self) -> usize {
         self.idle
@@ -98,7 +114,9 @@ impl Plan {
              uplink {}/s from {} devices to a webhook backend (5 ms per answer); \
              churn room of {} members, {:.1} %/s of them = {:.0} reconnects/s \
              (1 % of the fleet per second, each a new connection, login and room join); \
-             each minute = {STEP_SECS} s published + {DRAIN_SECS} s drained\n",
+             each minute = {STEP_SECS} s published + {DRAIN_SECS} s drained; \
+             retention: {STREAM_CAP} messages per alias stream, room reliable messages \
+             {ROOM_RELIABLE_RETENTION_SECS} s, uplink records 24 h (shipped)\n",
             self.fleet(),
             self.idle,
             self.unicast_devices,
@@ -128,6 +146,8 @@ impl Plan {
             "uplink_per_sec": self.uplink_rate,
             "step_secs": STEP_SECS,
             "drain_secs": DRAIN_SECS,
+            "max_messages_per_stream": STREAM_CAP,
+            "room_reliable_retention_secs": ROOM_RELIABLE_RETENTION_SECS,
         })
     }
 

@@ -18,6 +18,9 @@ pub(crate) struct Minute {
     pub(crate) tasks: Option<u64>,
     /// Gateway CPU over the minute, % of one core.
     pub(crate) cpu_pct: f64,
+    /// Size of the store's files (not judged: it grows with retained
+    /// records by design).
+    pub(crate) store_bytes: u64,
     pub(crate) steps: Map<String, Value>,
 }
 
@@ -85,13 +88,14 @@ impl Minute {
     /// The progress line printed at the minute's end.
     pub(crate) fn progress(&self) -> String {
         format!(
-            "minute {}: RSS {:.1} MiB, {} fds, {} tasks, {} threads, CPU {:.1} %",
+            "minute {}: RSS {:.1} MiB, {} fds, {} tasks, {} threads, CPU {:.1} %, store {:.1} MiB",
             self.minute,
             self.rss_kib as f64 / 1024.0,
             self.fds,
             self.tasks.map_or_else(|| "?".to_owned(), |t| t.to_string()),
             self.threads,
-            self.cpu_pct
+            self.cpu_pct,
+            self.store_bytes as f64 / 1_048_576.0
         )
     }
 
@@ -103,6 +107,7 @@ impl Minute {
             "threads": self.threads,
             "tasks": self.tasks,
             "cpu_pct": self.cpu_pct,
+            "store_bytes": self.store_bytes,
             "steps": self.steps,
         })
     }
@@ -146,6 +151,7 @@ pub(crate) fn table(minutes: &[Minute]) -> String {
             "fds",
             "tasks",
             "CPU %",
+            "store MiB",
             "unicast p99 ms",
             "room p99 ms",
             "uplink p99 ms",
@@ -169,6 +175,7 @@ pub(crate) fn table(minutes: &[Minute]) -> String {
             m.fds.to_string(),
             m.tasks.map_or_else(|| "–".to_owned(), |t| t.to_string()),
             format!("{:.1}", m.cpu_pct),
+            format!("{:.1}", m.store_bytes as f64 / 1_048_576.0),
             ms(s.unicast_p99_ms),
             ms(s.room_p99_ms),
             ms(m.p99("uplink")),
@@ -292,6 +299,7 @@ mod tests {
             threads: 3,
             tasks: Some(20),
             cpu_pct: 12.5,
+            store_bytes: 1 << 20,
             steps: Map::new(),
         }
     }
