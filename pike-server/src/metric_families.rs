@@ -132,7 +132,7 @@ pub fn register(config: &Config) {
     let all: Vec<MetricFamily> = all().copied().collect();
     families::describe(&all);
     families::register(&all);
-    let [requests, durations, _, build_errors, failures] = FAMILIES else {
+    let [requests, durations, _, build_errors, failures, _] = FAMILIES else {
         return;
     };
     for route in HTTP_ROUTES {
@@ -172,13 +172,14 @@ mod tests {
 
     #[test]
     fn register_names_the_families_it_destructures() {
-        let [requests, durations, _, build_errors, failures] = FAMILIES else {
+        let [requests, durations, _, build_errors, failures, tasks] = FAMILIES else {
             panic!("FAMILIES changed: update register()");
         };
         assert_eq!(requests.name, HTTP_REQUESTS_TOTAL);
         assert_eq!(durations.name, HTTP_REQUEST_DURATION_SECONDS);
         assert_eq!(build_errors.name, WEBHOOK_BUILD_ERRORS_TOTAL);
         assert_eq!(failures.name, WEBHOOK_FAILURES_TOTAL);
+        assert_eq!(tasks.name, RUNTIME_ALIVE_TASKS);
     }
 
     /// docs/gateway.md's metrics table lists exactly the families, with
