@@ -10,7 +10,7 @@
 use metrics::Unit;
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
 use pike_api::server::metric_families::{
-    self as families, MetricFamily, MetricKind, counter, histogram,
+    self as families, MetricFamily, MetricKind, counter, gauge, histogram,
 };
 
 use crate::config::Config;
@@ -25,6 +25,8 @@ pub const HTTP_REFUSED_TOTAL: &str = "pike_http_refused_total";
 pub const WEBHOOK_BUILD_ERRORS_TOTAL: &str = "pike_webhook_build_errors_total";
 /// Uplink webhook calls that failed a backend.
 pub const WEBHOOK_FAILURES_TOTAL: &str = "pike_webhook_failures_total";
+/// Tasks alive in the gateway's tokio runtime (set at each scrape).
+pub const RUNTIME_ALIVE_TASKS: &str = "pike_runtime_alive_tasks";
 
 /// The families this crate records.
 pub const FAMILIES: &[MetricFamily] = &[
@@ -57,6 +59,12 @@ pub const FAMILIES: &[MetricFamily] = &[
         WEBHOOK_FAILURES_TOTAL,
         "Uplink webhook calls that failed a backend (network error, timeout, 5xx, 408, 429), by biz.",
         &["biz"],
+        &[],
+    ),
+    gauge(
+        RUNTIME_ALIVE_TASKS,
+        "Tasks alive in the gateway's tokio runtime, read at each scrape of /metrics (a leak shows as growth under a steady load).",
+        &[],
         &[],
     ),
 ];
@@ -124,7 +132,7 @@ pub fn register(config: &Config) {
     let all: Vec<MetricFamily> = all().copied().collect();
     families::describe(&all);
     families::register(&all);
-    let [requests, durations, _, build_errors, failures] = FAMILIES else {
+    let [requests, durations, _, build_errors, failures, _] = FAMILIES else {
         return;
     };
     for route in HTTP_ROUTES {
@@ -164,13 +172,14 @@ mod tests {
 
     #[test]
     fn register_names_the_families_it_destructures() {
-        let [requests, durations, _, build_errors, failures] = FAMILIES else {
+        let [requests, durations, _, build_errors, failures, tasks] = FAMILIES else {
             panic!("FAMILIES changed: update register()");
         };
         assert_eq!(requests.name, HTTP_REQUESTS_TOTAL);
         assert_eq!(durations.name, HTTP_REQUEST_DURATION_SECONDS);
         assert_eq!(build_errors.name, WEBHOOK_BUILD_ERRORS_TOTAL);
         assert_eq!(failures.name, WEBHOOK_FAILURES_TOTAL);
+        assert_eq!(tasks.name, RUNTIME_ALIVE_TASKS);
     }
 
     /// docs/gateway.md's metrics table lists exactly the families, with

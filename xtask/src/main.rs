@@ -2,7 +2,7 @@
 //! (the alias lives in `.cargo/config.toml`).
 //!
 //! `main` only parses the command line and dispatches; each command lives in
-//! its own module (`codegen`, `bench`). Arguments are parsed by hand to keep
+//! its own module (`codegen`, `bench`, `cluster`, `fuzz`, `soak`). Arguments are parsed by hand to keep
 //! this crate dependency-light. `bench` drives the product binaries as
 //! processes: this crate depends on no product crate.
 //!
@@ -14,6 +14,7 @@ mod bench;
 mod cluster;
 mod codegen;
 mod fuzz;
+mod soak;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -30,6 +31,9 @@ Commands:
                     on loopback as one cluster, until Ctrl-C
   fuzz [--minutes N] every cargo-fuzz target in turn for N minutes each;
                     fails on a crash (see `cargo xtask fuzz --help`)
+  soak [--minutes N] a mixed load on one gateway for N minutes; fails
+                    when RSS, fds, tasks or p99 grow after the warm-up or
+                    a reliable message is lost (see `cargo xtask soak --help`)
 
 Options:
   -h, --help        Print this help
@@ -51,6 +55,7 @@ fn main() -> ExitCode {
         "bench" => bench::command(rest),
         "cluster" => cluster::command(rest),
         "fuzz" => fuzz::command(rest),
+        "soak" => soak::command(rest),
         // The MQTT/NATS load generator process `bench` starts (internal).
         "bench-client" => bench::client_command(rest),
         "-h" | "--help" | "help" => {

@@ -46,6 +46,10 @@ pub(crate) async fn metrics(State(state): State<HttpState>) -> Result<Response, 
             "metrics are not enabled on this gateway (no Prometheus recorder)",
         ));
     };
+    let tasks = tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks();
+    metrics::gauge!(crate::metric_families::RUNTIME_ALIVE_TASKS).set(tasks as f64);
     let mut response = handle.render().into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

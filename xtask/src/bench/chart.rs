@@ -11,7 +11,7 @@ use super::sweep::{Step, Sweep};
 use super::sweep_report::{at_rate, spread};
 
 /// Line colours, one per contender in order.
-const COLOURS: [RGBColor; 5] = [
+pub(crate) const COLOURS: [RGBColor; 5] = [
     RGBColor(214, 39, 40),
     RGBColor(31, 119, 180),
     RGBColor(44, 160, 44),
@@ -19,7 +19,7 @@ const COLOURS: [RGBColor; 5] = [
     RGBColor(255, 127, 14),
 ];
 
-type Fallible = Result<(), Box<dyn std::error::Error>>;
+pub(crate) type Fallible = Result<(), Box<dyn std::error::Error>>;
 
 /// The median of `value` at every rate where `label` has one.
 fn series(sweep: &Sweep, steps: &[Step], label: &str, value: fn(&Step) -> f64) -> Vec<(f64, f64)> {

@@ -145,7 +145,8 @@ impl Rig {
             http: SocketAddr::from(([127, 0, 0, 1], port + 1)),
         };
         let config = dir.join("pike.toml");
-        let text = servers::pike_config(&dir.join("data"), &ports, None, None) + cluster_section;
+        let text =
+            servers::pike_config(&dir.join("data"), &ports, None, None, None) + cluster_section;
         write(&config, &text)?;
         let mut command = pinned(&bins.pike_server);
         command

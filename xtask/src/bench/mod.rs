@@ -18,21 +18,21 @@
 //! [`plan`], tables in [`sweep_report`]); S8 reconnect storm ([`s8`]); charts
 //! ([`chart`]).
 
-mod chart;
+pub(crate) mod chart;
 mod client;
 mod cluster_plan;
 mod cluster_report;
 mod cluster_rig;
 mod cluster_run;
 mod r#gen;
-mod load;
+pub(crate) mod load;
 mod peers;
 mod plan;
-mod procfs;
-mod report;
-mod s1;
+pub(crate) mod procfs;
+pub(crate) mod report;
+pub(crate) mod s1;
 mod s8;
-mod servers;
+pub(crate) mod servers;
 mod sweep;
 mod sweep_report;
 mod wire;
@@ -848,43 +848,66 @@ async fn run_s8(
 }
 
 /// The workspace root (this crate lives in `<root>/xtask`).
-fn workspace_root() -> PathBuf {
+pub(crate) fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
-fn target_dir(root: &Path) -> PathBuf {
+/// The target directory (`CARGO_TARGET_DIR`, else `<root>/target`).
+pub(crate) fn target_dir(root: &Path) -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .map_or_else(|| root.join("target"), |dir| root.join(dir))
 }
 
 /// `cargo build --release -p pike-server -p xtask`.
-async fn build(root: &Path) -> Result<(), String> {
+pub(crate) async fn build(root: &Path) -> Result<(), String> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     eprintln!("xtask bench: cargo build --release -p pike-server -p xtask");
-    let status = tokio::time::timeout(
-        Duration::from_secs(1800),
-        Command::new(cargo)
-            .current_dir(root)
-            .args(["build", "--release", "-p", "pike-server", "-p", "xtask"])
-            .stdin(Stdio::null())
-            .kill_on_drop(true)
-            .status(),
-    )
-    .await
-    .map_err(|_| "the release build took longer than 30 minutes".to_owned())?
-    .map_err(|e| format!("cannot run cargo: {e}"))?;
+    let mut command = Command::new(cargo);
+    command
+        .current_dir(root)
+        .args(["build", "--release", "-p", "pike-server", "-p", "xtask"])
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    // `cargo xtask` (a `cargo run`) gives this process xtask's own package
+    // variables; build scripts that watch them (ring's `CARGO_PKG_NAME`,
+    // through `rerun-if-env-changed`) would see them change and rebuild
+    // ring and everything above it in every `cargo xtask` run after a plain
+    // `cargo build --release`.
+    for (name, _) in std::env::vars_os() {
+        if name.to_str().is_some_and(is_package_variable) {
+            command.env_remove(name);
+        }
+    }
+    let status = tokio::time::timeout(Duration::from_secs(1800), command.status())
+        .await
+        .map_err(|_| "the release build took longer than 30 minutes".to_owned())?
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
     if !status.success() {
         return Err(format!("the release build failed ({status})"));
     }
     Ok(())
 }
 
+/// The variables `cargo run` sets for the package it runs (not cargo's
+/// own configuration such as `CARGO_TARGET_DIR` or `CARGO_HOME`).
+fn is_package_variable(name: &str) -> bool {
+    [
+        "CARGO_PKG_",
+        "CARGO_MANIFEST_",
+        "CARGO_CRATE_",
+        "CARGO_BIN_",
+    ]
+    .iter()
+    .any(|prefix| name.starts_with(prefix))
+        || name == "CARGO_PRIMARY_PACKAGE"
+}
+
 /// Clock ticks per second for `/proc/<pid>/stat` (`getconf CLK_TCK`, else
 /// 100, Linux's value).
-async fn clk_tck() -> u64 {
+pub(crate) async fn clk_tck() -> u64 {
     let output = Command::new("getconf")
         .arg("CLK_TCK")
         .stdin(Stdio::null())
@@ -897,7 +920,8 @@ async fn clk_tck() -> u64 {
         .unwrap_or(100)
 }
 
-fn load_text() -> String {
+/// The load averages as text.
+pub(crate) fn load_text() -> String {
     procfs::load_average().map_or_else(
         || "unknown".into(),
         |[a, b, c]| format!("{a:.2} {b:.2} {c:.2}"),
@@ -905,7 +929,7 @@ fn load_text() -> String {
 }
 
 /// What the machine is.
-fn machine(fd_limit: u64) -> serde_json::Value {
+pub(crate) fn machine(fd_limit: u64) -> serde_json::Value {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpuinfo
         .lines()
@@ -993,6 +1017,28 @@ mod tests {
         let o = Options::parse(&args(&["--per-generator", "50000"])).unwrap();
         assert_eq!(o.s1(20_000).unwrap().per_generator, 19_800);
         assert!(Options::parse(&args(&["-h"])).unwrap().help);
+    }
+
+    #[test]
+    fn package_variables_are_not_passed_to_the_release_build() {
+        for name in [
+            "CARGO_PKG_NAME",
+            "CARGO_PKG_VERSION_MAJOR",
+            "CARGO_MANIFEST_DIR",
+            "CARGO_CRATE_NAME",
+            "CARGO_BIN_NAME",
+            "CARGO_PRIMARY_PACKAGE",
+        ] {
+            assert!(is_package_variable(name), "{name}");
+        }
+        for name in [
+            "CARGO",
+            "CARGO_TARGET_DIR",
+            "CARGO_HOME",
+            "CARGO_INCREMENTAL",
+        ] {
+            assert!(!is_package_variable(name), "{name}");
+        }
     }
 
     #[test]

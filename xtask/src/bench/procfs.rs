@@ -24,6 +24,11 @@ pub(crate) fn threads(pid: u32) -> io::Result<u64> {
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no Threads in status"))
 }
 
+/// Open file descriptors of `pid` (entries of `/proc/<pid>/fd`).
+pub(crate) fn open_fds(pid: u32) -> io::Result<u64> {
+    Ok(std::fs::read_dir(format!("/proc/{pid}/fd"))?.count() as u64)
+}
+
 /// User plus system CPU time of `pid`, in clock ticks (`utime` + `stime`
 /// of `/proc/<pid>/stat`).
 pub(crate) fn cpu_ticks(pid: u32) -> io::Result<u64> {
@@ -143,6 +148,7 @@ mod tests {
         assert!(rss_kib(pid).unwrap() > 0);
         assert!(hwm_kib(pid).unwrap() >= rss_kib(pid).unwrap() / 2);
         assert!(threads(pid).unwrap() >= 1);
+        assert!(open_fds(pid).unwrap() >= 3);
         cpu_ticks(pid).unwrap();
         assert!(slab_kib().unwrap() > 0);
         assert!(open_file_limit().unwrap_or(1) > 0);

@@ -144,6 +144,7 @@ pub(crate) async fn measure(
         tls: settings.tls.clone(),
         quic: settings.transport == S1Transport::Quic,
         webhook: None,
+        retention: None,
     };
     let mut servers = Vec::new();
     for _ in 0..settings.servers.max(1) {

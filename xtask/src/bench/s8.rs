@@ -74,6 +74,7 @@ pub(crate) async fn measure(
         tls: Some(tls.clone()),
         quic: false,
         webhook: None,
+        retention: None,
     };
     let mut server = Server::start_spec(&spec, bins, 0).await?;
     let tls_addr = server

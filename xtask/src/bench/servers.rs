@@ -82,6 +82,20 @@ pub(crate) struct ServerSpec {
     pub(crate) quic: bool,
     /// pike: the uplink webhook of business `bench` (S5).
     pub(crate) webhook: Option<String>,
+    /// pike: retention limits other than the shipped ones (the soak).
+    pub(crate) retention: Option<PikeRetention>,
+}
+
+/// Retention limits of a pike run, for a load that must reach a steady
+/// state: what the store and the rooms keep turns over instead of growing
+/// for days (the shipped defaults keep 10,000 messages per alias for 7
+/// days and a room's 1,024 reliable messages while the room exists).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct PikeRetention {
+    /// `[store] max_messages_per_stream`.
+    pub(crate) max_messages_per_stream: u64,
+    /// `[rooms.defaults] reliable_retention_secs`.
+    pub(crate) room_reliable_retention_secs: u64,
 }
 
 impl ServerSpec {
@@ -92,6 +106,7 @@ impl ServerSpec {
             tls: None,
             quic: false,
             webhook: None,
+            retention: None,
         }
     }
 }
@@ -142,7 +157,8 @@ pub(crate) struct Server {
     cpu: u32,
     config: PathBuf,
     child: Child,
-    _dir: tempfile::TempDir,
+    /// The run's directory: configuration and (pike) `data/`.
+    dir: tempfile::TempDir,
 }
 
 impl Server {
@@ -182,6 +198,7 @@ impl Server {
                     },
                     spec.tls.as_ref(),
                     spec.webhook.as_deref(),
+                    spec.retention,
                 ),
             ),
             Kind::Mosquitto => (
@@ -214,8 +231,13 @@ impl Server {
             cpu,
             config,
             child,
-            _dir: dir,
+            dir,
         })
+    }
+
+    /// pike's data dir (the store).
+    pub(crate) fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
     }
 
     /// pike's HTTP API base URL.
@@ -313,6 +335,7 @@ pub(crate) fn pike_config(
     ports: &PikePorts,
     tls: Option<&TlsFiles>,
     webhook: Option<&str>,
+    retention: Option<PikeRetention>,
 ) -> String {
     let tls_listen = ports.tls.map_or_else(String::new, |a| a.to_string());
     let quic_listen = ports.quic.map_or_else(String::new, |a| a.to_string());
@@ -323,6 +346,21 @@ pub(crate) fn pike_config(
             t.key.display()
         )
     });
+    let (store_section, room_retention) = retention.map_or_else(
+        || (String::new(), String::new()),
+        |r| {
+            (
+                format!(
+                    "\n[store]\nmax_messages_per_stream = {}\n",
+                    r.max_messages_per_stream
+                ),
+                format!(
+                    "reliable_retention_secs = {}\n",
+                    r.room_reliable_retention_secs
+                ),
+            )
+        },
+    );
     let webhooks = webhook.map_or_else(String::new, |url| {
         format!("uplink_webhooks = [\"{url}\"]\n")
     });
@@ -338,12 +376,12 @@ http = "{http}"
 
 [limits]
 max_connections = 0
-{tls_section}
+{tls_section}{store_section}
 # Rooms: no rate caps (the peers have none); batching as shipped.
 [rooms.defaults]
 droppable_rate = 0
 publisher_rate = 0
-
+{room_retention}
 [[apps]]
 id = "{PIKE_APP}"
 api_key = "{PIKE_API_KEY}"
@@ -483,12 +521,28 @@ mod tests {
             quic: None,
             http: "127.0.0.1:18831".parse().unwrap(),
         };
-        let p = pike_config(Path::new("/tmp/x/data"), &ports, None, None);
+        let p = pike_config(Path::new("/tmp/x/data"), &ports, None, None, None);
         let value: toml_like::Doc = toml_like::parse(&p);
         assert_eq!(value.get("data_dir"), Some("\"/tmp/x/data\""));
         assert_eq!(value.get("tcp"), Some("\"127.0.0.1:18830\""));
         assert_eq!(value.get("http"), Some("\"127.0.0.1:18831\""));
         assert_eq!(value.get("publisher_rate"), Some("0"));
+        assert_eq!(value.get("max_messages_per_stream"), None);
+        let retention = PikeRetention {
+            max_messages_per_stream: 20,
+            room_reliable_retention_secs: 60,
+        };
+        let p = pike_config(
+            Path::new("/tmp/x/data"),
+            &ports,
+            None,
+            None,
+            Some(retention),
+        );
+        let value: toml_like::Doc = toml_like::parse(&p);
+        assert_eq!(value.get("max_messages_per_stream"), Some("20"));
+        assert_eq!(value.get("reliable_retention_secs"), Some("60"));
+        assert!(p.contains("\n[store]\nmax_messages_per_stream = 20\n"));
         assert_eq!(value.get("tls"), Some("\"\""));
         assert_eq!(
             value.get("token_secret"),

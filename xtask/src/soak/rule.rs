@@ -1,0 +1,352 @@
+//! The soak's verdict: a pure function of the per-minute samples.
+//!
+//! The rule, exactly:
+//! - **Warm-up**: the first `max(2, ceil(20 % of the run))` minutes
+//!   ([`warmup_minutes`]); they are sampled and shown but are not a
+//!   baseline.
+//! - **Growth**: for each watched series (gateway RSS, open descriptors,
+//!   tokio tasks alive, unicast p99, room p99) the *baseline* is the mean of
+//!   the first two minutes after the warm-up and the *end* the mean of the
+//!   last two minutes of the run (with fewer than four minutes after the
+//!   warm-up the two windows overlap; with one they are the same minute).
+//!   The series fails when `end > baseline × 1.05` **and** `end − baseline`
+//!   exceeds the series' noise floor ([`Series::floor`]: 0 for RSS,
+//!   descriptors and tasks; 1 ms for the p99s, below a latency histogram's
+//!   and the scheduler's resolution on a shared machine). A series with no
+//!   finite value in a window is reported as unmeasured and does not fail.
+//! - **Delivery**: every minute of the run, warm-up included, every
+//!   reliable stream (unicast pushes, room messages, uplink) must deliver
+//!   everything the gateway accepted in that minute (`delivered ==
+//!   expected`, i.e. 100 %), have sent something (`expected > 0`) and have
+//!   had no message the gateway refused or failed. Messages the generator
+//!   could not send in time (`unsent`: it fell behind, e.g. the publisher
+//!   waited too long for a free HTTP connection) were never accepted; they
+//!   are shown, and a rising count shows in the p99s, but they are not a
+//!   loss.
+
+/// Growth allowed from the baseline to the end: 5 %.
+pub(crate) const GROWTH_LIMIT: f64 = 0.05;
+
+/// Minutes of warm-up for a run of `minutes`: 20 % rounded up, at least 2.
+pub(crate) fn warmup_minutes(minutes: u32) -> u32 {
+    minutes.div_ceil(5).max(2)
+}
+
+/// One reliable stream's counts in one minute.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct Delivery {
+    /// Messages the gateway accepted (the deliveries expected).
+    pub(crate) expected: u64,
+    pub(crate) delivered: u64,
+    /// Messages the gateway refused, or whose request failed.
+    pub(crate) errors: u64,
+    /// Messages the generator could not send in time (not accepted).
+    pub(crate) unsent: u64,
+}
+
+impl Delivery {
+    /// Delivered %, 0 when nothing was expected.
+    pub(crate) fn pct(&self) -> f64 {
+        if self.expected == 0 {
+            0.0
+        } else {
+            self.delivered as f64 * 100.0 / self.expected as f64
+        }
+    }
+
+    /// Whether this minute of the stream is whole: something sent, all of it
+    /// delivered, nothing refused.
+    pub(crate) fn whole(&self) -> bool {
+        self.expected > 0 && self.delivered >= self.expected && self.errors == 0
+    }
+}
+
+/// The reliable streams, in table order.
+pub(crate) const STREAMS: [&str; 3] = ["unicast", "room", "uplink"];
+
+/// One minute of the run.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct Sample {
+    /// 1-based.
+    pub(crate) minute: u32,
+    pub(crate) rss_kib: f64,
+    pub(crate) fds: f64,
+    /// Tokio tasks alive (`pike_runtime_alive_tasks`); NaN when unknown.
+    pub(crate) tasks: f64,
+    pub(crate) unicast_p99_ms: f64,
+    pub(crate) room_p99_ms: f64,
+    /// One per [`STREAMS`] entry.
+    pub(crate) delivery: [Delivery; 3],
+}
+
+/// A watched series.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub(crate) enum Series {
+    Rss,
+    Fds,
+    Tasks,
+    UnicastP99,
+    RoomP99,
+}
+
+impl Series {
+    pub(crate) const ALL: [Self; 5] = [
+        Self::Rss,
+        Self::Fds,
+        Self::Tasks,
+        Self::UnicastP99,
+        Self::RoomP99,
+    ];
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Rss => "RSS (KiB)",
+            Self::Fds => "open fds",
+            Self::Tasks => "tokio tasks",
+            Self::UnicastP99 => "unicast p99 (ms)",
+            Self::RoomP99 => "room p99 (ms)",
+        }
+    }
+
+    pub(crate) fn value(self, sample: &Sample) -> f64 {
+        match self {
+            Self::Rss => sample.rss_kib,
+            Self::Fds => sample.fds,
+            Self::Tasks => sample.tasks,
+            Self::UnicastP99 => sample.unicast_p99_ms,
+            Self::RoomP99 => sample.room_p99_ms,
+        }
+    }
+
+    /// Growth smaller than this (in the series' unit) never fails.
+    pub(crate) fn floor(self) -> f64 {
+        match self {
+            Self::UnicastP99 | Self::RoomP99 => 1.0,
+            Self::Rss | Self::Fds | Self::Tasks => 0.0,
+        }
+    }
+}
+
+/// The growth check of one series.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Growth {
+    pub(crate) series: Series,
+    /// Mean of the first two minutes after the warm-up (NaN: unmeasured).
+    pub(crate) baseline: f64,
+    /// Mean of the last two minutes.
+    pub(crate) end: f64,
+    pub(crate) pass: bool,
+}
+
+impl Growth {
+    /// `end / baseline − 1`, in percent (NaN when unmeasured).
+    pub(crate) fn pct(&self) -> f64 {
+        if self.baseline > 0.0 {
+            (self.end / self.baseline - 1.0) * 100.0
+        } else {
+            f64::NAN
+        }
+    }
+}
+
+/// The verdict of a run.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Verdict {
+    pub(crate) warmup: u32,
+    /// The minutes averaged for the baseline and for the end.
+    pub(crate) baseline_minutes: Vec<u32>,
+    pub(crate) end_minutes: Vec<u32>,
+    pub(crate) growth: Vec<Growth>,
+    /// `(minute, stream)` of every minute a reliable stream was not whole.
+    pub(crate) losses: Vec<(u32, &'static str)>,
+}
+
+impl Verdict {
+    pub(crate) fn pass(&self) -> bool {
+        self.losses.is_empty() && self.growth.iter().all(|g| g.pass)
+    }
+}
+
+/// Mean of the finite values (NaN when there is none).
+fn mean(values: impl Iterator<Item = f64>) -> f64 {
+    let (sum, n) = values
+        .filter(|v| v.is_finite())
+        .fold((0.0, 0u32), |(s, n), v| (s + v, n + 1));
+    if n == 0 { f64::NAN } else { sum / f64::from(n) }
+}
+
+/// Applies the rule (module docs) to a run of `minutes` minutes.
+pub(crate) fn judge(samples: &[Sample], minutes: u32) -> Verdict {
+    let warmup = warmup_minutes(minutes);
+    let after: Vec<&Sample> = samples.iter().filter(|s| s.minute > warmup).collect();
+    let head = &after[..after.len().min(2)];
+    let tail = &after[after.len().saturating_sub(2)..];
+    let growth = Series::ALL
+        .iter()
+        .map(|&series| {
+            let baseline = mean(head.iter().map(|s| series.value(s)));
+            let end = mean(tail.iter().map(|s| series.value(s)));
+            let grew = end > baseline * (1.0 + GROWTH_LIMIT) && end - baseline > series.floor();
+            Growth {
+                series,
+                baseline,
+                end,
+                // Unmeasured (NaN) compares false: it does not fail.
+                pass: !grew,
+            }
+        })
+        .collect();
+    let mut losses = Vec::new();
+    for sample in samples {
+        for (stream, delivery) in STREAMS.iter().zip(&sample.delivery) {
+            if !delivery.whole() {
+                losses.push((sample.minute, *stream));
+            }
+        }
+    }
+    // A run that produced fewer minutes than asked lost the rest.
+    let measured = u32::try_from(samples.len()).unwrap_or(u32::MAX);
+    for minute in measured + 1..=minutes {
+        for stream in STREAMS {
+            losses.push((minute, stream));
+        }
+    }
+    Verdict {
+        warmup,
+        baseline_minutes: head.iter().map(|s| s.minute).collect(),
+        end_minutes: tail.iter().map(|s| s.minute).collect(),
+        growth,
+        losses,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn whole(n: u64) -> Delivery {
+        Delivery {
+            expected: n,
+            delivered: n,
+            errors: 0,
+            unsent: 0,
+        }
+    }
+
+    fn flat(minutes: u32) -> Vec<Sample> {
+        (1..=minutes)
+            .map(|minute| Sample {
+                minute,
+                rss_kib: 100_000.0,
+                fds: 8_000.0,
+                tasks: 9_000.0,
+                unicast_p99_ms: 4.0,
+                room_p99_ms: 6.0,
+                delivery: [whole(1000), whole(5000), whole(500)],
+            })
+            .collect()
+    }
+
+    #[test]
+    fn warmup_is_a_fifth_and_at_least_two_minutes() {
+        assert_eq!(warmup_minutes(3), 2);
+        assert_eq!(warmup_minutes(10), 2);
+        assert_eq!(warmup_minutes(11), 3);
+        assert_eq!(warmup_minutes(60), 12);
+    }
+
+    #[test]
+    fn a_flat_run_passes() {
+        let verdict = judge(&flat(10), 10);
+        assert!(verdict.pass(), "{verdict:?}");
+        assert_eq!(verdict.warmup, 2);
+        assert_eq!(verdict.baseline_minutes, [3, 4]);
+        assert_eq!(verdict.end_minutes, [9, 10]);
+        assert_eq!(verdict.growth.len(), Series::ALL.len());
+        assert!(verdict.growth.iter().all(|g| g.pct().abs() < 1e-9));
+    }
+
+    #[test]
+    fn growth_during_the_warmup_does_not_count() {
+        let mut samples = flat(10);
+        samples[0].rss_kib = 50_000.0;
+        samples[1].rss_kib = 80_000.0;
+        assert!(judge(&samples, 10).pass());
+    }
+
+    #[test]
+    fn six_percent_more_rss_fails() {
+        let mut samples = flat(10);
+        for s in &mut samples[8..] {
+            s.rss_kib = 106_000.0;
+        }
+        let verdict = judge(&samples, 10);
+        assert!(!verdict.pass());
+        let rss = &verdict.growth[0];
+        assert_eq!(rss.series, Series::Rss);
+        assert!(!rss.pass && (rss.pct() - 6.0).abs() < 1e-9);
+        assert!(verdict.growth[1..].iter().all(|g| g.pass));
+        // 4 % passes.
+        for s in &mut samples[8..] {
+            s.rss_kib = 104_000.0;
+        }
+        assert!(judge(&samples, 10).pass());
+    }
+
+    #[test]
+    fn p99_growth_under_the_floor_passes() {
+        let mut samples = flat(10);
+        for s in &mut samples[8..] {
+            // +20 % but only 0.8 ms.
+            s.unicast_p99_ms = 4.8;
+        }
+        assert!(judge(&samples, 10).pass());
+        for s in &mut samples[8..] {
+            s.unicast_p99_ms = 5.5;
+        }
+        assert!(!judge(&samples, 10).pass());
+    }
+
+    #[test]
+    fn a_999_permille_minute_fails() {
+        let mut samples = flat(10);
+        samples[4].delivery[0] = Delivery {
+            expected: 1000,
+            delivered: 999,
+            errors: 0,
+            unsent: 0,
+        };
+        assert!((samples[4].delivery[0].pct() - 99.9).abs() < 1e-9);
+        let verdict = judge(&samples, 10);
+        assert!(!verdict.pass());
+        assert_eq!(verdict.losses, vec![(5, "unicast")]);
+        // Also in the warm-up.
+        let mut samples = flat(10);
+        samples[0].delivery[1].delivered -= 1;
+        assert_eq!(judge(&samples, 10).losses, vec![(1, "room")]);
+    }
+
+    #[test]
+    fn refusals_silence_and_missing_minutes_fail() {
+        let mut samples = flat(10);
+        samples[3].delivery[2].errors = 1;
+        // Unsent messages were never accepted: shown, not a loss.
+        samples[5].delivery[0].unsent = 16;
+        samples[6].delivery[1] = Delivery::default();
+        assert_eq!(judge(&samples, 10).losses, vec![(4, "uplink"), (7, "room")]);
+        let verdict = judge(&flat(9), 10);
+        assert_eq!(verdict.losses.len(), 3);
+        assert!(verdict.losses.iter().all(|(m, _)| *m == 10));
+    }
+
+    #[test]
+    fn unknown_tasks_do_not_fail() {
+        let mut samples = flat(10);
+        for s in &mut samples {
+            s.tasks = f64::NAN;
+        }
+        let verdict = judge(&samples, 10);
+        assert!(verdict.pass());
+        assert!(verdict.growth[2].baseline.is_nan());
+    }
+}
