@@ -5,6 +5,7 @@
 //! again. The offset is kept client-side, across reconnects (the room is
 //! rejoined and pulling resumes from it), and each offset is delivered once.
 
+use std::collections::HashSet;
 use std::time::Instant;
 
 use proto::channel::{RoomBatch, RoomJoin, RoomJoinResult, RoomLeave, RoomPull};
@@ -208,15 +209,22 @@ impl ClientChannel {
             }
             known = true;
             let from = entry.offset.unwrap_or(0);
+            // A batch lists priorities first, so its offsets need not rise:
+            // each offset at or after `from` is delivered once, the first
+            // time it appears (a server never repeats one in a batch; a
+            // broken or hostile one must not make the app see it twice).
+            let mut seen = HashSet::with_capacity(m.messages.len());
             let messages: Vec<_> = m
                 .messages
                 .iter()
-                .filter(|msg| msg.offset >= from)
+                .filter(|msg| msg.offset >= from && seen.insert(msg.offset))
                 .cloned()
                 .collect();
             let next = messages
-                .last()
-                .map_or(from, |last| last.offset + 1)
+                .iter()
+                .map(|msg| msg.offset.saturating_add(1))
+                .max()
+                .unwrap_or(from)
                 .max(m.next_offset)
                 .max(from);
             entry.offset = Some(next);

@@ -149,3 +149,90 @@ fn leave_room_stops_pulling() {
     assert_eq!(pull_times(&pair).len(), before);
     assert_eq!(pair.client.room_offset(chat, "r1"), None);
 }
+
+/// A client driven by hand, logged in on one stream and joined to `live`
+/// (tail 0).
+fn joined_client() -> (crate::ClientChannel, crate::StreamId, std::time::Instant) {
+    use std::sync::Arc;
+
+    use proto::channel::{LoginResult, RoomJoinResult};
+    use proto::tunnel::ServerHello;
+
+    use crate::{ClientChannel, ClientConfig, LoginParams, Message};
+
+    let t = origin();
+    let mut client = ClientChannel::new(Arc::new(ClientConfig::default()), 3);
+    let stream = client.login(LoginParams::new("chat", "u1", "c"), t);
+    client.start(t);
+    let id = client.connection_id().unwrap();
+    client.handle_connected(id, &ServerHello::default(), t);
+    let ok = LoginResult {
+        stream: stream.value(),
+        ..LoginResult::default()
+    };
+    client.handle_frame(Message::LoginResult(ok).to_frame(), t);
+    client.join_room(stream, "live", None, t).unwrap();
+    let joined = RoomJoinResult {
+        stream: stream.value(),
+        room: "live".into(),
+        ..RoomJoinResult::default()
+    };
+    client.handle_frame(Message::RoomJoinResult(joined).to_frame(), t);
+    while client.poll_event().is_some() {}
+    while client.poll_transmit().is_some() {}
+    (client, stream, t)
+}
+
+#[test]
+fn a_batch_in_priority_order_delivers_each_offset_once_and_continues_after_the_highest() {
+    use proto::channel::{RoomBatch, RoomMessage};
+
+    use crate::Message;
+
+    let _guard = subscribe();
+    let (mut client, stream, t) = joined_client();
+    let message = |offset: u64, priority: u32| RoomMessage {
+        offset,
+        priority,
+        ..RoomMessage::default()
+    };
+    let batch = |messages: Vec<RoomMessage>, next_offset: u64| {
+        Message::RoomBatch(RoomBatch {
+            room: "live".into(),
+            stream: stream.value(),
+            pushed: true,
+            messages,
+            next_offset,
+            ..RoomBatch::default()
+        })
+        .to_frame()
+    };
+    let delivered = |client: &mut crate::ClientChannel| -> Vec<u64> {
+        std::iter::from_fn(|| client.poll_event())
+            .flat_map(|e| match e {
+                Event::RoomMessages { messages, .. } => {
+                    messages.into_iter().map(|m| m.offset).collect()
+                }
+                _ => Vec::new(),
+            })
+            .collect()
+    };
+    // Priority first: offset 7 before 3; a broken server repeats 7 and
+    // names a next offset below what it sent.
+    client.handle_frame(
+        batch(vec![message(7, 5), message(3, 0), message(7, 5)], 4),
+        t,
+    );
+    assert_eq!(delivered(&mut client), vec![7, 3]);
+    assert_eq!(client.room_offset(stream, "live"), Some(8));
+    // Nothing below the offset comes again.
+    client.handle_frame(
+        batch(vec![message(3, 0), message(7, 0), message(8, 0)], 9),
+        t,
+    );
+    assert_eq!(delivered(&mut client), vec![8]);
+    // An offset at the very end of the space does not overflow.
+    client.handle_frame(batch(vec![message(u64::MAX, 0)], 0), t);
+    assert_eq!(delivered(&mut client), vec![u64::MAX]);
+    assert_eq!(client.room_offset(stream, "live"), Some(u64::MAX));
+}
