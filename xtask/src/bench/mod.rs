@@ -25,14 +25,14 @@ mod cluster_report;
 mod cluster_rig;
 mod cluster_run;
 mod r#gen;
-mod load;
+pub(crate) mod load;
 mod peers;
 mod plan;
 mod procfs;
 mod report;
 mod s1;
 mod s8;
-mod servers;
+pub(crate) mod servers;
 mod sweep;
 mod sweep_report;
 mod wire;
@@ -848,13 +848,13 @@ async fn run_s8(
 }
 
 /// The workspace root (this crate lives in `<root>/xtask`).
-fn workspace_root() -> PathBuf {
+pub(crate) fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
-fn target_dir(root: &Path) -> PathBuf {
+pub(crate) fn target_dir(root: &Path) -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .map_or_else(|| root.join("target"), |dir| root.join(dir))
@@ -862,13 +862,19 @@ fn target_dir(root: &Path) -> PathBuf {
 
 /// `cargo build --release -p pike-server -p xtask`.
 async fn build(root: &Path) -> Result<(), String> {
+    build_release(root, &["-p", "pike-server", "-p", "xtask"]).await
+}
+
+/// `cargo build --release` with `packages` (e.g. `-p pike-server`).
+pub(crate) async fn build_release(root: &Path, packages: &[&str]) -> Result<(), String> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    eprintln!("xtask bench: cargo build --release -p pike-server -p xtask");
+    eprintln!("xtask: cargo build --release {}", packages.join(" "));
     let status = tokio::time::timeout(
         Duration::from_secs(1800),
         Command::new(cargo)
             .current_dir(root)
-            .args(["build", "--release", "-p", "pike-server", "-p", "xtask"])
+            .args(["build", "--release"])
+            .args(packages)
             .stdin(Stdio::null())
             .kill_on_drop(true)
             .status(),
