@@ -862,28 +862,28 @@ pub(crate) fn target_dir(root: &Path) -> PathBuf {
 
 /// `cargo build --release -p pike-server -p xtask`.
 async fn build(root: &Path) -> Result<(), String> {
-    build_release(root, &["-p", "pike-server", "-p", "xtask"]).await
+    cargo_build(root, &["--release", "-p", "pike-server", "-p", "xtask"]).await
 }
 
-/// `cargo build --release` with `packages` (e.g. `-p pike-server`).
-pub(crate) async fn build_release(root: &Path, packages: &[&str]) -> Result<(), String> {
+/// `cargo build ARGS` (e.g. `--release -p pike-server`), 30 minutes at most.
+pub(crate) async fn cargo_build(root: &Path, args: &[&str]) -> Result<(), String> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    eprintln!("xtask: cargo build --release {}", packages.join(" "));
+    eprintln!("xtask: cargo build {}", args.join(" "));
     let status = tokio::time::timeout(
         Duration::from_secs(1800),
         Command::new(cargo)
             .current_dir(root)
-            .args(["build", "--release"])
-            .args(packages)
+            .arg("build")
+            .args(args)
             .stdin(Stdio::null())
             .kill_on_drop(true)
             .status(),
     )
     .await
-    .map_err(|_| "the release build took longer than 30 minutes".to_owned())?
+    .map_err(|_| "the build took longer than 30 minutes".to_owned())?
     .map_err(|e| format!("cannot run cargo: {e}"))?;
     if !status.success() {
-        return Err(format!("the release build failed ({status})"));
+        return Err(format!("the build failed ({status})"));
     }
     Ok(())
 }

@@ -98,8 +98,16 @@ mod tests {
             .collect();
         assert_eq!(kills.len(), 20);
         assert!(kills.iter().all(|(at, _)| *at < load));
-        assert!(plan.events.iter().any(|(_, e)| matches!(e, Event::Devices(_))));
-        assert!(plan.events.iter().any(|(_, e)| matches!(e, Event::Hooks(_))));
+        assert!(
+            plan.events
+                .iter()
+                .any(|(_, e)| matches!(e, Event::Devices(_)))
+        );
+        assert!(
+            plan.events
+                .iter()
+                .any(|(_, e)| matches!(e, Event::Hooks(_)))
+        );
         assert!(plan.events.windows(2).all(|w| w[0].0 <= w[1].0));
     }
 }

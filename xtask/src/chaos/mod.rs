@@ -25,7 +25,7 @@ use tokio::time::Instant;
 
 use crate::bench::load::{Load, command_for};
 use crate::bench::servers::{Binaries, Kind, Server, ServerSpec, free_port};
-use crate::bench::{build_release, target_dir, workspace_root};
+use crate::bench::{cargo_build, target_dir, workspace_root};
 
 use self::check::Records;
 use self::faults::{Event, Plan};
@@ -49,7 +49,8 @@ Options:
   --kills K       Gateway SIGKILL + restart (default 20; quick 3)
   --secs S        Seconds the load is spread over (default 120; quick 40)
   --quick         The small run for CI (under 3 minutes)
-  --no-build      Use the binaries already in target/release
+  --no-build      Use the binaries already built
+  --debug         Debug binaries (target/debug): to work on the harness
   -h, --help      Print this help
 ";
 
@@ -70,6 +71,7 @@ struct Options {
     kills: u32,
     secs: u64,
     build: bool,
+    debug: bool,
     help: bool,
 }
 
@@ -84,12 +86,15 @@ impl Options {
             kills: if quick { 3 } else { 20 },
             secs: if quick { 40 } else { 120 },
             build: true,
+            debug: false,
             help: false,
         };
         let mut args = args.iter();
         while let Some(arg) = args.next() {
             let mut number = |max: u64| {
-                let v = args.next().ok_or_else(|| format!("`{arg}` needs a value"))?;
+                let v = args
+                    .next()
+                    .ok_or_else(|| format!("`{arg}` needs a value"))?;
                 match v.parse::<u64>() {
                     Ok(n) if n <= max => Ok(n),
                     _ => Err(format!("bad {arg} {v:?} (0 to {max})")),
@@ -98,6 +103,7 @@ impl Options {
             match arg.as_str() {
                 "--quick" => {}
                 "--no-build" => o.build = false,
+                "--debug" => o.debug = true,
                 "-h" | "--help" => o.help = true,
                 "--seed" => o.seed = Some(number(u64::MAX)?),
                 "--devices" => o.devices = number(10_000)?.max(1),
@@ -170,10 +176,15 @@ async fn run(o: &Options) -> Result<bool, String> {
     );
     let started = Instant::now();
     let root = workspace_root();
+    let profile = if o.debug { "debug" } else { "release" };
     if o.build {
-        build_release(&root, &["-p", "pike-server", "--bins"]).await?;
+        let mut args = vec!["-p", "pike-server", "--bins"];
+        if !o.debug {
+            args.push("--release");
+        }
+        cargo_build(&root, &args).await?;
     }
-    let release = target_dir(&root).join("release");
+    let release = target_dir(&root).join(profile);
     let bins = Binaries {
         pike_server: release.join("pike-server"),
         pike: release.join("pike"),
@@ -227,8 +238,9 @@ async fn run(o: &Options) -> Result<bool, String> {
     tokio::spawn(forward(load, tx));
 
     let mut records = Records::default();
+    let clock = Instant::now();
     let connect_by = Instant::now() + CONNECT_LIMIT;
-    wait_for(&mut lines, &mut records, "ready", connect_by).await?;
+    wait_for(&mut lines, &mut records, "ready", connect_by, clock).await?;
     println!(
         "chaos: {} devices logged in after {:.1} s; load and faults begin",
         o.devices,
@@ -242,26 +254,43 @@ async fn run(o: &Options) -> Result<bool, String> {
     let (mut kills, mut faults) = (0u32, 0u32);
     let load_by = load_start + Duration::from_secs(o.secs) + LOAD_GRACE;
     let mut load_done = false;
+    // Since when the webhook proxy has a fault.
+    let mut hooks_faulty: Option<Duration> = None;
     while !load_done {
         let next_event = events.peek().map(|(at, _)| load_start + *at);
         tokio::select! {
             line = lines.recv() => match line {
                 Some(line) if line["kind"] == "load_done" => load_done = true,
-                Some(line) => records.add(&line),
+                Some(line) => records.add(&line, clock.elapsed()),
                 None => return Err("the devices' process ended during the load".into()),
             },
             () = sleep_until_opt(next_event) => {
                 if let Some((_, event)) = events.next() {
                     match event {
                         Event::Kill { down } => {
+                            let from = clock.elapsed();
                             server.kill().await;
                             tokio::time::sleep(*down).await;
                             server.restart(&bins).await?;
+                            records.disturbed(from, clock.elapsed());
                             kills += 1;
                         }
-                        Event::Devices(action) => { devices.handle().apply(action.clone()); faults += 1; }
-                        Event::Hooks(action) => { hooks.handle().apply(action.clone()); faults += 1; }
-                        Event::Heal => { devices.handle().heal(); hooks.handle().heal(); }
+                        Event::Devices(action) => {
+                            devices.handle().apply(action.clone());
+                            faults += 1;
+                        }
+                        Event::Hooks(action) => {
+                            hooks.handle().apply(action.clone());
+                            hooks_faulty.get_or_insert(clock.elapsed());
+                            faults += 1;
+                        }
+                        Event::Heal => {
+                            devices.handle().heal();
+                            hooks.handle().heal();
+                            if let Some(from) = hooks_faulty.take() {
+                                records.disturbed(from, clock.elapsed());
+                            }
+                        }
                     }
                 }
             },
@@ -273,6 +302,9 @@ async fn run(o: &Options) -> Result<bool, String> {
     }
     devices.handle().heal();
     hooks.handle().heal();
+    if let Some(from) = hooks_faulty.take() {
+        records.disturbed(from, clock.elapsed());
+    }
     let load_secs = load_start.elapsed().as_secs_f64();
     println!(
         "chaos: load over after {load_secs:.1} s ({kills} kills, {faults} proxy faults); healed, catching up"
@@ -282,7 +314,7 @@ async fn run(o: &Options) -> Result<bool, String> {
     let catch_up_by = Instant::now() + CATCH_UP;
     while records.pending() > 0 && Instant::now() < catch_up_by {
         match tokio::time::timeout_at(catch_up_by, lines.recv()).await {
-            Ok(Some(line)) => records.add(&line),
+            Ok(Some(line)) => records.add(&line, clock.elapsed()),
             Ok(None) | Err(_) => break,
         }
     }
@@ -294,7 +326,7 @@ async fn run(o: &Options) -> Result<bool, String> {
         if line["kind"] == "end" {
             break;
         }
-        records.add(&line);
+        records.add(&line, clock.elapsed());
     }
     server.stop().await;
 
@@ -326,11 +358,12 @@ async fn wait_for(
     records: &mut Records,
     kind: &str,
     by: Instant,
+    clock: Instant,
 ) -> Result<(), String> {
     loop {
         match tokio::time::timeout_at(by, lines.recv()).await {
             Ok(Some(line)) if line["kind"] == kind => return Ok(()),
-            Ok(Some(line)) => records.add(&line),
+            Ok(Some(line)) => records.add(&line, clock.elapsed()),
             Ok(None) => return Err(format!("the devices' process ended before `{kind}`")),
             Err(_) => return Err(format!("no `{kind}` from the devices' process in time")),
         }
@@ -359,9 +392,15 @@ mod tests {
     #[test]
     fn quick_and_explicit_options() {
         let o = Options::parse(&args("--quick --seed 7 --kills 1")).unwrap();
-        assert_eq!((o.devices, o.downlink, o.kills, o.seed), (100, 5_000, 1, Some(7)));
+        assert_eq!(
+            (o.devices, o.downlink, o.kills, o.seed),
+            (100, 5_000, 1, Some(7))
+        );
         let o = Options::parse(&[]).unwrap();
-        assert_eq!((o.devices, o.downlink, o.uplink, o.kills), (1_000, 100_000, 100_000, 20));
+        assert_eq!(
+            (o.devices, o.downlink, o.uplink, o.kills),
+            (1_000, 100_000, 100_000, 20)
+        );
         assert!(Options::parse(&args("--devices x")).is_err());
         assert!(Options::parse(&args("--bogus")).is_err());
     }

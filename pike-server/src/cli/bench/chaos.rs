@@ -36,7 +36,6 @@ use pike_api::{ChannelProxy, ClientEvent, ClientOptions, PikeClient};
 use pike_channel::{BoxConnector, TunnelConnector};
 use proto::tunnel::ClientHello;
 use serde_json::json;
-use tokio::io::AsyncBufReadExt;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tunnelkit::{Dialer, DialerConfig, TcpConfig, TcpTransport};
@@ -108,9 +107,7 @@ pub(crate) async fn run(common: &Common, args: ChaosArgs) -> Result<(), Failure>
     let listener = tokio::net::TcpListener::bind(args.backend)
         .await
         .map_err(|e| Failure::failed(format!("backend on {}: {e}", args.backend)))?;
-    let app = Router::new()
-        .fallback(call)
-        .with_state(Arc::new(backend));
+    let app = Router::new().fallback(call).with_state(Arc::new(backend));
     tokio::spawn(async move { axum::serve(listener, app).await });
 
     let n = args.fleet.connections.max(1);
@@ -151,8 +148,9 @@ pub(crate) async fn run(common: &Common, args: ChaosArgs) -> Result<(), Failure>
     emit(&json!({"kind": "load_done"}));
 
     // Devices keep receiving until the harness closes stdin.
-    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
-    while let Ok(Some(_)) = lines.next_line().await {}
+    if let Some(closed) = super::idle::watch_stdin() {
+        let _ = closed.await;
+    }
     emit(&json!({"kind": "end"}));
     drop(devices);
     Ok(())
@@ -228,7 +226,9 @@ async fn receive(client: Arc<PikeClient>, alias: String, running: Arc<Semaphore>
             }
             ClientEvent::OnReceive(message) if !message.is_transient() => {
                 let payload = String::from_utf8_lossy(&message.payload);
-                emit(&json!({"kind": "rx", "alias": alias, "seq": message.seq, "payload": payload}));
+                emit(
+                    &json!({"kind": "rx", "alias": alias, "seq": message.seq, "payload": payload}),
+                );
             }
             ClientEvent::Gap { expected, got } => {
                 emit(&json!({"kind": "gap", "alias": alias, "expected": expected, "got": got}));
@@ -275,7 +275,8 @@ async fn publish(api: &Api, args: &ChaosArgs, aliases: &[String], load: Duration
         };
         let alias = aliases[rng.usize(..aliases.len())].clone();
         let payload = format!("d{n}");
-        let body = json!({"biz": args.fleet.biz, "alias": alias, "payload": payload, "reliable": true});
+        let body =
+            json!({"biz": args.fleet.biz, "alias": alias, "payload": payload, "reliable": true});
         let request = http
             .post(&url)
             .bearer_auth(api.key())
@@ -313,10 +314,7 @@ async fn call(State(backend): State<Arc<Backend>>, headers: HeaderMap, _body: By
             .unwrap_or_default()
             .to_owned()
     };
-    let draw = backend
-        .rng
-        .lock()
-        .map_or(1000, |mut rng| rng.u32(..1000));
+    let draw = backend.rng.lock().map_or(1000, |mut rng| rng.u32(..1000));
     let (status, wait) = if draw < backend.fail_permille {
         (StatusCode::SERVICE_UNAVAILABLE, None)
     } else if draw < backend.fail_permille + backend.slow_permille {
