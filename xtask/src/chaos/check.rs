@@ -258,7 +258,7 @@ impl Verdict {
             "| direction | accepted | delivered | lost | duplicated | order breaks |\n\
              |---|---:|---:|---:|---:|---:|\n\
              | downlink (API 200 → app) | {} | {} | {} | {} | {} |\n\
-             | uplink (device acked OK → backend 2xx) | {} | {} | {} | {} | {} |\n\n\
+             | uplink (device acked OK → backend 2xx) | {} | {} | {} | {} ({} unexplained) | {} |\n\n\
              downlink: {} pushes answered, {} not accepted but delivered anyway, {} misdelivered, {} gap events\n\
              uplink: {} sends with an outcome, {} backend calls for {} distinct keys, {} taken by the backend without an OK ack at the device; \
              of the {} duplicates, {} follow a late 2xx (after the gateway's webhook timeout), {} a 2xx during a gateway kill or webhook-link fault, {} unexplained\n",
@@ -271,6 +271,7 @@ impl Verdict {
             self.taken,
             self.up_lost,
             self.up_dups,
+            self.up_dups_unexplained(),
             self.up_order,
             self.pushed,
             self.unaccepted_delivered,
