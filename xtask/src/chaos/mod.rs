@@ -174,7 +174,6 @@ async fn run(o: &Options) -> Result<bool, String> {
         "chaos: {} devices, {} downlink, {} uplink, {} kills over {} s",
         o.devices, o.downlink, o.uplink, o.kills, o.secs
     );
-    let started = Instant::now();
     let root = workspace_root();
     let profile = if o.debug { "debug" } else { "release" };
     if o.build {
@@ -244,7 +243,7 @@ async fn run(o: &Options) -> Result<bool, String> {
     println!(
         "chaos: {} devices logged in after {:.1} s; load and faults begin",
         o.devices,
-        started.elapsed().as_secs_f64()
+        clock.elapsed().as_secs_f64()
     );
 
     // Load and faults.
@@ -281,7 +280,7 @@ async fn run(o: &Options) -> Result<bool, String> {
                         }
                         Event::Hooks(action) => {
                             hooks.handle().apply(action.clone());
-                            hooks_faulty.get_or_insert(clock.elapsed());
+                            hooks_faulty.get_or_insert_with(|| clock.elapsed());
                             faults += 1;
                         }
                         Event::Heal => {
@@ -333,10 +332,11 @@ async fn run(o: &Options) -> Result<bool, String> {
     let verdict = records.verdict();
     println!();
     println!(
-        "chaos: seed {seed}, {} devices, {} kills, {faults} proxy faults, {:.0} s in all",
+        "chaos: seed {seed}, {} devices, {} downlink, {} uplink, {kills} kills, {faults} proxy faults, {:.0} s from the gateway's start",
         o.devices,
-        kills,
-        started.elapsed().as_secs_f64()
+        o.downlink,
+        o.uplink,
+        clock.elapsed().as_secs_f64()
     );
     print!("{}", verdict.table());
     Ok(verdict.passed())
