@@ -18,6 +18,9 @@
 //!   mostly 200, `--fail-permille` 503, `--slow-permille` answered 200
 //!   only after `--slow-ms` (past the gateway's webhook timeout).
 //!
+//! Devices dial plain TCP to the first `--server`; the fleet's other dial
+//! flags (`--transport`, `--sources`, `--concurrency`) are not used.
+//!
 //! Lines: `ready` once every device runs, `load_done` once every push
 //! and every send has its outcome; the process ends at EOF on stdin
 //! (`end`). Every wait is bounded by `--connect-deadline` or the flags.
@@ -103,6 +106,7 @@ pub(crate) async fn run(common: &Common, args: ChaosArgs) -> Result<(), Failure>
         fail_permille: args.fail_permille.min(1000),
         slow_permille: args.slow_permille.min(1000),
         slow: Duration::from_millis(args.slow_ms),
+        calls: AtomicU64::new(0),
     };
     let listener = tokio::net::TcpListener::bind(args.backend)
         .await
@@ -301,10 +305,9 @@ struct Backend {
     fail_permille: u32,
     slow_permille: u32,
     slow: Duration,
+    /// Calls so far (the `order` of the `call` lines).
+    calls: AtomicU64,
 }
-
-/// Calls answered so far (for the `call` lines' order).
-static CALLS: AtomicU64 = AtomicU64::new(0);
 
 async fn call(State(backend): State<Arc<Backend>>, headers: HeaderMap, _body: Bytes) -> StatusCode {
     let header = |name: &str| {
@@ -322,7 +325,7 @@ async fn call(State(backend): State<Arc<Backend>>, headers: HeaderMap, _body: By
     } else {
         (StatusCode::OK, None)
     };
-    let order = CALLS.fetch_add(1, Ordering::Relaxed);
+    let order = backend.calls.fetch_add(1, Ordering::Relaxed);
     emit(&json!({
         "kind": "call",
         "order": order,
