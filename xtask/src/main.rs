@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 mod bench;
+mod chaos;
 mod cluster;
 mod codegen;
 mod fuzz;
@@ -27,6 +28,9 @@ Commands:
   codegen --check   Check that proto/src/gen/ is up to date, without writing
   bench [--quick]   pike-server vs mosquitto and nats-server side by side
                     (see `cargo xtask bench --help`)
+  chaos [--quick]   reliable downlink and uplink through one gateway under
+                    proxy faults and SIGKILLs; fails on any loss or
+                    duplicate (see `cargo xtask chaos --help`)
   cluster [--debug] 3 nats-server JetStream nodes and 3 pike-server gateways
                     on loopback as one cluster, until Ctrl-C
   fuzz [--minutes N] every cargo-fuzz target in turn for N minutes each;
@@ -53,6 +57,7 @@ fn main() -> ExitCode {
     match command.as_str() {
         "codegen" => codegen_command(rest),
         "bench" => bench::command(rest),
+        "chaos" => chaos::command(rest),
         "cluster" => cluster::command(rest),
         "fuzz" => fuzz::command(rest),
         "soak" => soak::command(rest),

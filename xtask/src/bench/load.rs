@@ -58,7 +58,7 @@ pub(crate) fn command_for(kind: Kind, bins: &Binaries, server: &Server, workload
 
 /// Workloads whose pike publisher goes through the HTTP API.
 fn needs_api(workload: &str) -> bool {
-    matches!(workload, "fanout" | "unicast" | "group")
+    matches!(workload, "fanout" | "unicast" | "group" | "chaos")
 }
 
 impl Load {

@@ -863,12 +863,18 @@ pub(crate) fn target_dir(root: &Path) -> PathBuf {
 
 /// `cargo build --release -p pike-server -p xtask`.
 pub(crate) async fn build(root: &Path) -> Result<(), String> {
+    cargo_build(root, &["--release", "-p", "pike-server", "-p", "xtask"]).await
+}
+
+/// `cargo build ARGS` (e.g. `--release -p pike-server`), 30 minutes at most.
+pub(crate) async fn cargo_build(root: &Path, args: &[&str]) -> Result<(), String> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    eprintln!("xtask bench: cargo build --release -p pike-server -p xtask");
+    eprintln!("xtask: cargo build {}", args.join(" "));
     let mut command = Command::new(cargo);
     command
         .current_dir(root)
-        .args(["build", "--release", "-p", "pike-server", "-p", "xtask"])
+        .arg("build")
+        .args(args)
         .stdin(Stdio::null())
         .kill_on_drop(true);
     // `cargo xtask` (a `cargo run`) gives this process xtask's own package
@@ -883,10 +889,10 @@ pub(crate) async fn build(root: &Path) -> Result<(), String> {
     }
     let status = tokio::time::timeout(Duration::from_secs(1800), command.status())
         .await
-        .map_err(|_| "the release build took longer than 30 minutes".to_owned())?
+        .map_err(|_| "the build took longer than 30 minutes".to_owned())?
         .map_err(|e| format!("cannot run cargo: {e}"))?;
     if !status.success() {
-        return Err(format!("the release build failed ({status})"));
+        return Err(format!("the build failed ({status})"));
     }
     Ok(())
 }

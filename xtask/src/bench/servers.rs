@@ -315,7 +315,7 @@ fn write(path: &Path, text: &str) -> Result<(), String> {
 }
 
 /// A port that was free a moment ago (the listener is closed again).
-fn free_port() -> Result<SocketAddr, String> {
+pub(crate) fn free_port() -> Result<SocketAddr, String> {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map_err(|e| format!("no free port: {e}"))

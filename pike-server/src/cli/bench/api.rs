@@ -58,6 +58,11 @@ impl Api {
         HttpPool::new(self.addr, self.connections)
     }
 
+    /// The API key.
+    pub(crate) fn key(&self) -> &str {
+        &self.api_key
+    }
+
     /// Keep-alive connections of the publisher.
     pub(crate) fn connections(&self) -> usize {
         self.connections

@@ -177,7 +177,7 @@ pub(super) fn connect_rows(table: &mut Table, connect: &ConnectReport) {
 
 /// Resolves once standard input reaches end of file (a plain thread reads
 /// it: a detached thread never holds the process at exit).
-fn watch_stdin() -> Option<tokio::sync::oneshot::Receiver<()>> {
+pub(super) fn watch_stdin() -> Option<tokio::sync::oneshot::Receiver<()>> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
         .name("stdin-watch".into())

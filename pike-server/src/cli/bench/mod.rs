@@ -28,7 +28,9 @@
 //! - `storm`: N TLS devices with the real reconnect backoff; the gateway
 //!   is killed and restarted; time until they are all back ([`storm`]);
 //! - `tls-handshakes`: the gateway's TLS 1.3 handshake rate
-//!   ([`tls_handshakes`]).
+//!   ([`tls_handshakes`]);
+//! - `chaos`: real clients, reliable pushes and a failing webhook backend,
+//!   every event a JSON line, for `cargo xtask chaos` ([`chaos`]).
 //!
 //! Every fleet dials over `--transport tcp|tls|quic` ([`dial`]).
 //!
@@ -54,6 +56,7 @@ use super::{Common, Failure};
 
 mod api;
 mod board;
+mod chaos;
 mod churn;
 mod cpu;
 mod dial;
@@ -110,6 +113,9 @@ enum Workload {
     Storm(storm::StormArgs),
     /// TLS 1.3 handshakes per second against the gateway's TLS port.
     TlsHandshakes(tls_handshakes::TlsHandshakesArgs),
+    /// The devices, publisher and webhook backend of `cargo xtask chaos`:
+    /// JSON lines of every message received, pushed, sent and called.
+    Chaos(chaos::ChaosArgs),
 }
 
 /// How to open the fleet of devices (shared by every workload).
@@ -181,5 +187,6 @@ pub(crate) async fn run(common: &Common, args: BenchArgs) -> Result<(), Failure>
         Workload::Uplink(args) => uplink::run(common, args).await,
         Workload::Storm(args) => storm::run(common, args).await,
         Workload::TlsHandshakes(args) => tls_handshakes::run(common, args).await,
+        Workload::Chaos(args) => chaos::run(common, args).await,
     }
 }
