@@ -214,7 +214,7 @@ fn run_target(fuzz_dir: &Path, target: &str, seconds: u64, jobs: u32) -> Result<
         .filter_map(|l| l.split(" runs in ").nth(1))
         .filter_map(|l| l.split(' ').next())
         .filter_map(|v| v.parse::<f64>().ok())
-        .sum();
+        .fold(0.0, |total, s| total + s);
     let tail: Vec<&str> = stderr.lines().rev().take(12).collect();
     for line in tail.iter().rev() {
         println!("  {line}");
