@@ -4,8 +4,8 @@
 //!
 //! It reuses the bench's machinery ([`crate::bench`]): the release build,
 //! the gateway with a temporary data dir and config pinned to CPU 0
-//! ([`servers`]), the `pike bench` load generators pinned to CPU 1
-//! ([`load`]) and `/proc` ([`procfs`]). The load ([`plan`]): an idle fleet
+//! ([`crate::bench::servers`]), the `pike bench` load generators pinned to CPU 1
+//! ([`crate::bench::load`]) and `/proc` ([`procfs`]). The load ([`plan`]): an idle fleet
 //! (`pike bench idle`, several processes and source networks), reliable
 //! unicast pushes (`unicast --reliable`), a reliable live room
 //! (`fanout --reliable`), uplink to the generator's webhook backend
