@@ -215,12 +215,25 @@ async fn append_and_read_give_dense_per_alias_sequences() {
     // reads skip it but move past it; appends refuse with a clear error.
     let foreign = StreamKey::new("demo", "chat", "foreign").unwrap();
     let raw = async_nats::jetstream::new(async_nats::connect(nats.url(0)).await.unwrap());
-    let ack = raw
-        .publish(foreign.log_subject(), Bytes::from_static(b"not pike"))
-        .await
-        .unwrap()
-        .await
-        .unwrap();
+    // A fresh cluster may not yet route the stream's subject from this
+    // server ("no responders", reported as StreamNotFound): publish again
+    // until the stream answers, for at most 10 s.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let ack = loop {
+        let answer = raw
+            .publish(foreign.log_subject(), Bytes::from_static(b"not pike"))
+            .await
+            .unwrap()
+            .await;
+        match answer {
+            Ok(ack) => break ack,
+            Err(e) if Instant::now() < deadline => {
+                tracing::debug!(error = %e, "the stream did not answer yet");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("the stream never answered a raw publish: {e}"),
+        }
+    };
     let skipped = cluster.read(&foreign, 0, 64).await.unwrap();
     assert!(skipped.messages.is_empty());
     assert_eq!(skipped.last_cursor, ack.sequence);
