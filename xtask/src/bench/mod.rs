@@ -264,25 +264,7 @@ pub(crate) fn command(args: &[String]) -> ExitCode {
             }
         };
     }
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let outcome = runtime.block_on(async {
-        tokio::select! {
-            outcome = run(&options) => outcome,
-            _ = tokio::signal::ctrl_c() => Err("interrupted: servers and generators stopped".to_owned()),
-        }
-    });
-    // Dropping the runtime drops every guard left: servers and generators
-    // are killed.
-    drop(runtime);
+    let outcome = run_interruptible(run(&options));
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
@@ -958,6 +940,24 @@ pub(crate) fn machine(fd_limit: u64) -> serde_json::Value {
         "kernel": kernel.trim(),
         "open_file_limit": fd_limit,
         "load_average_before": procfs::load_average(),
+    })
+}
+
+/// Runs `work` on a current-thread runtime until it ends or Ctrl-C; then
+/// drops the runtime, which drops every guard left (servers and generators
+/// are killed). Shared by `bench`, `soak` and `chaos`.
+pub(crate) fn run_interruptible<T>(
+    work: impl Future<Output = Result<T, String>>,
+) -> Result<T, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    runtime.block_on(async {
+        tokio::select! {
+            outcome = work => outcome,
+            _ = tokio::signal::ctrl_c() => Err("interrupted: servers and generators stopped".to_owned()),
+        }
     })
 }
 

@@ -132,23 +132,7 @@ pub(crate) fn command(args: &[String]) -> ExitCode {
         print!("{USAGE}");
         return ExitCode::SUCCESS;
     }
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let outcome = runtime.block_on(async {
-        tokio::select! {
-            outcome = run(&options) => outcome,
-            _ = tokio::signal::ctrl_c() => Err("interrupted".to_owned()),
-        }
-    });
-    drop(runtime);
+    let outcome = crate::bench::run_interruptible(run(&options));
     match outcome {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => {
