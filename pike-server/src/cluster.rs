@@ -85,14 +85,16 @@ impl ClusterSection {
     }
 
     /// Connects to the cluster (bounded by the connect timeout, 10 s) and
-    /// creates or adopts its stream and buckets.
-    pub async fn connect(&self, max_messages_per_stream: u64) -> Result<JetStream, String> {
+    /// creates or adopts its stream and buckets; `store` sizes the messages
+    /// kept per alias and how long uplink records live.
+    pub async fn connect(&self, store: &crate::config::Store) -> Result<JetStream, String> {
         let mut config = ClusterConfig::new(self.nats.clone(), self.node_name());
         if let Some(replicas) = self.replicas {
             config.replicas = replicas;
         }
         config.max_messages_per_subject =
-            i64::try_from(max_messages_per_stream).unwrap_or(i64::MAX);
+            i64::try_from(store.max_messages_per_stream).unwrap_or(i64::MAX);
+        config.uplink_record_max_age = Duration::from_secs(store.uplink_retention_secs);
         config.connect_timeout = Duration::from_secs(10);
         JetStream::connect(config).await.map_err(|e| e.to_string())
     }

@@ -240,7 +240,19 @@ pub struct Store {
     /// Most messages kept per alias stream; the oldest go first (default
     /// 10,000).
     pub max_messages_per_stream: u64,
+    /// How long an uplink's outcome is kept to answer a resend of its
+    /// idempotency key, seconds (default 24 h; 1 s to 10 years).
+    pub uplink_retention_secs: u64,
+    /// The embedded store's page cache, MiB (default 64; 1 to 65,536): the
+    /// bound on the memory the store adds to the gateway as its file grows.
+    pub cache_mib: u64,
 }
+
+/// Longest `store.uplink_retention_secs`: 10 years.
+pub const MAX_UPLINK_RETENTION_SECS: u64 = 10 * 365 * 24 * 3600;
+
+/// Largest `store.cache_mib`: 64 GiB.
+pub const MAX_STORE_CACHE_MIB: u64 = 65_536;
 
 /// Longest app id, in bytes.
 pub const MAX_APP_ID_LEN: usize = 64;
@@ -670,6 +682,16 @@ impl Config {
                     .into(),
             );
         }
+        if !(1..=MAX_UPLINK_RETENTION_SECS).contains(&self.store.uplink_retention_secs) {
+            return invalid(format!(
+                "store.uplink_retention_secs must be between 1 and {MAX_UPLINK_RETENTION_SECS} (10 years)"
+            ));
+        }
+        if !(1..=MAX_STORE_CACHE_MIB).contains(&self.store.cache_mib) {
+            return invalid(format!(
+                "store.cache_mib must be between 1 and {MAX_STORE_CACHE_MIB}"
+            ));
+        }
         let mut ids = std::collections::HashSet::new();
         let mut keys: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
         for app in &self.apps {
@@ -774,6 +796,8 @@ impl Default for Store {
         Self {
             default_ttl_secs: 7 * 24 * 3600,
             max_messages_per_stream: 10_000,
+            uplink_retention_secs: 24 * 3600,
+            cache_mib: 64,
         }
     }
 }
@@ -1021,6 +1045,18 @@ publisher_rate = 3
         let defaults = parse("").unwrap();
         assert_eq!(defaults.limits.max_logins_per_connection, 32);
         assert_eq!(defaults.rooms.max_rooms_per_app, 10_000);
+        assert_eq!(
+            (
+                defaults.store.uplink_retention_secs,
+                defaults.store.cache_mib
+            ),
+            (86_400, 64)
+        );
+        let store = parse("[store]\nuplink_retention_secs = 120\ncache_mib = 16\n").unwrap();
+        assert_eq!(
+            (store.store.uplink_retention_secs, store.store.cache_mib),
+            (120, 16)
+        );
         for (text, key) in [
             (
                 "[limits]\nmax_logins_per_connection = 0\n",
@@ -1039,6 +1075,16 @@ publisher_rate = 3
                 "[rooms]\nmax_joins_per_connection = 0\n",
                 "max_joins_per_connection",
             ),
+            (
+                "[store]\nuplink_retention_secs = 0\n",
+                "uplink_retention_secs",
+            ),
+            (
+                "[store]\nuplink_retention_secs = 315360001\n",
+                "uplink_retention_secs",
+            ),
+            ("[store]\ncache_mib = 0\n", "cache_mib"),
+            ("[store]\ncache_mib = 65537\n", "cache_mib"),
         ] {
             let err = parse(text).unwrap_err();
             assert!(err.to_string().contains(key), "{key}: {err}");

@@ -83,7 +83,9 @@ pub async fn run(
 
     let store_config = StoreConfig::default()
         .with_default_ttl(Duration::from_secs(config.store.default_ttl_secs))?
-        .with_max_messages_per_stream(config.store.max_messages_per_stream)?;
+        .with_max_messages_per_stream(config.store.max_messages_per_stream)?
+        .with_uplink_retention(Duration::from_secs(config.store.uplink_retention_secs))?
+        .with_cache_size(usize::try_from(config.store.cache_mib << 20).unwrap_or(usize::MAX))?;
     let store = Arc::new(RedbStore::open(data.store_path(), store_config)?);
 
     let (tls, fingerprint) = match (&config.tls.cert, &config.tls.key) {
@@ -152,7 +154,7 @@ pub async fn run(
     if config.cluster.enabled() {
         let cluster = config
             .cluster
-            .connect(config.store.max_messages_per_stream)
+            .connect(&config.store)
             .await
             .map_err(|e| RunError::Cluster(e.to_string()))?;
         tracing::info!(node = %cluster.node(), epoch = cluster.epoch(), "cluster node");

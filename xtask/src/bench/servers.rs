@@ -96,6 +96,8 @@ pub(crate) struct PikeRetention {
     pub(crate) max_messages_per_stream: u64,
     /// `[rooms.defaults] reliable_retention_secs`.
     pub(crate) room_reliable_retention_secs: u64,
+    /// `[store] uplink_retention_secs`.
+    pub(crate) uplink_retention_secs: u64,
 }
 
 impl ServerSpec {
@@ -351,8 +353,8 @@ pub(crate) fn pike_config(
         |r| {
             (
                 format!(
-                    "\n[store]\nmax_messages_per_stream = {}\n",
-                    r.max_messages_per_stream
+                    "\n[store]\nmax_messages_per_stream = {}\nuplink_retention_secs = {}\n",
+                    r.max_messages_per_stream, r.uplink_retention_secs
                 ),
                 format!(
                     "reliable_retention_secs = {}\n",
@@ -531,6 +533,7 @@ mod tests {
         let retention = PikeRetention {
             max_messages_per_stream: 20,
             room_reliable_retention_secs: 60,
+            uplink_retention_secs: 120,
         };
         let p = pike_config(
             Path::new("/tmp/x/data"),
@@ -542,6 +545,7 @@ mod tests {
         let value: toml_like::Doc = toml_like::parse(&p);
         assert_eq!(value.get("max_messages_per_stream"), Some("20"));
         assert_eq!(value.get("reliable_retention_secs"), Some("60"));
+        assert_eq!(value.get("uplink_retention_secs"), Some("120"));
         assert!(p.contains("\n[store]\nmax_messages_per_stream = 20\n"));
         assert_eq!(value.get("tls"), Some("\"\""));
         assert_eq!(

@@ -51,8 +51,9 @@ fleet reconnecting per second. Every minute it samples the gateway's RSS,
 open descriptors, tokio tasks, the p99 of unicast and room deliveries and
 the delivered % of every reliable stream. Fails (exit 1) when, after the
 warm-up (20 % of the run, at least 2 minutes), RSS, descriptors, tasks or
-a p99 grow more than 5 % (mean of the first two minutes after the warm-up
-against the mean of the last two; p99 growth under 1 ms is noise), or
+a p99 grow more than 5 % (median of the first eighth of the minutes after
+the warm-up, at least 2, against the median of the last as many; p99
+growth under 1 ms is noise), or
 when any minute of a reliable stream delivers less than 100 %.
 Prints the per-minute table (Markdown) and writes soak.json (every
 sample) and soak.svg to target/soak/ (or --out-dir).

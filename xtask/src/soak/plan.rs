@@ -29,6 +29,11 @@ const STREAM_CAP: u64 = 20;
 /// reliable_retention_secs`): the room's reliable store (1,024) holds
 /// `room_rate × 60` messages at once instead of filling in minutes.
 const ROOM_RELIABLE_RETENTION_SECS: u64 = 60;
+/// Seconds an uplink's outcome is kept for dedup (`[store]
+/// uplink_retention_secs`; shipped: 24 h): the store's uplink records turn
+/// over within two minutes instead of growing the file (and the page
+/// cache that follows it) for the whole run.
+const UPLINK_RETENTION_SECS: u64 = 120;
 /// Percent of the whole fleet that reconnects per second.
 const CHURN_PCT_OF_FLEET: f64 = 1.0;
 
@@ -79,6 +84,7 @@ impl Plan {
         PikeRetention {
             max_messages_per_stream: STREAM_CAP,
             room_reliable_retention_secs: ROOM_RELIABLE_RETENTION_SECS,
+            uplink_retention_secs: UPLINK_RETENTION_SECS,
         }
     }
 
@@ -116,7 +122,7 @@ impl Plan {
              (1 % of the fleet per second, each a new connection, login and room join); \
              each minute = {STEP_SECS} s published + {DRAIN_SECS} s drained; \
              retention: {STREAM_CAP} messages per alias stream, room reliable messages \
-             {ROOM_RELIABLE_RETENTION_SECS} s, uplink records 24 h (shipped)\n",
+             {ROOM_RELIABLE_RETENTION_SECS} s, uplink records {UPLINK_RETENTION_SECS} s\n",
             self.fleet(),
             self.idle,
             self.unicast_devices,
@@ -148,6 +154,7 @@ impl Plan {
             "drain_secs": DRAIN_SECS,
             "max_messages_per_stream": STREAM_CAP,
             "room_reliable_retention_secs": ROOM_RELIABLE_RETENTION_SECS,
+            "uplink_retention_secs": UPLINK_RETENTION_SECS,
         })
     }
 

@@ -236,7 +236,7 @@ pub(crate) fn verdict(verdict: &Verdict) -> String {
             .join(" and ")
     };
     let mut text = format!(
-        "\nVerdict (warm-up: minutes 1–{}; baseline: mean of minutes {}; end: mean of minutes {}; \
+        "\nVerdict (warm-up: minutes 1–{}; baseline: median of minutes {}; end: median of minutes {}; \
          fails above +5 % (and above +1 ms for a p99), or when a minute of a reliable stream \
          delivers under 100 % or has a refused message):\n\n{}",
         verdict.warmup,

@@ -5,10 +5,14 @@
 //!   ([`warmup_minutes`]); they are sampled and shown but are not a
 //!   baseline.
 //! - **Growth**: for each watched series (gateway RSS, open descriptors,
-//!   tokio tasks alive, unicast p99, room p99) the *baseline* is the mean of
-//!   the first two minutes after the warm-up and the *end* the mean of the
-//!   last two minutes of the run (with fewer than four minutes after the
-//!   warm-up the two windows overlap; with one they are the same minute).
+//!   tokio tasks alive, unicast p99, room p99) the *baseline* is the median
+//!   of the first [`window_minutes`] minutes after the warm-up (an eighth of
+//!   them, at least two: 2 for a 10-minute run, 6 for an hour) and the *end*
+//!   the median of the last as many minutes of the run (with few minutes
+//!   after the warm-up the two windows overlap; with one they are the same
+//!   minute). A median of a few minutes, not one minute or a mean, so that
+//!   one minute's p99 spike on a shared machine is not read as a trend,
+//!   while a rise that lasts the whole window is.
 //!   The series fails when `end > baseline × 1.05` **and** `end − baseline`
 //!   exceeds the series' noise floor ([`Series::floor`]: 0 for RSS,
 //!   descriptors and tasks; 1 ms for the p99s, below a latency histogram's
@@ -30,6 +34,12 @@ pub(crate) const GROWTH_LIMIT: f64 = 0.05;
 /// Minutes of warm-up for a run of `minutes`: 20 % rounded up, at least 2.
 pub(crate) fn warmup_minutes(minutes: u32) -> u32 {
     minutes.div_ceil(5).max(2)
+}
+
+/// Minutes in the baseline and in the end window when `after` minutes
+/// follow the warm-up: an eighth, at least 2.
+pub(crate) fn window_minutes(after: usize) -> usize {
+    (after / 8).max(2)
 }
 
 /// One reliable stream's counts in one minute.
@@ -131,9 +141,9 @@ impl Series {
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Growth {
     pub(crate) series: Series,
-    /// Mean of the first two minutes after the warm-up (NaN: unmeasured).
+    /// Median of the first window after the warm-up (NaN: unmeasured).
     pub(crate) baseline: f64,
-    /// Mean of the last two minutes.
+    /// Median of the last window.
     pub(crate) end: f64,
     pub(crate) pass: bool,
 }
@@ -153,7 +163,7 @@ impl Growth {
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Verdict {
     pub(crate) warmup: u32,
-    /// The minutes averaged for the baseline and for the end.
+    /// The minutes of the baseline and of the end window.
     pub(crate) baseline_minutes: Vec<u32>,
     pub(crate) end_minutes: Vec<u32>,
     pub(crate) growth: Vec<Growth>,
@@ -167,25 +177,31 @@ impl Verdict {
     }
 }
 
-/// Mean of the finite values (NaN when there is none).
-fn mean(values: impl Iterator<Item = f64>) -> f64 {
-    let (sum, n) = values
-        .filter(|v| v.is_finite())
-        .fold((0.0, 0u32), |(s, n), v| (s + v, n + 1));
-    if n == 0 { f64::NAN } else { sum / f64::from(n) }
+/// Median of the finite values: the middle one, or the mean of the two
+/// middle ones (NaN when there is none).
+fn median(values: impl Iterator<Item = f64>) -> f64 {
+    let mut finite: Vec<f64> = values.filter(|v| v.is_finite()).collect();
+    finite.sort_by(f64::total_cmp);
+    let n = finite.len();
+    match n {
+        0 => f64::NAN,
+        _ if n % 2 == 1 => finite[n / 2],
+        _ => (finite[n / 2 - 1] + finite[n / 2]) / 2.0,
+    }
 }
 
 /// Applies the rule (module docs) to a run of `minutes` minutes.
 pub(crate) fn judge(samples: &[Sample], minutes: u32) -> Verdict {
     let warmup = warmup_minutes(minutes);
     let after: Vec<&Sample> = samples.iter().filter(|s| s.minute > warmup).collect();
-    let head = &after[..after.len().min(2)];
-    let tail = &after[after.len().saturating_sub(2)..];
+    let window = window_minutes(after.len());
+    let head = &after[..after.len().min(window)];
+    let tail = &after[after.len().saturating_sub(window)..];
     let growth = Series::ALL
         .iter()
         .map(|&series| {
-            let baseline = mean(head.iter().map(|s| series.value(s)));
-            let end = mean(tail.iter().map(|s| series.value(s)));
+            let baseline = median(head.iter().map(|s| series.value(s)));
+            let end = median(tail.iter().map(|s| series.value(s)));
             let grew = end > baseline * (1.0 + GROWTH_LIMIT) && end - baseline > series.floor();
             Growth {
                 series,
@@ -264,6 +280,28 @@ mod tests {
         assert_eq!(verdict.end_minutes, [9, 10]);
         assert_eq!(verdict.growth.len(), Series::ALL.len());
         assert!(verdict.growth.iter().all(|g| g.pct().abs() < 1e-9));
+    }
+
+    #[test]
+    fn an_hour_compares_medians_of_six_minutes() {
+        assert_eq!(window_minutes(8), 2);
+        assert_eq!(window_minutes(48), 6);
+        let mut samples = flat(60);
+        // One spike in each window is noise: the medians do not move.
+        samples[12].unicast_p99_ms = 80.0;
+        samples[58].unicast_p99_ms = 80.0;
+        samples[59].rss_kib = 200_000.0;
+        let verdict = judge(&samples, 60);
+        assert_eq!(verdict.baseline_minutes, (13..=18).collect::<Vec<_>>());
+        assert_eq!(verdict.end_minutes, (55..=60).collect::<Vec<_>>());
+        assert!(verdict.pass(), "{verdict:?}");
+        // A rise over the whole end window is a trend.
+        for s in &mut samples[54..] {
+            s.rss_kib = 110_000.0;
+        }
+        let verdict = judge(&samples, 60);
+        assert!(!verdict.pass());
+        assert!((verdict.growth[0].pct() - 10.0).abs() < 1e-9);
     }
 
     #[test]
