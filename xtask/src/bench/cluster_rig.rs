@@ -49,6 +49,55 @@ pub(crate) struct Proc {
     /// The HTTP port answering `/healthz`.
     pub(crate) http: u16,
     child: Child,
+    /// How it was started, to start it again after a kill.
+    recipe: Recipe,
+}
+
+/// A process's program, arguments, environment and log file.
+#[derive(Clone, Debug)]
+struct Recipe {
+    args: Vec<std::ffi::OsString>,
+    env: Vec<(&'static str, String)>,
+    log: PathBuf,
+}
+
+impl Recipe {
+    /// `taskset -c 0 <bin> <args>` with `env`, output appended to `log`.
+    fn new(
+        bin: &Path,
+        args: &[&std::ffi::OsStr],
+        env: &[(&'static str, &str)],
+        log: &Path,
+    ) -> Self {
+        let mut all = vec!["-c".into(), "0".into(), bin.as_os_str().to_owned()];
+        all.extend(args.iter().map(|a| (*a).to_owned()));
+        Self {
+            args: all,
+            env: env.iter().map(|(k, v)| (*k, (*v).to_owned())).collect(),
+            log: log.to_owned(),
+        }
+    }
+
+    fn spawn(&self, name: &str) -> Result<Child, String> {
+        let log = &self.log;
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .map_err(|e| format!("{}: {e}", log.display()))?;
+        let err = out
+            .try_clone()
+            .map_err(|e| format!("{}: {e}", log.display()))?;
+        Command::new("taskset")
+            .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("cannot start {name} (taskset): {e}"))
+    }
 }
 
 /// The servers of one system under test.
@@ -72,6 +121,18 @@ impl Rig {
         gateways: u16,
         dir: &Path,
     ) -> Result<Self, String> {
+        Self::cluster_with_webhook(bins, nats_bin, gateways, dir, None).await
+    }
+
+    /// [`Rig::cluster`] whose gateways call the uplink webhook `webhook`
+    /// for the bench business.
+    pub(crate) async fn cluster_with_webhook(
+        bins: &Binaries,
+        nats_bin: &Path,
+        gateways: u16,
+        dir: &Path,
+        webhook: Option<&str>,
+    ) -> Result<Self, String> {
         if !(1..=MAX_GATEWAYS).contains(&gateways) {
             return Err(format!("1 to {MAX_GATEWAYS} gateways, not {gateways}"));
         }
@@ -85,14 +146,14 @@ impl Rig {
         for n in 0..NATS_NODES {
             let conf = dir.join(format!("nats{n}.conf"));
             write(&conf, &nats_config(n, &dir.join(format!("nats{n}"))))?;
-            let mut command = pinned(nats_bin);
-            command.arg("-c").arg(&conf).env("GOMAXPROCS", "1");
-            rig.nats.push(Proc::spawn(
-                format!("nats{n}"),
-                command,
-                NATS_HTTP_PORT + n,
+            let recipe = Recipe::new(
+                nats_bin,
+                &["-c".as_ref(), conf.as_os_str()],
+                &[("GOMAXPROCS", "1")],
                 &dir.join(format!("nats{n}.log")),
-            )?);
+            );
+            rig.nats
+                .push(Proc::spawn(format!("nats{n}"), recipe, NATS_HTTP_PORT + n)?);
         }
         for node in &mut rig.nats {
             node.wait_healthy().await?;
@@ -106,7 +167,7 @@ impl Rig {
                 "\n[cluster]\nnats = [{}]\nnode = \"gw{g}\"\nreplicas = {NATS_NODES}\n",
                 urls.join(", ")
             );
-            rig.start_gateway(bins, &dir.join(format!("gw{g}")), port, &section)?;
+            rig.start_gateway(bins, &dir.join(format!("gw{g}")), port, &section, webhook)?;
         }
         for gateway in &mut rig.gateways {
             gateway.wait_healthy().await?;
@@ -123,7 +184,7 @@ impl Rig {
             tcp: Vec::new(),
             api: Vec::new(),
         };
-        rig.start_gateway(bins, &dir.join("single"), SINGLE_PORT, "")?;
+        rig.start_gateway(bins, &dir.join("single"), SINGLE_PORT, "", None)?;
         for gateway in &mut rig.gateways {
             gateway.wait_healthy().await?;
         }
@@ -136,6 +197,7 @@ impl Rig {
         dir: &Path,
         port: u16,
         cluster_section: &str,
+        webhook: Option<&str>,
     ) -> Result<(), String> {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let ports = PikePorts {
@@ -146,25 +208,23 @@ impl Rig {
         };
         let config = dir.join("pike.toml");
         let text =
-            servers::pike_config(&dir.join("data"), &ports, None, None, None) + cluster_section;
+            servers::pike_config(&dir.join("data"), &ports, None, webhook, None) + cluster_section;
         write(&config, &text)?;
-        let mut command = pinned(&bins.pike_server);
-        command
-            .arg("--config")
-            .arg(&config)
-            .env("TOKIO_WORKER_THREADS", "1")
-            .env("RUST_LOG", "warn")
-            .env("NO_COLOR", "1");
+        let recipe = Recipe::new(
+            &bins.pike_server,
+            &["--config".as_ref(), config.as_os_str()],
+            &[
+                ("TOKIO_WORKER_THREADS", "1"),
+                ("RUST_LOG", "warn"),
+                ("NO_COLOR", "1"),
+            ],
+            &dir.join("pike-server.log"),
+        );
         let name = dir.file_name().map_or_else(
             || "gateway".to_owned(),
             |n| n.to_string_lossy().into_owned(),
         );
-        self.gateways.push(Proc::spawn(
-            name,
-            command,
-            port + 1,
-            &dir.join("pike-server.log"),
-        )?);
+        self.gateways.push(Proc::spawn(name, recipe, port + 1)?);
         self.tcp.push(ports.tcp);
         self.api.push(format!("http://{}", ports.http));
         Ok(())
@@ -188,29 +248,37 @@ impl Rig {
 }
 
 impl Proc {
-    fn spawn(name: String, mut command: Command, http: u16, log: &Path) -> Result<Self, String> {
-        let out = std::fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
-        let err = out
-            .try_clone()
-            .map_err(|e| format!("{}: {e}", log.display()))?;
-        let child = command
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| format!("cannot start {name} (taskset): {e}"))?;
+    fn spawn(name: String, recipe: Recipe, http: u16) -> Result<Self, String> {
+        let child = recipe.spawn(&name)?;
         let pid = child.id().ok_or_else(|| format!("{name} exited at once"))?;
         Ok(Self {
             name,
             pid,
             http,
             child,
+            recipe,
         })
     }
 
+    /// SIGKILLs the process and waits (10 s at most) for it to exit.
+    pub(crate) async fn kill(&mut self) {
+        let _ = self.child.start_kill();
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;
+    }
+
+    /// Starts the process again as before (its log is appended to) and
+    /// waits until it is healthy.
+    pub(crate) async fn restart(&mut self) -> Result<(), String> {
+        self.child = self.recipe.spawn(&self.name)?;
+        self.pid = self
+            .child
+            .id()
+            .ok_or_else(|| format!("{} exited at once", self.name))?;
+        self.wait_healthy().await
+    }
+
     /// Polls `/healthz` until it answers 200, within [`START_LIMIT`].
-    async fn wait_healthy(&mut self) -> Result<(), String> {
+    pub(crate) async fn wait_healthy(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + START_LIMIT;
         loop {
             let port = self.http;
@@ -232,13 +300,6 @@ impl Proc {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
-}
-
-/// `taskset -c 0 <bin>`.
-fn pinned(bin: &Path) -> Command {
-    let mut command = Command::new("taskset");
-    command.arg("-c").arg("0").arg(bin);
-    command
 }
 
 /// NATS node `n`: JetStream on file storage under `store`, fsync before
@@ -273,6 +334,17 @@ fn fresh_dir(dir: &Path) -> Result<(), String> {
 
 fn write(path: &Path, text: &str) -> Result<(), String> {
     std::fs::write(path, text).map_err(|e| format!("write {}: {e}", path.display()))
+}
+
+/// The pinned nats-server, installed by `.ci/nats.sh install` (once; later
+/// calls find it in the tools cache).
+pub(crate) fn nats_binary(root: &Path, target: &Path) -> Result<PathBuf, String> {
+    let printed = crate::cluster::nats(root, &run_dir(target), &["install"])?;
+    let path = printed.lines().last().unwrap_or_default().trim();
+    if path.is_empty() {
+        return Err(".ci/nats.sh install printed no path".into());
+    }
+    Ok(PathBuf::from(path))
 }
 
 /// Where a run keeps its servers' data and logs: `target/bench/cluster-run`.

@@ -454,14 +454,8 @@ pub(crate) async fn run(
     settings: &ClusterSettings,
     clk_tck: u64,
 ) -> Result<(String, Value), String> {
-    let nats_dir = cluster_rig::run_dir(target);
-    let nats_bin = crate::cluster::nats(root, &nats_dir, &["install"])?;
-    let nats_bin = nats_bin
-        .lines()
-        .last()
-        .unwrap_or_default()
-        .trim()
-        .to_owned();
+    let nats_bin = cluster_rig::nats_binary(root, target)?;
+    let nats_bin = nats_bin.display().to_string();
     let mut results = Vec::new();
     for system in [System::Cluster, System::Single] {
         let dir = cluster_rig::run_dir(target).join(match system {
@@ -504,7 +498,7 @@ async fn settle_all(pids: &[u32], settings: &ClusterSettings) -> Result<(Vec<u64
 
 /// `taskset -c 1 pike --app bench bench <workload> ...` with the bench
 /// app's business and token secret, JSON lines on stdout.
-fn pike(bins: &Binaries, workload: &str) -> Command {
+pub(crate) fn pike(bins: &Binaries, workload: &str) -> Command {
     let mut command = Command::new("taskset");
     command
         .arg("-c")

@@ -10,9 +10,16 @@
 //! clients dialling through a second [`Proxy`]), the publisher and the
 //! webhook backend, printing a JSON line per event; the faults and kills
 //! ([`faults`]) drawn from the seed.
+//!
+//! With `--cluster` the gateways are three pike-server nodes on three
+//! NATS JetStream nodes (bench's [`Rig`]), each behind its own device
+//! proxy; every device lists all three (its own first), the publisher
+//! spreads the pushes over the three HTTP APIs, and the plan kills
+//! gateways and NATS nodes.
 
 mod check;
 mod faults;
+mod gateways;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -23,12 +30,13 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::bench::load::{Load, command_for};
-use crate::bench::servers::{Binaries, Kind, Server, ServerSpec, free_port};
+use crate::bench::load::Load;
+use crate::bench::servers::{Binaries, free_port};
 use crate::bench::{cargo_build, target_dir, workspace_root};
 
 use self::check::Records;
 use self::faults::{Event, Plan};
+use self::gateways::Gateways;
 
 const USAGE: &str = "\
 Usage: cargo xtask chaos [options]
@@ -48,6 +56,11 @@ Options:
   --uplink U      Uplink messages (default 100,000; quick 5,000)
   --kills K       Gateway SIGKILL + restart (default 20; quick 3)
   --secs S        Seconds the load is spread over (default 120; quick 40)
+  --cluster       3 gateways on 3 NATS JetStream nodes (pinned nats-server,
+                  installed by .ci/nats.sh); kills hit a gateway drawn from
+                  the seed, and NATS nodes are killed too
+  --nats-kills K  NATS node SIGKILL + restart, with --cluster (default 6;
+                  quick 2)
   --quick         The small run for CI (under 3 minutes)
   --no-build      Use the binaries already built
   --debug         Debug binaries (target/debug): to work on the harness
@@ -70,6 +83,8 @@ struct Options {
     uplink: u64,
     kills: u32,
     secs: u64,
+    cluster: bool,
+    nats_kills: u32,
     build: bool,
     debug: bool,
     help: bool,
@@ -85,6 +100,8 @@ impl Options {
             uplink: if quick { 5_000 } else { 100_000 },
             kills: if quick { 3 } else { 20 },
             secs: if quick { 40 } else { 120 },
+            cluster: false,
+            nats_kills: if quick { 2 } else { 6 },
             build: true,
             debug: false,
             help: false,
@@ -103,6 +120,8 @@ impl Options {
             match arg.as_str() {
                 "--quick" => {}
                 "--no-build" => o.build = false,
+                "--cluster" => o.cluster = true,
+                "--nats-kills" => o.nats_kills = number(1_000)? as u32,
                 "--debug" => o.debug = true,
                 "-h" | "--help" => o.help = true,
                 "--seed" => o.seed = Some(number(u64::MAX)?),
@@ -155,8 +174,17 @@ async fn run(o: &Options) -> Result<bool, String> {
     });
     println!("chaos: seed {seed}");
     println!(
-        "chaos: {} devices, {} downlink, {} uplink, {} kills over {} s",
-        o.devices, o.downlink, o.uplink, o.kills, o.secs
+        "chaos: {} devices, {} downlink, {} uplink, {} kills over {} s{}",
+        o.devices,
+        o.downlink,
+        o.uplink,
+        o.kills,
+        o.secs,
+        if o.cluster {
+            format!(", cluster: 3 gateways, {} NATS node kills", o.nats_kills)
+        } else {
+            String::new()
+        }
     );
     let root = workspace_root();
     let profile = if o.debug { "debug" } else { "release" };
@@ -167,7 +195,8 @@ async fn run(o: &Options) -> Result<bool, String> {
         }
         cargo_build(&root, &args).await?;
     }
-    let release = target_dir(&root).join(profile);
+    let target = target_dir(&root);
+    let release = target.join(profile);
     let bins = Binaries {
         pike_server: release.join("pike-server"),
         pike: release.join("pike"),
@@ -180,7 +209,7 @@ async fn run(o: &Options) -> Result<bool, String> {
         .tempdir()
         .map_err(|e| format!("temporary directory: {e}"))?;
 
-    // Backend ← webhook proxy ← gateway ← device proxy ← devices.
+    // Backend ← webhook proxy ← gateways ← device proxies ← devices.
     let backend = free_port()?;
     let hooks = Proxy::tcp_with(
         loopback(),
@@ -189,25 +218,32 @@ async fn run(o: &Options) -> Result<bool, String> {
     )
     .await
     .map_err(|e| format!("webhook proxy: {e}"))?;
-    let spec = ServerSpec {
-        webhook: Some(format!("http://{}/pike/uplink", hooks.local_addr())),
-        ..ServerSpec::plain(Kind::Pike)
+    let webhook = format!("http://{}/pike/uplink", hooks.local_addr());
+    let mut gateways = if o.cluster {
+        Gateways::cluster(&bins, &root, &target, &webhook).await?
+    } else {
+        Gateways::single(&bins, webhook).await?
     };
-    let mut server = Server::start_spec(&spec, &bins, 0).await?;
-    let devices = Proxy::tcp_with(
-        loopback(),
-        server.addr,
-        ProxyConfig::default()
-            .with_seed(seed ^ 2)
-            .with_max_connections(o.devices * 2 + 64),
-    )
-    .await
-    .map_err(|e| format!("device proxy: {e}"))?;
+    // One device proxy per gateway, all faulted together.
+    let mut devices = Vec::new();
+    for (i, addr) in gateways.client_addrs().into_iter().enumerate() {
+        let proxy = Proxy::tcp_with(
+            loopback(),
+            addr,
+            ProxyConfig::default()
+                .with_seed(seed ^ (2 + 16 * i as u64))
+                .with_max_connections(o.devices * 2 + 64),
+        )
+        .await
+        .map_err(|e| format!("device proxy: {e}"))?;
+        devices.push(proxy);
+    }
+    let device_addrs: Vec<String> = devices.iter().map(|p| p.local_addr().to_string()).collect();
 
-    let mut command = command_for(Kind::Pike, &bins, &server, "chaos");
+    let mut command = gateways.load_command(&bins);
     command
         .arg("--server")
-        .arg(devices.local_addr().to_string())
+        .arg(device_addrs.join(","))
         .args(["--connections", &o.devices.to_string()])
         .args(["--downlink", &o.downlink.to_string()])
         .args(["--uplink", &o.uplink.to_string()])
@@ -232,9 +268,21 @@ async fn run(o: &Options) -> Result<bool, String> {
 
     // Load and faults.
     let load_start = Instant::now();
-    let plan = Plan::draw(seed, o.kills, Duration::from_secs(o.secs));
+    let load_span = Duration::from_secs(o.secs);
+    let plan = if o.cluster {
+        Plan::draw_cluster(
+            seed,
+            o.kills,
+            o.nats_kills,
+            gateways::CLUSTER_GATEWAYS.into(),
+            gateways.nats_nodes(),
+            load_span,
+        )
+    } else {
+        Plan::draw(seed, o.kills, load_span)
+    };
     let mut events = plan.events.iter().peekable();
-    let (mut kills, mut faults) = (0u32, 0u32);
+    let (mut kills, mut nats_kills, mut faults) = (0u32, 0u32, 0u32);
     let load_by = load_start + Duration::from_secs(o.secs) + LOAD_GRACE;
     let mut load_done = false;
     // Since when the webhook proxy has a fault.
@@ -250,16 +298,22 @@ async fn run(o: &Options) -> Result<bool, String> {
             () = sleep_until_opt(next_event) => {
                 if let Some((_, event)) = events.next() {
                     match event {
-                        Event::Kill { down } => {
+                        Event::Kill { gateway, down } => {
                             let from = clock.elapsed();
-                            server.kill().await;
-                            tokio::time::sleep(*down).await;
-                            server.restart(&bins).await?;
+                            gateways.kill_gateway(*gateway, *down).await?;
                             records.disturbed(from, clock.elapsed());
                             kills += 1;
                         }
+                        Event::NatsKill { node, down } => {
+                            let from = clock.elapsed();
+                            gateways.kill_nats(*node, *down).await?;
+                            records.disturbed(from, clock.elapsed());
+                            nats_kills += 1;
+                        }
                         Event::Devices(action) => {
-                            devices.handle().apply(action.clone());
+                            for proxy in &devices {
+                                proxy.handle().apply(action.clone());
+                            }
                             faults += 1;
                         }
                         Event::Hooks(action) => {
@@ -268,7 +322,9 @@ async fn run(o: &Options) -> Result<bool, String> {
                             faults += 1;
                         }
                         Event::Heal => {
-                            devices.handle().heal();
+                            for proxy in &devices {
+                                proxy.handle().heal();
+                            }
                             hooks.handle().heal();
                             if let Some(from) = hooks_faulty.take() {
                                 records.disturbed(from, clock.elapsed());
@@ -283,14 +339,16 @@ async fn run(o: &Options) -> Result<bool, String> {
             }
         }
     }
-    devices.handle().heal();
+    for proxy in &devices {
+        proxy.handle().heal();
+    }
     hooks.handle().heal();
     if let Some(from) = hooks_faulty.take() {
         records.disturbed(from, clock.elapsed());
     }
     let load_secs = load_start.elapsed().as_secs_f64();
     println!(
-        "chaos: load over after {load_secs:.1} s ({kills} kills, {faults} proxy faults); healed, catching up"
+        "chaos: load over after {load_secs:.1} s ({kills} gateway kills, {nats_kills} NATS node kills, {faults} proxy faults); healed, catching up"
     );
 
     // Catch-up: until every accepted push reached its device (bounded).
@@ -311,12 +369,17 @@ async fn run(o: &Options) -> Result<bool, String> {
         }
         records.add(&line, clock.elapsed());
     }
-    server.stop().await;
+    gateways.stop().await;
 
     let verdict = records.verdict();
     println!();
     println!(
-        "chaos: seed {seed}, {} devices, {} downlink, {} uplink, {kills} kills, {faults} proxy faults, {:.0} s from the gateway's start",
+        "chaos: seed {seed}, {}{} devices, {} downlink, {} uplink, {kills} gateway kills, {nats_kills} NATS node kills, {faults} proxy faults, {:.0} s from the gateways' start",
+        if o.cluster {
+            "cluster (3 gateways, 3 NATS nodes), "
+        } else {
+            ""
+        },
         o.devices,
         o.downlink,
         o.uplink,
@@ -386,6 +449,15 @@ mod tests {
             (1_000, 100_000, 100_000, 20)
         );
         assert!(Options::parse(&args("--devices x")).is_err());
+        let o = Options::parse(&args("--quick --cluster")).unwrap();
+        assert!(o.cluster && !Options::parse(&[]).unwrap().cluster);
+        assert_eq!(o.nats_kills, 2);
+        assert_eq!(
+            Options::parse(&args("--cluster --nats-kills 9"))
+                .unwrap()
+                .nats_kills,
+            9
+        );
         assert!(Options::parse(&args("--bogus")).is_err());
     }
 }

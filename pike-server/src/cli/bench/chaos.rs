@@ -18,8 +18,11 @@
 //!   mostly 200, `--fail-permille` 503, `--slow-permille` answered 200
 //!   only after `--slow-ms` (past the gateway's webhook timeout).
 //!
-//! Devices dial plain TCP to the first `--server`; the fleet's other dial
-//! flags (`--transport`, `--sources`, `--concurrency`) are not used.
+//! Devices dial plain TCP; with several `--server` addresses (the gateways
+//! of a cluster) device `i` prefers address `i mod len` and falls back to
+//! the next ones in turn; `--more-api` spreads the pushes over more
+//! gateways' HTTP APIs. The fleet's other dial flags (`--transport`,
+//! `--sources`, `--concurrency`) are not used.
 //!
 //! Lines: `ready` once every device runs, `load_done` once every push
 //! and every send has its outcome; the process ends at EOF on stdin
@@ -52,6 +55,8 @@ use crate::token::{Claims, mint};
 const MAX_IN_FLIGHT: usize = 256;
 /// Time one push may take.
 const PUSH_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most `--more-api` URLs.
+const MAX_MORE_API: usize = 16;
 
 /// Arguments of `pike bench chaos`.
 #[derive(Debug, Args)]
@@ -85,6 +90,12 @@ pub(crate) struct ChaosArgs {
     /// Seed of the aliases pushed to and of the backend's answers.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// More gateways' HTTP APIs (comma-separated, at most 16): push `n`
+    /// goes to the `n mod (1 + len)`-th of `--api` and these. A push whose
+    /// gateway is down is not accepted and not sent again elsewhere (a
+    /// second try could store the message twice).
+    #[arg(long, value_delimiter = ',', num_args = 1..)]
+    more_api: Vec<String>,
 }
 
 /// Prints one JSON line on stdout.
@@ -96,11 +107,15 @@ fn emit(line: &serde_json::Value) {
 pub(crate) async fn run(common: &Common, args: ChaosArgs) -> Result<(), Failure> {
     let api = Api::new(common, &args.api)?;
     let secret = token_secret(common, args.fleet.token_secret.as_deref())?;
-    let server = *args
-        .fleet
-        .server
-        .first()
-        .ok_or_else(|| Failure::usage("--server is empty"))?;
+    let servers = &args.fleet.server;
+    if servers.is_empty() {
+        return Err(Failure::usage("--server is empty"));
+    }
+    if args.more_api.len() > MAX_MORE_API {
+        return Err(Failure::usage(format!(
+            "--more-api: at most {MAX_MORE_API} URLs"
+        )));
+    }
     let backend = Backend {
         rng: std::sync::Mutex::new(fastrand::Rng::with_seed(args.seed ^ 0x5eed)),
         fail_permille: args.fail_permille.min(1000),
@@ -120,8 +135,12 @@ pub(crate) async fn run(common: &Common, args: ChaosArgs) -> Result<(), Failure>
         .collect();
     let running = Arc::new(Semaphore::new(0));
     let mut devices = Vec::with_capacity(n);
-    for alias in &aliases {
-        let device = Device::start(common, &args.fleet, server, alias, &secret, &running)?;
+    for (i, alias) in aliases.iter().enumerate() {
+        // Device i prefers gateway i mod len and falls back to the others
+        // in turn when it is down.
+        let mut endpoints = servers.clone();
+        endpoints.rotate_left(i % servers.len());
+        let device = Device::start(common, &args.fleet, endpoints, alias, &secret, &running)?;
         devices.push(device);
     }
     let all = u32::try_from(n).map_err(|_| Failure::usage("too many devices"))?;
@@ -171,7 +190,7 @@ impl Device {
     fn start(
         common: &Common,
         fleet: &FleetArgs,
-        server: SocketAddr,
+        endpoints: Vec<SocketAddr>,
         alias: &str,
         secret: &str,
         running: &Arc<Semaphore>,
@@ -196,9 +215,7 @@ impl Device {
         let transport = TcpTransport::new(TcpConfig::default()).map_err(|e| failed(&e))?;
         let dialer = Dialer::new(transport, DialerConfig::default()).map_err(|e| failed(&e))?;
         let proxy = ChannelProxy::new(BoxConnector::new(TunnelConnector::new(
-            dialer,
-            vec![server],
-            hello,
+            dialer, endpoints, hello,
         )));
         let client = proxy
             .client(ClientOptions::new(&fleet.biz, alias, credential))
@@ -266,7 +283,10 @@ async fn publish(api: &Api, args: &ChaosArgs, aliases: &[String], load: Duration
         emit(&json!({"kind": "error", "message": "no HTTP client"}));
         return;
     };
-    let url = format!("{}/v1/push", api.url);
+    let urls: Vec<String> = std::iter::once(api.url.as_str())
+        .chain(args.more_api.iter().map(|u| u.trim_end_matches('/')))
+        .map(|base| format!("{base}/v1/push"))
+        .collect();
     let in_flight = Arc::new(Semaphore::new(api.connections().clamp(1, MAX_IN_FLIGHT)));
     let mut rng = fastrand::Rng::with_seed(args.seed);
     let start = Instant::now();
@@ -282,7 +302,7 @@ async fn publish(api: &Api, args: &ChaosArgs, aliases: &[String], load: Duration
         let body =
             json!({"biz": args.fleet.biz, "alias": alias, "payload": payload, "reliable": true});
         let request = http
-            .post(&url)
+            .post(&urls[n as usize % urls.len()])
             .bearer_auth(api.key())
             .header("content-type", "application/json")
             .body(body.to_string());
