@@ -77,16 +77,23 @@ pub(crate) fn is_cas_conflict(error: &(dyn std::error::Error + 'static)) -> bool
 /// timeouts, "no responders" (a leader election), a broken connection, and
 /// "stream not found" while a leader is elected (plan §14.4).
 pub(crate) fn is_transient(error: &(dyn std::error::Error + 'static)) -> bool {
-    if let Some(publish) = error.downcast_ref::<PublishError>()
-        && matches!(
-            publish.kind(),
-            PublishErrorKind::TimedOut
-                | PublishErrorKind::BrokenPipe
-                | PublishErrorKind::StreamNotFound
-                | PublishErrorKind::MaxAckPending
-        )
-    {
-        return true;
+    // A publish error anywhere in the chain: a KV put wraps it ("ack
+    // error: no stream found for given subject" while a restarted node
+    // catches up).
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = current {
+        if let Some(publish) = e.downcast_ref::<PublishError>()
+            && matches!(
+                publish.kind(),
+                PublishErrorKind::TimedOut
+                    | PublishErrorKind::BrokenPipe
+                    | PublishErrorKind::StreamNotFound
+                    | PublishErrorKind::MaxAckPending
+            )
+        {
+            return true;
+        }
+        current = e.source();
     }
     if let Some(code) = js_code(error) {
         // 10008 cluster not available, 10023 insufficient resources during
@@ -107,6 +114,7 @@ pub(crate) fn is_transient(error: &(dyn std::error::Error + 'static)) -> bool {
         "broken pipe",
         "disconnect",
         "not found",
+        "no stream found",
     ]
     .iter()
     .any(|needle| text.contains(needle))
@@ -120,5 +128,29 @@ impl Error {
         } else {
             Self::Failed(format!("{what}: {error}"))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use async_nats::jetstream::context::{PublishError, PublishErrorKind};
+    use async_nats::jetstream::kv::{PutError, PutErrorKind};
+
+    use super::*;
+
+    #[test]
+    fn a_kv_put_whose_stream_is_not_found_yet_is_transient() {
+        // What a KV put answers while a restarted node catches up.
+        let put = PutError::with_source(
+            PutErrorKind::Ack,
+            PublishError::new(PublishErrorKind::StreamNotFound),
+        );
+        assert!(is_transient(&put), "{put}");
+        assert!(matches!(
+            Error::from_nats("record uplink", &put),
+            Error::Unavailable(_)
+        ));
+        let invalid = PutError::new(PutErrorKind::InvalidKey);
+        assert!(!is_transient(&invalid), "{invalid}");
     }
 }

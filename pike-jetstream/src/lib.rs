@@ -64,6 +64,7 @@
 //! | connect + bootstrap | `connect_timeout` (10 s) | [`Cluster::connect`] |
 //! | room id | 1..=[`MAX_ID_BYTES`] bytes (the gateway allows 128) | [`RoomKey::new`] |
 //! | reliable room messages kept | `room_max_messages_per_subject` (1,024) per room, `room_max_age` (1 h) | stream `PIKE_ROOMS` |
+//! | one uplink record write or lookup | `append_timeout` (10 s) and [`MAX_RECORD_ATTEMPTS`] (32) tries, transient errors only | [`Cluster::record_uplink`], [`Cluster::uplink_record`] |
 //! | one reliable room publish | `append_timeout` (10 s) and [`MAX_APPEND_ATTEMPTS`] tries, one msg id | [`Cluster::publish_room`] |
 //! | rooms followed per node | one per room with members here (≤ the gateway's `max_rooms`) | `JetStreamEngine` |
 //! | health probe | one TTL'd (30 s) write to `dl.=.<node>` per `probe_interval` (2 s), bounded by `request_timeout` | [`Cluster::health`] |
@@ -154,4 +155,4 @@ pub use scatter::{
     Gathered, MAX_ANSWERS, MAX_QUERY_BYTES, QUERY_SUBJECT, Question, QuestionStream,
 };
 pub use tok::{MAX_TOKEN, tok, untok};
-pub use uplinks::MAX_UPLINK_KEY_BYTES;
+pub use uplinks::{MAX_RECORD_ATTEMPTS, MAX_UPLINK_KEY_BYTES};

@@ -16,6 +16,8 @@ pub(crate) struct Records {
     received: HashMap<String, Vec<(u64, String)>>,
     /// Uplink key → acked OK at the device.
     sent: HashMap<String, bool>,
+    /// Why uplinks failed at the device: error text → count.
+    failures: HashMap<String, u64>,
     /// Backend calls in arrival order.
     calls: Vec<Call>,
     /// `gap` lines (messages the client reported expired).
@@ -60,7 +62,12 @@ impl Records {
             }
             "up" => {
                 let key = format!("{}-{}", s("alias"), line["j"].as_u64().unwrap_or(0));
-                self.sent.insert(key, line["ok"].as_bool() == Some(true));
+                let ok = line["ok"].as_bool() == Some(true);
+                if !ok {
+                    let error = line["error"].as_str().unwrap_or("no outcome");
+                    *self.failures.entry(error.to_owned()).or_default() += 1;
+                }
+                self.sent.insert(key, ok);
             }
             "call" => self.calls.push(Call {
                 alias: s("alias"),
@@ -80,6 +87,18 @@ impl Records {
         self.received
             .get(alias)
             .is_some_and(|v| v.iter().any(|(_, p)| p == payload))
+    }
+
+    /// Uplink failures at the device by error, most frequent first (at
+    /// most `top` lines, Markdown list).
+    pub(crate) fn failures(&self, top: usize) -> String {
+        let mut failures: Vec<(&String, &u64)> = self.failures.iter().collect();
+        failures.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        failures
+            .iter()
+            .take(top)
+            .map(|(error, n)| format!("- {n} × {error}\n"))
+            .collect()
     }
 
     /// Accepted pushes no device has reported yet.
@@ -294,6 +313,21 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn uplink_failures_are_counted_by_error() {
+        let r = records(&[
+            json!({"kind": "up", "alias": "a", "j": 0, "ok": false, "error": "overloaded"}),
+            json!({"kind": "up", "alias": "a", "j": 1, "ok": false, "error": "backend unavailable"}),
+            json!({"kind": "up", "alias": "b", "j": 0, "ok": false, "error": "overloaded"}),
+            json!({"kind": "up", "alias": "b", "j": 1, "ok": true, "error": null}),
+        ]);
+        assert_eq!(
+            r.failures(5),
+            "- 2 × overloaded\n- 1 × backend unavailable\n"
+        );
+        assert_eq!(r.failures(1), "- 2 × overloaded\n");
+    }
 
     fn records(lines: &[Value]) -> Records {
         let mut records = Records::default();

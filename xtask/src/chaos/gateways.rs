@@ -19,10 +19,7 @@ pub(crate) const CLUSTER_GATEWAYS: u16 = 3;
 /// The system under test.
 pub(crate) enum Gateways {
     /// One gateway on its embedded store (temporary data dir).
-    Single {
-        server: Box<Server>,
-        bins: Binaries,
-    },
+    Single { server: Box<Server>, bins: Binaries },
     /// [`CLUSTER_GATEWAYS`] gateways on [`NATS_NODES`] JetStream nodes,
     /// data and logs under `target/bench/chaos-cluster/`.
     Cluster(Rig),

@@ -386,6 +386,12 @@ async fn run(o: &Options) -> Result<bool, String> {
         clock.elapsed().as_secs_f64()
     );
     print!("{}", verdict.table());
+    let failures = records.failures(8);
+    if !failures.is_empty() {
+        println!(
+            "\nuplink failures at the devices (not accepted: no guarantee broken):\n{failures}"
+        );
+    }
     Ok(verdict.passed())
 }
 
