@@ -40,6 +40,9 @@ pub(crate) struct Inner {
     config: ClusterConfig,
     lanes: Lanes,
     probe: Probe,
+    /// Connections to a NATS server made so far (the first one included):
+    /// a change shows an outage, however short.
+    connects: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// The reconnect backoff: 50 ms doubling to 500 ms, plus up to 100 ms of
@@ -87,6 +90,8 @@ impl Cluster {
             .collect::<Result<Vec<_>>>()?;
         let deadline = tokio::time::Instant::now() + config.connect_timeout;
         let node = config.node.clone();
+        let connects = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counted = Arc::clone(&connects);
         let options = ConnectOptions::new()
             .name(&config.node)
             .connection_timeout(config.connect_timeout.min(Duration::from_secs(5)))
@@ -94,6 +99,9 @@ impl Cluster {
             .subscription_capacity(config.subscription_capacity)
             .reconnect_delay_callback(reconnect_delay)
             .event_callback(move |event| {
+                if matches!(event, async_nats::Event::Connected) {
+                    counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
                 let node = node.clone();
                 async move { tracing::info!(node, %event, "nats event") }
             });
@@ -128,6 +136,7 @@ impl Cluster {
                 config,
                 lanes: Lanes::default(),
                 probe: Probe::default(),
+                connects,
             }),
         };
         cluster.spawn_probe();
@@ -162,6 +171,16 @@ impl Cluster {
     /// The configuration the node connected with.
     pub fn config(&self) -> &ClusterConfig {
         &self.inner.config
+    }
+
+    /// Connections to a NATS server this node has made (the first one,
+    /// and every reconnect after it): when it changes, core NATS messages
+    /// sent meanwhile (republished copies on `live.>`) may be lost, even
+    /// when the outage was too short for [`Cluster::health`] to show.
+    pub fn connects(&self) -> u64 {
+        self.inner
+            .connects
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The NATS client (for subscriptions the crate does not wrap yet).

@@ -12,6 +12,8 @@ use serde_json::Value;
 pub(crate) struct Records {
     /// Push payload → (alias, accepted: answered 200).
     pushes: HashMap<String, (String, bool)>,
+    /// Push payload → when its answer was read (run clock).
+    pushed_at: HashMap<String, Duration>,
     /// Per alias: (seq, payload) of every reliable message handed to the app, in order.
     received: HashMap<String, Vec<(u64, String)>>,
     /// Uplink key → acked OK at the device.
@@ -50,6 +52,7 @@ impl Records {
                 if accepted && !seen {
                     self.pending.insert(payload.clone());
                 }
+                self.pushed_at.insert(payload.clone(), at);
                 self.pushes.insert(payload, (s("alias"), accepted));
             }
             "rx" => {
@@ -87,6 +90,37 @@ impl Records {
         self.received
             .get(alias)
             .is_some_and(|v| v.iter().any(|(_, p)| p == payload))
+    }
+
+    /// Accepted pushes never delivered: `payload → alias, answered at t`
+    /// (at most `top` lines, Markdown list, by time), to find them in the
+    /// gateways' logs.
+    pub(crate) fn lost(&self, top: usize) -> String {
+        let delivered: HashSet<&str> = self
+            .received
+            .values()
+            .flatten()
+            .map(|(_, payload)| payload.as_str())
+            .collect();
+        let mut lost: Vec<(Duration, &str, &str)> = self
+            .pushes
+            .iter()
+            .filter(|(payload, (_, ok))| *ok && !delivered.contains(payload.as_str()))
+            .map(|(payload, (alias, _))| {
+                let at = self.pushed_at.get(payload).copied().unwrap_or_default();
+                (at, payload.as_str(), alias.as_str())
+            })
+            .collect();
+        lost.sort();
+        lost.iter()
+            .take(top)
+            .map(|(at, payload, alias)| {
+                format!(
+                    "- {payload} → {alias}, answered 200 at t = {:.1} s\n",
+                    at.as_secs_f64()
+                )
+            })
+            .collect()
     }
 
     /// Uplink failures at the device by error, most frequent first (at
@@ -313,6 +347,28 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn lost_pushes_are_listed_with_alias_and_time() {
+        let mut r = Records::default();
+        r.add(
+            &json!({"kind": "push", "alias": "a", "payload": "d1", "status": 200}),
+            Duration::from_millis(1_500),
+        );
+        r.add(
+            &json!({"kind": "push", "alias": "b", "payload": "d2", "status": 200}),
+            Duration::from_secs(2),
+        );
+        r.add(
+            &json!({"kind": "push", "alias": "b", "payload": "d3", "status": 503}),
+            Duration::from_secs(2),
+        );
+        r.add(
+            &json!({"kind": "rx", "alias": "b", "seq": 1, "payload": "d2"}),
+            Duration::from_secs(3),
+        );
+        assert_eq!(r.lost(10), "- d1 → a, answered 200 at t = 1.5 s\n");
+    }
 
     #[test]
     fn uplink_failures_are_counted_by_error() {

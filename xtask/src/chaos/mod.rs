@@ -300,12 +300,14 @@ async fn run(o: &Options) -> Result<bool, String> {
                     match event {
                         Event::Kill { gateway, down } => {
                             let from = clock.elapsed();
+                            println!("chaos: t = {:.1} s: SIGKILL gateway {gateway}, down {} ms", from.as_secs_f64(), down.as_millis());
                             gateways.kill_gateway(*gateway, *down).await?;
                             records.disturbed(from, clock.elapsed());
                             kills += 1;
                         }
                         Event::NatsKill { node, down } => {
                             let from = clock.elapsed();
+                            println!("chaos: t = {:.1} s: SIGKILL NATS node {node}, down {} ms", from.as_secs_f64(), down.as_millis());
                             gateways.kill_nats(*node, *down).await?;
                             records.disturbed(from, clock.elapsed());
                             nats_kills += 1;
@@ -386,6 +388,10 @@ async fn run(o: &Options) -> Result<bool, String> {
         clock.elapsed().as_secs_f64()
     );
     print!("{}", verdict.table());
+    let lost = records.lost(20);
+    if !lost.is_empty() {
+        println!("\naccepted pushes never delivered (first 20):\n{lost}");
+    }
     let failures = records.failures(8);
     if !failures.is_empty() {
         println!(
