@@ -211,10 +211,14 @@ async fn run(o: &Options) -> Result<bool, String> {
 
     // Backend ← webhook proxy ← gateways ← device proxies ← devices.
     let backend = free_port()?;
+    // As many webhook connections as uplinks in flight: one per device,
+    // from each gateway.
     let hooks = Proxy::tcp_with(
         loopback(),
         backend,
-        ProxyConfig::default().with_seed(seed ^ 1),
+        ProxyConfig::default()
+            .with_seed(seed ^ 1)
+            .with_max_connections(o.devices * 3 + 64),
     )
     .await
     .map_err(|e| format!("webhook proxy: {e}"))?;
@@ -388,6 +392,22 @@ async fn run(o: &Options) -> Result<bool, String> {
         clock.elapsed().as_secs_f64()
     );
     print!("{}", verdict.table());
+    let hook_stats = hooks.handle().stats();
+    println!(
+        "\nproxies: webhook link {} connections ({} refused over its limit, {} reset by faults, {} ended by errors); device links {} connections ({} refused)",
+        hook_stats.connections,
+        hook_stats.refused,
+        hook_stats.resets,
+        hook_stats.errors,
+        devices
+            .iter()
+            .map(|p| p.handle().stats().connections)
+            .sum::<u64>(),
+        devices
+            .iter()
+            .map(|p| p.handle().stats().refused)
+            .sum::<u64>(),
+    );
     let lost = records.lost(20);
     if !lost.is_empty() {
         println!("\naccepted pushes never delivered (first 20):\n{lost}");
