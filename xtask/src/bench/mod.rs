@@ -32,6 +32,7 @@ pub(crate) mod procfs;
 pub(crate) mod report;
 pub(crate) mod s1;
 mod s8;
+mod search;
 pub(crate) mod servers;
 mod sweep;
 mod sweep_report;
@@ -523,6 +524,7 @@ async fn run(options: &Options) -> Result<(), String> {
                 "title": sweep.title,
                 "connections": sweep.connections,
                 "rates": sweep.rates,
+                "search_ceiling": sweep.search_ceiling,
                 "warmup": sweep.warmup,
                 "step": sweep.step,
                 "drain": sweep.drain,
@@ -603,7 +605,7 @@ fn sweep_section(
         } else {
             String::new()
         },
-        sweep_report::summary_table(steps, labels),
+        sweep_report::summary_table(sweep, steps, labels),
         sweep_report::rates_table(sweep, steps, labels),
     )
 }

@@ -19,6 +19,8 @@ pub(crate) const SWEEPS: [&str; 7] = ["s2", "s3", "s3-acked", "s4", "s5", "s6", 
 const FULL_MEMBERS: usize = 9_000;
 /// Connections of every quick workload.
 const QUICK_CONNECTIONS: usize = 1_000;
+/// The rate search's ceiling: this many times a sweep's highest fixed rate.
+const SEARCH_CEILING_FACTOR: u64 = 10;
 
 /// The sweep of workload `id` (`s2` … `s7`).
 pub(crate) fn sweep(id: &str, quick: bool) -> Option<Sweep> {
@@ -39,6 +41,10 @@ pub(crate) fn sweep(id: &str, quick: bool) -> Option<Sweep> {
         workload,
         args: Vec::new(),
         connections: n,
+        // Full mode searches each contender's highest sustained rate, up
+        // to 10× the highest fixed one; quick mode keeps to its grid.
+        search_ceiling: (!quick)
+            .then(|| rates.last().copied().unwrap_or(1) * SEARCH_CEILING_FACTOR),
         rates,
         warmup,
         step,
@@ -264,6 +270,8 @@ mod tests {
             }
         }
         assert!(sweep("s1", true).is_none());
+        assert_eq!(sweep("s3", true).unwrap().search_ceiling, None);
+        assert_eq!(sweep("s3", false).unwrap().search_ceiling, Some(1_000_000));
         assert_eq!(sweep("s2", false).unwrap().connections, 9_000);
     }
 

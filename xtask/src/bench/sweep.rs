@@ -18,6 +18,7 @@ use tokio::time::Instant;
 
 use super::load::{self, Load};
 use super::procfs;
+use super::search::RateSearch;
 use super::servers::{Binaries, Kind, Server, ServerSpec};
 
 /// One sweep workload.
@@ -41,6 +42,9 @@ pub(crate) struct Sweep {
     /// What one unit of rate delivers (members for fan-out, the group
     /// size for S4, 1 otherwise); for tables and charts.
     pub(crate) fanout: u64,
+    /// After the fixed rates, search each contender's highest sustained
+    /// rate up to this one ([`RateSearch`]); `None`: no search (quick).
+    pub(crate) search_ceiling: Option<u64>,
 }
 
 /// One column of the report: a server, possibly with a variant of the
@@ -77,6 +81,8 @@ pub(crate) struct Step {
     pub(crate) server_hwm_kib: u64,
     /// Seconds of drain after the window.
     pub(crate) drain_secs: u64,
+    /// A probe of the rate search, not one of the sweep's fixed rates.
+    pub(crate) probe: bool,
 }
 
 impl Step {
@@ -114,6 +120,7 @@ impl Step {
             server_rss_kib: value["server_rss_kib"].as_u64().unwrap_or(0),
             server_hwm_kib: value["server_hwm_kib"].as_u64().unwrap_or(0),
             drain_secs,
+            probe: value["probe"].as_bool().unwrap_or(false),
         })
     }
 
@@ -163,6 +170,7 @@ impl Step {
             "server_cpu_per_million": self.cpu_per_million(),
             "server_rss_kib": self.server_rss_kib,
             "server_hwm_kib": self.server_hwm_kib,
+            "probe": self.probe,
         })
     }
 }
@@ -176,7 +184,8 @@ pub(crate) struct Connected {
 }
 
 /// Runs `sweep` against `contender` once (round `round`): a fresh server,
-/// one generator, every rate.
+/// one generator for every fixed rate, then (full mode) one generator per
+/// probe of the rate search on the same server.
 pub(crate) async fn measure(
     sweep: &Sweep,
     contender: &Contender,
@@ -201,77 +210,156 @@ pub(crate) async fn measure(
         None
     };
     let server = Server::start_spec(&spec, bins, 0).await?;
-    let pid = server.pid;
-    let mut command = load::command_for(contender.kind, bins, &server, sweep.workload);
-    let rates: Vec<String> = sweep.rates.iter().map(u64::to_string).collect();
-    command
-        .arg("--server")
-        .arg(server.addr.to_string())
-        .args(["--source-net", "127.0.20", "--sources", "32"])
-        .arg(if sweep.workload == "fanout" {
-            "--members"
-        } else {
-            "--devices"
-        })
-        .arg(sweep.connections.to_string())
-        .arg("--rates")
-        .arg(rates.join(","))
-        .arg("--warmup")
-        .arg(sweep.warmup.to_string())
-        .arg("--step")
-        .arg(sweep.step.to_string())
-        .arg("--drain")
-        .arg(sweep.drain.to_string())
-        .args(&sweep.args)
-        .args(&contender.args);
-    if let Some(sink) = sink {
-        command.arg("--sink").arg(sink.to_string());
-    }
-    let mut gen_ = Load::spawn(command, dir.path())?;
-    let connected = gen_.expect("connected", Duration::from_secs(180)).await?;
-    let connected = Connected {
-        label: contender.label.clone(),
+    let run = Run {
+        sweep,
+        contender,
+        bins,
+        server: &server,
+        sink,
         round,
-        line: connected,
+        clk_tck,
+        dir: dir.path(),
     };
-    let per_step = Duration::from_secs(sweep.warmup + sweep.step + sweep.drain + 60);
-    let mut steps = Vec::new();
-    let mut ticks_at_begin = None;
-    while steps.len() < sweep.rates.len() {
-        let Some(line) = gen_.next(per_step).await? else {
-            return Err(gen_.ended("step").await);
-        };
-        match line["kind"].as_str() {
-            Some("step_begin") => {
-                ticks_at_begin = procfs::cpu_ticks(pid).ok();
-            }
-            Some("step") => {
-                let ticks = procfs::cpu_ticks(pid).ok();
-                let cpu = match (ticks_at_begin.take(), ticks) {
-                    (Some(a), Some(b)) => b.saturating_sub(a) as f64 / clk_tck.max(1) as f64,
-                    _ => f64::NAN,
-                };
-                let rate = line["rate"].as_u64().unwrap_or(0);
-                let step = Step {
-                    label: contender.label.clone(),
-                    round,
-                    rate,
-                    line,
-                    server_cpu_secs: cpu,
-                    server_rss_kib: procfs::rss_kib(pid).unwrap_or(0),
-                    server_hwm_kib: procfs::hwm_kib(pid).unwrap_or(0),
-                    drain_secs: sweep.drain,
-                };
-                eprintln!("xtask bench:   {}", summary(&step));
-                steps.push(step);
-            }
-            _ => {}
+    let outcome = run.generator(&sweep.rates, false).await;
+    let outcome = match (outcome, sweep.search_ceiling) {
+        (Ok((connected, mut steps)), Some(ceiling)) => {
+            run.search(ceiling, &mut steps).await;
+            Ok((connected, steps))
         }
-    }
-    let _ = gen_.expect("report", Duration::from_secs(30)).await;
-    gen_.finish().await;
+        (outcome, _) => outcome,
+    };
     server.stop().await;
-    Ok((connected, steps))
+    outcome
+}
+
+/// One contender's server in one round, and how to load it.
+struct Run<'a> {
+    sweep: &'a Sweep,
+    contender: &'a Contender,
+    bins: &'a Binaries,
+    server: &'a Server,
+    sink: Option<std::net::SocketAddr>,
+    round: usize,
+    clk_tck: u64,
+    dir: &'a std::path::Path,
+}
+
+impl Run<'_> {
+    /// One generator process over `rates`: its connect line and a step
+    /// per rate.
+    async fn generator(
+        &self,
+        rates: &[u64],
+        probe: bool,
+    ) -> Result<(Connected, Vec<Step>), String> {
+        let (sweep, contender) = (self.sweep, self.contender);
+        let pid = self.server.pid;
+        let mut command = load::command_for(contender.kind, self.bins, self.server, sweep.workload);
+        let rates_arg: Vec<String> = rates.iter().map(u64::to_string).collect();
+        command
+            .arg("--server")
+            .arg(self.server.addr.to_string())
+            .args(["--source-net", "127.0.20", "--sources", "32"])
+            .arg(if sweep.workload == "fanout" {
+                "--members"
+            } else {
+                "--devices"
+            })
+            .arg(sweep.connections.to_string())
+            .arg("--rates")
+            .arg(rates_arg.join(","))
+            .arg("--warmup")
+            .arg(sweep.warmup.to_string())
+            .arg("--step")
+            .arg(sweep.step.to_string())
+            .arg("--drain")
+            .arg(sweep.drain.to_string())
+            .args(&sweep.args)
+            .args(&contender.args);
+        if let Some(sink) = self.sink {
+            command.arg("--sink").arg(sink.to_string());
+        }
+        let mut gen_ = Load::spawn(command, self.dir)?;
+        let connected = gen_.expect("connected", Duration::from_secs(180)).await?;
+        let connected = Connected {
+            label: contender.label.clone(),
+            round: self.round,
+            line: connected,
+        };
+        let per_step = Duration::from_secs(sweep.warmup + sweep.step + sweep.drain + 60);
+        let mut steps = Vec::new();
+        let mut ticks_at_begin = None;
+        while steps.len() < rates.len() {
+            let Some(line) = gen_.next(per_step).await? else {
+                return Err(gen_.ended("step").await);
+            };
+            match line["kind"].as_str() {
+                Some("step_begin") => {
+                    ticks_at_begin = procfs::cpu_ticks(pid).ok();
+                }
+                Some("step") => {
+                    let ticks = procfs::cpu_ticks(pid).ok();
+                    let cpu = match (ticks_at_begin.take(), ticks) {
+                        (Some(a), Some(b)) => {
+                            b.saturating_sub(a) as f64 / self.clk_tck.max(1) as f64
+                        }
+                        _ => f64::NAN,
+                    };
+                    let rate = line["rate"].as_u64().unwrap_or(0);
+                    let step = Step {
+                        label: contender.label.clone(),
+                        round: self.round,
+                        rate,
+                        line,
+                        server_cpu_secs: cpu,
+                        server_rss_kib: procfs::rss_kib(pid).unwrap_or(0),
+                        server_hwm_kib: procfs::hwm_kib(pid).unwrap_or(0),
+                        drain_secs: sweep.drain,
+                        probe,
+                    };
+                    eprintln!("xtask bench:   {}", summary(&step));
+                    steps.push(step);
+                }
+                _ => {}
+            }
+        }
+        let _ = gen_.expect("report", Duration::from_secs(30)).await;
+        gen_.finish().await;
+        Ok((connected, steps))
+    }
+
+    /// The rate search after the fixed rates in `steps`: each probe a
+    /// generator of its own, its step appended to `steps`. A probe that
+    /// fails to run ends the search (reported, not fatal).
+    async fn search(&self, ceiling: u64, steps: &mut Vec<Step>) {
+        let measured: Vec<(u64, bool)> = steps.iter().map(|s| (s.rate, s.sustained())).collect();
+        let mut search = RateSearch::new(ceiling, &measured);
+        while let Some(rate) = search.next() {
+            match self.generator(&[rate], true).await {
+                Ok((_, probed)) => {
+                    for step in probed {
+                        search.record(step.rate, step.sustained());
+                        steps.push(step);
+                    }
+                }
+                Err(e) => {
+                    eprintln!(
+                        "xtask bench:   {} search probe at {rate}/s failed: {e}",
+                        self.contender.label
+                    );
+                    break;
+                }
+            }
+        }
+        eprintln!(
+            "xtask bench:   {} search: {} probes, highest sustained {}",
+            self.contender.label,
+            search.probes(),
+            search
+                .sustained()
+                .map_or_else(|| "none".to_owned(), |r| format!("{r}/s"))
+        );
+    }
 }
 
 /// One progress line for a step.

@@ -66,13 +66,28 @@ fn per_round_max(steps: &[Step], label: &str, value: fn(&Step) -> f64) -> Vec<f6
         .collect()
 }
 
-/// The values of `value` at `rate` for `label`, one per round.
+/// The values of `value` at the fixed rate `rate` for `label`, one per
+/// round (search probes left out).
 pub(crate) fn at_rate(steps: &[Step], label: &str, rate: u64, value: fn(&Step) -> f64) -> Vec<f64> {
     steps
         .iter()
-        .filter(|s| s.label == label && s.rate == rate)
+        .filter(|s| s.label == label && s.rate == rate && !s.probe)
         .map(value)
         .collect()
+}
+
+/// The highest fixed rate at which every contender sustained in every
+/// round: where their p99s compare at the same load.
+pub(crate) fn common_rate(sweep: &Sweep, steps: &[Step], labels: &[String]) -> Option<u64> {
+    sweep.rates.iter().copied().rev().find(|&rate| {
+        labels.iter().all(|label| {
+            let at: Vec<&Step> = steps
+                .iter()
+                .filter(|s| &s.label == label && s.rate == rate && !s.probe)
+                .collect();
+            !at.is_empty() && at.iter().all(|s| s.sustained())
+        })
+    })
 }
 
 /// One row: a label, a cell per contender, then first/other ratios.
@@ -109,15 +124,35 @@ fn header(first: &str, labels: &[String]) -> Vec<String> {
 }
 
 /// The summary table of a sweep.
-pub(crate) fn summary_table(steps: &[Step], labels: &[String]) -> String {
+pub(crate) fn summary_table(sweep: &Sweep, steps: &[Step], labels: &[String]) -> String {
     let mut rows = vec![header("metric", labels)];
+    let searched = steps.iter().any(|s| s.probe);
     rows.push(row(
-        "max sustained deliveries/s (≥ 99.9 % delivered, p99 ≤ 250 ms) — higher is better".into(),
+        format!(
+            "max sustained deliveries/s (≥ 99.9 % delivered, p99 ≤ 250 ms{}) — higher is better",
+            if searched {
+                "; searched to within 10 %"
+            } else {
+                "; at the fixed rates"
+            }
+        ),
         labels,
         &|l| max_sustained(steps, l),
         0,
         true,
     ));
+    if let Some(rate) = common_rate(sweep, steps, labels) {
+        rows.push(row(
+            format!(
+                "p99 ms at {rate}/s (offered {}/s; the highest fixed rate all sustained) — lower is better",
+                rate * sweep.fanout
+            ),
+            labels,
+            &|l| at_rate(steps, l, rate, Step::p99_ms),
+            1,
+            true,
+        ));
+    }
     rows.push(row(
         "most deliveries/s at any rate — higher is better".into(),
         labels,
@@ -190,7 +225,53 @@ mod tests {
             server_rss_kib: 10_240,
             server_hwm_kib: 20_480,
             drain_secs: 1,
+            probe: false,
         }
+    }
+
+    fn sweep_of(rates: Vec<u64>) -> Sweep {
+        Sweep {
+            id: "S2",
+            title: "t",
+            workload: "fanout",
+            args: vec![],
+            connections: 10,
+            rates,
+            warmup: 1,
+            step: 1,
+            drain: 1,
+            fanout: 10,
+            search_ceiling: None,
+        }
+    }
+
+    #[test]
+    fn probes_raise_the_max_but_stay_out_of_the_fixed_rates() {
+        let mut probe = step("pike", 1, 100, 1_800.0, 100.0, 40.0);
+        probe.probe = true;
+        probe.rate = 180;
+        let mut same_rate_probe = step("pike", 1, 10, 1.0, 50.0, 900.0);
+        same_rate_probe.probe = true;
+        let steps = vec![
+            step("pike", 1, 10, 100.0, 100.0, 5.0),
+            step("pike", 1, 100, 1000.0, 100.0, 50.0),
+            probe,
+            same_rate_probe,
+            step("nats", 1, 10, 100.0, 100.0, 10.0),
+            step("nats", 1, 100, 900.0, 99.0, 50.0),
+        ];
+        assert_eq!(max_sustained(&steps, "pike"), vec![1800.0]);
+        assert_eq!(at_rate(&steps, "pike", 10, |s| s.p99_ms()), vec![5.0]);
+        let sweep = sweep_of(vec![10, 100]);
+        let labels = vec!["pike".to_owned(), "nats".to_owned()];
+        assert_eq!(common_rate(&sweep, &steps, &labels), Some(10));
+        let table = summary_table(&sweep, &steps, &labels);
+        assert!(table.contains("searched to within 10 %"), "{table}");
+        let p99 = table
+            .lines()
+            .find(|l| l.contains("p99 ms at 10/s"))
+            .unwrap();
+        assert!(p99.contains("0.50×"), "{table}");
     }
 
     #[test]
@@ -213,7 +294,7 @@ mod tests {
         assert_eq!(max_sustained(&steps, "pike"), vec![1000.0, 100.0]);
         assert_eq!(max_sustained(&steps, "nats"), vec![0.0]);
         let labels = vec!["pike".to_owned(), "nats".to_owned()];
-        let table = summary_table(&steps, &labels);
+        let table = summary_table(&sweep_of(vec![10, 100, 1000]), &steps, &labels);
         assert!(table.contains("550 (100–1000)"), "{table}");
         // nats sustained nothing: no ratio against 0.
         assert!(
@@ -241,18 +322,7 @@ mod tests {
             step("pike", 1, 10, 200.0, 100.0, 5.0),
             step("nats", 1, 10, 100.0, 100.0, 10.0),
         ];
-        let sweep = Sweep {
-            id: "S2",
-            title: "t",
-            workload: "fanout",
-            args: vec![],
-            connections: 10,
-            rates: vec![10],
-            warmup: 1,
-            step: 1,
-            drain: 1,
-            fanout: 10,
-        };
+        let sweep = sweep_of(vec![10]);
         let labels = vec!["pike".to_owned(), "nats".to_owned()];
         let table = rates_table(&sweep, &steps, &labels);
         let delivered = table.lines().find(|l| l.contains("· delivered/s")).unwrap();
