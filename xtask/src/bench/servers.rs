@@ -98,6 +98,8 @@ pub(crate) struct PikeRetention {
     pub(crate) room_reliable_retention_secs: u64,
     /// `[store] uplink_retention_secs`.
     pub(crate) uplink_retention_secs: u64,
+    /// `[store] cache_mib`.
+    pub(crate) cache_mib: u64,
 }
 
 impl ServerSpec {
@@ -353,8 +355,8 @@ pub(crate) fn pike_config(
         |r| {
             (
                 format!(
-                    "\n[store]\nmax_messages_per_stream = {}\nuplink_retention_secs = {}\n",
-                    r.max_messages_per_stream, r.uplink_retention_secs
+                    "\n[store]\nmax_messages_per_stream = {}\nuplink_retention_secs = {}\ncache_mib = {}\n",
+                    r.max_messages_per_stream, r.uplink_retention_secs, r.cache_mib
                 ),
                 format!(
                     "reliable_retention_secs = {}\n",
@@ -534,6 +536,7 @@ mod tests {
             max_messages_per_stream: 20,
             room_reliable_retention_secs: 60,
             uplink_retention_secs: 120,
+            cache_mib: 8,
         };
         let p = pike_config(
             Path::new("/tmp/x/data"),
@@ -546,6 +549,7 @@ mod tests {
         assert_eq!(value.get("max_messages_per_stream"), Some("20"));
         assert_eq!(value.get("reliable_retention_secs"), Some("60"));
         assert_eq!(value.get("uplink_retention_secs"), Some("120"));
+        assert_eq!(value.get("cache_mib"), Some("8"));
         assert!(p.contains("\n[store]\nmax_messages_per_stream = 20\n"));
         assert_eq!(value.get("tls"), Some("\"\""));
         assert_eq!(

@@ -4,7 +4,7 @@
 //! from the devices' and the backend's own records ([`check`]).
 //!
 //! Pieces, all on loopback: the release `pike-server` (bench's
-//! [`Server`]: temporary data dir, embedded store, business `bench`) whose
+//! [`Server`](crate::bench::servers::Server): temporary data dir, embedded store, business `bench`) whose
 //! uplink webhook points through one [`Proxy`] at the backend; one
 //! `pike bench chaos` process (bench's [`Load`]) holding the devices (real
 //! clients dialling through a second [`Proxy`]), the publisher and the
@@ -12,7 +12,7 @@
 //! ([`faults`]) drawn from the seed.
 //!
 //! With `--cluster` the gateways are three pike-server nodes on three
-//! NATS JetStream nodes (bench's [`Rig`]), each behind its own device
+//! NATS JetStream nodes (bench's [`Rig`](crate::bench::cluster_rig::Rig)), each behind its own device
 //! proxy; every device lists all three (its own first), the publisher
 //! spreads the pushes over the three HTTP APIs, and the plan kills
 //! gateways and NATS nodes.
