@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::process::Command;
 
-use crate::bench::cluster_rig::{self, NATS_NODES, Rig};
+use crate::bench::cluster_rig::{self, NATS_NODES, Proc, Rig};
 use crate::bench::cluster_run;
 use crate::bench::load::command_for;
 use crate::bench::servers::{self, Binaries, Kind, Server, ServerSpec};
@@ -103,16 +103,7 @@ impl Gateways {
                 tokio::time::sleep(down).await;
                 server.restart(bins).await
             }
-            Self::Cluster(rig) => {
-                let count = rig.gateways.len();
-                let gateway = rig
-                    .gateways
-                    .get_mut(g)
-                    .ok_or_else(|| format!("no gateway {g} of {count}"))?;
-                gateway.kill().await;
-                tokio::time::sleep(down).await;
-                gateway.restart().await
-            }
+            Self::Cluster(rig) => bounce(&mut rig.gateways, g, down, "gateway").await,
         }
     }
 
@@ -122,14 +113,7 @@ impl Gateways {
         let Self::Cluster(rig) = self else {
             return Err("no NATS node to kill: a single gateway".into());
         };
-        let count = rig.nats.len();
-        let node = rig
-            .nats
-            .get_mut(n)
-            .ok_or_else(|| format!("no NATS node {n} of {count}"))?;
-        node.kill().await;
-        tokio::time::sleep(down).await;
-        node.restart().await
+        bounce(&mut rig.nats, n, down, "NATS node").await
     }
 
     /// Kills everything.
@@ -139,4 +123,16 @@ impl Gateways {
             Self::Cluster(rig) => rig.stop().await,
         }
     }
+}
+
+/// SIGKILLs process `i` of `procs`, waits `down`, starts it again and waits
+/// until it is healthy.
+async fn bounce(procs: &mut [Proc], i: usize, down: Duration, what: &str) -> Result<(), String> {
+    let count = procs.len();
+    let proc = procs
+        .get_mut(i)
+        .ok_or_else(|| format!("no {what} {i} of {count}"))?;
+    proc.kill().await;
+    tokio::time::sleep(down).await;
+    proc.restart().await
 }
