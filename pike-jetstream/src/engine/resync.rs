@@ -15,9 +15,9 @@
 //!   too briefly for the health to show it;
 //! - JetStream elected a new leader of `PIKE_DOWNLINK` (the advisory
 //!   `$JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED.PIKE_DOWNLINK`): the old
-//!   leader may have acknowledged messages it never republished. A chaos
-//!   run with NATS node kills lost one acknowledged push this way (stored,
-//!   never delivered to its online device) before this trigger.
+//!   leader may have acknowledged messages it never republished (the
+//!   likeliest cause of one acknowledged push a chaos run with NATS node
+//!   kills never delivered before this trigger; not shown directly).
 //!
 //! A catch-up whose reads failed for some streams runs again at the next
 //! check, at most [`MAX_RETRIES`] times in a row.
