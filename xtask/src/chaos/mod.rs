@@ -303,17 +303,13 @@ async fn run(o: &Options) -> Result<bool, String> {
                 if let Some((_, event)) = events.next() {
                     match event {
                         Event::Kill { gateway, down } => {
-                            let from = clock.elapsed();
-                            println!("chaos: t = {:.1} s: SIGKILL gateway {gateway}, down {} ms", from.as_secs_f64(), down.as_millis());
-                            gateways.kill_gateway(*gateway, *down).await?;
-                            records.disturbed(from, clock.elapsed());
+                            let kill = gateways.kill_gateway(*gateway, *down);
+                            disturb(clock, &mut records, &format!("gateway {gateway}"), *down, kill).await?;
                             kills += 1;
                         }
                         Event::NatsKill { node, down } => {
-                            let from = clock.elapsed();
-                            println!("chaos: t = {:.1} s: SIGKILL NATS node {node}, down {} ms", from.as_secs_f64(), down.as_millis());
-                            gateways.kill_nats(*node, *down).await?;
-                            records.disturbed(from, clock.elapsed());
+                            let kill = gateways.kill_nats(*node, *down);
+                            disturb(clock, &mut records, &format!("NATS node {node}"), *down, kill).await?;
                             nats_kills += 1;
                         }
                         Event::Devices(action) => {
@@ -419,6 +415,26 @@ async fn run(o: &Options) -> Result<bool, String> {
         );
     }
     Ok(verdict.passed())
+}
+
+/// Runs `kill` (a SIGKILL of `what`, down `down`, and its restart),
+/// printing it with its time, and notes the span as a disturbance.
+async fn disturb(
+    clock: Instant,
+    records: &mut Records,
+    what: &str,
+    down: Duration,
+    kill: impl Future<Output = Result<(), String>>,
+) -> Result<(), String> {
+    let from = clock.elapsed();
+    println!(
+        "chaos: t = {:.1} s: SIGKILL {what}, down {} ms",
+        from.as_secs_f64(),
+        down.as_millis()
+    );
+    kill.await?;
+    records.disturbed(from, clock.elapsed());
+    Ok(())
 }
 
 /// Forwards the process's JSON lines until it ends.
