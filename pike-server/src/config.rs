@@ -313,10 +313,36 @@ pub struct Biz {
     /// Time a webhook may take, milliseconds (default 5000).
     #[serde(default = "default_webhook_timeout_ms")]
     pub webhook_timeout_ms: u64,
+    /// Most uplink messages in one webhook request (default 1: one message
+    /// per request, the single-message contract). Above 1 the backend must
+    /// speak the batch contract (`docs/webhooks.md`, "Batches"): the
+    /// gateway sends whatever is queued for a backend instance, up to this
+    /// many, in one JSON request and reads a result per message. At most
+    /// [`MAX_UPLINK_BATCH`].
+    #[serde(default = "default_uplink_batch_max")]
+    pub uplink_batch_max: usize,
+    /// With batches: most batch requests in flight to one backend instance
+    /// at once (default 4, 1 to [`MAX_UPLINK_BATCH_CONCURRENCY`]). Messages
+    /// that arrive while they are all in flight wait for the next request.
+    #[serde(default = "default_uplink_batch_concurrency")]
+    pub uplink_batch_concurrency: usize,
 }
+
+/// Largest `uplink_batch_max`.
+pub const MAX_UPLINK_BATCH: usize = 1_000;
+/// Largest `uplink_batch_concurrency`.
+pub const MAX_UPLINK_BATCH_CONCURRENCY: usize = 64;
 
 fn default_webhook_timeout_ms() -> u64 {
     5_000
+}
+
+fn default_uplink_batch_max() -> usize {
+    1
+}
+
+fn default_uplink_batch_concurrency() -> usize {
+    4
 }
 
 /// Live rooms (`docs/rooms.md`): defaults for every room and rules for
@@ -719,6 +745,18 @@ impl Config {
                         app.id, biz.id
                     ));
                 }
+                if !(1..=MAX_UPLINK_BATCH).contains(&biz.uplink_batch_max) {
+                    return invalid(format!(
+                        "app {:?} biz {:?}: uplink_batch_max {} is not within 1..={MAX_UPLINK_BATCH}",
+                        app.id, biz.id, biz.uplink_batch_max
+                    ));
+                }
+                if !(1..=MAX_UPLINK_BATCH_CONCURRENCY).contains(&biz.uplink_batch_concurrency) {
+                    return invalid(format!(
+                        "app {:?} biz {:?}: uplink_batch_concurrency {} is not within 1..={MAX_UPLINK_BATCH_CONCURRENCY}",
+                        app.id, biz.id, biz.uplink_batch_concurrency
+                    ));
+                }
                 for url in biz.uplink_webhooks.iter().chain(&biz.auth_webhook) {
                     if !(url.starts_with("http://") || url.starts_with("https://")) {
                         return invalid(format!(
@@ -1019,6 +1057,32 @@ publisher_rate = 3
         )
         .unwrap_err();
         assert!(err.to_string().contains("not an http(s) URL"), "{err}");
+        let biz = |line: &str| {
+            format!(
+                "[[apps]]\nid = \"a\"\napi_key = \"0123456789abcdef\"\ntoken_secret = \"0123456789abcdef\"\n[[apps.biz]]\nid = \"chat\"\nuplink_webhooks = [\"http://b\"]\n{line}\n"
+            )
+        };
+        let batched = parse(&biz("uplink_batch_max = 256\nuplink_batch_concurrency = 2")).unwrap();
+        assert_eq!(batched.apps[0].biz[0].uplink_batch_max, 256);
+        assert_eq!(batched.apps[0].biz[0].uplink_batch_concurrency, 2);
+        let single = parse(&biz("")).unwrap();
+        assert_eq!(
+            (
+                single.apps[0].biz[0].uplink_batch_max,
+                single.apps[0].biz[0].uplink_batch_concurrency
+            ),
+            (1, 4),
+            "one message per request unless asked"
+        );
+        for (line, field) in [
+            ("uplink_batch_max = 0", "uplink_batch_max"),
+            ("uplink_batch_max = 1001", "uplink_batch_max"),
+            ("uplink_batch_concurrency = 0", "uplink_batch_concurrency"),
+            ("uplink_batch_concurrency = 65", "uplink_batch_concurrency"),
+        ] {
+            let err = parse(&biz(line)).unwrap_err();
+            assert!(err.to_string().contains(field), "{line}: {err}");
+        }
         let err = parse("[tls]\ncert = \"c.pem\"\n").unwrap_err();
         assert!(err.to_string().contains("go together"), "{err}");
     }

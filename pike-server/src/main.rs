@@ -15,6 +15,14 @@ use pike_server::config::Config;
 use pike_server::data_dir::DEV_APP_FILE;
 use pike_server::{Started, run};
 
+/// jemalloc, not the system allocator: under the soak's mixed load
+/// (small allocations freed on other threads) the gateway holds about 11 %
+/// less memory at minute 12 (99.8 against 112.2 MiB) and uses less CPU
+/// (docs/reliability.md, "Soak").
+#[cfg(all(feature = "jemalloc", unix, not(target_env = "musl")))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// The Pike gateway.
 #[derive(Debug, Parser)]
 #[command(

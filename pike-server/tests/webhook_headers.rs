@@ -67,6 +67,8 @@ fn uplink(urls: Vec<String>) -> WebhookUplink {
                 uplink_webhooks: urls,
                 auth_webhook: None,
                 webhook_timeout_ms: 5_000,
+                uplink_batch_max: 1,
+                uplink_batch_concurrency: 4,
             }],
             require_device_claim: false,
         }],

@@ -21,5 +21,6 @@ mod store_corruption;
 mod tags;
 mod tokens;
 mod trace;
+mod uplink_batches;
 mod uplink_failover;
 mod webhook_faults;

@@ -57,8 +57,8 @@ pinned to CPU 0 with one worker, the load generators pinned to CPU 1.
 Prints a table per workload with the ratio pike/peer from the same run and
 writes JSON, the tables (report.md) and SVG charts to target/bench/<mode>/.
 
-  S1 idle connections        S5 uplink to a webhook backend (pike window
-  S2 room fan-out sweep         1 and default) / a sink subscriber
+  S1 idle connections        S5 uplink to a webhook backend (pike: batches
+  S2 room fan-out sweep         and one per request) / a sink subscriber
   S3 unicast sweep           S6 S2 under 1 %/s reconnect churn
   S3 acked: pike reliable vs MQTT QoS 1
   S4 group push sweep        S7 S2 with 1 % of members not reading

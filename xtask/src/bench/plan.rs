@@ -142,8 +142,9 @@ pub(crate) fn sweep(id: &str, quick: bool) -> Option<Sweep> {
     })
 }
 
-/// Who runs workload `id`: every server; S5 runs pike twice, with the send
-/// window 1 (the naive scheme) and with the default window.
+/// Who runs workload `id`: every server; S5 runs pike twice, with a
+/// backend that takes batches and with one that takes one message per
+/// request.
 pub(crate) fn contenders(id: &str, kinds: &[Kind]) -> Vec<Contender> {
     let mut list = Vec::new();
     if id == "s3-acked" {
@@ -159,6 +160,7 @@ pub(crate) fn contenders(id: &str, kinds: &[Kind]) -> Vec<Contender> {
                         "--batch".into(),
                         PIKE_BATCH.into(),
                     ],
+                    uplink_batch_max: 1,
                 }),
                 Kind::Mosquitto => list.push(Contender {
                     label: "mosquitto QoS 1".into(),
@@ -169,6 +171,7 @@ pub(crate) fn contenders(id: &str, kinds: &[Kind]) -> Vec<Contender> {
                         "--concurrency".into(),
                         super::s1::peer_concurrency(kind, 256).to_string(),
                     ],
+                    uplink_batch_max: 1,
                 }),
                 Kind::Nats => {}
             }
@@ -177,11 +180,15 @@ pub(crate) fn contenders(id: &str, kinds: &[Kind]) -> Vec<Contender> {
     }
     for &kind in kinds {
         if id == "s5" && kind == Kind::Pike {
-            list.push(Contender::plain(kind));
+            // The backend takes batches (`uplink_batch_max`), and, for
+            // comparison, one message per request (the single contract).
             list.push(Contender {
-                label: "pike window 1".into(),
-                kind,
-                args: vec!["--window".into(), "1".into()],
+                uplink_batch_max: PIKE_UPLINK_BATCH,
+                ..Contender::plain(kind)
+            });
+            list.push(Contender {
+                label: "pike single-message webhook".into(),
+                ..Contender::plain(kind)
             });
         } else if kind == Kind::Pike && matches!(id, "s2" | "s3" | "s4" | "s6" | "s7") {
             // pike's publisher is a backend calling the HTTP API: one
@@ -198,6 +205,7 @@ pub(crate) fn contenders(id: &str, kinds: &[Kind]) -> Vec<Contender> {
                 label: kind.name().to_owned(),
                 kind,
                 args,
+                uplink_batch_max: 1,
             });
         } else if kind == Kind::Mosquitto {
             list.push(Contender {
@@ -207,6 +215,7 @@ pub(crate) fn contenders(id: &str, kinds: &[Kind]) -> Vec<Contender> {
                     "--concurrency".into(),
                     super::s1::peer_concurrency(kind, 256).to_string(),
                 ],
+                uplink_batch_max: 1,
             });
         } else {
             list.push(Contender::plain(kind));
@@ -214,6 +223,10 @@ pub(crate) fn contenders(id: &str, kinds: &[Kind]) -> Vec<Contender> {
     }
     list
 }
+
+/// `uplink_batch_max` of pike's business in S5: most uplink messages per
+/// webhook request.
+const PIKE_UPLINK_BATCH: usize = 256;
 
 /// Most pushes per `POST /v1/push/batch` of pike's unicast and group
 /// publishers.
@@ -296,7 +309,10 @@ mod tests {
             .into_iter()
             .map(|c| c.label)
             .collect();
-        assert_eq!(labels, ["pike", "pike window 1", "mosquitto", "nats"]);
+        assert_eq!(
+            labels,
+            ["pike", "pike single-message webhook", "mosquitto", "nats"]
+        );
         assert_eq!(contenders("s2", &[Kind::Nats]).len(), 1);
         let acked: Vec<String> = contenders("s3-acked", &Kind::ALL)
             .into_iter()

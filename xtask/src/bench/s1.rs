@@ -144,6 +144,7 @@ pub(crate) async fn measure(
         tls: settings.tls.clone(),
         quic: settings.transport == S1Transport::Quic,
         webhook: None,
+        uplink_batch_max: 1,
         retention: None,
     };
     let mut servers = Vec::new();

@@ -74,6 +74,7 @@ pub(crate) async fn measure(
         tls: Some(tls.clone()),
         quic: false,
         webhook: None,
+        uplink_batch_max: 1,
         retention: None,
     };
     let mut server = Server::start_spec(&spec, bins, 0).await?;

@@ -82,6 +82,9 @@ pub(crate) struct ServerSpec {
     pub(crate) quic: bool,
     /// pike: the uplink webhook of business `bench` (S5).
     pub(crate) webhook: Option<String>,
+    /// pike: `uplink_batch_max` of business `bench` (1: one message per
+    /// webhook request).
+    pub(crate) uplink_batch_max: usize,
     /// pike: retention limits other than the shipped ones (the soak).
     pub(crate) retention: Option<PikeRetention>,
 }
@@ -110,6 +113,7 @@ impl ServerSpec {
             tls: None,
             quic: false,
             webhook: None,
+            uplink_batch_max: 1,
             retention: None,
         }
     }
@@ -203,7 +207,7 @@ impl Server {
                     spec.tls.as_ref(),
                     spec.webhook.as_deref(),
                     spec.retention,
-                ),
+                ) + &batch_line(spec.uplink_batch_max),
             ),
             Kind::Mosquitto => (
                 "mosquitto.conf",
@@ -398,6 +402,16 @@ id = "{PIKE_BIZ}"
         tcp = ports.tcp,
         http = ports.http,
     )
+}
+
+/// The business's `uplink_batch_max` line, appended to [`pike_config`]'s
+/// text (whose last table is the business); none for 1, the default.
+fn batch_line(uplink_batch_max: usize) -> String {
+    if uplink_batch_max > 1 {
+        format!("uplink_batch_max = {uplink_batch_max}\n")
+    } else {
+        String::new()
+    }
 }
 
 pub(crate) fn mosquitto_config(addr: SocketAddr, tls: Option<(SocketAddr, &TlsFiles)>) -> String {

@@ -48,13 +48,16 @@ pub(crate) struct Sweep {
 }
 
 /// One column of the report: a server, possibly with a variant of the
-/// workload (S5: pike's send window 1 and the default).
+/// workload (S5: pike with a batch-taking backend and a single-message one).
 #[derive(Clone, Debug)]
 pub(crate) struct Contender {
     pub(crate) label: String,
     pub(crate) kind: Kind,
     /// Extra generator flags of this contender.
     pub(crate) args: Vec<String>,
+    /// pike in S5: `uplink_batch_max` of the gateway's business (1: the
+    /// single-message webhook contract).
+    pub(crate) uplink_batch_max: usize,
 }
 
 impl Contender {
@@ -63,6 +66,7 @@ impl Contender {
             label: kind.name().to_owned(),
             kind,
             args: Vec::new(),
+            uplink_batch_max: 1,
         }
     }
 }
@@ -205,6 +209,7 @@ pub(crate) async fn measure(
             .and_then(|l| l.local_addr())
             .map_err(|e| format!("no free port: {e}"))?;
         spec.webhook = Some(format!("http://{addr}/uplink"));
+        spec.uplink_batch_max = contender.uplink_batch_max;
         Some(addr)
     } else {
         None

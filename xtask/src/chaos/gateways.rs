@@ -30,6 +30,7 @@ impl Gateways {
     pub(crate) async fn single(bins: &Binaries, webhook: String) -> Result<Self, String> {
         let spec = ServerSpec {
             webhook: Some(webhook),
+            uplink_batch_max: 1,
             ..ServerSpec::plain(Kind::Pike)
         };
         let server = Server::start_spec(&spec, bins, 0).await?;

@@ -15,16 +15,21 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{Method, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use hdrhistogram::Histogram;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::latency::Stamp;
+use crate::webhook::{BATCH_HEADER, BatchAnswer, BatchResult};
 
 /// Highest latency the histogram tells apart (larger ones saturate).
 const MAX_TRACKED_US: u64 = 600_000_000;
@@ -129,7 +134,7 @@ impl SinkState {
         }
     }
 
-    /// Every POST received so far.
+    /// Every message received so far (a batch counts its messages).
     pub(crate) fn requests(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
     }
@@ -145,17 +150,52 @@ pub(crate) fn router(state: Arc<SinkState>) -> Router {
     Router::new().fallback(uplink).with_state(state)
 }
 
-/// One uplink message: recorded on arrival, answered after the delay with
-/// the 2xx the gateway takes as "accepted" (the body is ignored).
-async fn uplink(State(state): State<Arc<SinkState>>, method: Method, body: Bytes) -> StatusCode {
+/// One uplink message, or a batch of them (a `Pike-Batch` header): each
+/// recorded on arrival, answered after the delay with the 2xx the gateway
+/// takes as "accepted" (a batch: a result of 200 per message).
+async fn uplink(
+    State(state): State<Arc<SinkState>>,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     if method != Method::POST {
-        return StatusCode::METHOD_NOT_ALLOWED;
+        return StatusCode::METHOD_NOT_ALLOWED.into_response();
     }
-    state.record(&body, Instant::now());
+    let arrived = Instant::now();
+    let answer = if headers.contains_key(BATCH_HEADER) {
+        let Ok(batch) = serde_json::from_slice::<SinkBatch>(&body) else {
+            return (StatusCode::BAD_REQUEST, "not a batch").into_response();
+        };
+        let mut results = Vec::with_capacity(batch.messages.len());
+        for message in &batch.messages {
+            let payload = STANDARD.decode(&message.payload).unwrap_or_default();
+            state.record(&payload, arrived);
+            results.push(BatchResult {
+                status: 200,
+                error: None,
+            });
+        }
+        Json(BatchAnswer { results }).into_response()
+    } else {
+        state.record(&body, arrived);
+        StatusCode::OK.into_response()
+    };
     if !state.delay.is_zero() {
         tokio::time::sleep(state.delay).await;
     }
-    StatusCode::OK
+    answer
+}
+
+/// A batch request as the sink reads it: only the payloads.
+#[derive(serde::Deserialize)]
+struct SinkBatch {
+    messages: Vec<SinkMessage>,
+}
+
+#[derive(serde::Deserialize)]
+struct SinkMessage {
+    payload: String,
 }
 
 /// Serves the sink on `addr` until `stop`; returns the bound address.
@@ -249,5 +289,33 @@ mod tests {
         let answer = app.oneshot(get).await.unwrap();
         assert_eq!(answer.status(), StatusCode::METHOD_NOT_ALLOWED);
         assert_eq!(sink.requests(), 1);
+    }
+
+    #[tokio::test]
+    async fn answers_a_batch_with_a_result_per_message() {
+        let epoch = Instant::now();
+        let sink = SinkState::new(epoch, Duration::ZERO).unwrap();
+        sink.begin(epoch, epoch + Duration::from_secs(3600));
+        let payloads: Vec<String> = (0..3).map(|i| STANDARD.encode(stamped(i))).collect();
+        let body = serde_json::json!({
+            "messages": payloads.iter().map(|p| serde_json::json!({"seq": 1, "payload": p})).collect::<Vec<_>>()
+        });
+        let post = Request::builder()
+            .method("POST")
+            .uri("/pike/uplink")
+            .header("content-type", "application/json")
+            .header("pike-batch", "3")
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        let answer = router(sink.clone()).oneshot(post).await.unwrap();
+        assert_eq!(answer.status(), StatusCode::OK);
+        let bytes = axum::body::to_bytes(answer.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let results: BatchAnswer = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(results.results.len(), 3);
+        assert!(results.results.iter().all(|r| r.status == 200));
+        assert_eq!(sink.summary().delivered, 3);
+        assert_eq!(sink.requests(), 3, "one per message");
     }
 }

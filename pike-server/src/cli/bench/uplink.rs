@@ -62,7 +62,8 @@ struct UplinkReport {
     send_window: u32,
     sink: SocketAddr,
     sink_delay_ms: u64,
-    /// Every POST the sink received (warm-up and drain included).
+    /// Every message the sink received (warm-up and drain included; a
+    /// batch counts its messages).
     sink_requests: u64,
     sink_unstamped: u64,
     /// Uplink acks and definitive failures the devices saw.

@@ -1,6 +1,9 @@
 //! Webhook backends in the test process: minimal HTTP/1.1 servers (keep-alive,
 //! `Content-Length` bodies) on `127.0.0.1:0` that answer every request with
-//! 200 after a configurable delay and record what they took.
+//! 200 after a configurable delay and record what they took. They speak
+//! both webhook contracts: a request with a `Pike-Batch` header is a batch
+//! (docs/webhooks.md), answered with one result per message: 422 for a
+//! payload that starts with `refuse`, 200 for the others.
 //!
 //! Hand-written on purpose: a backend must be killable like a crashed
 //! process, listener and open connections at once, which a server whose
@@ -29,6 +32,8 @@ pub struct Record {
     pub route: String,
     pub connection: String,
     pub payload: String,
+    /// The size of the batch it came in (0: a single-message request).
+    pub batch: usize,
 }
 
 #[derive(Debug, Default)]
@@ -214,25 +219,67 @@ async fn serve(
             return;
         }
         let header = |name: &str| headers.get(name).cloned().unwrap_or_default();
-        state.records.push(Record {
-            backend: index,
-            path: request_line
-                .split_whitespace()
-                .nth(1)
-                .unwrap_or_default()
-                .to_owned(),
-            alias: header("pike-alias"),
-            seq: header("pike-seq").parse().unwrap_or(0),
-            key: header("idempotency-key"),
-            route: header("pike-route"),
-            connection: header("pike-connection"),
-            payload: String::from_utf8_lossy(&body).into_owned(),
-        });
+        let path = request_line
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or_default()
+            .to_owned();
+        let answer = if headers.contains_key("pike-batch") {
+            let batch: serde_json::Value = serde_json::from_slice(&body).expect("a batch body");
+            let messages = batch["messages"].as_array().expect("messages").clone();
+            assert_eq!(
+                header("pike-batch"),
+                messages.len().to_string(),
+                "Pike-Batch counts the messages"
+            );
+            let mut results = Vec::new();
+            for m in &messages {
+                let text = |field: &str| m[field].as_str().unwrap_or_default().to_owned();
+                let payload = base64::Engine::decode(
+                    &base64::engine::general_purpose::STANDARD,
+                    text("payload"),
+                )
+                .expect("base64 payload");
+                let payload = String::from_utf8_lossy(&payload).into_owned();
+                if payload.starts_with("refuse") {
+                    results
+                        .push(serde_json::json!({"status": 422, "error": "refused by the test"}));
+                    continue;
+                }
+                state.records.push(Record {
+                    backend: index,
+                    path: path.clone(),
+                    alias: text("alias"),
+                    seq: m["seq"].as_u64().unwrap_or(0),
+                    key: text("idempotency_key"),
+                    route: text("route"),
+                    connection: text("connection"),
+                    payload,
+                    batch: messages.len(),
+                });
+                results.push(serde_json::json!({"status": 200}));
+            }
+            let body = serde_json::json!({ "results": results }).to_string();
+            format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            )
+        } else {
+            state.records.push(Record {
+                backend: index,
+                path,
+                alias: header("pike-alias"),
+                seq: header("pike-seq").parse().unwrap_or(0),
+                key: header("idempotency-key"),
+                route: header("pike-route"),
+                connection: header("pike-connection"),
+                payload: String::from_utf8_lossy(&body).into_owned(),
+                batch: 0,
+            });
+            "HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n".to_owned()
+        };
         count.send_replace(state.records.len());
-        let answered = socket
-            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
-            .await
-            .is_ok();
+        let answered = socket.write_all(answer.as_bytes()).await.is_ok();
         drop(state);
         drop(in_flight);
         if !answered {

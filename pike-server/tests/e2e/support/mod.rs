@@ -88,6 +88,8 @@ pub fn biz(id: &str) -> Biz {
         uplink_webhooks: Vec::new(),
         auth_webhook: None,
         webhook_timeout_ms: 5_000,
+        uplink_batch_max: 1,
+        uplink_batch_concurrency: 4,
     }
 }
 

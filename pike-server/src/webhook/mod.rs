@@ -18,27 +18,52 @@ use proto::tunnel::ErrorCode;
 
 use crate::apps::AppDirectory;
 
+mod batch_contract;
+mod batcher;
+mod outcome;
+mod single;
+
+pub use batch_contract::{
+    BATCH_CONTENT_TYPE, BATCH_HEADER, BatchAnswer, BatchMessage, BatchResult, MAX_ANSWER_BYTES,
+    MAX_ERROR_TEXT,
+};
+use outcome::Failure;
+
 /// How long a failed backend is avoided.
 pub const COOLDOWN: Duration = Duration::from_secs(10);
 
 /// Uplink over webhooks.
 #[derive(Debug)]
 pub struct WebhookUplink {
-    client: reqwest::Client,
     bizs: HashMap<(String, String), Backends>,
 }
 
+/// The backend instances of one business.
 #[derive(Debug)]
 struct Backends {
-    urls: Vec<String>,
-    timeout: Duration,
-    health: Vec<Health>,
+    routes: Vec<Arc<Route>>,
     next: AtomicUsize,
+}
+
+/// One backend instance: where and how its requests go, and its health.
+#[derive(Debug)]
+struct Route {
+    /// `r<index>`.
+    id: String,
+    /// The business, for metrics and logs.
+    biz: String,
+    url: String,
+    timeout: Duration,
+    client: reqwest::Client,
+    health: Health,
+    /// With the batch contract: the messages waiting for a request.
+    batches: Option<batcher::Queue>,
 }
 
 #[derive(Debug, Default)]
 struct Health {
     failed_until_ms: AtomicU64,
+    /// Messages with this backend now.
     in_flight: AtomicUsize,
 }
 
@@ -51,58 +76,99 @@ impl WebhookUplink {
                 if biz.uplink_webhooks.is_empty() {
                     continue;
                 }
+                let routes = biz
+                    .uplink_webhooks
+                    .iter()
+                    .enumerate()
+                    .map(|(i, url)| {
+                        Arc::new(Route {
+                            id: format!("r{i}"),
+                            biz: biz.id.clone(),
+                            url: url.clone(),
+                            timeout: Duration::from_millis(biz.webhook_timeout_ms),
+                            client: client.clone(),
+                            health: Health::default(),
+                            batches: (biz.uplink_batch_max > 1).then(|| {
+                                batcher::Queue::new(
+                                    biz.uplink_batch_max,
+                                    biz.uplink_batch_concurrency,
+                                )
+                            }),
+                        })
+                    })
+                    .collect();
                 bizs.insert(
                     (app.id.clone(), biz.id.clone()),
                     Backends {
-                        urls: biz.uplink_webhooks.clone(),
-                        timeout: Duration::from_millis(biz.webhook_timeout_ms),
-                        health: biz
-                            .uplink_webhooks
-                            .iter()
-                            .map(|_| Health::default())
-                            .collect(),
+                        routes,
                         next: AtomicUsize::new(0),
                     },
                 );
             }
         }
-        Self { client, bizs }
+        Self { bizs }
+    }
+}
+
+impl Route {
+    fn healthy(&self, now_ms: u64) -> bool {
+        self.health.failed_until_ms.load(Ordering::Relaxed) <= now_ms
+    }
+
+    /// Takes this backend out of rotation for [`COOLDOWN`].
+    fn mark_failed(&self) {
+        self.health
+            .failed_until_ms
+            .store(unix_ms() + COOLDOWN.as_millis() as u64, Ordering::Relaxed);
+        metrics::counter!(crate::metric_families::WEBHOOK_FAILURES_TOTAL, "biz" => self.biz.clone())
+            .increment(1);
+    }
+
+    /// Counts a request that does not build (not the backend's fault).
+    fn build_error(&self, error: &reqwest::Error) -> Failure {
+        tracing::error!(biz = %self.biz, route = %self.id, %error, "uplink webhook request does not build");
+        metrics::counter!(crate::metric_families::WEBHOOK_BUILD_ERRORS_TOTAL, "biz" => self.biz.clone())
+            .increment(1);
+        Failure::NotSent(format!(
+            "the gateway could not build the webhook request: {error}"
+        ))
     }
 }
 
 impl Backends {
-    fn healthy(&self, i: usize, now_ms: u64) -> bool {
-        self.health[i].failed_until_ms.load(Ordering::Relaxed) <= now_ms
-    }
-
     fn pick(&self, saved: &str, avoid: Option<&str>, now_ms: u64) -> Option<usize> {
-        let index = |route: &str| {
-            route
-                .strip_prefix('r')
-                .and_then(|n| n.parse::<usize>().ok())
-        };
-        let avoid = avoid.and_then(index);
-        if let Some(i) = index(saved)
-            && i < self.urls.len()
+        let avoid = avoid.and_then(route_index);
+        if let Some(i) = route_index(saved)
+            && i < self.routes.len()
             && Some(i) != avoid
-            && self.healthy(i, now_ms)
+            && self.routes[i].healthy(now_ms)
         {
             return Some(i);
         }
-        let n = self.urls.len();
+        let n = self.routes.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let candidates = (0..n)
             .map(|k| (start + k) % n)
             .filter(|i| Some(*i) != avoid);
         let healthy = candidates
             .clone()
-            .filter(|i| self.healthy(*i, now_ms))
-            .min_by_key(|i| self.health[*i].in_flight.load(Ordering::Relaxed));
+            .filter(|i| self.routes[*i].healthy(now_ms))
+            .min_by_key(|i| self.routes[*i].health.in_flight.load(Ordering::Relaxed));
         // Nobody healthy: try the one whose cooldown ends first.
         healthy.or_else(|| {
-            candidates.min_by_key(|i| self.health[*i].failed_until_ms.load(Ordering::Relaxed))
+            candidates.min_by_key(|i| {
+                self.routes[*i]
+                    .health
+                    .failed_until_ms
+                    .load(Ordering::Relaxed)
+            })
         })
     }
+}
+
+/// The index a route id `r<index>` names.
+fn route_index(route: &str) -> Option<usize> {
+    route.strip_prefix('r').and_then(|n| n.parse().ok())
 }
 
 impl UplinkHandler for WebhookUplink {
@@ -110,7 +176,7 @@ impl UplinkHandler for WebhookUplink {
         let backends = self.bizs.get(&(app.to_owned(), biz.to_owned()))?;
         backends
             .pick(saved, avoid, unix_ms())
-            .map(|i| format!("r{i}"))
+            .map(|i| backends.routes[i].id.clone())
     }
 
     fn deliver(&self, request: UplinkRequest) -> BoxFuture<'_, Result<(), UplinkError>> {
@@ -126,79 +192,20 @@ impl UplinkHandler for WebhookUplink {
                     false,
                 ));
             };
-            let Some(i) = request
-                .route_id
-                .strip_prefix('r')
-                .and_then(|n| n.parse::<usize>().ok())
-                .filter(|i| *i < backends.urls.len())
+            let Some(route) = route_index(&request.route_id).and_then(|i| backends.routes.get(i))
             else {
                 return Err(unavailable(
                     format!("unknown route {:?}", request.route_id),
                     true,
                 ));
             };
-            let health = &backends.health[i];
-            let built = self
-                .client
-                .post(&backends.urls[i])
-                .timeout(backends.timeout)
-                .header("content-type", "application/octet-stream")
-                .header("idempotency-key", header_value(&request.idempotency_key))
-                .header("pike-app", header_value(&request.app))
-                .header("pike-biz", header_value(&request.biz))
-                .header("pike-alias", header_value(&request.alias))
-                .header("pike-device", header_value(&request.device_id))
-                .header("pike-connection", header_value(&request.connection_token))
-                .header("pike-seq", request.seq.to_string())
-                .header("pike-route", header_value(&request.route_id))
-                .body(request.payload.clone())
-                .build();
-            let built = match built {
-                Ok(built) => built,
-                // Not the backend's fault: it stays in rotation.
-                Err(e) => {
-                    tracing::error!(biz = %request.biz, route = %request.route_id, error = %e, "uplink webhook request does not build");
-                    metrics::counter!(crate::metric_families::WEBHOOK_BUILD_ERRORS_TOTAL, "biz" => request.biz.clone())
-                        .increment(1);
-                    return Err(unavailable(
-                        format!("the gateway could not build the webhook request: {e}"),
-                        false,
-                    ));
-                }
+            route.health.in_flight.fetch_add(1, Ordering::Relaxed);
+            let answer = match &route.batches {
+                Some(queue) => queue.deliver(route, request).await,
+                None => single::send(route, &request).await,
             };
-            health.in_flight.fetch_add(1, Ordering::Relaxed);
-            let result = self.client.execute(built).await;
-            health.in_flight.fetch_sub(1, Ordering::Relaxed);
-            let fail_route = |message: String| {
-                health
-                    .failed_until_ms
-                    .store(unix_ms() + COOLDOWN.as_millis() as u64, Ordering::Relaxed);
-                metrics::counter!(crate::metric_families::WEBHOOK_FAILURES_TOTAL, "biz" => request.biz.clone())
-                    .increment(1);
-                unavailable(message, true)
-            };
-            match result {
-                Ok(response) if response.status().is_success() => Ok(()),
-                Ok(response) => {
-                    let status = response.status();
-                    if status.is_server_error() || status.as_u16() == 408 || status.as_u16() == 429
-                    {
-                        Err(fail_route(format!(
-                            "backend {} answered {status}",
-                            request.route_id
-                        )))
-                    } else {
-                        Err(unavailable(
-                            format!("backend refused the message: {status}"),
-                            false,
-                        ))
-                    }
-                }
-                Err(e) => Err(fail_route(format!(
-                    "backend {} unreachable: {e}",
-                    request.route_id
-                ))),
-            }
+            route.health.in_flight.fetch_sub(1, Ordering::Relaxed);
+            answer.map_err(Failure::into_error)
         })
     }
 }
@@ -238,10 +245,21 @@ mod tests {
     use super::*;
 
     fn backends(n: usize) -> Backends {
+        let _ = rustls::crypto::ring::default_provider().install_default();
         Backends {
-            urls: (0..n).map(|i| format!("http://127.0.0.1:1/{i}")).collect(),
-            timeout: Duration::from_secs(1),
-            health: (0..n).map(|_| Health::default()).collect(),
+            routes: (0..n)
+                .map(|i| {
+                    Arc::new(Route {
+                        id: format!("r{i}"),
+                        biz: "chat".into(),
+                        url: format!("http://127.0.0.1:1/{i}"),
+                        timeout: Duration::from_secs(1),
+                        client: reqwest::Client::new(),
+                        health: Health::default(),
+                        batches: None,
+                    })
+                })
+                .collect(),
             next: AtomicUsize::new(0),
         }
     }
@@ -266,7 +284,10 @@ mod tests {
     fn saved_route_is_kept_while_healthy() {
         let b = backends(3);
         assert_eq!(b.pick("r2", None, 1_000), Some(2));
-        b.health[2].failed_until_ms.store(5_000, Ordering::Relaxed);
+        b.routes[2]
+            .health
+            .failed_until_ms
+            .store(5_000, Ordering::Relaxed);
         let moved = b.pick("r2", None, 1_000).unwrap();
         assert_ne!(moved, 2, "a failed backend is avoided during its cooldown");
         assert_eq!(
