@@ -9,6 +9,7 @@ mod login;
 mod room;
 mod stream;
 mod uplink;
+mod uplink_results;
 
 use std::collections::VecDeque;
 use std::sync::Arc;

@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use proto::tunnel::ErrorCode;
 
+use super::uplink_results::UplinkResults;
 use crate::ids::StreamId;
 
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
@@ -29,7 +30,7 @@ pub(super) struct ServerStream {
     /// their payload sizes.
     pub(super) uplink_pending: BTreeMap<u64, usize>,
     /// Results of recently acked uplink sequences, to answer resends.
-    pub(super) uplink_results: BTreeMap<u64, (ErrorCode, String)>,
+    pub(super) uplink_results: UplinkResults,
     /// Highest uplink sequence accepted for delivery on this connection (0:
     /// none); a new message must be above it. Messages refused at once
     /// (`RATE_LIMITED`, `INVALID_ARGUMENT`) do not count.
@@ -48,7 +49,7 @@ impl ServerStream {
             acked: 0,
             in_flight: VecDeque::new(),
             uplink_pending: BTreeMap::new(),
-            uplink_results: BTreeMap::new(),
+            uplink_results: UplinkResults::default(),
             uplink_accepted: 0,
             expiry: None,
             refreshing: false,
@@ -85,10 +86,7 @@ impl ServerStream {
         message: String,
         memory: usize,
     ) {
-        self.uplink_results.insert(seq, (code, message));
-        while self.uplink_results.len() > memory {
-            self.uplink_results.pop_first();
-        }
+        self.uplink_results.insert(seq, code, message, memory);
     }
 }
 

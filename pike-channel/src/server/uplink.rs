@@ -88,7 +88,7 @@ impl ServerChannel {
             self.stats.uplink_duplicates += 1;
             return;
         }
-        if let Some((code, message)) = entry.uplink_results.get(&m.seq).cloned() {
+        if let Some((code, message)) = entry.uplink_results.get(m.seq) {
             self.stats.uplink_duplicates += 1;
             self.send_uplink_ack(stream, m.seq, code, message);
             return;

@@ -52,6 +52,7 @@ mod error;
 #[cfg(any(test, feature = "fault-injection"))]
 pub mod fault;
 mod keys;
+mod reader;
 mod redb_store;
 mod slot;
 mod writer;

@@ -1,10 +1,10 @@
 //! [`RedbStore`]: opening, the public operations, and the read path.
 //!
-//! Reads run on tokio's blocking pool ([`tokio::task::spawn_blocking`]): a
-//! redb read is usually microseconds, but it may fault pages in from disk
-//! and a stream read may step over up to `max_messages_per_stream` expired
-//! entries, so it never runs on a runtime worker. Called outside a tokio
-//! runtime, reads run inline.
+//! Reads run on tokio's blocking pool, queued and run back to back by a few
+//! reader tasks ([`super::reader`]): a redb read is usually microseconds,
+//! but it may fault pages in from disk and a stream read may step over up
+//! to `max_messages_per_stream` expired entries, so it never runs on a
+//! runtime worker. Called outside a tokio runtime, reads run inline.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -20,6 +20,7 @@ use super::codec::{self, MessageValue, StreamMeta};
 use super::config::StoreConfig;
 use super::error::StoreError;
 use super::keys::*;
+use super::reader::{ReadFailed, ReadQueue};
 use super::slot::{DbSlot, Opener};
 use super::writer::{Op, Request, Stats, Tables, Value, Writer, scan_suffixes};
 use super::{Append, Appended, ReadBatch, StoreStats, StoredMessage, StreamKey, UplinkOutcome};
@@ -42,7 +43,7 @@ pub const MAX_PAGE: usize = 10_000;
 /// finished its queue.
 #[derive(Debug)]
 pub struct RedbStore {
-    slot: Arc<DbSlot>,
+    reads: Arc<ReadQueue<DbSlot>>,
     path: PathBuf,
     config: StoreConfig,
     tx: Option<mpsc::Sender<Request>>,
@@ -137,22 +138,19 @@ fn init(db: &Database, path: &Path) -> Result<(u64, u64), StoreError> {
     Ok(next_message_id)
 }
 
-/// Runs `f` on the blocking pool (inline outside a tokio runtime) with the
-/// database open now.
-async fn blocking<T, F>(slot: &Arc<DbSlot>, f: F) -> Result<T, StoreError>
+/// Runs `f` on a reader (inline outside a tokio runtime) with the database
+/// open now.
+async fn blocking<T, F>(reads: &Arc<ReadQueue<DbSlot>>, f: F) -> Result<T, StoreError>
 where
     T: Send + 'static,
     F: FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
 {
-    let slot = Arc::clone(slot);
-    let run = move || f(&*slot.get()?);
-    match tokio::runtime::Handle::try_current() {
-        Ok(handle) => handle
-            .spawn_blocking(run)
-            .await
-            .map_err(|e| StoreError::Io(Arc::new(std::io::Error::other(e.to_string()))))?,
-        Err(_) => run(),
-    }
+    reads
+        .run(move |slot: &DbSlot| f(&*slot.get()?))
+        .await
+        .map_err(|ReadFailed::Panicked| {
+            StoreError::Io(Arc::new(std::io::Error::other("a store read panicked")))
+        })?
 }
 
 fn unexpected(v: &Value) -> StoreError {
@@ -243,7 +241,7 @@ impl RedbStore {
             .spawn(move || writer.run())?;
         tracing::info!(path = %path.display(), "store opened");
         Ok(Self {
-            slot,
+            reads: ReadQueue::new(slot),
             path,
             config,
             tx: Some(tx),
@@ -350,7 +348,7 @@ impl RedbStore {
         codec::check_stream(stream)?;
         let key = codec::stream_key(stream);
         let max = max.min(MAX_READ);
-        blocking(&self.slot, move |db| {
+        blocking(&self.reads, move |db| {
             read_stream(db, &key, after_seq, max, now_ms)
         })
         .await
@@ -399,7 +397,7 @@ impl RedbStore {
         codec::check_id("device", device)?;
         let key = codec::stream_key(stream);
         let device = device.to_owned();
-        blocking(&self.slot, move |db| {
+        blocking(&self.reads, move |db| {
             let txn = db.begin_read()?;
             let ids = txn.open_table(STREAM_IDS)?;
             let Some(id) = ids.get(key.as_slice())?.map(|g| g.value()) else {
@@ -436,7 +434,7 @@ impl RedbStore {
         let alias_key = codec::scoped(&[app, biz], alias);
         let device = device.to_owned();
         let max = max.min(MAX_READ);
-        let (position, start_after, batch, known) = blocking(&self.slot, move |db| {
+        let (position, start_after, batch, known) = blocking(&self.reads, move |db| {
             let position = {
                 let txn = db.begin_read()?;
                 let ids = txn.open_table(STREAM_IDS)?;
@@ -547,7 +545,7 @@ impl RedbStore {
         codec::check_id("biz", biz)?;
         codec::check_id("alias", alias)?;
         let prefix = codec::scope(&[app, biz, alias]);
-        blocking(&self.slot, move |db| {
+        blocking(&self.reads, move |db| {
             let txn = db.begin_read()?;
             let t = txn.open_table(ALIAS_TAGS)?;
             scan_suffixes(&t, "alias_tags", &prefix, None, usize::MAX)
@@ -584,7 +582,7 @@ impl RedbStore {
         codec::check_id("biz", biz)?;
         codec::check_id("alias", alias)?;
         let key = codec::scoped(&[app, biz], alias);
-        let known = blocking(&self.slot, move |db| {
+        let known = blocking(&self.reads, move |db| {
             let txn = db.begin_read()?;
             let t = txn.open_table(ALIASES)?;
             Ok(t.get(key.as_slice())?.is_some())
@@ -631,7 +629,7 @@ impl RedbStore {
     ) -> Result<Vec<String>, StoreError> {
         let after = after.map(str::to_owned);
         let limit = limit.min(MAX_PAGE);
-        blocking(&self.slot, move |db| {
+        blocking(&self.reads, move |db| {
             let txn = db.begin_read()?;
             let t = txn.open_table(table)?;
             scan_suffixes(&t, name, &prefix, after.as_deref(), limit)
@@ -650,7 +648,7 @@ impl RedbStore {
         key: &str,
     ) -> Result<Option<UplinkOutcome>, StoreError> {
         let k = uplink_key(app, biz, alias, key)?;
-        blocking(&self.slot, move |db| {
+        blocking(&self.reads, move |db| {
             let txn = db.begin_read()?;
             let t = txn.open_table(UPLINKS)?;
             match t.get(k.as_slice())? {

@@ -40,6 +40,17 @@ const UPLINK_RETENTION_SECS: u64 = 120;
 /// bounded growth the rule cannot tell from a leak; 5 MiB of RSS at
 /// minute 11 in a test run with 4 MiB against 64).
 const STORE_CACHE_MIB: u64 = 8;
+/// Devices receiving the reliable unicast (200/s): 0.4 pushes a second
+/// each, so that each one's trace ring (256 events, a push and its ack
+/// two of them) is full after about 5 minutes, inside the warm-up.
+const UNICAST_DEVICES: usize = 500;
+/// Devices sending the uplink (100/s): 0.5 messages a second each, so
+/// that each login's uplink result memory (`uplink_dedup_memory`, 256
+/// results) is full after about 9 minutes and its trace ring after about
+/// 4, inside the warm-up. With 500 devices (0.2/s each) the results took
+/// 21 minutes to fill: a heap profile of minutes 12-24 put the RSS growth
+/// after the warm-up there (docs/reliability.md, "Soak").
+const UPLINK_DEVICES: usize = 200;
 /// Percent of the whole fleet that reconnects per second.
 const CHURN_PCT_OF_FLEET: f64 = 1.0;
 
@@ -73,13 +84,13 @@ impl Plan {
             minutes: options.minutes,
             quick,
             seed: options.seed,
-            idle: if quick { 1_000 } else { 5_000 },
-            unicast_devices: if quick { 200 } else { 1_000 },
+            idle: if quick { 1_000 } else { 5_800 },
+            unicast_devices: if quick { 200 } else { UNICAST_DEVICES },
             unicast_rate: if quick { 50 } else { 200 },
             room_members: if quick { 200 } else { 1_000 },
             room_rate: if quick { 5 } else { 10 },
             churn_members: if quick { 200 } else { 800 },
-            uplink_devices: if quick { 100 } else { 500 },
+            uplink_devices: if quick { 100 } else { UPLINK_DEVICES },
             uplink_rate: if quick { 20 } else { 100 },
             lead_in: Duration::from_secs(if quick { 15 } else { 30 }),
         }
