@@ -11,6 +11,7 @@ pub mod cluster;
 pub mod config;
 pub mod data_dir;
 mod gateway_store;
+pub mod handshake_ceiling;
 pub mod http;
 pub mod metric_families;
 pub mod run;

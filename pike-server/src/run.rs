@@ -127,11 +127,7 @@ pub async fn run(
             (config.limits.max_connections > 0).then_some(config.limits.max_connections),
         )
         .max_handshakes(config.limits.max_handshakes)
-        .reconnect_spread(ReconnectSpread::new(
-            Some(config.limits.reconnect_rate),
-            Duration::from_secs(1),
-            Duration::from_secs(config.limits.reconnect_window_max_secs.into()),
-        ));
+        .reconnect_spread(reconnect_spread(&config, &tls));
     let (room_defaults, room_rules) = config.rooms.resolve();
     gateway_config
         .rooms(room_defaults)
@@ -244,4 +240,28 @@ pub async fn run(
         tracing::warn!(error = %e, "final store flush failed");
     }
     Ok(())
+}
+
+/// The crash-reconnect window's sizing: the configured handshake rate, or
+/// (`reconnect_rate = 0`) the ceiling measured now with the gateway's own
+/// certificate ([`crate::handshake_ceiling`]).
+fn reconnect_spread(config: &Config, tls: &TlsServerConfig) -> ReconnectSpread {
+    let spread = ReconnectSpread::new(
+        Some(config.limits.reconnect_rate),
+        Duration::from_secs(1),
+        Duration::from_secs(config.limits.reconnect_window_max_secs.into()),
+    );
+    if config.limits.reconnect_rate != 0 {
+        return spread;
+    }
+    match crate::handshake_ceiling::handshakes_per_worker(tls) {
+        Some(rate) => {
+            tracing::info!(
+                handshakes_per_sec_per_worker = rate,
+                "TLS handshake ceiling measured; it sizes the advised crash-reconnect window"
+            );
+            spread.with_rate_per_worker(rate)
+        }
+        None => spread,
+    }
 }
