@@ -23,8 +23,14 @@ use tokio::sync::oneshot;
 /// disk, holds up only its own reader).
 pub(crate) const MAX_READERS: usize = 4;
 
-/// A queued read, given the readers' context.
-type Job<C> = Box<dyn FnOnce(&C) + Send>;
+/// A queued read, given the readers' context: it reads and returns the
+/// delivery of its result, which runs once the reader has let go of the
+/// context (a caller that drops the store on its answer and opens the file
+/// again must find it closed).
+type Job<C> = Box<dyn FnOnce(&C) -> Deliver + Send>;
+
+/// Hands a read's result to its caller.
+type Deliver = Box<dyn FnOnce() + Send>;
 
 /// The read queue of one store, whose reads get a `C` (the database).
 pub(crate) struct ReadQueue<C> {
@@ -84,8 +90,11 @@ impl<C: Send + Sync + 'static> ReadQueue<C> {
         };
         let (done, result) = oneshot::channel();
         let job: Job<C> = Box::new(move |context: &C| {
-            // The caller may have gone: nothing to do.
-            let _ = done.send(read(context));
+            let result = read(context);
+            Box::new(move || {
+                // The caller may have gone: nothing to do.
+                let _ = done.send(result);
+            })
         });
         let start_reader = {
             let mut state = self.lock();
@@ -97,9 +106,11 @@ impl<C: Send + Sync + 'static> ReadQueue<C> {
             start
         };
         if start_reader {
-            let queue = Arc::clone(self);
+            // The reader holds the queue weakly: a dropped store closes its
+            // file even while a reader is winding down.
+            let queue = Arc::downgrade(self);
             // A reader that cannot start leaves its jobs to the next one.
-            drop(runtime.spawn_blocking(move || queue.drain()));
+            drop(runtime.spawn_blocking(move || Self::drain(&queue)));
         }
         // A job dropped unrun (it panicked) drops its sender.
         result.await.map_err(|_| ReadFailed::Panicked)
@@ -107,11 +118,15 @@ impl<C: Send + Sync + 'static> ReadQueue<C> {
 
     /// Runs queued jobs until none is left; the reader count goes down
     /// under the same lock that finds the queue empty, so a job queued
-    /// meanwhile always finds a reader.
-    fn drain(&self) {
+    /// meanwhile always finds a reader. Between jobs the reader holds
+    /// nothing of the store.
+    fn drain(queue: &std::sync::Weak<Self>) {
         loop {
+            let Some(strong) = queue.upgrade() else {
+                return;
+            };
             let job = {
-                let mut state = self.lock();
+                let mut state = strong.lock();
                 match state.jobs.pop_front() {
                     Some(job) => job,
                     None => {
@@ -120,8 +135,13 @@ impl<C: Send + Sync + 'static> ReadQueue<C> {
                     }
                 }
             };
-            if catch_unwind(AssertUnwindSafe(|| job(&self.context))).is_err() {
-                tracing::error!("a store read panicked; its caller gets an error");
+            let context = Arc::clone(&strong.context);
+            drop(strong);
+            let delivered = catch_unwind(AssertUnwindSafe(|| job(&context)));
+            drop(context);
+            match delivered {
+                Ok(deliver) => deliver(),
+                Err(_) => tracing::error!("a store read panicked; its caller gets an error"),
             }
         }
     }
@@ -172,6 +192,18 @@ mod tests {
         assert_eq!(good, Ok(7));
         assert_eq!(queue.run(|_: &()| 8u32).await, Ok(8), "the queue goes on");
         assert_eq!(queue.lock().readers, 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_store_dropped_on_its_last_answer_lets_go_of_the_database_at_once() {
+        for _ in 0..200 {
+            let database = Arc::new(());
+            let queue = ReadQueue::new(database.clone());
+            assert_eq!(queue.run(|_: &()| 1).await, Ok(1));
+            drop(queue);
+            // No reader still holds it (reopening the file would fail).
+            assert_eq!(Arc::strong_count(&database), 1);
+        }
     }
 
     #[test]
