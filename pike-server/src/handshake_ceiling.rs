@@ -14,6 +14,7 @@
 //! In memory there is no socket and no Pike login, which a real reconnect
 //! also costs: the advised window's 1.5× headroom covers them.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rustls::pki_types::ServerName;
@@ -47,8 +48,8 @@ pub fn handshakes_per_worker(server: &TlsServerConfig) -> Option<u32> {
     reason = "this measures real work on this core: a paused tokio clock would read zero"
 )]
 fn server_side(
-    client: &std::sync::Arc<rustls::ClientConfig>,
-    server: &std::sync::Arc<rustls::ServerConfig>,
+    client: &Arc<rustls::ClientConfig>,
+    server: &Arc<rustls::ServerConfig>,
 ) -> Option<Duration> {
     let name = ServerName::try_from("pike.invalid").ok()?;
     let mut client = rustls::ClientConnection::new(client.clone(), name).ok()?;
@@ -105,9 +106,9 @@ mod tests {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let config = rustls::ServerConfig::builder()
             .with_no_client_auth()
-            .with_cert_resolver(std::sync::Arc::new(NoCert));
+            .with_cert_resolver(Arc::new(NoCert));
         assert_eq!(
-            handshakes_per_worker(&TlsServerConfig::from_rustls(std::sync::Arc::new(config))),
+            handshakes_per_worker(&TlsServerConfig::from_rustls(Arc::new(config))),
             None
         );
     }
@@ -119,7 +120,7 @@ mod tests {
         fn resolve(
             &self,
             _hello: rustls::server::ClientHello<'_>,
-        ) -> Option<std::sync::Arc<rustls::sign::CertifiedKey>> {
+        ) -> Option<Arc<rustls::sign::CertifiedKey>> {
             None
         }
     }

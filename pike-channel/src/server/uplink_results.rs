@@ -9,8 +9,9 @@ use proto::tunnel::ErrorCode;
 /// configured `uplink_dedup_memory` of them.
 ///
 /// One sorted ring of 32-byte entries (a failure's text boxed beside it;
-/// a success has none): 8 KiB for the default 256 results, where a
-/// `BTreeMap` of `(ErrorCode, String)` took about three times that. It
+/// a success has none): 8 KiB for the default 256 results by size
+/// arithmetic, where a `BTreeMap` of `(ErrorCode, String)` came to about
+/// three times that by the same estimate (not measured apart). It
 /// fills at the rate of the login's uplink and stays at its bound.
 #[derive(Debug, Default)]
 pub(super) struct UplinkResults {
