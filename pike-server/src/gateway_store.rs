@@ -74,6 +74,50 @@ impl api::Store for RedbStore {
         })
     }
 
+    fn append_many(
+        &self,
+        pushes: Vec<Vec<ApiAppend>>,
+    ) -> BoxFuture<'_, Vec<Result<Vec<ApiAppended>, ApiStoreError>>> {
+        Box::pin(async move {
+            // One request to the writer: the pushes commit in one
+            // transaction (all of them or none), in order, each with its
+            // own message id.
+            let sizes: Vec<usize> = pushes.iter().map(Vec::len).collect();
+            let mut appends = Vec::with_capacity(sizes.iter().sum());
+            for batch in pushes {
+                let id = self.next_message_id();
+                appends.extend(batch.into_iter().map(|a| {
+                    Append::new(key(&a.stream), a.payload)
+                        .with_priority(a.priority)
+                        .with_expires_at_ms(a.expires_at_ms)
+                        .with_message_id(id)
+                }));
+            }
+            let outcomes: Vec<Result<Vec<ApiAppended>, ApiStoreError>> =
+                match Self::append(self, appends, now_ms()).await {
+                    Ok(done) => {
+                        let mut done = done.into_iter().map(|d| ApiAppended {
+                            seq: d.seq,
+                            cursor: d.seq,
+                            message_id: d.message_id,
+                        });
+                        sizes
+                            .into_iter()
+                            .map(|size| Ok(done.by_ref().take(size).collect()))
+                            .collect()
+                    }
+                    Err(e) => {
+                        let message = e.to_string();
+                        sizes
+                            .iter()
+                            .map(|_| Err(ApiStoreError(message.clone())))
+                            .collect()
+                    }
+                };
+            outcomes
+        })
+    }
+
     fn read(
         &self,
         stream: ApiStreamKey,

@@ -434,6 +434,46 @@ async fn a_failed_item_is_an_error_entry_and_the_others_succeed() {
     assert_eq!(&client.next_delivery().await.payload[..], b"three");
 }
 
+/// The reliable items of a batch are stored by one commit of the redb
+/// store, in order, each with its own message id.
+#[tokio::test]
+async fn a_batch_of_reliable_pushes_is_one_store_commit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(
+        RedbStore::open(dir.path().join("pike.redb"), StoreConfig::default())
+            .expect("open the store"),
+    );
+    let h = Harness::start_with(|b| b.store(store.clone())).await;
+    // Offline aliases: no device acks (which would commit positions).
+    let pushes = (0..50)
+        .map(|k| json!({"biz": "chat", "alias": format!("off{}", k % 5), "payload": format!("m{k}")}))
+        .collect();
+    let before = store.stats().commits;
+    let reply = h.batch(pushes).await;
+    let commits = store.stats().commits - before;
+    let results = batch_results(&reply, 50);
+    assert_eq!(commits, 1, "50 reliable pushes, {commits} commits");
+    let mut ids = Vec::new();
+    for item in &results {
+        assert_eq!(item_receipt(item), (1, 0, 0), "{item}");
+        ids.push(
+            item["message_id"]
+                .as_str()
+                .expect("id")
+                .parse::<u64>()
+                .expect("u64"),
+        );
+    }
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    // A device logging in later gets its alias's ten, in order.
+    let mut client = h.client("demo", "d1", "chat", "off3").await;
+    for (n, k) in (3..50).step_by(5).enumerate() {
+        let delivery = client.next_delivery().await;
+        assert_eq!(delivery.payload, format!("m{k}").as_bytes());
+        assert_eq!(delivery.seq, n as u64 + 1);
+    }
+}
+
 #[tokio::test]
 async fn store_failure_in_a_batch_is_an_unavailable_entry() {
     let h = Harness::start_with(|b| b.store(Arc::new(BrokenStore::default()))).await;

@@ -10,7 +10,7 @@ mod http_support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http_support::Harness;
+use http_support::{DEMO_KEY, Harness};
 use pike_channel::proto::tunnel::{ClientHello, ErrorCode};
 use pike_channel::{ClientConfig, DriverConfig, Event, LoginParams, TunnelConnector, spawn_client};
 use pike_server::store::fault::{DiskFault, StoreFaults};
@@ -64,6 +64,23 @@ async fn faulty_gateway(dir: &tempfile::TempDir) -> (Harness, StoreFaults) {
     (h, faults)
 }
 
+/// Pushes `after` to `u42` until the store takes it (it reopens at most
+/// every 100 ms once the disk heals); bounded by `within`.
+async fn push_after_heal(h: &Harness) -> http_support::Reply {
+    http_support::within("a push after the heal", async {
+        loop {
+            let reply = h
+                .push(json!({"biz": "chat", "alias": "u42", "payload": "after"}))
+                .await;
+            if reply.status != 503 {
+                return reply;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+}
+
 async fn disk_fault(fault: DiskFault) {
     let dir = tempfile::tempdir().expect("tempdir");
     let (h, faults) = faulty_gateway(&dir).await;
@@ -105,18 +122,7 @@ async fn disk_fault(fault: DiskFault) {
     // (3) The disk heals: the next reliable push is stored and delivered,
     // without a restart (the store reopens at most every 100 ms).
     faults.set(DiskFault::None);
-    let reply = http_support::within("a push after the heal", async {
-        loop {
-            let reply = h
-                .push(json!({"biz": "chat", "alias": "u42", "payload": "after"}))
-                .await;
-            if reply.status != 503 {
-                return reply;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
+    let reply = push_after_heal(&h).await;
     assert_eq!(reply.receipt(), (1, 1, 0), "{fault:?}: {reply:?}");
     let next = online.next_delivery().await;
     assert_eq!(
@@ -148,4 +154,44 @@ async fn write_error_push_is_503_and_heals() {
 #[tokio::test]
 async fn fsync_error_push_is_503_not_delivered_later_and_heals() {
     disk_fault(DiskFault::SyncError).await;
+}
+
+/// A batch while the disk fails: its reliable items share one commit, so
+/// every one is `unavailable` and none is stored; its transient item still
+/// reaches the device online.
+#[tokio::test]
+async fn a_batch_on_a_failing_disk_stores_none_of_its_reliable_items() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (h, faults) = faulty_gateway(&dir).await;
+    let mut online = h.client("demo", "d1", "chat", "u42").await;
+    faults.set(DiskFault::WriteError);
+    let reply = h
+        .post(
+            "/v1/push/batch",
+            DEMO_KEY,
+            &json!({"pushes": [
+                {"biz": "chat", "alias": "u42", "payload": "lost"},
+                {"biz": "chat", "alias": "u42", "payload": "now", "reliable": false},
+                {"biz": "chat", "alias": "other", "payload": "lost too"},
+            ]}),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let results = reply.body["results"].as_array().expect("results");
+    assert_eq!(results.len(), 3, "{reply:?}");
+    for i in [0, 2] {
+        assert_eq!(results[i]["error"]["code"], "unavailable", "{reply:?}");
+        assert!(results[i].get("message_id").is_none(), "{reply:?}");
+    }
+    assert_eq!(results[1]["online"], 1, "{reply:?}");
+    let live = online.next_delivery().await;
+    assert!(live.is_transient());
+    assert_eq!(&live.payload[..], b"now");
+
+    faults.set(DiskFault::None);
+    let reply = push_after_heal(&h).await;
+    assert_eq!(reply.receipt(), (1, 1, 0), "{reply:?}");
+    // The stream starts with what came after: the batch stored nothing.
+    let next = online.next_delivery().await;
+    assert_eq!((next.seq, &next.payload[..]), (1, &b"after"[..]));
 }

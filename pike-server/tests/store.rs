@@ -306,6 +306,62 @@ async fn shared_message_id_and_refused_appends() {
     );
 }
 
+/// The gateway's batch path (`Store::append_many`): several pushes in one
+/// commit, in order, each with its own message id shared by its streams;
+/// one refused push refuses them all and stores nothing.
+#[tokio::test]
+async fn append_many_commits_pushes_in_order_in_one_commit() {
+    use pike_api::server::{Append as ApiAppend, Store as _, StreamKey as ApiKey};
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&db_path(&dir));
+    let item = |alias: &str, payload: &str| ApiAppend {
+        stream: ApiKey::new("demo", "chat", alias),
+        priority: 0,
+        expires_at_ms: 0,
+        payload: Bytes::from(payload.to_owned()),
+    };
+    let before = store.stats();
+    let outcomes = store
+        .append_many(vec![
+            vec![item("a", "one")],
+            vec![item("a", "two"), item("b", "two")],
+            vec![item("a", "three")],
+        ])
+        .await;
+    let commits = store.stats().commits - before.commits;
+    assert_eq!(commits, 1, "three pushes, one commit");
+    let done: Vec<_> = outcomes
+        .into_iter()
+        .map(|outcome| outcome.expect("stored"))
+        .collect();
+    let seqs: Vec<Vec<u64>> = done
+        .iter()
+        .map(|push| push.iter().map(|d| d.seq).collect())
+        .collect();
+    assert_eq!(seqs, vec![vec![1], vec![2, 1], vec![3]]);
+    let ids: Vec<u64> = done.iter().map(|push| push[0].message_id).collect();
+    assert!(ids[0] < ids[1] && ids[1] < ids[2], "{ids:?}");
+    assert_eq!(done[1][0].message_id, done[1][1].message_id);
+    let read = store.read(&alias("a"), 0, 10, NOW).await.unwrap();
+    let payloads: Vec<&[u8]> = read.messages.iter().map(|m| &m.payload[..]).collect();
+    assert_eq!(payloads, [&b"one"[..], b"two", b"three"]);
+
+    // An empty alias refuses the call: every push gets the error, none is
+    // stored.
+    let outcomes = store
+        .append_many(vec![vec![item("a", "four")], vec![item("", "bad")]])
+        .await;
+    assert_eq!(outcomes.len(), 2);
+    for outcome in &outcomes {
+        let error = outcome.as_ref().expect_err("refused together");
+        assert!(error.0.contains("alias"), "{error}");
+    }
+    assert_eq!(
+        store.read(&alias("a"), 0, 10, NOW).await.unwrap().last_seq,
+        3
+    );
+}
+
 #[tokio::test]
 async fn reopen_continues_seqs_and_ids_and_keeps_everything() {
     let dir = tempfile::tempdir().unwrap();

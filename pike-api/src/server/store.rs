@@ -123,6 +123,25 @@ pub trait Store: Send + Sync + 'static {
     /// resolves once they are durable.
     fn append(&self, batch: Vec<Append>) -> BoxFuture<'_, Result<Vec<Appended>, StoreError>>;
 
+    /// Appends several pushes in order, each as [`append`](Self::append)
+    /// does (the messages of one push share a message id, each push has
+    /// its own); resolves once all are durable, with one outcome per push.
+    /// A store that can commits them together (one transaction: all of
+    /// them or none, every outcome the same); the default appends one push
+    /// after the other, each with its own outcome.
+    fn append_many(
+        &self,
+        pushes: Vec<Vec<Append>>,
+    ) -> BoxFuture<'_, Vec<Result<Vec<Appended>, StoreError>>> {
+        Box::pin(async move {
+            let mut out = Vec::with_capacity(pushes.len());
+            for batch in pushes {
+                out.push(self.append(batch).await);
+            }
+            out
+        })
+    }
+
     /// Up to `max` unexpired messages of `stream` after `after_seq`.
     fn read(
         &self,

@@ -42,8 +42,9 @@ pub(crate) async fn push(
 
 /// `POST /v1/push/batch`: validates every item first (the first invalid
 /// one refuses the whole request, naming its index, and nothing is
-/// pushed), then pushes them one after the other, in order, answering one
-/// result per item; an item that fails does not stop the ones after it.
+/// pushed), then pushes them in order, answering one result per item; an
+/// item that fails does not stop the ones after it. The reliable items are
+/// stored in one commit ([`PushHandle::push_batch`](pike_api::server::PushHandle::push_batch)).
 pub(crate) async fn push_batch(
     State(state): State<HttpState>,
     caller: Caller,
@@ -52,13 +53,15 @@ pub(crate) async fn push_batch(
     let ApiJson(body) = body.map_err(|e| batch_rejection(e, state.body_limit()))?;
     let push = state.push_handle();
     let requests = batch_requests(&caller.app, body, push.max_payload_len())?;
-    let mut results = Vec::with_capacity(requests.len());
-    for request in requests {
-        results.push(match push.push(request).await {
+    let results = push
+        .push_batch(requests)
+        .await
+        .into_iter()
+        .map(|outcome| match outcome {
             Ok(receipt) => PushBatchResult::Pushed(response(&receipt)),
             Err(e) => PushBatchResult::Failed(ApiError::from(e).body()),
-        });
-    }
+        })
+        .collect();
     Ok(Json(PushBatchResponse { results }))
 }
 

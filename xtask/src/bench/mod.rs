@@ -94,6 +94,9 @@ Options:
   --report FILE       Measure nothing: render the sweep tables and charts
                       again from a run's JSON (into --out-dir, default the
                       file's directory)
+  --baseline BIN      S2-S7: also measure this pike-server binary (the
+                      build before a change) as `pike (baseline)`, in the
+                      same run; the tables show pike / pike (baseline)
   -h, --help          Print this help
 
 Needs Linux, taskset (util-linux), and root or the packages mosquitto and
@@ -120,6 +123,9 @@ pub(crate) struct Options {
     pub(crate) report: Option<PathBuf>,
     pub(crate) workloads: Vec<&'static str>,
     pub(crate) room_spread: bool,
+    /// Another pike-server binary (the build before a change) measured as
+    /// one more contender in the sweeps, `pike (baseline)`.
+    pub(crate) baseline: Option<PathBuf>,
     pub(crate) help: bool,
 }
 
@@ -138,6 +144,7 @@ impl Options {
             report: None,
             workloads: plan::WORKLOADS.to_vec(),
             room_spread: false,
+            baseline: None,
             help: false,
         };
         let mut args = args.iter();
@@ -198,6 +205,7 @@ impl Options {
                 "--out" => options.out = Some(PathBuf::from(value(arg)?)),
                 "--out-dir" => options.out_dir = Some(PathBuf::from(value(arg)?)),
                 "--report" => options.report = Some(PathBuf::from(value(arg)?)),
+                "--baseline" => options.baseline = Some(PathBuf::from(value(arg)?)),
                 "--workloads" => options.workloads = plan::parse_workloads(&value(arg)?)?,
                 other => return Err(format!("unknown option `{other}` for `bench`")),
             }
@@ -255,6 +263,12 @@ pub(crate) fn command(args: &[String]) -> ExitCode {
     if options.help {
         print!("{USAGE}");
         return ExitCode::SUCCESS;
+    }
+    if let Some(path) = &options.baseline
+        && !path.is_file()
+    {
+        eprintln!("error: --baseline {}: no such file", path.display());
+        return ExitCode::from(2);
     }
     if let Some(path) = &options.report {
         return match rerender(path, options.out_dir.as_deref()) {
@@ -504,7 +518,10 @@ async fn run(options: &Options) -> Result<(), String> {
                 sweep.fanout = n as u64;
             }
         }
-        let contenders = plan::contenders(id, &kinds);
+        let mut contenders = plan::contenders(id, &kinds);
+        if let Some(baseline) = &options.baseline {
+            plan::add_baseline(&mut contenders, baseline);
+        }
         let (connects, steps) = sweep::run(&sweep, &contenders, &bins, rounds, clk_tck).await?;
         let labels: Vec<String> = contenders
             .iter()
@@ -1012,8 +1029,11 @@ mod tests {
             "x.json",
             "--workloads",
             "s2,s1",
+            "--baseline",
+            "old/pike-server",
         ]))
         .unwrap();
+        assert_eq!(o.baseline, Some(PathBuf::from("old/pike-server")));
         assert_eq!(o.only, vec![Kind::Pike, Kind::Nats]);
         assert_eq!((o.rounds(), o.connections), (5, Some(100)));
         assert!(!o.build && !o.install);

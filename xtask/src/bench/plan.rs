@@ -1,6 +1,8 @@
 //! What each workload runs in quick and full mode: connections, the rate
 //! sweep, the window lengths and the contenders.
 
+use std::path::Path;
+
 use super::servers::Kind;
 use super::sweep::{Contender, Sweep};
 
@@ -161,6 +163,7 @@ pub(crate) fn contenders(id: &str, kinds: &[Kind]) -> Vec<Contender> {
                         PIKE_BATCH.into(),
                     ],
                     uplink_batch_max: 1,
+                    pike_server: None,
                 }),
                 Kind::Mosquitto => list.push(Contender {
                     label: "mosquitto QoS 1".into(),
@@ -172,6 +175,7 @@ pub(crate) fn contenders(id: &str, kinds: &[Kind]) -> Vec<Contender> {
                         super::s1::peer_concurrency(kind, 256).to_string(),
                     ],
                     uplink_batch_max: 1,
+                    pike_server: None,
                 }),
                 Kind::Nats => {}
             }
@@ -206,6 +210,7 @@ pub(crate) fn contenders(id: &str, kinds: &[Kind]) -> Vec<Contender> {
                 kind,
                 args,
                 uplink_batch_max: 1,
+                pike_server: None,
             });
         } else if kind == Kind::Mosquitto {
             list.push(Contender {
@@ -216,12 +221,29 @@ pub(crate) fn contenders(id: &str, kinds: &[Kind]) -> Vec<Contender> {
                     super::s1::peer_concurrency(kind, 256).to_string(),
                 ],
                 uplink_batch_max: 1,
+                pike_server: None,
             });
         } else {
             list.push(Contender::plain(kind));
         }
     }
     list
+}
+
+/// Adds a `(baseline)` copy of each pike contender, right after it, that
+/// runs the pike-server binary `binary` (the build before a change).
+pub(crate) fn add_baseline(contenders: &mut Vec<Contender>, binary: &Path) {
+    let mut with = Vec::with_capacity(contenders.len() * 2);
+    for contender in contenders.drain(..) {
+        let copy = (contender.kind == Kind::Pike).then(|| Contender {
+            label: format!("{} (baseline)", contender.label),
+            pike_server: Some(binary.to_path_buf()),
+            ..contender.clone()
+        });
+        with.push(contender);
+        with.extend(copy);
+    }
+    *contenders = with;
 }
 
 /// `uplink_batch_max` of pike's business in S5: most uplink messages per
@@ -301,6 +323,29 @@ mod tests {
             seconds += per * contenders(id, &Kind::ALL).len() as u64;
         }
         assert!(seconds < 120, "{seconds} s of sweeps");
+    }
+
+    #[test]
+    fn a_baseline_follows_each_pike_contender() {
+        let mut list = contenders("s5", &Kind::ALL);
+        add_baseline(&mut list, Path::new("/tmp/old-pike-server"));
+        let labels: Vec<(&str, bool)> = list
+            .iter()
+            .map(|c| (c.label.as_str(), c.pike_server.is_some()))
+            .collect();
+        assert_eq!(
+            labels,
+            [
+                ("pike", false),
+                ("pike (baseline)", true),
+                ("pike single-message webhook", false),
+                ("pike single-message webhook (baseline)", true),
+                ("mosquitto", false),
+                ("nats", false),
+            ]
+        );
+        assert_eq!(list[1].uplink_batch_max, list[0].uplink_batch_max);
+        assert_eq!(list[1].args, list[0].args);
     }
 
     #[test]

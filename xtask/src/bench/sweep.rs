@@ -11,6 +11,7 @@
 //! | S6 | `fanout --churn 1` (1 % of members reconnect per second) | as S2 |
 //! | S7 | `fanout --slow 1` (1 % of members stop reading) | as S2 |
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -58,6 +59,8 @@ pub(crate) struct Contender {
     /// pike in S5: `uplink_batch_max` of the gateway's business (1: the
     /// single-message webhook contract).
     pub(crate) uplink_batch_max: usize,
+    /// pike: another pike-server binary than the run's (`--baseline`).
+    pub(crate) pike_server: Option<PathBuf>,
 }
 
 impl Contender {
@@ -67,6 +70,7 @@ impl Contender {
             kind,
             args: Vec::new(),
             uplink_batch_max: 1,
+            pike_server: None,
         }
     }
 }
@@ -213,6 +217,17 @@ pub(crate) async fn measure(
         Some(addr)
     } else {
         None
+    };
+    let baseline_bins;
+    let bins = match &contender.pike_server {
+        Some(binary) => {
+            baseline_bins = Binaries {
+                pike_server: binary.clone(),
+                ..bins.clone()
+            };
+            &baseline_bins
+        }
+        None => bins,
     };
     let server = Server::start_spec(&spec, bins, 0).await?;
     let run = Run {

@@ -65,6 +65,9 @@ Options:
                   the load itself is deterministic. Printed and recorded
   --out-dir DIR   Where to write soak.json and soak.svg
   --no-build      Use the binaries already in target/release
+  --report FILE   Run nothing: judge a run's soak.json again with today's
+                  rule, print its table and verdict, and write its chart
+                  (into --out-dir, default the file's directory)
   -h, --help      Print this help
 ";
 
@@ -76,6 +79,8 @@ pub(crate) struct Options {
     pub(crate) seed: u64,
     pub(crate) out_dir: Option<PathBuf>,
     pub(crate) build: bool,
+    /// A recorded run to judge again instead of running one.
+    pub(crate) report: Option<PathBuf>,
     pub(crate) help: bool,
 }
 
@@ -93,6 +98,7 @@ impl Options {
                 .map_or(0, |d| d.as_secs() % 100_000),
             out_dir: None,
             build: true,
+            report: None,
             help: false,
         };
         let mut args = args.iter();
@@ -123,6 +129,7 @@ impl Options {
                     options.seed = v.parse().map_err(|_| format!("bad --seed {v:?}"))?;
                 }
                 "--out-dir" => options.out_dir = Some(PathBuf::from(value(arg)?)),
+                "--report" => options.report = Some(PathBuf::from(value(arg)?)),
                 other => return Err(format!("unknown option `{other}` for `soak`")),
             }
         }
@@ -145,7 +152,10 @@ pub(crate) fn command(args: &[String]) -> ExitCode {
         print!("{USAGE}");
         return ExitCode::SUCCESS;
     }
-    let outcome = bench::run_interruptible(run(&options));
+    let outcome = match &options.report {
+        Some(path) => rejudge(path, options.out_dir.as_deref()),
+        None => bench::run_interruptible(run(&options)),
+    };
     match outcome {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => {
@@ -347,6 +357,44 @@ async fn run(options: &Options) -> Result<bool, String> {
     Ok(verdict.pass())
 }
 
+/// Judges a recorded run (`soak.json`) again: prints its table and
+/// verdict, writes its chart; `Ok(pass)`.
+fn rejudge(path: &std::path::Path, out_dir: Option<&std::path::Path>) -> Result<bool, String> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("read {}: {e}", path.display()))?;
+    let json: Value =
+        serde_json::from_str(&text).map_err(|e| format!("{}: not JSON: {e}", path.display()))?;
+    let minutes_asked = json["minutes"]
+        .as_u64()
+        .and_then(|m| u32::try_from(m).ok())
+        .ok_or_else(|| format!("{}: no `minutes`", path.display()))?;
+    let minutes: Vec<Minute> = json["samples"]
+        .as_array()
+        .ok_or_else(|| format!("{}: no `samples`", path.display()))?
+        .iter()
+        .map(Minute::from_json)
+        .collect::<Result<_, _>>()?;
+    let samples: Vec<rule::Sample> = minutes.iter().map(Minute::sample).collect();
+    let verdict = rule::judge(&samples, minutes_asked);
+    println!(
+        "\n## Soak: {minutes_asked} minutes, seed {}, judged again from {}\n\n{}\n{}",
+        json["seed"],
+        path.display(),
+        report::table(&minutes),
+        report::verdict(&verdict)
+    );
+    let dir = out_dir
+        .map(std::path::Path::to_path_buf)
+        .or_else(|| path.parent().map(std::path::Path::to_path_buf))
+        .unwrap_or_default();
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("soak");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    let svg = dir.join(format!("{stem}.svg"));
+    chart::soak_chart(&svg, &samples, &verdict, minutes_asked)?;
+    println!("chart: {}", svg.display());
+    Ok(verdict.pass())
+}
+
 /// Forwards a sweep generator's `step` lines until it ends.
 async fn read_steps(workload: &'static str, mut generator: Load, tx: StepSender) {
     // A step is 60 s; a generator silent for 3 minutes is stuck.
@@ -393,6 +441,8 @@ mod tests {
         assert_eq!(o.minutes, 3);
         let o = Options::parse(&args(&["--minutes", "60", "--seed", "7", "--no-build"])).unwrap();
         assert_eq!((o.minutes, o.seed, o.build), (60, 7, false));
+        let o = Options::parse(&args(&["--report", "old/soak.json"])).unwrap();
+        assert_eq!(o.report, Some(PathBuf::from("old/soak.json")));
         for bad in [
             &["--minutes", "2"][..],
             &["--minutes", "1441"],

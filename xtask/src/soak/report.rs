@@ -99,6 +99,25 @@ impl Minute {
         )
     }
 
+    /// A minute as [`to_json`](Self::to_json) wrote it.
+    pub(crate) fn from_json(value: &Value) -> Result<Self, String> {
+        let number = |key: &str| {
+            value[key]
+                .as_u64()
+                .ok_or_else(|| format!("a sample has no `{key}`: {value}"))
+        };
+        Ok(Self {
+            minute: u32::try_from(number("minute")?).map_err(|e| e.to_string())?,
+            rss_kib: number("rss_kib")?,
+            fds: number("fds")?,
+            threads: number("threads")?,
+            tasks: value["tasks"].as_u64(),
+            cpu_pct: value["cpu_pct"].as_f64().unwrap_or(f64::NAN),
+            store_bytes: number("store_bytes")?,
+            steps: value["steps"].as_object().cloned().unwrap_or_default(),
+        })
+    }
+
     pub(crate) fn to_json(&self) -> Value {
         serde_json::json!({
             "minute": self.minute,
@@ -212,11 +231,26 @@ pub(crate) fn rates_line(minutes: &[Minute], asked: u32) -> String {
 /// The verdict as text: the rule's figures per series, then the losses.
 pub(crate) fn verdict(verdict: &Verdict) -> String {
     let mut rows = vec![
-        ["series", "baseline", "end", "growth", "result"]
-            .map(str::to_owned)
-            .to_vec(),
+        [
+            "series",
+            "baseline",
+            "end",
+            "growth",
+            "trend (95 % interval)",
+            "judged by",
+            "result",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
     ];
     for g in &verdict.growth {
+        let trend = g.trend.as_ref().map_or_else(
+            || "–".to_owned(),
+            |t| {
+                let (pct, low, high) = t.pct();
+                format!("{pct:+.1} % ({low:+.1} to {high:+.1} %)")
+            },
+        );
         rows.push(vec![
             g.series.name().to_owned(),
             format!("{:.1}", g.baseline),
@@ -226,6 +260,13 @@ pub(crate) fn verdict(verdict: &Verdict) -> String {
             } else {
                 "unmeasured".to_owned()
             },
+            trend,
+            if g.series.by_trend() {
+                "trend's lower bound"
+            } else {
+                "windows"
+            }
+            .to_owned(),
             if g.pass { "ok" } else { "**GREW**" }.to_owned(),
         ]);
     }
@@ -237,8 +278,10 @@ pub(crate) fn verdict(verdict: &Verdict) -> String {
     };
     let mut text = format!(
         "\nVerdict (warm-up: minutes 1–{}; baseline: median of minutes {}; end: median of minutes {}; \
-         fails above +5 % (and above +1 ms for a p99), or when a minute of a reliable stream \
-         delivers under 100 % or has a refused message):\n\n{}",
+         RSS, fds and tasks fail when the end is above the baseline by more than 5 %; a p99 fails \
+         when the lower bound of its Theil–Sen trend's 95 % interval grows it by more than 5 % \
+         and 1 ms over the minutes after the warm-up; any series fails when a minute of a \
+         reliable stream delivers under 100 % or has a refused message):\n\n{}",
         verdict.warmup,
         list(&verdict.baseline_minutes),
         list(&verdict.end_minutes),
@@ -279,6 +322,10 @@ pub(crate) fn verdict_json(verdict: &Verdict) -> Value {
             "baseline": finite(g.baseline),
             "end": finite(g.end),
             "growth_pct": finite(g.pct()),
+            "judged_by": if g.series.by_trend() { "trend" } else { "windows" },
+            "trend_pct": g.trend.as_ref().map(|t| finite(t.pct().0)),
+            "trend_low_pct": g.trend.as_ref().map(|t| finite(t.pct().1)),
+            "trend_high_pct": g.trend.as_ref().map(|t| finite(t.pct().2)),
             "floor": g.series.floor(),
             "pass": g.pass,
         })).collect::<Vec<_>>(),
@@ -302,6 +349,19 @@ mod tests {
             store_bytes: 1 << 20,
             steps: Map::new(),
         }
+    }
+
+    #[test]
+    fn a_minute_reads_back_from_its_json() {
+        let mut m = minute(7);
+        m.steps.insert(
+            "room".into(),
+            serde_json::json!({"kind": "step", "expected": 10, "delivered": 10, "p99_ms": 2.5}),
+        );
+        let back = Minute::from_json(&m.to_json()).expect("reads back");
+        assert_eq!(back.to_json(), m.to_json());
+        assert!((back.sample().room_p99_ms - 2.5).abs() < 1e-9);
+        assert!(Minute::from_json(&serde_json::json!({"minute": 1})).is_err());
     }
 
     #[test]

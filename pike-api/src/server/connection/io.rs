@@ -3,7 +3,6 @@
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use tntunnel::FramedTunnel;
-use tokio::time::Instant;
 
 use super::Work;
 use crate::server::store::BoxFuture;
@@ -29,12 +28,5 @@ pub(crate) fn release_idle_buffers<S>(framed: &mut FramedTunnel<S>) {
     }
     if framed.write_buffer().is_empty() && framed.write_buffer().capacity() != 0 {
         *framed.write_buffer_mut() = bytes::BytesMut::new();
-    }
-}
-
-pub(super) async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }

@@ -37,8 +37,8 @@ mod login;
 mod uplink;
 
 use self::interests::Interests;
+use self::io::next_work;
 pub(crate) use self::io::release_idle_buffers;
-use self::io::{next_work, sleep_until};
 use self::uplink::PendingUplink;
 
 /// A connection that passed the hello, ready to run.
@@ -259,6 +259,13 @@ impl Conn {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send,
     {
+        // One timer for the connection's life, re-armed only when the
+        // machine's deadline moves: a fresh timer per turn of the loop
+        // would cost two trips into the runtime's timer wheel per wake-up
+        // (a delivery, say).
+        let timer = tokio::time::sleep_until(Instant::now());
+        tokio::pin!(timer);
+        let mut armed: Option<Instant> = None;
         loop {
             self.process_events();
             if !self.flush(framed).await {
@@ -270,6 +277,12 @@ impl Conn {
                 break;
             }
             let deadline = self.channel.poll_timeout().map(Instant::from_std);
+            if deadline != armed {
+                if let Some(at) = deadline {
+                    timer.as_mut().reset(at);
+                }
+                armed = deadline;
+            }
             tokio::select! {
                 frame = framed.next() => match frame {
                     Some(Ok(frame)) => {
@@ -310,7 +323,10 @@ impl Conn {
                     }
                     self.finish(work);
                 }
-                () = sleep_until(deadline) => self.channel.handle_timeout(now()),
+                () = &mut timer, if armed.is_some() => {
+                    armed = None;
+                    self.channel.handle_timeout(now());
+                }
             }
         }
         shared.close_commands();

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use super::tag_cache::{Lookup, TagCache};
 use super::{
     AppendPush, Claim, ClusterView, Directory, EngineError, EngineHealth, Inbox, Interest,
     LocalDelivery, LoginId, LoginStart, NodeSink, Position, Presence, RoomBus, RoomBusMessage,
@@ -16,11 +17,17 @@ use crate::server::store::{
 pub(super) struct EmbeddedEngine {
     store: Arc<dyn Store>,
     node: Arc<dyn NodeSink>,
+    /// Tag members as last read from the store.
+    tags: TagCache,
 }
 
 impl EmbeddedEngine {
     pub(super) fn new(store: Arc<dyn Store>, node: Arc<dyn NodeSink>) -> Self {
-        Self { store, node }
+        Self {
+            store,
+            node,
+            tags: TagCache::default(),
+        }
     }
 }
 
@@ -31,6 +38,21 @@ impl Inbox for EmbeddedEngine {
 
     fn append(&self, push: AppendPush) -> BoxFuture<'_, Result<Vec<Appended>, EngineError>> {
         Box::pin(async move { Ok(self.store.append(push.items).await?) })
+    }
+
+    fn append_many(
+        &self,
+        pushes: Vec<AppendPush>,
+    ) -> BoxFuture<'_, Vec<Result<Vec<Appended>, EngineError>>> {
+        let pushes = pushes.into_iter().map(|push| push.items).collect();
+        Box::pin(async move {
+            self.store
+                .append_many(pushes)
+                .await
+                .into_iter()
+                .map(|outcome| outcome.map_err(EngineError::from))
+                .collect::<Vec<_>>()
+        })
     }
 
     fn read(
@@ -84,10 +106,14 @@ impl Directory for EmbeddedEngine {
         unbind: Vec<String>,
     ) -> BoxFuture<'_, Result<Vec<String>, EngineError>> {
         Box::pin(async move {
-            Ok(self
+            let changed: Vec<String> = bind.iter().chain(&unbind).cloned().collect();
+            let outcome = self
                 .store
-                .update_tags(app, biz, alias, bind, unbind)
-                .await?)
+                .update_tags(app.clone(), biz.clone(), alias, bind, unbind)
+                .await;
+            // Failed or not, the update may have been applied.
+            self.tags.changed(&app, &biz, &changed);
+            Ok(outcome?)
         })
     }
 
@@ -98,7 +124,19 @@ impl Directory for EmbeddedEngine {
         tag: String,
         limit: usize,
     ) -> BoxFuture<'_, Result<Vec<String>, EngineError>> {
-        Box::pin(async move { Ok(self.store.tag_members(app, biz, tag, limit).await?) })
+        Box::pin(async move {
+            let generation = match self.tags.get(&app, &biz, &tag, limit) {
+                Lookup::Hit(aliases) => return Ok(aliases),
+                Lookup::Miss { generation } => generation,
+            };
+            let aliases = self
+                .store
+                .tag_members(app.clone(), biz.clone(), tag.clone(), limit)
+                .await?;
+            self.tags
+                .keep(&app, &biz, &tag, limit, &aliases, generation);
+            Ok(aliases)
+        })
     }
 
     fn aliases(

@@ -29,6 +29,7 @@ mod embedded;
 mod node;
 mod presence;
 mod rooms;
+mod tag_cache;
 mod types;
 
 use std::sync::Arc;
@@ -57,6 +58,25 @@ pub trait Inbox: Send + Sync + 'static {
     /// deduplicates returns the first outcome for a repeated
     /// [`AppendPush::id`].
     fn append(&self, push: AppendPush) -> BoxFuture<'_, Result<Vec<Appended>, EngineError>>;
+
+    /// Appends several pushes in order (each as [`append`](Self::append),
+    /// each with its own message id) and resolves once every one is
+    /// durable or failed, with one outcome per push. An engine that can
+    /// makes them durable together (the embedded engine: one store commit,
+    /// all of them or none); the default appends one push after the other,
+    /// each with its own outcome.
+    fn append_many(
+        &self,
+        pushes: Vec<AppendPush>,
+    ) -> BoxFuture<'_, Vec<Result<Vec<Appended>, EngineError>>> {
+        Box::pin(async move {
+            let mut out = Vec::with_capacity(pushes.len());
+            for push in pushes {
+                out.push(self.append(push).await);
+            }
+            out
+        })
+    }
 
     /// Up to `max` unexpired messages of `stream` after `after`.
     fn read(

@@ -181,6 +181,88 @@ impl PushHandle {
     /// that disconnects) does not keep a stored message from the devices
     /// online.
     pub async fn push(&self, request: PushRequest) -> Result<PushReceipt, PushError> {
+        self.check(&request)?;
+        match request.delivery {
+            Delivery::Transient => self.push_transient(request).await,
+            Delivery::Reliable { ttl } => {
+                let Some(stored) = self.to_store(request, ttl).await? else {
+                    return Ok(PushReceipt::default());
+                };
+                let mut outcomes = self.commit(vec![stored]).await;
+                outcomes.pop().unwrap_or(Err(PushError::ShuttingDown))
+            }
+        }
+    }
+
+    /// Pushes several messages and answers one result per request, in
+    /// their order; a request that fails does not stop the others.
+    ///
+    /// Transient pushes go out as they come; the reliable ones are stored
+    /// together, in their order, once all are resolved (the embedded
+    /// engine: one store commit for the whole batch, all of them or none,
+    /// unless together they would store more messages than
+    /// [`GatewayConfig::max_recipients`](super::GatewayConfig::max_recipients):
+    /// then one commit per that many), and the call returns once they are
+    /// stored. Two reliable pushes to one alias keep their order in its
+    /// stream. As with
+    /// [`push`](Self::push), dropping the future after the commit started
+    /// does not undo it.
+    pub async fn push_batch(
+        &self,
+        requests: Vec<PushRequest>,
+    ) -> Vec<Result<PushReceipt, PushError>> {
+        let mut results: Vec<Option<Result<PushReceipt, PushError>>> =
+            Vec::with_capacity(requests.len());
+        let mut to_store = Vec::new();
+        // Where each waiting push's result goes, and the messages they
+        // store together.
+        let mut stored_at = Vec::new();
+        let mut waiting = 0;
+        for request in requests {
+            let outcome = match self.check(&request) {
+                Err(e) => Some(Err(e)),
+                Ok(()) => match request.delivery {
+                    Delivery::Transient => Some(self.push_transient(request).await),
+                    Delivery::Reliable { ttl } => match self.to_store(request, ttl).await {
+                        Err(e) => Some(Err(e)),
+                        Ok(None) => Some(Ok(PushReceipt::default())),
+                        Ok(Some(stored)) => {
+                            // A commit holds at most the recipient limit's
+                            // worth of messages (one push may reach that
+                            // many): commit what waits before it would
+                            // grow past it.
+                            if waiting + stored.keys.len() > self.hub.config.max_recipients {
+                                let outcomes = self.commit(std::mem::take(&mut to_store)).await;
+                                for (index, outcome) in stored_at.drain(..).zip(outcomes) {
+                                    results[index] = Some(outcome);
+                                }
+                                waiting = 0;
+                            }
+                            waiting += stored.keys.len();
+                            stored_at.push(results.len());
+                            to_store.push(stored);
+                            None
+                        }
+                    },
+                },
+            };
+            results.push(outcome);
+        }
+        if !to_store.is_empty() {
+            let outcomes = self.commit(to_store).await;
+            for (index, outcome) in stored_at.into_iter().zip(outcomes) {
+                results[index] = Some(outcome);
+            }
+        }
+        results
+            .into_iter()
+            // The commit answers every push it was given.
+            .map(|r| r.unwrap_or(Err(PushError::ShuttingDown)))
+            .collect()
+    }
+
+    /// The checks every push passes before anything is stored or sent.
+    fn check(&self, request: &PushRequest) -> Result<(), PushError> {
         if self.hub.shutdown.is_cancelled() {
             return Err(PushError::ShuttingDown);
         }
@@ -189,8 +271,8 @@ impl PushHandle {
         }
         if !self.hub.config.has_biz(&request.app, &request.biz) {
             return Err(PushError::UnknownBiz {
-                app: request.app,
-                biz: request.biz,
+                app: request.app.clone(),
+                biz: request.biz.clone(),
             });
         }
         let max = self.max_payload_len();
@@ -200,10 +282,7 @@ impl PushHandle {
                 max,
             });
         }
-        match request.delivery {
-            Delivery::Transient => self.push_transient(request).await,
-            Delivery::Reliable { ttl } => self.push_reliable(request, ttl).await,
-        }
+        Ok(())
     }
 
     async fn recipients(&self, request: &PushRequest) -> Result<Vec<String>, PushError> {
@@ -244,11 +323,13 @@ impl PushHandle {
         Ok(aliases)
     }
 
-    async fn push_reliable(
+    /// A reliable push's streams and message: `None` when it reaches no
+    /// alias (nothing to store).
+    async fn to_store(
         &self,
         request: PushRequest,
         ttl: Option<Duration>,
-    ) -> Result<PushReceipt, PushError> {
+    ) -> Result<Option<ToStore>, PushError> {
         if let Target::Device(_) = request.target {
             return Err(PushError::Invalid(
                 "a push to a device is transient only; to reach one device reliably, log it in under an alias of its own".into(),
@@ -256,27 +337,39 @@ impl PushHandle {
         }
         let aliases = self.recipients(&request).await?;
         if aliases.is_empty() {
-            return Ok(PushReceipt::default());
+            return Ok(None);
         }
         let ttl = ttl.unwrap_or(self.hub.config.default_ttl);
         let expires_at_ms =
             unix_ms().saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
-        let keys: Vec<StreamKey> = aliases
+        let keys = aliases
             .iter()
             .map(|alias| StreamKey::new(&request.app, &request.biz, alias))
             .collect();
-        // The commit and the notification run in their own task: the
-        // store commits a started append whatever happens to the caller,
-        // and the devices online must hear of it all the same.
+        Ok(Some(ToStore {
+            keys,
+            payload: request.payload,
+            priority: request.priority,
+            expires_at_ms,
+        }))
+    }
+
+    /// Stores `pushes` and tells the devices online, in a task of its own:
+    /// the store commits a started append whatever happens to the caller,
+    /// and the devices online must hear of it all the same. One outcome
+    /// per push, in order.
+    async fn commit(&self, pushes: Vec<ToStore>) -> Vec<Result<PushReceipt, PushError>> {
+        let count = pushes.len();
         let hub = self.hub.clone();
-        let task = tokio::spawn(async move {
-            commit_and_notify(&hub, keys, request.payload, request.priority, expires_at_ms).await
-        });
+        let task = tokio::spawn(async move { commit_and_notify(&hub, pushes).await });
         match task.await {
-            Ok(result) => result,
+            Ok(outcomes) => outcomes
+                .into_iter()
+                .map(|outcome| outcome.map_err(PushError::from))
+                .collect(),
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
             // Only a runtime shutting down cancels the task.
-            Err(_) => Err(PushError::ShuttingDown),
+            Err(_) => (0..count).map(|_| Err(PushError::ShuttingDown)).collect(),
         }
     }
 
@@ -380,53 +473,83 @@ impl PushHandle {
     }
 }
 
-/// Stores a reliable message in every stream of `keys`, then tells the
-/// connections online in them.
-async fn commit_and_notify(
-    hub: &Hub,
+/// A reliable push on its way to the store: its streams and its message.
+struct ToStore {
     keys: Vec<StreamKey>,
     payload: Bytes,
     priority: u32,
     expires_at_ms: u64,
-) -> Result<PushReceipt, PushError> {
-    let appends = keys
-        .iter()
-        .map(|key| Append {
-            stream: key.clone(),
-            priority,
-            expires_at_ms,
-            payload: payload.clone(),
-        })
-        .collect();
-    let appended = hub
-        .engine
-        .inbox
-        .append(AppendPush {
+}
+
+impl ToStore {
+    fn append(&self) -> AppendPush {
+        AppendPush {
             id: None,
-            items: appends,
-        })
-        .await?;
-    let mut receipt = PushReceipt {
-        stored: appended.len(),
-        ..PushReceipt::default()
-    };
-    for (key, done) in keys.iter().zip(appended) {
-        receipt.message_id = done.message_id;
-        let message = Arc::new(StoredMessage {
-            seq: done.seq,
-            cursor: done.cursor,
-            message_id: done.message_id,
-            priority,
-            expires_at_ms,
-            payload: payload.clone(),
-        });
-        receipt.online += hub.engine.router.stored(key, &message);
+            items: self
+                .keys
+                .iter()
+                .map(|key| Append {
+                    stream: key.clone(),
+                    priority: self.priority,
+                    expires_at_ms: self.expires_at_ms,
+                    payload: self.payload.clone(),
+                })
+                .collect(),
+        }
     }
+}
+
+/// Stores each push in every stream of its keys (one push: one append;
+/// several: one [`append_many`](super::engine::Inbox::append_many)), then
+/// tells the connections online in them. One outcome per push, in order.
+async fn commit_and_notify(
+    hub: &Hub,
+    pushes: Vec<ToStore>,
+) -> Vec<Result<PushReceipt, EngineError>> {
+    let appended = match pushes.as_slice() {
+        [one] => vec![hub.engine.inbox.append(one.append()).await],
+        many => {
+            hub.engine
+                .inbox
+                .append_many(many.iter().map(ToStore::append).collect())
+                .await
+        }
+    };
+    let mut outcomes = Vec::with_capacity(pushes.len());
+    let mut stored = 0;
+    for (push, appended) in pushes.into_iter().zip(appended) {
+        let appended = match appended {
+            Ok(appended) => appended,
+            Err(e) => {
+                outcomes.push(Err(e));
+                continue;
+            }
+        };
+        let mut receipt = PushReceipt {
+            stored: appended.len(),
+            ..PushReceipt::default()
+        };
+        for (key, done) in push.keys.iter().zip(appended) {
+            receipt.message_id = done.message_id;
+            let message = Arc::new(StoredMessage {
+                seq: done.seq,
+                cursor: done.cursor,
+                message_id: done.message_id,
+                priority: push.priority,
+                expires_at_ms: push.expires_at_ms,
+                payload: push.payload.clone(),
+            });
+            receipt.online += hub.engine.router.stored(key, &message);
+        }
+        stored += receipt.stored;
+        outcomes.push(Ok(receipt));
+    }
+    let pushed = outcomes.iter().filter(|o| o.is_ok()).count();
     metrics::counter!(crate::server::metric_families::PUSH_TOTAL, "delivery" => "reliable")
-        .increment(1);
+        .increment(pushed as u64);
     metrics::counter!(crate::server::metric_families::MESSAGES_STORED_TOTAL)
-        .increment(receipt.stored as u64);
-    Ok(receipt)
+        .increment(stored as u64);
+    outcomes
 }
 
 #[cfg(test)]
