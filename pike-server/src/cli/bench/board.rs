@@ -32,6 +32,8 @@ pub(crate) struct StepDeliveries {
 /// What the board holds.
 #[derive(Debug)]
 struct State {
+    /// This generator's run id: stamps of another run never count.
+    run: u32,
     /// The current step (0: none yet).
     step: u32,
     /// The measured window, nanoseconds after the epoch: `[from, until)`.
@@ -43,7 +45,8 @@ struct State {
 
 impl State {
     fn counts(&self, stamp: SweepStamp) -> bool {
-        stamp.step == self.step
+        stamp.run == self.run
+            && stamp.step == self.step
             && stamp.scheduled_ns >= self.from_ns
             && stamp.scheduled_ns < self.until_ns
     }
@@ -53,15 +56,20 @@ impl State {
 #[derive(Debug)]
 pub(crate) struct Board {
     epoch: Instant,
+    /// This generator's run id (also in the state, for counting).
+    run: u32,
     state: Mutex<State>,
 }
 
 impl Board {
     /// A board whose stamps count from `epoch`.
     pub(crate) fn new(epoch: Instant) -> Result<Self, hdrhistogram::CreationError> {
+        let run = super::stamp::run_id();
         Ok(Self {
             epoch,
+            run,
             state: Mutex::new(State {
+                run,
                 step: 0,
                 from_ns: 0,
                 until_ns: 0,
@@ -69,6 +77,16 @@ impl Board {
                 histogram: Histogram::new_with_bounds(1, MAX_TRACKED_US, 3)?,
             }),
         })
+    }
+
+    /// The stamp of a message of `step` scheduled at `at`, with this
+    /// generator's run id.
+    pub(crate) fn stamp(&self, step: u32, at: Instant) -> SweepStamp {
+        SweepStamp {
+            run: self.run,
+            step,
+            scheduled_ns: self.ns_at(at),
+        }
     }
 
     /// Nanoseconds from the epoch to `at` (0 before it).
@@ -159,8 +177,9 @@ mod tests {
 
     use super::*;
 
-    fn stamp(step: u32, ms: u64) -> SweepStamp {
+    fn stamp_of(board: &Board, step: u32, ms: u64) -> SweepStamp {
         SweepStamp {
+            run: board.run,
             step,
             scheduled_ns: ms * 1_000_000,
         }
@@ -180,11 +199,11 @@ mod tests {
         let counted = board.record(
             now,
             &[
-                stamp(2, 999),  // warm-up
-                stamp(2, 1000), // first of the window
-                stamp(2, 1999), // last of the window
-                stamp(2, 2000), // after the window
-                stamp(1, 1500), // a late message of the step before
+                stamp_of(&board, 2, 999),  // warm-up
+                stamp_of(&board, 2, 1000), // first of the window
+                stamp_of(&board, 2, 1999), // last of the window
+                stamp_of(&board, 2, 2000), // after the window
+                stamp_of(&board, 1, 1500), // a late message of the step before
             ],
         );
         assert_eq!(counted, 2);
@@ -200,7 +219,7 @@ mod tests {
         let epoch = Instant::now();
         let board = Board::new(epoch).unwrap();
         board.begin(1, epoch, epoch + Duration::from_secs(1));
-        assert_eq!(board.record(5_000_000, &[stamp(1, 1)]), 1);
+        assert_eq!(board.record(5_000_000, &[stamp_of(&board, 1, 1)]), 1);
         board.begin(
             2,
             epoch + Duration::from_secs(1),
@@ -209,7 +228,7 @@ mod tests {
         assert_eq!(board.step(), 2);
         assert_eq!(board.deliveries(), StepDeliveries::default());
         // Step 1's message arriving now does not count for step 2.
-        assert_eq!(board.record(1_500_000_000, &[stamp(1, 500)]), 0);
+        assert_eq!(board.record(1_500_000_000, &[stamp_of(&board, 1, 500)]), 0);
     }
 
     #[test]
@@ -217,10 +236,29 @@ mod tests {
         let epoch = Instant::now();
         let board = Board::new(epoch).unwrap();
         board.begin(3, epoch, epoch + Duration::from_secs(1));
-        assert_eq!(board.record_unless(2_000_000, &[stamp(3, 1)], 3), 0);
+        assert_eq!(
+            board.record_unless(2_000_000, &[stamp_of(&board, 3, 1)], 3),
+            0
+        );
         // Left out of another step: counts here.
-        assert_eq!(board.record_unless(2_000_000, &[stamp(3, 1)], 2), 1);
+        assert_eq!(
+            board.record_unless(2_000_000, &[stamp_of(&board, 3, 1)], 2),
+            1
+        );
         assert_eq!(board.deliveries().delivered, 1);
+    }
+
+    #[test]
+    fn another_runs_messages_never_count() {
+        let epoch = Instant::now();
+        let board = Board::new(epoch).unwrap();
+        board.begin(1, epoch, epoch + Duration::from_secs(10));
+        let mut stale = stamp_of(&board, 1, 100);
+        stale.run = (stale.run + 1) % super::super::stamp::RUNS;
+        assert_eq!(board.record(200_000_000, &[stale]), 0);
+        assert_eq!(board.record(200_000_000, &[stamp_of(&board, 1, 100)]), 1);
+        let made = board.stamp(1, epoch + Duration::from_millis(100));
+        assert_eq!(made, stamp_of(&board, 1, 100));
     }
 
     #[test]
@@ -228,7 +266,7 @@ mod tests {
         let epoch = Instant::now();
         let board = Board::new(epoch).unwrap();
         board.begin(1, epoch, epoch + Duration::from_secs(10));
-        let payload = stamp(1, 100).encode(64);
+        let payload = stamp_of(&board, 1, 100).encode(64);
         // Arrives "before" it was scheduled: 1 µs, not a negative latency.
         assert!(board.record_payload(payload.as_bytes(), epoch));
         assert!(!board.record_payload(b"not a stamp", epoch));

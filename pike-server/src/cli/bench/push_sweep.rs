@@ -29,7 +29,7 @@ use super::cpu::process_cpu_secs;
 use super::fleet::{self, ConnectReport, FleetPlan, Sink, group_tag};
 use super::http_pool::{Answer, HttpPool, RequestTemplate};
 use super::report::{ConnectedLine, Progress, Table, json_line};
-use super::stamp::{MAX_STEP, SweepStamp};
+use super::stamp::MAX_STEP;
 use super::sweep::{
     self, Message, StepLine, StepSchedule, SweepPlan, Tally, Window, Workload, json_string,
 };
@@ -390,11 +390,7 @@ async fn run_batched_step(
             max_lag = max_lag.max(now.saturating_duration_since(due));
         }
         let (request, weights) = batches.request(k, end, |m| {
-            SweepStamp {
-                step,
-                scheduled_ns: board.ns_at(t0 + whole.offset(m)),
-            }
-            .encode(plan.size)
+            board.stamp(step, t0 + whole.offset(m)).encode(plan.size)
         });
         let items = weights.len();
         let handle = inflight.spawn(async move {

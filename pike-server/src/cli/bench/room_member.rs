@@ -298,10 +298,12 @@ mod tests {
     #[test]
     fn batches_are_scanned_for_stamps() {
         let a = SweepStamp {
+            run: 9,
             step: 1,
             scheduled_ns: 5,
         };
         let b = SweepStamp {
+            run: 9,
             step: 2,
             scheduled_ns: 123_456_789,
         };
@@ -331,6 +333,7 @@ mod tests {
     fn malformed_batches_are_refused() {
         let body = batch(
             &[SweepStamp {
+                run: 9,
                 step: 1,
                 scheduled_ns: 5,
             }
@@ -361,6 +364,7 @@ mod tests {
         assert_eq!(incoming(&pong(9), &mut stamps), Incoming::Other);
         let body = batch(
             &[SweepStamp {
+                run: 9,
                 step: 3,
                 scheduled_ns: 1,
             }

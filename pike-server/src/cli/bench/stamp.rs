@@ -1,12 +1,15 @@
 //! The stamp at the start of every payload of a rate sweep: when the
 //! message was *scheduled* (nanoseconds after the generator's epoch, on
-//! its monotonic clock, so only the generator compares clocks) and the
-//! number of its step.
+//! its monotonic clock, so only the generator compares clocks), the
+//! number of its step and the generator run's id (a rate search runs one
+//! generator per probe on the same server, and an overloaded probe's
+//! backlog still arrives during the next one, with scheduled times of
+//! another epoch: only the run id tells them apart).
 //!
 //! Fixed width ASCII digits, so receivers read it with a few byte
 //! comparisons and no allocation: 20 digits of nanoseconds, 4 digits of
-//! step, then padding up to the payload size. ASCII, so it travels as the
-//! HTTP API's UTF-8 `payload`.
+//! step, 6 digits of run, then padding up to the payload size. ASCII, so
+//! it travels as the HTTP API's UTF-8 `payload`.
 //!
 //! The padding is pseudo-random letters and digits, not a repeated byte:
 //! the Pike tunnel compresses frames of 1 KiB and more (LZ4), and a batch
@@ -18,8 +21,12 @@
 const NS_DIGITS: usize = 20;
 /// Digits of the step number.
 const STEP_DIGITS: usize = 4;
+/// Digits of the run id.
+const RUN_DIGITS: usize = 6;
 /// Bytes of the stamp; payloads are at least this long.
-pub(crate) const STAMP_LEN: usize = NS_DIGITS + STEP_DIGITS;
+pub(crate) const STAMP_LEN: usize = NS_DIGITS + STEP_DIGITS + RUN_DIGITS;
+/// Run ids are below this.
+pub(crate) const RUNS: u32 = 1_000_000;
 /// The padding's characters (64, so six random bits pick one).
 const PAD_ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 /// The largest step number a stamp holds.
@@ -28,6 +35,8 @@ pub(crate) const MAX_STEP: u32 = 9_999;
 /// What a payload says about itself.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
 pub(crate) struct SweepStamp {
+    /// The generator run that sent it (below [`RUNS`]).
+    pub(crate) run: u32,
     /// The step (1-based) the message belongs to.
     pub(crate) step: u32,
     /// When it was scheduled, nanoseconds after the generator's epoch.
@@ -40,11 +49,13 @@ impl SweepStamp {
     /// `size` is smaller). Steps above [`MAX_STEP`] are clamped.
     pub(crate) fn encode(self, size: usize) -> String {
         let mut text = format!(
-            "{:0ns$}{:0step$}",
+            "{:0ns$}{:0step$}{:0run$}",
             self.scheduled_ns,
             self.step.min(MAX_STEP),
+            self.run % RUNS,
             ns = NS_DIGITS,
-            step = STEP_DIGITS
+            step = STEP_DIGITS,
+            run = RUN_DIGITS
         );
         let pad = size.saturating_sub(text.len());
         // xorshift64*: cheap, and never zero with a non-zero seed.
@@ -63,12 +74,22 @@ impl SweepStamp {
     /// without one.
     pub(crate) fn decode(payload: &[u8]) -> Option<Self> {
         let head = payload.get(..STAMP_LEN)?;
-        let (ns, step) = head.split_at(NS_DIGITS);
+        let (ns, rest) = head.split_at(NS_DIGITS);
+        let (step, run) = rest.split_at(STEP_DIGITS);
         Some(Self {
+            run: u32::try_from(digits(run)?).ok()?,
             scheduled_ns: digits(ns)?,
             step: u32::try_from(digits(step)?).ok()?,
         })
     }
+}
+
+/// A run id for this generator: from the clock, so two generators
+/// started one after the other differ.
+pub(crate) fn run_id() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.subsec_micros() % RUNS)
 }
 
 /// The value of a run of ASCII digits (`None` on anything else or on
@@ -89,12 +110,13 @@ mod tests {
     #[test]
     fn round_trips_and_pads() {
         let stamp = SweepStamp {
+            run: 42,
             step: 3,
             scheduled_ns: 12_345_678_901,
         };
         let payload = stamp.encode(64);
         assert_eq!(payload.len(), 64);
-        assert!(payload.starts_with("000000000123456789010003"));
+        assert!(payload.starts_with("000000000123456789010003000042"));
         // Padding: letters, digits, `-` and `_`, and not one repeated byte.
         let pad = &payload.as_bytes()[STAMP_LEN..];
         assert!(pad.iter().all(|b| PAD_ALPHABET.contains(b)));
@@ -103,6 +125,7 @@ mod tests {
         // Deterministic for a stamp, different for another.
         assert_eq!(stamp.encode(64), payload);
         let other = SweepStamp {
+            run: 42,
             step: 3,
             scheduled_ns: 12_345_678_902,
         };
@@ -117,11 +140,13 @@ mod tests {
     #[test]
     fn extremes() {
         let stamp = SweepStamp {
+            run: RUNS - 1,
             step: MAX_STEP,
             scheduled_ns: u64::MAX,
         };
         assert_eq!(SweepStamp::decode(stamp.encode(0).as_bytes()), Some(stamp));
         let clamped = SweepStamp {
+            run: 0,
             step: MAX_STEP + 5,
             scheduled_ns: 1,
         }
@@ -139,10 +164,11 @@ mod tests {
             SweepStamp::decode(b"pb1 42 1234567 ......................"),
             None
         );
-        assert_eq!(SweepStamp::decode(b"00000000000000000001000"), None); // 23 bytes
-        assert_eq!(SweepStamp::decode(b"0000000000000000000x0001"), None);
+        assert_eq!(SweepStamp::decode(b"00000000000000000001000100000"), None); // 29 bytes
+        assert_eq!(SweepStamp::decode(b"0000000000000000000x0001000000"), None);
+        assert_eq!(SweepStamp::decode(b"000000000000000000010001x00000"), None);
         // 20 nines overflow u64.
-        assert_eq!(SweepStamp::decode(b"999999999999999999990001"), None);
+        assert_eq!(SweepStamp::decode(b"999999999999999999990001000000"), None);
         assert_eq!(SweepStamp::decode(&[0xff; 30]), None);
     }
 }

@@ -29,7 +29,7 @@ use super::cpu::process_cpu_secs;
 use super::http_pool::{Answer, HttpPool};
 use super::report::{Progress, json_line};
 use super::schedule::Schedule;
-use super::stamp::{MAX_STEP, SweepStamp};
+use super::stamp::MAX_STEP;
 use crate::cli::Failure;
 
 /// Longest wait for one publish request.
@@ -57,7 +57,7 @@ pub(crate) struct SweepArgs {
     /// Seconds each step waits for what is in flight after its window.
     #[arg(long, default_value_t = 2)]
     drain: u64,
-    /// Payload bytes (at least the 24-byte stamp).
+    /// Payload bytes (at least the 30-byte stamp).
     #[arg(long, default_value_t = 64)]
     size: usize,
     /// Start the first step at this wall-clock time (Unix milliseconds)
@@ -382,11 +382,7 @@ async fn run_step<W: Workload>(
         if in_window {
             max_lag = max_lag.max(now.saturating_duration_since(due));
         }
-        let payload = SweepStamp {
-            step,
-            scheduled_ns: board.ns_at(due),
-        }
-        .encode(plan.size);
+        let payload = board.stamp(step, due).encode(plan.size);
         let message = workload.message(k, &payload);
         inflight.spawn(async move {
             let answer = lease.round_trip(&message.request, REQUEST_TIMEOUT).await;

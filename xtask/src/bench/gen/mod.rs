@@ -71,7 +71,7 @@ pub(crate) struct GenOptions {
     pub(crate) concurrency: usize,
     pub(crate) login_timeout: Duration,
     pub(crate) connect_deadline: Duration,
-    /// Payload bytes (at least the stamp's 16).
+    /// Payload bytes (at least the stamp's 20).
     pub(crate) size: usize,
     pub(crate) rates: Vec<u64>,
     pub(crate) warmup: Duration,
@@ -288,7 +288,7 @@ mod tests {
         assert_eq!(o.rates, [10, 100]);
         assert_eq!(o.step, Duration::from_secs(2));
         assert_eq!(o.churn, 2.5);
-        assert_eq!(o.size, 16, "room for the stamp");
+        assert_eq!(o.size, stamp::STAMP_LEN, "room for the stamp");
         assert_eq!(o.publishers, 1);
         assert_eq!(o.source_ips().len(), 2);
         let u = GenOptions::parse(Workload::Uplink, &[]).unwrap();

@@ -255,6 +255,8 @@ struct Engine {
     options: GenOptions,
     plan: Plan,
     epoch: Instant,
+    /// This generator's run id, in every stamp.
+    run: u32,
     window: Cell<Window>,
     histogram: RefCell<Histogram<u64>>,
     scratch: RefCell<Vec<u8>>,
@@ -340,6 +342,7 @@ impl Engine {
             padding: vec![b'.'; payload - stamp::STAMP_LEN],
             frames,
             epoch: Instant::now(),
+            run: stamp::run_id(),
             window: Cell::new(Window::default()),
             histogram: RefCell::new(histogram()),
             scratch: RefCell::new(vec![0; 2 * READ_CHUNK]),
@@ -1104,6 +1107,7 @@ async fn run_step(engine: &Rc<Engine>, step_no: u32, rate: u64, clk_tck: u64) ->
     let de = we + o.drain;
     let deadline = we + o.drain.min(Duration::from_secs(1));
     let window = Window {
+        run: engine.run,
         step: step_no,
         start_ns: engine.ns(ws),
         end_ns: engine.ns(we),
@@ -1364,7 +1368,7 @@ async fn publish(
                 if let Some(id) = packet_id {
                     b.extend_from_slice(&id.to_be_bytes());
                 }
-                stamp::put(b, step_no, scheduled_ns);
+                stamp::put(b, engine.run, step_no, scheduled_ns);
                 b.extend_from_slice(&engine.padding);
                 b.extend_from_slice(engine.suffix);
             });
@@ -1445,6 +1449,7 @@ mod tests {
         let (rate, warmup, step) = (7u64, 2u64, 3u64);
         let t0_ns = 5_000u64;
         let window = Window {
+            run: 3,
             step: 1,
             start_ns: t0_ns + warmup * 1_000_000_000,
             end_ns: t0_ns + (warmup + step) * 1_000_000_000,
@@ -1454,7 +1459,7 @@ mod tests {
         let mut counted = 0;
         for k in 0..total {
             let mut payload = Vec::new();
-            stamp::put(&mut payload, 1, t0_ns + offset_ns(k, rate));
+            stamp::put(&mut payload, 3, 1, t0_ns + offset_ns(k, rate));
             let measured = matches!(window.classify(&payload, u64::MAX), Seen::Measured(_));
             assert_eq!(measured, k >= first_window, "k {k}");
             counted += u64::from(measured);
@@ -1525,6 +1530,7 @@ mod tests {
             member.counting.set(true);
             member.session_start_ns.set(0);
             engine.window.set(Window {
+                run: engine.run,
                 step: 1,
                 start_ns: 0,
                 end_ns: u64::MAX,
@@ -1550,7 +1556,7 @@ mod tests {
                     data.extend_from_slice(&id.to_be_bytes());
                     want_acks.extend_from_slice(&wire::mqtt_puback(id));
                 }
-                stamp::put(&mut data, 1, 1_000);
+                stamp::put(&mut data, engine.run, 1, 1_000);
                 data.extend_from_slice(&engine.padding);
                 data.extend_from_slice(engine.suffix);
                 frames += 1;
