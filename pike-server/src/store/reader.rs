@@ -15,7 +15,7 @@
 
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use tokio::sync::oneshot;
 
@@ -33,14 +33,30 @@ type Job<C> = Box<dyn FnOnce(&C) -> Deliver + Send>;
 type Deliver = Box<dyn FnOnce() + Send>;
 
 /// The read queue of one store, whose reads get a `C` (the database).
+///
+/// The queue alone holds the context strongly; readers hold the shared
+/// state, which names the context weakly and holds it only while a read
+/// runs. So dropping the queue drops the context at once, whatever a
+/// reader is doing (finding the queue empty, say), unless a read is
+/// running on it right then.
 pub(crate) struct ReadQueue<C> {
     context: Arc<C>,
+    shared: Arc<Shared<C>>,
+}
+
+/// What the queue and its readers share.
+struct Shared<C> {
+    context: Weak<C>,
     state: Mutex<State<C>>,
 }
 
 impl<C> std::fmt::Debug for ReadQueue<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let state = self
+            .shared
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         f.debug_struct("ReadQueue")
             .field("queued", &state.jobs.len())
             .field("readers", &state.readers)
@@ -64,17 +80,18 @@ pub(crate) enum ReadFailed {
 impl<C: Send + Sync + 'static> ReadQueue<C> {
     /// A queue whose reads run with `context`.
     pub(crate) fn new(context: Arc<C>) -> Arc<Self> {
-        Arc::new(Self {
-            context,
+        let shared = Arc::new(Shared {
+            context: Arc::downgrade(&context),
             state: Mutex::new(State {
                 jobs: VecDeque::new(),
                 readers: 0,
             }),
-        })
+        });
+        Arc::new(Self { context, shared })
     }
 
     fn lock(&self) -> MutexGuard<'_, State<C>> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        self.shared.lock()
     }
 
     /// Runs `read` on a reader (inline outside a tokio runtime) and
@@ -106,27 +123,32 @@ impl<C: Send + Sync + 'static> ReadQueue<C> {
             start
         };
         if start_reader {
-            // The reader holds the queue weakly: a dropped store closes its
-            // file even while a reader is winding down.
-            let queue = Arc::downgrade(self);
+            // The reader holds the context only while a read runs: a
+            // dropped store closes its file even while a reader is winding
+            // down.
+            let shared = Arc::clone(&self.shared);
             // A reader that cannot start leaves its jobs to the next one.
-            drop(runtime.spawn_blocking(move || Self::drain(&queue)));
+            drop(runtime.spawn_blocking(move || shared.drain()));
         }
         // A job dropped unrun (it panicked) drops its sender.
         result.await.map_err(|_| ReadFailed::Panicked)
+    }
+}
+
+impl<C> Shared<C> {
+    fn lock(&self) -> MutexGuard<'_, State<C>> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Runs queued jobs until none is left; the reader count goes down
     /// under the same lock that finds the queue empty, so a job queued
     /// meanwhile always finds a reader. Between jobs the reader holds
-    /// nothing of the store.
-    fn drain(queue: &std::sync::Weak<Self>) {
+    /// nothing of the store; a job whose store is gone is dropped unrun
+    /// (its caller, if any is left, gets an error).
+    fn drain(&self) {
         loop {
-            let Some(strong) = queue.upgrade() else {
-                return;
-            };
             let job = {
-                let mut state = strong.lock();
+                let mut state = self.lock();
                 match state.jobs.pop_front() {
                     Some(job) => job,
                     None => {
@@ -135,8 +157,10 @@ impl<C: Send + Sync + 'static> ReadQueue<C> {
                     }
                 }
             };
-            let context = Arc::clone(&strong.context);
-            drop(strong);
+            let Some(context) = self.context.upgrade() else {
+                drop(job);
+                continue;
+            };
             let delivered = catch_unwind(AssertUnwindSafe(|| job(&context)));
             drop(context);
             match delivered {
@@ -177,7 +201,8 @@ mod tests {
         assert!(queue.lock().jobs.is_empty());
         assert!(queue.lock().readers <= MAX_READERS);
         // A reader may still be finding the queue empty, but it holds
-        // nothing of the store: dropping the queue releases the context.
+        // nothing of the store: dropping the queue releases the context
+        // (the race CI once caught when readers held the queue itself).
         drop(queue);
         assert_eq!(Arc::strong_count(&calls), 1);
     }
