@@ -16,6 +16,24 @@ fn err(e: StoreError) -> ApiStoreError {
     ApiStoreError(e.to_string())
 }
 
+/// A message of the library's push as the store's append, under the push's
+/// message id.
+fn store_append(a: ApiAppend, message_id: u64) -> Append {
+    Append::new(key(&a.stream), a.payload)
+        .with_priority(a.priority)
+        .with_expires_at_ms(a.expires_at_ms)
+        .with_message_id(message_id)
+}
+
+/// Where the store put an appended message, as the library's.
+fn api_appended(d: crate::store::Appended) -> ApiAppended {
+    ApiAppended {
+        seq: d.seq,
+        cursor: d.seq,
+        message_id: d.message_id,
+    }
+}
+
 /// A store read as the library's.
 fn api_batch(batch: crate::store::ReadBatch) -> ApiReadBatch {
     ApiReadBatch {
@@ -53,24 +71,9 @@ impl api::Store for RedbStore {
     ) -> BoxFuture<'_, Result<Vec<ApiAppended>, ApiStoreError>> {
         Box::pin(async move {
             let id = self.next_message_id();
-            let appends = batch
-                .into_iter()
-                .map(|a| {
-                    Append::new(key(&a.stream), a.payload)
-                        .with_priority(a.priority)
-                        .with_expires_at_ms(a.expires_at_ms)
-                        .with_message_id(id)
-                })
-                .collect();
+            let appends = batch.into_iter().map(|a| store_append(a, id)).collect();
             let done = Self::append(self, appends, now_ms()).await.map_err(err)?;
-            Ok(done
-                .into_iter()
-                .map(|d| ApiAppended {
-                    seq: d.seq,
-                    cursor: d.seq,
-                    message_id: d.message_id,
-                })
-                .collect())
+            Ok(done.into_iter().map(api_appended).collect())
         })
     }
 
@@ -86,35 +89,24 @@ impl api::Store for RedbStore {
             let mut appends = Vec::with_capacity(sizes.iter().sum());
             for batch in pushes {
                 let id = self.next_message_id();
-                appends.extend(batch.into_iter().map(|a| {
-                    Append::new(key(&a.stream), a.payload)
-                        .with_priority(a.priority)
-                        .with_expires_at_ms(a.expires_at_ms)
-                        .with_message_id(id)
-                }));
+                appends.extend(batch.into_iter().map(|a| store_append(a, id)));
             }
-            let outcomes: Vec<Result<Vec<ApiAppended>, ApiStoreError>> =
-                match Self::append(self, appends, now_ms()).await {
-                    Ok(done) => {
-                        let mut done = done.into_iter().map(|d| ApiAppended {
-                            seq: d.seq,
-                            cursor: d.seq,
-                            message_id: d.message_id,
-                        });
-                        sizes
-                            .into_iter()
-                            .map(|size| Ok(done.by_ref().take(size).collect()))
-                            .collect()
-                    }
-                    Err(e) => {
-                        let message = e.to_string();
-                        sizes
-                            .iter()
-                            .map(|_| Err(ApiStoreError(message.clone())))
-                            .collect()
-                    }
-                };
-            outcomes
+            match Self::append(self, appends, now_ms()).await {
+                Ok(done) => {
+                    let mut done = done.into_iter().map(api_appended);
+                    sizes
+                        .into_iter()
+                        .map(|size| Ok(done.by_ref().take(size).collect()))
+                        .collect()
+                }
+                Err(e) => {
+                    let message = e.to_string();
+                    sizes
+                        .iter()
+                        .map(|_| Err(ApiStoreError(message.clone())))
+                        .collect()
+                }
+            }
         })
     }
 

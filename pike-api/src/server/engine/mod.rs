@@ -62,9 +62,10 @@ pub trait Inbox: Send + Sync + 'static {
     /// Appends several pushes in order (each as [`append`](Self::append),
     /// each with its own message id) and resolves once every one is
     /// durable or failed, with one outcome per push. An engine that can
-    /// makes them durable together (the embedded engine: one store commit,
-    /// all of them or none); the default appends one push after the other,
-    /// each with its own outcome.
+    /// makes them durable together (the embedded engine hands them to
+    /// [`Store::append_many`]: one commit, all of them or none, on
+    /// `pike-server`'s redb store); the default appends one push after the
+    /// other, each with its own outcome.
     fn append_many(
         &self,
         pushes: Vec<AppendPush>,

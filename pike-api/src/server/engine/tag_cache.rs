@@ -64,11 +64,11 @@ pub(crate) struct TagCache {
 /// The map key of a tag: the three ids, each length-prefixed (ids may hold
 /// any character).
 fn key(app: &str, biz: &str, tag: &str) -> String {
+    use std::fmt::Write as _;
     let mut key = String::with_capacity(app.len() + biz.len() + tag.len() + 30);
     for part in [app, biz, tag] {
-        key.push_str(&part.len().to_string());
-        key.push(':');
-        key.push_str(part);
+        // Writing to a String cannot fail.
+        let _ = write!(key, "{}:{part}", part.len());
     }
     key
 }

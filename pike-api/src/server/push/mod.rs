@@ -233,9 +233,7 @@ impl PushHandle {
                             // grow past it.
                             if waiting + stored.keys.len() > self.hub.config.max_recipients {
                                 let outcomes = self.commit(std::mem::take(&mut to_store)).await;
-                                for (index, outcome) in stored_at.drain(..).zip(outcomes) {
-                                    results[index] = Some(outcome);
-                                }
+                                file(&mut results, stored_at.drain(..), outcomes);
                                 waiting = 0;
                             }
                             waiting += stored.keys.len();
@@ -250,9 +248,7 @@ impl PushHandle {
         }
         if !to_store.is_empty() {
             let outcomes = self.commit(to_store).await;
-            for (index, outcome) in stored_at.into_iter().zip(outcomes) {
-                results[index] = Some(outcome);
-            }
+            file(&mut results, stored_at, outcomes);
         }
         results
             .into_iter()
@@ -470,6 +466,18 @@ impl PushHandle {
     pub fn trace(&self, app: &str, token: &str) -> Option<Vec<TraceEvent>> {
         let trace = self.hub.registry.trace(app, token)?;
         Some(trace::lock(&trace).events())
+    }
+}
+
+/// Puts each outcome of a commit in the place of its push among a batch's
+/// results.
+fn file(
+    results: &mut [Option<Result<PushReceipt, PushError>>],
+    places: impl IntoIterator<Item = usize>,
+    outcomes: Vec<Result<PushReceipt, PushError>>,
+) {
+    for (place, outcome) in places.into_iter().zip(outcomes) {
+        results[place] = Some(outcome);
     }
 }
 

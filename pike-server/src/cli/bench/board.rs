@@ -32,8 +32,6 @@ pub(crate) struct StepDeliveries {
 /// What the board holds.
 #[derive(Debug)]
 struct State {
-    /// This generator's run id: stamps of another run never count.
-    run: u32,
     /// The current step (0: none yet).
     step: u32,
     /// The measured window, nanoseconds after the epoch: `[from, until)`.
@@ -44,8 +42,10 @@ struct State {
 }
 
 impl State {
-    fn counts(&self, stamp: SweepStamp) -> bool {
-        stamp.run == self.run
+    /// Whether `stamp` counts for the current step of generator run `run`
+    /// (stamps of another run never do).
+    fn counts(&self, run: u32, stamp: SweepStamp) -> bool {
+        stamp.run == run
             && stamp.step == self.step
             && stamp.scheduled_ns >= self.from_ns
             && stamp.scheduled_ns < self.until_ns
@@ -56,7 +56,7 @@ impl State {
 #[derive(Debug)]
 pub(crate) struct Board {
     epoch: Instant,
-    /// This generator's run id (also in the state, for counting).
+    /// This generator's run id, in every stamp it makes.
     run: u32,
     state: Mutex<State>,
 }
@@ -64,12 +64,10 @@ pub(crate) struct Board {
 impl Board {
     /// A board whose stamps count from `epoch`.
     pub(crate) fn new(epoch: Instant) -> Result<Self, hdrhistogram::CreationError> {
-        let run = super::stamp::run_id();
         Ok(Self {
             epoch,
-            run,
+            run: super::stamp::run_id(),
             state: Mutex::new(State {
-                run,
                 step: 0,
                 from_ns: 0,
                 until_ns: 0,
@@ -127,7 +125,7 @@ impl Board {
         }
         let mut counted = 0;
         for &stamp in stamps {
-            if state.counts(stamp) {
+            if state.counts(self.run, stamp) {
                 let us = now_ns.saturating_sub(stamp.scheduled_ns) / 1000;
                 state.histogram.saturating_record(us.max(1));
                 counted += 1;
