@@ -629,20 +629,27 @@ async fn sigkill_of_the_stream_leader_mid_appends_loses_no_acked_append() {
             let mut unavailable = 0;
             for i in 0..PER_ALIAS {
                 let id = format!("{}-{i}", key.alias());
-                // The gateway's HTTP client would retry a 503 with the same
-                // idempotency key; at most 3 tries here.
+                // A publisher retries a 503 with the same idempotency key, as
+                // the HTTP API's `Retry-After` asks, until its own deadline: a
+                // leader election on a loaded CI machine has outlasted three
+                // back-to-back tries of `append_timeout` (3 s) each.
                 let mut appended = None;
-                for _ in 0..3 {
+                let give_up = Instant::now() + Duration::from_secs(60);
+                while Instant::now() < give_up {
                     match gw.append(&key, &id, meta(i), Bytes::from(id.clone())).await {
                         Ok(a) => {
                             appended = Some(a);
                             break;
                         }
-                        Err(Error::Unavailable(_)) => unavailable += 1,
+                        Err(Error::Unavailable(_)) => {
+                            unavailable += 1;
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
                         Err(e) => panic!("append {id}: {e}"),
                     }
                 }
-                let a = appended.unwrap_or_else(|| panic!("append {id} failed 3 times"));
+                let a =
+                    appended.unwrap_or_else(|| panic!("append {id} still unavailable after 60 s"));
                 acked.lock().unwrap().push((key.clone(), a.seq, id));
             }
             unavailable
