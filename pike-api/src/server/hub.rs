@@ -31,6 +31,33 @@ pub(crate) struct Hub {
     pub(crate) shutdown: CancellationToken,
     next_connection: AtomicU64,
     next_transient: AtomicU64,
+    /// Handles of the metrics counted once per delivery.
+    pub(crate) hot: HotMetrics,
+}
+
+/// Handles of the metrics a gateway counts once per delivery, resolved
+/// when the gateway is built: the `metrics` macros look a name and its
+/// labels up in the recorder's registry at every call (hashing them),
+/// which a profile of a 70,000 deliveries/s group push showed at ≈ 1 %
+/// of the gateway's samples.
+pub(crate) struct HotMetrics {
+    /// `pike_downlink_sent_total{kind="transient"}`.
+    pub(crate) transient_sent: metrics::Counter,
+    /// `pike_downlink_sent_total{kind="reliable"}`.
+    pub(crate) reliable_sent: metrics::Counter,
+    /// `pike_command_queue_depth`.
+    pub(crate) command_queue_depth: metrics::Histogram,
+}
+
+impl HotMetrics {
+    fn new() -> Self {
+        use crate::server::metric_families::{COMMAND_QUEUE_DEPTH, DOWNLINK_SENT_TOTAL};
+        Self {
+            transient_sent: metrics::counter!(DOWNLINK_SENT_TOTAL, "kind" => "transient"),
+            reliable_sent: metrics::counter!(DOWNLINK_SENT_TOTAL, "kind" => "reliable"),
+            command_queue_depth: metrics::histogram!(COMMAND_QUEUE_DEPTH),
+        }
+    }
 }
 
 impl std::fmt::Debug for Hub {
@@ -91,6 +118,7 @@ impl Hub {
             // Transient message ids live in their own range, above any id
             // the store hands out, and differ between process runs.
             next_transient: AtomicU64::new((1 << 62) | (unix_ms() << 16)),
+            hot: HotMetrics::new(),
         }
     }
 

@@ -72,18 +72,24 @@ impl ConnShared {
         Ok(())
     }
 
-    /// The next command and how many are still queued after it. The queue's
-    /// memory goes back once it is drained.
+    /// The next command and how many are still queued after it. The queue
+    /// keeps its memory while the connection is busy (freeing it at each
+    /// drain cost an allocation and a free per delivery);
+    /// [`release_idle_commands`](Self::release_idle_commands) gives it back.
     pub(crate) fn next_command(&self) -> Option<(ConnCommand, usize)> {
         let mut commands = mutex(&self.commands);
-        match commands.queue.pop_front() {
-            Some(command) => Some((command, commands.queue.len())),
-            None => {
-                if commands.queue.capacity() != 0 {
-                    commands.queue = VecDeque::new();
-                }
-                None
-            }
+        commands
+            .queue
+            .pop_front()
+            .map(|command| (command, commands.queue.len()))
+    }
+
+    /// Gives the command queue's memory back if it is empty (at an idle
+    /// connection's heartbeat, as the codec's buffers).
+    pub(crate) fn release_idle_commands(&self) {
+        let mut commands = mutex(&self.commands);
+        if commands.queue.is_empty() && commands.queue.capacity() != 0 {
+            commands.queue = VecDeque::new();
         }
     }
 
@@ -259,6 +265,10 @@ pub(crate) struct Registry {
     closed: Mutex<ClosedTraces>,
 }
 
+/// Most alias streams [`Registry::for_each_stream_sender`] visits under
+/// one taking of the locks.
+const STREAMS_PER_LOCK: usize = 256;
+
 fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
     lock.read()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -427,6 +437,30 @@ impl Registry {
         ids.iter()
             .filter_map(|id| conns.get(id).map(ConnEntry::sender))
             .collect()
+    }
+
+    /// Calls `each` with every connection sender of each of `streams`
+    /// (with its stream), under one read of the registry's maps: a push
+    /// to many aliases takes the locks once, not once per alias. The
+    /// connections' command queues do not block, so holding the read locks
+    /// across `each` costs no waiting.
+    pub(crate) fn for_each_stream_sender(
+        &self,
+        streams: &[&StreamKey],
+        mut each: impl FnMut(&StreamKey, &ConnShared),
+    ) {
+        // In chunks, so that a tag of many members does not hold logins
+        // (which take the stream index for writing) for long.
+        for chunk in streams.chunks(STREAMS_PER_LOCK) {
+            let ids = read(&self.streams);
+            let conns = read(&self.conns);
+            for &stream in chunk {
+                let Some(ids) = ids.get(stream) else { continue };
+                for entry in ids.iter().filter_map(|id| conns.get(id)) {
+                    each(stream, &entry.shared);
+                }
+            }
+        }
     }
 
     /// Senders of the connections of `device` in `app` that have a login
@@ -660,6 +694,75 @@ mod tests {
             registry.remove(id);
         }
         assert!(read(&registry.by_app).is_empty(), "no empty set is kept");
+    }
+
+    fn login(stream: u32, alias: &str) -> LoginInfo {
+        LoginInfo {
+            stream: StreamId::new(stream),
+            biz: "chat".into(),
+            alias: alias.into(),
+            route_id: String::new(),
+            since_ms: 0,
+            device_verified: false,
+        }
+    }
+
+    #[test]
+    fn streams_are_visited_once_per_connection_and_unknown_ones_skipped() {
+        let registry = Registry::default();
+        for id in 1..=3 {
+            registry.insert(id, entry("a", id));
+        }
+        registry.add_login(1, login(1, "x"), false);
+        registry.add_login(2, login(1, "x"), false);
+        registry.add_login(3, login(1, "y"), false);
+        // More streams than one taking of the locks covers.
+        let mut keys: Vec<StreamKey> = (0..STREAMS_PER_LOCK + 10)
+            .map(|i| StreamKey::new("a", "chat", &format!("none{i}")))
+            .collect();
+        keys.insert(3, StreamKey::new("a", "chat", "x"));
+        keys.push(StreamKey::new("a", "chat", "y"));
+        keys.push(StreamKey::new("b", "chat", "x"));
+        let refs: Vec<&StreamKey> = keys.iter().collect();
+        let mut seen = Vec::new();
+        registry.for_each_stream_sender(&refs, |key, shared| {
+            seen.push(key.alias.clone());
+            assert!(
+                shared
+                    .send(ConnCommand::GoAway {
+                        advice: ReconnectAdvice::default(),
+                    })
+                    .is_ok()
+            );
+        });
+        assert_eq!(seen, ["x", "x", "y"]);
+        let queued = |id: ConnId| {
+            let shared = read(&registry.conns)[&id].shared.clone();
+            std::iter::from_fn(|| shared.next_command()).count()
+        };
+        assert_eq!((queued(1), queued(2), queued(3)), (1, 1, 1));
+    }
+
+    #[test]
+    fn a_drained_queue_keeps_its_memory_until_released() {
+        let shared = ConnShared::new(4);
+        let go_away = || ConnCommand::GoAway {
+            advice: ReconnectAdvice::default(),
+        };
+        assert!(shared.send(go_away()).is_ok());
+        assert!(shared.next_command().is_some());
+        assert!(shared.next_command().is_none());
+        assert_ne!(
+            mutex(&shared.commands).queue.capacity(),
+            0,
+            "kept while busy"
+        );
+        shared.release_idle_commands();
+        assert_eq!(mutex(&shared.commands).queue.capacity(), 0, "given back");
+        // Not while a command waits.
+        assert!(shared.send(go_away()).is_ok());
+        shared.release_idle_commands();
+        assert!(shared.next_command().is_some());
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Commands sent to a connection from outside its task: transient pushes,
 //! go-away and close.
 
-use pike_channel::{Push, StreamId};
+use pike_channel::Push;
 use proto::tunnel::ErrorCode;
 
 use super::{Conn, now};
@@ -19,27 +19,24 @@ impl Conn {
                 priority,
                 payload,
             } => {
-                let targets: Vec<StreamId> = self
-                    .streams
-                    .iter()
-                    .filter(|(_, s)| {
-                        // No alias: a push to the device, for logins that
-                        // proved the device id only.
-                        s.key.biz == biz
-                            && alias
-                                .as_ref()
-                                .map_or(s.device_verified, |a| *a == s.key.alias)
-                    })
-                    .map(|(id, _)| *id)
-                    .collect();
-                for stream in targets {
+                // One clock reading per command; the logins are walked in
+                // place (the fields are disjoint: no list of targets).
+                let (at, at_ms) = (now(), unix_ms());
+                let matching = self.streams.iter().filter(|(_, s)| {
+                    // No alias: a push to the device, for logins that
+                    // proved the device id only.
+                    s.key.biz == biz
+                        && alias
+                            .as_ref()
+                            .map_or(s.device_verified, |a| *a == s.key.alias)
+                });
+                for (&stream, _) in matching {
                     let push = Push::new(payload.clone())
                         .message_id(message_id)
                         .priority(priority);
-                    if self.channel.push_transient(stream, push, now()).is_ok() {
-                        metrics::counter!(crate::server::metric_families::DOWNLINK_SENT_TOTAL, "kind" => "transient")
-                            .increment(1);
-                        trace::lock(&self.trace).transient(unix_ms(), stream.value(), message_id);
+                    if self.channel.push_transient(stream, push, at).is_ok() {
+                        self.hub.hot.transient_sent.increment(1);
+                        trace::lock(&self.trace).transient(at_ms, stream.value(), message_id);
                     }
                 }
             }

@@ -128,7 +128,7 @@ impl Conn {
             .expires_at_ms(message.expires_at_ms);
         match self.channel.push(stream, message.seq, push, now()) {
             Ok(()) => {
-                metrics::counter!(crate::server::metric_families::DOWNLINK_SENT_TOTAL, "kind" => "reliable").increment(1);
+                self.hub.hot.reliable_sent.increment(1);
                 if let Some(state) = self.streams.get_mut(&stream) {
                     state.next_seq = message.seq + 1;
                     state.read_cursor = message.cursor;

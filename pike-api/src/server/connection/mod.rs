@@ -293,6 +293,7 @@ impl Conn {
                             // busy moment (the login, say) until it has
                             // more to say. Busy connections keep theirs.
                             release_idle_buffers(framed);
+                            shared.release_idle_commands();
                         }
                     }
                     Some(Err(CodecError::Frame(e))) => {
@@ -313,7 +314,7 @@ impl Conn {
                         self.rooms.ready(&mut self.channel, Instant::now());
                     }
                     while let Some((command, depth)) = shared.next_command() {
-                        metrics::histogram!(crate::server::metric_families::COMMAND_QUEUE_DEPTH).record(depth as f64);
+                        self.hub.hot.command_queue_depth.record(depth as f64);
                         self.command(command);
                     }
                 }

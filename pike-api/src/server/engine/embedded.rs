@@ -171,6 +171,16 @@ impl Router for EmbeddedEngine {
             .node
             .transient(&target, &message))))
     }
+
+    fn transient_many(
+        &self,
+        targets: Vec<RouteTarget>,
+        message: TransientMessage,
+    ) -> BoxFuture<'_, Result<LocalDelivery, EngineError>> {
+        Box::pin(std::future::ready(Ok(self
+            .node
+            .transient_many(&targets, &message))))
+    }
 }
 
 impl UplinkLedger for EmbeddedEngine {

@@ -165,6 +165,27 @@ pub trait Router: Send + Sync + 'static {
         target: RouteTarget,
         message: TransientMessage,
     ) -> BoxFuture<'_, Result<LocalDelivery, EngineError>>;
+
+    /// Delivers one transient message to every connection of each of
+    /// `targets` (a push to many aliases or a tag); returns this node's
+    /// deliveries summed. The default calls [`transient`](Self::transient)
+    /// for each target in turn and stops at the first error; an engine
+    /// whose targets are local overrides it to route them in one pass.
+    fn transient_many(
+        &self,
+        targets: Vec<RouteTarget>,
+        message: TransientMessage,
+    ) -> BoxFuture<'_, Result<LocalDelivery, EngineError>> {
+        Box::pin(async move {
+            let mut sum = LocalDelivery::default();
+            for target in targets {
+                let one = self.transient(target, message.clone()).await?;
+                sum.online += one.online;
+                sum.dropped += one.dropped;
+            }
+            Ok(sum)
+        })
+    }
 }
 
 /// Which uplink messages were delivered to a backend (deduplication by the
@@ -198,6 +219,19 @@ pub trait NodeSink: Send + Sync + 'static {
 
     /// Delivers a transient message to this node's connections of `target`.
     fn transient(&self, target: &RouteTarget, message: &TransientMessage) -> LocalDelivery;
+
+    /// Delivers a transient message to this node's connections of each of
+    /// `targets`, summed. The default calls [`transient`](Self::transient)
+    /// for each.
+    fn transient_many(&self, targets: &[RouteTarget], message: &TransientMessage) -> LocalDelivery {
+        let mut sum = LocalDelivery::default();
+        for target in targets {
+            let one = self.transient(target, message);
+            sum.online += one.online;
+            sum.dropped += one.dropped;
+        }
+        sum
+    }
 
     /// A room message published on another node: this node's room of that
     /// name, if it exists, publishes it to its members (its room cap

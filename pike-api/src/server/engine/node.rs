@@ -49,6 +49,35 @@ impl NodeSink for LocalNode {
         deliver(senders, biz, alias, message)
     }
 
+    fn transient_many(&self, targets: &[RouteTarget], message: &TransientMessage) -> LocalDelivery {
+        // The alias streams in one pass under the registry's locks; a
+        // device target (never batched by the push API) on its own.
+        let mut sum = LocalDelivery::default();
+        let streams: Vec<&StreamKey> = targets
+            .iter()
+            .filter_map(|t| match t {
+                RouteTarget::Stream(key) => Some(key),
+                RouteTarget::Device { .. } => None,
+            })
+            .collect();
+        self.registry
+            .for_each_stream_sender(&streams, |key, shared| {
+                let command = transient_command(&key.biz, Some(&key.alias), message);
+                match shared.send(command) {
+                    Ok(()) => sum.online += 1,
+                    Err(_) => sum.dropped += 1,
+                }
+            });
+        for target in targets {
+            if let RouteTarget::Device { .. } = target {
+                let one = self.transient(target, message);
+                sum.online += one.online;
+                sum.dropped += one.dropped;
+            }
+        }
+        sum
+    }
+
     fn room(&self, message: RoomBusMessage) {
         self.rooms.publish_remote(message);
     }
@@ -140,17 +169,20 @@ fn deliver(
 ) -> LocalDelivery {
     let mut delivery = LocalDelivery::default();
     for sender in senders {
-        let command = ConnCommand::Transient {
-            biz: biz.to_owned(),
-            alias: alias.cloned(),
-            message_id: message.message_id,
-            priority: message.priority,
-            payload: message.payload.clone(),
-        };
-        match sender.try_send(command) {
+        match sender.try_send(transient_command(biz, alias, message)) {
             Ok(()) => delivery.online += 1,
             Err(_) => delivery.dropped += 1,
         }
     }
     delivery
+}
+
+fn transient_command(biz: &str, alias: Option<&String>, message: &TransientMessage) -> ConnCommand {
+    ConnCommand::Transient {
+        biz: biz.to_owned(),
+        alias: alias.cloned(),
+        message_id: message.message_id,
+        priority: message.priority,
+        payload: message.payload.clone(),
+    }
 }

@@ -393,16 +393,22 @@ impl PushHandle {
             priority: request.priority,
             payload: request.payload,
         };
-        for target in targets {
-            let delivery = self
-                .hub
+        // One call for all recipients: a tag's members are routed in one
+        // pass (one future, the registry's locks taken once).
+        let mut targets = targets;
+        let delivery = if targets.len() == 1
+            && let Some(target) = targets.pop()
+        {
+            self.hub.engine.router.transient(target, message).await?
+        } else {
+            self.hub
                 .engine
                 .router
-                .transient(target, message.clone())
-                .await?;
-            receipt.online += delivery.online;
-            receipt.dropped += delivery.dropped;
-        }
+                .transient_many(targets, message)
+                .await?
+        };
+        receipt.online += delivery.online;
+        receipt.dropped += delivery.dropped;
         metrics::counter!(crate::server::metric_families::PUSH_TOTAL, "delivery" => "transient")
             .increment(1);
         if receipt.dropped > 0 {
