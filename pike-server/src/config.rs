@@ -246,7 +246,14 @@ pub struct Store {
     /// The embedded store's page cache, MiB (default 64; 1 to 65,536): the
     /// bound on the memory the store adds to the gateway as its file grows.
     pub cache_mib: u64,
+    /// How long the store's writer, when busy, waits for more requests
+    /// before a commit, microseconds (default 2,000; 0 to 100,000; 0
+    /// turns it off). An idle store never waits.
+    pub commit_linger_us: u64,
 }
+
+/// Longest `store.commit_linger_us`: 100 ms.
+pub const MAX_COMMIT_LINGER_US: u64 = 100_000;
 
 /// Longest `store.uplink_retention_secs`: 10 years.
 pub const MAX_UPLINK_RETENTION_SECS: u64 = 10 * 365 * 24 * 3600;
@@ -718,6 +725,11 @@ impl Config {
                 "store.cache_mib must be between 1 and {MAX_STORE_CACHE_MIB}"
             ));
         }
+        if self.store.commit_linger_us > MAX_COMMIT_LINGER_US {
+            return invalid(format!(
+                "store.commit_linger_us must be between 0 and {MAX_COMMIT_LINGER_US} (100 ms)"
+            ));
+        }
         let mut ids = std::collections::HashSet::new();
         let mut keys: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
         for app in &self.apps {
@@ -836,6 +848,7 @@ impl Default for Store {
             max_messages_per_stream: 10_000,
             uplink_retention_secs: 24 * 3600,
             cache_mib: 64,
+            commit_linger_us: 2_000,
         }
     }
 }
@@ -1116,10 +1129,17 @@ publisher_rate = 3
             ),
             (86_400, 64)
         );
-        let store = parse("[store]\nuplink_retention_secs = 120\ncache_mib = 16\n").unwrap();
+        assert_eq!(defaults.store.commit_linger_us, 2_000);
+        let store =
+            parse("[store]\nuplink_retention_secs = 120\ncache_mib = 16\ncommit_linger_us = 0\n")
+                .unwrap();
         assert_eq!(
-            (store.store.uplink_retention_secs, store.store.cache_mib),
-            (120, 16)
+            (
+                store.store.uplink_retention_secs,
+                store.store.cache_mib,
+                store.store.commit_linger_us
+            ),
+            (120, 16, 0)
         );
         for (text, key) in [
             (
@@ -1149,6 +1169,7 @@ publisher_rate = 3
             ),
             ("[store]\ncache_mib = 0\n", "cache_mib"),
             ("[store]\ncache_mib = 65537\n", "cache_mib"),
+            ("[store]\ncommit_linger_us = 100001\n", "commit_linger_us"),
         ] {
             let err = parse(text).unwrap_err();
             assert!(err.to_string().contains(key), "{key}: {err}");

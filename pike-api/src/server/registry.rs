@@ -718,7 +718,7 @@ mod tests {
         registry.add_login(3, login(1, "y"), false);
         // More streams than one taking of the locks covers.
         let mut keys: Vec<StreamKey> = (0..STREAMS_PER_LOCK + 10)
-            .map(|i| StreamKey::new("a", "chat", &format!("none{i}")))
+            .map(|i| StreamKey::new("a", "chat", format!("none{i}")))
             .collect();
         keys.insert(3, StreamKey::new("a", "chat", "x"));
         keys.push(StreamKey::new("a", "chat", "y"));

@@ -4,6 +4,16 @@ use std::time::Duration;
 
 use super::error::StoreError;
 
+/// Default [`StoreConfig::with_commit_linger`]: 2 ms.
+pub const DEFAULT_COMMIT_LINGER: Duration = Duration::from_millis(2);
+
+/// Longest [`StoreConfig::with_commit_linger`]: 100 ms.
+pub const MAX_COMMIT_LINGER: Duration = Duration::from_millis(100);
+
+/// The writer is busy, and lingers before a commit, when the commit's
+/// first request arrived less than this after the previous commit ended.
+pub const BUSY_WITHIN: Duration = Duration::from_millis(1);
+
 /// Configuration of a [`RedbStore`](super::RedbStore).
 ///
 /// Built from [`Default`] and adjusted with the validated `with_*` setters,
@@ -19,6 +29,9 @@ use super::error::StoreError;
 ///     .with_max_messages_per_stream(500)?;
 /// assert_eq!(config.max_messages_per_stream(), 500);
 /// assert!(StoreConfig::default().with_max_messages_per_stream(0).is_err());
+/// assert!(StoreConfig::default()
+///     .with_commit_linger(Duration::from_millis(101))
+///     .is_err());
 /// # Ok::<(), pike_server::store::StoreError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +45,7 @@ pub struct StoreConfig {
     lazy_commits_per_flush: u32,
     cache_size: usize,
     max_tags_per_alias: usize,
+    commit_linger: Duration,
 }
 
 impl Default for StoreConfig {
@@ -46,6 +60,7 @@ impl Default for StoreConfig {
             lazy_commits_per_flush: 64,
             cache_size: 64 << 20,
             max_tags_per_alias: 256,
+            commit_linger: DEFAULT_COMMIT_LINGER,
         }
     }
 }
@@ -146,6 +161,23 @@ impl StoreConfig {
         Ok(self)
     }
 
+    /// How long a busy writer waits for more requests before a commit
+    /// (default 2 ms; 0 ..= 100 ms; zero turns it off). Only when the
+    /// first request of a commit arrived less than [`BUSY_WITHIN`] after
+    /// the previous commit ended: an idle store never waits. Each durable
+    /// commit costs an fsync, whose CPU cost on a virtual machine
+    /// (the exit of the device notification) is ≈ 0.2 ms; with a steady
+    /// stream of logins or reliable pushes, a short wait puts several
+    /// times more requests in each commit.
+    pub fn with_commit_linger(mut self, linger: Duration) -> Result<Self, StoreError> {
+        check(
+            linger <= MAX_COMMIT_LINGER,
+            "commit_linger must be at most 100 ms",
+        )?;
+        self.commit_linger = linger;
+        Ok(self)
+    }
+
     /// redb page cache size in bytes (default 64 MiB; at least 1 MiB).
     pub fn with_cache_size(mut self, bytes: usize) -> Result<Self, StoreError> {
         check(bytes >= 1 << 20, "cache_size must be at least 1 MiB")?;
@@ -176,6 +208,11 @@ impl StoreConfig {
     /// See [`with_uplink_retention`](Self::with_uplink_retention).
     pub fn uplink_retention(&self) -> Duration {
         Duration::from_millis(self.uplink_retention_ms)
+    }
+
+    /// See [`with_commit_linger`](Self::with_commit_linger).
+    pub fn commit_linger(&self) -> Duration {
+        self.commit_linger
     }
 
     /// See [`with_max_batch`](Self::with_max_batch).

@@ -62,7 +62,7 @@ use std::ops::RangeInclusive;
 use bytes::Bytes;
 
 pub use codec::MAX_ID_LEN;
-pub use config::StoreConfig;
+pub use config::{BUSY_WITHIN, DEFAULT_COMMIT_LINGER, MAX_COMMIT_LINGER, StoreConfig};
 pub use error::StoreError;
 pub use redb_store::{MAX_PAGE, MAX_READ, RedbStore};
 

@@ -6,7 +6,10 @@
 //! ONE redb write transaction, commits, and only then answers each caller.
 //! While a commit is fsyncing, new requests pile up in the queue and go into
 //! the next transaction: batching grows with load and costs no added latency
-//! when the store is idle.
+//! when the store is idle. A busy writer (requests arriving within
+//! [`BUSY_WITHIN`] of the last commit's end) also waits
+//! [`StoreConfig::commit_linger`] (2 ms) before committing, so that a steady
+//! stream of requests shares fewer fsyncs.
 //!
 //! A request that fails while being applied (a corrupt value) aborts the
 //! transaction; the batch is then re-run one request per transaction so that
@@ -15,12 +18,13 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use redb::{Durability, ReadableTable, Table, WriteTransaction};
 use tokio::sync::{mpsc, oneshot};
 
 use super::codec::{self, MessageValue, StreamMeta};
-use super::config::StoreConfig;
+use super::config::{BUSY_WITHIN, StoreConfig};
 use super::error::StoreError;
 use super::keys::*;
 use super::slot::DbSlot;
@@ -118,6 +122,21 @@ impl Stats {
     }
 }
 
+/// Whether the writer waits `linger` before committing a batch of
+/// `weight` whose first request arrived at `arrived`: only when the writer
+/// is busy (the previous commit ended less than [`BUSY_WITHIN`] before),
+/// the linger is not zero and the batch is not full.
+pub(crate) fn lingers(
+    last_end: Option<Instant>,
+    arrived: Instant,
+    linger: std::time::Duration,
+    weight: usize,
+    max_batch: usize,
+) -> bool {
+    let busy = last_end.is_some_and(|end| arrived.saturating_duration_since(end) < BUSY_WITHIN);
+    busy && !linger.is_zero() && weight < max_batch
+}
+
 /// Why a transaction did not commit.
 enum Failure {
     /// While applying a request: the batch can be retried request by request.
@@ -158,21 +177,28 @@ pub(crate) struct Unstore {
 impl Writer {
     /// Runs until every sender is gone, then makes pending lazy commits
     /// durable.
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "the writer is a thread of its own, never a runtime thread: it may block and read the clock"
+    )]
     pub(crate) fn run(mut self) {
         let max_batch = self.config.max_batch();
+        let linger = self.config.commit_linger();
+        let mut last_end: Option<Instant> = None;
         while let Some(first) = self.rx.blocking_recv() {
+            // Busy: requests keep coming (this one arrived while or just
+            // after the last commit ran). Then a short wait fills the
+            // commit, and its fsync, with more of them.
+            let arrived = Instant::now();
             let mut weight = first.op.weight();
             let mut batch = vec![first];
-            while weight < max_batch {
-                match self.rx.try_recv() {
-                    Ok(req) => {
-                        weight += req.op.weight();
-                        batch.push(req);
-                    }
-                    Err(_) => break,
-                }
+            self.drain(&mut batch, &mut weight, max_batch);
+            if lingers(last_end, arrived, linger, weight, max_batch) {
+                std::thread::sleep(linger);
+                self.drain(&mut batch, &mut weight, max_batch);
             }
             self.commit_batch(batch);
+            last_end = Some(Instant::now());
         }
         if self.lazy_commits > 0
             && let Err(Failure::Apply(e) | Failure::Commit(e)) = self.try_commit(&[&Op::Flush])
@@ -180,6 +206,19 @@ impl Writer {
             tracing::error!(error = %e, "store: final flush failed");
         }
         tracing::debug!("store writer stopped");
+    }
+
+    /// Moves queued requests into `batch` until it weighs `max_batch`.
+    fn drain(&mut self, batch: &mut Vec<Request>, weight: &mut usize, max_batch: usize) {
+        while *weight < max_batch {
+            match self.rx.try_recv() {
+                Ok(req) => {
+                    *weight += req.op.weight();
+                    batch.push(req);
+                }
+                Err(_) => break,
+            }
+        }
     }
 
     pub(crate) fn commit_batch(&mut self, batch: Vec<Request>) {
@@ -838,5 +877,28 @@ impl<'a, 't> Batch<'a, 't> {
         }
         let more = due.len() == chunk || (budget > 0 && uplinks_due.len() == budget);
         Ok(Value::Swept { removed, more })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn only_a_busy_writer_with_room_in_its_batch_lingers() {
+        let end = Instant::now();
+        let linger = Duration::from_millis(2);
+        let soon = end + Duration::from_micros(300);
+        let late = end + BUSY_WITHIN + Duration::from_micros(1);
+        assert!(lingers(Some(end), soon, linger, 1, 1024), "busy");
+        assert!(!lingers(None, soon, linger, 1, 1024), "first commit");
+        assert!(!lingers(Some(end), late, linger, 1, 1024), "idle");
+        assert!(!lingers(Some(end), soon, Duration::ZERO, 1, 1024), "off");
+        assert!(!lingers(Some(end), soon, linger, 1024, 1024), "full");
+        // A request that arrived before the last commit ended (it waited
+        // in the queue) is busy too.
+        assert!(lingers(Some(soon), end, linger, 1, 1024));
     }
 }
