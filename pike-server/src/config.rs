@@ -246,9 +246,9 @@ pub struct Store {
     /// The embedded store's page cache, MiB (default 64; 1 to 65,536): the
     /// bound on the memory the store adds to the gateway as its file grows.
     pub cache_mib: u64,
-    /// How long the store's writer, when busy, waits for more requests
-    /// before a commit, microseconds (default 2,000; 0 to 100,000; 0
-    /// turns it off). An idle store never waits.
+    /// How long the store's writer, when busy with concurrent callers,
+    /// waits for more requests before a commit, microseconds (default
+    /// 2,000; 0 to 100,000; 0 turns it off). An idle store never waits.
     pub commit_linger_us: u64,
 }
 

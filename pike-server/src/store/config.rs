@@ -11,7 +11,8 @@ pub const DEFAULT_COMMIT_LINGER: Duration = Duration::from_millis(2);
 pub const MAX_COMMIT_LINGER: Duration = Duration::from_millis(100);
 
 /// The writer is busy, and lingers before a commit, when the commit's
-/// first request arrived less than this after the previous commit ended.
+/// first request arrived less than this after the previous commit (of
+/// concurrent callers) ended.
 pub const BUSY_WITHIN: Duration = Duration::from_millis(1);
 
 /// Configuration of a [`RedbStore`](super::RedbStore).
@@ -163,8 +164,10 @@ impl StoreConfig {
 
     /// How long a busy writer waits for more requests before a commit
     /// (default 2 ms; 0 ..= 100 ms; zero turns it off). Only when the
-    /// first request of a commit arrived less than [`BUSY_WITHIN`] after
-    /// the previous commit ended: an idle store never waits. Each durable
+    /// previous commit held two or more requests (or more were waiting
+    /// when it ended) and the next commit's first request arrived less
+    /// than [`BUSY_WITHIN`] after it ended: an idle store, and a single
+    /// caller that waits for each answer, never wait. Each durable
     /// commit costs an fsync, whose CPU cost on a virtual machine
     /// (the exit of the device notification) is ≈ 0.2 ms; with a steady
     /// stream of logins or reliable pushes, a short wait puts several

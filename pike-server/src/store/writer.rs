@@ -6,10 +6,12 @@
 //! ONE redb write transaction, commits, and only then answers each caller.
 //! While a commit is fsyncing, new requests pile up in the queue and go into
 //! the next transaction: batching grows with load and costs no added latency
-//! when the store is idle. A busy writer (requests arriving within
-//! [`BUSY_WITHIN`] of the last commit's end) also waits
+//! when the store is idle. A writer busy with concurrent callers (the last
+//! commit held two or more requests or more were waiting when it ended, and
+//! the next request arrived within [`BUSY_WITHIN`] of its end) also waits
 //! [`StoreConfig::commit_linger`] (2 ms) before committing, so that a steady
-//! stream of requests shares fewer fsyncs.
+//! stream of requests shares fewer fsyncs; a single caller that waits for
+//! each answer is never made to wait.
 //!
 //! A request that fails while being applied (a corrupt value) aborts the
 //! transaction; the batch is then re-run one request per transaction so that
@@ -122,18 +124,33 @@ impl Stats {
     }
 }
 
+/// How the previous commit ended, for the next one's decision to linger.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct LastCommit {
+    /// When it ended.
+    pub(crate) ended: Instant,
+    /// Whether it held two or more requests, or more were waiting when it
+    /// ended: callers are concurrent. A single caller that waits for each
+    /// answer before its next request is never made to wait.
+    pub(crate) concurrent: bool,
+}
+
 /// Whether the writer waits `linger` before committing a batch of
 /// `weight` whose first request arrived at `arrived`: only when the writer
-/// is busy (the previous commit ended less than [`BUSY_WITHIN`] before),
-/// the linger is not zero and the batch is not full.
+/// is busy with concurrent callers (the previous commit was
+/// [`concurrent`](LastCommit::concurrent) and ended less than
+/// [`BUSY_WITHIN`] before), the linger is not zero and the batch is not
+/// full.
 pub(crate) fn lingers(
-    last_end: Option<Instant>,
+    last: Option<LastCommit>,
     arrived: Instant,
     linger: std::time::Duration,
     weight: usize,
     max_batch: usize,
 ) -> bool {
-    let busy = last_end.is_some_and(|end| arrived.saturating_duration_since(end) < BUSY_WITHIN);
+    let busy = last.is_some_and(|last| {
+        last.concurrent && arrived.saturating_duration_since(last.ended) < BUSY_WITHIN
+    });
     busy && !linger.is_zero() && weight < max_batch
 }
 
@@ -184,21 +201,25 @@ impl Writer {
     pub(crate) fn run(mut self) {
         let max_batch = self.config.max_batch();
         let linger = self.config.commit_linger();
-        let mut last_end: Option<Instant> = None;
+        let mut last: Option<LastCommit> = None;
         while let Some(first) = self.rx.blocking_recv() {
-            // Busy: requests keep coming (this one arrived while or just
-            // after the last commit ran). Then a short wait fills the
+            // Busy with concurrent callers (this request arrived while or
+            // just after a commit of several ran): a short wait fills the
             // commit, and its fsync, with more of them.
             let arrived = Instant::now();
             let mut weight = first.op.weight();
             let mut batch = vec![first];
             self.drain(&mut batch, &mut weight, max_batch);
-            if lingers(last_end, arrived, linger, weight, max_batch) {
+            if lingers(last, arrived, linger, weight, max_batch) {
                 std::thread::sleep(linger);
                 self.drain(&mut batch, &mut weight, max_batch);
             }
+            let requests = batch.len();
             self.commit_batch(batch);
-            last_end = Some(Instant::now());
+            last = Some(LastCommit {
+                ended: Instant::now(),
+                concurrent: requests > 1 || !self.rx.is_empty(),
+            });
         }
         if self.lazy_commits > 0
             && let Err(Failure::Apply(e) | Failure::Commit(e)) = self.try_commit(&[&Op::Flush])
@@ -887,18 +908,38 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_a_busy_writer_with_room_in_its_batch_lingers() {
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "one reading as a reference point; every other instant is computed from it"
+    )]
+    fn only_a_busy_writer_with_concurrent_callers_and_room_lingers() {
         let end = Instant::now();
         let linger = Duration::from_millis(2);
         let soon = end + Duration::from_micros(300);
         let late = end + BUSY_WITHIN + Duration::from_micros(1);
-        assert!(lingers(Some(end), soon, linger, 1, 1024), "busy");
+        let busy = Some(LastCommit {
+            ended: end,
+            concurrent: true,
+        });
+        assert!(lingers(busy, soon, linger, 1, 1024), "busy");
         assert!(!lingers(None, soon, linger, 1, 1024), "first commit");
-        assert!(!lingers(Some(end), late, linger, 1, 1024), "idle");
-        assert!(!lingers(Some(end), soon, Duration::ZERO, 1, 1024), "off");
-        assert!(!lingers(Some(end), soon, linger, 1024, 1024), "full");
+        assert!(!lingers(busy, late, linger, 1, 1024), "idle");
+        assert!(!lingers(busy, soon, Duration::ZERO, 1, 1024), "off");
+        assert!(!lingers(busy, soon, linger, 1024, 1024), "full");
+        let sequential = Some(LastCommit {
+            ended: end,
+            concurrent: false,
+        });
+        assert!(
+            !lingers(sequential, soon, linger, 1, 1024),
+            "one caller waiting for each answer"
+        );
         // A request that arrived before the last commit ended (it waited
         // in the queue) is busy too.
-        assert!(lingers(Some(soon), end, linger, 1, 1024));
+        let queued = Some(LastCommit {
+            ended: soon,
+            concurrent: true,
+        });
+        assert!(lingers(queued, end, linger, 1, 1024));
     }
 }
