@@ -166,8 +166,10 @@ impl StoreConfig {
     /// (default 2 ms; 0 ..= 100 ms; zero turns it off). Only when the
     /// previous commit held two or more requests (or more were waiting
     /// when it ended) and the next commit's first request arrived less
-    /// than [`BUSY_WITHIN`] after it ended: an idle store, and a single
-    /// caller that waits for each answer, never wait. Each durable
+    /// than [`BUSY_WITHIN`] after it ended, and the batch holds a durable
+    /// write (a batch of acked positions alone, which does not fsync, goes
+    /// at once): an idle store, and a single caller that waits for each
+    /// answer, never wait. Each durable
     /// commit costs an fsync, whose CPU cost on a virtual machine
     /// (the exit of the device notification) is ≈ 0.2 ms; with a steady
     /// stream of logins or reliable pushes, a short wait puts several

@@ -22,7 +22,9 @@ use super::error::StoreError;
 use super::keys::*;
 use super::reader::{ReadFailed, ReadQueue};
 use super::slot::{DbSlot, Opener};
-use super::writer::{Op, Request, Stats, Tables, Value, Writer, scan_suffixes};
+use super::writer::{
+    Op, PendingPositions, Request, Stats, Tables, Value, Writer, lock_pending, scan_suffixes,
+};
 use super::{Append, Appended, ReadBatch, StoreStats, StoredMessage, StreamKey, UplinkOutcome};
 
 /// Most messages one [`RedbStore::read`] returns (a larger `max` is
@@ -51,7 +53,17 @@ pub struct RedbStore {
     stats: Arc<Stats>,
     next_message_id: Arc<AtomicU64>,
     epoch: u64,
+    /// Positions sent to the writer and not yet answered, by (stream key,
+    /// device): a login reads the larger of the stored position and this,
+    /// so that the ack a device sent just before it reconnected counts
+    /// even while its commit is still queued. An entry lives only while
+    /// its write is in flight (at most the writer's queue capacity).
+    pending_positions: Arc<PendingPositions>,
 }
+
+/// Most positions in flight remembered for logins (see
+/// `RedbStore::set_position`); beyond it the memory starts over.
+const MAX_PENDING_POSITIONS: usize = 65_536;
 
 fn open_error(path: &Path, e: DatabaseError) -> StoreError {
     match e {
@@ -225,7 +237,9 @@ impl RedbStore {
         let stats = Arc::new(Stats::default());
         let next_message_id = Arc::new(AtomicU64::new(next));
         let (tx, rx) = mpsc::channel(config.queue_capacity());
+        let pending_positions = Arc::new(PendingPositions::default());
         let writer = Writer {
+            pending: Arc::clone(&pending_positions),
             slot: Arc::clone(&slot),
             rx,
             config: config.clone(),
@@ -249,7 +263,21 @@ impl RedbStore {
             stats,
             next_message_id,
             epoch,
+            pending_positions,
         })
+    }
+
+    fn pending(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<(Vec<u8>, String), u64>> {
+        lock_pending(&self.pending_positions)
+    }
+
+    /// The position being written for `device` on the stream `key`, if any.
+    fn pending_position(&self, key: &[u8], device: &str) -> Option<u64> {
+        self.pending()
+            .get(&(key.to_vec(), device.to_owned()))
+            .copied()
     }
 
     /// The epoch of this store's log: random and nonzero, written when the
@@ -375,12 +403,30 @@ impl RedbStore {
     ) -> Result<u64, StoreError> {
         codec::check_stream(stream)?;
         codec::check_id("device", device)?;
+        let slot = (codec::stream_key(stream), device.to_owned());
+        {
+            let mut pending = self.pending();
+            if pending.len() >= MAX_PENDING_POSITIONS && !pending.contains_key(&slot) {
+                // Only futures dropped while the writer's queue was full
+                // leave entries behind; start over rather than grow.
+                pending.clear();
+            }
+            let entry = pending.entry(slot.clone()).or_insert(seq);
+            *entry = (*entry).max(seq);
+        }
         let op = Op::SetPosition {
-            stream: codec::stream_key(stream),
-            device: device.to_owned(),
+            stream: slot.0.clone(),
+            device: slot.1.clone(),
             seq,
         };
-        match self.request(op).await? {
+        // The writer forgets the entry once the commit is done, even if
+        // this future is dropped first (the request is then still served).
+        let answer = self.request(op).await;
+        if matches!(answer, Err(StoreError::Closed)) {
+            // Never queued: nothing will clear the entry.
+            self.pending().remove(&slot);
+        }
+        match answer? {
             Value::Position(p) => Ok(p),
             other => Err(unexpected(&other)),
         }
@@ -396,8 +442,11 @@ impl RedbStore {
         codec::check_stream(stream)?;
         codec::check_id("device", device)?;
         let key = codec::stream_key(stream);
+        // Read before the store: an entry gone by the time of the read
+        // was committed first.
+        let pending = self.pending_position(&key, device);
         let device = device.to_owned();
-        blocking(&self.reads, move |db| {
+        let stored = blocking(&self.reads, move |db| {
             let txn = db.begin_read()?;
             let ids = txn.open_table(STREAM_IDS)?;
             let Some(id) = ids.get(key.as_slice())?.map(|g| g.value()) else {
@@ -406,7 +455,8 @@ impl RedbStore {
             let positions = txn.open_table(POSITIONS)?;
             Ok(positions.get((id, device.as_str()))?.map(|g| g.value()))
         })
-        .await
+        .await?;
+        Ok(stored.max(pending))
     }
 
     /// What a login needs, with one trip to the blocking pool: the
@@ -432,6 +482,9 @@ impl RedbStore {
         codec::check_id("device", device)?;
         let key = codec::stream_key(&stream);
         let alias_key = codec::scoped(&[app, biz], alias);
+        // An ack still on its way to the disk counts (read before the
+        // store: an entry gone by then was committed first).
+        let pending = self.pending_position(&key, device);
         let device = device.to_owned();
         let max = max.min(MAX_READ);
         let (position, start_after, batch, known) = blocking(&self.reads, move |db| {
@@ -445,7 +498,8 @@ impl RedbStore {
                         positions.get((id, device.as_str()))?.map(|g| g.value())
                     }
                 }
-            };
+            }
+            .max(pending);
             let known = {
                 let txn = db.begin_read()?;
                 let t = txn.open_table(ALIASES)?;
@@ -842,6 +896,7 @@ mod tests {
         let (_tx, rx) = mpsc::channel(1);
         let stats = Arc::new(Stats::default());
         let mut w = Writer {
+            pending: Arc::default(),
             slot: Arc::clone(&slot),
             rx,
             config: StoreConfig::default(),

@@ -162,7 +162,22 @@ enum Failure {
     Commit(StoreError),
 }
 
+/// Positions sent to the writer and not yet committed, by (stream key,
+/// device); see `RedbStore::set_position`.
+pub(crate) type PendingPositions = std::sync::Mutex<HashMap<(Vec<u8>, String), u64>>;
+
+/// Locks `pending` (a poisoned lock is still usable: plain data).
+pub(crate) fn lock_pending(
+    pending: &PendingPositions,
+) -> std::sync::MutexGuard<'_, HashMap<(Vec<u8>, String), u64>> {
+    pending
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 pub(crate) struct Writer {
+    /// Shared with the store: entries removed once their commit is done.
+    pub(crate) pending: Arc<PendingPositions>,
     pub(crate) slot: Arc<DbSlot>,
     pub(crate) rx: mpsc::Receiver<Request>,
     pub(crate) config: StoreConfig,
@@ -210,7 +225,12 @@ impl Writer {
             let mut weight = first.op.weight();
             let mut batch = vec![first];
             self.drain(&mut batch, &mut weight, max_batch);
-            if lingers(last, arrived, linger, weight, max_batch) {
+            // Only a commit that will fsync has anything to share: a batch
+            // of positions alone (acks, committed without an fsync) goes at
+            // once, so that a device's next login reads the ack it sent
+            // before it reconnected.
+            let durable = batch.iter().any(|req| !req.op.is_lazy());
+            if durable && lingers(last, arrived, linger, weight, max_batch) {
                 std::thread::sleep(linger);
                 self.drain(&mut batch, &mut weight, max_batch);
             }
@@ -243,6 +263,32 @@ impl Writer {
     }
 
     pub(crate) fn commit_batch(&mut self, batch: Vec<Request>) {
+        // Whatever the outcome, the batch's positions are no longer in
+        // flight once it is done (committed, or failed and answered so).
+        let positions: Vec<(Vec<u8>, String, u64)> = batch
+            .iter()
+            .filter_map(|r| match &r.op {
+                Op::SetPosition {
+                    stream,
+                    device,
+                    seq,
+                } => Some((stream.clone(), device.clone(), *seq)),
+                _ => None,
+            })
+            .collect();
+        self.commit_batch_ops(batch);
+        if !positions.is_empty() {
+            let mut pending = lock_pending(&self.pending);
+            for (stream, device, seq) in positions {
+                let slot = (stream, device);
+                if pending.get(&slot).is_some_and(|&p| p <= seq) {
+                    pending.remove(&slot);
+                }
+            }
+        }
+    }
+
+    fn commit_batch_ops(&mut self, batch: Vec<Request>) {
         let ops: Vec<&Op> = batch.iter().map(|r| &r.op).collect();
         match self.try_commit(&ops) {
             Ok(results) => {
