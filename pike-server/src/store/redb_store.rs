@@ -53,11 +53,11 @@ pub struct RedbStore {
     stats: Arc<Stats>,
     next_message_id: Arc<AtomicU64>,
     epoch: u64,
-    /// Positions sent to the writer and not yet answered, by (stream key,
+    /// Positions sent to the writer and not yet committed, by (stream key,
     /// device): a login reads the larger of the stored position and this,
     /// so that the ack a device sent just before it reconnected counts
-    /// even while its commit is still queued. An entry lives only while
-    /// its write is in flight (at most the writer's queue capacity).
+    /// even while its commit is still queued. The writer removes an entry
+    /// once its commit is done; at most [`MAX_PENDING_POSITIONS`].
     pending_positions: Arc<PendingPositions>,
 }
 

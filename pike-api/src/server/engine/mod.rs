@@ -179,9 +179,7 @@ pub trait Router: Send + Sync + 'static {
         Box::pin(async move {
             let mut sum = LocalDelivery::default();
             for target in targets {
-                let one = self.transient(target, message.clone()).await?;
-                sum.online += one.online;
-                sum.dropped += one.dropped;
+                sum += self.transient(target, message.clone()).await?;
             }
             Ok(sum)
         })
@@ -226,9 +224,7 @@ pub trait NodeSink: Send + Sync + 'static {
     fn transient_many(&self, targets: &[RouteTarget], message: &TransientMessage) -> LocalDelivery {
         let mut sum = LocalDelivery::default();
         for target in targets {
-            let one = self.transient(target, message);
-            sum.online += one.online;
-            sum.dropped += one.dropped;
+            sum += self.transient(target, message);
         }
         sum
     }

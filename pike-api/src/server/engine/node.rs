@@ -70,9 +70,7 @@ impl NodeSink for LocalNode {
             });
         for target in targets {
             if let RouteTarget::Device { .. } = target {
-                let one = self.transient(target, message);
-                sum.online += one.online;
-                sum.dropped += one.dropped;
+                sum += self.transient(target, message);
             }
         }
         sum

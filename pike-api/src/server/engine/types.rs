@@ -95,6 +95,14 @@ pub struct LocalDelivery {
     pub dropped: usize,
 }
 
+impl std::ops::AddAssign for LocalDelivery {
+    /// Sums the deliveries of several targets.
+    fn add_assign(&mut self, other: Self) {
+        self.online += other.online;
+        self.dropped += other.dropped;
+    }
+}
+
 /// An engine failure.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {

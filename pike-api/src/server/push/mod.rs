@@ -394,19 +394,13 @@ impl PushHandle {
             payload: request.payload,
         };
         // One call for all recipients: a tag's members are routed in one
-        // pass (one future, the registry's locks taken once).
-        let mut targets = targets;
-        let delivery = if targets.len() == 1
-            && let Some(target) = targets.pop()
-        {
-            self.hub.engine.router.transient(target, message).await?
-        } else {
-            self.hub
-                .engine
-                .router
-                .transient_many(targets, message)
-                .await?
-        };
+        // pass (one future; the registry's locks taken once per 256 aliases).
+        let delivery = self
+            .hub
+            .engine
+            .router
+            .transient_many(targets, message)
+            .await?;
         receipt.online += delivery.online;
         receipt.dropped += delivery.dropped;
         metrics::counter!(crate::server::metric_families::PUSH_TOTAL, "delivery" => "transient")
