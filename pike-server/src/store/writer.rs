@@ -276,7 +276,10 @@ impl Writer {
                 _ => None,
             })
             .collect();
-        self.commit_batch_ops(batch);
+        let answers = self.commit_batch_ops(batch);
+        // Forget the positions before anyone hears of the outcome: a caller
+        // that reads a position after its `set_position` answered sees the
+        // store (a capped or refused value), never the raw ack in flight.
         if !positions.is_empty() {
             let mut pending = lock_pending(&self.pending);
             for (stream, device, seq) in positions {
@@ -286,27 +289,33 @@ impl Writer {
                 }
             }
         }
+        for (reply, result) in answers {
+            let _ = reply.send(result);
+        }
     }
 
-    fn commit_batch_ops(&mut self, batch: Vec<Request>) {
+    /// Commits `batch` and returns each request's answer, unsent.
+    fn commit_batch_ops(&mut self, batch: Vec<Request>) -> Vec<(Reply, Result<Value, StoreError>)> {
         let ops: Vec<&Op> = batch.iter().map(|r| &r.op).collect();
         match self.try_commit(&ops) {
-            Ok(results) => {
-                for (req, res) in batch.into_iter().zip(results) {
-                    let _ = req.reply.send(res);
-                }
-            }
+            Ok(results) => batch
+                .into_iter()
+                .zip(results)
+                .map(|(req, res)| (req.reply, res))
+                .collect(),
             Err(Failure::Apply(e) | Failure::Commit(e)) if is_disk_error(&e) => {
                 // redb refuses everything after a failed write or fsync:
                 // nothing of the batch is stored; reopen at once.
                 tracing::error!(error = %e, requests = batch.len(), "store: disk error, nothing of the batch stored");
-                for req in batch {
-                    let _ = req.reply.send(Err(e.clone()));
-                }
                 self.recover();
+                batch
+                    .into_iter()
+                    .map(|req| (req.reply, Err(e.clone())))
+                    .collect()
             }
             Err(Failure::Apply(e)) if batch.len() > 1 => {
                 tracing::warn!(error = %e, requests = batch.len(), "store: batch failed, retrying requests one by one");
+                let mut answers = Vec::with_capacity(batch.len());
                 for req in batch {
                     let res = match self.try_commit(&[&req.op]) {
                         Ok(mut r) => r.pop().unwrap_or(Err(StoreError::Closed)),
@@ -317,16 +326,18 @@ impl Writer {
                             Err(e)
                         }
                     };
-                    let _ = req.reply.send(res);
+                    answers.push((req.reply, res));
                 }
+                answers
             }
             Err(Failure::Apply(e) | Failure::Commit(e)) => {
                 if !matches!(e, StoreError::Corrupt { .. }) {
                     tracing::error!(error = %e, "store: commit failed");
                 }
-                for req in batch {
-                    let _ = req.reply.send(Err(e.clone()));
-                }
+                batch
+                    .into_iter()
+                    .map(|req| (req.reply, Err(e.clone())))
+                    .collect()
             }
         }
     }
