@@ -69,13 +69,20 @@ async fn main() -> Result<(), Error> {
     let mut admitted = Vec::new();
     for i in 0..2 {
         let mut dialed = dialer.dial(&endpoints).await?;
-        assert_eq!((dialed.index, dialed.peer), (1, live), "the dead endpoint lost the race");
+        assert_eq!(
+            (dialed.index, dialed.peer),
+            (1, live),
+            "the dead endpoint lost the race"
+        );
         let ping = format!("ping {i}");
         dialed.conn.write_all(ping.as_bytes()).await?;
         let mut echo = vec![0u8; ping.len()];
         dialed.conn.read_exact(&mut echo).await?;
         assert_eq!(echo, ping.as_bytes());
-        println!("connection {i}: won by endpoint #{} ({}), echoed {ping:?}", dialed.index, dialed.peer);
+        println!(
+            "connection {i}: won by endpoint #{} ({}), echoed {ping:?}",
+            dialed.index, dialed.peer
+        );
         admitted.push(dialed);
     }
 
@@ -84,7 +91,10 @@ async fn main() -> Result<(), Error> {
     let mut told = Vec::new();
     third.conn.read_to_end(&mut told).await?;
     assert_eq!(told, b"overloaded");
-    println!("connection 2: refused with {:?}", String::from_utf8_lossy(&told));
+    println!(
+        "connection 2: refused with {:?}",
+        String::from_utf8_lossy(&told)
+    );
     assert_eq!(server.open_connections(), 2);
     assert_eq!(server.limits().over_limit_total(), 1);
 
