@@ -82,6 +82,13 @@
 //! then type control lines on stdin ([`parse_action`] lists them, plus
 //! `stats`). Depend on the library from tests with
 //! `default-features = false` (no clap).
+//!
+//! # Features
+//!
+//! | Feature | Default | What |
+//! |---|---|---|
+//! | `cli` | yes | the `faultproxy` binary (clap, a multi-threaded runtime, stdin control); libraries and tests depend with `default-features = false` |
+#![warn(missing_docs)]
 
 mod command;
 mod faults;

@@ -53,7 +53,13 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! # Features
+//!
+//! No cargo features: TCP, TLS and QUIC come from `tunnelkit` and
+//! `tntunnel` with their default features.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod client;

@@ -102,6 +102,11 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! # Features
+//!
+//! No cargo features.
+#![warn(missing_docs)]
 
 mod bootstrap;
 mod cluster;

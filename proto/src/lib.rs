@@ -84,7 +84,13 @@
 //! `.proto` file run `cargo xtask codegen` (no `protoc` needed) and commit
 //! the result; `cargo xtask codegen --check` fails when it is stale. A new
 //! protobuf package also needs a module below.
+//!
+//! # Features
+//!
+//! No cargo features. The package is published as `pike-proto` (the name
+//! `proto` is taken on crates.io); the library keeps the name `proto`.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 #![doc(test(attr(deny(warnings))))]
 
 // The generated code needs no lint exceptions today: every protobuf item is
