@@ -103,3 +103,9 @@ pub use faults::{Action, Direction, LinkFaults};
 pub use handle::{ProxyHandle, Stats};
 pub use proxy::{Proxy, ProxyConfig};
 pub use schedule::Schedule;
+
+/// The README's examples, compiled (and, where they need no network, run)
+/// as doctests, so that they cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -189,3 +189,9 @@ pub use crate::server::{
 pub use crate::stats::{ClientStats, ServerStats};
 
 pub use {bytes, proto, tntunnel, tunnelkit};
+
+/// The README's examples, compiled (and, where they need no network, run)
+/// as doctests, so that they cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -163,3 +163,9 @@ impl tunnel::ErrorCode {
         )
     }
 }
+
+/// The README's examples, compiled (and, where they need no network, run)
+/// as doctests, so that they cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

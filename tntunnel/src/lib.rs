@@ -88,3 +88,9 @@ pub use crate::tunnel::{
 pub use bytes;
 pub use proto;
 pub use rustls;
+
+/// The README's examples, compiled (and, where they need no network, run)
+/// as doctests, so that they cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

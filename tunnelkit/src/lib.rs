@@ -115,3 +115,9 @@ pub use quinn;
 #[cfg(feature = "quic")]
 pub use rustls;
 pub use tokio_util::sync::CancellationToken;
+
+/// The README's examples, compiled (and, where they need no network, run)
+/// as doctests, so that they cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
