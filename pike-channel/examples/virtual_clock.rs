@@ -17,8 +17,7 @@ use std::time::{Duration, Instant};
 
 use pike_channel::proto::tunnel::{ClientHello, ServerHello};
 use pike_channel::{
-    ClientChannel, ClientConfig, Event, LoginParams, Push, ServerChannel, ServerConfig,
-    ServerEvent,
+    ClientChannel, ClientConfig, Event, LoginParams, Push, ServerChannel, ServerConfig, ServerEvent,
 };
 
 /// Moves frames both ways until neither side has anything to send; returns
@@ -62,7 +61,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // machine is made for the accepted connection, and its hello (with the
     // heartbeat parameters) is what the client gets.
     let server_config = Arc::new(ServerConfig::default());
-    let mut hello = ServerHello { connection_token: "t-1".into(), ..Default::default() };
+    let mut hello = ServerHello {
+        connection_token: "t-1".into(),
+        ..Default::default()
+    };
     server_config.fill_hello(&mut hello);
     let mut server = ServerChannel::new(server_config, ClientHello::default(), now);
     client.handle_connected(dial, &hello, now);
@@ -70,7 +72,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Login: the client's request reaches the server as an event; the
     // gateway (us) accepts it with a route id and pushes two messages.
     exchange(&mut client, &mut server, now);
-    let Some(ServerEvent::LoginRequested { stream, alias, credential, .. }) = server.poll_event() else {
+    let Some(ServerEvent::LoginRequested {
+        stream,
+        alias,
+        credential,
+        ..
+    }) = server.poll_event()
+    else {
         return Err("a login request".into());
     };
     println!("server: login of alias {alias:?} with credential {credential:?}");
@@ -82,12 +90,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut received = Vec::new();
     while let Some(event) = client.poll_event() {
         match event {
-            Event::LoginOk { stream, route_id, .. } => {
+            Event::LoginOk {
+                stream, route_id, ..
+            } => {
                 assert_eq!(stream, chat);
                 println!("client: logged in, route {route_id}");
             }
             Event::Received(delivery) => {
-                println!("client: seq {} {:?}", delivery.seq, String::from_utf8_lossy(&delivery.payload));
+                println!(
+                    "client: seq {} {:?}",
+                    delivery.seq,
+                    String::from_utf8_lossy(&delivery.payload)
+                );
                 received.push(delivery.seq);
             }
             _ => {}
@@ -101,14 +115,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     now = client.poll_timeout().ok_or("an ack timer")?.max(now);
     client.handle_timeout(now);
     exchange(&mut client, &mut server, now);
-    assert_eq!(server.poll_event(), Some(ServerEvent::Acked { stream, seq: 2 }));
-    println!("server: acked up to seq 2 after {:?} (virtual)", now - origin);
+    assert_eq!(
+        server.poll_event(),
+        Some(ServerEvent::Acked { stream, seq: 2 })
+    );
+    println!(
+        "server: acked up to seq 2 after {:?} (virtual)",
+        now - origin
+    );
 
     // Ten idle minutes: jump from timer to timer. The client pings when the
     // link is quiet, the server answers, nobody times out.
     let end = now + Duration::from_secs(600);
     let mut frames = 0;
-    while let Some(next) = [client.poll_timeout(), server.poll_timeout()].into_iter().flatten().min() {
+    while let Some(next) = [client.poll_timeout(), server.poll_timeout()]
+        .into_iter()
+        .flatten()
+        .min()
+    {
         if next > end {
             break;
         }
@@ -118,9 +142,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         frames += exchange(&mut client, &mut server, now);
     }
     while let Some(event) = client.poll_event() {
-        assert!(!matches!(event, Event::Disconnect { .. } | Event::Disconnected { .. }), "{event:?}");
+        assert!(
+            !matches!(event, Event::Disconnect { .. } | Event::Disconnected { .. }),
+            "{event:?}"
+        );
     }
     assert!(!server.is_closed());
-    println!("after {:?} of virtual time: still connected, {frames} keep-alive frames", now - origin);
+    println!(
+        "after {:?} of virtual time: still connected, {frames} keep-alive frames",
+        now - origin
+    );
     Ok(())
 }
