@@ -61,34 +61,25 @@ async fn wait_for<T>(
 
 /// Pushes `text` to chat:u42 as a reliable message, then waits until the
 /// chat client delivers it; returns its sequence number.
-async fn push_and_receive(
-    pusher: &PushHandle,
-    chat: &PikeClient,
-    text: &str,
-) -> Result<u64, Error> {
+async fn receive_push(pusher: &PushHandle, chat: &PikeClient, text: &str) -> Result<u64, Error> {
     let delivery = Delivery::Reliable { ttl: None };
     let (app, biz, target) = ("demo".into(), "chat".into(), Target::Alias("u42".into()));
     let payload = text.to_owned().into();
-    pusher
-        .push(PushRequest {
-            app,
-            biz,
-            target,
-            payload,
-            delivery,
-            priority: 0,
-        })
-        .await?;
+    let request = PushRequest {
+        app,
+        biz,
+        target,
+        payload,
+        delivery,
+        priority: 0,
+    };
+    pusher.push(request).await?;
     let message = wait_for(chat, |e| match e {
         ClientEvent::OnReceive(m) => Some(m.clone()),
         _ => None,
     })
     .await?;
-    println!(
-        "chat received #{}: {:?}",
-        message.seq,
-        String::from_utf8_lossy(&message.payload)
-    );
+    println!("chat received #{}: {:?}", message.seq, message.payload);
     Ok(message.seq)
 }
 
@@ -97,16 +88,14 @@ async fn main() -> Result<(), Error> {
     // The gateway: one credential per alias, the chat backend above.
     let (backend, mut confirmed) = mpsc::unbounded_channel();
     let auth = FnAuthenticator(|req: &LoginRequest| {
-        match req.credential == format!("token-{}", req.alias) {
-            true => Ok(LoginGrant::default()),
-            false => Err(AuthError::new(ErrorCode::AuthFailed, "bad token")),
-        }
+        let known = req.credential == format!("token-{}", req.alias);
+        known
+            .then(LoginGrant::default)
+            .ok_or_else(|| AuthError::new(ErrorCode::AuthFailed, "bad token"))
     });
-    // Takeover (on by default) closes an older connection of a device when a
-    // newer one logs in to the same business and alias. A switch moves the
-    // login from the shared connection to a new one of the same device, and
-    // today the gateway then closes the whole shared connection with
-    // REPLACED, taking the other businesses on it down too: off here.
+    // Takeover (on by default) closes a device's older connection when a
+    // newer one logs in to the same business and alias; today that closes
+    // the whole shared connection on a switch, other businesses too: off.
     let mut config = GatewayConfig::default();
     config.takeover(false);
     let gateway = Gateway::builder()
@@ -121,10 +110,8 @@ async fn main() -> Result<(), Error> {
     tokio::spawn(gateway.serve());
 
     // The app: one proxy (one connection), one client per business.
-    let dialer = Dialer::new(
-        TcpTransport::new(TcpConfig::default())?,
-        DialerConfig::default(),
-    )?;
+    let tcp = TcpTransport::new(TcpConfig::default())?;
+    let dialer = Dialer::new(tcp, DialerConfig::default())?;
     let hello = ClientHello {
         app_id: "demo".into(),
         device_id: "phone-1".into(),
@@ -145,16 +132,10 @@ async fn main() -> Result<(), Error> {
     assert_eq!(proxy.channels(), 1, "both businesses share one connection");
 
     // Receive, then send: `send` resolves once the backend accepted.
-    assert_eq!(
-        push_and_receive(&pusher, &chat, "welcome to the chat").await?,
-        1
-    );
+    assert_eq!(receive_push(&pusher, &chat, "welcome!").await?, 1);
     let receipt = chat.send("hi everyone").await?;
-    println!(
-        "chat sent {}, the backend got {:?}",
-        receipt.key,
-        confirmed.recv().await
-    );
+    let got = confirmed.recv().await;
+    println!("chat sent {}, the backend got {got:?}", receipt.key);
 
     // Switch chat to its own connection while it runs: it logs in there,
     // resuming after the last message it got, then leaves the shared one.
@@ -165,7 +146,7 @@ async fn main() -> Result<(), Error> {
     })
     .await?;
     println!("chat switched to its own connection {token}");
-    assert_eq!(push_and_receive(&pusher, &chat, "still here?").await?, 2);
+    assert_eq!(receive_push(&pusher, &chat, "still here?").await?, 2);
     chat.send("yes, on my own channel").await?;
     println!(
         "chat sent again, the backend got {:?}",

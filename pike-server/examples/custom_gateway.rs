@@ -8,6 +8,7 @@
 //! ```
 
 use std::collections::HashMap;
+use std::future::{Ready, ready};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -33,7 +34,7 @@ struct TokenTable(Arc<HashMap<String, String>>);
 impl Service<LoginRequest> for TokenTable {
     type Response = LoginGrant;
     type Error = AuthError;
-    type Future = BoxFuture<'static, Result<LoginGrant, AuthError>>;
+    type Future = Ready<Result<LoginGrant, AuthError>>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), AuthError>> {
         Poll::Ready(Ok(()))
@@ -41,12 +42,8 @@ impl Service<LoginRequest> for TokenTable {
 
     fn call(&mut self, request: LoginRequest) -> Self::Future {
         let known = self.0.get(&request.alias) == Some(&request.credential);
-        Box::pin(async move {
-            match known {
-                true => Ok(LoginGrant::default()),
-                false => Err(AuthError::new(ErrorCode::AuthFailed, "unknown token")),
-            }
-        })
+        let refused = || AuthError::new(ErrorCode::AuthFailed, "unknown token");
+        ready(known.then(LoginGrant::default).ok_or_else(refused))
     }
 }
 
@@ -59,40 +56,31 @@ impl UplinkHandler for Bot {
         Some("bot-1".into())
     }
     fn deliver(&self, request: UplinkRequest) -> BoxFuture<'_, Result<(), UplinkError>> {
-        let sent = self.0.send(request).is_ok();
-        Box::pin(async move {
-            match sent {
-                true => Ok(()),
-                false => Err(UplinkError {
-                    code: ErrorCode::BackendUnavailable,
-                    message: "bot gone".into(),
-                    route_failed: true,
-                }),
-            }
-        })
+        let code = ErrorCode::BackendUnavailable;
+        let gone = |_| UplinkError {
+            code,
+            message: "bot gone".into(),
+            route_failed: true,
+        };
+        Box::pin(ready(self.0.send(request).map_err(gone)))
     }
 }
 
-/// A reliable push of `text` to `alias` of the chat business.
+/// A reliable push of `text` to `alias` of the chat business, kept 1 hour.
 async fn push(pusher: &PushHandle, alias: &str, text: String) -> Result<(), Error> {
     let (app, biz, target) = ("demo".into(), "chat".into(), Target::Alias(alias.into()));
-    let delivery = Delivery::Reliable {
-        ttl: Some(Duration::from_secs(3600)),
+    let ttl = Some(Duration::from_secs(3600));
+    let delivery = Delivery::Reliable { ttl };
+    let request = PushRequest {
+        app,
+        biz,
+        target,
+        payload: text.into(),
+        delivery,
+        priority: 0,
     };
-    let receipt = pusher
-        .push(PushRequest {
-            app,
-            biz,
-            target,
-            payload: text.into(),
-            delivery,
-            priority: 0,
-        })
-        .await?;
-    println!(
-        "gateway: pushed to {alias}, stored for {} alias(es), {} online",
-        receipt.stored, receipt.online
-    );
+    let receipt = pusher.push(request).await?;
+    println!("gateway: pushed to {alias}, {} online", receipt.online);
     Ok(())
 }
 
@@ -124,26 +112,17 @@ async fn main() -> Result<(), Error> {
     let bot_pusher = pusher.clone();
     tokio::spawn(async move {
         while let Some(message) = bot_inbox.recv().await {
-            let text = format!(
-                "bot: you said {:?}",
-                String::from_utf8_lossy(&message.payload)
-            );
-            let _ = push(&bot_pusher, &message.alias, text).await;
+            let said = String::from_utf8_lossy(&message.payload);
+            let reply = format!("bot: you said {said:?}");
+            let _ = push(&bot_pusher, &message.alias, reply).await;
         }
     });
 
     // Pushed before anyone listens: stored, delivered at login.
-    push(
-        &pusher,
-        "u42",
-        "welcome (stored while you were away)".into(),
-    )
-    .await?;
+    push(&pusher, "u42", "welcome back".into()).await?;
 
-    let dialer = Dialer::new(
-        TcpTransport::new(TcpConfig::default())?,
-        DialerConfig::default(),
-    )?;
+    let tcp = TcpTransport::new(TcpConfig::default())?;
+    let dialer = Dialer::new(tcp, DialerConfig::default())?;
     let hello = ClientHello {
         app_id: "demo".into(),
         device_id: "d1".into(),
@@ -159,29 +138,21 @@ async fn main() -> Result<(), Error> {
     while received.len() < 2 {
         match next(&chat).await? {
             ClientEvent::Running { .. } => chat.send("hello bot").await.map(|_| ())?,
-            ClientEvent::OnReceive(m) => {
-                received.push(String::from_utf8_lossy(&m.payload).into_owned())
-            }
+            ClientEvent::OnReceive(m) => received.push(m.payload),
             ClientEvent::OnStop { reason } => return Err(format!("stopped: {reason:?}").into()),
             _ => {}
         }
     }
     println!("client u42 received {received:?}");
-    assert_eq!(received[0], "welcome (stored while you were away)");
-    assert_eq!(received[1], "bot: you said \"hello bot\"");
+    assert_eq!(received, ["welcome back", "bot: you said \"hello bot\""]);
 
-    loop {
+    let refused = loop {
         if let ClientEvent::OnStop { reason } = next(&intruder).await? {
-            assert!(matches!(
-                reason,
-                StopReason::AuthFailed {
-                    code: ErrorCode::AuthFailed,
-                    ..
-                }
-            ));
-            println!("client u7 refused: {reason:?}");
-            break;
+            break reason;
         }
-    }
+    };
+    println!("client u7 refused: {refused:?}");
+    let code = ErrorCode::AuthFailed;
+    assert!(matches!(refused, StopReason::AuthFailed { code: c, .. } if c == code));
     Ok(())
 }
