@@ -2,7 +2,7 @@
 //! configuration and the data directory, used by the `pike-server` binary
 //! and the `pike` CLI.
 //!
-//! [`run`] starts the whole gateway from a [`config::Config`]; the parts can
+//! [`run()`] starts the whole gateway from a [`config::Config`]; the parts can
 //! also be embedded one by one in a gateway of your own, on `pike-api`:
 //! [`store::RedbStore`] is a `pike_api::server::Store`,
 //! [`auth::TokenAuthenticator`] a `tower::Service` authenticator, and
