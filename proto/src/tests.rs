@@ -69,9 +69,8 @@ fn file_descriptor_set_is_valid() {
             ("pike/channel/v1/channel.proto", "pike.channel.v1"),
         ]
     );
-    let messages = |i: usize| -> Vec<&str> {
-        set.file[i].message_type.iter().map(|m| m.name()).collect()
-    };
+    let messages =
+        |i: usize| -> Vec<&str> { set.file[i].message_type.iter().map(|m| m.name()).collect() };
     assert!(messages(2).contains(&"Login") && messages(2).contains(&"RoomBatch"));
     assert!(messages(0).contains(&"PushBatch") && messages(0).contains(&"PushBatchResult"));
 }

@@ -28,8 +28,8 @@ pub struct Push {
     #[prost(uint64, tag = "9")]
     pub ttl_secs: u64,
     /// Higher goes first in a device's queue (default 0).
-    #[prost(int32, tag = "10")]
-    pub priority: i32,
+    #[prost(uint32, tag = "10")]
+    pub priority: u32,
     /// Exactly one target.
     #[prost(oneof = "push::Target", tags = "2, 3, 4, 5, 6")]
     pub target: ::core::option::Option<push::Target>,
