@@ -386,3 +386,34 @@ async fn push_connections_beyond_the_limit_are_refused_until_one_closes() {
     .await;
     assert_eq!(result(&mut second).await.id, 1);
 }
+
+#[tokio::test]
+async fn a_gateway_shutdown_closes_push_connections_with_going_away() {
+    let mut h = Harness::start().await;
+    let mut socket = connect(&h).await;
+    send(
+        &mut socket,
+        &api::PushBatch {
+            id: 1,
+            pushes: vec![alias_push("u1", "before")],
+        },
+    )
+    .await;
+    assert_eq!(result(&mut socket).await.id, 1);
+    h.shut_down_gateway().await;
+    loop {
+        let message = within("the close", socket.next())
+            .await
+            .expect("a message")
+            .expect("not an error");
+        match message {
+            Message::Close(Some(frame)) => {
+                assert_eq!(u16::from(frame.code), 1001);
+                assert!(frame.reason.contains("shutting down"), "{}", frame.reason);
+                break;
+            }
+            Message::Ping(_) | Message::Pong(_) => {}
+            other => panic!("expected a close: {other:?}"),
+        }
+    }
+}

@@ -17,6 +17,9 @@
 //! [`PING_EVERY`], and the connection closed after [`IDLE_TIMEOUT`]
 //! without a message, ping or pong from the backend; results that the
 //! backend does not read for the request timeout close the connection.
+//! When the gateway shuts down, a connection closes with 1001 (going away)
+//! once every batch it read is answered (those pushed after the shutdown
+//! began fail with `unavailable`).
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -165,6 +168,8 @@ async fn run(socket: &mut WebSocket, state: &HttpState, app: &str) -> End {
     let mut ping = tokio::time::interval_at(Instant::now() + PING_EVERY, PING_EVERY);
     ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut last_heard = Instant::now();
+    let push = state.push_handle().clone();
+    let mut shutting_down = std::pin::pin!(push.shutting_down());
     loop {
         if pushing.is_none() {
             pushing = start(&mut queue, state);
@@ -200,6 +205,9 @@ async fn run(socket: &mut WebSocket, state: &HttpState, app: &str) -> End {
             }, if pushing.is_some() => {
                 pushing = None;
                 file(&mut queue, results);
+            }
+            () = &mut shutting_down, if pushing.is_none() && queue.is_empty() => {
+                return End::Close(close_code::AWAY, "the gateway is shutting down; connect to another one");
             }
             _ = ping.tick() => {
                 if last_heard.elapsed() >= IDLE_TIMEOUT {
