@@ -165,6 +165,9 @@ pub struct Http {
     /// Most requests handled at once (default 256); more get `503
     /// overloaded`.
     pub max_in_flight: usize,
+    /// Most backend push connections (`GET /v1/push/ws`) open at once
+    /// (default 64); more are answered `503 overloaded`.
+    pub max_push_connections: usize,
     /// Time a client has to send a request's headers, also between requests
     /// on a kept-alive connection, seconds (default 10); the connection is
     /// closed after it.
@@ -200,9 +203,10 @@ impl Http {
                 "the HTTP API on non-loopback address {addr} is plain HTTP: API keys and payloads would cross the network unencrypted; keep it on loopback behind a TLS proxy, or set http.allow_plain_non_loopback = true"
             ));
         }
-        if self.max_connections == 0 || self.max_in_flight == 0 {
+        if self.max_connections == 0 || self.max_in_flight == 0 || self.max_push_connections == 0 {
             return invalid(
-                "http.max_connections and http.max_in_flight must be at least 1".into(),
+                "http.max_connections, http.max_in_flight and http.max_push_connections must be at least 1"
+                    .into(),
             );
         }
         if self.header_read_timeout_secs == 0 || self.request_timeout_secs == 0 {
@@ -224,6 +228,7 @@ impl Default for Http {
             allow_plain_non_loopback: false,
             max_connections: 1024,
             max_in_flight: 256,
+            max_push_connections: 64,
             header_read_timeout_secs: 10,
             request_timeout_secs: 30,
             max_body_bytes: 0,

@@ -186,7 +186,8 @@ pub async fn run(
         let state = crate::http::HttpState::new(push.clone(), apps.clone(), metrics.clone())
             .with_body_limit(http.body_limit(config.limits.max_frame_length))
             .with_request_timeout(Duration::from_secs(http.request_timeout_secs.into()))
-            .with_max_in_flight(http.max_in_flight);
+            .with_max_in_flight(http.max_in_flight)
+            .with_max_push_connections(http.max_push_connections);
         let serve_config = crate::http::ServeConfig::default()
             .with_max_connections(http.max_connections)
             .with_header_read_timeout(Duration::from_secs(http.header_read_timeout_secs.into()))

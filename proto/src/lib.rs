@@ -1,6 +1,6 @@
 //! Protobuf messages of the Pike protocol.
 //!
-//! Two protobuf packages, each a module:
+//! Three protobuf packages, each a module:
 //!
 //! - [`tunnel`] (`pike.tunnel.v1`): the tunnel layer (`tntunnel`): the
 //!   versioned handshake, connection close, and [`tunnel::ErrorCode`], the
@@ -9,6 +9,9 @@
 //!   per-business login over a shared connection, tags, reliable and
 //!   transient downlink with cumulative acks, ordered uplink with acks, live
 //!   rooms, heartbeats and server control.
+//! - [`api`] (`pike.api.v1`): a business backend's push connection to the
+//!   gateway (`GET /v1/push/ws`): batches of pushes and their results, the
+//!   binary counterpart of the HTTP API's `POST /v1/push/batch`.
 //!
 //! This crate holds only the message types. Each message is the protobuf body
 //! of one frame; the frame type constants are defined by `tntunnel` (control
@@ -49,7 +52,7 @@
 //!   example [`channel::LoginResult::code`]); use `TryFrom<i32>` (for example
 //!   [`tunnel::ErrorCode::try_from`]) to reject them instead.
 //! - [`FILE_DESCRIPTOR_SET`] is the encoded `google.protobuf.FileDescriptorSet`
-//!   of both packages, for reflection.
+//!   of every package, for reflection.
 //!
 //! # Example
 //!
@@ -99,7 +102,7 @@
 /// The generated packages, laid out by protobuf package name so that prost's
 /// cross-package paths (`super::super::tunnel::v1::ErrorCode`) resolve.
 ///
-/// Prefer the short paths [`tunnel`] and [`channel`].
+/// Prefer the short paths [`tunnel`], [`channel`] and [`api`].
 #[rustfmt::skip]
 pub mod pike {
     /// Protobuf packages `pike.tunnel.*`.
@@ -117,7 +120,17 @@ pub mod pike {
             include!("gen/pike.channel.v1.rs");
         }
     }
+
+    /// Protobuf packages `pike.api.*`.
+    pub mod api {
+        /// Protobuf package `pike.api.v1`: a backend's push connection.
+        pub mod v1 {
+            include!("gen/pike.api.v1.rs");
+        }
+    }
 }
+
+pub use pike::api::v1 as api;
 
 pub use pike::channel::v1 as channel;
 pub use pike::tunnel::v1 as tunnel;

@@ -64,12 +64,15 @@ fn file_descriptor_set_is_valid() {
     assert_eq!(
         files,
         [
+            ("pike/api/v1/push.proto", "pike.api.v1"),
             ("pike/tunnel/v1/tunnel.proto", "pike.tunnel.v1"),
             ("pike/channel/v1/channel.proto", "pike.channel.v1"),
         ]
     );
-    let messages: Vec<_> = set.file[1].message_type.iter().map(|m| m.name()).collect();
-    assert!(messages.contains(&"Login") && messages.contains(&"RoomBatch"));
+    let messages =
+        |i: usize| -> Vec<&str> { set.file[i].message_type.iter().map(|m| m.name()).collect() };
+    assert!(messages(2).contains(&"Login") && messages(2).contains(&"RoomBatch"));
+    assert!(messages(0).contains(&"PushBatch") && messages(0).contains(&"PushBatchResult"));
 }
 
 /// The descriptor set and the generated enums come from the same codegen run.

@@ -45,6 +45,7 @@ pub mod model;
 mod ops;
 mod presence;
 mod push;
+mod push_socket;
 mod rooms;
 mod serve;
 mod state;
@@ -60,11 +61,15 @@ pub use disconnect::MAX_DISCONNECT_REASON;
 pub use error::{ApiError, ErrorCode};
 pub use presence::{DEFAULT_CONNECTIONS_LIMIT, MAX_CONNECTIONS_LIMIT};
 pub use push::{BATCH_BODY_LIMIT_FACTOR, MAX_BATCH_PUSHES, batch_body_limit};
+pub use push_socket::{IDLE_TIMEOUT, MAX_QUEUED_BATCHES, PING_EVERY, PUSH_SUBPROTOCOL};
 pub use serve::{
     DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_HTTP_CONNECTIONS, DEFAULT_WRITE_TIMEOUT, ServeConfig,
     serve,
 };
-pub use state::{DEFAULT_BODY_LIMIT, DEFAULT_MAX_IN_FLIGHT, DEFAULT_REQUEST_TIMEOUT, HttpState};
+pub use state::{
+    DEFAULT_BODY_LIMIT, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_PUSH_CONNECTIONS,
+    DEFAULT_REQUEST_TIMEOUT, HttpState,
+};
 pub use tokens::{DEFAULT_TOKEN_TTL_SECS, MAX_TOKEN_TTL_SECS};
 pub use validate::{MAX_ALIAS_LEN, MAX_BIZ_LEN, MAX_ID_LEN, MAX_TTL_SECS};
 
@@ -79,6 +84,7 @@ pub fn router(state: HttpState) -> Router {
             "/v1/push/batch",
             post(push::push_batch).layer(DefaultBodyLimit::max(batch_body_limit(body_limit))),
         )
+        .route("/v1/push/ws", get(push_socket::push_socket))
         .route("/v1/presence", get(presence::presence))
         .route("/v1/connections", get(presence::connections))
         .route("/v1/connections/{token}/trace", get(trace::trace))

@@ -88,7 +88,20 @@ fn batch_requests(
     body: PushBatchBody,
     max_payload: usize,
 ) -> Result<Vec<PushRequest>, ApiError> {
-    let count = body.pushes.len();
+    check_batch_len(body.pushes.len())?;
+    body.pushes
+        .into_iter()
+        .enumerate()
+        .map(|(index, item)| {
+            to_request(app.to_owned(), item, max_payload)
+                .and_then(check_batch_item)
+                .map_err(|e| item_error(index, e))
+        })
+        .collect()
+}
+
+/// A batch holds 1 to [`MAX_BATCH_PUSHES`] pushes.
+pub(crate) fn check_batch_len(count: usize) -> Result<(), ApiError> {
     if count == 0 {
         return Err(ApiError::invalid_field(
             "pushes",
@@ -103,34 +116,33 @@ fn batch_requests(
             ),
         ));
     }
-    body.pushes
-        .into_iter()
-        .enumerate()
-        .map(|(index, item)| {
-            to_request(app.to_owned(), item, max_payload)
-                .and_then(|request| {
-                    // The library refuses this only when pushing; a batch
-                    // refuses it up front so that nothing is pushed.
-                    if matches!(request.target, Target::Device(_))
-                        && matches!(request.delivery, Delivery::Reliable { .. })
-                    {
-                        Err(ApiError::invalid_field(
-                            "reliable",
-                            "a push to a device is transient only; to reach one device reliably, log it in under an alias of its own",
-                        ))
-                    } else {
-                        Ok(request)
-                    }
-                })
-                .map_err(|e| {
-                    let error = ApiError::invalid(format!("pushes[{index}]: {}", e.message()));
-                    match e.field() {
-                        Some(field) => error.with_field(format!("pushes[{index}].{field}")),
-                        None => error.with_field(format!("pushes[{index}]")),
-                    }
-                })
-        })
-        .collect()
+    Ok(())
+}
+
+/// What a batch refuses up front (the library refuses it only when
+/// pushing, so that nothing of the batch is pushed): a reliable push to a
+/// device.
+pub(crate) fn check_batch_item(request: PushRequest) -> Result<PushRequest, ApiError> {
+    if matches!(request.target, Target::Device(_))
+        && matches!(request.delivery, Delivery::Reliable { .. })
+    {
+        Err(ApiError::invalid_field(
+            "reliable",
+            "a push to a device is transient only; to reach one device reliably, log it in under an alias of its own",
+        ))
+    } else {
+        Ok(request)
+    }
+}
+
+/// An invalid batch item's error: prefixed with `pushes[i]: `, its field
+/// with `pushes[i].`.
+pub(crate) fn item_error(index: usize, e: ApiError) -> ApiError {
+    let error = ApiError::invalid(format!("pushes[{index}]: {}", e.message()));
+    match e.field() {
+        Some(field) => error.with_field(format!("pushes[{index}].{field}")),
+        None => error.with_field(format!("pushes[{index}]")),
+    }
 }
 
 /// The receipt as JSON.
@@ -177,16 +189,21 @@ pub(crate) fn payload(
             ));
         }
     };
-    if bytes.len() > max {
+    payload_len(field, bytes.len(), max)?;
+    Ok(bytes)
+}
+
+/// A payload of `len` bytes (in `field`) is at most `max`.
+pub(crate) fn payload_len(field: &str, len: usize, max: usize) -> Result<(), ApiError> {
+    if len > max {
         return Err(ApiError::invalid_field(
             field,
             format!(
-                "the payload is {} bytes, more than the limit of {max} (what a device's downlink frame carries)",
-                bytes.len()
+                "the payload is {len} bytes, more than the limit of {max} (what a device's downlink frame carries)"
             ),
         ));
     }
-    Ok(bytes)
+    Ok(())
 }
 
 /// Validates a push body into the library's request; payloads above
@@ -195,24 +212,7 @@ fn to_request(app: String, body: PushBody, max_payload: usize) -> Result<PushReq
     validate::biz("biz", &body.biz)?;
     let target = target(&body)?;
     let payload = payload(body.payload, body.payload_base64, max_payload)?;
-    let delivery = match (body.reliable.unwrap_or(true), body.ttl_secs) {
-        (true, Some(ttl)) if !(1..=MAX_TTL_SECS).contains(&ttl) => {
-            return Err(ApiError::invalid_field(
-                "ttl_secs",
-                format!("`ttl_secs` must be between 1 and {MAX_TTL_SECS} (ten years)"),
-            ));
-        }
-        (true, ttl) => Delivery::Reliable {
-            ttl: ttl.map(Duration::from_secs),
-        },
-        (false, None) => Delivery::Transient,
-        (false, Some(_)) => {
-            return Err(ApiError::invalid_field(
-                "ttl_secs",
-                "`ttl_secs` applies to reliable pushes only; a transient push is never stored",
-            ));
-        }
-    };
+    let delivery = delivery(body.reliable.unwrap_or(true), body.ttl_secs)?;
     Ok(PushRequest {
         app,
         biz: body.biz,
@@ -223,6 +223,44 @@ fn to_request(app: String, body: PushBody, max_payload: usize) -> Result<PushReq
     })
 }
 
+/// A push's delivery from its `reliable` flag and `ttl_secs`.
+pub(crate) fn delivery(reliable: bool, ttl_secs: Option<u64>) -> Result<Delivery, ApiError> {
+    match (reliable, ttl_secs) {
+        (true, Some(ttl)) if !(1..=MAX_TTL_SECS).contains(&ttl) => Err(ApiError::invalid_field(
+            "ttl_secs",
+            format!("`ttl_secs` must be between 1 and {MAX_TTL_SECS} (ten years)"),
+        )),
+        (true, ttl) => Ok(Delivery::Reliable {
+            ttl: ttl.map(Duration::from_secs),
+        }),
+        (false, None) => Ok(Delivery::Transient),
+        (false, Some(_)) => Err(ApiError::invalid_field(
+            "ttl_secs",
+            "`ttl_secs` applies to reliable pushes only; a transient push is never stored",
+        )),
+    }
+}
+
+/// `aliases` validated (each named `field[i]`), duplicates dropped, order
+/// kept; an empty list is refused.
+pub(crate) fn unique_aliases(field: &str, aliases: &[String]) -> Result<Vec<String>, ApiError> {
+    if aliases.is_empty() {
+        return Err(ApiError::invalid_field(
+            field,
+            format!("`{field}` must not be empty"),
+        ));
+    }
+    let mut unique: Vec<String> = Vec::with_capacity(aliases.len());
+    let mut seen = std::collections::HashSet::with_capacity(aliases.len());
+    for (i, alias) in aliases.iter().enumerate() {
+        let alias = validate::owned_alias(&format!("{field}[{i}]"), alias)?;
+        if seen.insert(alias.clone()) {
+            unique.push(alias);
+        }
+    }
+    Ok(unique)
+}
+
 /// The one target of a push body.
 fn target(body: &PushBody) -> Result<Target, ApiError> {
     let mut targets = Vec::with_capacity(1);
@@ -230,21 +268,7 @@ fn target(body: &PushBody) -> Result<Target, ApiError> {
         targets.push(Target::Alias(validate::owned_alias("alias", alias)?));
     }
     if let Some(aliases) = &body.aliases {
-        if aliases.is_empty() {
-            return Err(ApiError::invalid_field(
-                "aliases",
-                "`aliases` must not be empty",
-            ));
-        }
-        let mut unique: Vec<String> = Vec::with_capacity(aliases.len());
-        let mut seen = std::collections::HashSet::with_capacity(aliases.len());
-        for (i, alias) in aliases.iter().enumerate() {
-            let alias = validate::owned_alias(&format!("aliases[{i}]"), alias)?;
-            if seen.insert(alias.clone()) {
-                unique.push(alias);
-            }
-        }
-        targets.push(Target::Aliases(unique));
+        targets.push(Target::Aliases(unique_aliases("aliases", aliases)?));
     }
     if let Some(tag) = &body.tag {
         targets.push(Target::Tag(validate::owned_id("tag", tag)?));

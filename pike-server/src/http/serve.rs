@@ -142,7 +142,8 @@ pub async fn serve(
                 .timer(TokioTimer::new())
                 .header_read_timeout(config.header_read_timeout)
                 .keep_alive(true);
-            let mut conn = pin!(builder.serve_connection(io, service));
+            // With upgrades: `GET /v1/push/ws` takes the connection over.
+            let mut conn = pin!(builder.serve_connection(io, service).with_upgrades());
             tokio::select! {
                 result = conn.as_mut() => {
                     if let Err(e) = result {

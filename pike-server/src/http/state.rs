@@ -20,6 +20,10 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Requests handled at once by default (256); more get `503 overloaded`.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 256;
 
+/// Backend push connections (`GET /v1/push/ws`) open at once by default
+/// (64); more get `503 overloaded`.
+pub const DEFAULT_MAX_PUSH_CONNECTIONS: usize = 64;
+
 /// The state of the HTTP API: the gateway's [`PushHandle`], the apps (API
 /// keys and token secrets) and, optionally, the Prometheus handle that
 /// `/metrics` renders. Cheap to clone.
@@ -37,6 +41,8 @@ pub struct HttpState {
     request_timeout: Duration,
     in_flight: Arc<Semaphore>,
     max_in_flight: usize,
+    push_sockets: Arc<Semaphore>,
+    max_push_connections: usize,
 }
 
 impl HttpState {
@@ -56,6 +62,8 @@ impl HttpState {
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             in_flight: Arc::new(Semaphore::new(DEFAULT_MAX_IN_FLIGHT)),
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            push_sockets: Arc::new(Semaphore::new(DEFAULT_MAX_PUSH_CONNECTIONS)),
+            max_push_connections: DEFAULT_MAX_PUSH_CONNECTIONS,
         }
     }
 
@@ -73,6 +81,16 @@ impl HttpState {
     pub fn with_max_in_flight(mut self, requests: usize) -> Self {
         self.max_in_flight = requests.clamp(1, Semaphore::MAX_PERMITS);
         self.in_flight = Arc::new(Semaphore::new(self.max_in_flight));
+        self
+    }
+
+    /// Sets the most backend push connections (`GET /v1/push/ws`) open at
+    /// once (default [`DEFAULT_MAX_PUSH_CONNECTIONS`], at least 1); more
+    /// get `503 overloaded`.
+    #[must_use]
+    pub fn with_max_push_connections(mut self, connections: usize) -> Self {
+        self.max_push_connections = connections.clamp(1, Semaphore::MAX_PERMITS);
+        self.push_sockets = Arc::new(Semaphore::new(self.max_push_connections));
         self
     }
 
@@ -112,6 +130,16 @@ impl HttpState {
     /// The most requests handled at once.
     pub fn max_in_flight(&self) -> usize {
         self.max_in_flight
+    }
+
+    /// The most backend push connections open at once.
+    pub fn max_push_connections(&self) -> usize {
+        self.max_push_connections
+    }
+
+    /// The slots of the push connections.
+    pub(crate) fn push_sockets(&self) -> Arc<Semaphore> {
+        Arc::clone(&self.push_sockets)
     }
 
     /// The slots of the requests in flight.

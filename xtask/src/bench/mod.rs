@@ -518,7 +518,7 @@ async fn run(options: &Options) -> Result<(), String> {
                 sweep.fanout = n as u64;
             }
         }
-        let mut contenders = plan::contenders(id, &kinds);
+        let mut contenders = plan::contenders(id, &kinds, options.quick);
         if let Some(baseline) = &options.baseline {
             plan::add_baseline(&mut contenders, baseline);
         }

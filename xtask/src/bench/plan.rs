@@ -146,25 +146,31 @@ pub(crate) fn sweep(id: &str, quick: bool) -> Option<Sweep> {
 
 /// Who runs workload `id`: every server; S5 runs pike twice, with a
 /// backend that takes batches and with one that takes one message per
-/// request.
-pub(crate) fn contenders(id: &str, kinds: &[Kind]) -> Vec<Contender> {
+/// request; in full mode S3, S3 acked and S4 run pike twice too, with the
+/// backend's batches over HTTP/JSON and over the push connection.
+pub(crate) fn contenders(id: &str, kinds: &[Kind], quick: bool) -> Vec<Contender> {
     let mut list = Vec::new();
     if id == "s3-acked" {
         for &kind in kinds {
             match kind {
-                Kind::Pike => list.push(Contender {
-                    label: kind.name().to_owned(),
-                    kind,
-                    args: vec![
-                        "--reliable".into(),
-                        "--http-connections".into(),
-                        PIKE_HTTP_CONNECTIONS.into(),
-                        "--batch".into(),
-                        PIKE_BATCH.into(),
-                    ],
-                    uplink_batch_max: 1,
-                    pike_server: None,
-                }),
+                Kind::Pike => {
+                    let pike = Contender {
+                        label: kind.name().to_owned(),
+                        kind,
+                        args: vec![
+                            "--reliable".into(),
+                            "--http-connections".into(),
+                            PIKE_HTTP_CONNECTIONS.into(),
+                            "--batch".into(),
+                            PIKE_BATCH.into(),
+                        ],
+                        uplink_batch_max: 1,
+                        pike_server: None,
+                    };
+                    let socket = (!quick).then(|| push_connection(&pike));
+                    list.push(pike);
+                    list.extend(socket);
+                }
                 Kind::Mosquitto => list.push(Contender {
                     label: "mosquitto QoS 1".into(),
                     kind,
@@ -199,19 +205,23 @@ pub(crate) fn contenders(id: &str, kinds: &[Kind]) -> Vec<Contender> {
             // request per publish, so several in flight (the MQTT and NATS
             // publishers pipeline on one connection without waiting).
             let mut args = vec!["--http-connections".into(), PIKE_HTTP_CONNECTIONS.into()];
-            if matches!(id, "s3" | "s4") {
+            let batched = matches!(id, "s3" | "s4");
+            if batched {
                 // Many distinct messages: the backend batches them
                 // (`POST /v1/push/batch`), as the peers' publishers
                 // pipeline them on one connection.
                 args.extend(["--batch".into(), PIKE_BATCH.into()]);
             }
-            list.push(Contender {
+            let pike = Contender {
                 label: kind.name().to_owned(),
                 kind,
                 args,
                 uplink_batch_max: 1,
                 pike_server: None,
-            });
+            };
+            let socket = (batched && !quick).then(|| push_connection(&pike));
+            list.push(pike);
+            list.extend(socket);
         } else if kind == Kind::Mosquitto {
             list.push(Contender {
                 label: kind.name().to_owned(),
@@ -228,6 +238,19 @@ pub(crate) fn contenders(id: &str, kinds: &[Kind]) -> Vec<Contender> {
         }
     }
     list
+}
+
+/// `pike` with its batches over one push connection (`GET /v1/push/ws`,
+/// protobuf, the same batches and as many in flight) instead of HTTP/JSON
+/// requests: the backend's cheaper way in.
+fn push_connection(pike: &Contender) -> Contender {
+    let mut args = pike.args.clone();
+    args.push("--push-socket".into());
+    Contender {
+        label: "pike push connection".into(),
+        args,
+        ..pike.clone()
+    }
 }
 
 /// Adds a `(baseline)` copy of each pike contender, right after it, that
@@ -320,14 +343,14 @@ mod tests {
             let s = sweep(id, true).unwrap();
             let per =
                 2 + s.warmup * s.rates.len() as u64 + (s.step + s.drain) * s.rates.len() as u64;
-            seconds += per * contenders(id, &Kind::ALL).len() as u64;
+            seconds += per * contenders(id, &Kind::ALL, true).len() as u64;
         }
         assert!(seconds < 120, "{seconds} s of sweeps");
     }
 
     #[test]
     fn a_baseline_follows_each_pike_contender() {
-        let mut list = contenders("s5", &Kind::ALL);
+        let mut list = contenders("s5", &Kind::ALL, false);
         add_baseline(&mut list, Path::new("/tmp/old-pike-server"));
         let labels: Vec<(&str, bool)> = list
             .iter()
@@ -350,7 +373,7 @@ mod tests {
 
     #[test]
     fn s5_runs_pike_with_both_windows() {
-        let labels: Vec<String> = contenders("s5", &Kind::ALL)
+        let labels: Vec<String> = contenders("s5", &Kind::ALL, false)
             .into_iter()
             .map(|c| c.label)
             .collect();
@@ -358,12 +381,22 @@ mod tests {
             labels,
             ["pike", "pike single-message webhook", "mosquitto", "nats"]
         );
-        assert_eq!(contenders("s2", &[Kind::Nats]).len(), 1);
-        let acked: Vec<String> = contenders("s3-acked", &Kind::ALL)
+        assert_eq!(contenders("s2", &[Kind::Nats], false).len(), 1);
+        let acked: Vec<String> = contenders("s3-acked", &Kind::ALL, false)
             .into_iter()
             .map(|c| c.label)
             .collect();
-        assert_eq!(acked, ["pike", "mosquitto QoS 1"]);
+        assert_eq!(acked, ["pike", "pike push connection", "mosquitto QoS 1"]);
+        let s3 = contenders("s3", &Kind::ALL, false);
+        let labels: Vec<&str> = s3.iter().map(|c| c.label.as_str()).collect();
+        assert_eq!(
+            labels,
+            ["pike", "pike push connection", "mosquitto", "nats"]
+        );
+        assert_eq!(s3[1].args[..s3[0].args.len()], s3[0].args[..]);
+        assert_eq!(s3[1].args.last().map(String::as_str), Some("--push-socket"));
+        assert_eq!(contenders("s2", &[Kind::Pike], false).len(), 1);
+        assert_eq!(contenders("s3", &[Kind::Pike], true).len(), 1, "quick");
     }
 
     #[test]

@@ -455,6 +455,13 @@ impl PushHandle {
         crate::server::engine::disconnect_local(&self.hub.registry, app, target, reason)
     }
 
+    /// Resolves once the gateway starts shutting down (at once if it has):
+    /// from then on every push fails with [`PushError::ShuttingDown`], so
+    /// long-lived callers (a backend's push connection) can close first.
+    pub async fn shutting_down(&self) {
+        self.hub.shutdown.cancelled().await;
+    }
+
     /// Number of open connections on this node.
     pub fn connection_count(&self) -> usize {
         self.hub.registry.len()

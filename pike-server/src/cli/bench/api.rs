@@ -58,6 +58,16 @@ impl Api {
         HttpPool::new(self.addr, self.connections)
     }
 
+    /// The API's socket address.
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The API's `host[:port]`, as requests name it.
+    pub(crate) fn host(&self) -> &str {
+        &self.host
+    }
+
     /// The API key.
     pub(crate) fn key(&self) -> &str {
         &self.api_key

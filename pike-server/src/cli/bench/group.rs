@@ -35,6 +35,11 @@ pub(crate) struct GroupArgs {
     /// `POST /v1/push/batch` requests of at most this many (1 to 1000).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1000))]
     batch: u16,
+    /// Send the batches over one push connection (`GET /v1/push/ws`,
+    /// protobuf, with up to `--http-connections` batches in flight)
+    /// instead of HTTP requests.
+    #[arg(long)]
+    push_socket: bool,
 }
 
 pub(crate) async fn run(common: &Common, args: GroupArgs) -> Result<(), Failure> {
@@ -52,6 +57,7 @@ pub(crate) async fn run(common: &Common, args: GroupArgs) -> Result<(), Failure>
             addressing: Addressing::Group,
             reliable: args.reliable,
             batch: usize::from(args.batch),
+            push_socket: args.push_socket,
             api: &api,
             sweep: &sweep,
             json: args.fleet.json,

@@ -70,6 +70,7 @@ mod idle;
     reason = "the text stamp and recorder of the single-rate unicast, kept for workloads that still use them"
 )]
 mod latency;
+mod push_socket;
 mod push_sweep;
 mod report;
 mod room_member;

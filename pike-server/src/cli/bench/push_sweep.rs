@@ -18,6 +18,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+use proto::api;
+use proto::prost::Message as _;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use tokio::task::JoinSet;
@@ -28,6 +30,7 @@ use super::board::Board;
 use super::cpu::process_cpu_secs;
 use super::fleet::{self, ConnectReport, FleetPlan, Sink, group_tag};
 use super::http_pool::{Answer, HttpPool, RequestTemplate};
+use super::push_socket::{SocketLease, SocketPublisher};
 use super::report::{ConnectedLine, Progress, Table, json_line};
 use super::stamp::MAX_STEP;
 use super::sweep::{
@@ -55,6 +58,8 @@ pub(crate) enum Addressing {
 struct Target {
     /// `"alias":"u1"` or `"tag":"g0"`.
     field: String,
+    /// The same, for the push connection.
+    proto: api::push::Target,
     /// Logged-in devices it reaches.
     devices: u64,
 }
@@ -73,6 +78,7 @@ fn targets(
             .iter()
             .map(|alias| Target {
                 field: format!(r#""alias":{}"#, json_string(alias)),
+                proto: api::push::Target::Alias(alias.clone()),
                 devices: 1,
             })
             .collect(),
@@ -92,6 +98,7 @@ fn targets(
                 .into_iter()
                 .map(|(k, devices)| Target {
                     field: format!(r#""tag":{}"#, json_string(&group_tag(k))),
+                    proto: api::push::Target::Tag(group_tag(k)),
                     devices,
                 })
                 .collect()
@@ -105,14 +112,36 @@ struct Pushes {
     /// `{"biz":…,"reliable":…,` shared by every body.
     prefix: String,
     targets: Vec<Target>,
+    /// The business and delivery, for the push connection.
+    biz: String,
+    reliable: bool,
 }
 
 impl Pushes {
+    /// The target of message `k`.
+    fn target(&self, k: u64) -> Option<&Target> {
+        let index = usize::try_from(k % self.targets.len().max(1) as u64).unwrap_or(0);
+        self.targets.get(index)
+    }
+
+    /// The protobuf push of message `k` with its stamped `payload`, and the
+    /// deliveries it should make.
+    fn push_proto(&self, k: u64, payload: &str) -> Option<(api::Push, u64)> {
+        let target = self.target(k)?;
+        let push = api::Push {
+            biz: self.biz.clone(),
+            target: Some(target.proto.clone()),
+            payload: payload.as_bytes().to_vec().into(),
+            transient: !self.reliable,
+            ..api::Push::default()
+        };
+        Some((push, target.devices))
+    }
+
     /// Appends the push body of message `k` with its stamped `payload` to
     /// `body`; returns the deliveries it should make.
     fn push_body(&self, k: u64, payload: &str, body: &mut String) -> u64 {
-        let index = usize::try_from(k % self.targets.len().max(1) as u64).unwrap_or(0);
-        let Some(target) = self.targets.get(index) else {
+        let Some(target) = self.target(k) else {
             return 0;
         };
         body.push_str(&self.prefix);
@@ -152,6 +181,8 @@ struct PushReport {
     http_connections: usize,
     /// Pushes per request (1: `POST /v1/push`; more: `POST /v1/push/batch`).
     batch: usize,
+    /// Batches went over the push connection (`GET /v1/push/ws`).
+    push_socket: bool,
     payload_bytes: usize,
     connect: ConnectReport,
     disconnects: u64,
@@ -167,6 +198,9 @@ pub(crate) struct PushSweep<'a> {
     /// Pushes per request: 1 for `POST /v1/push`, more for
     /// `POST /v1/push/batch` requests of at most this many.
     pub(crate) batch: usize,
+    /// Batches over one push connection (`GET /v1/push/ws`, up to the
+    /// API's connection count in flight) instead of HTTP requests.
+    pub(crate) push_socket: bool,
     pub(crate) api: &'a Api,
     pub(crate) sweep: &'a SweepPlan,
     pub(crate) json: bool,
@@ -185,6 +219,7 @@ pub(crate) async fn run(plan: FleetPlan, push: PushSweep<'_>) -> Result<(), Fail
     };
     let group_size = plan.group_size;
     let prefix = plan.alias_prefix.clone();
+    let biz = plan.biz.clone();
     let prefix_body = format!(
         r#"{{"biz":{},"reliable":{},"#,
         json_string(&plan.biz),
@@ -207,16 +242,37 @@ pub(crate) async fn run(plan: FleetPlan, push: PushSweep<'_>) -> Result<(), Fail
         template: push.api.template("/v1/push"),
         prefix: prefix_body,
         targets,
+        biz,
+        reliable: push.reliable,
     };
     let mut pool = push.api.pool();
-    let steps = if push.batch > 1 {
+    let steps = if push.batch > 1 || push.push_socket {
+        let mut publisher = if push.push_socket {
+            Publisher::Socket(
+                SocketPublisher::connect(
+                    push.api.addr(),
+                    push.api.host(),
+                    push.api.key(),
+                    push.api.connections(),
+                )
+                .await
+                .map_err(Failure::failed)?,
+            )
+        } else {
+            Publisher::Http(pool)
+        };
         let batches = Batches {
             workload: &workload,
             template: push.api.template("/v1/push/batch"),
             size: push.batch,
         };
         run_batched(
-            push.sweep, &board, &mut pool, &batches, &progress, push.json,
+            push.sweep,
+            &board,
+            &mut publisher,
+            &batches,
+            &progress,
+            push.json,
         )
         .await
     } else {
@@ -238,6 +294,7 @@ pub(crate) async fn run(plan: FleetPlan, push: PushSweep<'_>) -> Result<(), Fail
         group_size: (group_size > 0).then_some(group_size),
         http_connections: push.api.connections(),
         batch: push.batch.max(1),
+        push_socket: push.push_socket,
         payload_bytes: push.sweep.size,
         connect,
         disconnects,
@@ -294,6 +351,85 @@ impl Batches<'_> {
     }
 }
 
+impl Batches<'_> {
+    /// The encoded `PushBatch` of messages `[from, to)` (as
+    /// [`request`](Self::request)), for the push connection.
+    fn proto(
+        &self,
+        from: u64,
+        to: u64,
+        mut payload: impl FnMut(u64) -> String,
+    ) -> (Vec<u8>, Vec<u64>) {
+        let count = usize::try_from(to.saturating_sub(from)).unwrap_or(0);
+        let mut pushes = Vec::with_capacity(count);
+        let mut weights = Vec::with_capacity(count);
+        for k in from..to {
+            if let Some((push, weight)) = self.workload.push_proto(k, &payload(k)) {
+                pushes.push(push);
+                weights.push(weight);
+            }
+        }
+        let batch = api::PushBatch { id: from, pushes };
+        (batch.encode_to_vec(), weights)
+    }
+}
+
+/// Where the batches go: HTTP requests, or the push connection.
+enum Publisher {
+    Http(HttpPool),
+    Socket(SocketPublisher),
+}
+
+/// One batch's way to the gateway.
+enum Lease {
+    Http(super::http_pool::Lease),
+    Socket(SocketLease),
+}
+
+impl Publisher {
+    async fn acquire(&mut self, deadline: Instant) -> Option<Lease> {
+        match self {
+            Self::Http(pool) => pool.acquire(deadline).await.map(Lease::Http),
+            Self::Socket(socket) => socket.acquire(deadline).await.map(Lease::Socket),
+        }
+    }
+
+    fn lent(&mut self) -> usize {
+        match self {
+            Self::Http(pool) => pool.lent(),
+            Self::Socket(socket) => socket.lent(),
+        }
+    }
+
+    /// The request of messages `[from, to)` in this publisher's format.
+    fn request(
+        &self,
+        batches: &Batches<'_>,
+        from: u64,
+        to: u64,
+        payload: impl FnMut(u64) -> String,
+    ) -> (Vec<u8>, Vec<u64>) {
+        match self {
+            Self::Http(_) => batches.request(from, to, payload),
+            Self::Socket(_) => batches.proto(from, to, payload),
+        }
+    }
+}
+
+impl Lease {
+    async fn round_trip_batch(
+        &mut self,
+        request: Vec<u8>,
+        items: usize,
+        limit: Duration,
+    ) -> Result<Vec<Answer>, String> {
+        match self {
+            Self::Http(lease) => lease.round_trip_batch(&request, items, limit).await,
+            Self::Socket(lease) => lease.round_trip_batch(request, items, limit).await,
+        }
+    }
+}
+
 /// The outcome of one batch request: whether its messages are window
 /// ones, their weights, and the answer.
 type BatchOutcome = (bool, Vec<u64>, Result<Vec<Answer>, String>);
@@ -303,7 +439,7 @@ type BatchOutcome = (bool, Vec<u64>, Result<Vec<Answer>, String>);
 async fn run_batched(
     plan: &SweepPlan,
     board: &Board,
-    pool: &mut HttpPool,
+    pool: &mut Publisher,
     batches: &Batches<'_>,
     progress: &Progress,
     json: bool,
@@ -328,7 +464,7 @@ async fn run_batched_step(
     step: u32,
     rate: u64,
     board: &Board,
-    pool: &mut HttpPool,
+    pool: &mut Publisher,
     batches: &Batches<'_>,
     progress: &Progress,
     json: bool,
@@ -389,13 +525,13 @@ async fn run_batched_step(
         if in_window {
             max_lag = max_lag.max(now.saturating_duration_since(due));
         }
-        let (request, weights) = batches.request(k, end, |m| {
+        let (request, weights) = pool.request(batches, k, end, |m| {
             board.stamp(step, t0 + whole.offset(m)).encode(plan.size)
         });
         let items = weights.len();
         let handle = inflight.spawn(async move {
             let answer = lease
-                .round_trip_batch(&request, items, REQUEST_TIMEOUT)
+                .round_trip_batch(request, items, REQUEST_TIMEOUT)
                 .await;
             (in_window, weights, answer)
         });
@@ -517,10 +653,12 @@ mod tests {
             vec![
                 Target {
                     field: r#""alias":"u3""#.into(),
+                    proto: api::push::Target::Alias("u3".into()),
                     devices: 1
                 },
                 Target {
                     field: r#""alias":"u4""#.into(),
+                    proto: api::push::Target::Alias("u4".into()),
                     devices: 1
                 },
             ]
@@ -538,14 +676,17 @@ mod tests {
             vec![
                 Target {
                     field: r#""tag":"g0""#.into(),
+                    proto: api::push::Target::Tag("g0".into()),
                     devices: 100
                 },
                 Target {
                     field: r#""tag":"g1""#.into(),
+                    proto: api::push::Target::Tag("g1".into()),
                     devices: 99
                 },
                 Target {
                     field: r#""tag":"g10""#.into(),
+                    proto: api::push::Target::Tag("g10".into()),
                     devices: 1
                 },
             ]
@@ -560,6 +701,8 @@ mod tests {
             template: RequestTemplate::post_json("h", "/v1/push", "k"),
             prefix: r#"{"biz":"bench","reliable":false,"#.into(),
             targets: targets(&aliases(&[0, 1, 100]), Addressing::Group, "u", 100),
+            biz: "bench".into(),
+            reliable: false,
         };
         let m = pushes.message(3, "0001");
         let text = String::from_utf8(m.request).unwrap();
@@ -579,6 +722,8 @@ mod tests {
             template: RequestTemplate::post_json("h", "/v1/push", "k"),
             prefix: r#"{"biz":"bench","reliable":false,"#.into(),
             targets: targets(&aliases(&[0, 1]), Addressing::Alias, "u", 0),
+            biz: "bench".into(),
+            reliable: false,
         };
         let batches = Batches {
             workload: &pushes,
@@ -597,6 +742,18 @@ mod tests {
         assert_eq!(items[1]["alias"], "u0");
         assert_eq!(items[2]["payload"], "p5");
         assert_eq!(items[2]["reliable"], false);
+        assert_eq!(weights, vec![1, 1, 1]);
+        // The same batch for the push connection.
+        let (bytes, weights) = batches.proto(3, 6, |k| format!("p{k}"));
+        let batch = api::PushBatch::decode(bytes.as_slice()).unwrap();
+        assert_eq!(batch.id, 3);
+        assert_eq!(batch.pushes.len(), 3);
+        assert_eq!(
+            batch.pushes[0].target,
+            Some(api::push::Target::Alias("u1".into()))
+        );
+        assert_eq!(&batch.pushes[2].payload[..], b"p5");
+        assert!(batch.pushes.iter().all(|p| p.transient && p.biz == "bench"));
         assert_eq!(weights, vec![1, 1, 1]);
     }
 
