@@ -46,6 +46,19 @@ step "dependency policy: cargo deny check bans licenses sources (deny.toml)"
 bash .ci/cargo-deny.sh check
 
 step "packages: cargo package of every published crate, verified"
+# Cargo treats a registry package as immutable per version: it unpacks the
+# packages it verifies against into $CARGO_HOME/registry/src/-<overlay
+# hash>/NAME-VERSION and keeps their builds in target/debug, and reuses both
+# while the version stays 0.1.0. A second run on one machine would then
+# verify against the first run's sources: drop those copies, and the
+# fingerprints of our packages so they are built again (dependencies stay).
+for dir in "${CARGO_HOME:-$HOME/.cargo}"/registry/src/-*/; do
+  [[ -d $dir ]] || continue
+  for package in "${PACKAGES[@]}"; do rm -rf "$dir$package"-[0-9]*; done
+done
+for package in "${PACKAGES[@]}"; do
+  rm -rf target/debug/.fingerprint/"$package"-[0-9a-f]*
+done
 args=()
 for package in "${PACKAGES[@]}"; do args+=(-p "$package"); done
 cargo package --locked --quiet "${args[@]}"
