@@ -25,12 +25,11 @@ type Error = Box<dyn std::error::Error + Send + Sync>;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
-    // An address that refuses: bind a port, then let it go.
-    let dead = TcpListener::bind("127.0.0.1:0".parse()?)?.local_addr()?;
-
     // The server: an echo behind a limit of two connections.
     let listener = TcpListener::bind("127.0.0.1:0".parse()?)?;
     let live = listener.local_addr()?;
+    // An address that refuses: bind another port, then let it go.
+    let dead = TcpListener::bind("127.0.0.1:0".parse()?)?.local_addr()?;
     let mut config = AcceptorConfig::default();
     config.max_connections(Some(2));
     let mut acceptor = Acceptor::new(listener, &config)?;
