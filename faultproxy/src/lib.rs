@@ -82,6 +82,13 @@
 //! then type control lines on stdin ([`parse_action`] lists them, plus
 //! `stats`). Depend on the library from tests with
 //! `default-features = false` (no clap).
+//!
+//! # Features
+//!
+//! | Feature | Default | What |
+//! |---|---|---|
+//! | `cli` | yes | the `faultproxy` binary (clap, a multi-threaded runtime, stdin control); libraries and tests depend with `default-features = false` |
+#![warn(missing_docs)]
 
 mod command;
 mod faults;
@@ -96,3 +103,9 @@ pub use faults::{Action, Direction, LinkFaults};
 pub use handle::{ProxyHandle, Stats};
 pub use proxy::{Proxy, ProxyConfig};
 pub use schedule::Schedule;
+
+/// The README's examples, compiled (and, where they need no network, run)
+/// as doctests, so that they cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -53,7 +53,13 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! # Features
+//!
+//! No cargo features: TCP, TLS and QUIC come from `tunnelkit` and
+//! `tntunnel` with their default features.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod client;
@@ -69,3 +75,9 @@ pub use pike_channel::{
 };
 pub use proto::channel::{RoomClass, RoomMessage};
 pub use {bytes, pike_channel, proto, tntunnel, tunnelkit};
+
+/// The README's examples, compiled (and, where they need no network, run)
+/// as doctests, so that they cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -136,7 +136,14 @@
 //! assert_eq!(server.poll_event(), Some(ServerEvent::Acked { stream, seq: 1 }));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! # Features
+//!
+//! No public cargo features. `_test-util` is private: an in-memory test
+//! gateway for the tests of this crate and the crates above it, not part of
+//! the API and not covered by semver.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 #![doc(test(attr(deny(warnings))))]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
@@ -182,3 +189,9 @@ pub use crate::server::{
 pub use crate::stats::{ClientStats, ServerStats};
 
 pub use {bytes, proto, tntunnel, tunnelkit};
+
+/// The README's examples, compiled (and, where they need no network, run)
+/// as doctests, so that they cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -102,6 +102,11 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! # Features
+//!
+//! No cargo features.
+#![warn(missing_docs)]
 
 mod bootstrap;
 mod cluster;
@@ -156,3 +161,9 @@ pub use scatter::{
 };
 pub use tok::{MAX_TOKEN, tok, untok};
 pub use uplinks::{MAX_RECORD_ATTEMPTS, MAX_UPLINK_KEY_BYTES};
+
+/// The README's examples, compiled (and, where they need no network, run)
+/// as doctests, so that they cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

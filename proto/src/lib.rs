@@ -87,7 +87,13 @@
 //! `.proto` file run `cargo xtask codegen` (no `protoc` needed) and commit
 //! the result; `cargo xtask codegen --check` fails when it is stale. A new
 //! protobuf package also needs a module below.
+//!
+//! # Features
+//!
+//! No cargo features. The package is published as `pike-proto` (the name
+//! `proto` is taken on crates.io); the library keeps the name `proto`.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 #![doc(test(attr(deny(warnings))))]
 
 // The generated code needs no lint exceptions today: every protobuf item is
@@ -170,3 +176,9 @@ impl tunnel::ErrorCode {
         )
     }
 }
+
+/// The README's examples, compiled (and, where they need no network, run)
+/// as doctests, so that they cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -44,7 +44,14 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! # Features
+//!
+//! | Feature | Default | What |
+//! |---|---|---|
+//! | `tls` | yes | TLS 1.3 over TCP: the `tls` module, `ClientSecurity::Tls` and `ServerSecurity::Tls` (tokio-rustls, ring; rcgen for the self-signed development certificate). Without it, plain streams only. |
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 mod codec;
@@ -81,3 +88,9 @@ pub use crate::tunnel::{
 pub use bytes;
 pub use proto;
 pub use rustls;
+
+/// The README's examples, compiled (and, where they need no network, run)
+/// as doctests, so that they cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -75,7 +75,15 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! # Features
+//!
+//! | Feature | Default | What |
+//! |---|---|---|
+//! | `tcp` | yes | [`TcpTransport`], [`TcpListener`] (and `IP_BIND_ADDRESS_NO_PORT` through `nix` on Linux) |
+//! | `quic` | yes | [`QuicTransport`], [`QuicListener`], [`QuicStream`] (quinn, rustls with the ring provider) |
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 #![doc(test(attr(deny(warnings))))]
 
@@ -107,3 +115,9 @@ pub use quinn;
 #[cfg(feature = "quic")]
 pub use rustls;
 pub use tokio_util::sync::CancellationToken;
+
+/// The README's examples, compiled (and, where they need no network, run)
+/// as doctests, so that they cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
