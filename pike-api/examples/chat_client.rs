@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use pike_api::proto::tunnel::{ClientHello, ErrorCode};
 use pike_api::server::{
-    AuthError, BoxFuture, Delivery, FnAuthenticator, Gateway, GatewayConfig, LoginGrant,
-    LoginRequest, PushHandle, PushRequest, Target, UplinkError, UplinkHandler, UplinkRequest,
+    AuthError, BoxFuture, Delivery, FnAuthenticator, Gateway, LoginGrant, LoginRequest, PushHandle,
+    PushRequest, Target, UplinkError, UplinkHandler, UplinkRequest,
 };
 use pike_api::tunnelkit::{Dialer, DialerConfig, TcpConfig, TcpTransport};
 use pike_api::{
@@ -93,14 +93,11 @@ async fn main() -> Result<(), Error> {
             .then(LoginGrant::default)
             .ok_or_else(|| AuthError::new(ErrorCode::AuthFailed, "bad token"))
     });
-    // Takeover (on by default) closes a device's older connection when a
-    // newer one logs in to the same business and alias; today that closes
-    // the whole shared connection on a switch, other businesses too: off.
-    let mut config = GatewayConfig::default();
-    config.takeover(false);
+    // Takeover is on (the default): when the switch logs chat in on a
+    // connection of its own, the shared connection's chat login ends
+    // (`REPLACED`) and its other businesses go on.
     let gateway = Gateway::builder()
         .tcp("127.0.0.1:0".parse()?)
-        .config(config)
         .authenticator(auth)
         .uplink(Arc::new(ChatBackend(backend)))
         .bind()

@@ -173,3 +173,92 @@ async fn with_takeover_off_two_connections_of_a_device_both_stay() {
     assert_eq!(receive(&second, "m1").await, vec![(1, "m1".into())]);
     assert_eq!(pusher.presence("demo", "chat", "u42").len(), 2);
 }
+
+/// The first stop of `client`, bounded.
+async fn stopped(client: &PikeClient) -> StopReason {
+    tokio::time::timeout(LIMIT, async {
+        loop {
+            match client.next_event().await {
+                Some(ClientEvent::OnStop { reason }) => return reason,
+                Some(_) => {}
+                None => panic!("client ended"),
+            }
+        }
+    })
+    .await
+    .expect("the client stops")
+}
+
+#[tokio::test]
+async fn a_replaced_business_ends_alone_on_a_shared_connection() {
+    let _trace = trace_init();
+    let tls = TestTls::new().await;
+    let (pusher, addr) = gateway(GatewayConfig::default()).await;
+    // Device d1 shares one connection between chat (u42) and order (u7).
+    let proxy = ChannelProxy::builder(connector(Wire::Tcp, addr, &tls, "d1"))
+        .channel_config(ClientConfig::default())
+        .build();
+    let chat = proxy
+        .client(ClientOptions::new("chat", "u42", "any"))
+        .expect("chat client");
+    let order = proxy
+        .client(ClientOptions::new("order", "u7", "any"))
+        .expect("order client");
+    chat.start();
+    order.start();
+    for client in [&chat, &order] {
+        tokio::time::timeout(LIMIT, async {
+            loop {
+                match client.next_event().await {
+                    Some(ClientEvent::Running { .. }) => return,
+                    Some(ClientEvent::OnStop { reason }) => panic!("stopped: {reason:?}"),
+                    Some(_) => {}
+                    None => panic!("client ended"),
+                }
+            }
+        })
+        .await
+        .expect("running");
+    }
+    let shared = pusher.presence("demo", "order", "u7");
+    assert_eq!(shared.len(), 1);
+
+    // The same device logs chat in on a connection of its own.
+    let (newer, token) = client(addr, &tls, "d1").await;
+    let stop = stopped(&chat).await;
+    assert!(
+        matches!(
+            &stop,
+            StopReason::AuthFailed {
+                code: ErrorCode::Replaced,
+                ..
+            }
+        ),
+        "{stop:?}"
+    );
+    // chat is the newer connection's alone; order stays on the shared one,
+    // which was not closed.
+    let chat_online = pusher.presence("demo", "chat", "u42");
+    assert_eq!(chat_online.len(), 1, "{chat_online:?}");
+    assert_eq!(chat_online[0].token, token);
+    let order_online = pusher.presence("demo", "order", "u7");
+    assert_eq!(order_online.len(), 1, "{order_online:?}");
+    assert_eq!(
+        order_online[0].token, shared[0].token,
+        "the same connection"
+    );
+    pusher
+        .push(PushRequest {
+            app: "demo".into(),
+            biz: "order".into(),
+            target: Target::Alias("u7".into()),
+            payload: Bytes::from_static(b"o1"),
+            delivery: Delivery::Reliable { ttl: None },
+            priority: 0,
+        })
+        .await
+        .expect("push accepted");
+    assert_eq!(receive(&order, "o1").await, vec![(1, "o1".into())]);
+    push(&pusher, "m1").await;
+    assert_eq!(receive(&newer, "m1").await, vec![(1, "m1".into())]);
+}

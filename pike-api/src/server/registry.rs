@@ -55,7 +55,7 @@ impl ConnShared {
     }
 
     /// Queues a command; gives it back when the queue is full or the
-    /// connection is gone. A [`ConnCommand::Close`] has one slot beyond the
+    /// connection is gone. A [`ConnCommand::Close`] (or `Replace`) has one slot beyond the
     /// capacity, so that a full queue of transient messages cannot keep a
     /// connection from being closed (the queue holds at most
     /// `command_capacity + 1` commands).
@@ -164,11 +164,21 @@ pub(crate) enum ConnCommand {
     GoAway { advice: ReconnectAdvice },
     /// Close now.
     Close { code: ErrorCode, message: String },
+    /// A newer connection of the same device took the login of `biz` as
+    /// `alias`: end that login (`REPLACED`), and close the connection if it
+    /// holds no other.
+    Replace {
+        biz: String,
+        alias: String,
+        message: String,
+    },
 }
 
 impl ConnCommand {
+    /// Commands that end something (a close, a replaced login): they get
+    /// the queue's spare slot.
     fn is_close(&self) -> bool {
-        matches!(self, Self::Close { .. })
+        matches!(self, Self::Close { .. } | Self::Replace { .. })
     }
 }
 

@@ -100,7 +100,9 @@ pub enum Event {
         positions_reset: bool,
     },
     /// A login was refused for good (bad or expired credential, forbidden,
-    /// invalid): the login is removed; pending sends fail first.
+    /// invalid), or ended by the server for good (`REPLACED`: the same
+    /// device logged in to this business and alias on a newer connection):
+    /// the login is removed; pending sends fail first.
     LoginFailed {
         /// The business.
         stream: StreamId,

@@ -231,6 +231,23 @@ impl ClientChannel {
             self.on_login_expired(stream, m.message);
             return;
         }
+        if code == ErrorCode::Replaced
+            && let Some(stream) = stream
+            && self.logins.contains_key(&stream)
+        {
+            // The same device logged in to this business and alias on a
+            // newer connection, which keeps it: final for this login
+            // (logging in again would take it back, and the other would
+            // do the same).
+            tracing::debug!(%stream, "login replaced by a newer connection");
+            self.remove_login(stream);
+            self.events.push_back(Event::LoginFailed {
+                stream,
+                code,
+                message: m.message,
+            });
+            return;
+        }
         if code == ErrorCode::NotLoggedIn
             && let Some(stream) = stream
             && self.logins.get(&stream).is_some_and(LoginEntry::is_active)

@@ -143,7 +143,7 @@ impl ServerChannel {
             .collect();
         for stream in expired {
             tracing::debug!(%stream, "login credential expired");
-            self.streams.remove(&stream);
+            self.remove_stream(stream);
             self.error_frame(
                 ErrorCode::TokenExpired,
                 "the login's credential expired; log in again with a fresh one",

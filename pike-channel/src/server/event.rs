@@ -68,6 +68,16 @@ pub enum ServerEvent {
         /// The stream.
         stream: StreamId,
     },
+    /// The gateway ended the login with
+    /// [`end_login`](crate::ServerChannel::end_login): the machine dropped
+    /// the stream and sent the client an `ERROR` with `code` naming it.
+    /// Free what the login holds, as for [`LoggedOut`](Self::LoggedOut).
+    LoginEnded {
+        /// The stream.
+        stream: StreamId,
+        /// Why (e.g. `REPLACED`).
+        code: ErrorCode,
+    },
     /// Tags to bind/unbind; answer with
     /// [`tags_result`](crate::ServerChannel::tags_result).
     TagsRequested {

@@ -71,15 +71,52 @@ impl ServerChannel {
         {
             return;
         }
-        if let Some(gone) = self.streams.remove(&stream) {
-            self.uplink_pending_bytes = self
-                .uplink_pending_bytes
-                .saturating_sub(gone.uplink_pending_bytes());
-            if gone.expiry.is_some() {
-                self.arm_login_expiry();
-            }
+        if self.remove_stream(stream) {
             self.events.push_back(ServerEvent::LoggedOut { stream });
         }
+    }
+
+    /// Forgets `stream` and what it holds (its uplink bytes in flight, its
+    /// expiry timer); returns whether it was there.
+    pub(super) fn remove_stream(&mut self, stream: StreamId) -> bool {
+        let Some(gone) = self.streams.remove(&stream) else {
+            return false;
+        };
+        self.uplink_pending_bytes = self
+            .uplink_pending_bytes
+            .saturating_sub(gone.uplink_pending_bytes());
+        if gone.expiry.is_some() {
+            self.arm_login_expiry();
+        }
+        true
+    }
+
+    /// Ends the logged-in `stream` from the server's side: the client gets
+    /// an `ERROR` with `code` naming the stream (for `REPLACED`: the same
+    /// device logged in to this business and alias on a newer connection),
+    /// the connection and its other logins go on, and the gateway gets
+    /// [`ServerEvent::LoginEnded`] to free what the login holds. Returns
+    /// false (and does nothing) when `stream` is not logged in.
+    pub fn end_login(
+        &mut self,
+        stream: StreamId,
+        code: ErrorCode,
+        message: impl Into<String>,
+        _now: Instant,
+    ) -> bool {
+        if self.is_closed()
+            || !self
+                .streams
+                .get(&stream)
+                .is_some_and(ServerStream::is_active)
+        {
+            return false;
+        }
+        self.remove_stream(stream);
+        self.error_frame(code, &message.into(), stream, frame_types::LOGIN);
+        self.events
+            .push_back(ServerEvent::LoginEnded { stream, code });
+        true
     }
 
     pub(super) fn handle_tags(&mut self, m: Tags, _now: Instant) {

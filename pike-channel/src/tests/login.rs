@@ -319,3 +319,40 @@ fn a_login_into_another_log_epoch_starts_its_position_afresh() {
         ))
     ));
 }
+
+#[test]
+fn a_replaced_login_ends_alone_and_is_not_logged_in_again() {
+    let _guard = subscribe();
+    let mut pair = Pair::new();
+    let chat = pair.login("chat", "u42");
+    let order = pair.login("order", "u7");
+    pair.start();
+    pair.connect_and_login();
+    assert_eq!(pair.end_login("u42", ErrorCode::Replaced), 1);
+    pair.drive();
+    let failures = pair.events_where(|e| matches!(e, Event::LoginFailed { .. }));
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert!(
+        matches!(&failures[0].1, Event::LoginFailed { stream, code: ErrorCode::Replaced, .. } if *stream == chat),
+        "{failures:?}"
+    );
+    assert_eq!(pair.gateway.ended.len(), 1);
+    assert_eq!(
+        (pair.gateway.ended[0].1.as_str(), pair.gateway.ended[0].2),
+        ("u42", ErrorCode::Replaced)
+    );
+    // The connection and the other business go on; the replaced login is
+    // not tried again.
+    assert_eq!(pair.client.state(), ConnectionState::Connected);
+    assert!(!pair.client.streams().any(|s| s == chat));
+    assert!(pair.client.is_logged_in(order));
+    pair.push("u7", "still here");
+    pair.push("u42", "not here");
+    let quiet = pair.run_until(secs(120), |p| p.gateway.logins.len() > 2);
+    assert!(!quiet, "the replaced login was sent again");
+    assert_eq!(pair.deliveries(order).len(), 1);
+    assert!(pair.deliveries(chat).is_empty());
+    assert_eq!(pair.conns.len(), 1, "no reconnect");
+    // Ending a login that is gone does nothing.
+    assert_eq!(pair.end_login("u42", ErrorCode::Replaced), 0);
+}

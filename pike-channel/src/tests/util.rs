@@ -216,6 +216,25 @@ impl Pair {
         self.pump_gateway();
     }
 
+    /// The gateway ends every login of `alias` with `code` (as a takeover
+    /// does); returns how many it ended.
+    pub(crate) fn end_login(&mut self, alias: &str, code: ErrorCode) -> usize {
+        let now = self.time;
+        let mut ended = 0;
+        for conn in self.conns.iter_mut().filter(|c| !c.dead && !c.server_done) {
+            for stream in self.gateway.streams_of(conn.id, alias) {
+                if conn
+                    .server
+                    .end_login(stream, code, "ended by the gateway", now)
+                {
+                    ended += 1;
+                }
+            }
+        }
+        self.flush();
+        ended
+    }
+
     /// The gateway pushes a transient message to every online stream of
     /// `alias`.
     pub(crate) fn push_transient(&mut self, alias: &str, payload: &str) {
@@ -716,6 +735,8 @@ pub(crate) struct FakeGateway {
     pub(crate) refreshes: Vec<(Instant, String, String)>,
     /// Every login that expired: (time, alias).
     pub(crate) expired: Vec<(Instant, String)>,
+    /// Every login the gateway ended: (time, alias, code).
+    pub(crate) ended: Vec<(Instant, String, ErrorCode)>,
 }
 
 impl Default for FakeGateway {
@@ -743,6 +764,7 @@ impl Default for FakeGateway {
             login_credentials: Vec::new(),
             refreshes: Vec::new(),
             expired: Vec::new(),
+            ended: Vec::new(),
         }
     }
 }
@@ -935,6 +957,11 @@ impl FakeGateway {
             ServerEvent::LoginExpired { stream } => {
                 if let Some((alias, _)) = self.sessions.remove(&(conn, stream)) {
                     self.expired.push((now, alias));
+                }
+            }
+            ServerEvent::LoginEnded { stream, code } => {
+                if let Some((alias, _)) = self.sessions.remove(&(conn, stream)) {
+                    self.ended.push((now, alias, code));
                 }
             }
             ServerEvent::Acked { stream, seq } => {

@@ -1,5 +1,5 @@
 //! Commands sent to a connection from outside its task: transient pushes,
-//! go-away and close.
+//! go-away, close and replaced logins.
 
 use pike_channel::Push;
 use proto::tunnel::ErrorCode;
@@ -57,6 +57,33 @@ impl Conn {
             }
             ConnCommand::Close { code, message } => {
                 self.channel.close(code, message, now());
+            }
+            ConnCommand::Replace {
+                biz,
+                alias,
+                message,
+            } => {
+                let replaced = self
+                    .streams
+                    .iter()
+                    .find(|(_, s)| s.key.biz == biz && s.key.alias == alias)
+                    .map(|(&stream, _)| stream);
+                let Some(stream) = replaced else {
+                    // Logged out since: nothing to replace.
+                    return;
+                };
+                if self.streams.iter().nth(1).is_some() {
+                    // The connection's other businesses go on: only this
+                    // login ends (the machine reports `LoginEnded`).
+                    self.record(
+                        "replaced",
+                        format!("stream={} biz={biz} alias={alias}", stream.value()),
+                    );
+                    self.channel
+                        .end_login(stream, ErrorCode::Replaced, message, now());
+                } else {
+                    self.channel.close(ErrorCode::Replaced, message, now());
+                }
             }
         }
     }

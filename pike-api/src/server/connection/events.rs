@@ -45,6 +45,13 @@ impl Conn {
                 self.record("login-expired", format!("stream={}", stream.value()));
                 self.end_login(stream);
             }
+            ServerEvent::LoginEnded { stream, code } => {
+                self.record(
+                    "login-ended",
+                    format!("stream={} code={}", stream.value(), code.as_str_name()),
+                );
+                self.end_login(stream);
+            }
             ServerEvent::CredentialRefresh {
                 stream,
                 biz,

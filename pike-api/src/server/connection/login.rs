@@ -118,7 +118,7 @@ impl Conn {
         }
         let closed = replaced
             .into_iter()
-            .filter(|sender| sender.try_send(replaced_command()).is_ok())
+            .filter(|sender| sender.try_send(replaced_command(biz, alias)).is_ok())
             .count();
         if closed > 0 {
             metrics::counter!(crate::server::metric_families::REPLACED_TOTAL)

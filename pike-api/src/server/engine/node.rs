@@ -3,8 +3,6 @@
 
 use std::sync::Arc;
 
-use proto::tunnel::ErrorCode;
-
 use super::{
     LocalDelivery, LoginId, NodeSink, RoomBusMessage, RouteTarget, TransientMessage, ViewAnswer,
     ViewQuery,
@@ -83,7 +81,11 @@ impl NodeSink for LocalNode {
         let told = self
             .registry
             .sender_for_login(login, token)
-            .is_some_and(|sender| sender.try_send(replaced_command()).is_ok());
+            .is_some_and(|sender| {
+                sender
+                    .try_send(replaced_command(&login.stream.biz, &login.stream.alias))
+                    .is_ok()
+            });
         if told {
             metrics::counter!(crate::server::metric_families::REPLACED_TOTAL).increment(1);
         }
@@ -118,11 +120,13 @@ impl NodeSink for LocalNode {
     }
 }
 
-/// The close a connection gets when a newer connection of its device takes
-/// its login (counted in `pike_replaced_total`).
-pub(crate) fn replaced_command() -> ConnCommand {
-    ConnCommand::Close {
-        code: ErrorCode::Replaced,
+/// What a connection gets when a newer connection of its device takes its
+/// login of `biz` as `alias` (counted in `pike_replaced_total`): that login
+/// ends with `REPLACED`, and the connection closes if it holds no other.
+pub(crate) fn replaced_command(biz: &str, alias: &str) -> ConnCommand {
+    ConnCommand::Replace {
+        biz: biz.to_owned(),
+        alias: alias.to_owned(),
         message: "logged in elsewhere: a newer connection of this device took the login".into(),
     }
 }
