@@ -168,6 +168,10 @@ pub struct Http {
     /// Most backend push connections (`GET /v1/push/ws`) open at once
     /// (default 64); more are answered `503 overloaded`.
     pub max_push_connections: usize,
+    /// Devices may connect over WebSocket (`GET /v1/ws`, subprotocol
+    /// `pike.v1`) on this listener (default on); their connections count
+    /// against `limits.max_connections` like any other.
+    pub websocket: bool,
     /// Time a client has to send a request's headers, also between requests
     /// on a kept-alive connection, seconds (default 10); the connection is
     /// closed after it.
@@ -229,6 +233,7 @@ impl Default for Http {
             max_connections: 1024,
             max_in_flight: 256,
             max_push_connections: 64,
+            websocket: true,
             header_read_timeout_secs: 10,
             request_timeout_secs: 30,
             max_body_bytes: 0,

@@ -63,6 +63,11 @@ pub struct Started {
     pub data_dir: std::path::PathBuf,
 }
 
+/// Device WebSocket connections upgraded and not yet taken by the gateway's
+/// acceptor; more are closed at once (the acceptor takes them as fast as
+/// its handshake bound allows).
+const WS_BACKLOG: usize = 1024;
+
 /// Runs the gateway until `shutdown` resolves; `on_started` is called once
 /// every listener is bound. `metrics` is the process's Prometheus recorder
 /// handle (installed by the binary), rendered at `/metrics`.
@@ -171,6 +176,16 @@ pub async fn run(
     if let Some(addr) = config.listen.quic {
         builder = builder.quic(addr, tls);
     }
+    // Devices over WebSocket (`GET /v1/ws` on the HTTP listener), handed to
+    // the gateway as the transport `ws`.
+    let mut ws_transport = None;
+    if let Some(addr) = config.listen.http
+        && config.http.websocket
+    {
+        let (sender, listener) = tunnelkit::handed_listener(addr, WS_BACKLOG);
+        builder = builder.handed("ws", listener);
+        ws_transport = Some(sender);
+    }
     let gateway = builder.bind().await?;
     let mut listening = gateway.local_addrs();
 
@@ -188,6 +203,10 @@ pub async fn run(
             .with_request_timeout(Duration::from_secs(http.request_timeout_secs.into()))
             .with_max_in_flight(http.max_in_flight)
             .with_max_push_connections(http.max_push_connections);
+        let state = match ws_transport {
+            Some(sender) => state.with_ws_transport(sender),
+            None => state,
+        };
         let serve_config = crate::http::ServeConfig::default()
             .with_max_connections(http.max_connections)
             .with_header_read_timeout(Duration::from_secs(http.header_read_timeout_secs.into()))

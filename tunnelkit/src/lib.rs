@@ -91,6 +91,7 @@ mod acceptor;
 mod backoff;
 mod dialer;
 mod error;
+mod handed;
 mod pool;
 #[cfg(feature = "quic")]
 mod quic;
@@ -104,6 +105,9 @@ pub use crate::acceptor::{
 pub use crate::backoff::{BackoffConfig, FibonacciBackoff};
 pub use crate::dialer::{Dialed, Dialer, DialerConfig};
 pub use crate::error::{AcceptError, ConfigError, DialError, EndpointFailure, ListenError};
+pub use crate::handed::{
+    HandedConn, HandedIo, HandedListener, HandedSender, NotHanded, handed_listener,
+};
 pub use crate::pool::{ConnId, LostReason, Pool, PoolEvent};
 #[cfg(feature = "quic")]
 pub use crate::quic::{QuicConfig, QuicListener, QuicStream, QuicTransport};

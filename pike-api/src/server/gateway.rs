@@ -16,7 +16,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::task::TaskTracker;
 use tower::Service;
 use tunnelkit::{
-    Acceptor, AcceptorConfig, AcceptorLimits, Listener, QuicConfig, QuicListener, TcpListener,
+    Acceptor, AcceptorConfig, AcceptorLimits, HandedListener, Listener, QuicConfig, QuicListener,
+    TcpListener,
 };
 
 use super::auth::{AllowAll, AuthError, BoxAuthenticator, LoginGrant, LoginRequest};
@@ -55,6 +56,7 @@ pub struct GatewayBuilder {
     tcp: Vec<SocketAddr>,
     tls: Vec<(SocketAddr, TlsServerConfig)>,
     quic: Vec<(SocketAddr, TlsServerConfig)>,
+    handed: Vec<(&'static str, HandedListener)>,
     engine: Option<EngineFactory>,
     auth: Option<BoxAuthenticator>,
     uplink: Option<Arc<dyn UplinkHandler>>,
@@ -92,6 +94,18 @@ impl GatewayBuilder {
     /// Serves QUIC on `addr` with the TLS identity `tls`.
     pub fn quic(mut self, addr: SocketAddr, tls: TlsServerConfig) -> Self {
         self.quic.push((addr, tls));
+        self
+    }
+
+    /// Serves the connections handed to `listener` (see
+    /// [`tunnelkit::handed_listener`]): byte streams another server
+    /// accepted, such as WebSocket upgrades of an HTTP server carrying
+    /// whole Pike frames. They pass the same admission as a socket
+    /// listener's (connection limit, handshake bound and timeout, the
+    /// hello); `transport` names them in metrics and logs (e.g. `"ws"`).
+    /// Their security is the other server's: the tunnel runs plain.
+    pub fn handed(mut self, transport: &'static str, listener: HandedListener) -> Self {
+        self.handed.push((transport, listener));
         self
     }
 
@@ -184,6 +198,9 @@ impl GatewayBuilder {
                 .map_err(|e| bind_error(addr, "quic", &e))?;
             listeners.push(Bound::Quic(listener));
         }
+        for (transport, listener) in self.handed {
+            listeners.push(Bound::Handed(listener, transport));
+        }
         Ok(Gateway {
             hub,
             listeners,
@@ -195,6 +212,7 @@ impl GatewayBuilder {
 enum Bound {
     Tcp(TcpListener, ServerSecurity, &'static str),
     Quic(QuicListener),
+    Handed(HandedListener, &'static str),
 }
 
 /// A bound gateway, ready to serve.
@@ -221,6 +239,7 @@ impl Gateway {
             tcp: Vec::new(),
             tls: Vec::new(),
             quic: Vec::new(),
+            handed: Vec::new(),
             engine: None,
             auth: None,
             uplink: None,
@@ -250,6 +269,8 @@ impl Gateway {
             .filter_map(|l| match l {
                 Bound::Tcp(l, _, name) => l.local_addr().ok().map(|a| (*name, a)),
                 Bound::Quic(l) => l.local_addr().ok().map(|a| ("quic", a)),
+                // Not a socket of the gateway's: another server's.
+                Bound::Handed(..) => None,
             })
             .collect()
     }
@@ -284,6 +305,13 @@ impl Gateway {
                     let admission =
                         Admission::new(ServerSecurity::Plain, tunnel.clone(), refusal.clone());
                     tracker.spawn(run_accept_loop(acceptor, admission, handler("quic")));
+                }
+                Bound::Handed(listener, name) => {
+                    let acceptor =
+                        Acceptor::with_limits(listener, &self.limits, &self.hub.shutdown);
+                    let admission =
+                        Admission::new(ServerSecurity::Plain, tunnel.clone(), refusal.clone());
+                    tracker.spawn(run_accept_loop(acceptor, admission, handler(name)));
                 }
             }
         }

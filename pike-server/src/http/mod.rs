@@ -37,6 +37,7 @@
 //! # }
 //! ```
 
+mod device_socket;
 mod disconnect;
 mod error;
 mod extract;
@@ -52,11 +53,13 @@ mod state;
 mod tokens;
 mod trace;
 mod validate;
+mod ws_stream;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 
+pub use device_socket::DEVICE_SUBPROTOCOL;
 pub use disconnect::MAX_DISCONNECT_REASON;
 pub use error::{ApiError, ErrorCode};
 pub use presence::{DEFAULT_CONNECTIONS_LIMIT, MAX_CONNECTIONS_LIMIT};
@@ -85,6 +88,7 @@ pub fn router(state: HttpState) -> Router {
             post(push::push_batch).layer(DefaultBodyLimit::max(batch_body_limit(body_limit))),
         )
         .route("/v1/push/ws", get(push_socket::push_socket))
+        .route("/v1/ws", get(device_socket::device_socket))
         .route("/v1/presence", get(presence::presence))
         .route("/v1/connections", get(presence::connections))
         .route("/v1/connections/{token}/trace", get(trace::trace))

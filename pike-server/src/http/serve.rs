@@ -22,6 +22,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
+use tower::ServiceExt as _;
 
 /// Open HTTP connections at once by default (1,024).
 pub const DEFAULT_MAX_HTTP_CONNECTIONS: usize = 1024;
@@ -116,7 +117,7 @@ pub async fn serve(
     loop {
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     if !is_connection_error(&e) {
                         tracing::warn!(error = %e, "http accept failed");
@@ -127,6 +128,7 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        let (stream, peer) = stream;
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             metrics::counter!(crate::metric_families::HTTP_REFUSED_TOTAL, "reason" => "connections").increment(1);
             refuse(stream);
@@ -134,7 +136,14 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let io = TokioIo::new(WriteDeadline::new(stream, config.write_timeout));
-        let service = TowerToHyperService::new(router.clone());
+        // Handlers that hand the connection on (`GET /v1/ws`) need the
+        // peer's address.
+        let service = TowerToHyperService::new(router.clone().map_request(
+            move |mut request: axum::http::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(PeerAddr(peer));
+                request
+            },
+        ));
         let stop = stop.clone();
         tokio::spawn(async move {
             let mut builder = http1::Builder::new();
@@ -164,6 +173,11 @@ pub async fn serve(
     let all = u32::try_from(config.max_connections).unwrap_or(u32::MAX);
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, slots.acquire_many(all)).await;
 }
+
+/// The address of the client of an HTTP connection, in each request's
+/// extensions.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PeerAddr(pub(crate) std::net::SocketAddr);
 
 /// Answers a connection over the cap `503 overloaded` if its socket takes
 /// the bytes now, and closes it: nothing waits, nothing is read.

@@ -6,6 +6,7 @@ use std::time::Duration;
 use metrics_exporter_prometheus::PrometheusHandle;
 use pike_api::server::PushHandle;
 use tokio::sync::Semaphore;
+use tunnelkit::HandedSender;
 
 use crate::apps::AppDirectory;
 
@@ -43,6 +44,7 @@ pub struct HttpState {
     max_in_flight: usize,
     push_sockets: Arc<Semaphore>,
     max_push_connections: usize,
+    ws_transport: Option<HandedSender>,
 }
 
 impl HttpState {
@@ -64,6 +66,7 @@ impl HttpState {
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             push_sockets: Arc::new(Semaphore::new(DEFAULT_MAX_PUSH_CONNECTIONS)),
             max_push_connections: DEFAULT_MAX_PUSH_CONNECTIONS,
+            ws_transport: None,
         }
     }
 
@@ -91,6 +94,16 @@ impl HttpState {
     pub fn with_max_push_connections(mut self, connections: usize) -> Self {
         self.max_push_connections = connections.clamp(1, Semaphore::MAX_PERMITS);
         self.push_sockets = Arc::new(Semaphore::new(self.max_push_connections));
+        self
+    }
+
+    /// Serves the WebSocket transport for devices (`GET /v1/ws`): each
+    /// upgraded connection is handed to the gateway through `sender` (the
+    /// other end given to `GatewayBuilder::handed`). Without it `/v1/ws`
+    /// answers `404 not_found`.
+    #[must_use]
+    pub fn with_ws_transport(mut self, sender: HandedSender) -> Self {
+        self.ws_transport = Some(sender);
         self
     }
 
@@ -130,6 +143,12 @@ impl HttpState {
     /// The most requests handled at once.
     pub fn max_in_flight(&self) -> usize {
         self.max_in_flight
+    }
+
+    /// Where `GET /v1/ws` hands device connections, if the WebSocket
+    /// transport is on.
+    pub fn ws_transport(&self) -> Option<&HandedSender> {
+        self.ws_transport.as_ref()
     }
 
     /// The most backend push connections open at once.

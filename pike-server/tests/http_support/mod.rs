@@ -279,6 +279,16 @@ impl Harness {
         let transport = TcpTransport::new(TcpConfig::default()).expect("tcp transport");
         let dialer = Dialer::new(transport, DialerConfig::default()).expect("dialer");
         let connector = TunnelConnector::new(dialer, vec![self.gateway], hello);
+        self.client_over(connector, biz, alias).await
+    }
+
+    /// A client logged in to `biz` as `alias` through `connector`.
+    pub async fn client_over<C: pike_channel::Connector>(
+        &self,
+        connector: C,
+        biz: &str,
+        alias: &str,
+    ) -> TestClient {
         let handle = spawn_client(
             Arc::new(ClientConfig::default()),
             connector,
