@@ -26,6 +26,8 @@ pub(crate) enum Transport {
     Tls,
     /// QUIC (default port 9302).
     Quic,
+    /// WebSocket (`GET /v1/ws` on the HTTP listener, default port 9380).
+    Ws,
 }
 
 impl Transport {
@@ -35,6 +37,7 @@ impl Transport {
             Self::Tcp => "tcp",
             Self::Tls => "tls",
             Self::Quic => "quic",
+            Self::Ws => "ws",
         }
     }
 }
@@ -149,6 +152,7 @@ impl DeviceArgs {
                 Transport::Tcp => 9300,
                 Transport::Tls => 9301,
                 Transport::Quic => 9302,
+                Transport::Ws => 9380,
             };
             vec![SocketAddr::from(([127, 0, 0, 1], port))]
         } else {
@@ -273,6 +277,14 @@ impl DeviceArgs {
                 let dialer =
                     Dialer::new(transport, DialerConfig::default()).map_err(|e| failed(&e))?;
                 BoxConnector::new(TunnelConnector::new(dialer, servers, hello))
+            }
+            Transport::Ws => {
+                let transport = TcpTransport::new(TcpConfig::default()).map_err(|e| failed(&e))?;
+                let dialer =
+                    Dialer::new(transport, DialerConfig::default()).map_err(|e| failed(&e))?;
+                BoxConnector::new(super::ws_connector::WsConnector::new(
+                    dialer, servers, hello,
+                ))
             }
         })
     }

@@ -29,6 +29,7 @@ mod routes;
 mod send;
 mod token;
 mod try_commands;
+mod ws_connector;
 
 pub use try_commands::{Invocation, try_commands};
 

@@ -475,6 +475,15 @@ async fn run(options: &Options) -> Result<(), String> {
                 },
                 kinds.iter().copied().filter(|k| *k == Kind::Pike).collect(),
             ),
+            (
+                "s1-ws",
+                S1Settings {
+                    connections: small,
+                    transport: S1Transport::Ws,
+                    ..plain.clone()
+                },
+                kinds.iter().copied().filter(|k| *k == Kind::Pike).collect(),
+            ),
         ];
         // 100,000 connections over several server processes (full runs).
         let per_server =

@@ -33,6 +33,8 @@ pub(crate) enum S1Transport {
     Tls,
     /// pike only.
     Quic,
+    /// pike only: WebSocket (`GET /v1/ws` on the HTTP listener).
+    Ws,
 }
 
 impl S1Transport {
@@ -41,6 +43,7 @@ impl S1Transport {
             Self::Tcp => "plain TCP",
             Self::Tls => "TLS 1.3",
             Self::Quic => "QUIC",
+            Self::Ws => "WebSocket",
         }
     }
 }
@@ -317,6 +320,10 @@ impl Generator {
                 server.quic_addr.ok_or("the server has no QUIC listener")?,
                 settings.tls.as_ref(),
             ),
+            S1Transport::Ws => (
+                server.http_addr.ok_or("the server has no HTTP listener")?,
+                None,
+            ),
         };
         let hold = (settings.connect_deadline + settings.settle_limit * 2 + settings.cpu_window)
             .as_secs()
@@ -338,12 +345,13 @@ impl Generator {
                     "--quiet",
                     "--stdin-stop",
                 ]);
-                if settings.transport != S1Transport::Tcp {
-                    let transport = if settings.transport == S1Transport::Tls {
-                        "tls"
-                    } else {
-                        "quic"
-                    };
+                let transport = match settings.transport {
+                    S1Transport::Tcp => None,
+                    S1Transport::Tls => Some("tls"),
+                    S1Transport::Quic => Some("quic"),
+                    S1Transport::Ws => Some("ws"),
+                };
+                if let Some(transport) = transport {
                     command.args(["--transport", transport]);
                 }
                 if let Some(tls) = pin {

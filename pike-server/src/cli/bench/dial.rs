@@ -130,6 +130,14 @@ impl DialArgs {
                 };
                 Dial::Tcp { tcp, tls }
             }
+            Transport::Ws => {
+                let mut tcp = TcpConfig::default();
+                tcp.connect_timeout(Some(connect_timeout))
+                    .source_ips(sources.iter().copied());
+                Dial::Ws {
+                    tcp: TcpTransport::new(tcp).map_err(|e| failed(&e))?,
+                }
+            }
             Transport::Quic => {
                 let tls = self.trust.tls(common, false)?;
                 let mut config = QuicConfig::default();
@@ -156,6 +164,8 @@ pub(crate) enum Dial {
     },
     /// QUIC; device `i` uses transport `i mod len` (one UDP socket each).
     Quic { transports: Vec<QuicTransport> },
+    /// WebSocket (`GET /v1/ws`) over plain TCP.
+    Ws { tcp: TcpTransport },
 }
 
 impl Dial {
@@ -165,6 +175,7 @@ impl Dial {
             Self::Tcp { tls: None, .. } => "tcp",
             Self::Tcp { tls: Some(_), .. } => "tls",
             Self::Quic { .. } => "quic",
+            Self::Ws { .. } => "ws",
         }
     }
 
@@ -197,6 +208,13 @@ impl Dial {
                 let dialer = Dialer::new(transport.clone(), DialerConfig::default())
                     .map_err(|e| e.to_string())?;
                 let connector = TunnelConnector::new(dialer, vec![server], hello);
+                Ok(spawn_client(channel, connector, driver))
+            }
+            Self::Ws { tcp } => {
+                let dialer =
+                    Dialer::new(tcp.clone(), DialerConfig::default()).map_err(|e| e.to_string())?;
+                let connector =
+                    crate::cli::ws_connector::WsConnector::new(dialer, vec![server], hello);
                 Ok(spawn_client(channel, connector, driver))
             }
         }
