@@ -70,15 +70,13 @@ impl WsConnector {
             tokio_tungstenite::client_async_with_config(request, dialed.conn, Some(config))
                 .await
                 .map_err(|e| match e {
-                    tungstenite::Error::Http(response) => ConnectError::Io(io::Error::other(
-                        format!(
+                    tungstenite::Error::Http(response) => {
+                        ConnectError::Io(io::Error::other(format!(
                             "the WebSocket upgrade was refused: {} {}",
                             response.status(),
-                            String::from_utf8_lossy(
-                                response.body().as_deref().unwrap_or_default()
-                            )
-                        ),
-                    )),
+                            String::from_utf8_lossy(response.body().as_deref().unwrap_or_default())
+                        )))
+                    }
                     e => ConnectError::Io(io::Error::other(e)),
                 })?;
         let mut hello = self.hello.clone();
