@@ -3,6 +3,8 @@
 // buf.gen.yaml) on ../proto/proto into a temporary directory, then either
 // brings gen/ in line with it (default) or, with --check, compares the two
 // and exits 1 when gen/ is stale. `cargo xtask codegen [--check]` runs this.
+// Exit codes: 0 up to date (after writing, without --check), 1 stale (--check),
+// 2 codegen failed.
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, mkdirSync, writeFileSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -72,6 +74,9 @@ try {
     for (const name of extra) rmSync(join(genDir, name));
     console.log(`codegen: sdk-ts/gen/ is up to date (${fresh.size} files, ${changed} changed)`);
   }
+} catch (error) {
+  console.error(`error: TypeScript codegen failed: ${error instanceof Error ? error.message : String(error)}`);
+  process.exitCode = 2;
 } finally {
   rmSync(tmp, { recursive: true, force: true });
 }
