@@ -81,6 +81,10 @@ class Connection implements Link {
   peerMaxFrame = DEFAULT_MAX_FRAME;
   nonce = 0n;
 
+  get maxFrameLength(): number {
+    return this.peerMaxFrame;
+  }
+
   constructor(
     readonly id: number,
     readonly ws: WebSocketLike,
@@ -434,7 +438,14 @@ export class PikeChannel {
 
   /** @internal Encodes and writes one frame on `conn`. */
   transmit<T extends BodyType>(conn: Connection, type: T, body: InitOf<T>): boolean {
-    const frame = encodeFrame(type, encodeBody(type, body), conn.peerMaxFrame);
+    let frame: Uint8Array;
+    try {
+      frame = encodeFrame(type, encodeBody(type, body), conn.peerMaxFrame);
+    } catch (error) {
+      // Above the server's limit: refused here instead of sent (callers check sizes first).
+      this.emit({ type: "error", error });
+      return false;
+    }
     try {
       conn.ws.send(frame);
     } catch (error) {

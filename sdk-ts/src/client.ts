@@ -21,6 +21,9 @@ import { UplinkQueue, type PendingSend } from "./uplink.js";
 import type { Downlink, LoginResult, RoomBatch, RoomJoinResult, UplinkAck } from "../gen/pike/channel/v1/channel_pb.js";
 import type { Error as ErrorFrame } from "../gen/pike/channel/v1/channel_pb.js";
 
+/** Bytes of an UPLINK body besides payload and key (field tags, lengths, stream, seq). */
+const UPLINK_OVERHEAD = 32;
+
 /** Supplies a fresh credential before the current one expires. */
 export type CredentialProvider = (request: { biz: string; alias: string; expiresAtMs: bigint }) => Promise<string | undefined>;
 
@@ -224,6 +227,11 @@ export class PikeClient implements Member {
     }
     if (k.length === 0 || new TextEncoder().encode(k).length > 128) {
       resolve({ ok: false, id, key: k, code: ErrorCode.INVALID_ARGUMENT, message: "idempotency key must be 1-128 bytes", retryable: false });
+      return { id, key: k, result };
+    }
+    const limit = this.link?.maxFrameLength ?? 1 << 20;
+    if (payload.length + k.length + UPLINK_OVERHEAD > limit) {
+      resolve({ ok: false, id, key: k, code: ErrorCode.FRAME_TOO_LARGE, message: `payload of ${payload.length} bytes is above the server's frame limit of ${limit}`, retryable: false });
       return { id, key: k, result };
     }
     if (this.uplink.push(id, k, payload) === undefined) {
@@ -457,6 +465,7 @@ export class PikeClient implements Member {
       waiter.resolve({ ok: false, room, code, message });
     }
     this.joinWaiters.clear();
+    for (const room of this.rooms.all()) this.rooms.remove(room.name);
     this.channel.detach(this);
     this.emit({ type: "stop", reason });
   }

@@ -13,6 +13,8 @@ export interface Link {
   readonly alive: boolean;
   /** Sends one frame; returns false when the link is gone (nothing is sent). */
   send<T extends BodyType>(type: T, body: InitOf<T>): boolean;
+  /** The largest frame body the server accepts (from its hello). */
+  readonly maxFrameLength: number;
   /** Allocates the next stream number of the connection for `member` (never reused). */
   openStream(member: Member): number;
   /** Stops routing frames of `stream` to its member. */

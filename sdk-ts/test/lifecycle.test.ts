@@ -111,3 +111,17 @@ test("garbage from the server closes the connection with an error and reconnects
   assert.equal(r.server.sockets.length, 2, "reconnected after the backoff");
   assert.equal(r.client.state, "running", "a connection error is not a stop");
 });
+
+test("a stopped client starts again on a new connection and resumes its position", () => {
+  const r = rig();
+  const stream = acceptLogin(r);
+  r.server.send(FrameType.DOWNLINK, { stream, seq: 3n });
+  r.client.stop();
+  assert.deepEqual(r.server.take(FrameType.DOWNLINK_ACK).map((a) => a.seq), [3n], "acked before the logout");
+  r.client.start();
+  assert.equal(r.server.sockets.length, 2);
+  r.server.accept();
+  const [login] = r.server.take(FrameType.LOGIN);
+  assert.equal(login?.lastAckedSeq, 3n);
+  assert.deepEqual(types(r.events), ["start", "running", "gap", "receive", "stop", "start"]);
+});

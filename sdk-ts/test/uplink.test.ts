@@ -54,3 +54,14 @@ test("sends before start fail at once", async () => {
   const res = await r.client.send(new Uint8Array([1])).result;
   assert.equal(res.ok, false);
 });
+
+test("a payload above the server's frame limit fails the send instead of throwing", async () => {
+  const r = rig({}, false);
+  r.server.accept({ maxFrameLength: 1024 });
+  acceptLogin(r);
+  const res = await r.client.send(new Uint8Array(2000)).result;
+  assert.ok(!res.ok && res.code === ErrorCode.FRAME_TOO_LARGE);
+  assert.deepEqual(r.server.take(FrameType.UPLINK), []);
+  r.client.send(new Uint8Array(500));
+  assert.equal(r.server.take(FrameType.UPLINK).length, 1, "a payload within the limit goes");
+});
