@@ -6,6 +6,13 @@
 /** The subprotocol of the Pike WebSocket transport. */
 export const SUBPROTOCOL = "pike.v1";
 
+/**
+ * An event handler property. Declared through a method so that its parameter
+ * is checked bivariantly: the DOM's `(ev: MessageEvent) => any` and `ws`'s
+ * handler types fit without casts.
+ */
+export type Handler<E> = { bivarianceHack(event: E): void }["bivarianceHack"];
+
 /** The subset of the WHATWG WebSocket the SDK uses. */
 export interface WebSocketLike {
   /** `"arraybuffer"` is set by the SDK before use. */
@@ -21,13 +28,13 @@ export interface WebSocketLike {
   /** Closes the socket. */
   close(code?: number, reason?: string): void;
   /** Called when the socket is open. */
-  onopen: ((event: unknown) => void) | null;
+  onopen: Handler<unknown> | null;
   /** Called with each received message. */
-  onmessage: ((event: { data: unknown }) => void) | null;
+  onmessage: Handler<{ data: unknown }> | null;
   /** Called on an error (a close follows). */
-  onerror: ((event: unknown) => void) | null;
+  onerror: Handler<unknown> | null;
   /** Called once the socket is closed. */
-  onclose: ((event: { code?: number; reason?: string }) => void) | null;
+  onclose: Handler<{ code?: number; reason?: string }> | null;
 }
 
 /** Opens a WebSocket to `url` asking for `protocols`. */

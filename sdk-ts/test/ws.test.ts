@@ -11,7 +11,7 @@ import { PikeChannel } from "../src/channel.js";
 import { PikeClient } from "../src/client.js";
 import { encodeFrame, FrameDecoder, FrameType } from "../src/frame.js";
 import { decodeFrame, encodeBody, type DecodedFrame } from "../src/messages.js";
-import { factoryFromConstructor, type WebSocketConstructor } from "../src/transport.js";
+import { factoryFromConstructor } from "../src/transport.js";
 
 test("over a real ws socket: handshake on pike.v1, login, two frames in one message, ack", async () => {
   const server = new WebSocketServer({ port: 0, host: "127.0.0.1", handleProtocols: (protocols) => (protocols.has("pike.v1") ? "pike.v1" : false) });
@@ -49,7 +49,7 @@ test("over a real ws socket: handshake on pike.v1, login, two frames in one mess
     url: `ws://127.0.0.1:${address.port}/v1/ws`,
     appId: "shop",
     deviceId: "d1",
-    webSocket: factoryFromConstructor(WebSocket as unknown as WebSocketConstructor),
+    webSocket: factoryFromConstructor(WebSocket),
   });
   const client = new PikeClient(channel, { biz: "chat", alias: "u42", credential: "jwt" });
   const payloads: string[] = [];
