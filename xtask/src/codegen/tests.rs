@@ -20,7 +20,12 @@ fn generates_one_file_per_package_plus_descriptor() {
     let names: Vec<_> = files.keys().map(String::as_str).collect();
     assert_eq!(
         names,
-        [DESCRIPTOR_FILE, "pike.channel.v1.rs", "pike.tunnel.v1.rs"]
+        [
+            DESCRIPTOR_FILE,
+            "pike.api.v1.rs",
+            "pike.channel.v1.rs",
+            "pike.tunnel.v1.rs"
+        ]
     );
     for (name, contents) in &files {
         if name.ends_with(".rs") {
