@@ -11,6 +11,6 @@ export { ErrorCode, codeName, isFinalLoginCode, isRetryableClose, isRetryableUpl
 export { FibonacciBackoff, uniformDelay, type BackoffOptions } from "./backoff.js";
 export { systemClock, type Clock, type Random, type TimerHandle } from "./clock.js";
 export { MemorySessionStore, WebStorageStore, type Session, type SessionStore, type StorageLike } from "./storage.js";
-export { SUBPROTOCOL, factoryFromConstructor, type WebSocketConstructor, type WebSocketFactory, type WebSocketLike } from "./transport.js";
+export { SUBPROTOCOL, factoryFromConstructor, type Handler, type WebSocketConstructor, type WebSocketFactory, type WebSocketLike } from "./transport.js";
 export { FrameDecoder, FrameError, FrameType, encodeFrame, MAX_FRAME_LENGTH, type RawFrame } from "./frame.js";
 export { decodeFrame, encodeBody, type BodyType, type DecodedFrame } from "./messages.js";
