@@ -15,7 +15,7 @@ import { encodeFrame, FrameDecoder, FrameError, FrameType } from "./frame.js";
 import type { Link, Member } from "./link.js";
 import { decodeFrame, encodeBody, type BodyType, type DecodedFrame, type InitOf } from "./messages.js";
 import { messageBytes, SUBPROTOCOL, type WebSocketFactory, type WebSocketLike } from "./transport.js";
-import type { ReconnectAdvice } from "../gen/pike/tunnel/v1/tunnel_pb.js";
+import type { ReconnectAdvice, ServerHello } from "../gen/pike/tunnel/v1/tunnel_pb.js";
 
 /** The SDK's name and version in the hello. */
 export const SDK_NAME = "pike-ts";
@@ -386,7 +386,7 @@ export class PikeChannel {
     conn.streams.get(stream)?.onFrame(frame);
   }
 
-  private onServerHello(conn: Connection, hello: DecodedFrame & { type: typeof FrameType.SERVER_HELLO } extends { body: infer B } ? B : never): void {
+  private onServerHello(conn: Connection, hello: ServerHello): void {
     if (!PROTOCOL_VERSIONS.includes(hello.version)) {
       this.protocolError(conn, ErrorCode.UNSUPPORTED_VERSION, `server picked version ${hello.version}, this client offered ${PROTOCOL_VERSIONS.join(",")}`);
       return;
@@ -400,7 +400,8 @@ export class PikeChannel {
     if (hello.heartbeatIntervalMs > 0) conn.intervalMs = Math.max(1000, hello.heartbeatIntervalMs);
     if (hello.heartbeatTimeoutMs > 0) conn.timeoutMs = Math.max(1000, hello.heartbeatTimeoutMs);
     if (hello.maxFrameLength > 0) conn.peerMaxFrame = hello.maxFrameLength;
-    conn.serverClockOffsetMs = hello.serverTimeMs > 0n ? Number(hello.serverTimeMs) - now : 0;
+    // Without a server time the device's wall clock stands in for the server's.
+    conn.serverClockOffsetMs = (hello.serverTimeMs > 0n ? Number(hello.serverTimeMs) : Date.now()) - now;
     this.helloAdvice = hello.reconnect;
     this.token = hello.connectionToken;
     this.currentState = "connected";
