@@ -10,6 +10,8 @@
 import type { PikeChannel } from "./channel.js";
 import { systemClock, Timer, type Clock } from "./clock.js";
 import { ErrorCode, isFinalLoginCode, isRetryableUplinkCode } from "./codes.js";
+import { refreshAt, withTimeout } from "./credential.js";
+import { DownlinkAcks } from "./downlink.js";
 import { Emitter, type Listener } from "./emitter.js";
 import type { ClientEvent, Delivery, StopReason } from "./events.js";
 import { FrameType } from "./frame.js";
@@ -106,12 +108,8 @@ interface LoginState {
   stream: number;
   accepted: boolean;
   refreshing: boolean;
-  /** Highest reliable seq received on this connection. */
-  highestReceived: bigint;
-  /** Last acknowledgement sent on this connection. */
-  lastAckSent: bigint;
-  /** Messages handed over and not acknowledged yet. */
-  unacked: number;
+  /** Acknowledgement state of the reliable downlink on this connection. */
+  acks: DownlinkAcks;
   serverWindow: number;
   expiresAtMs: bigint;
 }
@@ -353,9 +351,7 @@ export class PikeClient implements Member {
       stream,
       accepted: false,
       refreshing: false,
-      highestReceived: 0n,
-      lastAckSent: 0n,
-      unacked: 0,
+      acks: new DownlinkAcks(),
       serverWindow: 0,
       expiresAtMs: 0n,
     };
@@ -480,38 +476,35 @@ export class PikeClient implements Member {
       expiresAtMs: m.expiresAtMs,
       payload: m.payload,
     };
-    if (m.seq === 0n) {
-      this.emit({ type: "receive", message: delivery });
-      return;
+    const verdict = login.acks.receive(m.seq, this.session.position);
+    switch (verdict.kind) {
+      case "transient":
+        this.emit({ type: "receive", message: delivery });
+        return;
+      case "duplicate":
+        // A redelivery: drop it and acknowledge again so the server moves on.
+        this.sendAck(login, verdict.ack);
+        return;
+      case "deliver":
+        if (verdict.missedFrom !== undefined) this.emit({ type: "gap", expected: verdict.missedFrom, got: m.seq });
+        this.emit({ type: "receive", message: delivery });
+        this.session.position = m.seq;
+        if (login.acks.handedOver() >= (this.opts.ackThreshold ?? 32)) this.flushAck();
+        else this.ackTimer.setAtMost(this.clock.now() + (this.opts.ackDelayMs ?? 20));
     }
-    if (m.seq > login.highestReceived) login.highestReceived = m.seq;
-    if (m.seq <= this.session.position) {
-      // A redelivery: drop it and acknowledge again so the server moves on.
-      this.sendAck(login, login.highestReceived, true);
-      return;
-    }
-    const expected = this.session.position + 1n;
-    if (m.seq > expected) this.emit({ type: "gap", expected, got: m.seq });
-    this.emit({ type: "receive", message: delivery });
-    this.session.position = m.seq;
-    login.unacked++;
-    if (login.unacked >= (this.opts.ackThreshold ?? 32)) this.flushAck();
-    else this.ackTimer.setAtMost(this.clock.now() + (this.opts.ackDelayMs ?? 20));
   }
 
   private flushAck(): void {
     this.ackTimer.stop();
     const login = this.login;
     if (login === undefined || !login.accepted) return;
-    const seq = this.session.position < login.highestReceived ? this.session.position : login.highestReceived;
-    this.sendAck(login, seq, false);
+    const seq = login.acks.due(this.session.position);
+    if (seq !== undefined) this.sendAck(login, seq);
   }
 
-  private sendAck(login: LoginState, seq: bigint, force: boolean): void {
-    if (seq === 0n || (!force && seq <= login.lastAckSent)) return;
+  private sendAck(login: LoginState, seq: bigint): void {
     login.link.send(FrameType.DOWNLINK_ACK, { stream: login.stream, seq });
-    if (seq > login.lastAckSent) login.lastAckSent = seq;
-    login.unacked = 0;
+    login.acks.sent(seq);
     this.saveSession();
   }
 
@@ -674,10 +667,7 @@ export class PikeClient implements Member {
   private scheduleRefresh(login: LoginState): void {
     this.refreshTimer.stop();
     if (login.expiresAtMs === 0n) return;
-    const expiryLocal = Number(login.expiresAtMs) - login.link.serverClockOffsetMs;
-    const left = Math.max(0, expiryLocal - this.clock.now());
-    const lead = Math.min(this.opts.credentialRefreshMarginMs ?? 60_000, left / 2);
-    this.refreshTimer.setAt(expiryLocal - lead);
+    this.refreshTimer.setAt(refreshAt(login.expiresAtMs, login.link.serverClockOffsetMs, this.clock.now(), this.opts.credentialRefreshMarginMs ?? 60_000));
   }
 
   private async onRefreshTimer(): Promise<void> {
@@ -714,23 +704,6 @@ export class PikeClient implements Member {
   private emit(event: ClientEvent): void {
     this.emitter.emit(event);
   }
-}
-
-/** `promise`'s value, or undefined when it rejects or takes longer than `ms`. */
-function withTimeout<T>(promise: Promise<T>, clock: Clock, ms: number): Promise<T | undefined> {
-  return new Promise<T | undefined>((resolve) => {
-    const handle = clock.setTimeout(() => resolve(undefined), ms);
-    promise.then(
-      (v) => {
-        clock.clearTimeout(handle);
-        resolve(v);
-      },
-      () => {
-        clock.clearTimeout(handle);
-        resolve(undefined);
-      },
-    );
-  });
 }
 
 /** `n` random hex digits. */

@@ -16,3 +16,11 @@ test("jitter spans ±50 %", () => {
   assert.equal(uniformDelay(() => 0.25, 100, 500), 200);
   assert.equal(uniformDelay(() => 0.9, 300, 300), 300);
 });
+
+test("credential refresh time: the margin before expiry, at most half the time left", async () => {
+  const { refreshAt } = await import("../src/credential.js");
+  // Server clock 4,000 ms ahead of the local clock.
+  assert.equal(refreshAt(104_000n + 600_000n, 4_000, 100_000, 60_000), 640_000);
+  assert.equal(refreshAt(104_000n + 30_000n, 4_000, 100_000, 60_000), 115_000, "half of 30 s left");
+  assert.equal(refreshAt(50_000n, 4_000, 100_000, 60_000), 46_000, "already expired: at once");
+});
