@@ -17,7 +17,7 @@ import type { ClientEvent, Delivery, StopReason } from "./events.js";
 import { FrameType } from "./frame.js";
 import type { Link, Member } from "./link.js";
 import type { DecodedFrame } from "./messages.js";
-import { Rooms } from "./rooms.js";
+import { applyBatch, Rooms } from "./rooms.js";
 import { MemorySessionStore, type Session, type SessionStore } from "./storage.js";
 import { UplinkQueue, type PendingSend } from "./uplink.js";
 import type { Downlink, LoginResult, RoomBatch, RoomJoinResult, UplinkAck } from "../gen/pike/channel/v1/channel_pb.js";
@@ -624,11 +624,7 @@ export class PikeClient implements Member {
   private onRoomBatch(login: LoginState, m: RoomBatch): void {
     const room = this.rooms.get(m.room);
     if (room === undefined || !room.joined || room.offset === undefined) return;
-    const from = room.offset;
-    const messages = m.messages
-      .filter((x) => x.offset >= from)
-      .map((x) => ({ offset: x.offset, roomClass: x.class, priority: x.priority, payload: x.payload }));
-    if (m.nextOffset > room.offset) room.offset = m.nextOffset;
+    const messages = applyBatch(room, m);
     if (messages.length > 0 || m.missed > 0n) this.emit({ type: "roomMessages", room: m.room, messages, missed: m.missed });
     // A pull answer ends the held pull: pull on. A pushed batch leaves the held pull in place.
     if (!m.pushed && this.rooms.get(m.room) === room) this.sendPull(login, m.room);

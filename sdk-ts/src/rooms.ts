@@ -1,4 +1,6 @@
 /** Live-room state of one business client: joined rooms and their offsets. */
+import type { RoomBatch } from "../gen/pike/channel/v1/channel_pb.js";
+import type { RoomDelivery } from "./events.js";
 
 /** One joined room. */
 export interface RoomState {
@@ -51,4 +53,18 @@ export class Rooms {
       r.pullDeadline = undefined;
     }
   }
+}
+
+/**
+ * Applies a batch to a joined room: the messages at or above the room's
+ * offset (an offset below it was delivered already: a rejoin, a stale pull
+ * answer), and the offset moved to `max(offset, next_offset)`.
+ */
+export function applyBatch(room: RoomState, batch: RoomBatch): RoomDelivery[] {
+  const from = room.offset ?? 0n;
+  const fresh = batch.messages
+    .filter((m) => m.offset >= from)
+    .map((m) => ({ offset: m.offset, roomClass: m.class, priority: m.priority, payload: m.payload }));
+  if (batch.nextOffset > from) room.offset = batch.nextOffset;
+  return fresh;
 }
