@@ -13,6 +13,9 @@
 //!   codegen: do not put hand-written files there).
 //! - [`Mode::Check`] writes nothing; it compares the fresh output with the
 //!   committed files and lists the stale, missing and extra ones.
+//!
+//! Then the TypeScript SDK's code in `sdk-ts/gen/` is generated (or checked)
+//! from the same sources by the SDK's npm tooling ([`typescript`]).
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
@@ -61,6 +64,16 @@ pub(crate) type Files = BTreeMap<String, Vec<u8>>;
 /// Runs codegen for the workspace this xtask belongs to.
 pub(crate) fn run(mode: Mode) -> Result<Outcome, Error> {
     let root = workspace_root()?;
+    let rust = run_rust(&root, mode)?;
+    let typescript = typescript::run(&root, mode)?;
+    if rust == Outcome::Stale || typescript == Outcome::Stale {
+        return Ok(Outcome::Stale);
+    }
+    Ok(Outcome::UpToDate)
+}
+
+/// The Rust side: `proto/src/gen/`.
+fn run_rust(root: &Path, mode: Mode) -> Result<Outcome, Error> {
     let files = generate(&root.join(PROTO_DIR))?;
     warn_missing_includes(&root.join(PROTO_LIB), &files)?;
     let gen_dir = root.join(GEN_DIR);
@@ -288,6 +301,8 @@ pub(crate) enum Error {
     Generate(io::Error),
     /// A generated file name is not UTF-8.
     BadFileName(PathBuf),
+    /// The TypeScript SDK's npm tooling failed.
+    Npm(String),
     /// A file-system operation failed.
     Io {
         action: &'static str,
@@ -326,6 +341,7 @@ impl fmt::Display for Error {
             Self::BadFileName(path) => {
                 write!(f, "generated file name is not UTF-8: {}", path.display())
             }
+            Self::Npm(detail) => write!(f, "TypeScript codegen: {detail}"),
             Self::Io {
                 action,
                 path,
@@ -342,10 +358,14 @@ impl error::Error for Error {
             Self::TempDir(error) | Self::Generate(error) | Self::Io { source: error, .. } => {
                 Some(error)
             }
-            Self::NoWorkspaceRoot(_) | Self::NoProtoFiles(_) | Self::BadFileName(_) => None,
+            Self::NoWorkspaceRoot(_)
+            | Self::NoProtoFiles(_)
+            | Self::BadFileName(_)
+            | Self::Npm(_) => None,
         }
     }
 }
 
 #[cfg(test)]
 mod tests;
+mod typescript;

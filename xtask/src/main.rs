@@ -24,8 +24,10 @@ const USAGE: &str = "\
 Usage: cargo xtask <command> [options]
 
 Commands:
-  codegen           Regenerate proto/src/gen/ from proto/proto/**/*.proto
-  codegen --check   Check that proto/src/gen/ is up to date, without writing
+  codegen           Regenerate proto/src/gen/ (Rust) and sdk-ts/gen/
+                    (TypeScript, with the SDK's npm tools) from
+                    proto/proto/**/*.proto
+  codegen --check   Check that both are up to date, without writing
   bench [--quick]   pike-server vs mosquitto and nats-server side by side
                     (see `cargo xtask bench --help`)
   chaos [--quick]   reliable downlink and uplink through one gateway under
