@@ -160,12 +160,19 @@ async fn sigkill_of_a_gateway_mid_pushes_loses_and_duplicates_nothing() {
     run.await;
     assert!(killed);
     for i in 0..DEVICES {
-        let answer = apis[i % 2]
-            .post(
-                "/v1/push",
-                &serde_json::json!({"biz": "chat", "alias": format!("u{i}"), "payload": "end"}),
-            )
-            .await;
+        // Right after the NATS node's death the gateway's NATS client may
+        // still be reconnecting: the API answers 503 `unavailable`
+        // ("nothing was pushed; retry later"), and a backend retries, as
+        // this one does until its own deadline.
+        let body = serde_json::json!({"biz": "chat", "alias": format!("u{i}"), "payload": "end"});
+        let give_up = tokio::time::Instant::now() + Duration::from_secs(60);
+        let answer = loop {
+            let answer = apis[i % 2].post("/v1/push", &body).await;
+            if answer.status != 503 || tokio::time::Instant::now() >= give_up {
+                break answer;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
         assert_eq!(answer.status, 200, "{:?}", answer.body);
     }
 
