@@ -53,7 +53,8 @@ pub enum RunError {
 /// What a started gateway tells its operator.
 #[derive(Clone, Debug)]
 pub struct Started {
-    /// Listener addresses: (`tcp` | `tls` | `quic` | `http`, address).
+    /// Listener addresses: (`tcp` | `tls` | `quic` | `http` | `https`,
+    /// address).
     pub listening: Vec<(&'static str, SocketAddr)>,
     /// The dev app's credentials, when it serves the dev app.
     pub dev_app: Option<DevApp>,
@@ -174,7 +175,7 @@ pub async fn run(
         builder = builder.tls(addr, tls.clone());
     }
     if let Some(addr) = config.listen.quic {
-        builder = builder.quic(addr, tls);
+        builder = builder.quic(addr, tls.clone());
     }
     // Devices over WebSocket (`GET /v1/ws` on the HTTP listener), handed to
     // the gateway as the transport `ws`.
@@ -196,7 +197,8 @@ pub async fn run(
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|source| RunError::HttpBind { addr, source })?;
-        listening.push(("http", listener.local_addr().unwrap_or(addr)));
+        let name = if config.http.tls { "https" } else { "http" };
+        listening.push((name, listener.local_addr().unwrap_or(addr)));
         let http = &config.http;
         let state = crate::http::HttpState::new(push.clone(), apps.clone(), metrics.clone())
             .with_body_limit(http.body_limit(config.limits.max_frame_length))
@@ -207,10 +209,13 @@ pub async fn run(
             Some(sender) => state.with_ws_transport(sender),
             None => state,
         };
-        let serve_config = crate::http::ServeConfig::default()
+        let mut serve_config = crate::http::ServeConfig::default()
             .with_max_connections(http.max_connections)
             .with_header_read_timeout(Duration::from_secs(http.header_read_timeout_secs.into()))
             .with_write_timeout(Duration::from_secs(http.request_timeout_secs.into()));
+        if http.tls {
+            serve_config = serve_config.with_tls(&tls);
+        }
         let router = crate::http::router(state);
         let signal = http_shutdown.clone().cancelled_owned();
         http_task = Some(tokio::spawn(crate::http::serve(
