@@ -404,7 +404,7 @@ impl Writer {
                     receive_max: Some(info.receive_max),
                     max_qos: Some(1),
                     retain_available: Some(0),
-                    max_packet_size: Some(u32::try_from(info.max_packet_size).unwrap_or(u32::MAX)),
+                    max_packet_size: Some(info.max_packet_size),
                     assigned_client_identifier: None,
                     topic_alias_max: None,
                     reason_string: None,
@@ -438,7 +438,7 @@ impl Writer {
         pkid: u16,
         payload: Bytes,
     ) -> Result<(), TooLargeForClient> {
-        let written = match self.version {
+        match self.version {
             Version::V4 => {
                 let mut p = v4::Publish::new(topic, qos_v4(qos), payload);
                 p.dup = dup;
@@ -460,8 +460,7 @@ impl Writer {
                     .map(|_| ())
                     .map_err(|_| TooLargeForClient)
             }
-        };
-        written
+        }
     }
 
     /// A PUBACK; `ok = false` is 5.0's 0x80 (3.1.1 has no failure: the

@@ -464,7 +464,7 @@ impl Translator {
                 }
                 if sent.is_err() || self.pike.flush().await.is_err() {
                     self.exit
-                        .get_or_insert(Exit::gateway(DisconnectReason::ServerShuttingDown));
+                        .get_or_insert_with(|| Exit::gateway(DisconnectReason::ServerShuttingDown));
                 }
             }
             if !self.out.is_empty() {
