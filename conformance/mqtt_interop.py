@@ -94,7 +94,8 @@ class Sub:
 
     def messages(self, n):
         """The next n payload lines (mosquitto_sub prints payloads bare)."""
-        return [self.wait_for(lambda l: not l.startswith("Client "), "a message") for _ in range(n)]
+        debug = ("Client ", "Subscribed (mid")
+        return [self.wait_for(lambda l: not l.startswith(debug), "a message") for _ in range(n)]
 
     def stop(self):
         self.proc.kill()
@@ -155,7 +156,8 @@ def test_mosquitto_sub_receives_http_pushes_in_both_versions():
         try:
             sub.wait_for(lambda l: "SUBACK" in l, "SUBACK")
             push(alias, f"hello {version}")
-            assert sub.messages(1) == [f"hello {version}"]
+            got = sub.messages(1)
+            assert got == [f"hello {version}"], got
         finally:
             sub.stop()
 
@@ -247,7 +249,8 @@ def test_a_pike_device_and_an_mqtt_device_on_one_alias_both_get_each_push_once()
         # Reliable: the Pike device gets both even if its login comes later.
         push(alias, "one")
         push(alias, "two")
-        assert sub.messages(2) == ["one", "two"]
+        got = sub.messages(2)
+        assert got == ["one", "two"], got
         out, err = listen.communicate(timeout=PATIENCE)
         assert listen.returncode == 0, err
         payloads = [json.loads(line)["payload"] for line in out.splitlines()]

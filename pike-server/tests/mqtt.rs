@@ -35,6 +35,7 @@ type Hook = (String, Bytes);
 
 struct Gateway {
     mqtt: SocketAddr,
+    mqtts: SocketAddr,
     http: String,
     hooks: mpsc::UnboundedReceiver<Hook>,
     client: reqwest::Client,
@@ -77,6 +78,7 @@ quic = ""
 http = "127.0.0.1:0"
 [mqtt]
 listen = "127.0.0.1:0"
+tls_listen = "127.0.0.1:0"
 [[apps]]
 id = "demo"
 api_key = "{KEY}"
@@ -111,12 +113,18 @@ uplink_webhooks = ["http://{backend_addr}/pike/uplink"]
         };
         Self {
             mqtt: addr("mqtt"),
+            mqtts: addr("mqtts"),
             http: format!("http://{}", addr("http")),
             hooks,
             client: reqwest::Client::new(),
             _stop: stop,
             _dir: dir,
         }
+    }
+
+    /// The TLS certificate the gateway generated into its data dir.
+    fn certificate(&self) -> std::path::PathBuf {
+        self._dir.path().join("tls/cert.pem")
     }
 
     /// Pushes `payload` to iot:`alias` through the HTTP API.
@@ -545,4 +553,38 @@ async fn bad_credentials_and_subscriptions_get_the_spec_reason_codes() {
         ),
         other => panic!("expected SUBACK, got {other:?}"),
     }
+}
+
+#[tokio::test]
+async fn the_tls_listener_serves_mqtt_with_the_gateways_certificate() {
+    let gateway = Gateway::start().await;
+    let trust = tntunnel::tls::TlsClientConfig::with_ca_pem_file(gateway.certificate())
+        .await
+        .unwrap();
+    let mut config = (*trust.rustls_config()).clone();
+    config.alpn_protocols = vec![b"mqtt".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = within("dial", TcpStream::connect(gateway.mqtts))
+        .await
+        .unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = within("TLS", connector.connect(name, tcp)).await.unwrap();
+    let mut c = v4::Connect::new("tls-1");
+    c.set_login("demo", credential("tls-1", None));
+    let mut out = BytesMut::new();
+    v4::Packet::Connect(c).write(&mut out, usize::MAX).unwrap();
+    within("write", tls.write_all(&out)).await.unwrap();
+    let mut buf = BytesMut::new();
+    let ack = loop {
+        match v4::Packet::read(&mut buf, 1024) {
+            Ok(v4::Packet::ConnAck(ack)) => break ack,
+            Ok(other) => panic!("expected CONNACK, got {other:?}"),
+            Err(rumqttc::mqttbytes::Error::InsufficientBytes(_)) => {
+                let n = within("CONNACK", tls.read_buf(&mut buf)).await.unwrap();
+                assert!(n > 0, "closed before CONNACK");
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert_eq!(ack.code, v4::ConnectReturnCode::Success);
 }
