@@ -60,6 +60,11 @@ pub struct Config {
     /// Apps served. Empty: the dev app `demo`, whose credentials are
     /// generated into the data dir on first start.
     pub apps: Vec<App>,
+    // --- MQTT access (docs/mqtt.md) ---
+    /// MQTT 3.1.1 and 5.0 listeners: off unless configured, on at
+    /// `127.0.0.1:1883` in the zero-config gateway ([`Config::zero_config`]).
+    pub mqtt: crate::mqtt::MqttSection,
+    // --- end MQTT access ---
 }
 
 /// Listening addresses; a listener set to `""` is off.
@@ -661,6 +666,20 @@ impl Rooms {
     }
 }
 
+// --- MQTT access ---
+impl Config {
+    /// The gateway `pike-server` serves with no `--config`: the defaults
+    /// (as an empty file), plus MQTT on `127.0.0.1:1883`, which
+    /// configuration files turn on themselves (`docs/mqtt.md`).
+    pub fn zero_config() -> Self {
+        Self {
+            mqtt: crate::mqtt::MqttSection::zero_config(),
+            ..Self::default()
+        }
+    }
+}
+// --- end MQTT access ---
+
 impl Config {
     /// Reads and validates `path`.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
@@ -694,6 +713,9 @@ impl Config {
         }
         self.http.validate(self.listen.http)?;
         self.cluster.validate()?;
+        // --- MQTT access ---
+        self.mqtt.validate(self.listen.allow_plain_non_loopback)?;
+        // --- end MQTT access ---
         if self.tls.cert.is_some() != self.tls.key.is_some() {
             return invalid("tls.cert and tls.key go together".into());
         }
@@ -825,6 +847,9 @@ impl Default for Config {
             http: Http::default(),
             cluster: crate::cluster::ClusterSection::default(),
             apps: Vec::new(),
+            // --- MQTT access ---
+            mqtt: crate::mqtt::MqttSection::off(),
+            // --- end MQTT access ---
         }
     }
 }
@@ -883,12 +908,12 @@ impl Default for Store {
 }
 
 /// `""` or absent turns a listener off.
-mod optional_addr {
+pub(crate) mod optional_addr {
     use std::net::SocketAddr;
 
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub(super) fn serialize<S: Serializer>(
+    pub(crate) fn serialize<S: Serializer>(
         addr: &Option<SocketAddr>,
         s: S,
     ) -> Result<S::Ok, S::Error> {
@@ -898,7 +923,7 @@ mod optional_addr {
         }
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
         d: D,
     ) -> Result<Option<SocketAddr>, D::Error> {
         let text = String::deserialize(d)?;

@@ -40,6 +40,16 @@ pub enum RunError {
     /// The NATS JetStream cluster (`[cluster]`) could not be joined.
     #[error("cluster: {0}")]
     Cluster(String),
+    // --- MQTT access ---
+    /// An MQTT listener could not bind.
+    #[error("cannot listen on {addr} (mqtt): {source}")]
+    MqttBind {
+        /// The address.
+        addr: SocketAddr,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    // --- end MQTT access ---
     /// The HTTP listener could not bind.
     #[error("cannot listen on {addr} (http): {source}")]
     HttpBind {
@@ -125,6 +135,9 @@ pub async fn run(
         .handshake_timeout(Duration::from_secs(
             config.limits.handshake_timeout_secs.into(),
         ));
+    // --- MQTT access ---
+    let (mqtt_tls, mqtt_tunnel) = (tls.clone(), tunnel.clone());
+    // --- end MQTT access ---
     let mut gateway_config = GatewayConfig::default();
     gateway_config
         .channel(channel)
@@ -187,8 +200,37 @@ pub async fn run(
         builder = builder.handed("ws", listener);
         ws_transport = Some(sender);
     }
+    // --- MQTT access (docs/mqtt.md): MQTT connections translated into Pike
+    // connections handed to the gateway as the transport `mqtt`.
+    let mut mqtt_gateway = None;
+    if config.mqtt.enabled() {
+        let local = config
+            .mqtt
+            .listen
+            .or(config.mqtt.tls_listen)
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+        let (sender, listener) = tunnelkit::handed_listener(local, crate::mqtt::HANDED_BACKLOG);
+        builder = builder.handed("mqtt", listener);
+        mqtt_gateway = Some(sender);
+    }
+    // --- end MQTT access ---
     let gateway = builder.bind().await?;
     let mut listening = gateway.local_addrs();
+    // --- MQTT access ---
+    let mqtt_shutdown = CancellationToken::new();
+    if let Some(sender) = mqtt_gateway {
+        let bound = crate::mqtt::start(
+            &config.mqtt,
+            &mqtt_tls,
+            mqtt_tunnel,
+            sender,
+            mqtt_shutdown.clone(),
+        )
+        .await
+        .map_err(|(addr, source)| RunError::MqttBind { addr, source })?;
+        listening.extend(bound);
+    }
+    // --- end MQTT access ---
 
     let push = gateway.push_handle();
     let http_shutdown = CancellationToken::new();
@@ -257,6 +299,7 @@ pub async fn run(
     });
 
     gateway.serve_with_shutdown(shutdown).await;
+    mqtt_shutdown.cancel(); // MQTT access
     http_shutdown.cancel();
     if let Some(task) = http_task {
         let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
