@@ -273,10 +273,18 @@ pub struct Store {
     /// waits for more requests before a commit, microseconds (default
     /// 2,000; 0 to 100,000; 0 turns it off). An idle store never waits.
     pub commit_linger_us: u64,
+    /// How long a device's ack may wait in memory before the store writes
+    /// it with the others of its interval, milliseconds (default 1,000; 0
+    /// to 60,000; 0 writes each ack at once). A crash forgets at most the
+    /// last interval's acks: those messages are delivered again.
+    pub position_flush_ms: u64,
 }
 
 /// Longest `store.commit_linger_us`: 100 ms.
 pub const MAX_COMMIT_LINGER_US: u64 = 100_000;
+
+/// Longest `store.position_flush_ms`: 60 s.
+pub const MAX_POSITION_FLUSH_MS: u64 = 60_000;
 
 /// Longest `store.uplink_retention_secs`: 10 years.
 pub const MAX_UPLINK_RETENTION_SECS: u64 = 10 * 365 * 24 * 3600;
@@ -774,6 +782,11 @@ impl Config {
                 "store.cache_mib must be between 1 and {MAX_STORE_CACHE_MIB}"
             ));
         }
+        if self.store.position_flush_ms > MAX_POSITION_FLUSH_MS {
+            return invalid(format!(
+                "store.position_flush_ms must be between 0 and {MAX_POSITION_FLUSH_MS} (60 s)"
+            ));
+        }
         if self.store.commit_linger_us > MAX_COMMIT_LINGER_US {
             return invalid(format!(
                 "store.commit_linger_us must be between 0 and {MAX_COMMIT_LINGER_US} (100 ms)"
@@ -903,6 +916,7 @@ impl Default for Store {
             uplink_retention_secs: 24 * 3600,
             cache_mib: 64,
             commit_linger_us: 2_000,
+            position_flush_ms: 1_000,
         }
     }
 }
@@ -1191,6 +1205,7 @@ publisher_rate = 3
             (86_400, 64)
         );
         assert_eq!(defaults.store.commit_linger_us, 2_000);
+        assert_eq!(defaults.store.position_flush_ms, 1_000);
         let store =
             parse("[store]\nuplink_retention_secs = 120\ncache_mib = 16\ncommit_linger_us = 0\n")
                 .unwrap();
@@ -1231,6 +1246,7 @@ publisher_rate = 3
             ("[store]\ncache_mib = 0\n", "cache_mib"),
             ("[store]\ncache_mib = 65537\n", "cache_mib"),
             ("[store]\ncommit_linger_us = 100001\n", "commit_linger_us"),
+            ("[store]\nposition_flush_ms = 60001\n", "position_flush_ms"),
         ] {
             let err = parse(text).unwrap_err();
             assert!(err.to_string().contains(key), "{key}: {err}");

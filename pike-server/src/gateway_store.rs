@@ -132,9 +132,9 @@ impl api::Store for RedbStore {
         seq: u64,
     ) -> BoxFuture<'_, Result<(), ApiStoreError>> {
         Box::pin(async move {
-            Self::set_position(self, &key(&stream), &device, seq)
+            // Noted in memory, written with the others of its interval.
+            Self::note_position(self, &key(&stream), &device, seq)
                 .await
-                .map(|_| ())
                 .map_err(err)
         })
     }

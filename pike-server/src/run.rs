@@ -102,7 +102,8 @@ pub async fn run(
         .with_max_messages_per_stream(config.store.max_messages_per_stream)?
         .with_uplink_retention(Duration::from_secs(config.store.uplink_retention_secs))?
         .with_cache_size(usize::try_from(config.store.cache_mib << 20).unwrap_or(usize::MAX))?
-        .with_commit_linger(Duration::from_micros(config.store.commit_linger_us))?;
+        .with_commit_linger(Duration::from_micros(config.store.commit_linger_us))?
+        .with_position_flush_interval(Duration::from_millis(config.store.position_flush_ms))?;
     let store = Arc::new(RedbStore::open(data.store_path(), store_config)?);
 
     let (tls, fingerprint) = match (&config.tls.cert, &config.tls.key) {

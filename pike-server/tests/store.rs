@@ -840,6 +840,134 @@ async fn positions_are_monotonic_and_first_login_has_none() {
 }
 
 #[tokio::test]
+async fn noted_positions_are_seen_at_once_capped_and_written_together_at_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    // An interval no test waits for: only `flush` writes.
+    let config = StoreConfig::default()
+        .with_position_flush_interval(Duration::from_secs(60))
+        .unwrap();
+    let store = RedbStore::open(&path, config.clone()).unwrap();
+    let (s, t) = (alias("u"), alias("v"));
+    let appends = (0..5)
+        .map(|_| Append::new(s.clone(), "x"))
+        .chain((0..2).map(|_| Append::new(t.clone(), "y")))
+        .collect();
+    store.append(appends, NOW).await.unwrap();
+    let before = store.stats();
+
+    store.note_position(&s, "phone", 3).await.unwrap();
+    store.note_position(&s, "phone", 2).await.unwrap();
+    assert_eq!(
+        store.position(&s, "phone").await.unwrap(),
+        Some(3),
+        "seen at once; a lower ack is ignored"
+    );
+    store.note_position(&s, "phone", 99).await.unwrap();
+    assert_eq!(
+        store.position(&s, "phone").await.unwrap(),
+        Some(5),
+        "capped at last_seq"
+    );
+    store.note_position(&t, "phone", 1).await.unwrap();
+    store
+        .note_position(&alias("nobody"), "phone", 4)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.position(&alias("nobody"), "phone").await.unwrap(),
+        None,
+        "a stream with nothing stored has no position"
+    );
+    let (position, start_after, batch) = store
+        .login("demo", "chat", "u", "phone", 0, 10, NOW)
+        .await
+        .unwrap();
+    assert_eq!(
+        (position, start_after),
+        (Some(5), 5),
+        "a login sees the note"
+    );
+    assert!(batch.messages.is_empty());
+    assert_eq!(
+        store.stats().commits,
+        before.commits,
+        "noting costs no commit"
+    );
+
+    store.flush().await.unwrap();
+    let after = store.stats();
+    assert_eq!(after.commits, before.commits + 1, "one commit for all");
+    assert_eq!(
+        after.noted_positions_written, 3,
+        "one row per (stream, device)"
+    );
+    store.close().await.unwrap();
+
+    let store = RedbStore::open(&path, config).unwrap();
+    assert_eq!(store.position(&s, "phone").await.unwrap(), Some(5));
+    assert_eq!(store.position(&t, "phone").await.unwrap(), Some(1));
+    assert_eq!(store.position(&s, "tablet").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn noted_positions_are_written_within_the_interval_and_at_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let config = StoreConfig::default()
+        .with_position_flush_interval(Duration::from_millis(20))
+        .unwrap();
+    let store = RedbStore::open(&path, config.clone()).unwrap();
+    let s = alias("u");
+    let appends = (0..4).map(|_| Append::new(s.clone(), "x")).collect();
+    store.append(appends, NOW).await.unwrap();
+    for seq in 1..=3 {
+        store.note_position(&s, "phone", seq).await.unwrap();
+    }
+    // Written by the flush the first note scheduled (polled, bounded).
+    let written = tokio::time::timeout(Duration::from_secs(10), async {
+        while store.stats().noted_positions_written == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        store.stats().noted_positions_written
+    })
+    .await
+    .expect("the noted positions are written within the interval");
+    assert_eq!(written, 1, "three acks, one row");
+
+    // A note after that schedules the next flush; closing writes it even
+    // though its interval has not passed.
+    let store_config = config
+        .with_position_flush_interval(Duration::from_secs(60))
+        .unwrap();
+    drop(store);
+    let store = RedbStore::open(&path, store_config.clone()).unwrap();
+    assert_eq!(store.position(&s, "phone").await.unwrap(), Some(3));
+    store.note_position(&s, "phone", 4).await.unwrap();
+    store.close().await.unwrap();
+    let store = RedbStore::open(&path, store_config).unwrap();
+    assert_eq!(store.position(&s, "phone").await.unwrap(), Some(4));
+    // Dropped without close: the writer still writes what was noted.
+    store.note_position(&s, "tablet", 2).await.unwrap();
+    drop(store);
+    let store = open(&path);
+    assert_eq!(store.position(&s, "tablet").await.unwrap(), Some(2));
+}
+
+#[test]
+fn the_position_flush_interval_is_bounded() {
+    assert!(
+        StoreConfig::default()
+            .with_position_flush_interval(Duration::from_secs(61))
+            .is_err()
+    );
+    assert_eq!(
+        StoreConfig::default().position_flush_interval(),
+        Duration::from_secs(1)
+    );
+}
+
+#[tokio::test]
 async fn position_only_commits_are_made_durable_periodically() {
     let dir = tempfile::tempdir().unwrap();
     let config = StoreConfig::default()

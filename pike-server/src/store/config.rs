@@ -10,6 +10,12 @@ pub const DEFAULT_COMMIT_LINGER: Duration = Duration::from_millis(2);
 /// Longest [`StoreConfig::with_commit_linger`]: 100 ms.
 pub const MAX_COMMIT_LINGER: Duration = Duration::from_millis(100);
 
+/// Default [`StoreConfig::with_position_flush_interval`]: 1 s.
+pub const DEFAULT_POSITION_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Longest [`StoreConfig::with_position_flush_interval`]: 60 s.
+pub const MAX_POSITION_FLUSH_INTERVAL: Duration = Duration::from_secs(60);
+
 /// The writer is busy, and lingers before a commit, when the commit's
 /// first request arrived less than this after the previous commit (of
 /// concurrent callers) ended.
@@ -47,6 +53,7 @@ pub struct StoreConfig {
     cache_size: usize,
     max_tags_per_alias: usize,
     commit_linger: Duration,
+    position_flush_interval: Duration,
 }
 
 impl Default for StoreConfig {
@@ -62,6 +69,7 @@ impl Default for StoreConfig {
             cache_size: 64 << 20,
             max_tags_per_alias: 256,
             commit_linger: DEFAULT_COMMIT_LINGER,
+            position_flush_interval: DEFAULT_POSITION_FLUSH_INTERVAL,
         }
     }
 }
@@ -183,6 +191,27 @@ impl StoreConfig {
         Ok(self)
     }
 
+    /// How long a device's ack noted with
+    /// [`RedbStore::note_position`](super::RedbStore::note_position) may
+    /// stay in memory before it is written (default 1 s; at most 60 s;
+    /// zero writes each ack at once, as
+    /// [`set_position`](super::RedbStore::set_position) does). The acks of
+    /// one interval are written together, one row per (stream, device)
+    /// however many acks it sent, in one commit without an fsync: with
+    /// devices that ack each message, that is one B-tree update per device
+    /// per interval instead of one per message. Logins and
+    /// [`position`](super::RedbStore::position) see noted acks at once;
+    /// a crash forgets at most the last interval's, which only causes
+    /// redelivery (the client drops what it already has by (stream, seq)).
+    pub fn with_position_flush_interval(mut self, interval: Duration) -> Result<Self, StoreError> {
+        check(
+            interval <= MAX_POSITION_FLUSH_INTERVAL,
+            "position_flush_interval must be at most 60 s",
+        )?;
+        self.position_flush_interval = interval;
+        Ok(self)
+    }
+
     /// redb page cache size in bytes (default 64 MiB; at least 1 MiB).
     pub fn with_cache_size(mut self, bytes: usize) -> Result<Self, StoreError> {
         check(bytes >= 1 << 20, "cache_size must be at least 1 MiB")?;
@@ -218,6 +247,11 @@ impl StoreConfig {
     /// See [`with_commit_linger`](Self::with_commit_linger).
     pub fn commit_linger(&self) -> Duration {
         self.commit_linger
+    }
+
+    /// See [`with_position_flush_interval`](Self::with_position_flush_interval).
+    pub fn position_flush_interval(&self) -> Duration {
+        self.position_flush_interval
     }
 
     /// See [`with_max_batch`](Self::with_max_batch).

@@ -62,7 +62,10 @@ use std::ops::RangeInclusive;
 use bytes::Bytes;
 
 pub use codec::MAX_ID_LEN;
-pub use config::{BUSY_WITHIN, DEFAULT_COMMIT_LINGER, MAX_COMMIT_LINGER, StoreConfig};
+pub use config::{
+    BUSY_WITHIN, DEFAULT_COMMIT_LINGER, DEFAULT_POSITION_FLUSH_INTERVAL, MAX_COMMIT_LINGER,
+    MAX_POSITION_FLUSH_INTERVAL, StoreConfig,
+};
 pub use error::StoreError;
 pub use redb_store::{MAX_PAGE, MAX_READ, RedbStore};
 
@@ -248,4 +251,9 @@ pub struct StoreStats {
     pub appended: u64,
     /// Most requests committed in one transaction.
     pub largest_batch: u64,
+    /// Positions noted in memory
+    /// ([`RedbStore::note_position`](crate::store::RedbStore::note_position))
+    /// and written since, one per (stream, device) and flush, however
+    /// many acks each had.
+    pub noted_positions_written: u64,
 }

@@ -249,6 +249,7 @@ impl RedbStore {
             lazy_commits: 0,
             attempt: Vec::new(),
             unstore: Vec::new(),
+            committed_positions: Vec::new(),
         };
         let handle = std::thread::Builder::new()
             .name("pike-store-writer".into())
@@ -432,6 +433,100 @@ impl RedbStore {
         }
     }
 
+    /// Notes that `device` has received every message of `stream` up to
+    /// `seq` (a cumulative ack), in memory; the store writes it within
+    /// [`StoreConfig::position_flush_interval`] (1 s), with every other
+    /// position noted meanwhile, in one commit without an fsync, and at
+    /// [`flush`](Self::flush) and [`close`](Self::close). Logins and
+    /// [`position`](Self::position) see it at once. A crash forgets the
+    /// acks of the last interval, which only causes redelivery (the client
+    /// dedups on (stream, seq)). As with [`set_position`](Self::set_position),
+    /// positions only move up and never past the stream's `last_seq`.
+    ///
+    /// This is what a gateway calls for each ack: unlike `set_position`,
+    /// it costs no request to the writer, and a device acking each message
+    /// costs one row written per interval. At most 65,536 positions wait
+    /// in memory: a note beyond that first writes them (and waits for it).
+    /// With a zero interval it is `set_position`.
+    pub async fn note_position(
+        &self,
+        stream: &StreamKey,
+        device: &str,
+        seq: u64,
+    ) -> Result<(), StoreError> {
+        let interval = self.config.position_flush_interval();
+        if interval.is_zero() {
+            return self.set_position(stream, device, seq).await.map(|_| ());
+        }
+        codec::check_stream(stream)?;
+        codec::check_id("device", device)?;
+        let slot = (codec::stream_key(stream), device.to_owned());
+        for attempt in 0..2 {
+            {
+                let mut pending = self.pending();
+                if pending.len() < MAX_PENDING_POSITIONS || pending.contains_key(&slot) {
+                    let entry = pending.entry(slot).or_insert(seq);
+                    *entry = (*entry).max(seq);
+                    break;
+                }
+                if attempt == 1 {
+                    // Refilled while the flush ran: start over rather than
+                    // grow (those acks cost redelivery at worst).
+                    tracing::warn!("store: too many positions waiting; some acks forgotten");
+                    pending.clear();
+                    pending.insert(slot, seq);
+                    break;
+                }
+            }
+            self.flush_positions().await?;
+        }
+        self.schedule_position_flush(interval);
+        Ok(())
+    }
+
+    /// Writes the positions noted so far (without an fsync) and returns
+    /// once they are committed.
+    async fn flush_positions(&self) -> Result<(), StoreError> {
+        match self.request(Op::FlushPositions).await? {
+            Value::Unit => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Makes sure a `FlushPositions` reaches the writer within `interval`.
+    fn schedule_position_flush(&self, interval: std::time::Duration) {
+        if self
+            .pending_positions
+            .flush_scheduled
+            .swap(true, Ordering::SeqCst)
+        {
+            return;
+        }
+        let Some(tx) = self.tx.as_ref().map(mpsc::Sender::downgrade) else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            // No runtime to wait on: the next flush, close or drop writes it.
+            self.pending_positions
+                .flush_scheduled
+                .store(false, Ordering::SeqCst);
+            return;
+        };
+        // A weak sender: a closing store is not kept open by the wait.
+        runtime.spawn(async move {
+            tokio::time::sleep(interval).await;
+            if let Some(tx) = tx.upgrade() {
+                let (reply, _answer) = oneshot::channel();
+                let _ = tx
+                    .send(Request {
+                        op: Op::FlushPositions,
+                        reply,
+                    })
+                    .await;
+            }
+        });
+    }
+
     /// The position of `device` on `stream`; `None` for a device that never
     /// acked on it (a first login: deliver from seq 0).
     pub async fn position(
@@ -446,17 +541,10 @@ impl RedbStore {
         // was committed first.
         let pending = self.pending_position(&key, device);
         let device = device.to_owned();
-        let stored = blocking(&self.reads, move |db| {
-            let txn = db.begin_read()?;
-            let ids = txn.open_table(STREAM_IDS)?;
-            let Some(id) = ids.get(key.as_slice())?.map(|g| g.value()) else {
-                return Ok(None);
-            };
-            let positions = txn.open_table(POSITIONS)?;
-            Ok(positions.get((id, device.as_str()))?.map(|g| g.value()))
+        blocking(&self.reads, move |db| {
+            read_position(db, &key, &device, pending)
         })
-        .await?;
-        Ok(stored.max(pending))
+        .await
     }
 
     /// What a login needs, with one trip to the blocking pool: the
@@ -488,18 +576,7 @@ impl RedbStore {
         let device = device.to_owned();
         let max = max.min(MAX_READ);
         let (position, start_after, batch, known) = blocking(&self.reads, move |db| {
-            let position = {
-                let txn = db.begin_read()?;
-                let ids = txn.open_table(STREAM_IDS)?;
-                match ids.get(key.as_slice())?.map(|g| g.value()) {
-                    None => None,
-                    Some(id) => {
-                        let positions = txn.open_table(POSITIONS)?;
-                        positions.get((id, device.as_str()))?.map(|g| g.value())
-                    }
-                }
-            }
-            .max(pending);
+            let position = read_position(db, &key, &device, pending)?;
             let known = {
                 let txn = db.begin_read()?;
                 let t = txn.open_table(ALIASES)?;
@@ -805,6 +882,34 @@ fn uplink_key(app: &str, biz: &str, alias: &str, key: &str) -> Result<Vec<u8>, S
     Ok(codec::scope(&[app, biz, alias, key]))
 }
 
+/// The position of `device` on the stream `key`: the stored one, raised
+/// to `pending` (an ack not written yet) capped at the stream's last seq,
+/// as the writer will cap it; `None` for a stream or device never seen.
+fn read_position(
+    db: &Database,
+    key: &[u8],
+    device: &str,
+    pending: Option<u64>,
+) -> Result<Option<u64>, StoreError> {
+    let txn = db.begin_read()?;
+    let ids = txn.open_table(STREAM_IDS)?;
+    let Some(id) = ids.get(key)?.map(|g| g.value()) else {
+        return Ok(None);
+    };
+    let positions = txn.open_table(POSITIONS)?;
+    let stored = positions.get((id, device))?.map(|g| g.value());
+    let Some(pending) = pending else {
+        return Ok(stored);
+    };
+    let streams = txn.open_table(STREAMS)?;
+    let last_seq = match streams.get(id)? {
+        Some(g) => StreamMeta::decode(g.value())?.last_seq,
+        None => 0,
+    };
+    let pending = Some(pending.min(last_seq)).filter(|&p| p > 0);
+    Ok(stored.max(pending))
+}
+
 fn read_stream(
     db: &Database,
     key: &[u8],
@@ -906,6 +1011,7 @@ mod tests {
             lazy_commits: 0,
             attempt: Vec::new(),
             unstore: Vec::new(),
+            committed_positions: Vec::new(),
         };
         let (reply, mut rx0) = oneshot::channel();
         w.commit_batch(vec![Request {

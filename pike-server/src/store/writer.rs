@@ -64,6 +64,10 @@ pub(crate) enum Op {
     Sweep {
         now_ms: u64,
     },
+    /// Writes the positions noted in memory (`RedbStore::note_position`),
+    /// without an fsync.
+    FlushPositions,
+    /// Writes the noted positions and makes everything durable.
     Flush,
 }
 
@@ -78,7 +82,12 @@ impl Op {
 
     /// Losing it on a crash only costs redelivery, so it need not fsync.
     fn is_lazy(&self) -> bool {
-        matches!(self, Self::SetPosition { .. })
+        matches!(self, Self::SetPosition { .. } | Self::FlushPositions)
+    }
+
+    /// Whether applying it writes the positions noted in memory.
+    fn writes_noted_positions(&self) -> bool {
+        matches!(self, Self::FlushPositions | Self::Flush)
     }
 }
 
@@ -110,6 +119,7 @@ pub(crate) struct Stats {
     requests: AtomicU64,
     appended: AtomicU64,
     largest_batch: AtomicU64,
+    noted_positions_written: AtomicU64,
 }
 
 impl Stats {
@@ -120,6 +130,7 @@ impl Stats {
             requests: self.requests.load(Ordering::Relaxed),
             appended: self.appended.load(Ordering::Relaxed),
             largest_batch: self.largest_batch.load(Ordering::Relaxed),
+            noted_positions_written: self.noted_positions_written.load(Ordering::Relaxed),
         }
     }
 }
@@ -162,15 +173,28 @@ enum Failure {
     Commit(StoreError),
 }
 
-/// Positions sent to the writer and not yet committed, by (stream key,
-/// device); see `RedbStore::set_position`.
-pub(crate) type PendingPositions = std::sync::Mutex<HashMap<(Vec<u8>, String), u64>>;
+/// A device's slot in a stream: (encoded stream key, device id).
+pub(crate) type PositionSlot = (Vec<u8>, String);
+
+/// Positions not yet committed, by (stream key, device): those sent to
+/// the writer by `RedbStore::set_position` and those noted in memory by
+/// `RedbStore::note_position`, which the next `FlushPositions` or `Flush`
+/// writes.
+#[derive(Debug, Default)]
+pub(crate) struct PendingPositions {
+    slots: std::sync::Mutex<HashMap<PositionSlot, u64>>,
+    /// A `FlushPositions` is scheduled: set by the store when it schedules
+    /// one, cleared by the writer before it takes the noted positions (so
+    /// that a position noted after that schedules the next one).
+    pub(crate) flush_scheduled: std::sync::atomic::AtomicBool,
+}
 
 /// Locks `pending` (a poisoned lock is still usable: plain data).
 pub(crate) fn lock_pending(
     pending: &PendingPositions,
-) -> std::sync::MutexGuard<'_, HashMap<(Vec<u8>, String), u64>> {
+) -> std::sync::MutexGuard<'_, HashMap<PositionSlot, u64>> {
     pending
+        .slots
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
@@ -193,6 +217,9 @@ pub(crate) struct Writer {
     /// Messages of transactions that failed with a disk error, removed when
     /// the store reopens (a failed fsync may still have left them on disk).
     pub(crate) unstore: Vec<Unstore>,
+    /// Noted positions written by the commits of the batch being done,
+    /// forgotten from `pending` once it is.
+    pub(crate) committed_positions: Vec<(PositionSlot, u64)>,
 }
 
 /// A message appended by a transaction that reported failure: removed on
@@ -241,7 +268,8 @@ impl Writer {
                 concurrent: requests > 1 || !self.rx.is_empty(),
             });
         }
-        if self.lazy_commits > 0
+        let noted = !lock_pending(&self.pending).is_empty();
+        if (self.lazy_commits > 0 || noted)
             && let Err(Failure::Apply(e) | Failure::Commit(e)) = self.try_commit(&[&Op::Flush])
         {
             tracing::error!(error = %e, "store: final flush failed");
@@ -280,10 +308,15 @@ impl Writer {
         // Forget the positions before anyone hears of the outcome: a caller
         // that reads a position after its `set_position` answered sees the
         // store (a capped or refused value), never the raw ack in flight.
-        if !positions.is_empty() {
+        // Noted positions are forgotten only once committed (else the next
+        // flush tries again), and only if no higher ack came meanwhile.
+        let committed = std::mem::take(&mut self.committed_positions);
+        if !positions.is_empty() || !committed.is_empty() {
             let mut pending = lock_pending(&self.pending);
-            for (stream, device, seq) in positions {
-                let slot = (stream, device);
+            let sent = positions
+                .into_iter()
+                .map(|(stream, device, seq)| ((stream, device), seq));
+            for (slot, seq) in sent.chain(committed) {
                 if pending.get(&slot).is_some_and(|&p| p <= seq) {
                     pending.remove(&slot);
                 }
@@ -381,9 +414,10 @@ impl Writer {
                 .map_err(|e| Failure::Commit(e.into()))?;
         }
         let mut appended = 0u64;
+        let written;
         let (results, next_mid) = {
-            let mut batch =
-                Batch::open(&txn, &self.config, &self.next_message_id).map_err(Failure::Apply)?;
+            let mut batch = Batch::open(&txn, &self.config, &self.next_message_id, &self.pending)
+                .map_err(Failure::Apply)?;
             let mut results = Vec::with_capacity(ops.len());
             for op in ops {
                 let res = batch.apply(op).map_err(Failure::Apply)?;
@@ -393,12 +427,17 @@ impl Writer {
                 results.push(res);
             }
             self.attempt = std::mem::take(&mut batch.appended);
+            written = std::mem::take(&mut batch.written);
             let next_mid = batch
                 .finish(self.persisted_next_message_id)
                 .map_err(Failure::Apply)?;
             (results, next_mid)
         };
         txn.commit().map_err(|e| Failure::Commit(e.into()))?;
+        self.stats
+            .noted_positions_written
+            .fetch_add(written.len() as u64, Ordering::Relaxed);
+        self.committed_positions.extend(written);
         self.persisted_next_message_id = next_mid;
         self.lazy_commits = if durable { 0 } else { self.lazy_commits + 1 };
         let s = &self.stats;
@@ -560,6 +599,13 @@ struct Batch<'a, 't> {
     next_stream_id: Option<(u64, bool)>,
     /// Every message appended in this transaction.
     appended: Vec<Unstore>,
+    /// Positions noted in memory, written by this transaction's
+    /// `FlushPositions` or `Flush`.
+    pending: &'a PendingPositions,
+    /// The noted positions this transaction wrote.
+    written: Vec<(PositionSlot, u64)>,
+    /// Whether this transaction wrote the noted positions already.
+    noted_written: bool,
 }
 
 impl<'a, 't> Batch<'a, 't> {
@@ -567,6 +613,7 @@ impl<'a, 't> Batch<'a, 't> {
         txn: &'t WriteTransaction,
         config: &'a StoreConfig,
         next_message_id: &'a AtomicU64,
+        pending: &'a PendingPositions,
     ) -> Result<Self, StoreError> {
         Ok(Self {
             t: Tables::open(txn)?,
@@ -576,6 +623,9 @@ impl<'a, 't> Batch<'a, 't> {
             metas: HashMap::new(),
             next_stream_id: None,
             appended: Vec::new(),
+            pending,
+            written: Vec::new(),
+            noted_written: false,
         })
     }
 
@@ -627,8 +677,42 @@ impl<'a, 't> Batch<'a, 't> {
                 now_ms,
             } => self.record_uplink(key, outcome, *now_ms).map(Ok),
             Op::Sweep { now_ms } => self.sweep(*now_ms).map(Ok),
-            Op::Flush => Ok(Ok(Value::Unit)),
+            Op::FlushPositions | Op::Flush => {
+                debug_assert!(op.writes_noted_positions());
+                self.write_noted_positions()?;
+                Ok(Ok(Value::Unit))
+            }
         }
+    }
+
+    /// Writes every position noted in memory (once per transaction), in
+    /// key order so that neighbouring rows share their page.
+    fn write_noted_positions(&mut self) -> Result<(), StoreError> {
+        if self.noted_written {
+            return Ok(());
+        }
+        self.noted_written = true;
+        // Cleared before the positions are taken: one noted after this
+        // point schedules the next flush.
+        self.pending.flush_scheduled.store(false, Ordering::SeqCst);
+        let noted: Vec<(PositionSlot, u64)> = lock_pending(self.pending)
+            .iter()
+            .map(|(slot, seq)| (slot.clone(), *seq))
+            .collect();
+        let mut rows = Vec::with_capacity(noted.len());
+        for (slot, seq) in noted {
+            // A stream unknown here has nothing to ack: forgotten as written.
+            let id = self.lookup_id(&slot.0)?;
+            rows.push((id, slot, seq));
+        }
+        rows.sort_unstable_by(|a, b| (a.0, &a.1.1).cmp(&(b.0, &b.1.1)));
+        for (id, slot, seq) in rows {
+            if let Some(id) = id {
+                self.set_position_of(id, &slot.1, seq)?;
+            }
+            self.written.push((slot, seq));
+        }
+        Ok(())
     }
 
     fn lookup_id(&mut self, key: &[u8]) -> Result<Option<u64>, StoreError> {
@@ -809,6 +893,11 @@ impl<'a, 't> Batch<'a, 't> {
         let Some(id) = self.lookup_id(stream)? else {
             return Ok(Value::Position(0));
         };
+        self.set_position_of(id, device, seq)
+    }
+
+    /// [`set_position`](Self::set_position) on the stream of id `id`.
+    fn set_position_of(&mut self, id: u64, device: &str, seq: u64) -> Result<Value, StoreError> {
         let m = self.meta(id)?;
         let wanted = seq.min(m.last_seq);
         let current = self.t.positions.get((id, device))?.map(|g| g.value());
