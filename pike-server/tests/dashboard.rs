@@ -189,7 +189,7 @@ async fn the_history_keeps_at_most_max_samples() {
     assert_eq!(later["samples"].as_array().map(Vec::len), Some(MAX_SAMPLES));
 }
 
-fn header_of<'a>(response: &'a reqwest::Response, name: header::HeaderName) -> &'a str {
+fn header_of(response: &reqwest::Response, name: header::HeaderName) -> &str {
     response
         .headers()
         .get(&name)
@@ -252,6 +252,7 @@ async fn the_dashboards_files_are_served_with_strict_headers_and_no_key() {
         ("charts.js", "text/javascript; charset=utf-8"),
         ("panels.js", "text/javascript; charset=utf-8"),
         ("style.css", "text/css; charset=utf-8"),
+        ("favicon.svg", "image/svg+xml"),
     ] {
         let response = no_redirects
             .get(h.url(&format!("/dashboard/{file}")))

@@ -58,6 +58,7 @@ const ASSETS: &[Asset] = &[
     asset!("api.js", JS),
     asset!("charts.js", JS),
     asset!("panels.js", JS),
+    asset!("favicon.svg", "image/svg+xml"),
 ];
 
 /// `GET /dashboard`: to `/dashboard/`, so that the page's relative URLs

@@ -143,7 +143,8 @@ pub fn spawn_sampler(
                     (!counts.is_empty()).then(|| (app.to_owned(), counts))
                 })
                 .collect();
-            history.record(Instant::now(), crate::unix_ms(), counts, reading);
+            let now = tokio::time::Instant::now().into_std();
+            history.record(now, crate::unix_ms(), counts, reading);
         }
     })
 }
@@ -155,7 +156,7 @@ mod tests {
     #[test]
     fn keeps_the_last_max_samples_with_intervals_after_the_first() {
         let history = StatsHistory::new(Duration::from_secs(5));
-        let start = Instant::now();
+        let start = tokio::time::Instant::now().into_std();
         for i in 0..(MAX_SAMPLES as u64 + 7) {
             let reading = GatewayReading {
                 push_reliable: (i * 10) as f64,
