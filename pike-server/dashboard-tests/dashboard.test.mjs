@@ -257,8 +257,7 @@ try {
 } finally {
   await browser?.close().catch(() => {});
   for (const child of children.reverse()) await stop(child).catch(() => child.kill("SIGKILL"));
-  rmSync(join(dir, "data"), { recursive: true, force: true });
-  if (!process.env.PIKE_DASHBOARD_SCREENSHOTS) rmSync(dir, { recursive: true, force: true });
-  else rmSync(join(dir, "pike.toml"), { force: true });
+  // The screenshots stay when PIKE_DASHBOARD_SCREENSHOTS put them elsewhere.
+  rmSync(dir, { recursive: true, force: true });
 }
 process.exit(status);
