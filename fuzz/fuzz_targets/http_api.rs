@@ -59,6 +59,7 @@ fn world() -> &'static World {
                     token_secret: "fuzz-secret-0123456789abcdef".into(),
                     biz: Vec::new(),
                     require_device_claim: false,
+                    allowed_origins: Vec::new(),
                 }],
                 ..Config::default()
             };

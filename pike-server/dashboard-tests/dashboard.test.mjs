@@ -121,9 +121,9 @@ http = "127.0.0.1:0"
     const r = await api("connections?limit=100");
     return r.body.total === 5 && r.body.connections.every((c) => c.logins.length > 0) ? r.body : null;
   });
-  const byTransport = { tcp: 0, tls: 0, quic: 0, ws: 0 };
+  const byTransport = { tcp: 0, tls: 0, quic: 0, ws: 0, mqtt: 0 };
   for (const c of listed.connections) byTransport[c.transport]++;
-  check(JSON.stringify(byTransport) === JSON.stringify({ tcp: 2, tls: 1, quic: 1, ws: 1 }), `devices connected ${JSON.stringify(byTransport)}`);
+  check(JSON.stringify(byTransport) === JSON.stringify({ tcp: 2, tls: 1, quic: 1, ws: 1, mqtt: 0 }), `devices connected ${JSON.stringify(byTransport)}`);
   await until("the room member", async () => (await api("rooms")).body.rooms.some((r) => r.room === "live:1" && r.members === 1));
 
   browser = await chromium.launch({
@@ -163,7 +163,7 @@ http = "127.0.0.1:0"
   check((await text("#app-name")) === "app demo", "signed in as the dev app");
   check((await page.evaluate(() => sessionStorage.getItem("pike.dashboard.key"))) === apiKey, "the key is kept in sessionStorage");
   await until("the counts", async () => (await text("#conn-total")) === "5");
-  for (const t of ["tcp", "tls", "quic", "ws"]) {
+  for (const t of ["tcp", "tls", "quic", "ws", "mqtt"]) {
     check((await text(`#conn-${t}`)) === String(byTransport[t]), `${t} connections on the page: ${byTransport[t]}, as /v1/connections`);
   }
 

@@ -4,7 +4,7 @@ import { lineChart } from "./charts.js";
 
 const $ = (id) => document.getElementById(id);
 
-export const TRANSPORTS = ["tcp", "tls", "quic", "ws"];
+export const TRANSPORTS = ["tcp", "tls", "quic", "ws", "mqtt"];
 export const RATES = ["pushes", "downlink_sent", "downlink_acked", "uplink_received", "room_messages_sent"];
 const RATE_LABELS = ["pushes", "dl sent", "dl acked", "uplink", "room msgs"];
 const SLA = {
@@ -38,12 +38,9 @@ function row(tbody, cells) {
 
 /** Connections, rates and SLA from a `GET /v1/stats` answer. */
 export function renderStats(stats) {
-  let total = 0;
-  for (const t of TRANSPORTS) {
-    const n = stats.connections[t] ?? 0;
-    total += n;
-    $(`conn-${t}`).textContent = format.count(n);
-  }
+  for (const t of TRANSPORTS) $(`conn-${t}`).textContent = format.count(stats.connections[t] ?? 0);
+  // Every transport the gateway names, a handed one without a tile too.
+  const total = Object.values(stats.connections).reduce((a, b) => a + b, 0);
   $("conn-total").textContent = format.count(total);
 
   const samples = stats.samples;

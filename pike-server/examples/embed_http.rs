@@ -67,6 +67,7 @@ async fn main() -> Result<(), Error> {
         token_secret: "example-secret-0123456789".into(),
         biz: Vec::new(),
         require_device_claim: false,
+        allowed_origins: Vec::new(),
     };
     let config = Config {
         apps: vec![app],

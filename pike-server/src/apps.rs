@@ -29,6 +29,9 @@ impl AppDirectory {
                 token_secret: dev.token_secret.clone(),
                 biz: Vec::new(),
                 require_device_claim: false,
+                // The dev app is for trying the gateway on loopback: any
+                // web page may open a device WebSocket to it.
+                allowed_origins: vec!["*".to_owned()],
             });
         }
         Self {
@@ -57,6 +60,25 @@ impl AppDirectory {
     /// The business `biz` of app `app`, if configured.
     pub fn biz(&self, app: &str, biz: &str) -> Option<&Biz> {
         self.apps.get(app)?.biz.iter().find(|b| b.id == biz)
+    }
+
+    /// The ids of the apps whose `allowed_origins` let a page of `origin`
+    /// (a request's `Origin` header) open a device WebSocket.
+    pub fn apps_allowing_origin<'a>(&'a self, origin: &'a str) -> impl Iterator<Item = &'a str> {
+        self.apps
+            .values()
+            .filter(move |app| crate::origin::origin_allowed(&app.allowed_origins, origin))
+            .map(|app| app.id.as_str())
+    }
+
+    /// How many apps there are.
+    pub fn len(&self) -> usize {
+        self.apps.len()
+    }
+
+    /// Whether there is no app.
+    pub fn is_empty(&self) -> bool {
+        self.apps.is_empty()
     }
 
     /// Every app id.
@@ -100,6 +122,7 @@ mod tests {
             token_secret: "s".repeat(32),
             biz: Vec::new(),
             require_device_claim: false,
+            allowed_origins: Vec::new(),
         };
         // A config that skipped validation.
         let config = Config {

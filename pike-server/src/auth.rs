@@ -164,6 +164,7 @@ mod tests {
                 token_secret: SECRET.into(),
                 biz: Vec::new(),
                 require_device_claim,
+                allowed_origins: Vec::new(),
             }],
             ..Config::default()
         };

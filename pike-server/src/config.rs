@@ -60,6 +60,11 @@ pub struct Config {
     /// Apps served. Empty: the dev app `demo`, whose credentials are
     /// generated into the data dir on first start.
     pub apps: Vec<App>,
+    // --- MQTT access (docs/mqtt.md) ---
+    /// MQTT 3.1.1 and 5.0 listeners: off unless configured, on at
+    /// `127.0.0.1:1883` in the zero-config gateway ([`Config::zero_config`]).
+    pub mqtt: crate::mqtt::MqttSection,
+    // --- end MQTT access ---
 }
 
 /// Listening addresses; a listener set to `""` is off.
@@ -168,6 +173,12 @@ pub struct Http {
     /// Most backend push connections (`GET /v1/push/ws`) open at once
     /// (default 64); more are answered `503 overloaded`.
     pub max_push_connections: usize,
+    /// Serve the HTTP listener over TLS (`https`, and `wss` for device
+    /// WebSockets) with the `[tls]` identity of the Pike TLS port (its
+    /// certificate and key, or the self-signed development certificate);
+    /// default off. With TLS the listener may be on any address without
+    /// `allow_plain_non_loopback`.
+    pub tls: bool,
     /// Devices may connect over WebSocket (`GET /v1/ws`, subprotocol
     /// `pike.v1`) on this listener (default on); their connections count
     /// against `limits.max_connections` like any other.
@@ -202,9 +213,10 @@ impl Http {
         if let Some(addr) = addr
             && !addr.ip().is_loopback()
             && !self.allow_plain_non_loopback
+            && !self.tls
         {
             return invalid(format!(
-                "the HTTP API on non-loopback address {addr} is plain HTTP: API keys and payloads would cross the network unencrypted; keep it on loopback behind a TLS proxy, or set http.allow_plain_non_loopback = true"
+                "the HTTP API on non-loopback address {addr} is plain HTTP: API keys and payloads would cross the network unencrypted; set http.tls = true, keep it on loopback behind a TLS proxy, or set http.allow_plain_non_loopback = true"
             ));
         }
         if self.max_connections == 0 || self.max_in_flight == 0 || self.max_push_connections == 0 {
@@ -233,6 +245,7 @@ impl Default for Http {
             max_connections: 1024,
             max_in_flight: 256,
             max_push_connections: 64,
+            tls: false,
             websocket: true,
             header_read_timeout_secs: 10,
             request_timeout_secs: 30,
@@ -295,6 +308,15 @@ pub struct App {
     /// logins get their alias's pushes, never the device's).
     #[serde(default)]
     pub require_device_claim: bool,
+    /// Browser origins whose pages may open device WebSockets
+    /// (`GET /v1/ws`) for this app: `scheme://host[:port]`,
+    /// `scheme://*.domain[:port]` or `*` (any), at most
+    /// [`MAX_ALLOWED_ORIGINS`](crate::origin::MAX_ALLOWED_ORIGINS) entries
+    /// of at most [`MAX_ORIGIN_LEN`](crate::origin::MAX_ORIGIN_LEN) bytes
+    /// (`crate::origin`). Default empty: no web page may; clients that
+    /// send no `Origin` (native apps, Node.js) are not concerned.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
 }
 
 /// Why `id` is not a valid app id, if it is not.
@@ -644,6 +666,20 @@ impl Rooms {
     }
 }
 
+// --- MQTT access ---
+impl Config {
+    /// The gateway `pike-server` serves with no `--config`: the defaults
+    /// (as an empty file), plus MQTT on `127.0.0.1:1883`, which
+    /// configuration files turn on themselves (`docs/mqtt.md`).
+    pub fn zero_config() -> Self {
+        Self {
+            mqtt: crate::mqtt::MqttSection::zero_config(),
+            ..Self::default()
+        }
+    }
+}
+// --- end MQTT access ---
+
 impl Config {
     /// Reads and validates `path`.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
@@ -677,6 +713,9 @@ impl Config {
         }
         self.http.validate(self.listen.http)?;
         self.cluster.validate()?;
+        // --- MQTT access ---
+        self.mqtt.validate(self.listen.allow_plain_non_loopback)?;
+        // --- end MQTT access ---
         if self.tls.cert.is_some() != self.tls.key.is_some() {
             return invalid("tls.cert and tls.key go together".into());
         }
@@ -759,6 +798,8 @@ impl Config {
                     app.id
                 ));
             }
+            crate::origin::check_allowed_origins(&app.allowed_origins)
+                .map_err(|e| ConfigError::Invalid(format!("app {:?}: {e}", app.id)))?;
             let mut bizs = std::collections::HashSet::new();
             for biz in &app.biz {
                 if biz.id.is_empty() || !bizs.insert(biz.id.as_str()) {
@@ -806,6 +847,9 @@ impl Default for Config {
             http: Http::default(),
             cluster: crate::cluster::ClusterSection::default(),
             apps: Vec::new(),
+            // --- MQTT access ---
+            mqtt: crate::mqtt::MqttSection::off(),
+            // --- end MQTT access ---
         }
     }
 }
@@ -864,12 +908,12 @@ impl Default for Store {
 }
 
 /// `""` or absent turns a listener off.
-mod optional_addr {
+pub(crate) mod optional_addr {
     use std::net::SocketAddr;
 
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub(super) fn serialize<S: Serializer>(
+    pub(crate) fn serialize<S: Serializer>(
         addr: &Option<SocketAddr>,
         s: S,
     ) -> Result<S::Ok, S::Error> {
@@ -879,7 +923,7 @@ mod optional_addr {
         }
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
         d: D,
     ) -> Result<Option<SocketAddr>, D::Error> {
         let text = String::deserialize(d)?;
@@ -989,6 +1033,13 @@ login_timeout_secs = 3601
         assert_eq!(config.listen.http, Some("0.0.0.0:9380".parse().unwrap()));
         assert!(parse("[listen]\nhttp = \"127.0.0.1:9380\"\n").is_ok());
         assert!(parse("[listen]\nhttp = \"[::1]:9380\"\n").is_ok());
+        // HTTPS needs no consent.
+        let config = parse("[listen]\nhttp = \"0.0.0.0:9380\"\n[http]\ntls = true\n").unwrap();
+        assert!(config.http.tls);
+        assert!(
+            !parse("").unwrap().http.tls,
+            "plain HTTP on loopback unless asked"
+        );
     }
 
     #[test]
@@ -1217,6 +1268,36 @@ publisher_rate = 3
             ]))
             .is_ok()
         );
+    }
+
+    #[test]
+    fn allowed_origins_are_read_and_checked_at_load() {
+        let app = |origins: &str| {
+            format!(
+                "[[apps]]\nid = \"shop\"\napi_key = \"pk_0123456789abcdef\"\ntoken_secret = \"0123456789abcdef\"\nallowed_origins = {origins}\n"
+            )
+        };
+        let config = parse(&app(
+            r#"["https://shop.example", "https://*.shop.example", "*"]"#,
+        ))
+        .unwrap();
+        assert_eq!(config.apps[0].allowed_origins.len(), 3);
+        assert!(
+            parse(&apps_toml(&[("shop", "pk_0123456789abcdef")]))
+                .unwrap()
+                .apps[0]
+                .allowed_origins
+                .is_empty(),
+            "no web page unless listed"
+        );
+        let err = parse(&app(r#"["https://shop.example/"]"#)).unwrap_err();
+        assert!(err.to_string().contains("allowed_origins"), "{err}");
+        assert!(err.to_string().contains("\"shop\""), "{err}");
+        let many: Vec<String> = (0..=crate::origin::MAX_ALLOWED_ORIGINS)
+            .map(|i| format!("\"https://s{i}.example\""))
+            .collect();
+        let err = parse(&app(&format!("[{}]", many.join(", ")))).unwrap_err();
+        assert!(err.to_string().contains("at most"), "{err}");
     }
 
     #[test]

@@ -29,6 +29,8 @@ mod gateway_store;
 pub mod handshake_ceiling;
 pub mod http;
 pub mod metric_families;
+pub mod mqtt;
+pub mod origin;
 pub mod run;
 pub mod stats;
 pub mod store;

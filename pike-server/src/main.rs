@@ -56,7 +56,7 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
         },
-        None => Config::default(),
+        None => Config::zero_config(),
     };
     if let Some(dir) = args.data_dir {
         config.data_dir = dir;

@@ -45,9 +45,9 @@ pub const FAMILIES: &[MetricFamily] = &[
     ),
     counter(
         HTTP_REFUSED_TOTAL,
-        "HTTP requests and connections refused by the server's limits (connections, in_flight, timeout).",
+        "HTTP requests and connections refused by the server's limits (connections, in_flight, timeout, push_connections, ws_backlog) or for their web origin (origin).",
         &["reason"],
-        &[&["connections"], &["in_flight"], &["timeout"]],
+        &[&["connections"], &["in_flight"], &["timeout"], &["origin"]],
     ),
     counter(
         WEBHOOK_BUILD_ERRORS_TOTAL,

@@ -40,6 +40,16 @@ pub enum RunError {
     /// The NATS JetStream cluster (`[cluster]`) could not be joined.
     #[error("cluster: {0}")]
     Cluster(String),
+    // --- MQTT access ---
+    /// An MQTT listener could not bind.
+    #[error("cannot listen on {addr} (mqtt): {source}")]
+    MqttBind {
+        /// The address.
+        addr: SocketAddr,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    // --- end MQTT access ---
     /// The HTTP listener could not bind.
     #[error("cannot listen on {addr} (http): {source}")]
     HttpBind {
@@ -53,7 +63,8 @@ pub enum RunError {
 /// What a started gateway tells its operator.
 #[derive(Clone, Debug)]
 pub struct Started {
-    /// Listener addresses: (`tcp` | `tls` | `quic` | `http`, address).
+    /// Listener addresses: (`tcp` | `tls` | `quic` | `http` | `https`,
+    /// address).
     pub listening: Vec<(&'static str, SocketAddr)>,
     /// The dev app's credentials, when it serves the dev app.
     pub dev_app: Option<DevApp>,
@@ -124,6 +135,9 @@ pub async fn run(
         .handshake_timeout(Duration::from_secs(
             config.limits.handshake_timeout_secs.into(),
         ));
+    // --- MQTT access ---
+    let (mqtt_tls, mqtt_tunnel) = (tls.clone(), tunnel.clone());
+    // --- end MQTT access ---
     let mut gateway_config = GatewayConfig::default();
     gateway_config
         .channel(channel)
@@ -174,7 +188,7 @@ pub async fn run(
         builder = builder.tls(addr, tls.clone());
     }
     if let Some(addr) = config.listen.quic {
-        builder = builder.quic(addr, tls);
+        builder = builder.quic(addr, tls.clone());
     }
     // Devices over WebSocket (`GET /v1/ws` on the HTTP listener), handed to
     // the gateway as the transport `ws`.
@@ -186,8 +200,37 @@ pub async fn run(
         builder = builder.handed("ws", listener);
         ws_transport = Some(sender);
     }
+    // --- MQTT access (docs/mqtt.md): MQTT connections translated into Pike
+    // connections handed to the gateway as the transport `mqtt`.
+    let mut mqtt_gateway = None;
+    if config.mqtt.enabled() {
+        let local = config
+            .mqtt
+            .listen
+            .or(config.mqtt.tls_listen)
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+        let (sender, listener) = tunnelkit::handed_listener(local, crate::mqtt::HANDED_BACKLOG);
+        builder = builder.handed("mqtt", listener);
+        mqtt_gateway = Some(sender);
+    }
+    // --- end MQTT access ---
     let gateway = builder.bind().await?;
     let mut listening = gateway.local_addrs();
+    // --- MQTT access ---
+    let mqtt_shutdown = CancellationToken::new();
+    if let Some(sender) = mqtt_gateway {
+        let bound = crate::mqtt::start(
+            &config.mqtt,
+            &mqtt_tls,
+            mqtt_tunnel,
+            sender,
+            mqtt_shutdown.clone(),
+        )
+        .await
+        .map_err(|(addr, source)| RunError::MqttBind { addr, source })?;
+        listening.extend(bound);
+    }
+    // --- end MQTT access ---
 
     let push = gateway.push_handle();
     let http_shutdown = CancellationToken::new();
@@ -196,7 +239,8 @@ pub async fn run(
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|source| RunError::HttpBind { addr, source })?;
-        listening.push(("http", listener.local_addr().unwrap_or(addr)));
+        let name = if config.http.tls { "https" } else { "http" };
+        listening.push((name, listener.local_addr().unwrap_or(addr)));
         let http = &config.http;
         let state = crate::http::HttpState::new(push.clone(), apps.clone(), metrics.clone())
             .with_body_limit(http.body_limit(config.limits.max_frame_length))
@@ -208,10 +252,13 @@ pub async fn run(
             Some(sender) => state.with_ws_transport(sender),
             None => state,
         };
-        let serve_config = crate::http::ServeConfig::default()
+        let mut serve_config = crate::http::ServeConfig::default()
             .with_max_connections(http.max_connections)
             .with_header_read_timeout(Duration::from_secs(http.header_read_timeout_secs.into()))
             .with_write_timeout(Duration::from_secs(http.request_timeout_secs.into()));
+        if http.tls {
+            serve_config = serve_config.with_tls(&tls);
+        }
         let router = crate::http::router(state);
         let signal = http_shutdown.clone().cancelled_owned();
         http_task = Some(tokio::spawn(crate::http::serve(
@@ -253,6 +300,7 @@ pub async fn run(
     });
 
     gateway.serve_with_shutdown(shutdown).await;
+    mqtt_shutdown.cancel(); // MQTT access
     http_shutdown.cancel();
     if let Some(task) = http_task {
         let _ = tokio::time::timeout(Duration::from_secs(5), task).await;

@@ -81,7 +81,7 @@ async fn stats_need_a_key_and_count_each_apps_connections_by_transport() {
     assert_eq!(stats["app"], "demo");
     assert_eq!(
         stats["connections"],
-        json!({"quic": 0, "tcp": 2, "tls": 0, "ws": 0}),
+        json!({"mqtt": 0, "quic": 0, "tcp": 2, "tls": 0, "ws": 0}),
         "every transport listed"
     );
     let listed = h.get("/v1/connections", DEMO_KEY).await;

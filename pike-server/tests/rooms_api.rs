@@ -33,6 +33,7 @@ fn apps() -> AppDirectory {
         token_secret: format!("{id}-secret-0123456789abcdef"),
         biz: Vec::new(),
         require_device_claim: false,
+        allowed_origins: Vec::new(),
     };
     let config = Config {
         apps: vec![app("demo", DEMO_KEY), app("other", OTHER_KEY)],

@@ -71,6 +71,7 @@ fn uplink(urls: Vec<String>) -> WebhookUplink {
                 uplink_batch_concurrency: 4,
             }],
             require_device_claim: false,
+            allowed_origins: Vec::new(),
         }],
         ..Config::default()
     };

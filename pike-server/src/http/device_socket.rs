@@ -7,18 +7,29 @@
 //! machine; the Pike heartbeat keeps it alive (browsers cannot send
 //! WebSocket pings).
 //!
+//! A request with an `Origin` header (a web page's) is refused `403
+//! forbidden` before the upgrade unless an app lists the origin in its
+//! `allowed_origins` (`crate::origin`); when some apps do not, the
+//! connection's client hello must name one that does ([`HelloGate`]).
+//! Requests without `Origin` (native clients, Node.js) are not concerned:
+//! the check protects against other web sites, which browsers make send
+//! their origin.
+//!
 //! Per connection the WebSocket keeps a 1 KiB read buffer (tungstenite's
 //! default is 128 KiB) and writes each flush at once; a message may be at
 //! most the API's body limit.
+
+use std::sync::Arc;
 
 use axum::Extension;
 use axum::extract::State;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::http::HeaderValue;
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
 use super::error::{ApiError, ErrorCode};
+use super::hello_gate::HelloGate;
 use super::serve::PeerAddr;
 use super::state::HttpState;
 use super::ws_stream::WsStream;
@@ -36,11 +47,37 @@ const READ_BUFFER: usize = 1024;
 pub(crate) async fn device_socket(
     State(state): State<HttpState>,
     peer: Option<Extension<PeerAddr>>,
+    headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     let Some(sender) = state.ws_transport().cloned() else {
         return ApiError::not_found("the WebSocket transport is off on this gateway")
             .into_response();
+    };
+    // The apps the page's origin may connect to; `None`: every app.
+    let gate = match headers.get(header::ORIGIN) {
+        None => None,
+        Some(origin) => {
+            let origin = String::from_utf8_lossy(origin.as_bytes()).into_owned();
+            let apps: Vec<String> = state
+                .apps()
+                .apps_allowing_origin(&origin)
+                .map(str::to_owned)
+                .collect();
+            if apps.is_empty() {
+                metrics::counter!(crate::metric_families::HTTP_REFUSED_TOTAL, "reason" => "origin")
+                    .increment(1);
+                let shown: String = origin.chars().take(crate::origin::MAX_ORIGIN_LEN).collect();
+                return ApiError::new(
+                    ErrorCode::Forbidden,
+                    format!(
+                        "web pages of origin {shown:?} may not connect: add it to the allowed_origins of the app"
+                    ),
+                )
+                .into_response();
+            }
+            (apps.len() < state.apps().len()).then(|| (Arc::<[String]>::from(apps), origin))
+        }
     };
     let upgrade = match upgrade {
         Ok(upgrade) => upgrade,
@@ -82,7 +119,12 @@ pub(crate) async fn device_socket(
     upgrade
         .on_failed_upgrade(|e| tracing::debug!(error = %e, "device WebSocket: upgrade failed"))
         .on_upgrade(move |socket| async move {
-            if sender.hand(Box::new(WsStream::new(socket)), peer).is_err() {
+            let stream = WsStream::new(socket);
+            let conn: tunnelkit::HandedConn = match gate {
+                Some((apps, origin)) => Box::new(HelloGate::new(stream, apps, origin)),
+                None => Box::new(stream),
+            };
+            if sender.hand(conn, peer).is_err() {
                 // The gateway's backlog is full or it stopped: dropping the
                 // stream closes the connection; the client backs off.
                 metrics::counter!(crate::metric_families::HTTP_REFUSED_TOTAL, "reason" => "ws_backlog")

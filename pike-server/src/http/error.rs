@@ -20,6 +20,9 @@ pub enum ErrorCode {
     InvalidRequest,
     /// 401: no `Authorization: Bearer <api key>` header, or an unknown key.
     Unauthorized,
+    /// 403: the request is understood and not allowed: a device WebSocket
+    /// (`GET /v1/ws`) from a web page whose `Origin` no app allows.
+    Forbidden,
     /// 404: unknown route, or a resource the app does not have (a
     /// connection token of another app is not found either).
     NotFound,
@@ -55,6 +58,7 @@ impl ErrorCode {
         match self {
             Self::InvalidRequest => "invalid_request",
             Self::Unauthorized => "unauthorized",
+            Self::Forbidden => "forbidden",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::PayloadTooLarge => "payload_too_large",
@@ -73,6 +77,7 @@ impl ErrorCode {
         match self {
             Self::InvalidRequest => StatusCode::BAD_REQUEST,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Forbidden => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,

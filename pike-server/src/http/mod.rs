@@ -45,6 +45,7 @@ mod disconnect;
 mod error;
 mod extract;
 mod guard;
+mod hello_gate;
 pub mod model;
 mod ops;
 mod presence;

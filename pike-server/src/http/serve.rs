@@ -5,6 +5,11 @@
 //! disconnected), and a bounded graceful shutdown. The per-request limits
 //! (requests in flight, request timeout, body size) are the router's
 //! ([`router`](super::router)).
+//!
+//! With TLS ([`ServeConfig::with_tls`]) each accepted connection does its
+//! TLS handshake in its own task, within the header-read timeout, so a
+//! slow or silent client never holds up the accept loop; the connection
+//! then serves HTTP/1.1 (`https`, `wss`) exactly as a plain one.
 
 use std::future::Future;
 use std::io;
@@ -17,6 +22,8 @@ use axum::Router;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use tntunnel::tls::TlsServerConfig;
+use tntunnel::{SecureStream, ServerSecurity};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -53,12 +60,16 @@ static OVERLOADED: LazyLock<Vec<u8>> = LazyLock::new(|| {
     .into_bytes()
 });
 
-/// The connection-level limits of [`serve`].
-#[derive(Clone, Copy, Debug)]
+/// The ALPN protocol the HTTP listener's TLS offers.
+const ALPN_HTTP1: &[u8] = b"http/1.1";
+
+/// The connection-level limits of [`serve`], and its TLS.
+#[derive(Clone, Debug)]
 pub struct ServeConfig {
     max_connections: usize,
     header_read_timeout: Duration,
     write_timeout: Duration,
+    tls: Option<TlsServerConfig>,
 }
 
 impl ServeConfig {
@@ -87,9 +98,25 @@ impl ServeConfig {
         self
     }
 
+    /// Serves HTTPS (and `wss`) with the certificate of `tls`, the Pike TLS
+    /// port's identity: TLS 1.3, ALPN `http/1.1` (the Pike ALPN of `tls` is
+    /// replaced), the handshake bounded by the header-read timeout.
+    #[must_use]
+    pub fn with_tls(mut self, tls: &TlsServerConfig) -> Self {
+        let mut rustls = (*tls.rustls_config()).clone();
+        rustls.alpn_protocols = vec![ALPN_HTTP1.to_vec()];
+        self.tls = Some(TlsServerConfig::from_rustls(Arc::new(rustls)));
+        self
+    }
+
     /// The most HTTP connections open at once.
     pub fn max_connections(&self) -> usize {
         self.max_connections
+    }
+
+    /// Whether connections are served over TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
     }
 }
 
@@ -99,6 +126,7 @@ impl Default for ServeConfig {
             max_connections: DEFAULT_MAX_HTTP_CONNECTIONS,
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             write_timeout: DEFAULT_WRITE_TIMEOUT,
+            tls: None,
         }
     }
 }
@@ -112,6 +140,14 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let slots = Arc::new(Semaphore::new(config.max_connections));
+    let security = match &config.tls {
+        Some(tls) => {
+            let mut tls = tls.clone();
+            tls.handshake_timeout(config.header_read_timeout);
+            ServerSecurity::Tls(tls)
+        }
+        None => ServerSecurity::Plain,
+    };
     let stop = CancellationToken::new();
     let mut shutdown = pin!(shutdown);
     loop {
@@ -135,7 +171,7 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let io = TokioIo::new(WriteDeadline::new(stream, config.write_timeout));
+        let io = WriteDeadline::new(stream, config.write_timeout);
         // Handlers that hand the connection on (`GET /v1/ws`) need the
         // peer's address.
         let service = TowerToHyperService::new(router.clone().map_request(
@@ -145,11 +181,29 @@ pub async fn serve(
             },
         ));
         let stop = stop.clone();
+        let security = security.clone();
+        let header_read_timeout = config.header_read_timeout;
         tokio::spawn(async move {
+            // The TLS handshake, if any, here: never in the accept loop.
+            let io: SecureStream<WriteDeadline<TcpStream>> = tokio::select! {
+                secured = security.secure(io) => match secured {
+                    Ok(io) => io,
+                    Err(e) => {
+                        tracing::debug!(error = %e, %peer, "https: TLS handshake failed");
+                        drop(slot);
+                        return;
+                    }
+                },
+                () = stop.cancelled() => {
+                    drop(slot);
+                    return;
+                }
+            };
+            let io = TokioIo::new(io);
             let mut builder = http1::Builder::new();
             builder
                 .timer(TokioTimer::new())
-                .header_read_timeout(config.header_read_timeout)
+                .header_read_timeout(header_read_timeout)
                 .keep_alive(true);
             // With upgrades: `GET /v1/push/ws` takes the connection over.
             let mut conn = pin!(builder.serve_connection(io, service).with_upgrades());

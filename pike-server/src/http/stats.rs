@@ -13,7 +13,7 @@ use super::state::HttpState;
 use crate::stats::{GatewayReading, MAX_SAMPLES, totals};
 
 /// The transports every answer lists, 0 when they carry nothing.
-const TRANSPORTS: [&str; 4] = ["quic", "tcp", "tls", "ws"];
+const TRANSPORTS: [&str; 5] = ["mqtt", "quic", "tcp", "tls", "ws"];
 
 /// `counts` with every transport of [`TRANSPORTS`] present.
 fn by_transport(counts: &[(&'static str, usize)]) -> BTreeMap<String, usize> {

@@ -27,6 +27,10 @@ use tunnelkit::{Dialer, DialerConfig, TcpConfig, TcpTransport};
 pub const DEMO_KEY: &str = "pk_demo_0123456789abcdef";
 pub const DEMO_SECRET: &str = "demo-secret-0123456789abcdef";
 pub const OTHER_KEY: &str = "pk_other_0123456789abcdef";
+/// The web origins of the app `demo` (`allowed_origins`).
+pub const DEMO_ORIGINS: &[&str] = &["https://shop.example", "https://*.demo.example"];
+/// The web origins of the app `other`.
+pub const OTHER_ORIGINS: &[&str] = &["https://other.example"];
 
 /// Longest wait for anything in these tests (a bound, not a sleep).
 pub const PATIENCE: Duration = Duration::from_secs(10);
@@ -53,17 +57,23 @@ pub fn metrics_handle() -> PrometheusHandle {
 }
 
 pub fn apps() -> AppDirectory {
-    let app = |id: &str, key: &str, secret: &str| App {
+    let app = |id: &str, key: &str, secret: &str, origins: &[&str]| App {
         id: id.into(),
         api_key: key.into(),
         token_secret: secret.into(),
         biz: Vec::new(),
         require_device_claim: false,
+        allowed_origins: origins.iter().map(|o| (*o).to_owned()).collect(),
     };
     let config = Config {
         apps: vec![
-            app("demo", DEMO_KEY, DEMO_SECRET),
-            app("other", OTHER_KEY, "other-secret-0123456789abcdef"),
+            app("demo", DEMO_KEY, DEMO_SECRET, DEMO_ORIGINS),
+            app(
+                "other",
+                OTHER_KEY,
+                "other-secret-0123456789abcdef",
+                OTHER_ORIGINS,
+            ),
         ],
         ..Config::default()
     };

@@ -29,8 +29,8 @@ pub struct StatsResponse {
     /// [`STATS_METRICS_GATEWAY`] or [`STATS_METRICS_NONE`].
     pub metrics: String,
     /// The app's open connections on this node now, by transport (`tcp`,
-    /// `tls`, `quic` and `ws` always, 0 when none; other handed transports
-    /// when they carry some).
+    /// `tls`, `quic`, `ws` and `mqtt` always, 0 when none; other handed
+    /// transports when they carry some).
     pub connections: BTreeMap<String, usize>,
     /// The gateway's counters since it started (absent without metrics).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -78,6 +78,7 @@ pub fn app(id: &str, biz: Vec<Biz>) -> App {
         token_secret: token_secret(id),
         biz,
         require_device_claim: false,
+        allowed_origins: Vec::new(),
     }
 }
 
