@@ -32,6 +32,7 @@ pub mod metric_families;
 pub mod mqtt;
 pub mod origin;
 pub mod run;
+pub mod stats;
 pub mod store;
 pub mod token;
 pub mod webhook;

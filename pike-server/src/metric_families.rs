@@ -84,6 +84,7 @@ pub const HTTP_ROUTES: &[&str] = &[
     "/v1/rooms/{room}/publish",
     "/healthz",
     "/metrics",
+    "/v1/stats",
 ];
 
 /// Histogram buckets of durations, in seconds (a p99 is exact to the

@@ -247,7 +247,8 @@ pub async fn run(
             .with_body_limit(http.body_limit(config.limits.max_frame_length))
             .with_request_timeout(Duration::from_secs(http.request_timeout_secs.into()))
             .with_max_in_flight(http.max_in_flight)
-            .with_max_push_connections(http.max_push_connections);
+            .with_max_push_connections(http.max_push_connections)
+            .with_stats_sampling(crate::stats::SAMPLE_EVERY);
         let state = match ws_transport {
             Some(sender) => state.with_ws_transport(sender),
             None => state,

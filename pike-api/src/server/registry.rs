@@ -267,8 +267,9 @@ pub struct ConnectionPage {
 pub(crate) struct Registry {
     conns: RwLock<HashMap<ConnId, ConnEntry>>,
     /// Connection ids of each app, in connection order: pages of an app's
-    /// connections without scanning (or sorting) the others.
-    by_app: RwLock<HashMap<String, BTreeSet<ConnId>>>,
+    /// connections without scanning (or sorting) the others; and the app's
+    /// count per transport.
+    by_app: RwLock<HashMap<String, AppConns>>,
     tokens: RwLock<HashMap<String, ConnId>>,
     streams: RwLock<HashMap<StreamKey, Vec<ConnId>>>,
     devices: RwLock<HashMap<(String, String), Vec<ConnId>>>,
@@ -294,7 +295,53 @@ fn mutex<T>(lock: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// One app's connections: their ids, in connection order, and how many
+/// each transport carries (at most one entry per transport name the
+/// gateway's listeners have: a handful).
+#[derive(Debug, Default)]
+struct AppConns {
+    ids: BTreeSet<ConnId>,
+    transports: Vec<(&'static str, usize)>,
+}
+
+impl AppConns {
+    fn insert(&mut self, id: ConnId, transport: &'static str) {
+        if !self.ids.insert(id) {
+            return;
+        }
+        match self.transports.iter_mut().find(|(t, _)| *t == transport) {
+            Some((_, n)) => *n += 1,
+            None => self.transports.push((transport, 1)),
+        }
+    }
+
+    fn remove(&mut self, id: ConnId, transport: &'static str) {
+        if !self.ids.remove(&id) {
+            return;
+        }
+        if let Some(at) = self.transports.iter().position(|(t, _)| *t == transport) {
+            self.transports[at].1 -= 1;
+            if self.transports[at].1 == 0 {
+                self.transports.swap_remove(at);
+            }
+        }
+    }
+}
+
 impl Registry {
+    /// The open connections of `app` on this node per transport name
+    /// (`tcp`, `tls`, `quic`, a handed listener's name such as `ws`),
+    /// sorted by name; transports without connections are left out. O(1)
+    /// in the number of connections: kept up to date at insert and remove.
+    pub(crate) fn transport_counts(&self, app: &str) -> Vec<(&'static str, usize)> {
+        let mut counts = read(&self.by_app)
+            .get(app)
+            .map(|conns| conns.transports.clone())
+            .unwrap_or_default();
+        counts.sort_unstable();
+        counts
+    }
+
     pub(crate) fn insert(&self, id: ConnId, entry: ConnEntry) {
         write(&self.tokens).insert(entry.token.clone(), id);
         write(&self.devices)
@@ -304,7 +351,7 @@ impl Registry {
         write(&self.by_app)
             .entry(entry.app.clone())
             .or_default()
-            .insert(id);
+            .insert(id, entry.transport);
         write(&self.conns).insert(id, entry);
     }
 
@@ -315,9 +362,9 @@ impl Registry {
         write(&self.tokens).remove(&entry.token);
         {
             let mut by_app = write(&self.by_app);
-            if let Some(ids) = by_app.get_mut(&entry.app) {
-                ids.remove(&id);
-                if ids.is_empty() {
+            if let Some(conns) = by_app.get_mut(&entry.app) {
+                conns.remove(id, entry.transport);
+                if conns.ids.is_empty() {
                     by_app.remove(&entry.app);
                 }
             }
@@ -560,7 +607,7 @@ impl Registry {
     ) -> (usize, Vec<(ConnId, ConnectionInfo)>, bool) {
         let (total, ids, more) = {
             let by_app = read(&self.by_app);
-            let Some(set) = by_app.get(app) else {
+            let Some(AppConns { ids: set, .. }) = by_app.get(app) else {
                 return (0, Vec::new(), false);
             };
             let start = after.map_or(Bound::Unbounded, Bound::Excluded);
@@ -704,6 +751,28 @@ mod tests {
             registry.remove(id);
         }
         assert!(read(&registry.by_app).is_empty(), "no empty set is kept");
+    }
+
+    #[test]
+    fn transport_counts_follow_inserts_and_removes_per_app() {
+        let registry = Registry::default();
+        let with = |app: &str, id: ConnId, transport: &'static str| ConnEntry {
+            transport,
+            ..entry(app, id)
+        };
+        registry.insert(1, with("a", 1, "tcp"));
+        registry.insert(2, with("a", 2, "ws"));
+        registry.insert(3, with("a", 3, "tcp"));
+        registry.insert(4, with("b", 4, "quic"));
+        assert_eq!(registry.transport_counts("a"), [("tcp", 2), ("ws", 1)]);
+        assert_eq!(registry.transport_counts("b"), [("quic", 1)]);
+        assert_eq!(registry.transport_counts("none"), []);
+        registry.remove(2);
+        registry.remove(2);
+        assert_eq!(registry.transport_counts("a"), [("tcp", 2)], "gone, once");
+        registry.remove(1);
+        registry.remove(3);
+        assert_eq!(registry.transport_counts("a"), []);
     }
 
     fn login(stream: u32, alias: &str) -> LoginInfo {

@@ -14,6 +14,8 @@
 //! | `GET /v1/rooms/{room}` | one live room |
 //! | `POST /v1/tokens` | mint a client credential |
 //! | `POST /v1/disconnect` | close the connections of a device, an alias, or one connection |
+//! | `GET /v1/stats` | connections per transport, message rates, SLA indicators, recent history |
+//! | `GET /dashboard/` | the dashboard page and its files (no key: the page signs in) |
 //! | `GET /healthz` | liveness and connection count |
 //! | `GET /metrics` | Prometheus text format |
 //!
@@ -37,6 +39,7 @@
 //! # }
 //! ```
 
+mod dashboard;
 mod device_socket;
 mod disconnect;
 mod error;
@@ -51,6 +54,7 @@ mod push_socket;
 mod rooms;
 mod serve;
 mod state;
+mod stats;
 mod tokens;
 mod trace;
 mod validate;
@@ -60,6 +64,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 
+pub use dashboard::DASHBOARD_CSP;
 pub use device_socket::DEVICE_SUBPROTOCOL;
 pub use disconnect::MAX_DISCONNECT_REASON;
 pub use error::{ApiError, ErrorCode};
@@ -98,6 +103,10 @@ pub fn router(state: HttpState) -> Router {
         .route("/v1/rooms", get(rooms::list))
         .route("/v1/rooms/{room}", get(rooms::get))
         .route("/v1/rooms/{room}/publish", post(rooms::publish))
+        .route("/v1/stats", get(stats::stats))
+        .route("/dashboard", get(dashboard::redirect))
+        .route("/dashboard/", get(dashboard::index))
+        .route("/dashboard/{file}", get(dashboard::file))
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))
         .method_not_allowed_fallback(ops::method_not_allowed)

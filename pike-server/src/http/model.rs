@@ -8,6 +8,12 @@
 use serde::{Deserialize, Serialize};
 
 mod field;
+mod stats;
+
+pub use stats::{
+    STATS_METRICS_GATEWAY, STATS_METRICS_NONE, StatsRates, StatsResponse, StatsSample, StatsSla,
+    StatsTotals,
+};
 
 /// Body of `POST /v1/push`: exactly one target (`alias`, `aliases`, `tag`,
 /// `device` or `all: true`) and exactly one payload (`payload` or

@@ -9,6 +9,7 @@ use tokio::sync::Semaphore;
 use tunnelkit::HandedSender;
 
 use crate::apps::AppDirectory;
+use crate::stats::{StatsHistory, spawn_sampler};
 
 /// Largest request body accepted by default, bytes (1 MiB, the gateway's
 /// default frame limit). Larger bodies get `413 payload_too_large`.
@@ -45,6 +46,7 @@ pub struct HttpState {
     push_sockets: Arc<Semaphore>,
     max_push_connections: usize,
     ws_transport: Option<HandedSender>,
+    stats: Arc<StatsHistory>,
 }
 
 impl HttpState {
@@ -67,7 +69,28 @@ impl HttpState {
             push_sockets: Arc::new(Semaphore::new(DEFAULT_MAX_PUSH_CONNECTIONS)),
             max_push_connections: DEFAULT_MAX_PUSH_CONNECTIONS,
             ws_transport: None,
+            stats: Arc::new(StatsHistory::new(crate::stats::SAMPLE_EVERY)),
         }
+    }
+
+    /// Samples the gateway every `every` (at least
+    /// [`MIN_SAMPLE_EVERY`](crate::stats::MIN_SAMPLE_EVERY); the binary
+    /// uses [`SAMPLE_EVERY`](crate::stats::SAMPLE_EVERY)) into the history
+    /// `GET /v1/stats` answers with (its last
+    /// [`MAX_SAMPLES`](crate::stats::MAX_SAMPLES) samples); without it the
+    /// answer has the current values and no samples. Spawns the sampling
+    /// task, which ends once this state and its clones are dropped: call
+    /// it inside a tokio runtime, once.
+    #[must_use]
+    pub fn with_stats_sampling(mut self, every: Duration) -> Self {
+        self.stats = Arc::new(StatsHistory::new(every));
+        spawn_sampler(
+            &self.stats,
+            self.push.clone(),
+            Arc::clone(&self.apps),
+            self.metrics.clone(),
+        );
+        self
     }
 
     /// Sets the longest time a request may take, body included (default
@@ -154,6 +177,11 @@ impl HttpState {
     /// The most backend push connections open at once.
     pub fn max_push_connections(&self) -> usize {
         self.max_push_connections
+    }
+
+    /// The samples behind `GET /v1/stats`.
+    pub(crate) fn stats(&self) -> &StatsHistory {
+        &self.stats
     }
 
     /// The slots of the push connections.

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Once, OnceLock};
 use std::time::Duration;
 
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::PrometheusHandle;
 use pike_api::server::{Gateway, GatewayBuilder};
 use pike_channel::proto::tunnel::{ClientHello, ErrorCode};
 use pike_channel::{
@@ -41,13 +41,15 @@ pub async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
         .unwrap_or_else(|_| panic!("timed out: {what}"))
 }
 
-/// The process-wide Prometheus recorder, installed once (as the binary
-/// does).
+/// The process-wide Prometheus recorder, installed once with the binary's
+/// settings (histograms with buckets). The gateway takes a few counter
+/// handles when it is built: a test that reads them calls this first.
 pub fn metrics_handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            PrometheusBuilder::new()
+            pike_server::metric_families::recorder_builder()
+                .expect("the binary's recorder settings")
                 .install_recorder()
                 .expect("install the recorder")
         })

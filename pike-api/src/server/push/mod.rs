@@ -467,6 +467,14 @@ impl PushHandle {
         self.hub.registry.len()
     }
 
+    /// The open connections of `app` on this node per transport name
+    /// (`tcp`, `tls`, `quic`, or a handed listener's name such as `ws`),
+    /// sorted by name; a transport without connections is left out. O(1) in
+    /// the number of connections.
+    pub fn transport_counts(&self, app: &str) -> Vec<(&'static str, usize)> {
+        self.hub.registry.transport_counts(app)
+    }
+
     /// The signals of the connection with `token` on this node (all nodes:
     /// [`cluster_trace`](Self::cluster_trace)) (live or recently
     /// closed), if it belongs to `app`.
