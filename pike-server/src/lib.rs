@@ -30,6 +30,7 @@ pub mod handshake_ceiling;
 pub mod http;
 pub mod metric_families;
 pub mod origin;
+pub mod receipts;
 pub mod run;
 pub mod store;
 pub mod token;

@@ -43,6 +43,7 @@ mod error;
 mod extract;
 mod guard;
 mod hello_gate;
+mod messages;
 pub mod model;
 mod ops;
 mod presence;
@@ -98,6 +99,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/v1/rooms", get(rooms::list))
         .route("/v1/rooms/{room}", get(rooms::get))
         .route("/v1/rooms/{room}/publish", post(rooms::publish))
+        .route("/v1/messages/{message_id}", get(messages::status))
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))
         .method_not_allowed_fallback(ops::method_not_allowed)

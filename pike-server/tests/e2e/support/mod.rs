@@ -91,6 +91,8 @@ pub fn biz(id: &str) -> Biz {
         webhook_timeout_ms: 5_000,
         uplink_batch_max: 1,
         uplink_batch_concurrency: 4,
+        receipt_webhook: None,
+        receipts_default: false,
     }
 }
 
