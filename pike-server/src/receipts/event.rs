@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// What happened to a message for one device.
-#[derive(Clone, Copy, Debug, Deserialize, Eq, Hash, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, Deserialize, Eq, Hash, Ord, PartialEq, PartialOrd, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ReceiptKind {
     /// Written to the device's connection.

@@ -272,6 +272,7 @@ mod tests {
     /// the URL: the batch fails, is retried, and is dropped.
     #[tokio::test(start_paused = true)]
     async fn a_batch_leaves_full_or_late() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let sender = Arc::new(BizSender::new(SenderConfig {
             url: "http://127.0.0.1:9/receipts".into(),
             app: "demo".into(),
