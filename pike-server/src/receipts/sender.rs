@@ -70,11 +70,10 @@ impl ReceiptQueue {
             return false;
         }
         waiting.push_back(event);
-        let len = waiting.len();
         drop(waiting);
-        if len == 1 {
-            self.notify.notify_one();
-        }
+        // Every push: the sender waits for the first one and, while its
+        // batch fills, for the one that fills it.
+        self.notify.notify_one();
         true
     }
 
