@@ -72,6 +72,7 @@ async fn receive_push(pusher: &PushHandle, chat: &PikeClient, text: &str) -> Res
         payload,
         delivery,
         priority: 0,
+        receipt: false,
     };
     pusher.push(request).await?;
     let message = wait_for(chat, |e| match e {

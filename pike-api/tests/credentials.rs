@@ -110,6 +110,7 @@ fn push(biz: &str, target: Target, payload: String, delivery: Delivery) -> PushR
         payload: Bytes::from(payload),
         delivery,
         priority: 0,
+        receipt: false,
     }
 }
 

@@ -235,6 +235,7 @@ impl Cluster {
                 payload: Bytes::from(text.to_owned()),
                 delivery: Delivery::Reliable { ttl: None },
                 priority: 0,
+                receipt: false,
             })
             .await
             .map(drop)

@@ -54,6 +54,7 @@ fn push(i: u64) -> PushRequest {
         payload: Bytes::from(format!("m{i}")),
         delivery: Delivery::Reliable { ttl: None },
         priority: 0,
+        receipt: false,
     }
 }
 

@@ -23,6 +23,7 @@ fn push(payload: &'static str) -> PushRequest {
         payload: Bytes::from_static(payload.as_bytes()),
         delivery: Delivery::Reliable { ttl: None },
         priority: 0,
+        receipt: false,
     }
 }
 

@@ -75,6 +75,7 @@ async fn push(pusher: &PushHandle, text: &str, ttl: Option<Duration>) {
             payload: Bytes::copy_from_slice(text.as_bytes()),
             delivery: Delivery::Reliable { ttl },
             priority: 0,
+            receipt: false,
         })
         .await
         .unwrap();

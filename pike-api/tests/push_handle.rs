@@ -25,6 +25,7 @@ fn push(payload: impl Into<Bytes>) -> PushRequest {
         payload: payload.into(),
         delivery: Delivery::Reliable { ttl: None },
         priority: 0,
+        receipt: false,
     }
 }
 

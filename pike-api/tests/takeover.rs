@@ -67,6 +67,7 @@ async fn push(pusher: &PushHandle, text: &str) {
             payload: Bytes::from(text.to_owned()),
             delivery: Delivery::Reliable { ttl: None },
             priority: 0,
+            receipt: false,
         })
         .await
         .expect("push accepted");
@@ -255,6 +256,7 @@ async fn a_replaced_business_ends_alone_on_a_shared_connection() {
             payload: Bytes::from_static(b"o1"),
             delivery: Delivery::Reliable { ttl: None },
             priority: 0,
+            receipt: false,
         })
         .await
         .expect("push accepted");

@@ -34,6 +34,7 @@ async fn push(node: &Node, target: Target, text: &str, delivery: Delivery) -> us
             payload: Bytes::from(text.to_owned()),
             delivery,
             priority: 0,
+            receipt: false,
         })
         .await
         .expect("push accepted")

@@ -78,6 +78,7 @@ async fn push(pusher: &PushHandle, alias: &str, text: String) -> Result<(), Erro
         payload: text.into(),
         delivery,
         priority: 0,
+        receipt: false,
     };
     let receipt = pusher.push(request).await?;
     println!("gateway: pushed to {alias}, {} online", receipt.online);

@@ -57,6 +57,11 @@ pub struct Config {
     pub http: Http,
     /// Running as a node of a NATS JetStream cluster (off by default).
     pub cluster: crate::cluster::ClusterSection,
+    // --- receipts (issue 18) ---
+    /// Delivery receipts: status table and webhook queue bounds
+    /// (`docs/receipts.md`).
+    pub receipts: crate::receipts::ReceiptsSection,
+    // --- end receipts ---
     /// Apps served. Empty: the dev app `demo`, whose credentials are
     /// generated into the data dir on first start.
     pub apps: Vec<App>,
@@ -373,6 +378,16 @@ pub struct Biz {
     /// that arrive while they are all in flight wait for the next request.
     #[serde(default = "default_uplink_batch_concurrency")]
     pub uplink_batch_concurrency: usize,
+    // --- receipts (issue 18) ---
+    /// Where this business's delivery receipts go (`docs/receipts.md`):
+    /// an http(s) URL receiving batches of receipts. None: receipts are
+    /// kept for the status query only.
+    #[serde(default)]
+    pub receipt_webhook: Option<String>,
+    /// Pushes that do not say `receipt` ask for receipts (default false).
+    #[serde(default)]
+    pub receipts_default: bool,
+    // --- end receipts ---
 }
 
 /// Largest `uplink_batch_max`.
@@ -724,6 +739,8 @@ impl Config {
         // --- MQTT access ---
         self.mqtt.validate(self.listen.allow_plain_non_loopback)?;
         // --- end MQTT access ---
+        // receipts (issue 18)
+        self.receipts.check().map_err(ConfigError::Invalid)?;
         if self.tls.cert.is_some() != self.tls.key.is_some() {
             return invalid("tls.cert and tls.key go together".into());
         }
@@ -833,7 +850,13 @@ impl Config {
                         app.id, biz.id, biz.uplink_batch_concurrency
                     ));
                 }
-                for url in biz.uplink_webhooks.iter().chain(&biz.auth_webhook) {
+                // receipts (issue 18): the receipt webhook is checked too.
+                for url in biz
+                    .uplink_webhooks
+                    .iter()
+                    .chain(&biz.auth_webhook)
+                    .chain(&biz.receipt_webhook)
+                {
                     if !(url.starts_with("http://") || url.starts_with("https://")) {
                         return invalid(format!(
                             "app {:?} biz {:?}: webhook {url:?} is not an http(s) URL",
@@ -859,6 +882,7 @@ impl Default for Config {
             rooms: Rooms::default(),
             http: Http::default(),
             cluster: crate::cluster::ClusterSection::default(),
+            receipts: crate::receipts::ReceiptsSection::default(),
             apps: Vec::new(),
             // --- MQTT access ---
             mqtt: crate::mqtt::MqttSection::off(),

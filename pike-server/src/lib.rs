@@ -31,6 +31,7 @@ pub mod http;
 pub mod metric_families;
 pub mod mqtt;
 pub mod origin;
+pub mod receipts;
 pub mod run;
 pub mod stats;
 pub mod store;

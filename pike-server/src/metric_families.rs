@@ -28,6 +28,21 @@ pub const WEBHOOK_FAILURES_TOTAL: &str = "pike_webhook_failures_total";
 /// Tasks alive in the gateway's tokio runtime (set at each scrape).
 pub const RUNTIME_ALIVE_TASKS: &str = "pike_runtime_alive_tasks";
 
+// --- receipts (issue 18, docs/receipts.md) ---
+/// Receipt events produced, by event.
+pub const RECEIPTS_EVENTS_TOTAL: &str = "pike_receipts_events_total";
+/// Receipts the receipt webhooks accepted.
+pub const RECEIPTS_SENT_TOTAL: &str = "pike_receipts_sent_total";
+/// Receipts dropped, by reason.
+pub const RECEIPTS_DROPPED_TOTAL: &str = "pike_receipts_dropped_total";
+/// Receipt webhook requests, by result.
+pub const RECEIPTS_REQUESTS_TOTAL: &str = "pike_receipts_requests_total";
+/// Messages with a status record.
+pub const RECEIPTS_TRACKED: &str = "pike_receipts_tracked";
+/// Pushes that asked for receipts and got no record (the table was full).
+pub const RECEIPTS_UNTRACKED_TOTAL: &str = "pike_receipts_untracked_total";
+// --- end receipts ---
+
 /// The families this crate records.
 pub const FAMILIES: &[MetricFamily] = &[
     counter(
@@ -61,6 +76,44 @@ pub const FAMILIES: &[MetricFamily] = &[
         &["biz"],
         &[],
     ),
+    // --- receipts (issue 18) ---
+    counter(
+        RECEIPTS_EVENTS_TOTAL,
+        "Receipt events produced (once per message, device and event), by event.",
+        &["event"],
+        &[&["delivered"], &["acked"], &["expired"], &["dropped"]],
+    ),
+    counter(
+        RECEIPTS_SENT_TOTAL,
+        "Receipts a receipt webhook accepted (2xx).",
+        &[],
+        &[],
+    ),
+    counter(
+        RECEIPTS_DROPPED_TOTAL,
+        "Receipts not sent, by reason: queue_full (the business's queue was full), retries (every attempt failed), devices (a message's device bound).",
+        &["reason"],
+        &[&["queue_full"], &["retries"], &["devices"]],
+    ),
+    counter(
+        RECEIPTS_REQUESTS_TOTAL,
+        "Receipt webhook requests, by result (ok, failed).",
+        &["result"],
+        &[&["ok"], &["failed"]],
+    ),
+    gauge(
+        RECEIPTS_TRACKED,
+        "Messages with a receipt status record on this node.",
+        &[],
+        &[],
+    ),
+    counter(
+        RECEIPTS_UNTRACKED_TOTAL,
+        "Pushes that asked for receipts and got none (the status table was full).",
+        &[],
+        &[],
+    ),
+    // --- end receipts ---
     gauge(
         RUNTIME_ALIVE_TASKS,
         "Tasks alive in the gateway's tokio runtime, read at each scrape of /metrics (a leak shows as growth under a steady load).",
@@ -82,6 +135,7 @@ pub const HTTP_ROUTES: &[&str] = &[
     "/v1/rooms",
     "/v1/rooms/{room}",
     "/v1/rooms/{room}/publish",
+    "/v1/messages/{message_id}",
     "/healthz",
     "/metrics",
     "/v1/stats",

@@ -167,7 +167,19 @@ pub async fn run(
     let http_client = reqwest::Client::builder()
         .build()
         .map_err(|e| RunError::Config(format!("http client: {e}")))?;
-    let mut builder = Gateway::builder().store(store.clone());
+    // Receipts (issue 18): the status table's ledger is a file of its own.
+    let ledger = crate::receipts::Ledger::open(&data.root().join(crate::receipts::LEDGER_FILE))
+        .map_err(|e| RunError::Config(e.to_string()))?;
+    let receipts = Arc::new(crate::receipts::Receipts::new(
+        &config.receipts,
+        &apps,
+        Some(ledger),
+    ));
+    let receipts_shutdown = CancellationToken::new();
+    let receipts_task = receipts.spawn(http_client.clone(), receipts_shutdown.clone());
+    let mut builder = Gateway::builder()
+        .store(store.clone())
+        .receipts(receipts.clone());
     if config.cluster.enabled() {
         let cluster = config
             .cluster
@@ -248,7 +260,8 @@ pub async fn run(
             .with_request_timeout(Duration::from_secs(http.request_timeout_secs.into()))
             .with_max_in_flight(http.max_in_flight)
             .with_max_push_connections(http.max_push_connections)
-            .with_stats_sampling(crate::stats::SAMPLE_EVERY);
+            .with_stats_sampling(crate::stats::SAMPLE_EVERY)
+            .with_receipts(receipts.clone());
         let state = match ws_transport {
             Some(sender) => state.with_ws_transport(sender),
             None => state,
@@ -307,6 +320,9 @@ pub async fn run(
         let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
     }
     upkeep.abort();
+    // The status table's last changes go to its ledger.
+    receipts_shutdown.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(5), receipts_task).await;
     if let Err(e) = store.flush().await {
         tracing::warn!(error = %e, "final store flush failed");
     }

@@ -295,6 +295,7 @@ fn the_request_schemas_list_exactly_the_fields_the_server_reads() {
         reliable: Some(true),
         ttl_secs: Some(1),
         priority: Some(1),
+        receipt: Some(true),
     };
     let token = TokenRequest {
         biz: "chat".into(),

@@ -69,6 +69,8 @@ fn uplink(urls: Vec<String>) -> WebhookUplink {
                 webhook_timeout_ms: 5_000,
                 uplink_batch_max: 1,
                 uplink_batch_concurrency: 4,
+                receipt_webhook: None,
+                receipts_default: false,
             }],
             require_device_claim: false,
             allowed_origins: Vec::new(),

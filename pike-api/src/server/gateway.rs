@@ -27,6 +27,7 @@ use super::connection::{self, Accepted, release_idle_buffers};
 use super::engine::{Engine, EngineFactory};
 use super::hub::Hub;
 use super::push::PushHandle;
+use super::receipts::ReceiptHook;
 use super::registry::ConnCommand;
 use super::store::{MemoryStore, Store};
 use super::uplink::{NoUplink, UplinkHandler};
@@ -62,6 +63,7 @@ pub struct GatewayBuilder {
     uplink: Option<Arc<dyn UplinkHandler>>,
     config: GatewayConfig,
     known_apps: Option<HashSet<String>>,
+    receipts: Option<Arc<dyn ReceiptHook>>,
 }
 
 impl std::fmt::Debug for GatewayBuilder {
@@ -162,6 +164,13 @@ impl GatewayBuilder {
         self
     }
 
+    /// Reports deliveries, acks and logins of receipt pushes to `hook`
+    /// (`docs/receipts.md`). Default none: nothing is called.
+    pub fn receipts(mut self, hook: Arc<dyn ReceiptHook>) -> Self {
+        self.receipts = Some(hook);
+        self
+    }
+
     /// Binds every listener.
     pub async fn bind(self) -> Result<Gateway, GatewayError> {
         let mut acceptor = AcceptorConfig::default();
@@ -170,7 +179,7 @@ impl GatewayBuilder {
             .max_handshakes(Some(self.config.max_handshakes));
         let limits =
             AcceptorLimits::new(&acceptor).map_err(|e| GatewayError::Config(e.to_string()))?;
-        let hub = Arc::new(Hub::new(
+        let mut hub = Hub::new(
             self.engine.unwrap_or_else(|| {
                 Box::new(|node| Engine::embedded(Arc::new(MemoryStore::new()), node))
             }),
@@ -178,7 +187,9 @@ impl GatewayBuilder {
             self.uplink.unwrap_or_else(|| Arc::new(NoUplink)),
             self.config,
             self.known_apps,
-        ));
+        );
+        hub.receipts = self.receipts;
+        let hub = Arc::new(hub);
         let bind_error = |addr, transport, e: &dyn std::fmt::Display| GatewayError::Bind {
             addr,
             transport,
@@ -245,6 +256,7 @@ impl Gateway {
             uplink: None,
             config: GatewayConfig::default(),
             known_apps: None,
+            receipts: None,
         }
     }
 

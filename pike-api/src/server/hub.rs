@@ -10,8 +10,10 @@ use super::auth::BoxAuthenticator;
 use super::clock::unix_ms;
 use super::config::GatewayConfig;
 use super::engine::{Engine, LocalNode, NodeSink};
+use super::receipts::ReceiptHook;
 use super::registry::{ConnId, Registry};
 use super::room::{RoomWatch, Rooms};
+use super::store::StreamKey;
 use super::uplink::UplinkHandler;
 use super::uplink_calls::UplinkCalls;
 
@@ -33,6 +35,8 @@ pub(crate) struct Hub {
     next_transient: AtomicU64,
     /// Handles of the metrics counted once per delivery.
     pub(crate) hot: HotMetrics,
+    /// Told about receipt pushes, deliveries and acks (none: receipts off).
+    pub(crate) receipts: Option<Arc<dyn ReceiptHook>>,
 }
 
 /// Handles of the metrics a gateway counts once per delivery, resolved
@@ -119,6 +123,7 @@ impl Hub {
             // the store hands out, and differ between process runs.
             next_transient: AtomicU64::new((1 << 62) | (unix_ms() << 16)),
             hot: HotMetrics::new(),
+            receipts: None,
         }
     }
 
@@ -128,6 +133,11 @@ impl Hub {
 
     pub(crate) fn next_transient_id(&self) -> u64 {
         self.next_transient.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The receipt hook, if it watches `stream` (`docs/receipts.md`).
+    pub(crate) fn receipts_for(&self, stream: &StreamKey) -> Option<&dyn ReceiptHook> {
+        self.receipts.as_deref().filter(|hook| hook.watches(stream))
     }
 
     pub(crate) fn app_known(&self, app: &str) -> bool {

@@ -24,6 +24,7 @@
 //!         payload: Bytes::from_static(b"hello"),
 //!         delivery: Delivery::Reliable { ttl: None },
 //!         priority: 0,
+//!         receipt: false,
 //!     })
 //!     .await?;
 //! println!("stored for {} alias(es), {} online", receipt.stored, receipt.online);
@@ -43,6 +44,7 @@ mod hub;
 mod login_expiry;
 pub mod metric_families;
 mod push;
+mod receipts;
 mod reconnect_spread;
 mod registry;
 mod room;
@@ -60,6 +62,7 @@ pub use push::{
     DISCONNECT_CODE, Delivery, DisconnectTarget, PUSH_FRAME_OVERHEAD, PushError, PushHandle,
     PushReceipt, PushRequest, Target,
 };
+pub use receipts::{ReceiptHook, ReceiptPlace, TransientReceipt};
 pub use reconnect_spread::{DEFAULT_HANDSHAKES_PER_WORKER, ReconnectSpread};
 pub use registry::{ConnectionInfo, ConnectionPage, LoginView};
 pub use room::{

@@ -159,6 +159,8 @@ pub(crate) enum ConnCommand {
         message_id: u64,
         priority: u32,
         payload: Bytes,
+        /// The push asked for receipts.
+        receipt: bool,
     },
     /// Ask the client to reconnect elsewhere, then close.
     GoAway { advice: ReconnectAdvice },

@@ -86,6 +86,9 @@ fn transient(meta: MessageMeta, payload: bytes::Bytes) -> TransientMessage {
         message_id: meta.message_id,
         priority: meta.priority,
         payload,
+        // Receipts are per node: the node that took the push reports them
+        // (`docs/receipts.md`, "Cluster mode").
+        receipt: false,
     }
 }
 

@@ -46,6 +46,7 @@ mod error;
 mod extract;
 mod guard;
 mod hello_gate;
+mod messages;
 pub mod model;
 mod ops;
 mod presence;
@@ -107,6 +108,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/dashboard", get(dashboard::redirect))
         .route("/dashboard/", get(dashboard::index))
         .route("/dashboard/{file}", get(dashboard::file))
+        .route("/v1/messages/{message_id}", get(messages::status))
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))
         .method_not_allowed_fallback(ops::method_not_allowed)

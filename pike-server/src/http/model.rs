@@ -63,6 +63,11 @@ pub struct PushBody {
     #[serde(default, deserialize_with = "field::whole_number")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub priority: Option<u32>,
+    /// Report delivery receipts for this message (`docs/receipts.md`);
+    /// absent: the business's `receipts_default`.
+    #[serde(default, deserialize_with = "field::present")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub receipt: Option<bool>,
 }
 
 /// Answer of `POST /v1/push`.
@@ -494,4 +499,50 @@ impl From<pike_api::server::RoomStats> for Room {
             created_at_ms: s.created_at_ms,
         }
     }
+}
+
+/// Answer of `GET /v1/messages/{message_id}` (`docs/receipts.md`).
+#[derive(Clone, Debug, Deserialize, Eq, PartialEq, Serialize)]
+pub struct MessageStatusResponse {
+    /// The message id, as a decimal string.
+    pub message_id: String,
+    /// Business id.
+    pub biz: String,
+    /// Reliable (stored) or transient.
+    pub reliable: bool,
+    /// Whether the message is kept in the store now (reliable and not
+    /// expired).
+    pub stored: bool,
+    /// When it was pushed, unix ms.
+    pub created_at: u64,
+    /// When it expires (reliable) or was pushed (transient), unix ms.
+    pub expires_at: u64,
+    /// Its expiry passed and the expiry notices were made.
+    pub expired: bool,
+    /// Devices known that neither acked nor expired (transient: neither
+    /// got it nor dropped it).
+    pub pending: usize,
+    /// What each known device did, in the order they became known.
+    pub devices: Vec<DeviceStatusBody>,
+}
+
+/// One device in a [`MessageStatusResponse`]; times are unix ms.
+#[derive(Clone, Debug, Deserialize, Eq, PartialEq, Serialize)]
+pub struct DeviceStatusBody {
+    /// The alias it was logged in as.
+    pub alias: String,
+    /// The device id.
+    pub device: String,
+    /// Written to its connection.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub delivered_at: Option<u64>,
+    /// Acknowledged.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub acked_at: Option<u64>,
+    /// Expired unacknowledged.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub expired_at: Option<u64>,
+    /// Dropped (transient).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub dropped_at: Option<u64>,
 }

@@ -35,7 +35,9 @@ pub(crate) async fn push(
     caller: Caller,
     ApiJson(body): ApiJson<PushBody>,
 ) -> Result<Json<PushResponse>, ApiError> {
-    let request = to_request(caller.app, body, state.push_handle().max_payload_len())?;
+    let asked = body.receipt;
+    let mut request = to_request(caller.app, body, state.push_handle().max_payload_len())?;
+    request.receipt = state.receipt_wanted(&request, asked);
     let receipt = state.push_handle().push(request).await?;
     Ok(Json(response(&receipt)))
 }
@@ -52,7 +54,11 @@ pub(crate) async fn push_batch(
 ) -> Result<Json<PushBatchResponse>, ApiError> {
     let ApiJson(body) = body.map_err(|e| batch_rejection(e, state.body_limit()))?;
     let push = state.push_handle();
-    let requests = batch_requests(&caller.app, body, push.max_payload_len())?;
+    let asked: Vec<Option<bool>> = body.pushes.iter().map(|p| p.receipt).collect();
+    let mut requests = batch_requests(&caller.app, body, push.max_payload_len())?;
+    for (request, asked) in requests.iter_mut().zip(asked) {
+        request.receipt = state.receipt_wanted(request, asked);
+    }
     let results = push
         .push_batch(requests)
         .await
@@ -220,6 +226,7 @@ fn to_request(app: String, body: PushBody, max_payload: usize) -> Result<PushReq
         payload,
         delivery,
         priority: body.priority.unwrap_or(0),
+        receipt: false,
     })
 }
 

@@ -337,7 +337,14 @@ fn read_batch(bytes: &[u8], app: &str, state: &HttpState) -> Queued {
     };
     let id = batch.id;
     let state = match requests(batch, app, state.push_handle().max_payload_len()) {
-        Ok(requests) => QueuedState::Ready(requests),
+        // The protobuf push has no `receipt` field yet: the business's
+        // `receipts_default` decides (`docs/receipts.md`).
+        Ok(mut requests) => {
+            for request in &mut requests {
+                request.receipt = state.receipt_wanted(request, None);
+            }
+            QueuedState::Ready(requests)
+        }
         Err(error) => QueuedState::Refused(error),
     };
     Queued {
@@ -392,5 +399,6 @@ fn to_request(app: &str, push: api::Push, max_payload: usize) -> Result<PushRequ
         payload: push.payload,
         delivery,
         priority: push.priority,
+        receipt: false,
     })
 }

@@ -4,11 +4,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use metrics_exporter_prometheus::PrometheusHandle;
-use pike_api::server::PushHandle;
+use pike_api::server::{PushHandle, PushRequest};
 use tokio::sync::Semaphore;
 use tunnelkit::HandedSender;
 
 use crate::apps::AppDirectory;
+use crate::receipts::Receipts;
 use crate::stats::{StatsHistory, spawn_sampler};
 
 /// Largest request body accepted by default, bytes (1 MiB, the gateway's
@@ -47,6 +48,9 @@ pub struct HttpState {
     max_push_connections: usize,
     ws_transport: Option<HandedSender>,
     stats: Arc<StatsHistory>,
+    /// Receipts and message status (issue 18); none: `receipt` is ignored
+    /// and `GET /v1/messages/{id}` answers 404.
+    receipts: Option<Arc<Receipts>>,
 }
 
 impl HttpState {
@@ -70,7 +74,28 @@ impl HttpState {
             max_push_connections: DEFAULT_MAX_PUSH_CONNECTIONS,
             ws_transport: None,
             stats: Arc::new(StatsHistory::new(crate::stats::SAMPLE_EVERY)),
+            receipts: None,
         }
+    }
+
+    /// Serves receipts and the status query from `receipts`
+    /// (`docs/receipts.md`).
+    #[must_use]
+    pub fn with_receipts(mut self, receipts: Arc<Receipts>) -> Self {
+        self.receipts = Some(receipts);
+        self
+    }
+
+    /// The receipts, if served.
+    pub fn receipts(&self) -> Option<&Arc<Receipts>> {
+        self.receipts.as_ref()
+    }
+
+    /// Whether a push of `request` (which said `asked`) asks for receipts.
+    pub(crate) fn receipt_wanted(&self, request: &PushRequest, asked: Option<bool>) -> bool {
+        self.receipts
+            .as_ref()
+            .is_some_and(|r| r.wanted(&request.app, &request.biz, asked))
     }
 
     /// Samples the gateway every `every` (at least

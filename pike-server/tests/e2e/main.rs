@@ -16,6 +16,7 @@ mod identity;
 mod isolation;
 mod metrics;
 mod offline;
+mod receipts;
 mod shutdown;
 mod store_corruption;
 mod tags;

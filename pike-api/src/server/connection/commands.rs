@@ -6,6 +6,7 @@ use proto::tunnel::ErrorCode;
 
 use super::{Conn, now};
 use crate::server::clock::unix_ms;
+use crate::server::receipts::TransientReceipt;
 use crate::server::registry::ConnCommand;
 use crate::server::trace;
 
@@ -18,10 +19,13 @@ impl Conn {
                 message_id,
                 priority,
                 payload,
+                receipt,
             } => {
                 // One clock reading per command; the logins are walked in
                 // place (the fields are disjoint: no list of targets).
                 let (at, at_ms) = (now(), unix_ms());
+                let hook = self.hub.receipts.as_deref().filter(|_| receipt);
+                let device = hook.map(|_| self.device_id().to_owned());
                 let matching = self.streams.iter().filter(|(_, s)| {
                     // No alias: a push to the device, for logins that
                     // proved the device id only.
@@ -30,13 +34,22 @@ impl Conn {
                             .as_ref()
                             .map_or(s.device_verified, |a| *a == s.key.alias)
                 });
-                for (&stream, _) in matching {
+                for (&stream, state) in matching {
                     let push = Push::new(payload.clone())
                         .message_id(message_id)
                         .priority(priority);
-                    if self.channel.push_transient(stream, push, at).is_ok() {
+                    let delivered = self.channel.push_transient(stream, push, at).is_ok();
+                    if delivered {
                         self.hub.hot.transient_sent.increment(1);
                         trace::lock(&self.trace).transient(at_ms, stream.value(), message_id);
+                    }
+                    if let (Some(hook), Some(device)) = (hook, &device) {
+                        hook.transient(TransientReceipt {
+                            message_id,
+                            stream: state.key.clone(),
+                            device: device.clone(),
+                            delivered,
+                        });
                     }
                 }
             }

@@ -142,6 +142,11 @@ impl Conn {
                     message.seq,
                     message.message_id,
                 );
+                if let Some(state) = self.streams.get(&stream)
+                    && let Some(hook) = self.hub.receipts_for(&state.key)
+                {
+                    hook.delivered(&state.key, self.device_id(), message.seq);
+                }
             }
             Err(e) => tracing::debug!(error = %e, "push refused"),
         }
@@ -176,6 +181,13 @@ impl Conn {
             return;
         }
         state.acked = acked;
+        if let Some(hook) = self.hub.receipts_for(&state.key) {
+            hook.acked(
+                &state.key,
+                self.channel.client_hello().device_id.as_str(),
+                seq,
+            );
+        }
         let hub = self.hub.clone();
         let key = state.key.clone();
         let device = self.device_id().to_owned();

@@ -225,6 +225,13 @@ impl Conn {
             self.take_over(&biz, &alias, replaced);
         }
         let key = StreamKey::new(self.app(), biz, alias);
+        if !ready.send_only
+            && let Some(hook) = self.hub.receipts_for(&key)
+        {
+            // The client's own position counts as its ack (it may be ahead
+            // of the stored one: an ack lost with the last connection).
+            hook.login(&key, self.device_id(), ready.start_after.seq);
+        }
         self.streams.insert(
             stream,
             StreamState {

@@ -186,5 +186,6 @@ fn transient_command(biz: &str, alias: Option<&String>, message: &TransientMessa
         message_id: message.message_id,
         priority: message.priority,
         payload: message.payload.clone(),
+        receipt: message.receipt,
     }
 }

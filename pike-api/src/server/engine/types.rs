@@ -84,6 +84,9 @@ pub struct TransientMessage {
     pub priority: u32,
     /// The payload.
     pub payload: Bytes,
+    /// The push asked for receipts: connections tell the gateway's receipt
+    /// hook what they did with it (`docs/receipts.md`).
+    pub receipt: bool,
 }
 
 /// What one node did with a transient message.

@@ -12,6 +12,7 @@ use proto::tunnel::ErrorCode;
 use super::clock::unix_ms;
 use super::engine::{AppendPush, EngineError, RouteTarget, TransientMessage};
 use super::hub::Hub;
+use super::receipts::ReceiptPlace;
 use super::registry::{ConnectionInfo, ConnectionPage};
 use super::store::{Append, StoreError, StoredMessage, StreamKey};
 use super::trace::{self, TraceEvent};
@@ -73,6 +74,9 @@ pub struct PushRequest {
     pub delivery: Delivery,
     /// Priority, 0 = normal.
     pub priority: u32,
+    /// Report what happens to the message to the gateway's receipt hook
+    /// (`docs/receipts.md`); nothing is reported without a hook.
+    pub receipt: bool,
 }
 
 /// What a push did.
@@ -347,6 +351,7 @@ impl PushHandle {
             payload: request.payload,
             priority: request.priority,
             expires_at_ms,
+            receipt: request.receipt,
         }))
     }
 
@@ -388,10 +393,15 @@ impl PushHandle {
                 .map(|alias| RouteTarget::Stream(StreamKey::new(&request.app, &request.biz, alias)))
                 .collect()
         };
+        let receipt_hook = self.hub.receipts.as_deref().filter(|_| request.receipt);
+        if let Some(hook) = receipt_hook {
+            hook.transient_pushed(&request.app, &request.biz, message_id);
+        }
         let message = TransientMessage {
             message_id,
             priority: request.priority,
             payload: request.payload,
+            receipt: receipt_hook.is_some(),
         };
         // One call for all recipients: a tag's members are routed in one
         // pass (one future; the registry's locks taken once per 256 aliases).
@@ -502,6 +512,8 @@ struct ToStore {
     payload: Bytes,
     priority: u32,
     expires_at_ms: u64,
+    /// The push asked for receipts.
+    receipt: bool,
 }
 
 impl ToStore {
@@ -529,6 +541,12 @@ async fn commit_and_notify(
     hub: &Hub,
     pushes: Vec<ToStore>,
 ) -> Vec<Result<PushReceipt, EngineError>> {
+    let hook = hub.receipts.as_deref();
+    for push in pushes.iter().filter(|p| p.receipt) {
+        if let Some(hook) = hook {
+            hook.begin(&push.keys);
+        }
+    }
     let appended = match pushes.as_slice() {
         [one] => vec![hub.engine.inbox.append(one.append()).await],
         many => {
@@ -541,13 +559,31 @@ async fn commit_and_notify(
     let mut outcomes = Vec::with_capacity(pushes.len());
     let mut stored = 0;
     for (push, appended) in pushes.into_iter().zip(appended) {
+        let hook = hook.filter(|_| push.receipt);
         let appended = match appended {
             Ok(appended) => appended,
             Err(e) => {
+                if let Some(hook) = hook {
+                    hook.abandon(&push.keys);
+                }
                 outcomes.push(Err(e));
                 continue;
             }
         };
+        if let (Some(hook), Some(first)) = (hook, appended.first()) {
+            // Before the connections hear of it (`begin` covers the reads
+            // that find it in the store first).
+            let places = push
+                .keys
+                .iter()
+                .zip(&appended)
+                .map(|(key, done)| ReceiptPlace {
+                    stream: key.clone(),
+                    seq: done.seq,
+                })
+                .collect();
+            hook.stored(first.message_id, places, push.expires_at_ms);
+        }
         let mut receipt = PushReceipt {
             stored: appended.len(),
             ..PushReceipt::default()

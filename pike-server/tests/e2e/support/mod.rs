@@ -11,6 +11,7 @@
 
 pub mod backend;
 pub mod process;
+pub mod receipt_backend;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
@@ -34,6 +35,7 @@ use serde_json::Value;
 
 pub use backend::Backends;
 pub use process::Server;
+pub use receipt_backend::ReceiptBackend;
 
 /// Bound on every single wait (a hang detector; nothing sleeps for it).
 pub const LIMIT: Duration = Duration::from_secs(20);
@@ -91,6 +93,8 @@ pub fn biz(id: &str) -> Biz {
         webhook_timeout_ms: 5_000,
         uplink_batch_max: 1,
         uplink_batch_concurrency: 4,
+        receipt_webhook: None,
+        receipts_default: false,
     }
 }
 

@@ -1,0 +1,54 @@
+//! `GET /v1/messages/{message_id}`: a receipt message's status on this
+//! node (`docs/receipts.md`, "The status query").
+
+use axum::Json;
+use axum::extract::State;
+
+use super::error::ApiError;
+use super::extract::{ApiPath, Caller};
+use super::model::{DeviceStatusBody, MessageStatusResponse};
+use super::state::HttpState;
+use crate::receipts::Record;
+
+pub(crate) async fn status(
+    State(state): State<HttpState>,
+    caller: Caller,
+    ApiPath(message_id): ApiPath<String>,
+) -> Result<Json<MessageStatusResponse>, ApiError> {
+    let not_found = || {
+        ApiError::not_found(
+            "no status for this message id in this app (it did not ask for receipts, is past its retention, or was pushed through another node)",
+        )
+    };
+    let id: u64 = message_id.parse().map_err(|_| not_found())?;
+    let record = state
+        .receipts()
+        .and_then(|r| r.status(&caller.app, id))
+        .ok_or_else(not_found)?;
+    Ok(Json(body(&record, crate::unix_ms())))
+}
+
+fn body(record: &Record, now_ms: u64) -> MessageStatusResponse {
+    MessageStatusResponse {
+        message_id: record.message_id.to_string(),
+        biz: record.biz.clone(),
+        reliable: record.reliable,
+        stored: record.reliable && record.expires_at_ms > now_ms,
+        created_at: record.created_at_ms,
+        expires_at: record.expires_at_ms,
+        expired: record.expired,
+        pending: record.pending(),
+        devices: record
+            .devices
+            .iter()
+            .map(|d| DeviceStatusBody {
+                alias: d.alias.clone(),
+                device: d.device.clone(),
+                delivered_at: d.delivered_at,
+                acked_at: d.acked_at,
+                expired_at: d.expired_at,
+                dropped_at: d.dropped_at,
+            })
+            .collect(),
+    }
+}

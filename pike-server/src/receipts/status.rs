@@ -1,0 +1,687 @@
+//! The status table: one record per message that asked for receipts, the
+//! alias streams those messages live in, and what each device did with
+//! them. Plain data, no I/O and no clock (times are parameters); every
+//! change returns the receipt events it produced, once per (message,
+//! device, event).
+//!
+//! Bounds (`docs/receipts.md`): at most `max_messages` records, at most
+//! `max_devices` devices per record and per watched stream.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use pike_api::server::{ReceiptPlace, StreamKey, TransientReceipt};
+use serde::{Deserialize, Serialize};
+
+use super::event::{ReceiptEvent, ReceiptKind};
+
+/// The bounds of a [`StatusTable`].
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub(super) struct StatusLimits {
+    /// Most records.
+    pub(super) max_messages: usize,
+    /// Most devices per record (and per watched stream).
+    pub(super) max_devices: usize,
+    /// How long a record is kept after its expiry (reliable) or its push
+    /// (transient), milliseconds.
+    pub(super) retention_ms: u64,
+}
+
+/// What one device did with one message.
+#[derive(Clone, Debug, Default, Deserialize, Eq, PartialEq, Serialize)]
+pub struct DeviceStatus {
+    /// The alias it was logged in as.
+    pub alias: String,
+    /// The device id.
+    pub device: String,
+    /// Written to its connection, unix ms.
+    pub delivered_at: Option<u64>,
+    /// Acknowledged, unix ms.
+    pub acked_at: Option<u64>,
+    /// Expired unacknowledged, unix ms.
+    pub expired_at: Option<u64>,
+    /// Dropped (transient), unix ms.
+    pub dropped_at: Option<u64>,
+}
+
+/// One message's record.
+#[derive(Clone, Debug, Deserialize, Eq, PartialEq, Serialize)]
+pub struct Record {
+    /// The message id.
+    pub message_id: u64,
+    /// App id.
+    pub app: String,
+    /// Business id.
+    pub biz: String,
+    /// Stored (reliable) or transient.
+    pub reliable: bool,
+    /// When the record was made (the push), unix ms.
+    pub created_at_ms: u64,
+    /// When the message expires (reliable; the push time for transient).
+    pub expires_at_ms: u64,
+    /// The expiry notices were made.
+    pub expired: bool,
+    /// (alias, sequence number) per alias stream (reliable).
+    pub places: Vec<(String, u64)>,
+    /// The devices known, in the order they became known.
+    pub devices: Vec<DeviceStatus>,
+}
+
+impl Record {
+    /// Devices known that neither acked nor expired nor (transient) got it.
+    pub fn pending(&self) -> usize {
+        self.devices
+            .iter()
+            .filter(|d| {
+                if self.reliable {
+                    d.acked_at.is_none() && d.expired_at.is_none()
+                } else {
+                    d.delivered_at.is_none() && d.dropped_at.is_none()
+                }
+            })
+            .count()
+    }
+
+    /// The device's entry, made if there is room. `None`: the record is
+    /// full.
+    fn device(&mut self, alias: &str, device: &str, max: usize) -> Option<&mut DeviceStatus> {
+        let at = match self
+            .devices
+            .iter()
+            .position(|d| d.device == device && d.alias == alias)
+        {
+            Some(at) => at,
+            None => {
+                if self.devices.len() >= max {
+                    return None;
+                }
+                self.devices.push(DeviceStatus {
+                    alias: alias.to_owned(),
+                    device: device.to_owned(),
+                    ..DeviceStatus::default()
+                });
+                self.devices.len() - 1
+            }
+        };
+        self.devices.get_mut(at)
+    }
+
+    fn event(&self, alias: &str, device: &str, kind: ReceiptKind, at: u64) -> ReceiptEvent {
+        ReceiptEvent {
+            message_id: self.message_id.to_string(),
+            app: self.app.clone(),
+            biz: self.biz.clone(),
+            alias: alias.to_owned(),
+            device: device.to_owned(),
+            event: kind,
+            at,
+        }
+    }
+
+    /// Marks `kind` for the device (made if there is room) unless it was
+    /// marked before; the event, or a full record.
+    fn mark(
+        &mut self,
+        (alias, device): (&str, &str),
+        kind: ReceiptKind,
+        at: u64,
+        max: usize,
+    ) -> Mark {
+        let Some(entry) = self.device(alias, device, max) else {
+            return Mark::Full;
+        };
+        let slot = match kind {
+            ReceiptKind::Delivered => &mut entry.delivered_at,
+            ReceiptKind::Acked => &mut entry.acked_at,
+            ReceiptKind::Expired => &mut entry.expired_at,
+            ReceiptKind::Dropped => &mut entry.dropped_at,
+        };
+        if slot.is_some() {
+            return Mark::Repeated;
+        }
+        *slot = Some(at);
+        Mark::New(self.event(alias, device, kind, at))
+    }
+}
+
+/// The outcome of marking an event.
+enum Mark {
+    New(ReceiptEvent),
+    Repeated,
+    Full,
+}
+
+/// A stream with live receipt messages (or one being appended).
+#[derive(Debug, Default)]
+struct Watched {
+    /// Receipt pushes on their way to the store.
+    pending: u32,
+    /// Sequence number → message id of its receipt messages.
+    messages: BTreeMap<u64, u64>,
+    /// Devices seen on the stream and the highest sequence each acked.
+    devices: HashMap<String, u64>,
+}
+
+impl Watched {
+    fn idle(&self) -> bool {
+        self.pending == 0 && self.messages.is_empty()
+    }
+}
+
+/// What a change produced.
+#[derive(Debug, Default, Eq, PartialEq)]
+pub(super) struct Changes {
+    /// New receipt events, in order.
+    pub(super) events: Vec<ReceiptEvent>,
+    /// Devices not recorded (a record or a stream was full).
+    pub(super) devices_refused: u64,
+    /// A push that asked for receipts and got no record (the table was
+    /// full).
+    pub(super) untracked: bool,
+}
+
+impl Changes {
+    fn mark(&mut self, mark: Mark) {
+        match mark {
+            Mark::New(event) => self.events.push(event),
+            Mark::Repeated => {}
+            Mark::Full => self.devices_refused += 1,
+        }
+    }
+}
+
+/// The table.
+#[derive(Debug)]
+pub(super) struct StatusTable {
+    limits: StatusLimits,
+    records: HashMap<u64, Record>,
+    streams: HashMap<StreamKey, Watched>,
+    /// Records changed since the last [`take_dirty`](Self::take_dirty).
+    dirty: HashSet<u64>,
+    /// Records removed since then.
+    removed: Vec<u64>,
+}
+
+impl StatusTable {
+    /// An empty table.
+    pub(super) fn new(limits: StatusLimits) -> Self {
+        Self {
+            limits,
+            records: HashMap::new(),
+            streams: HashMap::new(),
+            dirty: HashSet::new(),
+            removed: Vec::new(),
+        }
+    }
+
+    /// A table holding `records` (loaded from the ledger), at most
+    /// `max_messages` of them (the newest).
+    pub(super) fn restore(limits: StatusLimits, mut records: Vec<Record>) -> Self {
+        let mut table = Self::new(limits);
+        records.sort_by_key(|r| std::cmp::Reverse(r.created_at_ms));
+        records.truncate(limits.max_messages);
+        for record in records {
+            for (alias, seq) in &record.places {
+                let key = StreamKey::new(&record.app, &record.biz, alias);
+                let watched = table.streams.entry(key).or_default();
+                watched.messages.insert(*seq, record.message_id);
+                for d in record.devices.iter().filter(|d| &d.alias == alias) {
+                    let acked = if d.acked_at.is_some() { *seq } else { 0 };
+                    if watched.devices.len() < limits.max_devices
+                        || watched.devices.contains_key(&d.device)
+                    {
+                        let known = watched.devices.entry(d.device.clone()).or_default();
+                        *known = (*known).max(acked);
+                    }
+                }
+            }
+            table.records.insert(record.message_id, record);
+        }
+        table
+    }
+
+    /// Streams watched now.
+    pub(super) fn watched(&self) -> usize {
+        self.streams.len()
+    }
+
+    /// Whether `stream` is watched.
+    pub(super) fn watches(&self, stream: &StreamKey) -> bool {
+        self.streams.contains_key(stream)
+    }
+
+    /// Records now.
+    pub(super) fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// The record of `message_id`, if it belongs to `app`.
+    pub(super) fn get(&self, app: &str, message_id: u64) -> Option<&Record> {
+        self.records.get(&message_id).filter(|r| r.app == app)
+    }
+
+    /// A receipt push is being appended to `streams`.
+    pub(super) fn begin(&mut self, streams: &[StreamKey]) {
+        for key in streams {
+            let watched = self.streams.entry(key.clone()).or_default();
+            watched.pending = watched.pending.saturating_add(1);
+        }
+    }
+
+    /// The push of [`begin`](Self::begin) failed.
+    pub(super) fn abandon(&mut self, streams: &[StreamKey]) {
+        for key in streams {
+            self.end_pending(key);
+        }
+    }
+
+    fn end_pending(&mut self, key: &StreamKey) {
+        if let Some(watched) = self.streams.get_mut(key) {
+            watched.pending = watched.pending.saturating_sub(1);
+            if watched.idle() {
+                self.streams.remove(key);
+            }
+        }
+    }
+
+    /// The push of [`begin`](Self::begin) is stored.
+    pub(super) fn stored(
+        &mut self,
+        message_id: u64,
+        places: Vec<ReceiptPlace>,
+        expires_at_ms: u64,
+        now_ms: u64,
+    ) -> Changes {
+        let mut changes = Changes::default();
+        let Some(first) = places.first() else {
+            return changes;
+        };
+        if self.records.len() >= self.limits.max_messages {
+            for place in &places {
+                self.end_pending(&place.stream);
+            }
+            changes.untracked = true;
+            return changes;
+        }
+        let mut record = Record {
+            message_id,
+            app: first.stream.app.clone(),
+            biz: first.stream.biz.clone(),
+            reliable: true,
+            created_at_ms: now_ms,
+            expires_at_ms,
+            expired: false,
+            places: Vec::with_capacity(places.len()),
+            devices: Vec::new(),
+        };
+        for place in places {
+            let watched = self.streams.entry(place.stream.clone()).or_default();
+            watched.pending = watched.pending.saturating_sub(1);
+            watched.messages.insert(place.seq, message_id);
+            record.places.push((place.stream.alias.clone(), place.seq));
+            // Devices already seen on the stream are known to the message;
+            // an ack that raced the append counts now.
+            for (device, &acked) in &watched.devices {
+                let alias = place.stream.alias.as_str();
+                if acked >= place.seq {
+                    changes.mark(record.mark(
+                        (alias, device),
+                        ReceiptKind::Acked,
+                        now_ms,
+                        self.limits.max_devices,
+                    ));
+                } else if record
+                    .device(alias, device, self.limits.max_devices)
+                    .is_none()
+                {
+                    changes.devices_refused += 1;
+                }
+            }
+        }
+        self.records.insert(message_id, record);
+        self.dirty.insert(message_id);
+        changes
+    }
+
+    /// A transient push with receipts.
+    pub(super) fn transient_pushed(
+        &mut self,
+        app: &str,
+        biz: &str,
+        message_id: u64,
+        now_ms: u64,
+    ) -> Changes {
+        let mut changes = Changes::default();
+        if self.records.len() >= self.limits.max_messages {
+            changes.untracked = true;
+            return changes;
+        }
+        self.records.insert(
+            message_id,
+            Record {
+                message_id,
+                app: app.to_owned(),
+                biz: biz.to_owned(),
+                reliable: false,
+                created_at_ms: now_ms,
+                expires_at_ms: now_ms,
+                expired: false,
+                places: Vec::new(),
+                devices: Vec::new(),
+            },
+        );
+        self.dirty.insert(message_id);
+        changes
+    }
+
+    /// A transient message with receipts met a login.
+    pub(super) fn transient(&mut self, receipt: &TransientReceipt, now_ms: u64) -> Changes {
+        let mut changes = Changes::default();
+        let Some(record) = self.records.get_mut(&receipt.message_id) else {
+            return changes;
+        };
+        let kind = if receipt.delivered {
+            ReceiptKind::Delivered
+        } else {
+            ReceiptKind::Dropped
+        };
+        changes.mark(record.mark(
+            (&receipt.stream.alias, &receipt.device),
+            kind,
+            now_ms,
+            self.limits.max_devices,
+        ));
+        self.dirty.insert(receipt.message_id);
+        changes
+    }
+
+    /// `device` logged in to `stream` at position `acked_seq`.
+    pub(super) fn login(
+        &mut self,
+        stream: &StreamKey,
+        device: &str,
+        acked_seq: u64,
+        now_ms: u64,
+    ) -> Changes {
+        let mut changes = Changes::default();
+        let Some(watched) = self.streams.get_mut(stream) else {
+            return changes;
+        };
+        Self::see(watched, device, acked_seq, self.limits.max_devices);
+        for (&seq, id) in &watched.messages {
+            let Some(record) = self.records.get_mut(id) else {
+                continue;
+            };
+            if acked_seq >= seq {
+                changes.mark(record.mark(
+                    (&stream.alias, device),
+                    ReceiptKind::Acked,
+                    now_ms,
+                    self.limits.max_devices,
+                ));
+            } else if record
+                .device(&stream.alias, device, self.limits.max_devices)
+                .is_none()
+            {
+                changes.devices_refused += 1;
+            }
+            self.dirty.insert(*id);
+        }
+        changes
+    }
+
+    /// Message `seq` of `stream` was written to `device`.
+    pub(super) fn delivered(
+        &mut self,
+        stream: &StreamKey,
+        device: &str,
+        seq: u64,
+        now_ms: u64,
+    ) -> Changes {
+        let mut changes = Changes::default();
+        let Some(watched) = self.streams.get_mut(stream) else {
+            return changes;
+        };
+        Self::see(watched, device, 0, self.limits.max_devices);
+        let Some(id) = watched.messages.get(&seq) else {
+            return changes;
+        };
+        if let Some(record) = self.records.get_mut(id) {
+            changes.mark(record.mark(
+                (&stream.alias, device),
+                ReceiptKind::Delivered,
+                now_ms,
+                self.limits.max_devices,
+            ));
+            self.dirty.insert(*id);
+        }
+        changes
+    }
+
+    /// `device` acked `stream` up to `seq`.
+    pub(super) fn acked(
+        &mut self,
+        stream: &StreamKey,
+        device: &str,
+        seq: u64,
+        now_ms: u64,
+    ) -> Changes {
+        let mut changes = Changes::default();
+        let Some(watched) = self.streams.get_mut(stream) else {
+            return changes;
+        };
+        let before = watched.devices.get(device).copied().unwrap_or(0);
+        Self::see(watched, device, seq, self.limits.max_devices);
+        if seq <= before {
+            return changes;
+        }
+        for (_, id) in watched.messages.range(before + 1..=seq) {
+            let Some(record) = self.records.get_mut(id) else {
+                continue;
+            };
+            changes.mark(record.mark(
+                (&stream.alias, device),
+                ReceiptKind::Acked,
+                now_ms,
+                self.limits.max_devices,
+            ));
+            self.dirty.insert(*id);
+        }
+        changes
+    }
+
+    /// Remembers `device` on `watched` with its acked position (kept as a
+    /// max), if there is room.
+    fn see(watched: &mut Watched, device: &str, acked: u64, max: usize) {
+        if let Some(known) = watched.devices.get_mut(device) {
+            *known = (*known).max(acked);
+        } else if watched.devices.len() < max {
+            watched.devices.insert(device.to_owned(), acked);
+        }
+    }
+
+    /// Expiry notices for the messages expired by `now_ms`, and the removal
+    /// of records past their retention.
+    pub(super) fn tick(&mut self, now_ms: u64) -> Changes {
+        let mut changes = Changes::default();
+        let retention = self.limits.retention_ms;
+        let mut gone = Vec::new();
+        for record in self.records.values_mut() {
+            if record.reliable && !record.expired && record.expires_at_ms <= now_ms {
+                record.expired = true;
+                let (app, biz, id) = (record.app.clone(), record.biz.clone(), record.message_id);
+                for d in record.devices.iter_mut().filter(|d| d.acked_at.is_none()) {
+                    if d.expired_at.is_none() {
+                        d.expired_at = Some(now_ms);
+                        changes.events.push(ReceiptEvent {
+                            message_id: id.to_string(),
+                            app: app.clone(),
+                            biz: biz.clone(),
+                            alias: d.alias.clone(),
+                            device: d.device.clone(),
+                            event: ReceiptKind::Expired,
+                            at: now_ms,
+                        });
+                    }
+                }
+                self.dirty.insert(id);
+            }
+            if record.expires_at_ms.saturating_add(retention) <= now_ms {
+                gone.push(record.message_id);
+            }
+        }
+        for id in gone {
+            self.remove(id);
+        }
+        changes
+    }
+
+    fn remove(&mut self, id: u64) {
+        let Some(record) = self.records.remove(&id) else {
+            return;
+        };
+        self.dirty.remove(&id);
+        self.removed.push(id);
+        for (alias, seq) in &record.places {
+            let key = StreamKey::new(&record.app, &record.biz, alias);
+            if let Some(watched) = self.streams.get_mut(&key) {
+                watched.messages.remove(seq);
+                if watched.idle() {
+                    self.streams.remove(&key);
+                }
+            }
+        }
+    }
+
+    /// The records changed and the ids removed since the last call.
+    pub(super) fn take_dirty(&mut self) -> (Vec<Record>, Vec<u64>) {
+        let changed = self
+            .dirty
+            .drain()
+            .filter_map(|id| self.records.get(&id).cloned())
+            .collect();
+        (changed, std::mem::take(&mut self.removed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> StatusLimits {
+        StatusLimits {
+            max_messages: 2,
+            max_devices: 2,
+            retention_ms: 1_000,
+        }
+    }
+
+    fn key(alias: &str) -> StreamKey {
+        StreamKey::new("demo", "chat", alias)
+    }
+
+    fn place(alias: &str, seq: u64) -> Vec<ReceiptPlace> {
+        vec![ReceiptPlace {
+            stream: key(alias),
+            seq,
+        }]
+    }
+
+    fn kinds(changes: &Changes) -> Vec<(String, ReceiptKind)> {
+        changes
+            .events
+            .iter()
+            .map(|e| (e.device.clone(), e.event))
+            .collect()
+    }
+
+    #[test]
+    fn each_event_once_per_device() {
+        let mut t = StatusTable::new(limits());
+        t.begin(&[key("u1")]);
+        assert!(t.watches(&key("u1")));
+        assert!(t.stored(7, place("u1", 3), 10_000, 1).events.is_empty());
+        let d = t.delivered(&key("u1"), "d1", 3, 2);
+        assert_eq!(kinds(&d), vec![("d1".into(), ReceiptKind::Delivered)]);
+        assert!(t.delivered(&key("u1"), "d1", 3, 3).events.is_empty());
+        let a = t.acked(&key("u1"), "d1", 5, 4);
+        assert_eq!(kinds(&a), vec![("d1".into(), ReceiptKind::Acked)]);
+        assert!(t.acked(&key("u1"), "d1", 5, 5).events.is_empty());
+        // A login at a position past it repeats nothing.
+        assert!(t.login(&key("u1"), "d1", 5, 6).events.is_empty());
+        let r = t.get("demo", 7).expect("record");
+        assert_eq!(r.pending(), 0);
+        assert!(t.get("other", 7).is_none());
+    }
+
+    #[test]
+    fn an_ack_that_raced_the_append_counts() {
+        let mut t = StatusTable::new(limits());
+        t.begin(&[key("u1")]);
+        // The device acked seq 4 before the push learnt its seq (4).
+        assert!(t.acked(&key("u1"), "d1", 4, 1).events.is_empty());
+        let s = t.stored(9, place("u1", 4), 10_000, 2);
+        assert_eq!(kinds(&s), vec![("d1".into(), ReceiptKind::Acked)]);
+    }
+
+    #[test]
+    fn expiry_notices_go_to_known_devices_that_did_not_ack() {
+        let mut t = StatusTable::new(limits());
+        t.begin(&[key("u1")]);
+        t.stored(1, place("u1", 1), 100, 0);
+        t.login(&key("u1"), "d1", 0, 10);
+        t.login(&key("u1"), "d2", 1, 11);
+        assert!(t.tick(99).events.is_empty());
+        let e = t.tick(100);
+        assert_eq!(kinds(&e), vec![("d1".into(), ReceiptKind::Expired)]);
+        assert!(t.tick(200).events.is_empty(), "once");
+        assert_eq!(t.get("demo", 1).map(Record::pending), Some(0));
+        // Past its retention the record and the watch go.
+        t.tick(1_100);
+        assert_eq!(t.len(), 0);
+        assert!(!t.watches(&key("u1")));
+        assert_eq!(t.take_dirty().1, vec![1]);
+    }
+
+    #[test]
+    fn bounds_are_kept_and_counted() {
+        let mut t = StatusTable::new(limits());
+        for id in 1..=2 {
+            t.begin(&[key("u1")]);
+            assert!(!t.stored(id, place("u1", id), 10_000, 0).untracked);
+        }
+        t.begin(&[key("u1")]);
+        assert!(t.stored(3, place("u1", 3), 10_000, 0).untracked);
+        assert_eq!(t.len(), 2);
+        // Two devices per record: the third is refused, counted.
+        t.login(&key("u1"), "d1", 0, 1);
+        t.login(&key("u1"), "d2", 0, 1);
+        let third = t.login(&key("u1"), "d3", 0, 1);
+        assert!(third.events.is_empty());
+        let refused = t.delivered(&key("u1"), "d3", 1, 2);
+        assert_eq!(refused.devices_refused, 1);
+        assert!(t.get("demo", 1).is_some_and(|r| r.devices.len() == 2));
+    }
+
+    #[test]
+    fn an_abandoned_push_unwatches() {
+        let mut t = StatusTable::new(limits());
+        t.begin(&[key("u1"), key("u2")]);
+        t.abandon(&[key("u1"), key("u2")]);
+        assert_eq!(t.watched(), 0);
+    }
+
+    #[test]
+    fn a_restored_table_remembers_what_was_reported() {
+        let mut t = StatusTable::new(limits());
+        t.begin(&[key("u1")]);
+        t.stored(5, place("u1", 2), 10_000, 0);
+        t.delivered(&key("u1"), "d1", 2, 1);
+        t.acked(&key("u1"), "d1", 2, 2);
+        let (records, _) = t.take_dirty();
+        let mut back = StatusTable::restore(limits(), records);
+        assert!(back.watches(&key("u1")));
+        assert!(back.acked(&key("u1"), "d1", 2, 3).events.is_empty());
+        assert!(back.delivered(&key("u1"), "d1", 2, 3).events.is_empty());
+        assert!(back.login(&key("u1"), "d1", 2, 3).events.is_empty());
+    }
+}
