@@ -33,7 +33,9 @@ use super::session::{SessionTable, SharedState};
 use super::topics::{FilterKind, MAX_SUBSCRIPTIONS, Topics};
 
 /// Bytes each direction of the duplex pipe to the gateway may hold before
-/// its writer waits (allocated as used, not up front).
+/// its writer waits: a cap, not an allocation (tokio's pipe allocates as
+/// bytes pass, so an idle connection holds only what its largest write
+/// left, a few hundred bytes after the login).
 const DUPLEX_BUFFER: usize = 64 * 1024;
 
 /// Longest wait for a device to take what is written to it.
@@ -96,6 +98,18 @@ struct Inflight {
     pkid: u16,
     seq: u64,
     acked: bool,
+}
+
+/// Gives back the empty codec buffers of the Pike side (as the gateway does
+/// for its connections): a buffer keeps the capacity of the largest frame
+/// it held; an unallocated one grows again for the next frame.
+fn release_idle_buffers<S>(framed: &mut FramedTunnel<S>) {
+    if framed.read_buffer().is_empty() && framed.read_buffer().capacity() != 0 {
+        *framed.read_buffer_mut() = BytesMut::new();
+    }
+    if framed.write_buffer().is_empty() && framed.write_buffer().capacity() != 0 {
+        *framed.write_buffer_mut() = BytesMut::new();
+    }
 }
 
 /// Serves one accepted MQTT connection to its end.
@@ -393,6 +407,10 @@ impl Translator {
             n => usize::try_from(n).unwrap_or(DEFAULT_UPLINK_WINDOW),
         }
         .min(usize::from(u16::MAX));
+        let mut pike = opened.pike;
+        // The handshake's 8 KiB codec buffers (tokio-util's `Framed`
+        // starts with them) are never needed again by a device's frames.
+        release_idle_buffers(&mut pike);
         let mut out = BytesMut::new();
         writer.connack(
             &mut out,
@@ -412,7 +430,7 @@ impl Translator {
                 0
             },
             writer,
-            pike: opened.pike,
+            pike,
             token: opened.token,
             topics: opened.topics,
             session: opened.session,
@@ -524,6 +542,8 @@ impl Translator {
                     break Exit::abnormal(DisconnectReason::KeepAliveTimeout);
                 }
                 _ = heartbeat.tick() => {
+                    // An idle connection gives back what a burst grew.
+                    release_idle_buffers(&mut self.pike);
                     self.frames.push(Message::Ping(Ping { nonce: 0 }).to_frame());
                 }
             }
@@ -863,5 +883,37 @@ impl Translator {
                 return candidate;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The Pike side's codec buffers: released when empty (tokio-util
+    /// allocates 8 KiB each up front), kept while they hold a partial
+    /// frame.
+    #[tokio::test]
+    async fn idle_codec_buffers_are_released() {
+        let (ours, _theirs) = tokio::io::duplex(64);
+        let mut framed = tntunnel::FrameCodec::builder().new_framed(ours);
+        assert!(framed.read_buffer().capacity() >= 8 * 1024);
+        assert!(framed.write_buffer().capacity() >= 8 * 1024);
+        framed.read_buffer_mut().extend_from_slice(&[0x18, 0]);
+        release_idle_buffers(&mut framed);
+        assert_eq!(framed.write_buffer().capacity(), 0);
+        assert_eq!(
+            framed.read_buffer().as_ref(),
+            &[0x18, 0],
+            "a partial frame stays"
+        );
+        framed.read_buffer_mut().clear();
+        release_idle_buffers(&mut framed);
+        assert_eq!(framed.read_buffer().capacity(), 0);
+        // Still usable: a frame is encoded into a grown buffer.
+        framed
+            .send(Message::Ping(Ping { nonce: 7 }).to_frame())
+            .await
+            .unwrap();
     }
 }

@@ -48,7 +48,7 @@ impl S1Transport {
             Self::Tls => "TLS 1.3",
             Self::Quic => "QUIC",
             Self::Ws => "WebSocket",
-            Self::Mqtt => "MQTT devices over plain TCP",
+            Self::Mqtt => "MQTT 3.1.1 (plain TCP)",
         }
     }
 
