@@ -19,6 +19,7 @@ use tntunnel::{Frame, FramedTunnel, HandshakeError, TunnelConfig};
 use tokio::io::{
     AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream, ReadHalf, WriteHalf,
 };
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{Instant, sleep_until, timeout};
 use tokio_util::sync::CancellationToken;
 use tunnelkit::HandedSender;
@@ -115,10 +116,18 @@ fn release_idle_buffers<S>(framed: &mut FramedTunnel<S>) {
     }
 }
 
-/// Serves one accepted MQTT connection to its end.
-pub(crate) async fn serve<S>(io: S, peer: SocketAddr, shared: Arc<Shared>)
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send,
+/// Serves one accepted MQTT connection to its end: the CONNECT and the
+/// login here, then the translation in a task of its own (holding
+/// `permit`), sized for the loop alone: this future also holds the
+/// handshake's state, which an idle connection would otherwise keep
+/// allocated for its whole life (heaptrack: 5.25 KB per connection).
+pub(crate) async fn serve<S>(
+    io: S,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    permit: OwnedSemaphorePermit,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (mut rd, mut wr) = tokio::io::split(io);
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
@@ -163,8 +172,12 @@ where
     };
     match open(&connect, peer, &shared).await {
         Ok(opened) => {
-            let mut conn = Translator::new(connect, writer, opened, &shared);
-            conn.run(&mut rd, &mut wr, buf, &shared).await;
+            let conn = Translator::new(connect, writer, opened, &shared);
+            tokio::spawn(async move {
+                let _permit = permit;
+                let mut conn = conn;
+                conn.run(&mut rd, &mut wr, buf, &shared).await;
+            });
         }
         Err(code) => {
             tracing::debug!(%peer, client_id = %connect.client_id, ?code, "mqtt: CONNECT refused");
