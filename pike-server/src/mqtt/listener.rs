@@ -43,14 +43,15 @@ pub(crate) async fn accept_loop(
         let _ = stream.set_nodelay(true);
         let shared = shared.clone();
         let tls = tls.clone();
+        // The permit goes with the connection: `serve` hands it to the
+        // translation's own task.
         tokio::spawn(async move {
-            let _permit = permit;
             match tls {
-                None => serve(stream, peer, shared).await,
+                None => serve(stream, peer, shared, permit).await,
                 Some(acceptor) => {
                     let deadline = shared.config.connect_timeout();
                     match tokio::time::timeout(deadline, acceptor.accept(stream)).await {
-                        Ok(Ok(stream)) => serve(stream, peer, shared).await,
+                        Ok(Ok(stream)) => serve(stream, peer, shared, permit).await,
                         _ => tracing::debug!(%peer, "mqtt: TLS handshake failed"),
                     }
                 }

@@ -34,6 +34,26 @@ pub const HANDED_BACKLOG: usize = 1024;
 /// is served too).
 const MQTT_ALPN: &[&[u8]] = &[b"mqtt"];
 
+/// Listen backlog of the MQTT listeners: the gateway's own (tunnelkit's
+/// `TcpListener::DEFAULT_BACKLOG`). tokio's `TcpListener::bind` listens
+/// with 128, which a burst of connects overflows (the overflow waits for
+/// the client's SYN retransmit, a second later).
+pub const LISTEN_BACKLOG: u32 = 1024;
+
+/// Binds `addr` (SO_REUSEADDR, as the gateway's listeners) and listens
+/// with [`LISTEN_BACKLOG`].
+fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Binds the configured MQTT listeners and serves them until `shutdown`;
 /// their connections reach the gateway through `gateway`. Returns the
 /// bound addresses, named `mqtt` and `mqtts`.
@@ -63,9 +83,7 @@ pub async fn start(
         ("mqtts", section.tls_listen, true),
     ] {
         let Some(addr) = addr else { continue };
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| (addr, e))?;
+        let listener = bind(addr).map_err(|e| (addr, e))?;
         bound.push((name, listener.local_addr().unwrap_or(addr)));
         let acceptor = secure.then(|| {
             let mut config = (*tls.rustls_config()).clone();

@@ -15,6 +15,11 @@
 //! While idle it answers NATS PINGs and sends an MQTT PINGREQ every
 //! keep-alive period (60 s).
 //!
+//! With `--pike-app A --pike-biz B --token-secret S` (pike mode, MQTT only)
+//! the devices log in to pike-server's MQTT listener: client id and alias
+//! `b<id>`, user name the app, password a Pike credential minted with the
+//! secret, subscribed to `pike/<biz>/down` ([`pike_mqtt`]).
+//!
 //! With `--tls --ca FILE` (and `--server-name NAME`, default the server's
 //! IP) the connections are TLS: from the first byte for MQTT; after the
 //! plain-text INFO for NATS (the server's default TLS upgrade).
@@ -34,6 +39,7 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::time::Instant;
 use tokio_rustls::TlsConnector;
 
+use super::r#gen::pike_mqtt::{self, PikeLogin, PikeLoginArgs};
 use super::r#gen::tls::MaybeTls;
 use super::r#gen::{conn, mqtt, nats, tls};
 use super::wire;
@@ -83,6 +89,8 @@ pub(crate) struct ClientOptions {
     pub(crate) tls: bool,
     pub(crate) ca: Option<PathBuf>,
     pub(crate) server_name: Option<String>,
+    /// Pike mode: the devices log in to pike-server's MQTT listener.
+    pub(crate) pike: Option<PikeLogin>,
 }
 
 impl ClientOptions {
@@ -104,7 +112,9 @@ impl ClientOptions {
             tls: false,
             ca: None,
             server_name: None,
+            pike: None,
         };
+        let mut pike = PikeLoginArgs::default();
         let mut args = args.iter();
         while let Some(flag) = args.next() {
             if flag == "--stdin-stop" {
@@ -120,6 +130,9 @@ impl ClientOptions {
                 .ok_or_else(|| format!("`{flag}` needs a value"))?;
             let bad = |what: &str| format!("bad value for `{flag}`: {value:?} ({what})");
             let secs = |v: &str| v.parse::<u64>().map(Duration::from_secs);
+            if pike.take(flag, value) {
+                continue;
+            }
             match flag.as_str() {
                 "--proto" => {
                     options.proto = Proto::parse(value).ok_or_else(|| bad("mqtt or nats"))?
@@ -146,6 +159,10 @@ impl ClientOptions {
         }
         if options.tls && options.ca.is_none() {
             return Err("`--tls` needs `--ca FILE`".into());
+        }
+        options.pike = pike.finish()?;
+        if options.pike.is_some() && options.proto != Proto::Mqtt {
+            return Err("pike mode (`--pike-app` ...) is MQTT only".into());
         }
         Ok(options)
     }
@@ -338,7 +355,7 @@ async fn establish(
     let Some(tls) = tls else {
         let mut stream = MaybeTls::Plain(tcp);
         match options.proto {
-            Proto::Mqtt => mqtt_handshake(&mut stream, &mut buf, id).await?,
+            Proto::Mqtt => mqtt_handshake(&mut stream, &mut buf, id, options.pike.as_ref()).await?,
             Proto::Nats => nats_handshake(&mut stream, &mut buf, id).await?,
         }
         return Ok((stream, buf));
@@ -357,7 +374,7 @@ async fn establish(
         .map_err(|e| format!("TLS: {e}"))?;
     let mut stream = MaybeTls::Tls(Box::new(session));
     match options.proto {
-        Proto::Mqtt => mqtt_handshake(&mut stream, &mut buf, id).await?,
+        Proto::Mqtt => mqtt_handshake(&mut stream, &mut buf, id, options.pike.as_ref()).await?,
         Proto::Nats => {
             nats::connect(
                 &mut stream,
@@ -480,12 +497,34 @@ async fn dial(server: SocketAddr, source: Option<IpAddr>) -> Result<TcpStream, S
     conn::dial(server, source, None).await
 }
 
-/// MQTT: CONNECT as `b<id>`, SUBSCRIBE `d/<id>`.
-async fn mqtt_handshake<S>(stream: &mut S, buf: &mut Vec<u8>, id: u64) -> Result<(), String>
+/// MQTT: CONNECT as `b<id>`, SUBSCRIBE `d/<id>`; in pike mode CONNECT
+/// as `b<id>` with alias `b<id>`'s credential, SUBSCRIBE `pike/<biz>/down`.
+async fn mqtt_handshake<S>(
+    stream: &mut S,
+    buf: &mut Vec<u8>,
+    id: u64,
+    pike: Option<&PikeLogin>,
+) -> Result<(), String>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    mqtt::handshake(stream, buf, &format!("b{id}"), Some(&format!("d/{id}"))).await
+    let name = format!("b{id}");
+    match pike {
+        None => mqtt::handshake(stream, buf, &name, Some(&format!("d/{id}"))).await,
+        Some(login) => {
+            let (user, password) = login.credentials(&name, pike_mqtt::unix_now());
+            let topic = login.down_topic();
+            mqtt::handshake_as(
+                stream,
+                buf,
+                &name,
+                Some((&user, &password)),
+                Some(&topic),
+                0,
+            )
+            .await
+        }
+    }
 }
 
 /// NATS: INFO, CONNECT as `b<id>`, SUB `d.<id>`, PING → PONG.
@@ -563,6 +602,114 @@ mod tests {
     }
 
     #[test]
+    fn pike_mode_is_mqtt_only() {
+        let pike = [
+            "--pike-app",
+            "bench",
+            "--pike-biz",
+            "bench",
+            "--token-secret",
+            "s",
+        ];
+        let o = ClientOptions::parse(&args(&pike)).unwrap();
+        assert_eq!(
+            o.pike.map(|p| p.down_topic()).as_deref(),
+            Some("pike/bench/down")
+        );
+        let mut nats = args(&pike);
+        nats.extend(args(&["--proto", "nats"]));
+        assert!(ClientOptions::parse(&nats).is_err());
+        assert!(ClientOptions::parse(&args(&["--token-secret", "s"])).is_err());
+        assert!(ClientOptions::parse(&[]).unwrap().pike.is_none());
+    }
+
+    /// Pike mode against a scripted server: CONNECT carries the app and a
+    /// credential for alias `b7`, then SUBSCRIBE `pike/bench/down`.
+    #[tokio::test]
+    async fn pike_mode_handshake_sends_credentials() {
+        let login = PikeLogin {
+            app: "bench".into(),
+            biz: "bench".into(),
+            token_secret: "s".into(),
+        };
+        let (mut client, mut server) = tokio::io::duplex(4096);
+        let task = tokio::spawn(async move {
+            let mut got = Vec::new();
+            let mut chunk = [0u8; 1024];
+            let mut packets = Vec::new();
+            while packets.len() < 2 {
+                let n = server.read(&mut chunk).await.unwrap();
+                assert!(n > 0);
+                got.extend_from_slice(&chunk[..n]);
+                while let Some(p) = wire::mqtt_take(&mut got).unwrap() {
+                    packets.push(p);
+                }
+            }
+            server
+                .write_all(&[0x20, 2, 0, 0, 0x90, 3, 0, 1, 0])
+                .await
+                .unwrap();
+            packets
+        });
+        let mut buf = Vec::new();
+        mqtt_handshake(&mut client, &mut buf, 7, Some(&login))
+            .await
+            .unwrap();
+        let packets = task.await.unwrap();
+        let connect = &packets[0].body;
+        assert_eq!(connect[7], 0xC2, "user name + password + clean session");
+        // The payload: client id, user name, password (length-prefixed).
+        let mut at = 10;
+        let mut strings = Vec::new();
+        while at + 2 <= connect.len() {
+            let len = usize::from(u16::from_be_bytes([connect[at], connect[at + 1]]));
+            strings.push(String::from_utf8(connect[at + 2..at + 2 + len].to_vec()).unwrap());
+            at += 2 + len;
+        }
+        assert_eq!(at, connect.len());
+        assert_eq!(strings.len(), 3);
+        assert_eq!((strings[0].as_str(), strings[1].as_str()), ("b7", "bench"));
+        let claims = strings[2].split('.').nth(1).unwrap();
+        assert_eq!(
+            strings[2],
+            pike_mqtt::mint(&String::from_utf8(decode_base64url(claims)).unwrap(), b"s"),
+            "a JWT signed with the secret"
+        );
+        assert!(
+            String::from_utf8(decode_base64url(claims))
+                .unwrap()
+                .contains(r#""sub":"b7""#)
+        );
+        assert_eq!(
+            packets[1].body,
+            wire::mqtt_subscribe(1, "pike/bench/down", 0)[2..].to_vec()
+        );
+    }
+
+    /// Base64url without padding, decoded (for the test above).
+    fn decode_base64url(text: &str) -> Vec<u8> {
+        let value = |c: u8| -> u32 {
+            match c {
+                b'A'..=b'Z' => u32::from(c - b'A'),
+                b'a'..=b'z' => u32::from(c - b'a') + 26,
+                b'0'..=b'9' => u32::from(c - b'0') + 52,
+                b'-' => 62,
+                _ => 63,
+            }
+        };
+        let (mut bits, mut n, mut out) = (0u32, 0u32, Vec::new());
+        for c in text.bytes() {
+            bits = bits << 6 | value(c);
+            n += 6;
+            if n >= 8 {
+                n -= 8;
+                out.push((bits >> n) as u8);
+            }
+        }
+        out
+    }
+
+    #[test]
     fn source_nets_are_loopback() {
         assert_eq!(parse_source_net("127.0.1"), Some([127, 0, 1]));
         assert_eq!(parse_source_net("127.0.1.1"), None);
@@ -594,7 +741,9 @@ mod tests {
         });
         let mut stream = dial(addr, None).await.unwrap();
         let mut buf = Vec::new();
-        mqtt_handshake(&mut stream, &mut buf, 7).await.unwrap();
+        mqtt_handshake(&mut stream, &mut buf, 7, None)
+            .await
+            .unwrap();
         server.await.unwrap();
 
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -636,7 +785,9 @@ mod tests {
         });
         let mut stream = dial(addr, None).await.unwrap();
         let mut buf = Vec::new();
-        let err = mqtt_handshake(&mut stream, &mut buf, 1).await.unwrap_err();
+        let err = mqtt_handshake(&mut stream, &mut buf, 1, None)
+            .await
+            .unwrap_err();
         assert!(err.contains("return code 5"), "{err}");
         server.await.unwrap();
     }

@@ -205,6 +205,7 @@ impl Rig {
             tls: None,
             quic: None,
             http: SocketAddr::from(([127, 0, 0, 1], port + 1)),
+            mqtt: None,
         };
         let config = dir.join("pike.toml");
         let text =

@@ -1,5 +1,6 @@
 //! A load-generator process of workloads S2–S8: `pike bench <workload>` for
-//! pike, `xtask bench-client <workload> --proto mqtt|nats` for the peers,
+//! pike, `xtask bench-client <workload> --proto mqtt|nats` for the peers
+//! (and, in pike mode, for pike with MQTT devices),
 //! both speaking the same flags and JSON lines (`connected`, then
 //! `step_begin`/`step` per rate, `report`), pinned to CPU 1 and killed when
 //! dropped.
@@ -54,6 +55,31 @@ pub(crate) fn command_for(kind: Kind, bins: &Binaries, server: &Server, workload
         }
     }
     command
+}
+
+/// The generator of pike with MQTT devices: `xtask bench-client <workload>
+/// --proto mqtt` in pike mode (the app, business and token secret of the
+/// run's pike-server; the HTTP API and its key for the publisher); the
+/// caller adds `--server` with the gateway's MQTT listener.
+pub(crate) fn pike_mqtt_command(
+    bins: &Binaries,
+    server: &Server,
+    workload: &str,
+) -> Result<Command, String> {
+    let api = server.http_addr.ok_or("pike has no HTTP API")?;
+    let mut command = Command::new("taskset");
+    command
+        .arg("-c")
+        .arg("1")
+        .arg(&bins.xtask)
+        .args(["bench-client", workload, "--proto", "mqtt"])
+        .args(["--pike-app", servers::PIKE_APP])
+        .args(["--pike-biz", servers::PIKE_BIZ])
+        .args(["--token-secret", servers::PIKE_TOKEN_SECRET])
+        .arg("--api")
+        .arg(api.to_string())
+        .args(["--api-key", servers::PIKE_API_KEY]);
+    Ok(command)
 }
 
 /// Workloads whose pike publisher goes through the HTTP API.

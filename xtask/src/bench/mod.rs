@@ -57,9 +57,10 @@ pinned to CPU 0 with one worker, the load generators pinned to CPU 1.
 Prints a table per workload with the ratio pike/peer from the same run and
 writes JSON, the tables (report.md) and SVG charts to target/bench/<mode>/.
 
-  S1 idle connections        S5 uplink to a webhook backend (pike: batches
-  S2 room fan-out sweep         and one per request) / a sink subscriber
-  S3 unicast sweep           S6 S2 under 1 %/s reconnect churn
+  S1 idle connections (also MQTT devices: pike MQTT vs mosquitto)
+  S2 room fan-out sweep      S5 uplink to a webhook backend (pike: batches
+  S3 unicast sweep (pike,       and one per request) / a sink subscriber
+     pike MQTT, peers)       S6 S2 under 1 %/s reconnect churn
   S3 acked: pike reliable vs MQTT QoS 1
   S4 group push sweep        S7 S2 with 1 % of members not reading
                              S8 TLS reconnect storm vs the handshake ceiling
@@ -311,6 +312,15 @@ Common options:
   --server ADDR --source-net 127.X.Y --sources K --concurrency C
   --login-timeout S --connect-deadline S --size BYTES
   --rates R1,R2,... --warmup S --step S --drain S --id-prefix P
+
+Pike mode (MQTT devices on pike-server's MQTT listener, docs/mqtt.md):
+  --pike-app A --pike-biz B --token-secret S
+                  user name A, password a credential for the device's
+                  alias (its client id) minted with S, subscribed to
+                  pike/B/down (idle and unicast, QoS 0)
+  unicast also:   --api ADDR --api-key K [--batch N] [--http-connections C]
+                  the publisher pushes to each device's alias through
+                  POST /v1/push/batch (N pushes, C requests in flight)
 ";
 
 pub(crate) fn client_command(args: &[String]) -> ExitCode {
@@ -483,6 +493,16 @@ async fn run(options: &Options) -> Result<(), String> {
                     ..plain.clone()
                 },
                 kinds.iter().copied().filter(|k| *k == Kind::Pike).collect(),
+            ),
+            // MQTT devices on pike's MQTT listener against the same ones
+            // on mosquitto, as many as plain S1 (issue 17).
+            (
+                "s1-mqtt",
+                S1Settings {
+                    transport: S1Transport::Mqtt,
+                    ..plain.clone()
+                },
+                mqtt_kinds(&kinds),
             ),
         ];
         // 100,000 connections over several server processes (full runs).
@@ -698,6 +718,16 @@ fn rerender(path: &Path, out_dir: Option<&Path>) -> Result<(), String> {
     Ok(())
 }
 
+/// Who runs S1 with MQTT devices: pike (its column `pike MQTT`) and
+/// mosquitto; NATS speaks no MQTT here.
+fn mqtt_kinds(kinds: &[Kind]) -> Vec<Kind> {
+    kinds
+        .iter()
+        .copied()
+        .filter(|k| matches!(k, Kind::Pike | Kind::Mosquitto))
+        .collect()
+}
+
 /// S1 (variant `name`) over every server, `rounds` times; the table, the
 /// chart and the JSON.
 async fn run_s1(
@@ -748,7 +778,7 @@ async fn run_s1(
             results.push(result);
         }
     }
-    let table = report::s1_table(&results, kinds, rounds);
+    let table = report::s1_table(&results, kinds, rounds, settings.transport);
     let text = format!(
         "\n## S1 idle connections over {}: {} per server kind{}{}\n\n{table}",
         settings.transport.name(),
@@ -768,12 +798,13 @@ async fn run_s1(
     let bars: Vec<(String, f64)> = kinds
         .iter()
         .filter_map(|k| {
+            let column = settings.transport.column(*k);
             let values: Vec<f64> = results
                 .iter()
-                .filter(|r| r.server == k.name())
+                .filter(|r| r.server == column)
                 .map(|r| r.rss_per_conn_bytes)
                 .collect();
-            Some((k.name().to_owned(), report::median(&values)?))
+            Some((column, report::median(&values)?))
         })
         .collect();
     if let Err(e) = chart::bar_chart(

@@ -147,7 +147,9 @@ pub(crate) fn sweep(id: &str, quick: bool) -> Option<Sweep> {
 /// Who runs workload `id`: every server; S5 runs pike twice, with a
 /// backend that takes batches and with one that takes one message per
 /// request; in full mode S3, S3 acked and S4 run pike twice too, with the
-/// backend's batches over HTTP/JSON and over the push connection.
+/// backend's batches over HTTP/JSON and over the push connection. S3 also
+/// runs `pike MQTT`: the MQTT generator's devices on pike's MQTT listener,
+/// pushed to through the HTTP API exactly as `pike` (issue 17).
 pub(crate) fn contenders(id: &str, kinds: &[Kind], quick: bool) -> Vec<Contender> {
     let mut list = Vec::new();
     if id == "s3-acked" {
@@ -166,6 +168,7 @@ pub(crate) fn contenders(id: &str, kinds: &[Kind], quick: bool) -> Vec<Contender
                         ],
                         uplink_batch_max: 1,
                         pike_server: None,
+                        pike_mqtt: false,
                     };
                     let socket = (!quick).then(|| push_connection(&pike));
                     list.push(pike);
@@ -182,6 +185,7 @@ pub(crate) fn contenders(id: &str, kinds: &[Kind], quick: bool) -> Vec<Contender
                     ],
                     uplink_batch_max: 1,
                     pike_server: None,
+                    pike_mqtt: false,
                 }),
                 Kind::Nats => {}
             }
@@ -218,10 +222,13 @@ pub(crate) fn contenders(id: &str, kinds: &[Kind], quick: bool) -> Vec<Contender
                 args,
                 uplink_batch_max: 1,
                 pike_server: None,
+                pike_mqtt: false,
             };
             let socket = (batched && !quick).then(|| push_connection(&pike));
+            let mqtt = (id == "s3").then(|| mqtt_devices(&pike));
             list.push(pike);
             list.extend(socket);
+            list.extend(mqtt);
         } else if kind == Kind::Mosquitto {
             list.push(Contender {
                 label: kind.name().to_owned(),
@@ -232,6 +239,7 @@ pub(crate) fn contenders(id: &str, kinds: &[Kind], quick: bool) -> Vec<Contender
                 ],
                 uplink_batch_max: 1,
                 pike_server: None,
+                pike_mqtt: false,
             });
         } else {
             list.push(Contender::plain(kind));
@@ -249,6 +257,17 @@ fn push_connection(pike: &Contender) -> Contender {
     Contender {
         label: "pike push connection".into(),
         args,
+        ..pike.clone()
+    }
+}
+
+/// `pike` with MQTT devices: the same publisher (HTTP batches, as many
+/// requests in flight), the devices MQTT 3.1.1 clients of the gateway's
+/// MQTT listener instead of Pike clients.
+fn mqtt_devices(pike: &Contender) -> Contender {
+    Contender {
+        label: "pike MQTT".into(),
+        pike_mqtt: true,
         ..pike.clone()
     }
 }
@@ -391,12 +410,31 @@ mod tests {
         let labels: Vec<&str> = s3.iter().map(|c| c.label.as_str()).collect();
         assert_eq!(
             labels,
-            ["pike", "pike push connection", "mosquitto", "nats"]
+            [
+                "pike",
+                "pike push connection",
+                "pike MQTT",
+                "mosquitto",
+                "nats"
+            ]
         );
         assert_eq!(s3[1].args[..s3[0].args.len()], s3[0].args[..]);
         assert_eq!(s3[1].args.last().map(String::as_str), Some("--push-socket"));
+        // pike MQTT: pike's publisher, MQTT devices.
+        assert_eq!(s3[2].args, s3[0].args);
+        assert!(s3[2].pike_mqtt && !s3[0].pike_mqtt && !s3[1].pike_mqtt);
+        assert_eq!(s3[2].kind, Kind::Pike);
         assert_eq!(contenders("s2", &[Kind::Pike], false).len(), 1);
-        assert_eq!(contenders("s3", &[Kind::Pike], true).len(), 1, "quick");
+        let quick: Vec<String> = contenders("s3", &[Kind::Pike], true)
+            .into_iter()
+            .map(|c| c.label)
+            .collect();
+        assert_eq!(quick, ["pike", "pike MQTT"], "quick");
+        assert!(
+            contenders("s2", &Kind::ALL, false)
+                .iter()
+                .all(|c| !c.pike_mqtt)
+        );
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! ratio pike/peer from the same run (with min–max over rounds when there
 //! are several).
 
-use super::s1::S1Result;
+use super::s1::{S1Result, S1Transport};
 use super::servers::Kind;
 
 /// A metric of S1.
@@ -76,11 +76,16 @@ pub(crate) fn ratio(pike: f64, peer: f64) -> Option<f64> {
         .then(|| pike / peer)
 }
 
-/// Median and range of one metric for one server over the rounds.
-fn stats(results: &[S1Result], kind: Kind, value: fn(&S1Result) -> f64) -> Option<(f64, f64, f64)> {
+/// Median and range of one metric for one column (a server, or `pike
+/// MQTT`) over the rounds.
+fn stats(
+    results: &[S1Result],
+    column: &str,
+    value: fn(&S1Result) -> f64,
+) -> Option<(f64, f64, f64)> {
     let values: Vec<f64> = results
         .iter()
-        .filter(|r| r.server == kind.name())
+        .filter(|r| r.server == column)
         .map(value)
         .collect();
     let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
@@ -98,13 +103,24 @@ fn cell(stats: Option<(f64, f64, f64)>, decimals: usize, rounds: usize) -> Strin
     }
 }
 
-/// The Markdown ratio table of S1.
-pub(crate) fn s1_table(results: &[S1Result], kinds: &[Kind], rounds: usize) -> String {
-    let peers: Vec<Kind> = kinds.iter().copied().filter(|k| *k != Kind::Pike).collect();
+/// The Markdown ratio table of S1 over `transport` (its columns:
+/// [`S1Transport::column`]).
+pub(crate) fn s1_table(
+    results: &[S1Result],
+    kinds: &[Kind],
+    rounds: usize,
+    transport: S1Transport,
+) -> String {
+    let peers: Vec<String> = kinds
+        .iter()
+        .filter(|k| **k != Kind::Pike)
+        .map(|k| transport.column(*k))
+        .collect();
+    let pike_column = transport.column(Kind::Pike);
     let mut header = vec!["metric".to_owned()];
-    header.extend(kinds.iter().map(|k| k.name().to_owned()));
+    header.extend(kinds.iter().map(|k| transport.column(*k)));
     if kinds.contains(&Kind::Pike) {
-        header.extend(peers.iter().map(|p| format!("pike/{}", p.name())));
+        header.extend(peers.iter().map(|p| format!("{pike_column}/{p}")));
     }
     let mut rows = vec![header];
     for metric in &METRICS {
@@ -116,15 +132,15 @@ pub(crate) fn s1_table(results: &[S1Result], kinds: &[Kind], rounds: usize) -> S
         let mut row = vec![label];
         for kind in kinds {
             row.push(cell(
-                stats(results, *kind, metric.value),
+                stats(results, &transport.column(*kind), metric.value),
                 metric.decimals,
                 rounds,
             ));
         }
         if kinds.contains(&Kind::Pike) {
-            let pike = stats(results, Kind::Pike, metric.value).map(|s| s.0);
+            let pike = stats(results, &pike_column, metric.value).map(|s| s.0);
             for peer in &peers {
-                let peer = stats(results, *peer, metric.value).map(|s| s.0);
+                let peer = stats(results, peer, metric.value).map(|s| s.0);
                 let r = match (pike, peer) {
                     // A count, not a figure of merit: no ratio.
                     _ if metric.better.is_empty() => None,
@@ -226,7 +242,7 @@ mod tests {
             result(Kind::Mosquitto, 1000.0, 4000.0),
             result(Kind::Nats, 30_000.0, 3000.0),
         ];
-        let table = s1_table(&results, &Kind::ALL, 1);
+        let table = s1_table(&results, &Kind::ALL, 1, S1Transport::Tcp);
         let lines: Vec<&str> = table.lines().collect();
         assert!(lines[0].contains("pike/mosquitto") && lines[0].contains("pike/nats"));
         let rss = lines
@@ -251,7 +267,31 @@ mod tests {
             result(Kind::Pike, 2000.0, 1.0),
             result(Kind::Pike, 4000.0, 1.0),
         ];
-        let table = s1_table(&results, &[Kind::Pike], 3);
+        let table = s1_table(&results, &[Kind::Pike], 3, S1Transport::Tcp);
         assert!(table.contains("3000 (2000–4000)"), "{table}");
+    }
+
+    /// MQTT devices: pike's column is `pike MQTT`, its results found by
+    /// that name, the ratio against mosquitto named after it.
+    #[test]
+    fn mqtt_devices_table() {
+        let mut pike = result(Kind::Pike, 6000.0, 5000.0);
+        pike.server = S1Transport::Mqtt.column(Kind::Pike);
+        let results = vec![pike, result(Kind::Mosquitto, 2000.0, 10_000.0)];
+        let table = s1_table(
+            &results,
+            &[Kind::Pike, Kind::Mosquitto],
+            1,
+            S1Transport::Mqtt,
+        );
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(lines[0].contains("| pike MQTT ") && lines[0].contains("pike MQTT/mosquitto"));
+        let rss = lines
+            .iter()
+            .find(|l| l.contains("RSS per connection"))
+            .unwrap();
+        assert!(rss.contains(" 6000 ") && rss.contains(" 3.00× "), "{table}");
+        let rate = lines.iter().find(|l| l.contains("rate")).unwrap();
+        assert!(rate.contains(" 0.50× "), "{table}");
     }
 }

@@ -35,6 +35,10 @@ pub(crate) enum S1Transport {
     Quic,
     /// pike only: WebSocket (`GET /v1/ws` on the HTTP listener).
     Ws,
+    /// MQTT 3.1.1 devices over plain TCP, for pike and mosquitto: the
+    /// generator is `xtask bench-client --proto mqtt` for both, in pike
+    /// mode on pike's MQTT listener (issue 17).
+    Mqtt,
 }
 
 impl S1Transport {
@@ -44,6 +48,16 @@ impl S1Transport {
             Self::Tls => "TLS 1.3",
             Self::Quic => "QUIC",
             Self::Ws => "WebSocket",
+            Self::Mqtt => "MQTT 3.1.1 (plain TCP)",
+        }
+    }
+
+    /// The name of `kind`'s column in this transport's table: `pike MQTT`
+    /// for pike's MQTT devices, else the server's name.
+    pub(crate) fn column(self, kind: Kind) -> String {
+        match (self, kind) {
+            (Self::Mqtt, Kind::Pike) => "pike MQTT".to_owned(),
+            _ => kind.name().to_owned(),
         }
     }
 }
@@ -149,6 +163,7 @@ pub(crate) async fn measure(
         webhook: None,
         uplink_batch_max: 1,
         retention: None,
+        mqtt: settings.transport == S1Transport::Mqtt,
     };
     let mut servers = Vec::new();
     for _ in 0..settings.servers.max(1) {
@@ -185,7 +200,7 @@ pub(crate) async fn measure(
         }
     }
     let mut result = S1Result {
-        server: kind.name().to_owned(),
+        server: settings.transport.column(kind),
         requested: settings.connections,
         generators: generators.len(),
         rss_before_kib: rss_before,
@@ -324,14 +339,21 @@ impl Generator {
                 server.http_addr.ok_or("the server has no HTTP listener")?,
                 None,
             ),
+            S1Transport::Mqtt if kind == Kind::Pike => (
+                server.mqtt_addr.ok_or("the server has no MQTT listener")?,
+                None,
+            ),
+            S1Transport::Mqtt => (server.addr, None),
         };
+        // pike's MQTT devices: the MQTT generator in pike mode.
+        let pike_mqtt = kind == Kind::Pike && settings.transport == S1Transport::Mqtt;
         let hold = (settings.connect_deadline + settings.settle_limit * 2 + settings.cpu_window)
             .as_secs()
             + 120;
         let mut command = Command::new("taskset");
         command.arg("-c").arg("1");
         match kind {
-            Kind::Pike => {
+            Kind::Pike if !pike_mqtt => {
                 command.arg(&bins.pike).args([
                     "--app",
                     servers::PIKE_APP,
@@ -350,6 +372,7 @@ impl Generator {
                     S1Transport::Tls => Some("tls"),
                     S1Transport::Quic => Some("quic"),
                     S1Transport::Ws => Some("ws"),
+                    S1Transport::Mqtt => None,
                 };
                 if let Some(transport) = transport {
                     command.args(["--transport", transport]);
@@ -373,11 +396,17 @@ impl Generator {
                     .arg("--hold")
                     .arg(hold.to_string());
             }
-            Kind::Mosquitto | Kind::Nats => {
+            Kind::Pike | Kind::Mosquitto | Kind::Nats => {
                 let proto = kind.client_proto().unwrap_or("mqtt");
                 command
                     .arg(&bins.xtask)
                     .args(["bench-client", "--proto", proto, "--stdin-stop"]);
+                if pike_mqtt {
+                    command
+                        .args(["--pike-app", servers::PIKE_APP])
+                        .args(["--pike-biz", servers::PIKE_BIZ])
+                        .args(["--token-secret", servers::PIKE_TOKEN_SECRET]);
+                }
                 if let Some(tls) = pin {
                     command.arg("--tls").arg("--ca").arg(&tls.cert);
                 }

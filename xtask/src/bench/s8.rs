@@ -76,6 +76,7 @@ pub(crate) async fn measure(
         webhook: None,
         uplink_batch_max: 1,
         retention: None,
+        mqtt: false,
     };
     let mut server = Server::start_spec(&spec, bins, 0).await?;
     let tls_addr = server

@@ -4,7 +4,7 @@
 //!
 //! | Server | Configuration written | Why |
 //! |---|---|---|
-//! | `pike-server` | plain TCP and HTTP on fixed loopback ports chosen per run (TLS with the run's certificate and QUIC when the workload needs them), one app `bench` with business `bench` (its uplink webhook pointing at the generator's sink in S5), no connection limit, room rate caps off (`droppable_rate = 0`, `publisher_rate = 0`), data dir in a temporary directory; `TOKIO_WORKER_THREADS=1` | one worker on one core; the peers have no rate caps; the store (redb) cannot be turned off, but only reliable traffic writes to it (none in S2–S7) |
+//! | `pike-server` | plain TCP and HTTP on fixed loopback ports chosen per run (TLS with the run's certificate, QUIC and the plain MQTT listener when the workload needs them), one app `bench` with business `bench` (its uplink webhook pointing at the generator's sink in S5), no connection limit, room rate caps off (`droppable_rate = 0`, `publisher_rate = 0`), data dir in a temporary directory; `TOKIO_WORKER_THREADS=1` | one worker on one core; the peers have no rate caps; the store (redb) cannot be turned off, but only reliable traffic writes to it (none in S2–S7) |
 //! | mosquitto | `listener <port> 127.0.0.1` (and a TLS 1.3 listener with the run's certificate when needed), `allow_anonymous true`, `persistence false`, `max_connections -1`, `connection_messages false`, errors and warnings logged | no persistence, no connection limit, no per-connect log line |
 //! | nats-server | `listen: 127.0.0.1:<port>` (with a `tls` block when needed: TLS on the one client port), `max_connections: 1000000`, no JetStream, no monitoring port; `GOMAXPROCS=1` | core NATS only, limit raised, one P on one core |
 //!
@@ -87,6 +87,9 @@ pub(crate) struct ServerSpec {
     pub(crate) uplink_batch_max: usize,
     /// pike: retention limits other than the shipped ones (the soak).
     pub(crate) retention: Option<PikeRetention>,
+    /// pike: the plain MQTT listener too (`[mqtt] listen`), for MQTT
+    /// devices.
+    pub(crate) mqtt: bool,
 }
 
 /// Retention limits of a pike run, for a load that must reach a steady
@@ -115,6 +118,7 @@ impl ServerSpec {
             webhook: None,
             uplink_batch_max: 1,
             retention: None,
+            mqtt: false,
         }
     }
 }
@@ -161,6 +165,8 @@ pub(crate) struct Server {
     pub(crate) quic_addr: Option<SocketAddr>,
     /// pike's HTTP API.
     pub(crate) http_addr: Option<SocketAddr>,
+    /// pike's plain MQTT listener, when the spec asked for one.
+    pub(crate) mqtt_addr: Option<SocketAddr>,
     spec: ServerSpec,
     cpu: u32,
     config: PathBuf,
@@ -193,6 +199,9 @@ impl Server {
         let quic_addr = (spec.kind == Kind::Pike && spec.quic && spec.tls.is_some())
             .then(free_udp_port)
             .transpose()?;
+        let mqtt_addr = (spec.kind == Kind::Pike && spec.mqtt)
+            .then(free_port)
+            .transpose()?;
         let (name, text) = match spec.kind {
             Kind::Pike => (
                 "pike.toml",
@@ -203,6 +212,7 @@ impl Server {
                         tls: tls_addr,
                         quic: quic_addr,
                         http: http_addr.unwrap_or(addr),
+                        mqtt: mqtt_addr,
                     },
                     spec.tls.as_ref(),
                     spec.webhook.as_deref(),
@@ -229,12 +239,16 @@ impl Server {
         if let Some(http) = http_addr {
             wait_accepting(http, &mut child).await?;
         }
+        if let Some(mqtt) = mqtt_addr {
+            wait_accepting(mqtt, &mut child).await?;
+        }
         Ok(Self {
             pid,
             addr,
             tls_addr,
             quic_addr,
             http_addr,
+            mqtt_addr,
             spec: spec.clone(),
             cpu,
             config,
@@ -336,6 +350,8 @@ pub(crate) struct PikePorts {
     pub(crate) tls: Option<SocketAddr>,
     pub(crate) quic: Option<SocketAddr>,
     pub(crate) http: SocketAddr,
+    /// The plain MQTT listener (none: `[mqtt]` stays off).
+    pub(crate) mqtt: Option<SocketAddr>,
 }
 
 pub(crate) fn pike_config(
@@ -372,6 +388,11 @@ pub(crate) fn pike_config(
     let webhooks = webhook.map_or_else(String::new, |url| {
         format!("uplink_webhooks = [\"{url}\"]\n")
     });
+    // MQTT devices: the plain listener, its limits as shipped (100,000
+    // connections, more than one process holds here).
+    let mqtt_section = ports.mqtt.map_or_else(String::new, |addr| {
+        format!("\n[mqtt]\nlisten = \"{addr}\"\n")
+    });
     format!(
         r#"# Written by `cargo xtask bench` for one run.
 data_dir = "{data}"
@@ -384,7 +405,7 @@ http = "{http}"
 
 [limits]
 max_connections = 0
-{tls_section}{store_section}
+{tls_section}{store_section}{mqtt_section}
 # Rooms: no rate caps (the peers have none); batching as shipped.
 [rooms.defaults]
 droppable_rate = 0
@@ -538,6 +559,7 @@ mod tests {
             tls: None,
             quic: None,
             http: "127.0.0.1:18831".parse().unwrap(),
+            mqtt: None,
         };
         let p = pike_config(Path::new("/tmp/x/data"), &ports, None, None, None);
         let value: toml_like::Doc = toml_like::parse(&p);
@@ -566,6 +588,18 @@ mod tests {
         assert_eq!(value.get("cache_mib"), Some("8"));
         assert!(p.contains("\n[store]\nmax_messages_per_stream = 20\n"));
         assert_eq!(value.get("tls"), Some("\"\""));
+        assert!(!p.contains("[mqtt]"), "MQTT off unless asked for");
+        let with_mqtt = PikePorts {
+            mqtt: Some("127.0.0.1:18832".parse().unwrap()),
+            ..ports
+        };
+        let p = pike_config(Path::new("/tmp/x/data"), &with_mqtt, None, None, None);
+        assert!(
+            p.contains("\n[mqtt]\nlisten = \"127.0.0.1:18832\"\n"),
+            "{p}"
+        );
+        // Before the app tables, so the keys stay in [mqtt].
+        assert!(p.find("[mqtt]") < p.find("[[apps]]"));
         assert_eq!(
             value.get("token_secret"),
             Some(&*format!("\"{PIKE_TOKEN_SECRET}\""))

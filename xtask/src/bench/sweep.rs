@@ -61,6 +61,10 @@ pub(crate) struct Contender {
     pub(crate) uplink_batch_max: usize,
     /// pike: another pike-server binary than the run's (`--baseline`).
     pub(crate) pike_server: Option<PathBuf>,
+    /// pike with MQTT devices: the generator is `xtask bench-client
+    /// <workload> --proto mqtt` in pike mode, its devices on the gateway's
+    /// MQTT listener, its publisher the HTTP API.
+    pub(crate) pike_mqtt: bool,
 }
 
 impl Contender {
@@ -71,6 +75,7 @@ impl Contender {
             args: Vec::new(),
             uplink_batch_max: 1,
             pike_server: None,
+            pike_mqtt: false,
         }
     }
 }
@@ -206,6 +211,7 @@ pub(crate) async fn measure(
         .tempdir()
         .map_err(|e| format!("temporary directory: {e}"))?;
     let mut spec = ServerSpec::plain(contender.kind);
+    spec.mqtt = contender.pike_mqtt;
     // S5 on pike: the generator is the uplink backend; the gateway's
     // webhook points at it.
     let sink = if sweep.workload == "uplink" && contender.kind == Kind::Pike {
@@ -274,11 +280,21 @@ impl Run<'_> {
     ) -> Result<(Connected, Vec<Step>), String> {
         let (sweep, contender) = (self.sweep, self.contender);
         let pid = self.server.pid;
-        let mut command = load::command_for(contender.kind, self.bins, self.server, sweep.workload);
+        let (mut command, server) = if contender.pike_mqtt {
+            (
+                load::pike_mqtt_command(self.bins, self.server, sweep.workload)?,
+                self.server.mqtt_addr.ok_or("pike has no MQTT listener")?,
+            )
+        } else {
+            (
+                load::command_for(contender.kind, self.bins, self.server, sweep.workload),
+                self.server.addr,
+            )
+        };
         let rates_arg: Vec<String> = rates.iter().map(u64::to_string).collect();
         command
             .arg("--server")
-            .arg(self.server.addr.to_string())
+            .arg(server.to_string())
             .args(["--source-net", "127.0.20", "--sources", "32"])
             .arg(if sweep.workload == "fanout" {
                 "--members"

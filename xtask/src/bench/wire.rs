@@ -37,13 +37,30 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
 
 /// CONNECT (§3.1): protocol "MQTT" level 4, clean session, no will, no
 /// credentials, `keep_alive` seconds, client id `client_id`.
+#[cfg(test)]
 pub(crate) fn mqtt_connect(client_id: &str, keep_alive: u16) -> Vec<u8> {
-    let mut body = Vec::with_capacity(12 + client_id.len());
+    mqtt_connect_as(client_id, keep_alive, None)
+}
+
+/// [`mqtt_connect`] with a user name and password (§3.1.2.8, §3.1.2.9:
+/// flags 0x80 and 0x40, both strings after the client id).
+pub(crate) fn mqtt_connect_as(
+    client_id: &str,
+    keep_alive: u16,
+    credentials: Option<(&str, &str)>,
+) -> Vec<u8> {
+    let extra = credentials.map_or(0, |(u, p)| 4 + u.len() + p.len());
+    let mut body = Vec::with_capacity(12 + client_id.len() + extra);
     put_str(&mut body, "MQTT");
     body.push(4); // protocol level: 3.1.1
-    body.push(0x02); // connect flags: clean session
+    // Connect flags: clean session, and user name + password when given.
+    body.push(if credentials.is_some() { 0xC2 } else { 0x02 });
     body.extend_from_slice(&keep_alive.to_be_bytes());
     put_str(&mut body, client_id);
+    if let Some((user, password)) = credentials {
+        put_str(&mut body, user);
+        put_str(&mut body, password);
+    }
     let mut packet = vec![0x10];
     put_remaining_length(&mut packet, body.len());
     packet.extend_from_slice(&body);
@@ -271,6 +288,25 @@ mod tests {
                 0, 2, b'b', b'7', // client id
             ]
         );
+    }
+
+    #[test]
+    fn connect_with_credentials_bytes() {
+        let packet = mqtt_connect_as("b7", 60, Some(("ap", "tok")));
+        assert_eq!(
+            packet,
+            [
+                0x10, 23, // CONNECT, remaining length
+                0, 4, b'M', b'Q', b'T', b'T', // protocol name
+                4,    // level 3.1.1
+                0xC2, // user name, password, clean session
+                0, 60, // keep alive
+                0, 2, b'b', b'7', // client id
+                0, 2, b'a', b'p', // user name
+                0, 3, b't', b'o', b'k', // password
+            ]
+        );
+        assert_eq!(mqtt_connect_as("b7", 60, None), mqtt_connect("b7", 60));
     }
 
     #[test]

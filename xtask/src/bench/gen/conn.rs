@@ -66,6 +66,8 @@ pub(crate) struct Dial {
     pub(crate) recv_buffer: Option<u32>,
     /// The subscription's QoS (MQTT; 0 elsewhere).
     pub(crate) qos: u8,
+    /// MQTT user name and password (pike mode).
+    pub(crate) credentials: Option<(String, String)>,
 }
 
 /// Opens a connection named `name`, subscribed to `topic` when given;
@@ -78,7 +80,13 @@ pub(crate) async fn open(
     let mut stream = dial(dial_to.server, dial_to.source, dial_to.recv_buffer).await?;
     let mut buf = Vec::with_capacity(512);
     match dial_to.proto {
-        Proto::Mqtt => mqtt::handshake_qos(&mut stream, &mut buf, name, topic, dial_to.qos).await?,
+        Proto::Mqtt => {
+            let credentials = dial_to
+                .credentials
+                .as_ref()
+                .map(|(user, password)| (user.as_str(), password.as_str()));
+            mqtt::handshake_as(&mut stream, &mut buf, name, credentials, topic, dial_to.qos).await?
+        }
         Proto::Nats => nats::handshake(&mut stream, &mut buf, name, topic).await?,
     }
     Ok((stream, buf))

@@ -13,12 +13,20 @@
 //!
 //! Workloads ([`fanout`], [`unicast`], [`group`], [`uplink`]) are plans:
 //! who subscribes to what, who publishes, and where message `k` goes.
+//!
+//! Pike mode (`unicast --proto mqtt --pike-app A --pike-biz B
+//! --token-secret S --api IP:PORT --api-key K`): the same MQTT devices log
+//! in to pike-server's MQTT listener ([`pike_mqtt`]) and the publisher is
+//! a backend pushing through `POST /v1/push/batch` ([`http_push`]), as
+//! `pike bench unicast --batch` does for Pike devices.
 
 pub(crate) mod conn;
 mod fanout;
 mod group;
+mod http_push;
 pub(crate) mod mqtt;
 pub(crate) mod nats;
+pub(crate) mod pike_mqtt;
 mod stamp;
 mod sweep;
 pub(crate) mod tls;
@@ -28,6 +36,7 @@ mod uplink;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
+use self::pike_mqtt::{PikeLogin, PikeLoginArgs};
 use super::client::{Proto, parse_source_net};
 
 /// A workload of `bench-client` besides `idle`.
@@ -95,6 +104,15 @@ pub(crate) struct GenOptions {
     pub(crate) qos: u8,
     /// Unacknowledged QoS 1 messages per publisher connection, at most.
     pub(crate) inflight: usize,
+    /// Pike mode: the devices log in to pike-server's MQTT listener.
+    pub(crate) pike: Option<PikeLogin>,
+    /// Pike mode: the HTTP API the publisher pushes through.
+    pub(crate) api: Option<SocketAddr>,
+    pub(crate) api_key: String,
+    /// Pike mode: most pushes per `POST /v1/push/batch`.
+    pub(crate) batch: usize,
+    /// Pike mode: HTTP connections, one request in flight on each.
+    pub(crate) http_connections: usize,
 }
 
 impl GenOptions {
@@ -128,12 +146,18 @@ impl GenOptions {
             id_prefix: format!("x{:x}", std::process::id()),
             qos: 0,
             inflight: 1000,
+            pike: None,
+            api: None,
+            api_key: String::new(),
+            batch: 100,
+            http_connections: 32,
         }
     }
 
     /// Parses the arguments after the workload word (`--name value`).
     pub(crate) fn parse(workload: Workload, args: &[String]) -> Result<Self, String> {
         let mut o = Self::defaults(workload);
+        let mut pike = PikeLoginArgs::default();
         let mut args = args.iter();
         while let Some(flag) = args.next() {
             let value = args
@@ -146,8 +170,21 @@ impl GenOptions {
                 Ok(p) if (0.0..=100.0).contains(&p) => Ok(p),
                 _ => Err(bad("percent, 0 to 100")),
             };
+            if pike.take(flag, value) {
+                continue;
+            }
             match flag.as_str() {
                 "--proto" => o.proto = Proto::parse(value).ok_or_else(|| bad("mqtt or nats"))?,
+                "--api" => o.api = Some(value.parse().map_err(|_| bad("ip:port"))?),
+                "--api-key" => o.api_key = value.clone(),
+                "--batch" => match count(value)? {
+                    n @ 1..=1000 => o.batch = n,
+                    _ => return Err(bad("1 to 1000 pushes")),
+                },
+                "--http-connections" => match count(value)? {
+                    n @ 1..=1024 => o.http_connections = n,
+                    _ => return Err(bad("1 to 1024")),
+                },
                 "--server" => o.server = value.parse().map_err(|_| bad("ip:port"))?,
                 "--source-net" => {
                     o.source_net = parse_source_net(value).ok_or_else(|| bad("127.x.y"))?
@@ -220,6 +257,20 @@ impl GenOptions {
                 "`--qos 1` belongs to `fanout` and `unicast`, not `{}`",
                 workload.name()
             ));
+        }
+        o.pike = pike.finish()?;
+        if o.pike.is_some() {
+            if o.proto != Proto::Mqtt || workload != Workload::Unicast || o.qos != 0 {
+                return Err(
+                    "pike mode (`--pike-app` ...) runs `unicast --proto mqtt` at QoS 0".into(),
+                );
+            }
+            if o.api.is_none() || o.api_key.is_empty() {
+                return Err("pike mode needs `--api IP:PORT` and `--api-key KEY`".into());
+            }
+            if !pike_mqtt::is_name(&o.id_prefix) {
+                return Err("pike mode: `--id-prefix` must be letters, digits, `-`, `_`".into());
+            }
         }
         o.size = o.size.max(stamp::STAMP_LEN);
         Ok(o)
@@ -303,6 +354,67 @@ mod tests {
         let q =
             GenOptions::parse(Workload::Fanout, &args(&["--qos", "0", "--proto", "nats"])).unwrap();
         assert_eq!(q.qos, 0);
+    }
+
+    #[test]
+    fn pike_mode_options() {
+        let pike = [
+            "--pike-app",
+            "bench",
+            "--pike-biz",
+            "bench",
+            "--token-secret",
+            "s",
+            "--api",
+            "127.0.0.1:9380",
+            "--api-key",
+            "k",
+        ];
+        let o = GenOptions::parse(
+            Workload::Unicast,
+            &args(&[&pike[..], &["--batch", "50", "--http-connections", "8"]].concat()),
+        )
+        .unwrap();
+        assert_eq!(o.pike.as_ref().map(|p| p.biz.as_str()), Some("bench"));
+        assert_eq!(o.api, Some("127.0.0.1:9380".parse().unwrap()));
+        assert_eq!((o.batch, o.http_connections), (50, 8));
+        let without = |drop: &str| -> Vec<&str> {
+            let at = pike.iter().position(|a| *a == drop).unwrap();
+            [&pike[..at], &pike[at + 2..]].concat()
+        };
+        let parse = |w, a: &[&str]| GenOptions::parse(w, &args(a));
+        assert!(parse(Workload::Unicast, &without("--api")).is_err());
+        assert!(parse(Workload::Unicast, &without("--api-key")).is_err());
+        assert!(parse(Workload::Unicast, &without("--token-secret")).is_err());
+        assert!(parse(Workload::Fanout, &pike).is_err(), "unicast only");
+        assert!(parse(Workload::Unicast, &[&pike[..], &["--qos", "1"]].concat()).is_err());
+        assert!(
+            parse(
+                Workload::Unicast,
+                &[&pike[..], &["--proto", "nats"]].concat()
+            )
+            .is_err()
+        );
+        assert!(
+            parse(
+                Workload::Unicast,
+                &[&pike[..], &["--id-prefix", "a:b"]].concat()
+            )
+            .is_err()
+        );
+        assert!(
+            parse(
+                Workload::Unicast,
+                &[&pike[..], &["--batch", "1001"]].concat()
+            )
+            .is_err()
+        );
+        assert!(
+            GenOptions::parse(Workload::Unicast, &[])
+                .unwrap()
+                .pike
+                .is_none()
+        );
     }
 
     #[test]

@@ -141,7 +141,23 @@ pub(crate) async fn handshake_qos<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut out = wire::mqtt_connect(client_id, KEEP_ALIVE_SECS);
+    handshake_as(stream, buf, client_id, None, topic, qos).await
+}
+
+/// [`handshake_qos`] with a user name and password in the CONNECT (pike
+/// mode: the app and a Pike credential).
+pub(crate) async fn handshake_as<S>(
+    stream: &mut S,
+    buf: &mut Vec<u8>,
+    client_id: &str,
+    credentials: Option<(&str, &str)>,
+    topic: Option<&str>,
+    qos: u8,
+) -> Result<(), String>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut out = wire::mqtt_connect_as(client_id, KEEP_ALIVE_SECS, credentials);
     if let Some(topic) = topic {
         out.extend_from_slice(&wire::mqtt_subscribe(1, topic, qos));
     }

@@ -24,6 +24,14 @@
 //! redelivery of one already read on the same connection (sessions are
 //! clean, so nothing is redelivered across connections): it is answered
 //! but counted as a `duplicate`, not as a delivery.
+//!
+//! In pike mode the senders are HTTP connections to the push API
+//! ([`http_push`]): at each tick the messages due go out in
+//! `POST /v1/push/batch` requests of at most `--batch` (never mixing
+//! warm-up and window messages), each on an idle connection (the schedule
+//! lags while all are busy, as `pike bench`'s pool does), and a window
+//! message counts as `sent` once its batch was answered 200 with a
+//! receipt for it (a failed item or request: a send error).
 
 use std::cell::{Cell, RefCell};
 use std::net::IpAddr;
@@ -40,6 +48,7 @@ use tokio::time::Instant;
 use super::super::client::Proto;
 use super::super::{procfs, wire};
 use super::conn::{self, Dial, Outbox};
+use super::http_push::{self, HttpConn};
 use super::stamp::{self, Seen, Window};
 use super::{GenOptions, mqtt, nats};
 
@@ -54,6 +63,9 @@ const SLOW_RECV_BUFFER: u32 = 16 * 1024;
 const CHURN_GUARD: Duration = Duration::from_millis(200);
 /// Attempts of one churn rejoin, one second apart.
 const REJOIN_ATTEMPTS: u32 = 10;
+/// Pike mode: how long after the drain a step waits for unanswered
+/// batches.
+const ANSWER_GRACE: Duration = Duration::from_secs(5);
 
 /// One receiving connection of a plan.
 #[derive(Clone, Debug)]
@@ -281,6 +293,12 @@ struct Engine {
     /// The PUBACKs a member owes for one read.
     acks: RefCell<Vec<u8>>,
     last_error: RefCell<Option<String>>,
+    /// Pike mode: the idle HTTP connections of the push API.
+    http: RefCell<Vec<HttpConn>>,
+    /// Pike mode: HTTP connections open (idle or busy).
+    http_open: Cell<usize>,
+    /// Raised when an HTTP connection becomes idle or is lost.
+    http_wake: tokio::sync::Notify,
 }
 
 fn histogram() -> Histogram<u64> {
@@ -296,6 +314,7 @@ impl Engine {
     fn new(options: GenOptions, plan: Plan) -> Self {
         let sources: Vec<IpAddr> = options.source_ips();
         let source = |i: usize| (!sources.is_empty()).then(|| sources[i % sources.len()]);
+        let now = super::pike_mqtt::unix_now();
         let members = plan
             .receivers
             .iter()
@@ -309,6 +328,11 @@ impl Engine {
                         source: source(i),
                         recv_buffer: spec.slow.then_some(SLOW_RECV_BUFFER),
                         qos: options.qos,
+                        // Pike mode: the member's name is its alias.
+                        credentials: options
+                            .pike
+                            .as_ref()
+                            .map(|login| login.credentials(&spec.name, now)),
                     },
                     conn: RefCell::new(None),
                     up: Cell::new(false),
@@ -372,6 +396,9 @@ impl Engine {
             },
             ack_wake: tokio::sync::Notify::new(),
             acks: RefCell::new(Vec::new()),
+            http: RefCell::new(Vec::new()),
+            http_open: Cell::new(0),
+            http_wake: tokio::sync::Notify::new(),
             options,
             plan,
         }
@@ -967,18 +994,23 @@ async fn drive(options: GenOptions, plan: Plan) -> Result<(), String> {
         }
     }
     let sources = o.source_ips();
+    // Senders dial from the top of the source range.
+    let sender_source = |index: usize| {
+        (!sources.is_empty()).then(|| {
+            sources[(sources.len() - 1 + sources.len() - index % sources.len()) % sources.len()]
+        })
+    };
     let (done_tx, mut done_rx) = mpsc::unbounded_channel();
     let senders = engine.plan.senders.len();
-    for index in 0..senders {
+    let mqtt_senders = if o.pike.is_some() { 0 } else { senders };
+    for index in 0..mqtt_senders {
         let dial = Dial {
             proto: o.proto,
             server: o.server,
-            // Senders dial from the top of the source range.
-            source: (!sources.is_empty()).then(|| {
-                sources[(sources.len() - 1 + sources.len() - index % sources.len()) % sources.len()]
-            }),
+            source: sender_source(index),
             recv_buffer: None,
             qos: o.qos,
+            credentials: None,
         };
         tokio::task::spawn_local(sender_task(
             engine.clone(),
@@ -990,8 +1022,36 @@ async fn drive(options: GenOptions, plan: Plan) -> Result<(), String> {
         ));
     }
     drop(done_tx);
-    let mut outboxes: Vec<Option<Rc<Outbox>>> = vec![None; senders];
+    let mut outboxes: Vec<Option<Rc<Outbox>>> = vec![None; mqtt_senders];
     let (mut opened, mut sender_failed) = (0usize, 0usize);
+    if let Some(api) = o.api.filter(|_| o.pike.is_some()) {
+        // Pike mode: the push API's connections.
+        for index in 0..senders {
+            let left =
+                (phase_end + Duration::from_secs(1)).saturating_duration_since(Instant::now());
+            let dialled = tokio::time::timeout(
+                left.min(o.login_timeout),
+                HttpConn::open(api, sender_source(index)),
+            )
+            .await;
+            match dialled {
+                Ok(Ok(conn)) => {
+                    engine.http.borrow_mut().push(conn);
+                    opened += 1;
+                }
+                Ok(Err(e)) => {
+                    sender_failed += 1;
+                    first_error.get_or_insert_with(|| format!("HTTP API {api}: {e}"));
+                }
+                Err(_) => {
+                    sender_failed += 1;
+                    first_error
+                        .get_or_insert_with(|| format!("HTTP API {api}: no connection in time"));
+                }
+            }
+        }
+        engine.http_open.set(opened);
+    }
     while opened + sender_failed < senders {
         tokio::select! {
             outcome = done_rx.recv() => match outcome {
@@ -1148,8 +1208,22 @@ async fn run_step(engine: &Rc<Engine>, step_no: u32, rate: u64, clk_tck: u64) ->
         tokio::time::sleep_until(de).await;
         cpu_secs(clk_tck) - cpu_before
     };
+    let schedule = Schedule {
+        step_no,
+        rate,
+        t0,
+        total,
+        first_window,
+        deadline,
+    };
     let (sent, gen_cpu_secs) = tokio::join!(
-        publish(engine, step_no, rate, t0, total, first_window, deadline),
+        async {
+            if o.pike.is_some() {
+                publish_http(engine, &schedule, de + ANSWER_GRACE).await
+            } else {
+                publish(engine, &schedule).await
+            }
+        },
         clock
     );
 
@@ -1295,16 +1369,29 @@ fn slow_members(engine: &Engine) -> (u64, u64) {
     (slow, closed as u64)
 }
 
-/// The open-loop publisher of one step.
-async fn publish(
-    engine: &Engine,
+/// One step's open-loop schedule: message `k < total` is due at `t0 +
+/// k/rate`; those from `first_window` on are in the window; nothing is
+/// handed over after `deadline`.
+#[derive(Clone, Copy, Debug)]
+struct Schedule {
     step_no: u32,
     rate: u64,
     t0: Instant,
     total: u64,
     first_window: u64,
     deadline: Instant,
-) -> Sent {
+}
+
+/// The open-loop publisher of one step.
+async fn publish(engine: &Engine, schedule: &Schedule) -> Sent {
+    let &Schedule {
+        step_no,
+        rate,
+        t0,
+        total,
+        first_window,
+        deadline,
+    } = schedule;
     let senders = engine.senders.borrow().clone();
     let limit = ((1usize << 20) / senders.len().max(1)).clamp(16 * 1024, 256 * 1024);
     let t0_ns = engine.ns(t0);
@@ -1413,6 +1500,194 @@ async fn publish(
         out.unsent = total - k.max(first_window);
     }
     out
+}
+
+/// One batch request in flight: per item its target and whether it is a
+/// window message.
+type BatchItems = Vec<(usize, bool)>;
+
+/// Pike mode's open-loop publisher of one step: the messages due go out
+/// in `POST /v1/push/batch` requests on idle HTTP connections; a window
+/// message counts as sent once its receipt came back. Waits for the
+/// answers until `answers_by`.
+async fn publish_http(engine: &Rc<Engine>, schedule: &Schedule, answers_by: Instant) -> Sent {
+    let &Schedule {
+        step_no,
+        rate,
+        t0,
+        total,
+        first_window,
+        deadline,
+    } = schedule;
+    let o = &engine.options;
+    let (Some(login), Some(api)) = (o.pike.as_ref(), o.api) else {
+        return Sent::default();
+    };
+    let host = api.to_string();
+    let t0_ns = engine.ns(t0);
+    let answered = Rc::new(RefCell::new(Sent {
+        sent_to: vec![0; engine.plan.targets],
+        ..Sent::default()
+    }));
+    let in_flight = Rc::new(Cell::new(0usize));
+    let mut out = Sent::default();
+    let mut payload = Vec::with_capacity(o.size);
+    let mut k = 0u64;
+    tokio::time::sleep_until(t0).await;
+    while k < total {
+        let now = Instant::now();
+        if now >= deadline {
+            break;
+        }
+        let now_ns = engine.ns(now);
+        let due = due_by(now_ns.saturating_sub(t0_ns), rate).min(total);
+        let mut stalled = false;
+        while k < due {
+            let Some(conn) = engine.http.borrow_mut().pop() else {
+                stalled = true;
+                break;
+            };
+            // At most `--batch`, never across the window's start.
+            let mut end = due.min(k.saturating_add(o.batch as u64));
+            if k < first_window {
+                end = end.min(first_window);
+            }
+            let mut body = String::with_capacity(16 + (end - k) as usize * (o.size * 4 / 3 + 96));
+            body.push_str(r#"{"pushes":["#);
+            let mut items: BatchItems = Vec::with_capacity((end - k) as usize);
+            for j in k..end {
+                let (_, route) = engine.plan.route(j);
+                let route = &engine.plan.routes[route];
+                let scheduled_ns = t0_ns + offset_ns(j, rate);
+                payload.clear();
+                stamp::put(&mut payload, engine.run, step_no, scheduled_ns);
+                payload.extend_from_slice(&engine.padding);
+                if j > k {
+                    body.push(',');
+                }
+                http_push::push_item(&login.biz, &route.topic, &payload, &mut body);
+                items.push((route.target, j >= first_window));
+                out.max_lag_ns = out.max_lag_ns.max(now_ns.saturating_sub(scheduled_ns));
+            }
+            body.push_str("]}");
+            let request = http_push::batch_request(&host, &o.api_key, &body);
+            in_flight.set(in_flight.get() + 1);
+            tokio::task::spawn_local(exchange_batch(
+                engine.clone(),
+                conn,
+                request,
+                items,
+                step_no,
+                answered.clone(),
+                in_flight.clone(),
+            ));
+            k = end;
+        }
+        if k >= total {
+            break;
+        }
+        if stalled {
+            // Every connection is busy (or lost): on at the next answer.
+            out.inflight_stalls += 1;
+            let _ = tokio::time::timeout_at(deadline, engine.http_wake.notified()).await;
+            continue;
+        }
+        let next = t0 + Duration::from_nanos(offset_ns(k, rate));
+        if next > Instant::now() {
+            tokio::time::sleep_until(next.min(deadline)).await;
+        } else {
+            tokio::task::yield_now().await;
+        }
+    }
+    if k < total {
+        out.unsent = total - k.max(first_window);
+    }
+    // The answers of the batches in flight, bounded.
+    while in_flight.get() > 0 && Instant::now() < answers_by {
+        let _ = tokio::time::timeout_at(answers_by, engine.http_wake.notified()).await;
+    }
+    let answered = answered.borrow();
+    // Window messages whose batch is still unanswered count as neither.
+    out.sent = answered.sent;
+    out.sent_to.clone_from(&answered.sent_to);
+    out.send_errors = answered.send_errors;
+    out
+}
+
+/// One batch request on `conn`: sends it (once more on a fresh connection
+/// when the first one was closed), counts the answer's receipts into
+/// `answered` (window messages of step `step_no` only), and gives the
+/// connection back.
+async fn exchange_batch(
+    engine: Rc<Engine>,
+    mut conn: HttpConn,
+    request: Vec<u8>,
+    items: BatchItems,
+    step_no: u32,
+    answered: Rc<RefCell<Sent>>,
+    in_flight: Rc<Cell<usize>>,
+) {
+    let mut outcome = conn.exchange(&request).await;
+    let mut alive = outcome.is_ok();
+    if outcome.is_err() {
+        // A keep-alive connection the API closed: one retry on a new one.
+        match HttpConn::open(conn.addr, conn.source).await {
+            Ok(fresh) => {
+                conn = fresh;
+                outcome = conn.exchange(&request).await;
+                alive = outcome.is_ok();
+            }
+            Err(e) => outcome = Err(e),
+        }
+    }
+    let results = outcome.and_then(|answer| match answer.status {
+        200 => http_push::item_results(&answer.body),
+        status => Err(format!(
+            "POST /v1/push/batch answered {status}: {}",
+            String::from_utf8_lossy(&answer.body)
+        )),
+    });
+    {
+        let mut sent = answered.borrow_mut();
+        match results {
+            Ok(results) => {
+                for (i, (target, counted)) in items.iter().enumerate() {
+                    if !counted {
+                        continue;
+                    }
+                    if results.get(i) == Some(&true) {
+                        sent.sent += 1;
+                        if let Some(n) = sent.sent_to.get_mut(*target) {
+                            *n += 1;
+                        }
+                    } else {
+                        sent.send_errors += 1;
+                    }
+                }
+                if results.len() != items.len() {
+                    engine.note_error(format!(
+                        "batch of {} answered with {} results",
+                        items.len(),
+                        results.len()
+                    ));
+                }
+            }
+            Err(e) => {
+                sent.send_errors += items.iter().filter(|(_, counted)| *counted).count() as u64;
+                engine.note_error(format!("step {step_no}: {e}"));
+            }
+        }
+    }
+    if alive {
+        engine.http.borrow_mut().push(conn);
+    } else {
+        engine
+            .http_open
+            .set(engine.http_open.get().saturating_sub(1));
+    }
+    in_flight.set(in_flight.get().saturating_sub(1));
+    engine.http_wake.notify_waiters();
+    engine.http_wake.notify_one();
 }
 
 #[cfg(test)]
