@@ -147,7 +147,9 @@ pub(crate) fn sweep(id: &str, quick: bool) -> Option<Sweep> {
 /// Who runs workload `id`: every server; S5 runs pike twice, with a
 /// backend that takes batches and with one that takes one message per
 /// request; in full mode S3, S3 acked and S4 run pike twice too, with the
-/// backend's batches over HTTP/JSON and over the push connection.
+/// backend's batches over HTTP/JSON and over the push connection, and S3
+/// acked a third time with every push asking for delivery receipts (issue
+/// 18: what receipts cost, on and off in the same run).
 pub(crate) fn contenders(id: &str, kinds: &[Kind], quick: bool) -> Vec<Contender> {
     let mut list = Vec::new();
     if id == "s3-acked" {
@@ -166,10 +168,13 @@ pub(crate) fn contenders(id: &str, kinds: &[Kind], quick: bool) -> Vec<Contender
                         ],
                         uplink_batch_max: 1,
                         pike_server: None,
+                        receipt_sink: false,
                     };
                     let socket = (!quick).then(|| push_connection(&pike));
+                    let receipts = (!quick).then(|| with_receipts(&pike));
                     list.push(pike);
                     list.extend(socket);
+                    list.extend(receipts);
                 }
                 Kind::Mosquitto => list.push(Contender {
                     label: "mosquitto QoS 1".into(),
@@ -182,6 +187,7 @@ pub(crate) fn contenders(id: &str, kinds: &[Kind], quick: bool) -> Vec<Contender
                     ],
                     uplink_batch_max: 1,
                     pike_server: None,
+                    receipt_sink: false,
                 }),
                 Kind::Nats => {}
             }
@@ -218,6 +224,7 @@ pub(crate) fn contenders(id: &str, kinds: &[Kind], quick: bool) -> Vec<Contender
                 args,
                 uplink_batch_max: 1,
                 pike_server: None,
+                receipt_sink: false,
             };
             let socket = (batched && !quick).then(|| push_connection(&pike));
             list.push(pike);
@@ -232,6 +239,7 @@ pub(crate) fn contenders(id: &str, kinds: &[Kind], quick: bool) -> Vec<Contender
                 ],
                 uplink_batch_max: 1,
                 pike_server: None,
+                receipt_sink: false,
             });
         } else {
             list.push(Contender::plain(kind));
@@ -249,6 +257,20 @@ fn push_connection(pike: &Contender) -> Contender {
     Contender {
         label: "pike push connection".into(),
         args,
+        ..pike.clone()
+    }
+}
+
+/// `pike` with every push asking for receipts (`"receipt": true`) and the
+/// business's receipt webhook pointing at a sink the generator serves
+/// (counts them, answers 200): receipts on, against `pike`'s receipts off.
+fn with_receipts(pike: &Contender) -> Contender {
+    let mut args = pike.args.clone();
+    args.push("--receipt".into());
+    Contender {
+        label: "pike receipts".into(),
+        args,
+        receipt_sink: true,
         ..pike.clone()
     }
 }
@@ -386,7 +408,15 @@ mod tests {
             .into_iter()
             .map(|c| c.label)
             .collect();
-        assert_eq!(acked, ["pike", "pike push connection", "mosquitto QoS 1"]);
+        assert_eq!(
+            acked,
+            [
+                "pike",
+                "pike push connection",
+                "pike receipts",
+                "mosquitto QoS 1"
+            ]
+        );
         let s3 = contenders("s3", &Kind::ALL, false);
         let labels: Vec<&str> = s3.iter().map(|c| c.label.as_str()).collect();
         assert_eq!(
@@ -397,6 +427,29 @@ mod tests {
         assert_eq!(s3[1].args.last().map(String::as_str), Some("--push-socket"));
         assert_eq!(contenders("s2", &[Kind::Pike], false).len(), 1);
         assert_eq!(contenders("s3", &[Kind::Pike], true).len(), 1, "quick");
+    }
+
+    #[test]
+    fn s3_acked_measures_receipts_on_and_off_in_full_mode_only() {
+        let full = contenders("s3-acked", &[Kind::Pike], false);
+        let off = full.iter().find(|c| c.label == "pike").unwrap();
+        let on = full.iter().find(|c| c.label == "pike receipts").unwrap();
+        // The same load, plus receipts.
+        assert_eq!(on.args[..off.args.len()], off.args[..]);
+        assert_eq!(on.args[off.args.len()..], ["--receipt".to_owned()]);
+        assert!(on.receipt_sink && !off.receipt_sink);
+        assert!(!on.args.contains(&"--push-socket".to_owned()));
+        assert_eq!(full.iter().filter(|c| c.receipt_sink).count(), 1);
+        let quick = contenders("s3-acked", &[Kind::Pike], true);
+        assert!(quick.iter().all(|c| !c.receipt_sink), "quick: off only");
+        for id in SWEEPS.iter().filter(|id| **id != "s3-acked") {
+            assert!(
+                contenders(id, &Kind::ALL, false)
+                    .iter()
+                    .all(|c| !c.receipt_sink && !c.args.contains(&"--receipt".to_owned())),
+                "{id}"
+            );
+        }
     }
 
     #[test]

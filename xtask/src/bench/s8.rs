@@ -75,6 +75,7 @@ pub(crate) async fn measure(
         quic: false,
         webhook: None,
         uplink_batch_max: 1,
+        receipt_webhook: None,
         retention: None,
     };
     let mut server = Server::start_spec(&spec, bins, 0).await?;
