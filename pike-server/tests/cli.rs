@@ -398,6 +398,86 @@ async fn listen_prints_each_push_as_the_documented_json_line() {
 }
 
 #[tokio::test]
+async fn push_receipt_prints_delivered_and_acked_then_exits_0() {
+    let gateway = Gateway::dev().await;
+    let mut listen = gateway.listen(&["--alias", "chat:u42"]);
+    listen.stderr_until("logged in").await;
+
+    let pushed = gateway
+        .push(&["--receipt", "--alias", "chat:u42", "hello"])
+        .await;
+    pushed.code(0);
+    let lines: Vec<Value> = pushed
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    // The push's answer, then one line per device event.
+    assert_eq!(lines.len(), 3, "stdout:\n{}", pushed.stdout);
+    let id = lines[0]["message_id"].as_str().expect("message id");
+    assert_eq!(lines[0]["online"], 1, "{}", lines[0]);
+    let events: Vec<&str> = lines[1..]
+        .iter()
+        .map(|l| l["event"].as_str().unwrap_or("?"))
+        .collect();
+    assert_eq!(events, ["delivered", "acked"], "stdout:\n{}", pushed.stdout);
+    for line in &lines[1..] {
+        assert_eq!(line["message_id"], id, "{line}");
+        assert_eq!(line["app"], "demo", "{line}");
+        assert_eq!(line["biz"], "chat", "{line}");
+        assert_eq!(line["alias"], "u42", "{line}");
+        assert!(line["at"].as_u64().is_some_and(|at| at > 0), "{line}");
+    }
+    assert_eq!(lines[1]["device"], lines[2]["device"]);
+    assert!(lines[1]["device"].as_str().is_some_and(|d| !d.is_empty()));
+    assert!(lines[1]["at"].as_u64() <= lines[2]["at"].as_u64());
+    assert_eq!(listen.json().await["payload"], "hello");
+
+    listen.terminate();
+    assert_eq!(listen.exit().await.code(), Some(0));
+}
+
+#[tokio::test]
+async fn push_receipt_with_no_device_ends_at_its_timeout_with_status_11() {
+    let gateway = Gateway::dev().await;
+    let started = tokio::time::Instant::now();
+    let pushed = gateway
+        .push(&[
+            "--receipt",
+            "--receipt-timeout",
+            "1",
+            "--alias",
+            "chat:nobody",
+            "hello",
+        ])
+        .await;
+    pushed
+        .code(11)
+        .says(&["no device known for it yet after 1 s (--receipt-timeout)"]);
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    // Only the push's answer: no receipts.
+    assert_eq!(pushed.stdout.lines().count(), 1, "{}", pushed.stdout);
+    // --receipt-timeout means nothing without --receipt; bounded.
+    gateway
+        .push(&["--receipt-timeout", "5", "--alias", "chat:u42", "hello"])
+        .await
+        .code(2)
+        .says(&["--receipt"]);
+    gateway
+        .push(&[
+            "--receipt",
+            "--receipt-timeout",
+            "0",
+            "--alias",
+            "chat:u42",
+            "hi",
+        ])
+        .await
+        .code(2)
+        .says(&["1 to 86400"]);
+}
+
+#[tokio::test]
 async fn listen_over_tls_and_quic_binds_tags_and_stops_after_count() {
     let gateway = Gateway::dev().await;
     for transport in ["tls", "quic"] {

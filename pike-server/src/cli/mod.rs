@@ -9,7 +9,8 @@
 //! no credentials found); 3 the gateway or the HTTP API could not be reached
 //! or did not answer in time (trying again may help); 4 to 10 the gateway
 //! refused the device for good, one status per class of non-retryable
-//! close code (see the `refusal` module).
+//! close code (see the `refusal` module); 11 `push --receipt` waited
+//! `--receipt-timeout` and devices are still pending.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -51,7 +52,9 @@ Exit status:
   7  forbidden: the credential does not allow this business or device
   8  the gateway speaks no protocol version this pike speaks
   9  the gateway refused a value it was sent (e.g. --device, --alias too long)
-  10  replaced: the same device logged in to the same alias on a newer connection";
+  10  replaced: the same device logged in to the same alias on a newer connection
+  11  `push --receipt`: --receipt-timeout passed with devices still pending
+      (or none known yet); the receipts seen so far are printed";
 
 /// `pike`: talk to a Pike gateway.
 #[derive(Debug, Parser)]
@@ -228,6 +231,20 @@ pub(crate) async fn api_request(
     what: &str,
     timeout: Duration,
 ) -> Result<(), Failure> {
+    let text = api_call(api, key, path, body, what, timeout).await?;
+    println!("{text}");
+    Ok(())
+}
+
+/// [`api_request`] without printing: the answer's text.
+pub(crate) async fn api_call(
+    api: &str,
+    key: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+    what: &str,
+    timeout: Duration,
+) -> Result<String, Failure> {
     let url = format!("{}{path}", api.trim_end_matches('/'));
     let client = reqwest::Client::builder()
         .timeout(timeout)
@@ -268,8 +285,7 @@ pub(crate) async fn api_request(
             "{what} refused ({status}): {message}"
         )));
     }
-    println!("{text}");
-    Ok(())
+    Ok(text)
 }
 
 /// The token secret: the flag or environment, else the dev app's.
@@ -340,9 +356,16 @@ mod tests {
             "1  the gateway",
             "2  usage",
             "3  the gateway",
+            "11  `push --receipt`",
         ] {
             assert!(help.contains(line), "{line:?} missing from:\n{help}");
         }
+    }
+
+    #[test]
+    fn receipt_timeout_status_is_documented() {
+        let line = format!("  {}  `push --receipt`", push::receipts::PENDING_STATUS);
+        assert!(EXIT_STATUSES.contains(&line), "{line:?} missing");
     }
 
     #[test]

@@ -4,7 +4,11 @@ use std::time::Duration;
 
 use clap::Args;
 
+use crate::http::model::PushResponse;
+
 use super::{Common, Failure, split_scoped, timeout_secs};
+
+pub(crate) mod receipts;
 
 /// Arguments of `pike push`.
 #[derive(Debug, Args)]
@@ -40,6 +44,15 @@ pub(crate) struct PushArgs {
     /// Seconds to wait for the HTTP API's answer (1 to 86400).
     #[arg(long, value_name = "SECS", default_value = "30", value_parser = timeout_secs)]
     timeout: Duration,
+    /// Ask for receipts and wait for them: poll the message's status
+    /// (`GET /v1/messages/{id}`) and print one JSON line per device event
+    /// (delivered, acked, expired, dropped) until every device it lists
+    /// acked or expired (exit 0) or --receipt-timeout passed (exit 11).
+    #[arg(long)]
+    receipt: bool,
+    /// With --receipt: seconds to wait for the receipts (1 to 86400).
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = timeout_secs, requires = "receipt")]
+    receipt_timeout: Duration,
     /// The message (UTF-8); words are joined with spaces.
     #[arg(required = true)]
     message: Vec<String>,
@@ -76,13 +89,33 @@ pub(crate) async fn run(common: &Common, args: PushArgs) -> Result<(), Failure> 
     if args.priority > 0 {
         body.insert("priority".into(), args.priority.into());
     }
-    super::api_request(
+    if args.receipt {
+        body.insert("receipt".into(), true.into());
+    }
+    let answer = super::api_call(
         &args.api,
         &api_key,
         "/v1/push",
         Some(serde_json::Value::Object(body)),
         "push",
         args.timeout,
+    )
+    .await?;
+    println!("{answer}");
+    if !args.receipt {
+        return Ok(());
+    }
+    let pushed: PushResponse = serde_json::from_str(&answer)
+        .map_err(|e| Failure::failed(format!("the push answer is not the documented JSON: {e}")))?;
+    receipts::follow(
+        receipts::Follow {
+            api: &args.api,
+            api_key: &api_key,
+            app: &common.app,
+            request_timeout: args.timeout,
+            wait: args.receipt_timeout,
+        },
+        &pushed,
     )
     .await
 }

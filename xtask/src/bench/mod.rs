@@ -61,7 +61,8 @@ writes JSON, the tables (report.md) and SVG charts to target/bench/<mode>/.
   S2 room fan-out sweep      S5 uplink to a webhook backend (pike: batches
   S3 unicast sweep (pike,       and one per request) / a sink subscriber
      pike MQTT, peers)       S6 S2 under 1 %/s reconnect churn
-  S3 acked: pike reliable vs MQTT QoS 1
+  S3 acked: pike reliable vs MQTT QoS 1 (full mode: pike also with
+            delivery receipts on, against off)
   S4 group push sweep        S7 S2 with 1 % of members not reading
                              S8 TLS reconnect storm vs the handshake ceiling
 

@@ -149,7 +149,9 @@ pub(crate) fn sweep(id: &str, quick: bool) -> Option<Sweep> {
 /// request; in full mode S3, S3 acked and S4 run pike twice too, with the
 /// backend's batches over HTTP/JSON and over the push connection. S3 also
 /// runs `pike MQTT`: the MQTT generator's devices on pike's MQTT listener,
-/// pushed to through the HTTP API exactly as `pike` (issue 17).
+/// pushed to through the HTTP API exactly as `pike` (issue 17); S3
+/// acked runs pike a third time with every push asking for delivery receipts (issue
+/// 18: what receipts cost, on and off in the same run).
 pub(crate) fn contenders(id: &str, kinds: &[Kind], quick: bool) -> Vec<Contender> {
     let mut list = Vec::new();
     if id == "s3-acked" {
@@ -169,10 +171,13 @@ pub(crate) fn contenders(id: &str, kinds: &[Kind], quick: bool) -> Vec<Contender
                         uplink_batch_max: 1,
                         pike_server: None,
                         pike_mqtt: false,
+                        receipt_sink: false,
                     };
                     let socket = (!quick).then(|| push_connection(&pike));
+                    let receipts = (!quick).then(|| with_receipts(&pike));
                     list.push(pike);
                     list.extend(socket);
+                    list.extend(receipts);
                 }
                 Kind::Mosquitto => list.push(Contender {
                     label: "mosquitto QoS 1".into(),
@@ -186,6 +191,7 @@ pub(crate) fn contenders(id: &str, kinds: &[Kind], quick: bool) -> Vec<Contender
                     uplink_batch_max: 1,
                     pike_server: None,
                     pike_mqtt: false,
+                    receipt_sink: false,
                 }),
                 Kind::Nats => {}
             }
@@ -223,6 +229,7 @@ pub(crate) fn contenders(id: &str, kinds: &[Kind], quick: bool) -> Vec<Contender
                 uplink_batch_max: 1,
                 pike_server: None,
                 pike_mqtt: false,
+                receipt_sink: false,
             };
             let socket = (batched && !quick).then(|| push_connection(&pike));
             let mqtt = (id == "s3").then(|| mqtt_devices(&pike));
@@ -240,6 +247,7 @@ pub(crate) fn contenders(id: &str, kinds: &[Kind], quick: bool) -> Vec<Contender
                 uplink_batch_max: 1,
                 pike_server: None,
                 pike_mqtt: false,
+                receipt_sink: false,
             });
         } else {
             list.push(Contender::plain(kind));
@@ -268,6 +276,20 @@ fn mqtt_devices(pike: &Contender) -> Contender {
     Contender {
         label: "pike MQTT".into(),
         pike_mqtt: true,
+        ..pike.clone()
+    }
+}
+
+/// `pike` with every push asking for receipts (`"receipt": true`) and the
+/// business's receipt webhook pointing at a sink the generator serves
+/// (counts them, answers 200): receipts on, against `pike`'s receipts off.
+fn with_receipts(pike: &Contender) -> Contender {
+    let mut args = pike.args.clone();
+    args.push("--receipt".into());
+    Contender {
+        label: "pike receipts".into(),
+        args,
+        receipt_sink: true,
         ..pike.clone()
     }
 }
@@ -405,7 +427,15 @@ mod tests {
             .into_iter()
             .map(|c| c.label)
             .collect();
-        assert_eq!(acked, ["pike", "pike push connection", "mosquitto QoS 1"]);
+        assert_eq!(
+            acked,
+            [
+                "pike",
+                "pike push connection",
+                "pike receipts",
+                "mosquitto QoS 1"
+            ]
+        );
         let s3 = contenders("s3", &Kind::ALL, false);
         let labels: Vec<&str> = s3.iter().map(|c| c.label.as_str()).collect();
         assert_eq!(
@@ -435,6 +465,29 @@ mod tests {
                 .iter()
                 .all(|c| !c.pike_mqtt)
         );
+    }
+
+    #[test]
+    fn s3_acked_measures_receipts_on_and_off_in_full_mode_only() {
+        let full = contenders("s3-acked", &[Kind::Pike], false);
+        let off = full.iter().find(|c| c.label == "pike").unwrap();
+        let on = full.iter().find(|c| c.label == "pike receipts").unwrap();
+        // The same load, plus receipts.
+        assert_eq!(on.args[..off.args.len()], off.args[..]);
+        assert_eq!(on.args[off.args.len()..], ["--receipt".to_owned()]);
+        assert!(on.receipt_sink && !off.receipt_sink);
+        assert!(!on.args.contains(&"--push-socket".to_owned()));
+        assert_eq!(full.iter().filter(|c| c.receipt_sink).count(), 1);
+        let quick = contenders("s3-acked", &[Kind::Pike], true);
+        assert!(quick.iter().all(|c| !c.receipt_sink), "quick: off only");
+        for id in SWEEPS.iter().filter(|id| **id != "s3-acked") {
+            assert!(
+                contenders(id, &Kind::ALL, false)
+                    .iter()
+                    .all(|c| !c.receipt_sink && !c.args.contains(&"--receipt".to_owned())),
+                "{id}"
+            );
+        }
     }
 
     #[test]

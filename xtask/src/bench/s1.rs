@@ -162,6 +162,7 @@ pub(crate) async fn measure(
         quic: settings.transport == S1Transport::Quic,
         webhook: None,
         uplink_batch_max: 1,
+        receipt_webhook: None,
         retention: None,
         mqtt: settings.transport == S1Transport::Mqtt,
     };

@@ -75,6 +75,7 @@ pub(crate) async fn measure(
         quic: false,
         webhook: None,
         uplink_batch_max: 1,
+        receipt_webhook: None,
         retention: None,
         mqtt: false,
     };

@@ -85,6 +85,9 @@ pub(crate) struct ServerSpec {
     /// pike: `uplink_batch_max` of business `bench` (1: one message per
     /// webhook request).
     pub(crate) uplink_batch_max: usize,
+    /// pike: the receipt webhook of business `bench` (S3 acked with
+    /// receipts).
+    pub(crate) receipt_webhook: Option<String>,
     /// pike: retention limits other than the shipped ones (the soak).
     pub(crate) retention: Option<PikeRetention>,
     /// pike: the plain MQTT listener too (`[mqtt] listen`), for MQTT
@@ -117,6 +120,7 @@ impl ServerSpec {
             quic: false,
             webhook: None,
             uplink_batch_max: 1,
+            receipt_webhook: None,
             retention: None,
             mqtt: false,
         }
@@ -217,7 +221,8 @@ impl Server {
                     spec.tls.as_ref(),
                     spec.webhook.as_deref(),
                     spec.retention,
-                ) + &batch_line(spec.uplink_batch_max),
+                ) + &batch_line(spec.uplink_batch_max)
+                    + &receipt_lines(spec.receipt_webhook.as_deref()),
             ),
             Kind::Mosquitto => (
                 "mosquitto.conf",
@@ -435,6 +440,17 @@ fn batch_line(uplink_batch_max: usize) -> String {
     }
 }
 
+/// The business's `receipt_webhook` line and a `[receipts]` table that
+/// tracks every message of a run, appended after [`batch_line`]; none
+/// without a webhook. The shipped `max_messages` (100,000) would stop
+/// tracking after the first 100,000 pushes of a sweep (later ones are
+/// pushed without receipts), so a run lifts it to the most allowed.
+fn receipt_lines(webhook: Option<&str>) -> String {
+    webhook.map_or_else(String::new, |url| {
+        format!("receipt_webhook = \"{url}\"\n\n[receipts]\nmax_messages = 10000000\n")
+    })
+}
+
 pub(crate) fn mosquitto_config(addr: SocketAddr, tls: Option<(SocketAddr, &TlsFiles)>) -> String {
     let mut text = format!(
         "# Written by `cargo xtask bench` for one run.\n\
@@ -604,6 +620,29 @@ mod tests {
             value.get("token_secret"),
             Some(&*format!("\"{PIKE_TOKEN_SECRET}\""))
         );
+    }
+
+    #[test]
+    fn receipts_add_the_webhook_to_the_business_and_lift_max_messages() {
+        let ports = PikePorts {
+            tcp: "127.0.0.1:18830".parse().unwrap(),
+            tls: None,
+            quic: None,
+            http: "127.0.0.1:18831".parse().unwrap(),
+            mqtt: None,
+        };
+        let base = pike_config(Path::new("/tmp/x/data"), &ports, None, None, None);
+        assert_eq!(receipt_lines(None), "");
+        let p = base.clone() + &batch_line(1) + &receipt_lines(Some("http://127.0.0.1:9/receipts"));
+        // The webhook belongs to the business: after its table's header,
+        // before the `[receipts]` table.
+        let biz = p.find("[[apps.biz]]").unwrap();
+        let hook = p
+            .find("receipt_webhook = \"http://127.0.0.1:9/receipts\"\n")
+            .unwrap();
+        let table = p.find("\n[receipts]\nmax_messages = 10000000\n").unwrap();
+        assert!(biz < hook && hook < table, "{p}");
+        assert_eq!(p.matches("\n[").count(), base.matches("\n[").count() + 1);
     }
 
     /// Just enough of TOML's `key = value` lines to check the config.

@@ -65,6 +65,10 @@ pub(crate) struct Contender {
     /// <workload> --proto mqtt` in pike mode, its devices on the gateway's
     /// MQTT listener, its publisher the HTTP API.
     pub(crate) pike_mqtt: bool,
+    /// pike: the business has a receipt webhook, served by the generator
+    /// (`--receipt-sink`); the pushes ask for receipts (`--receipt` in
+    /// `args`).
+    pub(crate) receipt_sink: bool,
 }
 
 impl Contender {
@@ -76,6 +80,7 @@ impl Contender {
             uplink_batch_max: 1,
             pike_server: None,
             pike_mqtt: false,
+            receipt_sink: false,
         }
     }
 }
@@ -224,6 +229,16 @@ pub(crate) async fn measure(
     } else {
         None
     };
+    // Receipts on pike: the generator is the receipt webhook too.
+    let receipt_sink = if contender.receipt_sink && contender.kind == Kind::Pike {
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| format!("no free port: {e}"))?;
+        spec.receipt_webhook = Some(format!("http://{addr}/receipts"));
+        Some(addr)
+    } else {
+        None
+    };
     let baseline_bins;
     let bins = match &contender.pike_server {
         Some(binary) => {
@@ -242,6 +257,7 @@ pub(crate) async fn measure(
         bins,
         server: &server,
         sink,
+        receipt_sink,
         round,
         clk_tck,
         dir: dir.path(),
@@ -265,6 +281,8 @@ struct Run<'a> {
     bins: &'a Binaries,
     server: &'a Server,
     sink: Option<std::net::SocketAddr>,
+    /// The receipt webhook sink the generator serves.
+    receipt_sink: Option<std::net::SocketAddr>,
     round: usize,
     clk_tck: u64,
     dir: &'a std::path::Path,
@@ -315,6 +333,9 @@ impl Run<'_> {
         if let Some(sink) = self.sink {
             command.arg("--sink").arg(sink.to_string());
         }
+        if let Some(sink) = self.receipt_sink {
+            command.arg("--receipt-sink").arg(sink.to_string());
+        }
         let mut gen_ = Load::spawn(command, self.dir)?;
         let connected = gen_.expect("connected", Duration::from_secs(180)).await?;
         let connected = Connected {
@@ -359,7 +380,15 @@ impl Run<'_> {
                 _ => {}
             }
         }
-        let _ = gen_.expect("report", Duration::from_secs(30)).await;
+        if let Ok(report) = gen_.expect("report", Duration::from_secs(30)).await
+            && let Some(receipts) = report["receipts_received"].as_u64()
+        {
+            eprintln!(
+                "xtask bench:   {}: the receipt sink got {receipts} receipts in {} requests",
+                contender.label,
+                report["receipt_requests"].as_u64().unwrap_or(0)
+            );
+        }
         gen_.finish().await;
         Ok((connected, steps))
     }

@@ -58,6 +58,8 @@ pub(crate) async fn run(common: &Common, args: GroupArgs) -> Result<(), Failure>
             reliable: args.reliable,
             batch: usize::from(args.batch),
             push_socket: args.push_socket,
+            receipt: false,
+            receipts: None,
             api: &api,
             sweep: &sweep,
             json: args.fleet.json,

@@ -72,6 +72,7 @@ mod idle;
 mod latency;
 mod push_socket;
 mod push_sweep;
+mod receipt_sink;
 mod report;
 mod room_member;
 mod schedule;

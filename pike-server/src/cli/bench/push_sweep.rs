@@ -31,6 +31,7 @@ use super::cpu::process_cpu_secs;
 use super::fleet::{self, ConnectReport, FleetPlan, Sink, group_tag};
 use super::http_pool::{Answer, HttpPool, RequestTemplate};
 use super::push_socket::{SocketLease, SocketPublisher};
+use super::receipt_sink::ReceiptCounts;
 use super::report::{ConnectedLine, Progress, Table, json_line};
 use super::stamp::MAX_STEP;
 use super::sweep::{
@@ -183,11 +184,30 @@ struct PushReport {
     batch: usize,
     /// Batches went over the push connection (`GET /v1/push/ws`).
     push_socket: bool,
+    /// Every push asked for receipts.
+    receipt: bool,
+    /// Receipts the receipt sink got (`--receipt-sink`), warm-up and
+    /// drain included.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    receipts_received: Option<u64>,
+    /// Webhook requests that carried them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    receipt_requests: Option<u64>,
     payload_bytes: usize,
     connect: ConnectReport,
     disconnects: u64,
     relogins: u64,
     steps: Vec<StepLine>,
+}
+
+/// `{"biz":…,"reliable":…,` (and `"receipt":true,`) that starts every
+/// push body.
+fn body_prefix(biz: &str, reliable: bool, receipt: bool) -> String {
+    format!(
+        r#"{{"biz":{},"reliable":{reliable},{}"#,
+        json_string(biz),
+        if receipt { r#""receipt":true,"# } else { "" }
+    )
 }
 
 /// What a push sweep needs besides the fleet.
@@ -201,6 +221,10 @@ pub(crate) struct PushSweep<'a> {
     /// Batches over one push connection (`GET /v1/push/ws`, up to the
     /// API's connection count in flight) instead of HTTP requests.
     pub(crate) push_socket: bool,
+    /// Every push asks for receipts (`"receipt": true`).
+    pub(crate) receipt: bool,
+    /// The receipt webhook sink this process serves, if any.
+    pub(crate) receipts: Option<&'a ReceiptCounts>,
     pub(crate) api: &'a Api,
     pub(crate) sweep: &'a SweepPlan,
     pub(crate) json: bool,
@@ -220,11 +244,7 @@ pub(crate) async fn run(plan: FleetPlan, push: PushSweep<'_>) -> Result<(), Fail
     let group_size = plan.group_size;
     let prefix = plan.alias_prefix.clone();
     let biz = plan.biz.clone();
-    let prefix_body = format!(
-        r#"{{"biz":{},"reliable":{},"#,
-        json_string(&plan.biz),
-        push.reliable
-    );
+    let prefix_body = body_prefix(&plan.biz, push.reliable, push.receipt);
     let (fleet, connect) = fleet::connect(plan, Some(sink), &progress)
         .await
         .map_err(Failure::failed)?;
@@ -295,6 +315,9 @@ pub(crate) async fn run(plan: FleetPlan, push: PushSweep<'_>) -> Result<(), Fail
         http_connections: push.api.connections(),
         batch: push.batch.max(1),
         push_socket: push.push_socket,
+        receipt: push.receipt,
+        receipts_received: push.receipts.map(ReceiptCounts::receipts),
+        receipt_requests: push.receipts.map(ReceiptCounts::requests),
         payload_bytes: push.sweep.size,
         connect,
         disconnects,
@@ -714,6 +737,25 @@ mod tests {
         assert_eq!(value["payload"], "0001");
         assert_eq!(m.weight, 1);
         assert_eq!(pushes.message(0, "x").weight, 2);
+    }
+
+    #[test]
+    fn receipt_pushes_ask_for_receipts_and_others_say_nothing() {
+        for (receipt, expected) in [(true, Value::Bool(true)), (false, Value::Null)] {
+            let pushes = Pushes {
+                template: RequestTemplate::post_json("h", "/v1/push", "k"),
+                prefix: body_prefix("bench", true, receipt),
+                targets: targets(&aliases(&[0]), Addressing::Alias, "u", 0),
+                biz: "bench".into(),
+                reliable: true,
+            };
+            let text = String::from_utf8(pushes.message(0, "p").request).unwrap();
+            let body = text.split("\r\n\r\n").nth(1).unwrap();
+            let value: Value = serde_json::from_str(body).unwrap();
+            assert_eq!(value["receipt"], expected, "{body}");
+            assert_eq!(value["reliable"], true, "{body}");
+            assert_eq!(value["alias"], "u0", "{body}");
+        }
     }
 
     #[test]
