@@ -42,7 +42,7 @@ pub(crate) struct Point {
 /// Memory is bounded: at most [`MAX_SAMPLES`] points, each holding about
 /// 20 numbers plus the per-transport connection counts of each configured
 /// app that has connections (apps × transports, both fixed by the
-/// configuration), and one previous [`GatewayReading`] (a few dozen
+/// configuration), and one previous `GatewayReading` (a few dozen
 /// numbers: three histograms of 16 buckets).
 #[derive(Debug)]
 pub struct StatsHistory {
