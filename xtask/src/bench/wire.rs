@@ -42,7 +42,7 @@ pub(crate) fn mqtt_connect(client_id: &str, keep_alive: u16) -> Vec<u8> {
     mqtt_connect_as(client_id, keep_alive, None)
 }
 
-/// [`mqtt_connect`] with a user name and password (§3.1.2.8, §3.1.2.9:
+/// `mqtt_connect` with a user name and password (§3.1.2.8, §3.1.2.9:
 /// flags 0x80 and 0x40, both strings after the client id).
 pub(crate) fn mqtt_connect_as(
     client_id: &str,
