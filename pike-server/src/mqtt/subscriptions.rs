@@ -367,3 +367,140 @@ impl Subscriptions {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use rumqttc::v5::mqttbytes::v5;
+
+    use super::*;
+    use crate::mqtt::codec::Version;
+    use crate::mqtt::session::SessionState;
+
+    fn tags_of(frames: &mut Vec<Frame>) -> Vec<Tags> {
+        frames
+            .drain(..)
+            .map(|f| match Message::decode(&f) {
+                Ok(Message::Tags(t)) => t,
+                other => panic!("expected TAGS, got {other:?}"),
+            })
+            .collect()
+    }
+
+    fn acks(subs: &mut Subscriptions) -> Vec<v5::Packet> {
+        let writer = Writer {
+            version: Version::V5,
+            client_max: usize::MAX,
+        };
+        let mut out = BytesMut::new();
+        subs.flush(&writer, &mut out);
+        let mut packets = Vec::new();
+        while !out.is_empty() {
+            packets.push(v5::Packet::read(&mut out, None).unwrap());
+        }
+        packets
+    }
+
+    fn ok(request_id: u32) -> TagsResult {
+        TagsResult {
+            stream: 0,
+            request_id,
+            ..Default::default()
+        }
+    }
+
+    /// One TAGS request in flight, acks in packet order, the session
+    /// updated on the results.
+    #[test]
+    fn tag_requests_go_one_at_a_time_and_acks_keep_their_order() {
+        let topics = Topics::new("iot");
+        let session = SharedState::default();
+        let mut subs = Subscriptions::default();
+        let mut frames = Vec::new();
+        let filters = |f: &[&str]| f.iter().map(|f| ((*f).to_owned(), 1)).collect::<Vec<_>>();
+
+        subs.subscribe(
+            1,
+            &filters(&["pike/iot/down", "pike/iot/tag/a", "pike/iot/tag/a"]),
+            &topics,
+            &session,
+            &mut frames,
+        );
+        let first = tags_of(&mut frames);
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].bind, vec!["a".to_owned()], "named once");
+        subs.subscribe(
+            2,
+            &filters(&["pike/iot/tag/b"]),
+            &topics,
+            &session,
+            &mut frames,
+        );
+        subs.unsubscribe(3, &["pike/iot/down".into()], &topics, &session, &mut frames);
+        assert!(frames.is_empty(), "one request in flight");
+        assert!(acks(&mut subs).is_empty(), "SUBACK 1 waits for its result");
+
+        subs.on_tags_result(&ok(first[0].request_id), &session, &mut frames);
+        let second = tags_of(&mut frames);
+        assert_eq!(second[0].bind, vec!["b".to_owned()]);
+        let written = acks(&mut subs);
+        assert!(
+            matches!(&written[..], [v5::Packet::SubAck(a)] if a.pkid == 1 && a.return_codes.len() == 3)
+        );
+        assert_eq!(session.lock().unwrap().tags.get("a"), Some(&1));
+
+        let refused = TagsResult {
+            code: ErrorCode::InvalidArgument as i32,
+            ..ok(second[0].request_id)
+        };
+        subs.on_tags_result(&refused, &session, &mut frames);
+        match &acks(&mut subs)[..] {
+            [v5::Packet::SubAck(s), v5::Packet::UnsubAck(u)] => {
+                assert_eq!(
+                    s.return_codes,
+                    vec![v5::SubscribeReasonCode::TopicFilterInvalid]
+                );
+                assert_eq!(u.reasons, vec![v5::UnsubAckReason::Success]);
+            }
+            other => panic!("expected SUBACK 2 then UNSUBACK 3, got {other:?}"),
+        }
+        let state: SessionState = session.lock().unwrap().clone();
+        assert_eq!(state.tags.len(), 1, "b was refused");
+        assert_eq!(state.delivery_qos(), Some(1), "the tag alone");
+    }
+
+    /// An UNSUBSCRIBE while the bind is on its way: the session does not
+    /// record the tag when the bind ends.
+    #[test]
+    fn an_unsubscribe_overtaking_its_bind_wins() {
+        let topics = Topics::new("iot");
+        let session = SharedState::default();
+        let mut subs = Subscriptions::default();
+        let mut frames = Vec::new();
+        subs.subscribe(
+            1,
+            &[("pike/iot/tag/a".into(), 1)],
+            &topics,
+            &session,
+            &mut frames,
+        );
+        subs.unsubscribe(
+            2,
+            &["pike/iot/tag/a".into()],
+            &topics,
+            &session,
+            &mut frames,
+        );
+        let bind = tags_of(&mut frames);
+        subs.on_tags_result(&ok(bind[0].request_id), &session, &mut frames);
+        let unbind = tags_of(&mut frames);
+        assert_eq!(unbind[0].unbind, vec!["a".to_owned()]);
+        subs.on_tags_result(&ok(unbind[0].request_id), &session, &mut frames);
+        match &acks(&mut subs)[..] {
+            [v5::Packet::SubAck(_), v5::Packet::UnsubAck(u)] => {
+                assert_eq!(u.reasons, vec![v5::UnsubAckReason::Success]);
+            }
+            other => panic!("got {other:?}"),
+        }
+        assert!(session.lock().unwrap().tags.is_empty());
+    }
+}
