@@ -188,6 +188,20 @@ def test_mosquitto_sub_on_a_tag_topic_receives_the_tags_pushes_once():
             sub.stop()
 
 
+def test_paho_on_a_tag_topic_only_gets_the_tags_push_on_the_down_topic():
+    alias, tag = "tagged-paho", "fleet-paho"
+    paho = Paho("tag-paho", mqtt.MQTTv5, alias=alias)
+    paho.client.on_message = lambda c, u, m: paho.events.put(("message", m.payload, m.qos, m.topic))
+    paho.connect()
+    paho.client.subscribe(f"pike/{BIZ}/tag/{tag}", qos=1)
+    _, codes = paho.next("suback")
+    assert [c.value for c in codes] == [1], codes
+    push_tag(tag, "to paho")
+    _, payload, qos, topic = paho.next("message")
+    assert (payload, qos, topic) == (b"to paho", 1, f"pike/{BIZ}/down"), (payload, qos, topic)
+    paho.close()
+
+
 def test_a_bad_tag_topic_is_refused_with_the_spec_codes():
     bad = f"pike/{BIZ}/tag/" + "t" * 129  # tags are 1-128 bytes
     v4 = Paho("badtag-4", mqtt.MQTTv311, alias="badtag")
