@@ -47,23 +47,32 @@ def token(alias, secret=SECRET):
     return f"{header}.{body}.{b64(signature)}"
 
 
-def push(alias, payload, reliable=True):
+def post_push(body):
     request = urllib.request.Request(
         f"http://{HTTP}/v1/push",
-        data=json.dumps({"biz": BIZ, "alias": alias, "payload": payload, "reliable": reliable}).encode(),
+        data=json.dumps(body).encode(),
         headers={"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"},
     )
     with urllib.request.urlopen(request, timeout=PATIENCE) as response:
         assert response.status == 200, response.status
 
 
+def push(alias, payload, reliable=True):
+    post_push({"biz": BIZ, "alias": alias, "payload": payload, "reliable": reliable})
+
+
+def push_tag(tag, payload):
+    """A reliable push to the aliases bound to `tag`."""
+    post_push({"biz": BIZ, "tag": tag, "payload": payload, "reliable": True})
+
+
 class Sub:
     """mosquitto_sub in debug mode: its SUBACK and messages, line by line."""
 
-    def __init__(self, version, client_id, alias, extra=()):
+    def __init__(self, version, client_id, alias, extra=(), topic=f"pike/{BIZ}/down"):
         self.proc = subprocess.Popen(
             ["stdbuf", "-oL", "mosquitto_sub", "-V", version, "-h", HOST, "-p", str(PORT), "-i", client_id,
-             "-u", APP, "-P", token(alias), "-q", "1", "-t", f"pike/{BIZ}/down", "-d", *extra],
+             "-u", APP, "-P", token(alias), "-q", "1", "-t", topic, "-d", *extra],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
         self.lines = queue.Queue()
@@ -160,6 +169,53 @@ def test_mosquitto_sub_receives_http_pushes_in_both_versions():
             assert got == [f"hello {version}"], got
         finally:
             sub.stop()
+
+
+def test_mosquitto_sub_on_a_tag_topic_receives_the_tags_pushes_once():
+    # Subscribing to pike/<biz>/tag/<tag> binds the tag to the login's
+    # alias; its pushes arrive (on pike/<biz>/down), once each: the
+    # untagged marker pushed next is the next message.
+    for version in ("mqttv311", "mqttv5"):
+        alias, tag = f"tagged-{version}", f"fleet-{version}"
+        sub = Sub(version, f"tag-dev-{version}", alias, topic=f"pike/{BIZ}/tag/{tag}")
+        try:
+            sub.wait_for(lambda l: "SUBACK" in l, "SUBACK")
+            push_tag(tag, f"to {tag}")
+            push(alias, "marker")
+            got = sub.messages(2)
+            assert got == [f"to {tag}", "marker"], got
+        finally:
+            sub.stop()
+
+
+def test_paho_on_a_tag_topic_only_gets_the_tags_push_on_the_down_topic():
+    alias, tag = "tagged-paho", "fleet-paho"
+    paho = Paho("tag-paho", mqtt.MQTTv5, alias=alias)
+    paho.client.on_message = lambda c, u, m: paho.events.put(("message", m.payload, m.qos, m.topic))
+    paho.connect()
+    paho.client.subscribe(f"pike/{BIZ}/tag/{tag}", qos=1)
+    _, codes = paho.next("suback")
+    assert [c.value for c in codes] == [1], codes
+    push_tag(tag, "to paho")
+    _, payload, qos, topic = paho.next("message")
+    assert (payload, qos, topic) == (b"to paho", 1, f"pike/{BIZ}/down"), (payload, qos, topic)
+    paho.close()
+
+
+def test_a_bad_tag_topic_is_refused_with_the_spec_codes():
+    bad = f"pike/{BIZ}/tag/" + "t" * 129  # tags are 1-128 bytes
+    v4 = Paho("badtag-4", mqtt.MQTTv311, alias="badtag")
+    v4.connect()
+    v4.client.subscribe(bad, qos=1)
+    _, codes = v4.next("suback")
+    assert [int(c.value) if hasattr(c, "value") else c for c in codes] == [128], codes
+    v4.close()
+    v5 = Paho("badtag-5", mqtt.MQTTv5, alias="badtag")
+    v5.connect()
+    v5.client.subscribe(bad, qos=1)
+    _, codes = v5.next("suback")
+    assert [c.value for c in codes] == [0x8F], codes
+    v5.close()
 
 
 def test_a_persistent_session_gets_what_it_missed_exactly_once():

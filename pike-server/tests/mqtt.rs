@@ -130,6 +130,16 @@ uplink_webhooks = ["http://{backend_addr}/pike/uplink"]
     /// Pushes `payload` to iot:`alias` through the HTTP API.
     async fn push(&self, alias: &str, payload: &str, reliable: bool) {
         let body = json!({"biz": "iot", "alias": alias, "payload": payload, "reliable": reliable});
+        self.post_push(body).await;
+    }
+
+    /// Pushes `payload` reliably to the iot aliases bound to `tag`.
+    async fn push_tag(&self, tag: &str, payload: &str) {
+        let body = json!({"biz": "iot", "tag": tag, "payload": payload, "reliable": true});
+        self.post_push(body).await;
+    }
+
+    async fn post_push(&self, body: serde_json::Value) {
         let response = within(
             "push",
             self.client
@@ -285,6 +295,19 @@ impl Raw {
             .await;
         match self.recv4().await {
             v4::Packet::SubAck(ack) => ack,
+            other => panic!("expected SUBACK, got {other:?}"),
+        }
+    }
+
+    async fn subscribe5(&mut self, filter: &str) -> v5::SubAck {
+        let q = rumqttc::v5::mqttbytes::QoS::AtLeastOnce;
+        self.send5(v5::Packet::Subscribe(v5::Subscribe::new(
+            v5::Filter::new(filter, q),
+            None,
+        )))
+        .await;
+        match self.recv5().await {
+            v5::Packet::SubAck(ack) => ack,
             other => panic!("expected SUBACK, got {other:?}"),
         }
     }
@@ -587,4 +610,210 @@ async fn the_tls_listener_serves_mqtt_with_the_gateways_certificate() {
         }
     };
     assert_eq!(ack.code, v4::ConnectReturnCode::Success);
+}
+
+/// The next PUBLISH rumqttc hands over (topic, payload), acknowledging the
+/// other events on the way.
+async fn next_publish(events: &mut rumqttc::EventLoop) -> (String, Bytes) {
+    loop {
+        let event = within("a PUBLISH", events.poll()).await.unwrap();
+        if let rumqttc::Event::Incoming(rumqttc::Packet::Publish(p)) = event {
+            return (p.topic, p.payload);
+        }
+    }
+}
+
+/// Polls rumqttc until `done` accepts an incoming packet; a PUBLISH on the
+/// way fails the test.
+async fn until_packet(events: &mut rumqttc::EventLoop, done: impl Fn(&rumqttc::Packet) -> bool) {
+    loop {
+        let event = within("a packet", events.poll()).await.unwrap();
+        if let rumqttc::Event::Incoming(packet) = event {
+            assert!(
+                !matches!(packet, rumqttc::Packet::Publish(_)),
+                "unexpected {packet:?}"
+            );
+            if done(&packet) {
+                return;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_tag_topic_binds_the_tag_once_and_unsubscribe_unbinds_it() {
+    let gateway = Gateway::start().await;
+    let mut options =
+        rumqttc::MqttOptions::new("bike-8", gateway.mqtt.ip().to_string(), gateway.mqtt.port());
+    options.set_credentials("demo", credential("bike-8", None));
+    let (client, mut events) = rumqttc::AsyncClient::new(options, 16);
+    let qos1 = rumqttc::QoS::AtLeastOnce;
+    // Subscribed both to the downlink topic and to the tag.
+    client.subscribe("pike/iot/down", qos1).await.unwrap();
+    client
+        .subscribe("pike/iot/tag/fleet-a", qos1)
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        until_packet(&mut events, |p| match p {
+            rumqttc::Packet::SubAck(ack) => {
+                assert_eq!(
+                    ack.return_codes,
+                    vec![v4::SubscribeReasonCode::Success(qos1)]
+                );
+                true
+            }
+            _ => false,
+        })
+        .await;
+    }
+
+    // A push to the tag arrives once, on the downlink topic (the gateway's
+    // DOWNLINK does not say how a push was addressed); the untagged marker
+    // pushed after it comes next, so there was no second copy.
+    gateway.push_tag("fleet-a", "t1").await;
+    gateway.push("bike-8", "m1", true).await;
+    let down = String::from("pike/iot/down");
+    assert_eq!(
+        next_publish(&mut events).await,
+        (down.clone(), Bytes::from_static(b"t1"))
+    );
+    assert_eq!(
+        next_publish(&mut events).await,
+        (down.clone(), Bytes::from_static(b"m1"))
+    );
+
+    // UNSUBSCRIBE unbinds the tag: its next push reaches nobody, and the
+    // marker pushed after it is the next message.
+    client.unsubscribe("pike/iot/tag/fleet-a").await.unwrap();
+    until_packet(&mut events, |p| matches!(p, rumqttc::Packet::UnsubAck(_))).await;
+    gateway.push_tag("fleet-a", "t2").await;
+    gateway.push("bike-8", "m2", true).await;
+    assert_eq!(
+        next_publish(&mut events).await,
+        (down, Bytes::from_static(b"m2"))
+    );
+}
+
+#[tokio::test]
+async fn a_tag_subscription_survives_in_a_persistent_session() {
+    let gateway = Gateway::start().await;
+    let token = credential("lamp-4", None);
+    let qos1 = rumqttc::mqttbytes::QoS::AtLeastOnce;
+
+    // Only the tag is subscribed: it alone makes the login's messages flow.
+    let (mut raw, _) = Raw::connect4(gateway.mqtt, "lamp-4", &token, false).await;
+    let ack = raw.subscribe4("pike/iot/tag/night", qos1).await;
+    assert_eq!(
+        ack.return_codes,
+        vec![v4::SubscribeReasonCode::Success(qos1)]
+    );
+    gateway.push_tag("night", "n1").await;
+    let n1 = raw.publish4().await;
+    assert_eq!(
+        (n1.topic.as_str(), &n1.payload[..]),
+        ("pike/iot/down", &b"n1"[..])
+    );
+    raw.send4(v4::Packet::PubAck(v4::PubAck::new(n1.pkid)))
+        .await;
+    raw.send4(v4::Packet::Disconnect).await;
+    raw.closed().await;
+
+    // Pushed to the tag while the device is away.
+    gateway.push_tag("night", "n2").await;
+
+    let (mut raw, ack) = Raw::connect4(gateway.mqtt, "lamp-4", &token, false).await;
+    assert!(ack.session_present);
+    // No SUBSCRIBE: the session's tag subscription is active at once.
+    let n2 = raw.publish4().await;
+    assert_eq!((&n2.payload[..], n2.dup), (&b"n2"[..], false));
+    raw.send4(v4::Packet::PubAck(v4::PubAck::new(n2.pkid)))
+        .await;
+}
+
+#[tokio::test]
+async fn bad_tags_and_too_many_tags_get_the_spec_reason_codes() {
+    let gateway = Gateway::start().await;
+    let token = credential("crate-2", None);
+    let bad = format!(
+        "pike/iot/tag/{}",
+        "t".repeat(pike_channel::limits::MAX_TAG_LEN + 1)
+    );
+    let qos1 = rumqttc::mqttbytes::QoS::AtLeastOnce;
+
+    // 3.1.1: 0x80 for a tag over the bound and for one tag too many.
+    let (mut raw, _) = Raw::connect4(gateway.mqtt, "crate-2", &token, true).await;
+    let ack = raw.subscribe4(&bad, qos1).await;
+    assert_eq!(ack.return_codes, vec![v4::SubscribeReasonCode::Failure]);
+    for i in 0..pike_server::mqtt::MAX_TAG_SUBSCRIPTIONS {
+        let ack = raw.subscribe4(&format!("pike/iot/tag/g{i}"), qos1).await;
+        assert_eq!(
+            ack.return_codes,
+            vec![v4::SubscribeReasonCode::Success(qos1)],
+            "tag {i}"
+        );
+    }
+    let ack = raw.subscribe4("pike/iot/tag/one-more", qos1).await;
+    assert_eq!(ack.return_codes, vec![v4::SubscribeReasonCode::Failure]);
+    // Subscribing again to a held tag is not one more.
+    let ack = raw.subscribe4("pike/iot/tag/g0", qos1).await;
+    assert_eq!(
+        ack.return_codes,
+        vec![v4::SubscribeReasonCode::Success(qos1)]
+    );
+    raw.send4(v4::Packet::Disconnect).await;
+    raw.closed().await;
+
+    // 5.0: 0x8F Topic Filter Invalid, 0x97 Quota exceeded.
+    let (mut raw, _) = Raw::connect5(gateway.mqtt, "crate-2", &token, true).await;
+    let ack = raw.subscribe5(&bad).await;
+    assert_eq!(
+        ack.return_codes,
+        vec![v5::SubscribeReasonCode::TopicFilterInvalid]
+    );
+    let ack = raw.subscribe5("pike/iot/tag/a\u{1}b").await;
+    assert_eq!(
+        ack.return_codes,
+        vec![v5::SubscribeReasonCode::TopicFilterInvalid]
+    );
+    let q = rumqttc::v5::mqttbytes::QoS::AtLeastOnce;
+    for i in 0..pike_server::mqtt::MAX_TAG_SUBSCRIPTIONS {
+        let ack = raw.subscribe5(&format!("pike/iot/tag/g{i}")).await;
+        assert_eq!(
+            ack.return_codes,
+            vec![v5::SubscribeReasonCode::Success(q)],
+            "tag {i}"
+        );
+    }
+    let ack = raw.subscribe5("pike/iot/tag/one-more").await;
+    assert_eq!(
+        ack.return_codes,
+        vec![v5::SubscribeReasonCode::QuotaExceeded]
+    );
+    // UNSUBSCRIBE: a held tag Success, a tag the session did not hold 0x11
+    // (unbound all the same), a bad one 0x8F.
+    raw.send5(v5::Packet::Unsubscribe(v5::Unsubscribe {
+        pkid: 7,
+        filters: vec![
+            "pike/iot/tag/g0".to_owned(),
+            "pike/iot/tag/never".to_owned(),
+            bad.clone(),
+        ],
+        properties: None,
+    }))
+    .await;
+    match raw.recv5().await {
+        v5::Packet::UnsubAck(ack) => assert_eq!(
+            ack.reasons,
+            vec![
+                v5::UnsubAckReason::Success,
+                v5::UnsubAckReason::NoSubscriptionExisted,
+                v5::UnsubAckReason::TopicFilterInvalid,
+            ]
+        ),
+        other => panic!("expected UNSUBACK, got {other:?}"),
+    }
+    // Room again for one tag.
+    let ack = raw.subscribe5("pike/iot/tag/one-more").await;
+    assert_eq!(ack.return_codes, vec![v5::SubscribeReasonCode::Success(q)]);
 }

@@ -126,7 +126,7 @@ pub(crate) struct ConnackInfo {
     pub(crate) session_expiry: Option<u32>,
 }
 
-/// A SUBACK entry.
+/// A SUBACK entry (3.1.1: every refusal is 0x80).
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
 pub(crate) enum SubCode {
     Granted(u8),
@@ -134,6 +134,21 @@ pub(crate) enum SubCode {
     Shared,
     NotAuthorized,
     QuotaExceeded,
+    /// 5.0 0x8F: a tag topic whose tag breaks the tag bounds.
+    TopicFilterInvalid,
+    /// 5.0 0x80: the gateway could not bind the tag (its store failed).
+    Failed,
+}
+
+/// An UNSUBACK entry (5.0 only; a 3.1.1 UNSUBACK has none).
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub(crate) enum UnsubCode {
+    Success,
+    NoSubscriptionExisted,
+    /// 0x8F: a tag topic whose tag breaks the tag bounds.
+    TopicFilterInvalid,
+    /// 0x80: the gateway could not unbind the tag (its store failed).
+    Failed,
 }
 
 /// 5.0 DISCONNECT reasons the server sends.
@@ -505,6 +520,8 @@ impl Writer {
                         SubCode::Shared => R::SharedSubscriptionsNotSupported,
                         SubCode::NotAuthorized => R::NotAuthorized,
                         SubCode::QuotaExceeded => R::QuotaExceeded,
+                        SubCode::TopicFilterInvalid => R::TopicFilterInvalid,
+                        SubCode::Failed => R::Unspecified,
                     })
                     .collect();
                 let ack = v5::SubAck {
@@ -518,20 +535,21 @@ impl Writer {
     }
 
     /// An UNSUBACK; `existed[i]` says whether filter i was subscribed.
-    pub(crate) fn unsuback(&self, out: &mut BytesMut, pkid: u16, existed: &[bool]) {
+    pub(crate) fn unsuback(&self, out: &mut BytesMut, pkid: u16, codes: &[UnsubCode]) {
         match self.version {
             Version::V4 => {
                 let _ = v4::UnsubAck::new(pkid).write(out);
             }
             Version::V5 => {
-                let reasons = existed
+                let reasons = codes
                     .iter()
-                    .map(|e| {
-                        if *e {
-                            v5::UnsubAckReason::Success
-                        } else {
+                    .map(|c| match c {
+                        UnsubCode::Success => v5::UnsubAckReason::Success,
+                        UnsubCode::NoSubscriptionExisted => {
                             v5::UnsubAckReason::NoSubscriptionExisted
                         }
+                        UnsubCode::TopicFilterInvalid => v5::UnsubAckReason::TopicFilterInvalid,
+                        UnsubCode::Failed => v5::UnsubAckReason::UnspecifiedError,
                     })
                     .collect();
                 let ack = v5::UnsubAck {

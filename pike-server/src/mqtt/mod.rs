@@ -8,6 +8,7 @@ mod config;
 mod envelope;
 mod listener;
 mod session;
+mod subscriptions;
 mod topics;
 mod translate;
 
@@ -23,7 +24,8 @@ use tunnelkit::HandedSender;
 
 pub use self::config::{MAX_PACKET_SIZE_CEILING, MqttSection};
 pub use self::envelope::{ENVELOPE_PREFIX, MAX_MESSAGE_ID_LEN};
-pub use self::topics::{MAX_SUBSCRIPTIONS, MAX_TOPIC_LEN};
+pub use self::subscriptions::MAX_PENDING_ACKS;
+pub use self::topics::{MAX_SUBSCRIPTIONS, MAX_TAG_SUBSCRIPTIONS, MAX_TOPIC_LEN};
 pub use self::translate::MAX_WAITING_TRANSIENT;
 
 /// Translated connections waiting for the gateway's acceptor (its

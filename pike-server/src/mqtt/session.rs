@@ -1,10 +1,12 @@
-//! The node's MQTT session table: per (app, client id), the subscription
-//! and the highest seq ever sent (for DUP), kept while the connection lives
+//! The node's MQTT session table: per (app, client id), the subscriptions
+//! (the downlink topic and the tag topics) and the highest seq ever sent
+//! (for DUP), kept while the connection lives
 //! and, for a persistent session, until it expires. Reliable messages are
 //! not kept here: they are in the gateway's store with the device's
-//! position.
+//! position, and tag bindings are in the gateway's store with the alias
+//! (a session only remembers which tags it subscribed).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -16,8 +18,26 @@ use tokio_util::sync::CancellationToken;
 pub(crate) struct SessionState {
     /// The granted QoS of the downlink subscription, if subscribed.
     pub(crate) sub_qos: Option<u8>,
+    /// The tag subscriptions (tag → granted QoS), at most
+    /// [`MAX_TAG_SUBSCRIPTIONS`](super::topics::MAX_TAG_SUBSCRIPTIONS):
+    /// checked before an entry is added.
+    pub(crate) tags: BTreeMap<String, u8>,
     /// The highest reliable seq ever sent to the device in this session.
     pub(crate) last_sent_seq: u64,
+}
+
+impl SessionState {
+    /// The QoS the login's messages are published with: the highest
+    /// granted over the downlink and tag subscriptions (MQTT's rule for
+    /// overlapping subscriptions: the gateway cannot tell which of them a
+    /// message came through, so each message is sent once, on the downlink
+    /// topic); `None` without any subscription.
+    pub(crate) fn delivery_qos(&self) -> Option<u8> {
+        self.sub_qos
+            .into_iter()
+            .chain(self.tags.values().copied())
+            .max()
+    }
 }
 
 /// A session shared by the table and its live connection.
@@ -140,7 +160,7 @@ mod tests {
         let first = CancellationToken::new();
         let (state, present) = table.open(key("a"), false, 1, first.clone()).unwrap();
         assert!(!present, "a new session is not present");
-        state.lock().unwrap().sub_qos = Some(1);
+        state.lock().unwrap().tags.insert("vip".into(), 1);
 
         // A takeover cancels the older connection and resumes the state.
         let (state, present) = table
@@ -148,7 +168,8 @@ mod tests {
             .unwrap();
         assert!(first.is_cancelled());
         assert!(present);
-        assert_eq!(state.lock().unwrap().sub_qos, Some(1));
+        assert_eq!(state.lock().unwrap().tags.get("vip"), Some(&1));
+        assert_eq!(state.lock().unwrap().delivery_qos(), Some(1));
         // The older connection's close does not touch the newer one's.
         table.close(&key("a"), 1, None);
         assert_eq!(table.len(), 1);
@@ -165,6 +186,7 @@ mod tests {
             .unwrap();
         assert!(!present, "expired");
         assert_eq!(state.lock().unwrap().sub_qos, None);
+        assert_eq!(state.lock().unwrap().delivery_qos(), None);
 
         // Clean sessions start afresh; the table is bounded.
         let (_, present) = table

@@ -2,7 +2,8 @@
 //! to the gateway over an in-process duplex stream handed to it
 //! (`docs/mqtt.md`). CONNECT becomes the hello and one login; PUBACK
 //! becomes the cumulative downlink ack; PUBLISH on the uplink topic
-//! becomes an uplink message, PUBACKed on its uplink ack.
+//! becomes an uplink message, PUBACKed on its uplink ack; SUBSCRIBE to a
+//! tag topic becomes a tag binding (`subscriptions.rs`).
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -26,12 +27,13 @@ use tunnelkit::HandedSender;
 
 use super::codec::{
     self, CodecError, ConnackCode, ConnackInfo, Connect, DisconnectReason, Inbound, PubAckReason,
-    Publish, SubCode, Version, Writer,
+    Publish, Version, Writer,
 };
 use super::config::MqttSection;
 use super::envelope::{credential_scope, split_envelope};
 use super::session::{SessionTable, SharedState};
-use super::topics::{FilterKind, MAX_SUBSCRIPTIONS, Topics};
+use super::subscriptions::Subscriptions;
+use super::topics::Topics;
 
 /// Bytes each direction of the duplex pipe to the gateway may hold before
 /// its writer waits: a cap, not an allocation (tokio's pipe allocates as
@@ -375,6 +377,8 @@ struct Translator {
     out: BytesMut,
     /// Pike frames to send.
     frames: Vec<Frame>,
+    /// SUBACKs and UNSUBACKs waiting for tag changes.
+    subscriptions: Subscriptions,
     heartbeat: Duration,
     keep_alive: Duration,
     /// Reliable seqs at or below it are skipped (a clean session's backlog).
@@ -455,6 +459,7 @@ impl Translator {
             cancel: opened.cancel,
             out,
             frames: Vec::new(),
+            subscriptions: Subscriptions::default(),
             heartbeat: opened.heartbeat,
             keep_alive: Duration::from_millis(u64::from(ka) * 1500),
             waiting: VecDeque::new(),
@@ -516,7 +521,8 @@ impl Translator {
             if let Some(exit) = self.exit.take() {
                 break exit;
             }
-            let can_read = self.uplink_pending.len() < self.uplink_window;
+            let can_read =
+                self.uplink_pending.len() < self.uplink_window && !self.subscriptions.is_full();
             if can_read {
                 match codec::read(self.writer.version, &mut buf, max) {
                     Ok(Some(packet)) => {
@@ -615,21 +621,26 @@ impl Translator {
         match packet {
             Inbound::Publish(p) => self.on_publish(p),
             Inbound::PubAck(pkid) => self.on_puback(pkid),
-            Inbound::Subscribe { pkid, filters } => self.on_subscribe(pkid, &filters),
+            Inbound::Subscribe { pkid, filters } => {
+                self.subscriptions.subscribe(
+                    pkid,
+                    &filters,
+                    &self.topics,
+                    &self.session,
+                    &mut self.frames,
+                );
+                self.subscriptions.flush(&self.writer, &mut self.out);
+                self.pump();
+            }
             Inbound::Unsubscribe { pkid, filters } => {
-                let existed: Vec<bool> = filters
-                    .iter()
-                    .map(|f| {
-                        let down = self.topics.classify(f) == FilterKind::Down;
-                        let mut state = self.session.lock().unwrap_or_else(PoisonError::into_inner);
-                        let had = down && state.sub_qos.is_some();
-                        if down {
-                            state.sub_qos = None;
-                        }
-                        had
-                    })
-                    .collect();
-                self.writer.unsuback(&mut self.out, pkid, &existed);
+                self.subscriptions.unsubscribe(
+                    pkid,
+                    &filters,
+                    &self.topics,
+                    &self.session,
+                    &mut self.frames,
+                );
+                self.subscriptions.flush(&self.writer, &mut self.out);
             }
             Inbound::PingReq => self.writer.pingresp(&mut self.out),
             Inbound::Disconnect { with_will } => {
@@ -717,42 +728,27 @@ impl Translator {
         }
     }
 
-    fn on_subscribe(&mut self, pkid: u16, filters: &[(String, u8)]) {
-        let codes: Vec<SubCode> = filters
-            .iter()
-            .enumerate()
-            .map(|(i, (filter, qos))| {
-                if i >= MAX_SUBSCRIPTIONS {
-                    return SubCode::QuotaExceeded;
-                }
-                match self.topics.classify(filter) {
-                    FilterKind::Down => {
-                        let granted = (*qos).min(1);
-                        self.session
-                            .lock()
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .sub_qos = Some(granted);
-                        SubCode::Granted(granted)
-                    }
-                    FilterKind::Wildcard => SubCode::Wildcard,
-                    FilterKind::Shared => SubCode::Shared,
-                    FilterKind::Other => SubCode::NotAuthorized,
-                }
-            })
-            .collect();
-        self.writer.suback(&mut self.out, pkid, &codes);
-        self.pump();
-    }
-
     fn on_frame(&mut self, frame: &Frame) {
         match Message::decode(frame) {
             Ok(Message::Downlink(d)) if d.stream == 0 => self.on_downlink(d),
             Ok(Message::UplinkAck(a)) if a.stream == 0 => self.on_uplink_ack(&a),
+            Ok(Message::TagsResult(r)) if r.stream == 0 => {
+                self.subscriptions
+                    .on_tags_result(&r, &self.session, &mut self.frames);
+                self.subscriptions.flush(&self.writer, &mut self.out);
+                self.pump();
+            }
             Ok(Message::Ping(p)) => self
                 .frames
                 .push(Message::Pong(Pong { nonce: p.nonce }).to_frame()),
             Ok(Message::Error(e)) => {
                 tracing::debug!(code = e.code, message = %e.message, "mqtt: gateway error");
+                if e.frame_type == u32::from(pike_channel::frame_types::TAGS.code()) {
+                    let code = ErrorCode::try_from(e.code).unwrap_or(ErrorCode::Internal);
+                    self.subscriptions
+                        .on_tags_error(code, &self.session, &mut self.frames);
+                    self.subscriptions.flush(&self.writer, &mut self.out);
+                }
                 if e.code == ErrorCode::TokenExpired as i32 {
                     self.exit = Some(Exit::gateway(DisconnectReason::NotAuthorized));
                 }
@@ -781,7 +777,7 @@ impl Translator {
             .session
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .sub_qos
+            .delivery_qos()
             .is_some();
         if d.seq == 0 {
             if !subscribed || self.waiting_transient >= MAX_WAITING_TRANSIENT {
@@ -808,14 +804,17 @@ impl Translator {
         }
     }
 
-    /// Sends what the window and the subscription allow, in seq order, and
-    /// acknowledges to the gateway what is done.
+    /// Sends what the window and the subscriptions allow, in seq order, and
+    /// acknowledges to the gateway what is done. Every message goes on the
+    /// downlink topic, once, whichever subscription (the downlink topic or
+    /// a tag's) made it: the `DOWNLINK` frame does not say how a push was
+    /// addressed.
     fn pump(&mut self) {
         let sub_qos = self
             .session
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .sub_qos;
+            .delivery_qos();
         while let Some(front) = self.waiting.front() {
             if front.seq == 0 {
                 let Some(d) = self.waiting.pop_front() else {
