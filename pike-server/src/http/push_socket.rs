@@ -336,12 +336,13 @@ fn read_batch(bytes: &[u8], app: &str, state: &HttpState) -> Queued {
         }
     };
     let id = batch.id;
+    // Each push's `receipt`, absent: the business's `receipts_default`
+    // decides (`docs/receipts.md`).
+    let asked: Vec<Option<bool>> = batch.pushes.iter().map(|push| push.receipt).collect();
     let state = match requests(batch, app, state.push_handle().max_payload_len()) {
-        // The protobuf push has no `receipt` field yet: the business's
-        // `receipts_default` decides (`docs/receipts.md`).
         Ok(mut requests) => {
-            for request in &mut requests {
-                request.receipt = state.receipt_wanted(request, None);
+            for (request, asked) in requests.iter_mut().zip(asked) {
+                request.receipt = state.receipt_wanted(request, asked);
             }
             QueuedState::Ready(requests)
         }

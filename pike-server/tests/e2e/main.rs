@@ -17,6 +17,7 @@ mod isolation;
 mod metrics;
 mod offline;
 mod receipts;
+mod receipts_push_socket;
 mod shutdown;
 mod store_corruption;
 mod tags;

@@ -30,6 +30,10 @@ pub struct Push {
     /// Higher goes first in a device's queue (default 0).
     #[prost(uint32, tag = "10")]
     pub priority: u32,
+    /// Report delivery receipts for this message to the business's receipt
+    /// webhook (docs/receipts.md); absent: the business's `receipts_default`.
+    #[prost(bool, optional, tag = "11")]
+    pub receipt: ::core::option::Option<bool>,
     /// Exactly one target.
     #[prost(oneof = "push::Target", tags = "2, 3, 4, 5, 6")]
     pub target: ::core::option::Option<push::Target>,
