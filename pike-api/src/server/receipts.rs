@@ -240,14 +240,20 @@ mod tests {
         let a = record(10, vec![device("d1", None, None)]);
         let b = record(
             12,
-            vec![device("d2", Some(13), Some(14)), device("d1", Some(15), None)],
+            vec![
+                device("d2", Some(13), Some(14)),
+                device("d1", Some(15), None),
+            ],
         );
         let c = record(11, vec![device("d2", Some(20), Some(21))]);
         let merged = MessageStatus::merge([a, b, c]).expect("merged");
         assert_eq!(merged.created_at_ms, 10);
         assert_eq!(
             merged.devices,
-            vec![device("d1", Some(15), None), device("d2", Some(13), Some(14))]
+            vec![
+                device("d1", Some(15), None),
+                device("d2", Some(13), Some(14))
+            ]
         );
         assert_eq!(merged.pending(), 1);
     }

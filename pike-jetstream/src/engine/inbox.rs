@@ -114,6 +114,7 @@ impl Inbox for JetStreamEngine {
                         message_id,
                         priority: item.priority,
                         expires_at_ms: item.expires_at_ms,
+                        receipt: item.receipt,
                     };
                     let done = self
                         .cluster
