@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use pike_api::server::{ReceiptPlace, StreamKey, TransientReceipt};
+use pike_api::server::{ReceiptMessage, ReceiptPlace, StreamKey, TransientReceipt};
 use serde::{Deserialize, Serialize};
 
 use super::event::{ReceiptEvent, ReceiptKind};
@@ -342,6 +342,81 @@ impl StatusTable {
         changes
     }
 
+    /// A connection of this node is about to write `message` of `stream`,
+    /// whose log record asks for receipts: the record is made if the node
+    /// has none (a cluster node that did not take the push), or the place
+    /// added to it; the stream is watched from then on. A full table makes
+    /// no record and counts it (`untracked`), once per such write.
+    pub(super) fn adopt(
+        &mut self,
+        stream: &StreamKey,
+        message: &ReceiptMessage,
+        now_ms: u64,
+    ) -> Changes {
+        let mut changes = Changes::default();
+        let id = message.message_id;
+        if self
+            .streams
+            .get(stream)
+            .is_some_and(|w| w.messages.get(&message.seq) == Some(&id))
+        {
+            // Known (the push was taken here, or adopted before).
+            return changes;
+        }
+        match self.records.get_mut(&id) {
+            Some(record) => {
+                if record.app != stream.app || record.biz != stream.biz || !record.reliable {
+                    // Another message under the same id: not ours to mix.
+                    return changes;
+                }
+                record.places.push((stream.alias.clone(), message.seq));
+            }
+            None => {
+                if self.records.len() >= self.limits.max_messages {
+                    changes.untracked = true;
+                    return changes;
+                }
+                self.records.insert(
+                    id,
+                    Record {
+                        message_id: id,
+                        app: stream.app.clone(),
+                        biz: stream.biz.clone(),
+                        reliable: true,
+                        created_at_ms: now_ms,
+                        expires_at_ms: message.expires_at_ms,
+                        expired: false,
+                        places: vec![(stream.alias.clone(), message.seq)],
+                        devices: Vec::new(),
+                    },
+                );
+            }
+        }
+        let watched = self.streams.entry(stream.clone()).or_default();
+        watched.messages.insert(message.seq, id);
+        if let Some(record) = self.records.get_mut(&id) {
+            // Devices already seen on the stream are known to the message,
+            // as for a push taken here.
+            for (device, &acked) in &watched.devices {
+                if acked >= message.seq {
+                    changes.mark(record.mark(
+                        (&stream.alias, device),
+                        ReceiptKind::Acked,
+                        now_ms,
+                        self.limits.max_devices,
+                    ));
+                } else if record
+                    .device(&stream.alias, device, self.limits.max_devices)
+                    .is_none()
+                {
+                    changes.devices_refused += 1;
+                }
+            }
+        }
+        self.dirty.insert(id);
+        changes
+    }
+
     /// A transient push with receipts.
     pub(super) fn transient_pushed(
         &mut self,
@@ -660,6 +735,66 @@ mod tests {
         let refused = t.delivered(&key("u1"), "d3", 1, 2);
         assert_eq!(refused.devices_refused, 1);
         assert!(t.get("demo", 1).is_some_and(|r| r.devices.len() == 2));
+    }
+
+    fn message(id: u64, seq: u64) -> ReceiptMessage {
+        ReceiptMessage {
+            message_id: id,
+            seq,
+            expires_at_ms: 100,
+        }
+    }
+
+    #[test]
+    fn a_node_that_did_not_take_the_push_adopts_it_from_the_log() {
+        let mut t = StatusTable::new(limits());
+        // A device logged in before anything was watched: not known yet.
+        assert!(t.login(&key("u1"), "d1", 0, 1).events.is_empty());
+        assert!(!t.watches(&key("u1")));
+        assert!(t.adopt(&key("u1"), &message(7, 3), 2).events.is_empty());
+        assert!(t.watches(&key("u1")));
+        let d = t.delivered(&key("u1"), "d1", 3, 3);
+        assert_eq!(kinds(&d), vec![("d1".into(), ReceiptKind::Delivered)]);
+        // Adopting again (another write of it) changes nothing.
+        assert!(t.adopt(&key("u1"), &message(7, 3), 4).events.is_empty());
+        let a = t.acked(&key("u1"), "d1", 3, 5);
+        assert_eq!(kinds(&a), vec![("d1".into(), ReceiptKind::Acked)]);
+        let r = t.get("demo", 7).expect("record");
+        assert_eq!((r.created_at_ms, r.expires_at_ms), (2, 100));
+        assert_eq!(r.places, vec![("u1".to_owned(), 3)]);
+        assert_eq!(r.pending(), 0);
+        // Another alias of the same push adds its place.
+        t.adopt(&key("u2"), &message(7, 9), 6);
+        assert_eq!(t.get("demo", 7).map(|r| r.places.len()), Some(2));
+        // Expiry notices from this node for its unacked devices.
+        t.delivered(&key("u2"), "d2", 9, 7);
+        let e = t.tick(100);
+        assert_eq!(kinds(&e), vec![("d2".into(), ReceiptKind::Expired)]);
+    }
+
+    #[test]
+    fn adopting_on_the_node_that_took_the_push_is_a_no_op() {
+        let mut t = StatusTable::new(limits());
+        t.begin(&[key("u1")]);
+        t.stored(7, place("u1", 3), 10_000, 1);
+        t.take_dirty();
+        assert_eq!(t.adopt(&key("u1"), &message(7, 3), 2), Changes::default());
+        assert!(t.take_dirty().0.is_empty());
+        assert_eq!(t.get("demo", 7).map(|r| r.created_at_ms), Some(1));
+    }
+
+    #[test]
+    fn adopting_keeps_the_bounds() {
+        let mut t = StatusTable::new(limits());
+        t.adopt(&key("u1"), &message(1, 1), 0);
+        t.adopt(&key("u1"), &message(2, 2), 0);
+        assert!(t.adopt(&key("u1"), &message(3, 3), 0).untracked);
+        assert_eq!(t.len(), 2);
+        // Another app's message under a known id is not mixed in.
+        let other = StreamKey::new("other", "chat", "u1");
+        t.adopt(&other, &message(1, 5), 0);
+        assert_eq!(t.get("demo", 1).map(|r| r.places.len()), Some(1));
+        assert!(t.get("other", 1).is_none());
     }
 
     #[test]

@@ -7,7 +7,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use pike_api::server::{ReceiptHook, ReceiptPlace, StreamKey, TransientReceipt};
+use pike_api::server::{
+    DeviceReceipts, MessageStatus, ReceiptHook, ReceiptMessage, ReceiptPlace, StreamKey,
+    TransientReceipt,
+};
 use tokio_util::sync::CancellationToken;
 
 use super::config::ReceiptsSection;
@@ -105,8 +108,9 @@ impl Receipts {
         })
     }
 
-    /// The record of `message_id` if it is `app`'s.
-    pub fn status(&self, app: &str, message_id: u64) -> Option<Record> {
+    /// This node's record of `message_id` if it is `app`'s (the status
+    /// query merges every node's: [`ReceiptHook::status`]).
+    pub fn record(&self, app: &str, message_id: u64) -> Option<Record> {
         self.lock().get(app, message_id).cloned()
     }
 
@@ -235,5 +239,37 @@ impl ReceiptHook for Receipts {
 
     fn transient(&self, receipt: TransientReceipt) {
         self.apply(|t| t.transient(&receipt, unix_ms()));
+    }
+
+    fn adopt(&self, stream: &StreamKey, message: &ReceiptMessage) {
+        self.apply(|t| t.adopt(stream, message, unix_ms()));
+    }
+
+    fn status(&self, app: &str, message_id: u64) -> Option<MessageStatus> {
+        self.lock().get(app, message_id).map(message_status)
+    }
+}
+
+/// A record as the status query's view of one node.
+fn message_status(record: &Record) -> MessageStatus {
+    MessageStatus {
+        message_id: record.message_id,
+        biz: record.biz.clone(),
+        reliable: record.reliable,
+        created_at_ms: record.created_at_ms,
+        expires_at_ms: record.expires_at_ms,
+        expired: record.expired,
+        devices: record
+            .devices
+            .iter()
+            .map(|d| DeviceReceipts {
+                alias: d.alias.clone(),
+                device: d.device.clone(),
+                delivered_at: d.delivered_at,
+                acked_at: d.acked_at,
+                expired_at: d.expired_at,
+                dropped_at: d.dropped_at,
+            })
+            .collect(),
     }
 }
