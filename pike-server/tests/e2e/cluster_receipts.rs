@@ -1,0 +1,117 @@
+//! Receipts in cluster mode (`docs/receipts.md`, "Cluster mode"): two
+//! pike-server processes on one real nats-server JetStream cluster. A push
+//! asking for receipts goes through gateway A's HTTP API to an alias whose
+//! device is connected to gateway B only: B, which never saw the push,
+//! learns from the log record that the message wants receipts and reports
+//! `delivered` and `acked` to the business's receipt webhook, each once;
+//! `GET /v1/messages/{id}` on A shows the device acked (B's record merged
+//! into A's answer).
+
+use std::collections::BTreeMap;
+
+use pike_server::receipts::ReceiptKind;
+
+use crate::cluster_failover::{cluster_connector, nats};
+use crate::receipts::{counts, next_text, push_with_receipt, wait_for};
+use crate::support::*;
+
+fn node_config(urls: &[String], node: &str, webhook: &str) -> pike_server::config::Config {
+    let mut chat = biz("chat");
+    chat.receipt_webhook = Some(webhook.to_owned());
+    let mut config = config(vec![app("shop", vec![chat])]);
+    config.receipts.max_delay_ms = 50;
+    config.receipts.flush_ms = 20;
+    config.cluster.nats = urls.to_vec();
+    config.cluster.node = node.into();
+    config.cluster.replicas = Some(3);
+    config
+}
+
+/// Receipt events of `kind` a gateway counted.
+async fn events(gateway: &Server, kind: &str) -> f64 {
+    gateway
+        .api("shop")
+        .metrics()
+        .await
+        .value("pike_receipts_events_total", &[("event", kind)])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_that_served_the_device_reports_receipts_and_the_status_merges() {
+    let backend = ReceiptBackend::start(0, std::time::Duration::ZERO).await;
+    let nats = nats::NatsCluster::start().await;
+    let urls = nats.urls();
+    let gw_a = Server::start(node_config(&urls, "gwa", &backend.url())).await;
+    let gw_b = Server::start(node_config(&urls, "gwb", &backend.url())).await;
+
+    // The device, on B only.
+    let proxy = ChannelProxy::builder(cluster_connector(vec![gw_b.addrs().tcp], "d1"))
+        .channel_config(fast_reconnect())
+        .build();
+    let phone = proxy
+        .client(ClientOptions::new(
+            "chat",
+            "u1",
+            token("shop", "chat", "u1"),
+        ))
+        .expect("client");
+    start(&phone).await;
+
+    // Pushed through A; delivered and acked on B.
+    let api_a = gw_a.api("shop");
+    let m1 = push_with_receipt(&api_a, "u1", "m1", 3_600).await;
+    assert_eq!(next_text(&phone).await, "m1");
+    wait_for(&backend, &m1, "d1", ReceiptKind::Acked).await;
+    // A second one: once it is acked, every receipt of m1 was sent (one
+    // queue per business on B, in order).
+    let m2 = push_with_receipt(&api_a, "u1", "m2", 3_600).await;
+    assert_eq!(next_text(&phone).await, "m2");
+    wait_for(&backend, &m2, "d1", ReceiptKind::Acked).await;
+
+    let got = counts(&backend.receipts());
+    let mut want = BTreeMap::new();
+    for m in [&m1, &m2] {
+        for event in [ReceiptKind::Delivered, ReceiptKind::Acked] {
+            want.insert((m.clone(), "d1".to_owned(), event), 1);
+        }
+    }
+    assert_eq!(got, want, "each receipt once: {:?}", backend.receipts());
+    assert!(
+        backend
+            .receipts()
+            .iter()
+            .all(|r| r.app == "shop" && r.biz == "chat" && r.alias == "u1"),
+        "{:?}",
+        backend.receipts()
+    );
+    // From B: A counted none.
+    assert_eq!(events(&gw_b, "delivered").await, 2.0);
+    assert_eq!(events(&gw_b, "acked").await, 2.0);
+    assert_eq!(events(&gw_a, "delivered").await, 0.0);
+    assert_eq!(events(&gw_a, "acked").await, 0.0);
+
+    // The status through A (which took the push, and has no device in its
+    // record) shows B's: the device acked; both nodes answered.
+    let status = api_a.get(&format!("/v1/messages/{m1}")).await;
+    assert_eq!(status.status, 200, "{status:?}");
+    assert_eq!(status.body["partial"], false, "{status:?}");
+    assert_eq!(status.body["pending"], 0, "{status:?}");
+    assert_eq!(status.body["stored"], true, "{status:?}");
+    let devices = status.body["devices"].as_array().expect("devices");
+    assert_eq!(devices.len(), 1, "{status:?}");
+    assert_eq!(devices[0]["device"], "d1", "{status:?}");
+    assert_eq!(devices[0]["alias"], "u1", "{status:?}");
+    assert!(
+        devices[0]["delivered_at"].is_u64() && devices[0]["acked_at"].is_u64(),
+        "{status:?}"
+    );
+    // And through B, the same merged view.
+    let through_b = gw_b.api("shop").get(&format!("/v1/messages/{m1}")).await;
+    assert_eq!(
+        through_b.body["devices"], status.body["devices"],
+        "{through_b:?}"
+    );
+    // A message nobody has is still 404.
+    let unknown = api_a.get("/v1/messages/123456789").await;
+    assert_eq!(unknown.status, 404, "{unknown:?}");
+}
