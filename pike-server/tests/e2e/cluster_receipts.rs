@@ -5,7 +5,7 @@
 //! learns from the log record that the message wants receipts and reports
 //! `delivered` and `acked` to the business's receipt webhook, each once;
 //! `GET /v1/messages/{id}` on A shows the device acked (B's record merged
-//! into A's answer).
+//! into A's answer), and `partial: true` once B no longer answers.
 
 use std::collections::BTreeMap;
 
@@ -42,7 +42,7 @@ async fn the_node_that_served_the_device_reports_receipts_and_the_status_merges(
     let nats = nats::NatsCluster::start().await;
     let urls = nats.urls();
     let gw_a = Server::start(node_config(&urls, "gwa", &backend.url())).await;
-    let gw_b = Server::start(node_config(&urls, "gwb", &backend.url())).await;
+    let mut gw_b = Server::start(node_config(&urls, "gwb", &backend.url())).await;
 
     // The device, on B only.
     let proxy = ChannelProxy::builder(cluster_connector(vec![gw_b.addrs().tcp], "d1"))
@@ -114,4 +114,12 @@ async fn the_node_that_served_the_device_reports_receipts_and_the_status_merges(
     // A message nobody has is still 404.
     let unknown = api_a.get("/v1/messages/123456789").await;
     assert_eq!(unknown.status, 404, "{unknown:?}");
+
+    // B dies (its lease lives on for seconds): A answers from its own
+    // record, which knows no device, and says the view is partial.
+    gw_b.kill();
+    let alone = api_a.get(&format!("/v1/messages/{m1}")).await;
+    assert_eq!(alone.status, 200, "{alone:?}");
+    assert_eq!(alone.body["partial"], true, "{alone:?}");
+    assert_eq!(alone.body["devices"], serde_json::json!([]), "{alone:?}");
 }
