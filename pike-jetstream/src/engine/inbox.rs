@@ -143,6 +143,27 @@ impl Inbox for JetStreamEngine {
         Box::pin(async move { self.read_after(&key(&stream)?, after, max, now_ms).await })
     }
 
+    fn position(
+        &self,
+        stream: api::StreamKey,
+        device: String,
+    ) -> BoxFuture<'_, Result<Option<Position>, EngineError>> {
+        Box::pin(async move {
+            let login = LoginKey::of(key(&stream)?, &device).map_err(engine_error)?;
+            let epoch = self.cluster.epoch();
+            Ok(self
+                .cluster
+                .position(&login)
+                .await
+                .map_err(engine_error)?
+                .filter(|p| p.epoch == epoch)
+                .map(|p| Position {
+                    seq: p.seq,
+                    cursor: p.cursor,
+                }))
+        })
+    }
+
     fn login(
         &self,
         stream: api::StreamKey,

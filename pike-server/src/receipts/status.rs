@@ -167,6 +167,19 @@ impl Watched {
     }
 }
 
+/// A device an expiry notice would go to ([`StatusTable::due`]).
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub(super) struct Due {
+    /// The message.
+    pub(super) message_id: u64,
+    /// The alias stream the device had it in.
+    pub(super) stream: StreamKey,
+    /// The device.
+    pub(super) device: String,
+    /// The message's sequence number in that stream.
+    pub(super) seq: u64,
+}
+
 /// What a change produced.
 #[derive(Debug, Default, Eq, PartialEq)]
 pub(super) struct Changes {
@@ -574,9 +587,48 @@ impl StatusTable {
         }
     }
 
+    /// The devices the expiry notices at `now_ms` would go to (records
+    /// past `expires_at` without notices yet, devices without `acked_at`
+    /// nor `expired_at`), at most `max`: what the scan asks the engine
+    /// about first ([`tick`](Self::tick)'s `acked_elsewhere`).
+    pub(super) fn due(&self, now_ms: u64, max: usize) -> Vec<Due> {
+        let mut out = Vec::new();
+        for record in self.records.values() {
+            if !record.reliable || record.expired || record.expires_at_ms > now_ms {
+                continue;
+            }
+            for d in &record.devices {
+                if out.len() >= max {
+                    return out;
+                }
+                if d.acked_at.is_some() || d.expired_at.is_some() {
+                    continue;
+                }
+                let Some(&(_, seq)) = record.places.iter().find(|(alias, _)| *alias == d.alias)
+                else {
+                    continue;
+                };
+                out.push(Due {
+                    message_id: record.message_id,
+                    stream: StreamKey::new(&record.app, &record.biz, &d.alias),
+                    device: d.device.clone(),
+                    seq,
+                });
+            }
+        }
+        out
+    }
+
     /// Expiry notices for the messages expired by `now_ms`, and the removal
-    /// of records past their retention.
-    pub(super) fn tick(&mut self, now_ms: u64) -> Changes {
+    /// of records past their retention. A device in `acked_elsewhere`
+    /// (message id, alias, device: its stored position covers the message,
+    /// an ack this node did not see, made on another cluster node) gets
+    /// `acked` instead of `expired`.
+    pub(super) fn tick(
+        &mut self,
+        now_ms: u64,
+        acked_elsewhere: &HashSet<(u64, String, String)>,
+    ) -> Changes {
         let mut changes = Changes::default();
         let retention = self.limits.retention_ms;
         let mut gone = Vec::new();
@@ -586,14 +638,22 @@ impl StatusTable {
                 let (app, biz, id) = (record.app.clone(), record.biz.clone(), record.message_id);
                 for d in record.devices.iter_mut().filter(|d| d.acked_at.is_none()) {
                     if d.expired_at.is_none() {
-                        d.expired_at = Some(now_ms);
+                        let acked =
+                            acked_elsewhere.contains(&(id, d.alias.clone(), d.device.clone()));
+                        let event = if acked {
+                            d.acked_at = Some(now_ms);
+                            ReceiptKind::Acked
+                        } else {
+                            d.expired_at = Some(now_ms);
+                            ReceiptKind::Expired
+                        };
                         changes.events.push(ReceiptEvent {
                             message_id: id.to_string(),
                             app: app.clone(),
                             biz: biz.clone(),
                             alias: d.alias.clone(),
                             device: d.device.clone(),
-                            event: ReceiptKind::Expired,
+                            event,
                             at: now_ms,
                         });
                     }
@@ -705,13 +765,13 @@ mod tests {
         t.stored(1, place("u1", 1), 100, 0);
         t.login(&key("u1"), "d1", 0, 10);
         t.login(&key("u1"), "d2", 1, 11);
-        assert!(t.tick(99).events.is_empty());
-        let e = t.tick(100);
+        assert!(t.tick(99, &HashSet::new()).events.is_empty());
+        let e = t.tick(100, &HashSet::new());
         assert_eq!(kinds(&e), vec![("d1".into(), ReceiptKind::Expired)]);
-        assert!(t.tick(200).events.is_empty(), "once");
+        assert!(t.tick(200, &HashSet::new()).events.is_empty(), "once");
         assert_eq!(t.get("demo", 1).map(Record::pending), Some(0));
         // Past its retention the record and the watch go.
-        t.tick(1_100);
+        t.tick(1_100, &HashSet::new());
         assert_eq!(t.len(), 0);
         assert!(!t.watches(&key("u1")));
         assert_eq!(t.take_dirty().1, vec![1]);
@@ -768,7 +828,7 @@ mod tests {
         assert_eq!(t.get("demo", 7).map(|r| r.places.len()), Some(2));
         // Expiry notices from this node for its unacked devices.
         t.delivered(&key("u2"), "d2", 9, 7);
-        let e = t.tick(100);
+        let e = t.tick(100, &HashSet::new());
         assert_eq!(kinds(&e), vec![("d2".into(), ReceiptKind::Expired)]);
     }
 
@@ -795,6 +855,32 @@ mod tests {
         t.adopt(&other, &message(1, 5), 0);
         assert_eq!(t.get("demo", 1).map(|r| r.places.len()), Some(1));
         assert!(t.get("other", 1).is_none());
+    }
+
+    #[test]
+    fn a_device_that_acked_on_another_node_gets_acked_not_expired() {
+        let mut t = StatusTable::new(limits());
+        t.begin(&[key("u1")]);
+        t.stored(1, place("u1", 4), 100, 0);
+        t.delivered(&key("u1"), "d1", 4, 1);
+        t.delivered(&key("u1"), "d2", 4, 1);
+        assert!(t.due(99, 10).is_empty());
+        let due = t.due(100, 10);
+        assert_eq!(due.len(), 2);
+        assert!(due.iter().all(|d| d.seq == 4 && d.stream == key("u1")));
+        assert_eq!(t.due(100, 1).len(), 1, "bounded");
+        // d1's stored position covers the message (acked on another node).
+        let acked = HashSet::from([(1, "u1".to_owned(), "d1".to_owned())]);
+        let e = t.tick(100, &acked);
+        assert_eq!(
+            kinds(&e),
+            vec![
+                ("d1".into(), ReceiptKind::Acked),
+                ("d2".into(), ReceiptKind::Expired)
+            ]
+        );
+        assert!(t.due(200, 10).is_empty());
+        assert!(t.tick(200, &acked).events.is_empty(), "once");
     }
 
     #[test]

@@ -123,3 +123,82 @@ async fn the_node_that_served_the_device_reports_receipts_and_the_status_merges(
     assert_eq!(alone.body["partial"], true, "{alone:?}");
     assert_eq!(alone.body["devices"], serde_json::json!([]), "{alone:?}");
 }
+
+/// A started client of device `d1`, alias `u1`, on `gateway` only.
+async fn phone_on(gateway: &Server) -> (ChannelProxy, PikeClient) {
+    let proxy = ChannelProxy::builder(cluster_connector(vec![gateway.addrs().tcp], "d1"))
+        .channel_config(fast_reconnect())
+        .build();
+    let phone = proxy
+        .client(ClientOptions::new(
+            "chat",
+            "u1",
+            token("shop", "chat", "u1"),
+        ))
+        .expect("client");
+    start(&phone).await;
+    (proxy, phone)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_that_moved_and_acked_elsewhere_gets_no_expired_notice() {
+    let backend = ReceiptBackend::start(0, std::time::Duration::ZERO).await;
+    let nats = nats::NatsCluster::start().await;
+    let urls = nats.urls();
+    let gw_a = Server::start(node_config(&urls, "gwa", &backend.url())).await;
+    let gw_b = Server::start(node_config(&urls, "gwb", &backend.url())).await;
+    let api_a = gw_a.api("shop");
+
+    // On A first: m1 makes A watch the alias and know the device.
+    let (first_proxy, first) = phone_on(&gw_a).await;
+    let m1 = push_with_receipt(&api_a, "u1", "m1", 3_600).await;
+    assert_eq!(next_text(&first).await, "m1");
+    wait_for(&backend, &m1, "d1", ReceiptKind::Acked).await;
+    drop(first);
+    drop(first_proxy);
+
+    // Moved to B: m2 (through A, short-lived) is delivered and acked on B.
+    // A's record of m2 knows the device (from its login on A), unacked.
+    let (_proxy, phone) = phone_on(&gw_b).await;
+    let m2 = push_with_receipt(&api_a, "u1", "m2", 2).await;
+    assert_eq!(next_text(&phone).await, "m2");
+    wait_for(&backend, &m2, "d1", ReceiptKind::Acked).await;
+
+    // m2 expires: A reads the device's stored position before its notice
+    // and reports `acked` (again, from A), not `expired`.
+    let key = |event| (m2.clone(), "d1".to_owned(), event);
+    poll_until("A's expiry notice of m2", || async {
+        let c = counts(&backend.receipts());
+        c.contains_key(&key(ReceiptKind::Expired)) || c.get(&key(ReceiptKind::Acked)) == Some(&2)
+    })
+    .await;
+    assert_eq!(
+        events(&gw_a, "acked").await,
+        2.0,
+        "m1 on A, then m2 at expiry"
+    );
+    assert_eq!(events(&gw_a, "expired").await, 0.0);
+    let got = counts(&backend.receipts());
+    let of_m2 = |event| got.get(&key(event)).copied();
+    assert_eq!(
+        of_m2(ReceiptKind::Expired),
+        None,
+        "{:?}",
+        backend.receipts()
+    );
+    assert_eq!(
+        of_m2(ReceiptKind::Acked),
+        Some(2),
+        "{:?}",
+        backend.receipts()
+    );
+    assert_eq!(
+        of_m2(ReceiptKind::Delivered),
+        Some(1),
+        "{:?}",
+        backend.receipts()
+    );
+    let status = api_a.get(&format!("/v1/messages/{m2}")).await;
+    assert_eq!(status.body["pending"], 0, "{status:?}");
+    assert_eq!(status.body["expired"], true, "{status:?}");
+}

@@ -142,6 +142,23 @@ impl PushHandle {
         }))
     }
 
+    /// The acked position of `device` on the alias stream `stream`, as
+    /// the engine stores it (`None`: never acked there, or the engine
+    /// cannot say): what every node of a cluster agrees on.
+    pub async fn device_position(
+        &self,
+        stream: StreamKey,
+        device: String,
+    ) -> Result<Option<u64>, EngineError> {
+        Ok(self
+            .hub
+            .engine
+            .inbox
+            .position(stream, device)
+            .await?
+            .map(|p| p.seq))
+    }
+
     /// The engine's health: the embedded engine is always ready; a cluster
     /// node is not while it cannot reach the shared state.
     pub fn engine_health(&self) -> EngineHealth {
