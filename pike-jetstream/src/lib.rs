@@ -58,6 +58,7 @@
 //! | control message | [`MAX_CONTROL_BYTES`] (64 KiB) | [`Cluster::send_control`] |
 //! | presence claims of a node | one per granted login (the gateway's connections × logins per connection); written in the background, rewritten every `presence_ttl` / 3, failed ones retried every [`RETRY_EVERY`] (5 s), at most [`MAX_RENEWALS_PER_ROUND`] (2,048) per round | [`JetStreamEngine`] |
 //! | connections in one node's view answer | [`MAX_VIEW_CONNECTIONS`] (1,000); the asker waits [`VIEW_WINDOW`] (500 ms) at most | [`JetStreamEngine`] |
+//! | devices of a receipt record in one node's status answer | [`MAX_VIEW_RECEIPT_DEVICES`] (4,000); the asker waits [`VIEW_WINDOW`] at most | [`JetStreamEngine`] |
 //! | cluster-wide question / answer | [`MAX_QUERY_BYTES`] (1 MiB − 4 KiB); at most [`MAX_ANSWERS`] (256) answers within the asker's window | [`Cluster::scatter`] |
 //! | node lease | one key per node in `PIKE_NODES`, rewritten every [`LEASE_REFRESH`] (3 s), gone [`NODE_LEASE`] (10 s) after | [`Cluster::live_nodes`] |
 //! | messages buffered per subscription | `subscription_capacity` (4,096), then dropped (slow consumer) | [`LiveStream`], [`ControlStream`] |
@@ -87,7 +88,7 @@
 //! let alias = StreamKey::new("demo", "chat", "chat:u42")?;
 //! let mut live = cluster.subscribe_live(&alias).await?;
 //!
-//! let meta = MessageMeta { message_id: 7, priority: 0, expires_at_ms: 0 };
+//! let meta = MessageMeta { message_id: 7, priority: 0, expires_at_ms: 0, receipt: false };
 //! let appended = cluster.append(&alias, "push-1", meta, Bytes::from_static(b"hi")).await?;
 //! assert_eq!(appended.seq, 1); // a new alias starts at 1
 //!
@@ -135,8 +136,8 @@ pub use device::{DeviceMessage, DeviceStream};
 pub use direct_get::MAX_BATCH;
 pub use directory::MAX_LISTING;
 pub use engine::{
-    JetStreamEngine, MAX_RENEWALS_PER_ROUND, MAX_TAGS_LISTED, MAX_VIEW_CONNECTIONS, RETRY_EVERY,
-    VIEW_WINDOW,
+    JetStreamEngine, MAX_RENEWALS_PER_ROUND, MAX_TAGS_LISTED, MAX_VIEW_CONNECTIONS,
+    MAX_VIEW_RECEIPT_DEVICES, RETRY_EVERY, VIEW_WINDOW,
 };
 pub use error::{Error, Result};
 pub use health::Health;

@@ -11,6 +11,9 @@ pub(crate) const PIKE_MSG: &str = "Pike-Msg";
 pub(crate) const PIKE_PRIO: &str = "Pike-Prio";
 /// Expiry, ms since the Unix epoch (omitted when 0 = never).
 pub(crate) const PIKE_EXP: &str = "Pike-Exp";
+/// `1`: the push asked for delivery receipts (`docs/receipts.md`, "Cluster
+/// mode"); absent (records written before it existed): no receipts.
+pub(crate) const PIKE_RECEIPT: &str = "Pike-Rcpt";
 /// Marks a transient (not stored) live message.
 pub(crate) const PIKE_TRANSIENT: &str = "Pike-Transient";
 /// Stream sequence of a republished or directly read message.
@@ -29,6 +32,10 @@ pub struct MessageMeta {
     /// skip expired messages; the log keeps them until `max_age` (an expiry
     /// inside JetStream would make the alias's last sequence go back).
     pub expires_at_ms: u64,
+    /// The push asked for delivery receipts: every node that serves the
+    /// message reports them (header `Pike-Rcpt: 1`, omitted when false; a
+    /// record without it reads `false`).
+    pub receipt: bool,
 }
 
 /// One message of an alias stream, as read or as republished live.
@@ -57,6 +64,7 @@ impl MessageMeta {
                 .and_then(|p| u32::try_from(p).ok())
                 .unwrap_or(0),
             expires_at_ms: header_u64(headers, PIKE_EXP).unwrap_or(0),
+            receipt: header_u64(headers, PIKE_RECEIPT) == Some(1),
         }
     }
 
@@ -68,6 +76,9 @@ impl MessageMeta {
         }
         if self.expires_at_ms != 0 {
             headers.insert(PIKE_EXP, self.expires_at_ms.to_string().as_str());
+        }
+        if self.receipt {
+            headers.insert(PIKE_RECEIPT, "1");
         }
     }
 }
@@ -87,5 +98,43 @@ impl LogMessage {
     /// True when `expires_at_ms` is set and not after `now_ms`.
     pub fn expired(&self, now_ms: u64) -> bool {
         self.meta.expires_at_ms != 0 && self.meta.expires_at_ms <= now_ms
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_receipt_flag_round_trips_and_old_records_have_none() {
+        let meta = MessageMeta {
+            message_id: 7,
+            priority: 2,
+            expires_at_ms: 99,
+            receipt: true,
+        };
+        let mut headers = HeaderMap::new();
+        meta.to_headers(&mut headers);
+        assert_eq!(MessageMeta::from_headers(&headers), meta);
+        let plain = MessageMeta {
+            receipt: false,
+            ..meta
+        };
+        let mut headers = HeaderMap::new();
+        plain.to_headers(&mut headers);
+        assert!(headers.get(PIKE_RECEIPT).is_none(), "omitted when false");
+        assert_eq!(MessageMeta::from_headers(&headers), plain);
+        // A record written before the flag existed: its headers only.
+        let mut old = HeaderMap::new();
+        old.insert(PIKE_SEQ, "3");
+        old.insert(PIKE_MSG, "7");
+        old.insert(PIKE_EXP, "99");
+        let parsed = LogMessage::parse(12, &old, Bytes::from_static(b"x")).expect("parsed");
+        assert!(!parsed.meta.receipt);
+        assert_eq!(parsed.meta.message_id, 7);
+        // Anything but `1` is no receipt.
+        let mut odd = HeaderMap::new();
+        odd.insert(PIKE_RECEIPT, "yes");
+        assert!(!MessageMeta::from_headers(&odd).receipt);
     }
 }

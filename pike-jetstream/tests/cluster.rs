@@ -21,6 +21,7 @@ fn meta(message_id: u64) -> MessageMeta {
         message_id,
         priority: 0,
         expires_at_ms: 0,
+        receipt: false,
     }
 }
 
@@ -144,6 +145,7 @@ async fn append_and_read_give_dense_per_alias_sequences() {
             message_id: 100 + i,
             priority: u32::try_from(i % 2).unwrap(),
             expires_at_ms: if i == 4 { 1_000 } else { 0 },
+            receipt: i == 3,
         };
         let appended = cluster
             .append(&a, &format!("a{i}"), m, Bytes::from(format!("a-{i}")))
@@ -176,6 +178,8 @@ async fn append_and_read_give_dense_per_alias_sequences() {
         assert_eq!(m.payload, Bytes::from(format!("a-{i}")));
         assert_eq!(m.meta.message_id, 100 + i as u64);
         assert_eq!(u64::from(m.meta.priority), i as u64 % 2);
+        // The receipt flag travels in the log (`Pike-Rcpt`).
+        assert_eq!(m.meta.receipt, i == 3);
     }
     assert_eq!(all.last_cursor, seqs_a[4].cursor);
     assert!(all.messages[4].expired(1_000) && !all.messages[3].expired(u64::MAX));

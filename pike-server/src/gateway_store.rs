@@ -47,6 +47,8 @@ fn api_batch(batch: crate::store::ReadBatch) -> ApiReadBatch {
                 priority: m.priority,
                 expires_at_ms: m.expires_at_ms,
                 payload: m.payload,
+                // Not kept by the redb store: the status table knows.
+                receipt: false,
             })
             .collect(),
         first_seq: batch.first_seq,

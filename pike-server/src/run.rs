@@ -246,6 +246,9 @@ pub async fn run(
     // --- end MQTT access ---
 
     let push = gateway.push_handle();
+    // Expiry notices check the engine's positions first: an ack made on
+    // another cluster node is not reported as `expired`.
+    receipts.check_positions(push.clone());
     let http_shutdown = CancellationToken::new();
     let mut http_task = None;
     if let Some(addr) = config.listen.http {

@@ -319,6 +319,7 @@ async fn append_many_commits_pushes_in_order_in_one_commit() {
         priority: 0,
         expires_at_ms: 0,
         payload: Bytes::from(payload.to_owned()),
+        receipt: false,
     };
     let before = store.stats();
     let outcomes = store

@@ -179,7 +179,7 @@ impl GatewayBuilder {
             .max_handshakes(Some(self.config.max_handshakes));
         let limits =
             AcceptorLimits::new(&acceptor).map_err(|e| GatewayError::Config(e.to_string()))?;
-        let mut hub = Hub::new(
+        let hub = Hub::new(
             self.engine.unwrap_or_else(|| {
                 Box::new(|node| Engine::embedded(Arc::new(MemoryStore::new()), node))
             }),
@@ -187,8 +187,8 @@ impl GatewayBuilder {
             self.uplink.unwrap_or_else(|| Arc::new(NoUplink)),
             self.config,
             self.known_apps,
+            self.receipts,
         );
-        hub.receipts = self.receipts;
         let hub = Arc::new(hub);
         let bind_error = |addr, transport, e: &dyn std::fmt::Display| GatewayError::Bind {
             addr,

@@ -80,6 +80,7 @@ impl Hub {
         uplink: Arc<dyn UplinkHandler>,
         config: GatewayConfig,
         known_apps: Option<HashSet<String>>,
+        receipts: Option<Arc<dyn ReceiptHook>>,
     ) -> Self {
         let shutdown = CancellationToken::new();
         let rooms = Arc::new(Rooms::new(
@@ -89,7 +90,11 @@ impl Hub {
             shutdown.clone(),
         ));
         let registry = Arc::new(Registry::default());
-        let engine = engine(Arc::new(LocalNode::new(registry.clone(), rooms.clone())));
+        let engine = engine(Arc::new(LocalNode::new(
+            registry.clone(),
+            rooms.clone(),
+            receipts.clone(),
+        )));
         let mut config = config;
         let epoch = engine.inbox.epoch();
         if epoch != 0 {
@@ -123,7 +128,7 @@ impl Hub {
             // the store hands out, and differ between process runs.
             next_transient: AtomicU64::new((1 << 62) | (unix_ms() << 16)),
             hot: HotMetrics::new(),
-            receipts: None,
+            receipts,
         }
     }
 

@@ -62,7 +62,9 @@ pub use push::{
     DISCONNECT_CODE, Delivery, DisconnectTarget, PUSH_FRAME_OVERHEAD, PushError, PushHandle,
     PushReceipt, PushRequest, Target,
 };
-pub use receipts::{ReceiptHook, ReceiptPlace, TransientReceipt};
+pub use receipts::{
+    DeviceReceipts, MessageStatus, ReceiptHook, ReceiptMessage, ReceiptPlace, TransientReceipt,
+};
 pub use reconnect_spread::{DEFAULT_HANDSHAKES_PER_WORKER, ReconnectSpread};
 pub use registry::{ConnectionInfo, ConnectionPage, LoginView};
 pub use room::{

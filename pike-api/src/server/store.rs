@@ -49,6 +49,10 @@ pub struct Append {
     pub expires_at_ms: u64,
     /// The payload.
     pub payload: Bytes,
+    /// The push asked for delivery receipts (`docs/receipts.md`): an
+    /// engine that keeps it ([`StoredMessage::receipt`]) lets every node
+    /// that serves the message report them. Stores may drop it.
+    pub receipt: bool,
 }
 
 /// Where an appended message went.
@@ -79,6 +83,11 @@ pub struct StoredMessage {
     pub expires_at_ms: u64,
     /// The payload.
     pub payload: Bytes,
+    /// The push asked for delivery receipts, as far as the engine knows
+    /// (the cluster engine keeps it in the log; `pike-server`'s redb store
+    /// does not, and reads `false`: a single node knows it from its status
+    /// table).
+    pub receipt: bool,
 }
 
 /// What a login needs from the store ([`Store::login`]).
@@ -327,6 +336,7 @@ impl Store for MemoryStore {
                             priority: a.priority,
                             expires_at_ms: a.expires_at_ms,
                             payload: a.payload,
+                            receipt: a.receipt,
                         },
                     );
                     Appended {

@@ -114,6 +114,7 @@ impl Inbox for JetStreamEngine {
                         message_id,
                         priority: item.priority,
                         expires_at_ms: item.expires_at_ms,
+                        receipt: item.receipt,
                     };
                     let done = self
                         .cluster
@@ -140,6 +141,27 @@ impl Inbox for JetStreamEngine {
         now_ms: u64,
     ) -> BoxFuture<'_, Result<ReadBatch, EngineError>> {
         Box::pin(async move { self.read_after(&key(&stream)?, after, max, now_ms).await })
+    }
+
+    fn position(
+        &self,
+        stream: api::StreamKey,
+        device: String,
+    ) -> BoxFuture<'_, Result<Option<Position>, EngineError>> {
+        Box::pin(async move {
+            let login = LoginKey::of(key(&stream)?, &device).map_err(engine_error)?;
+            let epoch = self.cluster.epoch();
+            Ok(self
+                .cluster
+                .position(&login)
+                .await
+                .map_err(engine_error)?
+                .filter(|p| p.epoch == epoch)
+                .map(|p| Position {
+                    seq: p.seq,
+                    cursor: p.cursor,
+                }))
+        })
     }
 
     fn login(

@@ -36,7 +36,7 @@ use self::presence::Claims;
 pub use self::presence::{MAX_RENEWALS_PER_ROUND, RETRY_EVERY, VIEW_WINDOW};
 use self::rooms::RoomWatches;
 use self::router::Routes;
-pub use self::views::MAX_VIEW_CONNECTIONS;
+pub use self::views::{MAX_VIEW_CONNECTIONS, MAX_VIEW_RECEIPT_DEVICES};
 use crate::cluster::Cluster;
 use crate::error::Error;
 use crate::keys::StreamKey;
@@ -122,6 +122,7 @@ pub(crate) fn stored_message(message: LogMessage) -> StoredMessage {
         priority: message.meta.priority,
         expires_at_ms: message.meta.expires_at_ms,
         payload: message.payload,
+        receipt: message.meta.receipt,
     }
 }
 

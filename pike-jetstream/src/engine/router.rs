@@ -86,8 +86,8 @@ fn transient(meta: MessageMeta, payload: bytes::Bytes) -> TransientMessage {
         message_id: meta.message_id,
         priority: meta.priority,
         payload,
-        // Receipts are per node: the node that took the push reports them
-        // (`docs/receipts.md`, "Cluster mode").
+        // Transient receipts are per node: the node that took the push
+        // reports them (`docs/receipts.md`, "Cluster mode").
         receipt: false,
     }
 }
@@ -185,6 +185,9 @@ impl Router for JetStreamEngine {
                 message_id: message.message_id,
                 priority: message.priority,
                 expires_at_ms: 0,
+                // Transient receipts stay on the node that took the push
+                // (their ids are per node; `docs/receipts.md`).
+                receipt: false,
             };
             // Published first: when the cluster cannot take it, nobody gets
             // it and the caller hears so.

@@ -7,12 +7,20 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 use pike_api::server::engine::{LoginId, ViewAnswer, ViewQuery};
-use pike_api::server::{ConnectionInfo, DisconnectTarget, LoginView, StreamKey, TraceEvent};
+use pike_api::server::{
+    ConnectionInfo, DeviceReceipts, DisconnectTarget, LoginView, MessageStatus, StreamKey,
+    TraceEvent,
+};
 use serde_json::{Value, json};
 
 /// Most connections one node puts in an answer: a page or a presence list
 /// of this many fits well within a NATS message (about 300 bytes each).
 pub const MAX_VIEW_CONNECTIONS: usize = 1000;
+
+/// Most devices of a receipt record one node puts in an answer (about 150
+/// bytes each: well within a NATS message); the rest are left out of the
+/// cluster-wide status (`docs/receipts.md`, "Cluster mode").
+pub const MAX_VIEW_RECEIPT_DEVICES: usize = 4000;
 
 /// The signals a trace may hold; a remote trace's signal outside this list
 /// shows as `other` (a signal is a `&'static str` in [`TraceEvent`]).
@@ -101,6 +109,9 @@ pub(crate) fn encode_query(query: &ViewQuery) -> Bytes {
             };
             json!({ "kind": "disconnect", "app": app, "target": target, "reason": reason })
         }
+        ViewQuery::MessageStatus { app, message_id } => {
+            json!({ "kind": "message_status", "app": app, "message_id": message_id })
+        }
     };
     Bytes::from(v.to_string())
 }
@@ -138,6 +149,10 @@ pub(crate) fn decode_query(payload: &[u8]) -> Option<ViewQuery> {
                 reason: string(&v, "reason")?,
             }
         }
+        "message_status" => ViewQuery::MessageStatus {
+            app: string(&v, "app")?,
+            message_id: number(&v, "message_id")?,
+        },
         _ => return None,
     })
 }
@@ -185,6 +200,61 @@ fn connection_of(v: &Value) -> Option<ConnectionInfo> {
     })
 }
 
+fn status_json(s: &MessageStatus) -> Value {
+    let devices: Vec<Value> = s
+        .devices
+        .iter()
+        .take(MAX_VIEW_RECEIPT_DEVICES)
+        .map(|d| {
+            json!({
+                "alias": d.alias, "device": d.device, "delivered_at": d.delivered_at,
+                "acked_at": d.acked_at, "expired_at": d.expired_at, "dropped_at": d.dropped_at,
+            })
+        })
+        .collect();
+    json!({
+        "message_id": s.message_id, "biz": s.biz, "reliable": s.reliable,
+        "created_at_ms": s.created_at_ms, "expires_at_ms": s.expires_at_ms,
+        "expired": s.expired, "devices": devices,
+    })
+}
+
+/// An optional time: absent or `null` is none; anything else must be a
+/// number.
+fn time(v: &Value, field: &str) -> Option<Option<u64>> {
+    match v.get(field) {
+        None | Some(Value::Null) => Some(None),
+        Some(t) => Some(Some(t.as_u64()?)),
+    }
+}
+
+fn status_of(v: &Value) -> Option<MessageStatus> {
+    Some(MessageStatus {
+        message_id: number(v, "message_id")?,
+        biz: string(v, "biz")?,
+        reliable: v.get("reliable")?.as_bool()?,
+        created_at_ms: number(v, "created_at_ms")?,
+        expires_at_ms: number(v, "expires_at_ms")?,
+        expired: v.get("expired")?.as_bool()?,
+        devices: v
+            .get("devices")?
+            .as_array()?
+            .iter()
+            .take(MAX_VIEW_RECEIPT_DEVICES)
+            .map(|d| {
+                Some(DeviceReceipts {
+                    alias: string(d, "alias")?,
+                    device: string(d, "device")?,
+                    delivered_at: time(d, "delivered_at")?,
+                    acked_at: time(d, "acked_at")?,
+                    expired_at: time(d, "expired_at")?,
+                    dropped_at: time(d, "dropped_at")?,
+                })
+            })
+            .collect::<Option<_>>()?,
+    })
+}
+
 /// A node's answer as JSON (lists cut at [`MAX_VIEW_CONNECTIONS`]).
 pub(crate) fn encode_answer(answer: &ViewAnswer) -> Bytes {
     let v = match answer {
@@ -216,6 +286,9 @@ pub(crate) fn encode_answer(answer: &ViewAnswer) -> Bytes {
             json!({ "kind": "trace", "events": events })
         }
         ViewAnswer::Disconnected(n) => json!({ "kind": "disconnected", "count": n }),
+        ViewAnswer::MessageStatus(record) => {
+            json!({ "kind": "message_status", "record": record.as_ref().map(status_json) })
+        }
     };
     Bytes::from(v.to_string())
 }
@@ -261,6 +334,10 @@ pub(crate) fn decode_answer(payload: &[u8]) -> Option<ViewAnswer> {
             ),
         }),
         "disconnected" => ViewAnswer::Disconnected(count(&v, "count")?),
+        "message_status" => ViewAnswer::MessageStatus(match v.get("record")? {
+            Value::Null => None,
+            record => Some(status_of(record)?),
+        }),
         _ => return None,
     })
 }
@@ -333,6 +410,10 @@ mod tests {
                 },
                 reason: "bye".into(),
             },
+            ViewQuery::MessageStatus {
+                app: "demo".into(),
+                message_id: 1 << 61,
+            },
         ];
         for query in queries {
             assert_eq!(decode_query(&encode_query(&query)), Some(query));
@@ -352,6 +433,23 @@ mod tests {
             }])),
             ViewAnswer::Trace(None),
             ViewAnswer::Disconnected(2),
+            ViewAnswer::MessageStatus(None),
+            ViewAnswer::MessageStatus(Some(MessageStatus {
+                message_id: 42,
+                biz: "chat".into(),
+                reliable: true,
+                created_at_ms: 5,
+                expires_at_ms: 9,
+                expired: false,
+                devices: vec![DeviceReceipts {
+                    alias: "u1".into(),
+                    device: "phone".into(),
+                    delivered_at: Some(6),
+                    acked_at: Some(7),
+                    expired_at: None,
+                    dropped_at: None,
+                }],
+            })),
         ];
         for answer in answers {
             assert_eq!(decode_answer(&encode_answer(&answer)), Some(answer));
@@ -371,6 +469,8 @@ mod tests {
         assert_eq!(decode_query(b"{\"kind\":\"rm -rf\"}"), None);
         assert_eq!(decode_answer(b"not json"), None);
         assert_eq!(decode_replace(b"{}"), None);
+        let bad_time = br#"{"kind":"message_status","record":{"message_id":1,"biz":"b","reliable":true,"created_at_ms":1,"expires_at_ms":2,"expired":false,"devices":[{"alias":"a","device":"d","acked_at":"soon"}]}}"#;
+        assert_eq!(decode_answer(bad_time), None);
         let odd = br#"{"kind":"trace","events":[{"at_ms":1,"signal":"new-thing","detail":""}]}"#;
         let Some(ViewAnswer::Trace(Some(events))) = decode_answer(odd) else {
             panic!("a trace with an unknown signal still decodes");

@@ -1,14 +1,15 @@
-//! `GET /v1/messages/{message_id}`: a receipt message's status on this
-//! node (`docs/receipts.md`, "The status query").
+//! `GET /v1/messages/{message_id}`: a receipt message's status, merged from
+//! the records of every gateway node that answered (`docs/receipts.md`,
+//! "The status query"; one node: its own).
 
 use axum::Json;
 use axum::extract::State;
+use pike_api::server::MessageStatus;
 
 use super::error::ApiError;
 use super::extract::{ApiPath, Caller};
 use super::model::{DeviceStatusBody, MessageStatusResponse};
 use super::state::HttpState;
-use crate::receipts::Record;
 
 pub(crate) async fn status(
     State(state): State<HttpState>,
@@ -17,18 +18,25 @@ pub(crate) async fn status(
 ) -> Result<Json<MessageStatusResponse>, ApiError> {
     let not_found = || {
         ApiError::not_found(
-            "no status for this message id in this app (it did not ask for receipts, is past its retention, or was pushed through another node)",
+            "no status for this message id in this app (it did not ask for receipts, is past its retention, or no gateway node that answered has a record of it)",
         )
     };
     let id: u64 = message_id.parse().map_err(|_| not_found())?;
-    let record = state
-        .receipts()
-        .and_then(|r| r.status(&caller.app, id))
-        .ok_or_else(not_found)?;
-    Ok(Json(body(&record, crate::unix_ms())))
+    if state.receipts().is_none() {
+        return Err(not_found());
+    }
+    // Every node (bounded by the engine's view window): the node that took
+    // the push and those that served its devices each hold a record.
+    let view = state
+        .push_handle()
+        .cluster_message_status(&caller.app, id)
+        .await?;
+    let partial = !view.complete();
+    let record = view.value.ok_or_else(not_found)?;
+    Ok(Json(body(&record, partial, crate::unix_ms())))
 }
 
-fn body(record: &Record, now_ms: u64) -> MessageStatusResponse {
+fn body(record: &MessageStatus, partial: bool, now_ms: u64) -> MessageStatusResponse {
     MessageStatusResponse {
         message_id: record.message_id.to_string(),
         biz: record.biz.clone(),
@@ -38,6 +46,7 @@ fn body(record: &Record, now_ms: u64) -> MessageStatusResponse {
         expires_at: record.expires_at_ms,
         expired: record.expired,
         pending: record.pending(),
+        partial,
         devices: record
             .devices
             .iter()

@@ -522,7 +522,13 @@ pub struct MessageStatusResponse {
     /// Devices known that neither acked nor expired (transient: neither
     /// got it nor dropped it).
     pub pending: usize,
-    /// What each known device did, in the order they became known.
+    /// Some cluster node did not answer in time: the devices it served
+    /// may be missing, and `pending` counts over what answered (always
+    /// `false` on a single node).
+    #[serde(default)]
+    pub partial: bool,
+    /// What each known device did, in the order they became known (merged
+    /// over the cluster's nodes).
     pub devices: Vec<DeviceStatusBody>,
 }
 

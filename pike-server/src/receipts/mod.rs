@@ -18,7 +18,7 @@ pub use event::{ReceiptBatch, ReceiptEvent, ReceiptKind};
 pub use ledger::{Ledger, LedgerError};
 pub use sender::{FIRST_BACKOFF, MAX_BACKOFF};
 pub use status::{DeviceStatus, Record};
-pub use tracker::Receipts;
+pub use tracker::{MAX_EXPIRY_CHECKS, Receipts};
 
 /// The ledger's file name in the data dir.
 pub const LEDGER_FILE: &str = "receipts.redb";

@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use pike_api::server::{ReceiptPlace, StreamKey, TransientReceipt};
+use pike_api::server::{ReceiptMessage, ReceiptPlace, StreamKey, TransientReceipt};
 use serde::{Deserialize, Serialize};
 
 use super::event::{ReceiptEvent, ReceiptKind};
@@ -165,6 +165,19 @@ impl Watched {
     fn idle(&self) -> bool {
         self.pending == 0 && self.messages.is_empty()
     }
+}
+
+/// A device an expiry notice would go to ([`StatusTable::due`]).
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub(super) struct Due {
+    /// The message.
+    pub(super) message_id: u64,
+    /// The alias stream the device had it in.
+    pub(super) stream: StreamKey,
+    /// The device.
+    pub(super) device: String,
+    /// The message's sequence number in that stream.
+    pub(super) seq: u64,
 }
 
 /// What a change produced.
@@ -342,6 +355,81 @@ impl StatusTable {
         changes
     }
 
+    /// A connection of this node is about to write `message` of `stream`,
+    /// whose log record asks for receipts: the record is made if the node
+    /// has none (a cluster node that did not take the push), or the place
+    /// added to it; the stream is watched from then on. A full table makes
+    /// no record and counts it (`untracked`), once per such write.
+    pub(super) fn adopt(
+        &mut self,
+        stream: &StreamKey,
+        message: &ReceiptMessage,
+        now_ms: u64,
+    ) -> Changes {
+        let mut changes = Changes::default();
+        let id = message.message_id;
+        if self
+            .streams
+            .get(stream)
+            .is_some_and(|w| w.messages.get(&message.seq) == Some(&id))
+        {
+            // Known (the push was taken here, or adopted before).
+            return changes;
+        }
+        match self.records.get_mut(&id) {
+            Some(record) => {
+                if record.app != stream.app || record.biz != stream.biz || !record.reliable {
+                    // Another message under the same id: not ours to mix.
+                    return changes;
+                }
+                record.places.push((stream.alias.clone(), message.seq));
+            }
+            None => {
+                if self.records.len() >= self.limits.max_messages {
+                    changes.untracked = true;
+                    return changes;
+                }
+                self.records.insert(
+                    id,
+                    Record {
+                        message_id: id,
+                        app: stream.app.clone(),
+                        biz: stream.biz.clone(),
+                        reliable: true,
+                        created_at_ms: now_ms,
+                        expires_at_ms: message.expires_at_ms,
+                        expired: false,
+                        places: vec![(stream.alias.clone(), message.seq)],
+                        devices: Vec::new(),
+                    },
+                );
+            }
+        }
+        let watched = self.streams.entry(stream.clone()).or_default();
+        watched.messages.insert(message.seq, id);
+        if let Some(record) = self.records.get_mut(&id) {
+            // Devices already seen on the stream are known to the message,
+            // as for a push taken here.
+            for (device, &acked) in &watched.devices {
+                if acked >= message.seq {
+                    changes.mark(record.mark(
+                        (&stream.alias, device),
+                        ReceiptKind::Acked,
+                        now_ms,
+                        self.limits.max_devices,
+                    ));
+                } else if record
+                    .device(&stream.alias, device, self.limits.max_devices)
+                    .is_none()
+                {
+                    changes.devices_refused += 1;
+                }
+            }
+        }
+        self.dirty.insert(id);
+        changes
+    }
+
     /// A transient push with receipts.
     pub(super) fn transient_pushed(
         &mut self,
@@ -499,9 +587,48 @@ impl StatusTable {
         }
     }
 
+    /// The devices the expiry notices at `now_ms` would go to (records
+    /// past `expires_at` without notices yet, devices without `acked_at`
+    /// nor `expired_at`), at most `max`: what the scan asks the engine
+    /// about first ([`tick`](Self::tick)'s `acked_elsewhere`).
+    pub(super) fn due(&self, now_ms: u64, max: usize) -> Vec<Due> {
+        let mut out = Vec::new();
+        for record in self.records.values() {
+            if !record.reliable || record.expired || record.expires_at_ms > now_ms {
+                continue;
+            }
+            for d in &record.devices {
+                if out.len() >= max {
+                    return out;
+                }
+                if d.acked_at.is_some() || d.expired_at.is_some() {
+                    continue;
+                }
+                let Some(&(_, seq)) = record.places.iter().find(|(alias, _)| *alias == d.alias)
+                else {
+                    continue;
+                };
+                out.push(Due {
+                    message_id: record.message_id,
+                    stream: StreamKey::new(&record.app, &record.biz, &d.alias),
+                    device: d.device.clone(),
+                    seq,
+                });
+            }
+        }
+        out
+    }
+
     /// Expiry notices for the messages expired by `now_ms`, and the removal
-    /// of records past their retention.
-    pub(super) fn tick(&mut self, now_ms: u64) -> Changes {
+    /// of records past their retention. A device in `acked_elsewhere`
+    /// (message id, alias, device: its stored position covers the message,
+    /// an ack this node did not see, made on another cluster node) gets
+    /// `acked` instead of `expired`.
+    pub(super) fn tick(
+        &mut self,
+        now_ms: u64,
+        acked_elsewhere: &HashSet<(u64, String, String)>,
+    ) -> Changes {
         let mut changes = Changes::default();
         let retention = self.limits.retention_ms;
         let mut gone = Vec::new();
@@ -511,14 +638,22 @@ impl StatusTable {
                 let (app, biz, id) = (record.app.clone(), record.biz.clone(), record.message_id);
                 for d in record.devices.iter_mut().filter(|d| d.acked_at.is_none()) {
                     if d.expired_at.is_none() {
-                        d.expired_at = Some(now_ms);
+                        let acked =
+                            acked_elsewhere.contains(&(id, d.alias.clone(), d.device.clone()));
+                        let event = if acked {
+                            d.acked_at = Some(now_ms);
+                            ReceiptKind::Acked
+                        } else {
+                            d.expired_at = Some(now_ms);
+                            ReceiptKind::Expired
+                        };
                         changes.events.push(ReceiptEvent {
                             message_id: id.to_string(),
                             app: app.clone(),
                             biz: biz.clone(),
                             alias: d.alias.clone(),
                             device: d.device.clone(),
-                            event: ReceiptKind::Expired,
+                            event,
                             at: now_ms,
                         });
                     }
@@ -630,13 +765,13 @@ mod tests {
         t.stored(1, place("u1", 1), 100, 0);
         t.login(&key("u1"), "d1", 0, 10);
         t.login(&key("u1"), "d2", 1, 11);
-        assert!(t.tick(99).events.is_empty());
-        let e = t.tick(100);
+        assert!(t.tick(99, &HashSet::new()).events.is_empty());
+        let e = t.tick(100, &HashSet::new());
         assert_eq!(kinds(&e), vec![("d1".into(), ReceiptKind::Expired)]);
-        assert!(t.tick(200).events.is_empty(), "once");
+        assert!(t.tick(200, &HashSet::new()).events.is_empty(), "once");
         assert_eq!(t.get("demo", 1).map(Record::pending), Some(0));
         // Past its retention the record and the watch go.
-        t.tick(1_100);
+        t.tick(1_100, &HashSet::new());
         assert_eq!(t.len(), 0);
         assert!(!t.watches(&key("u1")));
         assert_eq!(t.take_dirty().1, vec![1]);
@@ -660,6 +795,92 @@ mod tests {
         let refused = t.delivered(&key("u1"), "d3", 1, 2);
         assert_eq!(refused.devices_refused, 1);
         assert!(t.get("demo", 1).is_some_and(|r| r.devices.len() == 2));
+    }
+
+    fn message(id: u64, seq: u64) -> ReceiptMessage {
+        ReceiptMessage {
+            message_id: id,
+            seq,
+            expires_at_ms: 100,
+        }
+    }
+
+    #[test]
+    fn a_node_that_did_not_take_the_push_adopts_it_from_the_log() {
+        let mut t = StatusTable::new(limits());
+        // A device logged in before anything was watched: not known yet.
+        assert!(t.login(&key("u1"), "d1", 0, 1).events.is_empty());
+        assert!(!t.watches(&key("u1")));
+        assert!(t.adopt(&key("u1"), &message(7, 3), 2).events.is_empty());
+        assert!(t.watches(&key("u1")));
+        let d = t.delivered(&key("u1"), "d1", 3, 3);
+        assert_eq!(kinds(&d), vec![("d1".into(), ReceiptKind::Delivered)]);
+        // Adopting again (another write of it) changes nothing.
+        assert!(t.adopt(&key("u1"), &message(7, 3), 4).events.is_empty());
+        let a = t.acked(&key("u1"), "d1", 3, 5);
+        assert_eq!(kinds(&a), vec![("d1".into(), ReceiptKind::Acked)]);
+        let r = t.get("demo", 7).expect("record");
+        assert_eq!((r.created_at_ms, r.expires_at_ms), (2, 100));
+        assert_eq!(r.places, vec![("u1".to_owned(), 3)]);
+        assert_eq!(r.pending(), 0);
+        // Another alias of the same push adds its place.
+        t.adopt(&key("u2"), &message(7, 9), 6);
+        assert_eq!(t.get("demo", 7).map(|r| r.places.len()), Some(2));
+        // Expiry notices from this node for its unacked devices.
+        t.delivered(&key("u2"), "d2", 9, 7);
+        let e = t.tick(100, &HashSet::new());
+        assert_eq!(kinds(&e), vec![("d2".into(), ReceiptKind::Expired)]);
+    }
+
+    #[test]
+    fn adopting_on_the_node_that_took_the_push_is_a_no_op() {
+        let mut t = StatusTable::new(limits());
+        t.begin(&[key("u1")]);
+        t.stored(7, place("u1", 3), 10_000, 1);
+        t.take_dirty();
+        assert_eq!(t.adopt(&key("u1"), &message(7, 3), 2), Changes::default());
+        assert!(t.take_dirty().0.is_empty());
+        assert_eq!(t.get("demo", 7).map(|r| r.created_at_ms), Some(1));
+    }
+
+    #[test]
+    fn adopting_keeps_the_bounds() {
+        let mut t = StatusTable::new(limits());
+        t.adopt(&key("u1"), &message(1, 1), 0);
+        t.adopt(&key("u1"), &message(2, 2), 0);
+        assert!(t.adopt(&key("u1"), &message(3, 3), 0).untracked);
+        assert_eq!(t.len(), 2);
+        // Another app's message under a known id is not mixed in.
+        let other = StreamKey::new("other", "chat", "u1");
+        t.adopt(&other, &message(1, 5), 0);
+        assert_eq!(t.get("demo", 1).map(|r| r.places.len()), Some(1));
+        assert!(t.get("other", 1).is_none());
+    }
+
+    #[test]
+    fn a_device_that_acked_on_another_node_gets_acked_not_expired() {
+        let mut t = StatusTable::new(limits());
+        t.begin(&[key("u1")]);
+        t.stored(1, place("u1", 4), 100, 0);
+        t.delivered(&key("u1"), "d1", 4, 1);
+        t.delivered(&key("u1"), "d2", 4, 1);
+        assert!(t.due(99, 10).is_empty());
+        let due = t.due(100, 10);
+        assert_eq!(due.len(), 2);
+        assert!(due.iter().all(|d| d.seq == 4 && d.stream == key("u1")));
+        assert_eq!(t.due(100, 1).len(), 1, "bounded");
+        // d1's stored position covers the message (acked on another node).
+        let acked = HashSet::from([(1, "u1".to_owned(), "d1".to_owned())]);
+        let e = t.tick(100, &acked);
+        assert_eq!(
+            kinds(&e),
+            vec![
+                ("d1".into(), ReceiptKind::Acked),
+                ("d2".into(), ReceiptKind::Expired)
+            ]
+        );
+        assert!(t.due(200, 10).is_empty());
+        assert!(t.tick(200, &acked).events.is_empty(), "once");
     }
 
     #[test]

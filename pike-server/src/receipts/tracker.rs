@@ -2,12 +2,18 @@
 //! behind a lock, hands each new event to its business's sender, writes
 //! the table to the ledger every `flush_ms`, and makes the expiry notices.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
-use pike_api::server::{ReceiptHook, ReceiptPlace, StreamKey, TransientReceipt};
+use futures_util::StreamExt as _;
+use pike_api::server::PushHandle;
+
+use pike_api::server::{
+    DeviceReceipts, MessageStatus, ReceiptHook, ReceiptMessage, ReceiptPlace, StreamKey,
+    TransientReceipt,
+};
 use tokio_util::sync::CancellationToken;
 
 use super::config::ReceiptsSection;
@@ -22,6 +28,14 @@ use crate::unix_ms;
 
 /// How often expiry notices are made.
 const TICK: Duration = Duration::from_secs(1);
+/// Most devices whose stored position one expiry scan reads before its
+/// notices (the rest get `expired` unchecked; `docs/receipts.md`).
+pub const MAX_EXPIRY_CHECKS: usize = 1_000;
+/// Position reads of one scan at a time.
+const CHECKS_AT_ONCE: usize = 16;
+/// How long one scan's position reads may take in all: a read not done
+/// by then counts as not acked.
+const CHECKS_WITHIN: Duration = Duration::from_secs(2);
 
 /// Receipts of one gateway node.
 #[derive(Debug)]
@@ -35,6 +49,9 @@ pub struct Receipts {
     bizs: HashMap<(String, String), BizReceipts>,
     ledger: Option<Ledger>,
     flush_every: Duration,
+    /// Reads devices' stored positions before expiry notices (set once the
+    /// gateway is bound; unset: no check).
+    positions: OnceLock<PushHandle>,
 }
 
 #[derive(Debug)]
@@ -92,6 +109,7 @@ impl Receipts {
             bizs,
             ledger,
             flush_every: Duration::from_millis(config.flush_ms),
+            positions: OnceLock::new(),
         }
     }
 
@@ -105,9 +123,19 @@ impl Receipts {
         })
     }
 
-    /// The record of `message_id` if it is `app`'s.
-    pub fn status(&self, app: &str, message_id: u64) -> Option<Record> {
+    /// This node's record of `message_id` if it is `app`'s (the status
+    /// query merges every node's: [`ReceiptHook::status`]).
+    pub fn record(&self, app: &str, message_id: u64) -> Option<Record> {
         self.lock().get(app, message_id).cloned()
+    }
+
+    /// From now on the expiry scan reads, through `push`, the stored
+    /// position of each device it would tell `expired` (at most
+    /// [`MAX_EXPIRY_CHECKS`] per scan): one whose position covers the
+    /// message acked it on another cluster node and gets `acked` instead.
+    /// A second call changes nothing.
+    pub fn check_positions(&self, push: PushHandle) {
+        let _ = self.positions.set(push);
     }
 
     /// Starts the senders and the task that flushes the table and makes
@@ -127,7 +155,7 @@ impl Receipts {
             let mut flush = tokio::time::interval(me.flush_every);
             loop {
                 tokio::select! {
-                    _ = tick.tick() => me.apply(|t| t.tick(unix_ms())),
+                    _ = tick.tick() => me.expire(unix_ms()).await,
                     _ = flush.tick() => me.flush().await,
                     () = shutdown.cancelled() => break,
                 }
@@ -159,6 +187,43 @@ impl Receipts {
             Ok(Err(e)) => tracing::warn!(error = %e, "receipt ledger write failed"),
             Err(e) => tracing::warn!(error = %e, "receipt ledger write task failed"),
         }
+    }
+
+    /// The expiry notices due at `now_ms`, each device's stored position
+    /// read first (bounded: [`MAX_EXPIRY_CHECKS`] devices, [`CHECKS_WITHIN`]
+    /// in all).
+    async fn expire(&self, now_ms: u64) {
+        let acked = match self.positions.get() {
+            Some(push) => {
+                let due = self.lock().due(now_ms, MAX_EXPIRY_CHECKS);
+                let deadline = tokio::time::Instant::now() + CHECKS_WITHIN;
+                futures_util::stream::iter(due)
+                    .map(|d| async move {
+                        let read = tokio::time::timeout_at(
+                            deadline,
+                            push.device_position(d.stream.clone(), d.device.clone()),
+                        )
+                        .await;
+                        match read {
+                            Ok(Ok(Some(at))) if at >= d.seq => {
+                                Some((d.message_id, d.stream.alias, d.device))
+                            }
+                            Ok(Ok(_)) => None,
+                            Ok(Err(e)) => {
+                                tracing::debug!(error = %e, "position read before an expiry notice failed");
+                                None
+                            }
+                            Err(_) => None,
+                        }
+                    })
+                    .buffer_unordered(CHECKS_AT_ONCE)
+                    .filter_map(std::future::ready)
+                    .collect::<HashSet<_>>()
+                    .await
+            }
+            None => HashSet::new(),
+        };
+        self.apply(|t| t.tick(now_ms, &acked));
     }
 
     fn lock(&self) -> MutexGuard<'_, StatusTable> {
@@ -235,5 +300,37 @@ impl ReceiptHook for Receipts {
 
     fn transient(&self, receipt: TransientReceipt) {
         self.apply(|t| t.transient(&receipt, unix_ms()));
+    }
+
+    fn adopt(&self, stream: &StreamKey, message: &ReceiptMessage) {
+        self.apply(|t| t.adopt(stream, message, unix_ms()));
+    }
+
+    fn status(&self, app: &str, message_id: u64) -> Option<MessageStatus> {
+        self.lock().get(app, message_id).map(message_status)
+    }
+}
+
+/// A record as the status query's view of one node.
+fn message_status(record: &Record) -> MessageStatus {
+    MessageStatus {
+        message_id: record.message_id,
+        biz: record.biz.clone(),
+        reliable: record.reliable,
+        created_at_ms: record.created_at_ms,
+        expires_at_ms: record.expires_at_ms,
+        expired: record.expired,
+        devices: record
+            .devices
+            .iter()
+            .map(|d| DeviceReceipts {
+                alias: d.alias.clone(),
+                device: d.device.clone(),
+                delivered_at: d.delivered_at,
+                acked_at: d.acked_at,
+                expired_at: d.expired_at,
+                dropped_at: d.dropped_at,
+            })
+            .collect(),
     }
 }

@@ -10,6 +10,7 @@ mod support;
 mod alias_devices;
 mod cluster_failover;
 mod cluster_presence;
+mod cluster_receipts;
 mod cluster_rooms_uplink;
 mod crash_restart;
 mod identity;

@@ -23,7 +23,12 @@ fn receipts_config(webhook: &str) -> Config {
 }
 
 /// Pushes `payload` to `alias` asking for receipts; the message id.
-async fn push_with_receipt(api: &Api, alias: &str, payload: &str, ttl_secs: u64) -> String {
+pub(crate) async fn push_with_receipt(
+    api: &Api,
+    alias: &str,
+    payload: &str,
+    ttl_secs: u64,
+) -> String {
     let answer = api
         .push(json!({"biz": "chat", "alias": alias, "payload": payload,
                      "ttl_secs": ttl_secs, "receipt": true}))
@@ -36,7 +41,7 @@ async fn push_with_receipt(api: &Api, alias: &str, payload: &str, ttl_secs: u64)
 
 /// The next message's text; a gap is skipped (a new client starts from
 /// position 0, the gateway from the device's stored position).
-async fn next_text(client: &PikeClient) -> String {
+pub(crate) async fn next_text(client: &PikeClient) -> String {
     loop {
         match next(client).await {
             ClientEvent::OnReceive(message) => return text(&message),
@@ -48,7 +53,7 @@ async fn next_text(client: &PikeClient) -> String {
 }
 
 /// How many times each (message, device, event) was reported.
-fn counts(receipts: &[ReceiptEvent]) -> BTreeMap<(String, String, ReceiptKind), usize> {
+pub(crate) fn counts(receipts: &[ReceiptEvent]) -> BTreeMap<(String, String, ReceiptKind), usize> {
     let mut out = BTreeMap::new();
     for r in receipts {
         *out.entry((r.message_id.clone(), r.device.clone(), r.event))
@@ -58,7 +63,12 @@ fn counts(receipts: &[ReceiptEvent]) -> BTreeMap<(String, String, ReceiptKind), 
 }
 
 /// Waits until the backend has `event` of `message` for `device`.
-async fn wait_for(backend: &ReceiptBackend, message: &str, device: &str, event: ReceiptKind) {
+pub(crate) async fn wait_for(
+    backend: &ReceiptBackend,
+    message: &str,
+    device: &str,
+    event: ReceiptKind,
+) {
     poll_until(&format!("{event:?} of {message} for {device}"), || async {
         backend
             .receipts()

@@ -13,6 +13,7 @@ use super::{Conn, Work, now};
 const MAX_UNCONFIRMED_READS: u8 = 8;
 use crate::server::clock::unix_ms;
 use crate::server::engine::{EngineError, Position};
+use crate::server::receipts::ReceiptMessage;
 use crate::server::store::{ReadBatch, StoredMessage, StreamKey};
 use crate::server::trace;
 
@@ -142,10 +143,24 @@ impl Conn {
                     message.seq,
                     message.message_id,
                 );
-                if let Some(state) = self.streams.get(&stream)
-                    && let Some(hook) = self.hub.receipts_for(&state.key)
-                {
-                    hook.delivered(&state.key, self.device_id(), message.seq);
+                if let Some(state) = self.streams.get(&stream) {
+                    if message.receipt
+                        && let Some(hook) = self.hub.receipts.as_deref()
+                    {
+                        // The log says it wants receipts: this node may
+                        // not have taken the push (a cluster).
+                        hook.adopt(
+                            &state.key,
+                            &ReceiptMessage {
+                                message_id: message.message_id,
+                                seq: message.seq,
+                                expires_at_ms: message.expires_at_ms,
+                            },
+                        );
+                    }
+                    if let Some(hook) = self.hub.receipts_for(&state.key) {
+                        hook.delivered(&state.key, self.device_id(), message.seq);
+                    }
                 }
             }
             Err(e) => tracing::debug!(error = %e, "push refused"),

@@ -94,6 +94,14 @@ impl Inbox for EmbeddedEngine {
     ) -> BoxFuture<'_, Result<(), EngineError>> {
         Box::pin(async move { Ok(self.store.set_position(stream, device, at.seq).await?) })
     }
+
+    fn position(
+        &self,
+        stream: StreamKey,
+        device: String,
+    ) -> BoxFuture<'_, Result<Option<Position>, EngineError>> {
+        Box::pin(async move { Ok(self.store.position(stream, device).await?.map(Position::at)) })
+    }
 }
 
 impl Directory for EmbeddedEngine {

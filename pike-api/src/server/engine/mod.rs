@@ -102,6 +102,19 @@ pub trait Inbox: Send + Sync + 'static {
         now_ms: u64,
     ) -> BoxFuture<'_, Result<LoginStart, EngineError>>;
 
+    /// The stored position of `device` on `stream` (`None`: it never acked
+    /// there, or the engine cannot say). Read by the receipt expiry scan
+    /// (`docs/receipts.md`, "Cluster mode"): a device that acked on another
+    /// node gets no `expired`. The default: `None`.
+    fn position(
+        &self,
+        stream: StreamKey,
+        device: String,
+    ) -> BoxFuture<'_, Result<Option<Position>, EngineError>> {
+        let _ = (stream, device);
+        Box::pin(std::future::ready(Ok(None)))
+    }
+
     /// Records that `device` acked `stream` up to `at`. Positions only move
     /// forward: a lower one is ignored.
     fn ack(

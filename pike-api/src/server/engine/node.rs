@@ -8,21 +8,41 @@ use super::{
     ViewQuery,
 };
 use crate::server::push::{DISCONNECT_CODE, DisconnectTarget};
+use crate::server::receipts::ReceiptHook;
 use crate::server::registry::{CommandSender, ConnCommand, Registry};
 use crate::server::room::Rooms;
 use crate::server::store::{StoredMessage, StreamKey};
 use crate::server::trace;
 
 /// The gateway's [`NodeSink`]: its connection registry and its rooms.
-#[derive(Debug)]
 pub(crate) struct LocalNode {
     registry: Arc<Registry>,
     rooms: Arc<Rooms>,
+    /// Answers the status query (none: receipts off, no record).
+    receipts: Option<Arc<dyn ReceiptHook>>,
+}
+
+impl std::fmt::Debug for LocalNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalNode")
+            .field("registry", &self.registry)
+            .field("rooms", &self.rooms)
+            .field("receipts", &self.receipts.is_some())
+            .finish()
+    }
 }
 
 impl LocalNode {
-    pub(crate) fn new(registry: Arc<Registry>, rooms: Arc<Rooms>) -> Self {
-        Self { registry, rooms }
+    pub(crate) fn new(
+        registry: Arc<Registry>,
+        rooms: Arc<Rooms>,
+        receipts: Option<Arc<dyn ReceiptHook>>,
+    ) -> Self {
+        Self {
+            registry,
+            rooms,
+            receipts,
+        }
     }
 }
 
@@ -116,6 +136,11 @@ impl NodeSink for LocalNode {
                 target,
                 reason,
             } => ViewAnswer::Disconnected(disconnect(registry, app, target, reason)),
+            ViewQuery::MessageStatus { app, message_id } => ViewAnswer::MessageStatus(
+                self.receipts
+                    .as_ref()
+                    .and_then(|hook| hook.status(app, *message_id)),
+            ),
         }
     }
 }

@@ -13,6 +13,7 @@
 //! ([`NodeSink::replace`](super::NodeSink::replace)).
 
 use crate::server::push::DisconnectTarget;
+use crate::server::receipts::MessageStatus;
 use crate::server::registry::ConnectionInfo;
 use crate::server::store::{BoxFuture, StreamKey};
 use crate::server::trace::TraceEvent;
@@ -74,6 +75,15 @@ pub enum ViewQuery {
         /// The close message.
         reason: String,
     },
+    /// The node's receipt record of a message of an app
+    /// ([`ReceiptHook::status`](crate::server::ReceiptHook::status);
+    /// `docs/receipts.md`, "The status query").
+    MessageStatus {
+        /// App id.
+        app: String,
+        /// The message id.
+        message_id: u64,
+    },
 }
 
 /// One node's answer to a [`ViewQuery`].
@@ -96,6 +106,8 @@ pub enum ViewAnswer {
     Trace(Option<Vec<TraceEvent>>),
     /// How many connections were told to close.
     Disconnected(usize),
+    /// The node's receipt record of the message, if it has one.
+    MessageStatus(Option<MessageStatus>),
 }
 
 impl ViewAnswer {
@@ -111,6 +123,7 @@ impl ViewAnswer {
             ViewQuery::Count => Self::Count(0),
             ViewQuery::Trace { .. } => Self::Trace(None),
             ViewQuery::Disconnect { .. } => Self::Disconnected(0),
+            ViewQuery::MessageStatus { .. } => Self::MessageStatus(None),
         }
     }
 }

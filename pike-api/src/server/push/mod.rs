@@ -528,6 +528,7 @@ impl ToStore {
                     priority: self.priority,
                     expires_at_ms: self.expires_at_ms,
                     payload: self.payload.clone(),
+                    receipt: self.receipt,
                 })
                 .collect(),
         }
@@ -597,6 +598,7 @@ async fn commit_and_notify(
                 priority: push.priority,
                 expires_at_ms: push.expires_at_ms,
                 payload: push.payload.clone(),
+                receipt: push.receipt,
             });
             receipt.online += hub.engine.router.stored(key, &message);
         }

@@ -1,11 +1,12 @@
 //! The cluster-wide views of a [`PushHandle`]: presence, connection list
-//! and count, trace and disconnect, asked of every node through the
+//! and count, trace, disconnect and a receipt message's status, asked of every node through the
 //! engine ([`Presence::gather`](crate::server::engine::Presence::gather))
 //! and merged here. With the embedded engine they are this node's, with
 //! `nodes_answered == nodes_expected == 1`.
 
 use super::{DisconnectTarget, PushHandle};
 use crate::server::engine::{ClusterView, EngineError, EngineHealth, ViewAnswer, ViewQuery};
+use crate::server::receipts::MessageStatus;
 use crate::server::registry::{ConnectionInfo, ConnectionPage};
 use crate::server::store::StreamKey;
 use crate::server::trace::TraceEvent;
@@ -117,6 +118,45 @@ impl PushHandle {
                 })
                 .sum()
         }))
+    }
+
+    /// The receipt records of message `message_id` of `app` on every node
+    /// that answered, merged ([`MessageStatus::merge`]; `None`: no node
+    /// that answered has one). `docs/receipts.md`, "The status query".
+    pub async fn cluster_message_status(
+        &self,
+        app: &str,
+        message_id: u64,
+    ) -> Result<ClusterView<Option<MessageStatus>>, EngineError> {
+        let view = self
+            .gather(ViewQuery::MessageStatus {
+                app: app.to_owned(),
+                message_id,
+            })
+            .await?;
+        Ok(view.map(|answers| {
+            MessageStatus::merge(answers.into_iter().filter_map(|a| match a {
+                ViewAnswer::MessageStatus(found) => found,
+                _ => None,
+            }))
+        }))
+    }
+
+    /// The acked position of `device` on the alias stream `stream`, as
+    /// the engine stores it (`None`: never acked there, or the engine
+    /// cannot say): what every node of a cluster agrees on.
+    pub async fn device_position(
+        &self,
+        stream: StreamKey,
+        device: String,
+    ) -> Result<Option<u64>, EngineError> {
+        Ok(self
+            .hub
+            .engine
+            .inbox
+            .position(stream, device)
+            .await?
+            .map(|p| p.seq))
     }
 
     /// The engine's health: the embedded engine is always ready; a cluster

@@ -184,6 +184,7 @@ mod tests {
             expires_at: 2,
             expired,
             pending: 0,
+            partial: false,
             devices,
         }
     }
