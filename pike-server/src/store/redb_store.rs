@@ -76,12 +76,17 @@ fn open_error(path: &Path, e: DatabaseError) -> StoreError {
             path: path.to_owned(),
             detail: format!("redb file format {v} needs an upgrade"),
         },
+        // InvalidData: redb's checks failed; UnexpectedEof: the file ends
+        // before the pages its header names (a torn or truncated file).
         DatabaseError::Storage(redb::StorageError::Io(io))
-            if io.kind() == std::io::ErrorKind::InvalidData =>
+            if matches!(
+                io.kind(),
+                std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof
+            ) =>
         {
             StoreError::InvalidFile {
                 path: path.to_owned(),
-                detail: io.to_string(),
+                detail: damage_detail(&io),
             }
         }
         DatabaseError::Storage(redb::StorageError::Corrupted(detail)) => StoreError::InvalidFile {
@@ -89,6 +94,47 @@ fn open_error(path: &Path, e: DatabaseError) -> StoreError {
             detail,
         },
         other => StoreError::from(redb::Error::from(other)),
+    }
+}
+
+/// What an I/O error met while reading a damaged file says, in words an
+/// operator can act on.
+fn damage_detail(io: &std::io::Error) -> String {
+    if io.kind() == std::io::ErrorKind::UnexpectedEof {
+        format!("the file ends before the pages its header names (truncated or torn): {io}")
+    } else {
+        io.to_string()
+    }
+}
+
+/// Names the file in an error met while checking it at open: a read that
+/// finds it damaged there (truncated, a page that fails its checks, a value
+/// that does not decode) means the file is not usable, and the operator
+/// needs to know which one. Other errors (a full disk) pass unchanged.
+fn name_file(path: &Path, e: StoreError) -> StoreError {
+    let damaged = |kind: std::io::ErrorKind| {
+        matches!(
+            kind,
+            std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof
+        )
+    };
+    match e {
+        StoreError::Storage(inner) => match inner.as_ref() {
+            redb::Error::Corrupted(detail) => StoreError::InvalidFile {
+                path: path.to_owned(),
+                detail: detail.clone(),
+            },
+            redb::Error::Io(io) if damaged(io.kind()) => StoreError::InvalidFile {
+                path: path.to_owned(),
+                detail: damage_detail(io),
+            },
+            _ => StoreError::Storage(inner),
+        },
+        StoreError::Corrupt { table, detail } => StoreError::InvalidFile {
+            path: path.to_owned(),
+            detail: format!("corrupt data in table {table}: {detail}"),
+        },
+        other => other,
     }
 }
 
@@ -232,7 +278,7 @@ impl RedbStore {
             std::fs::create_dir_all(parent)?;
         }
         let db = opener().map_err(|e| open_error(&path, e))?;
-        let (next, epoch) = init(&db, &path)?;
+        let (next, epoch) = init(&db, &path).map_err(|e| name_file(&path, e))?;
         let slot = Arc::new(DbSlot::new(db, opener, path.clone()));
         let stats = Arc::new(Stats::default());
         let next_message_id = Arc::new(AtomicU64::new(next));
