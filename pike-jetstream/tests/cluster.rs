@@ -597,8 +597,13 @@ async fn live_republish_reaches_a_subscriber_on_another_nats_node() {
         .append(&key, "p1", meta(11), Bytes::from_static(b"one"))
         .await
         .unwrap();
+    // A transient push that asked for receipts says so (`Pike-Rcpt`).
+    let marker = MessageMeta {
+        receipt: true,
+        ..meta(14)
+    };
     writer
-        .publish_transient(&key, meta(14), Bytes::from_static(b"marker"))
+        .publish_transient(&key, marker, Bytes::from_static(b"marker"))
         .await
         .unwrap();
     let next = tokio::time::timeout(Duration::from_secs(5), live.next())
@@ -606,7 +611,7 @@ async fn live_republish_reaches_a_subscriber_on_another_nats_node() {
         .unwrap()
         .unwrap();
     assert!(
-        matches!(next, LiveMessage::Transient { meta, .. } if meta.message_id == 14),
+        matches!(next, LiveMessage::Transient { meta, .. } if meta == marker),
         "{next:?}"
     );
 }

@@ -14,6 +14,7 @@ use super::receipts::ReceiptHook;
 use super::registry::{ConnId, Registry};
 use super::room::{RoomWatch, Rooms};
 use super::store::StreamKey;
+use super::transient_ids::{TransientIds, transient_node_part};
 use super::uplink::UplinkHandler;
 use super::uplink_calls::UplinkCalls;
 
@@ -32,7 +33,9 @@ pub(crate) struct Hub {
     pub(crate) known_apps: Option<HashSet<String>>,
     pub(crate) shutdown: CancellationToken,
     next_connection: AtomicU64,
-    next_transient: AtomicU64,
+    /// Ids of transient pushes (`transient_ids`: unique across the
+    /// cluster's nodes and the node's runs).
+    transient_ids: TransientIds,
     /// Handles of the metrics counted once per delivery.
     pub(crate) hot: HotMetrics,
     /// Told about receipt pushes, deliveries and acks (none: receipts off).
@@ -95,6 +98,8 @@ impl Hub {
             rooms.clone(),
             receipts.clone(),
         )));
+        let transient_ids =
+            TransientIds::new(transient_node_part(engine.router.node_name()), unix_ms());
         let mut config = config;
         let epoch = engine.inbox.epoch();
         if epoch != 0 {
@@ -125,8 +130,8 @@ impl Hub {
             shutdown,
             next_connection: AtomicU64::new(1),
             // Transient message ids live in their own range, above any id
-            // the store hands out, and differ between process runs.
-            next_transient: AtomicU64::new((1 << 62) | (unix_ms() << 16)),
+            // the store hands out, and differ between nodes and runs.
+            transient_ids,
             hot: HotMetrics::new(),
             receipts,
         }
@@ -137,7 +142,7 @@ impl Hub {
     }
 
     pub(crate) fn next_transient_id(&self) -> u64 {
-        self.next_transient.fetch_add(1, Ordering::Relaxed)
+        self.transient_ids.next()
     }
 
     /// The receipt hook, if it watches `stream` (`docs/receipts.md`).

@@ -51,6 +51,7 @@ mod room;
 mod small_map;
 mod store;
 mod trace;
+mod transient_ids;
 mod uplink;
 mod uplink_calls;
 
@@ -78,5 +79,8 @@ pub use store::{
 pub use trace::{
     CLOSED_TRACE_BYTES, CLOSED_TRACES, MAX_DETAIL_BYTES, TRACE_BYTES, TRACE_EVENTS, Trace,
     TraceEvent,
+};
+pub use transient_ids::{
+    TRANSIENT_ID_MIN, TRANSIENT_NODE_BITS, is_transient_id, transient_node_part,
 };
 pub use uplink::{NoUplink, UplinkError, UplinkHandler, UplinkRequest};

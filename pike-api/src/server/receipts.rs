@@ -24,7 +24,8 @@ pub struct ReceiptPlace {
 /// connection's login.
 #[derive(Clone, Debug, Eq, PartialEq)]
 pub struct TransientReceipt {
-    /// The message id (transient range).
+    /// The message id (transient range, unique across a cluster's nodes:
+    /// [`transient_node_part`](super::transient_node_part)).
     pub message_id: u64,
     /// App, business and alias of the login.
     pub stream: StreamKey,
@@ -123,7 +124,10 @@ pub trait ReceiptHook: Send + Sync + 'static {
     /// `device` acknowledged `stream` up to `seq` (cumulative).
     fn acked(&self, stream: &StreamKey, device: &str, seq: u64);
 
-    /// A transient message with receipts met a login.
+    /// A transient message with receipts met a login. In a cluster this
+    /// node may not have taken the push (the flag travelled with the live
+    /// message): the hook makes its record of the message then, if it has
+    /// none and there is room (`docs/receipts.md`, "Cluster mode").
     fn transient(&self, receipt: TransientReceipt);
 
     /// A connection is about to write `message` of `stream`, whose log

@@ -21,10 +21,10 @@ const MAX_READ_ROUNDS: usize = 16;
 /// replica behind its leader) are tried again this many times.
 const LAGGING_REPLICA_RETRIES: usize = 5;
 
-/// Gateway-wide message ids of reliable pushes: random below 2^62 (the
-/// transient range starts there).
+/// Gateway-wide message ids of reliable pushes: random below 2^62
+/// ([`api::TRANSIENT_ID_MIN`]: the transient range starts there).
 fn message_id() -> u64 {
-    fastrand::u64(1..(1 << 62))
+    fastrand::u64(1..api::TRANSIENT_ID_MIN)
 }
 
 /// A push's msg id when the caller gave none: only the engine's own
@@ -232,5 +232,18 @@ impl Inbox for JetStreamEngine {
                 .map(drop)
                 .map_err(engine_error)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reliable_ids_stay_below_the_transient_range() {
+        for _ in 0..10_000 {
+            let id = message_id();
+            assert!(id >= 1 && !api::is_transient_id(id), "{id}");
+        }
     }
 }

@@ -86,9 +86,9 @@ fn transient(meta: MessageMeta, payload: bytes::Bytes) -> TransientMessage {
         message_id: meta.message_id,
         priority: meta.priority,
         payload,
-        // Transient receipts are per node: the node that took the push
-        // reports them (`docs/receipts.md`, "Cluster mode").
-        receipt: false,
+        // `Pike-Rcpt: 1` on the live message: the node writing it to a
+        // device reports the receipt (`docs/receipts.md`, "Cluster mode").
+        receipt: meta.receipt,
     }
 }
 
@@ -152,6 +152,10 @@ impl JetStreamEngine {
 }
 
 impl Router for JetStreamEngine {
+    fn node_name(&self) -> Option<&str> {
+        Some(self.cluster.node())
+    }
+
     fn subscribe(&self, interest: Interest) -> BoxFuture<'_, Result<(), EngineError>> {
         Box::pin(async move {
             let cell = self.routes.enter(&interest);
@@ -185,9 +189,10 @@ impl Router for JetStreamEngine {
                 message_id: message.message_id,
                 priority: message.priority,
                 expires_at_ms: 0,
-                // Transient receipts stay on the node that took the push
-                // (their ids are per node; `docs/receipts.md`).
-                receipt: false,
+                // Carried as `Pike-Rcpt: 1`: the nodes that write it to a
+                // device report its receipts (transient ids are unique
+                // across nodes; `docs/receipts.md`, "Cluster mode").
+                receipt: message.receipt,
             };
             // Published first: when the cluster cannot take it, nobody gets
             // it and the caller hears so.
@@ -205,5 +210,31 @@ impl Router for JetStreamEngine {
             }
             Ok(self.node.transient(&target, &message))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_live_transient_message_keeps_its_receipt_flag() {
+        let meta = MessageMeta {
+            message_id: api::TRANSIENT_ID_MIN + 7,
+            priority: 2,
+            expires_at_ms: 0,
+            receipt: true,
+        };
+        let message = transient(meta, bytes::Bytes::from_static(b"x"));
+        assert!(message.receipt, "the node writing it reports receipts");
+        assert_eq!((message.message_id, message.priority), (meta.message_id, 2));
+        let plain = transient(
+            MessageMeta {
+                receipt: false,
+                ..meta
+            },
+            bytes::Bytes::new(),
+        );
+        assert!(!plain.receipt);
     }
 }

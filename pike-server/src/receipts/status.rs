@@ -461,10 +461,43 @@ impl StatusTable {
         changes
     }
 
-    /// A transient message with receipts met a login.
+    /// A transient message with receipts met a login. A node without a
+    /// record of it (a cluster node that did not take the push, or the one
+    /// that did when its table was full then) makes one, bounded like
+    /// [`adopt`](Self::adopt): a full table makes none and counts it
+    /// (`untracked`), once per such write. A record of another app or
+    /// business, or of a reliable message, under the same id is left
+    /// alone.
     pub(super) fn transient(&mut self, receipt: &TransientReceipt, now_ms: u64) -> Changes {
         let mut changes = Changes::default();
-        let Some(record) = self.records.get_mut(&receipt.message_id) else {
+        let id = receipt.message_id;
+        let stream = &receipt.stream;
+        if !self.records.contains_key(&id) {
+            if self.records.len() >= self.limits.max_messages {
+                changes.untracked = true;
+                return changes;
+            }
+            self.records.insert(
+                id,
+                Record {
+                    message_id: id,
+                    app: stream.app.clone(),
+                    biz: stream.biz.clone(),
+                    reliable: false,
+                    created_at_ms: now_ms,
+                    expires_at_ms: now_ms,
+                    expired: false,
+                    places: Vec::new(),
+                    devices: Vec::new(),
+                },
+            );
+        }
+        let Some(record) = self
+            .records
+            .get_mut(&id)
+            .filter(|r| !r.reliable && r.app == stream.app && r.biz == stream.biz)
+        else {
+            // Another message under the same id: not ours to mix.
             return changes;
         };
         let kind = if receipt.delivered {
@@ -841,6 +874,96 @@ mod tests {
         assert_eq!(t.adopt(&key("u1"), &message(7, 3), 2), Changes::default());
         assert!(t.take_dirty().0.is_empty());
         assert_eq!(t.get("demo", 7).map(|r| r.created_at_ms), Some(1));
+    }
+
+    fn transient_receipt(
+        id: u64,
+        stream: StreamKey,
+        device: &str,
+        delivered: bool,
+    ) -> TransientReceipt {
+        TransientReceipt {
+            message_id: id,
+            stream,
+            device: device.into(),
+            delivered,
+        }
+    }
+
+    /// A transient id of another node (bit 62 and a node part).
+    const REMOTE: u64 = (1 << 62) | (5 << 42) | 9;
+
+    #[test]
+    fn a_node_that_did_not_take_a_transient_push_makes_its_record() {
+        let mut t = StatusTable::new(limits());
+        let d = t.transient(&transient_receipt(REMOTE, key("u1"), "d1", true), 10);
+        assert_eq!(kinds(&d), vec![("d1".into(), ReceiptKind::Delivered)]);
+        assert!(!d.untracked);
+        // Once per (message, device, event).
+        let again = t.transient(&transient_receipt(REMOTE, key("u1"), "d1", true), 11);
+        assert!(again.events.is_empty());
+        let dropped = t.transient(&transient_receipt(REMOTE, key("u1"), "d2", false), 12);
+        assert_eq!(kinds(&dropped), vec![("d2".into(), ReceiptKind::Dropped)]);
+        let r = t.get("demo", REMOTE).expect("record");
+        assert!(!r.reliable);
+        assert_eq!((r.created_at_ms, r.expires_at_ms), (10, 10));
+        assert_eq!((r.app.as_str(), r.biz.as_str()), ("demo", "chat"));
+        assert!(r.places.is_empty());
+        assert_eq!(r.devices.len(), 2);
+        assert_eq!(r.pending(), 0);
+        assert!(
+            t.take_dirty().0.iter().any(|r| r.message_id == REMOTE),
+            "written to the ledger"
+        );
+        // Nothing is watched for it, and it is kept `retention` from then.
+        assert!(!t.watches(&key("u1")));
+        t.tick(1_009, &HashSet::new());
+        assert!(t.get("demo", REMOTE).is_some());
+        assert!(t.tick(1_010, &HashSet::new()).events.is_empty());
+        assert!(t.get("demo", REMOTE).is_none());
+    }
+
+    #[test]
+    fn a_transient_receipt_on_the_node_that_took_the_push_uses_its_record() {
+        let mut t = StatusTable::new(limits());
+        t.transient_pushed("demo", "chat", REMOTE, 3);
+        let d = t.transient(&transient_receipt(REMOTE, key("u1"), "d1", true), 4);
+        assert_eq!(kinds(&d), vec![("d1".into(), ReceiptKind::Delivered)]);
+        assert_eq!(t.len(), 1);
+        assert_eq!(t.get("demo", REMOTE).map(|r| r.created_at_ms), Some(3));
+    }
+
+    #[test]
+    fn transient_records_made_on_delivery_keep_the_bounds() {
+        let mut t = StatusTable::new(limits());
+        t.transient(&transient_receipt(REMOTE, key("u1"), "d1", true), 0);
+        t.transient(&transient_receipt(REMOTE + 1, key("u1"), "d1", true), 0);
+        let full = t.transient(&transient_receipt(REMOTE + 2, key("u1"), "d1", true), 0);
+        assert!(full.untracked && full.events.is_empty());
+        assert_eq!(t.len(), 2);
+        // Devices per record.
+        t.transient(&transient_receipt(REMOTE, key("u1"), "d2", true), 0);
+        let refused = t.transient(&transient_receipt(REMOTE, key("u1"), "d3", true), 0);
+        assert_eq!(refused.devices_refused, 1);
+        assert!(refused.events.is_empty());
+        // Another app's or business's message under a known id, or a
+        // reliable record, is not mixed in.
+        let other_app = StreamKey::new("other", "chat", "u1");
+        let other_biz = StreamKey::new("demo", "news", "u1");
+        for stream in [other_app, other_biz] {
+            let c = t.transient(&transient_receipt(REMOTE, stream, "d9", true), 0);
+            assert!(c.events.is_empty() && !c.untracked);
+        }
+        assert_eq!(t.get("demo", REMOTE).map(|r| r.devices.len()), Some(2));
+        let mut r = StatusTable::new(limits());
+        r.begin(&[key("u1")]);
+        r.stored(7, place("u1", 3), 10_000, 1);
+        assert!(
+            r.transient(&transient_receipt(7, key("u1"), "d1", true), 2)
+                .events
+                .is_empty()
+        );
+        assert_eq!(r.get("demo", 7).map(|r| r.devices.is_empty()), Some(true));
     }
 
     #[test]

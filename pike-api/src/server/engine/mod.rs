@@ -170,6 +170,15 @@ pub trait Router: Send + Sync + 'static {
     /// Returns how many local connections were told.
     fn stored(&self, stream: &StreamKey, message: &Arc<StoredMessage>) -> usize;
 
+    /// This node's name in its cluster (`None`, the default: a single
+    /// node). The gateway derives the node part of its transient message
+    /// ids from it ([`transient_node_part`](crate::server::transient_node_part)),
+    /// so that every node of a cluster tells transient messages apart
+    /// (`docs/receipts.md`, "Transient message ids").
+    fn node_name(&self) -> Option<&str> {
+        None
+    }
+
     /// Delivers a transient message to every connection of `target`;
     /// returns this node's deliveries (those of other nodes are not
     /// counted).
