@@ -473,24 +473,11 @@ impl StatusTable {
         let id = receipt.message_id;
         let stream = &receipt.stream;
         if !self.records.contains_key(&id) {
-            if self.records.len() >= self.limits.max_messages {
-                changes.untracked = true;
+            // Made as if the push had been taken here.
+            changes = self.transient_pushed(&stream.app, &stream.biz, id, now_ms);
+            if changes.untracked {
                 return changes;
             }
-            self.records.insert(
-                id,
-                Record {
-                    message_id: id,
-                    app: stream.app.clone(),
-                    biz: stream.biz.clone(),
-                    reliable: false,
-                    created_at_ms: now_ms,
-                    expires_at_ms: now_ms,
-                    expired: false,
-                    places: Vec::new(),
-                    devices: Vec::new(),
-                },
-            );
         }
         let Some(record) = self
             .records
