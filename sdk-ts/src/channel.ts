@@ -50,6 +50,12 @@ export interface ChannelOptions {
   stablePeriodMs?: number;
   /** After a stable connection without advice: reconnect within [0, this], ms (default 10 000). */
   reconnectSpreadMs?: number;
+  /**
+   * After losing a stable connection, this many dials failing in a row are each retried at a
+   * delay drawn again in the window the server's hello advised (a restarted gateway is often
+   * not listening yet for its first clients), before the Fibonacci backoff (default 3, 0 to 10).
+   */
+  crashWindowRetries?: number;
   /** The Fibonacci backoff (default 1 s units up to 60 s, ±50 %). */
   backoff?: BackoffOptions;
   /** Bytes the socket may have queued before the link counts as stuck (default 4 MiB). */
@@ -139,6 +145,8 @@ export class PikeChannel {
   private urlIndex = 0;
   private adviceOnce: ReconnectAdvice | undefined;
   private helloAdvice: ReconnectAdvice | undefined;
+  /** The hello's crash window kept after a stable loss, and the failed dials it may still take. */
+  private respread: { advice: ReconnectAdvice; left: number } | undefined;
   private forceStable = false;
   private advisedEndpoints: string[] = [];
   private currentState: ChannelState = "idle";
@@ -403,6 +411,7 @@ export class PikeChannel {
     // Without a server time the device's wall clock stands in for the server's.
     conn.serverClockOffsetMs = (hello.serverTimeMs > 0n ? Number(hello.serverTimeMs) : Date.now()) - now;
     this.helloAdvice = hello.reconnect;
+    this.respread = undefined;
     this.token = hello.connectionToken;
     this.currentState = "connected";
     this.emit({ type: "connected", connectionToken: hello.connectionToken });
@@ -529,16 +538,24 @@ export class PikeChannel {
     let delay: number;
     const once = this.adviceOnce;
     this.adviceOnce = undefined;
+    // Only dials failing right after a stable loss may use the crash window again.
+    const respread = !wasUp && this.respread !== undefined && this.respread.left > 0 ? this.respread : undefined;
+    this.respread = undefined;
     if (once !== undefined && once.maxDelayMs > 0) {
       delay = uniformDelay(this.random, once.minDelayMs, once.maxDelayMs);
       this.advisedEndpoints = wsEndpoints(once.endpoints);
     } else if (stable) {
       if (helloAdvice !== undefined && helloAdvice.maxDelayMs > 0) {
         delay = uniformDelay(this.random, helloAdvice.minDelayMs, helloAdvice.maxDelayMs);
+        const retries = Math.min(10, Math.max(0, Math.floor(this.options.crashWindowRetries ?? 3)));
+        this.respread = { advice: helloAdvice, left: retries };
       } else {
         delay = uniformDelay(this.random, 0, this.options.reconnectSpreadMs ?? 10_000);
       }
       if (once !== undefined) this.advisedEndpoints = wsEndpoints(once.endpoints);
+    } else if (respread !== undefined) {
+      delay = uniformDelay(this.random, respread.advice.minDelayMs, respread.advice.maxDelayMs);
+      this.respread = { advice: respread.advice, left: respread.left - 1 };
     } else {
       delay = this.backoff.next();
     }

@@ -78,3 +78,24 @@ test("after a stable connection is lost the hello's reconnect window replaces th
   const rec = r.channelEvents.find((e) => e.type === "reconnecting");
   assert.ok(rec?.type === "reconnecting" && rec.delayMs === 3000);
 });
+
+test("dials failing after a crash are retried in the hello's window three times, then the backoff", () => {
+  const r = rig({}, false);
+  r.server.accept({ reconnect: { minDelayMs: 2000, maxDelayMs: 4000 } });
+  acceptLogin(r);
+  r.server.send(FrameType.PONG, {});
+  r.clock.advance(30_000);
+  r.server.send(FrameType.PONG, {});
+  r.server.drop();
+  // The gateway is not back: every dial fails before its hello.
+  for (let i = 0; i < 5; i++) {
+    const delays = r.channelEvents.filter((e) => e.type === "reconnecting");
+    const last = delays[delays.length - 1];
+    assert.ok(last?.type === "reconnecting");
+    r.clock.advance(last.delayMs);
+    r.server.drop();
+  }
+  const delays = r.channelEvents.flatMap((e) => (e.type === "reconnecting" ? [e.delayMs] : []));
+  // The crash spread, three retries in the window, then the Fibonacci backoff (1 s, 1 s).
+  assert.deepEqual(delays, [3000, 3000, 3000, 3000, 1000, 1000]);
+});

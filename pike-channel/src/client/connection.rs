@@ -66,6 +66,13 @@ pub(super) struct Link {
     advice_once: Option<ReconnectAdvice>,
     /// Advice from the server hello, for the reconnect after this connection.
     hello_advice: Option<ReconnectAdvice>,
+    /// The crash window the last hello advised, kept after a stable
+    /// connection was lost for up to `crash_window_retries` failed dials
+    /// in a row: each is retried at a delay drawn in the window again
+    /// instead of the Fibonacci backoff's first steps (the window is the
+    /// server's own estimate of how fast its replacement takes every client
+    /// back). The count is what is left.
+    respread: Option<(ReconnectAdvice, u8)>,
     /// The current connection counts as stable whatever its age (go-away).
     force_stable: bool,
     /// Closed because the server refused the client for good (not by the
@@ -86,6 +93,7 @@ impl Link {
             attempt: 0,
             advice_once: None,
             hello_advice: None,
+            respread: None,
             force_stable: false,
             refused: false,
             connection_token: String::new(),
@@ -204,6 +212,7 @@ impl ClientChannel {
             .connection_token
             .clone_from(&hello.connection_token);
         self.link.hello_advice = meaningful(hello.reconnect.clone());
+        self.link.respread = None;
         self.link.server_clock = (hello.server_time_ms != 0).then_some((now, hello.server_time_ms));
         self.stats.connections += 1;
         let interval = match hello.heartbeat_interval_ms {
@@ -432,6 +441,12 @@ impl ClientChannel {
     ///   backoff resets and the delay is uniform in the hello's advice range,
     ///   or in `[0, reconnect_spread]`: this spreads clients that lose one
     ///   server at the same moment.
+    /// - The first `crash_window_retries` (default 3) dials that fail in a row after
+    ///   such a loss, when the hello advised the window, are retried at a
+    ///   delay drawn in that window again: a restarted gateway is often not
+    ///   listening yet for the first few of its clients, and the Fibonacci
+    ///   backoff's first step (0.5 to 1.5 s) would make them the stragglers
+    ///   of the storm.
     /// - Otherwise (dial failed, or the connection flapped) the next
     ///   Fibonacci delay with jitter.
     fn schedule_reconnect(&mut self, connected_since: Option<Instant>, now: Instant) {
@@ -448,6 +463,13 @@ impl ClientChannel {
         } else {
             None
         };
+        // Only a failed dial right after a stable loss may use the window
+        // again; any other outcome forgets it.
+        let respread = self
+            .link
+            .respread
+            .take()
+            .filter(|(_, left)| connected_since.is_none() && *left > 0);
         let delay = match (self.link.advice_once.as_ref(), stable) {
             (Some(advice), _) if advice.max_delay_ms > 0 => self.advised_delay(advice.clone()),
             (_, true) => match hello_advice {
@@ -456,6 +478,8 @@ impl ClientChannel {
                         self.link.advice_once = Some(advice.clone());
                     }
                     if advice.max_delay_ms > 0 {
+                        self.link.respread =
+                            Some((advice.clone(), self.config.crash_window_retries));
                         self.advised_delay(advice)
                     } else {
                         uniform(&mut self.rng, Duration::ZERO, self.config.reconnect_spread)
@@ -463,7 +487,14 @@ impl ClientChannel {
                 }
                 None => uniform(&mut self.rng, Duration::ZERO, self.config.reconnect_spread),
             },
-            _ => self.link.backoff.next_delay(),
+            (_, false) => match respread {
+                Some((advice, left)) => {
+                    let delay = self.advised_delay(advice.clone());
+                    self.link.respread = Some((advice, left - 1));
+                    delay
+                }
+                None => self.link.backoff.next_delay(),
+            },
         };
         self.link.attempt += 1;
         self.link.phase = Phase::Backoff;

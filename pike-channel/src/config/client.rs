@@ -23,6 +23,7 @@ pub struct ClientConfig {
     pub(crate) backoff: BackoffConfig,
     pub(crate) reconnect_spread: Duration,
     pub(crate) stable_period: Duration,
+    pub(crate) crash_window_retries: u8,
     pub(crate) ack_delay: Duration,
     pub(crate) ack_threshold: u32,
     pub(crate) send_window: u32,
@@ -46,6 +47,7 @@ impl Default for ClientConfig {
             backoff: BackoffConfig::default(),
             reconnect_spread: Duration::from_secs(10),
             stable_period: Duration::from_secs(30),
+            crash_window_retries: 3,
             ack_delay: Duration::from_millis(20),
             ack_threshold: 32,
             send_window: 16,
@@ -159,6 +161,16 @@ impl ClientConfig {
             Duration::from_secs(600),
             "0 ..= 10 min",
         )?;
+        Ok(self)
+    }
+
+    /// After losing a stable connection, this many dials that fail in a row
+    /// are each retried at a delay drawn again in the crash window the
+    /// server's hello advised (a restarted gateway is often not listening
+    /// yet for the first of its clients), before the Fibonacci backoff
+    /// takes over. 0: the backoff at once. Default 3, bounds 0 ..= 10.
+    pub fn crash_window_retries(&mut self, value: u8) -> Result<&mut Self, ConfigError> {
+        self.crash_window_retries = check_count("crash_window_retries", value, 0, 10, "0 ..= 10")?;
         Ok(self)
     }
 

@@ -178,6 +178,102 @@ fn hello_advice_sets_the_reconnect_window() {
 }
 
 #[test]
+fn dials_failing_after_a_crash_are_retried_in_the_advised_window_a_few_times() {
+    let _guard = subscribe();
+    let mut pair = Pair::new();
+    pair.hello_advice = Some(ReconnectAdvice {
+        min_delay_ms: 5_000,
+        max_delay_ms: 20_000,
+        endpoints: vec![],
+    });
+    pair.login("chat", "u1");
+    pair.start();
+    pair.connect_and_login();
+    pair.drive_for(secs(40));
+    // The gateway dies and is not back when the first dials come.
+    pair.server_up = false;
+    pair.kill_connection();
+    let retries = 3; // the default `crash_window_retries`
+    assert!(pair.run_until(secs(600), |p| reconnect_delays(p).len() == retries + 3));
+    let delays = reconnect_delays(&pair);
+    let in_window = |d: Duration| d >= secs(5) && d <= secs(20);
+    for (i, (_, delay)) in delays.iter().enumerate().take(retries + 1) {
+        assert!(
+            in_window(*delay),
+            "the crash spread and its retries: attempt {} after {delay:?}",
+            i + 1
+        );
+    }
+    // Then the Fibonacci backoff from its first step.
+    for (i, n) in [(retries + 1, 1), (retries + 2, 2)] {
+        let (_, low, high) = fib_bounds(n);
+        assert!(
+            delays[i].1 >= low && delays[i].1 <= high,
+            "attempt {}: {:?}",
+            i + 1,
+            delays[i]
+        );
+    }
+}
+
+#[test]
+fn no_crash_window_retries_means_the_backoff_at_once() {
+    let _guard = subscribe();
+    let mut config = ClientConfig::default();
+    config.crash_window_retries(0).unwrap();
+    assert!(ClientConfig::default().crash_window_retries(11).is_err());
+    let mut pair = Pair::with_config(config, crate::ServerConfig::default(), 7);
+    pair.hello_advice = Some(ReconnectAdvice {
+        min_delay_ms: 5_000,
+        max_delay_ms: 20_000,
+        endpoints: vec![],
+    });
+    pair.login("chat", "u1");
+    pair.start();
+    pair.connect_and_login();
+    pair.drive_for(secs(40));
+    pair.server_up = false;
+    pair.kill_connection();
+    assert!(pair.run_until(secs(600), |p| reconnect_delays(p).len() == 2));
+    let delays = reconnect_delays(&pair);
+    assert!(delays[0].1 >= secs(5) && delays[0].1 <= secs(20));
+    let (_, low, high) = fib_bounds(1);
+    assert!(delays[1].1 >= low && delays[1].1 <= high, "{:?}", delays[1]);
+}
+
+#[test]
+fn a_flapping_connection_does_not_reuse_the_crash_window() {
+    let _guard = subscribe();
+    let mut pair = Pair::new();
+    pair.hello_advice = Some(ReconnectAdvice {
+        min_delay_ms: 5_000,
+        max_delay_ms: 20_000,
+        endpoints: vec![],
+    });
+    pair.login("chat", "u1");
+    pair.start();
+    pair.connect_and_login();
+    pair.drive_for(secs(40));
+    pair.kill_connection();
+    assert!(pair.run_until(secs(5), |p| reconnect_delays(p).len() == 1));
+    // Back in the window, up for less than the stable period, lost again
+    // with the gateway down: the backoff, not the window.
+    pair.connect_and_login();
+    pair.drive_for(secs(2));
+    pair.server_up = false;
+    pair.kill_connection();
+    assert!(pair.run_until(secs(600), |p| reconnect_delays(p).len() == 3));
+    let delays = reconnect_delays(&pair);
+    assert!(delays[0].1 >= secs(5) && delays[0].1 <= secs(20));
+    for d in &delays[1..] {
+        assert!(
+            d.1 <= secs(3),
+            "backoff after a flap, not the window: {d:?}"
+        );
+    }
+}
+
+#[test]
 fn go_away_reconnects_after_advised_delay_to_advised_endpoints() {
     let _guard = subscribe();
     let mut pair = Pair::new();

@@ -16,6 +16,30 @@ use super::servers::{Binaries, Kind, Server, ServerSpec, TlsFiles};
 /// (the driver's default is 30 s; shortened so the run stays short).
 const STABLE_SECS: u64 = 5;
 
+/// One client policy S8 runs against the same gateway build.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct S8Variant {
+    /// Column of the table.
+    pub(crate) label: &'static str,
+    /// `pike bench storm --crash-window-retries` (`None`: the driver's
+    /// default).
+    pub(crate) crash_window_retries: Option<u8>,
+}
+
+/// The variants of every round: the client driver as shipped, and with
+/// failed dials after the outage going straight to the Fibonacci backoff
+/// (the driver before crash-window retries), measured in the same run.
+pub(crate) const VARIANTS: [S8Variant; 2] = [
+    S8Variant {
+        label: "pike",
+        crash_window_retries: None,
+    },
+    S8Variant {
+        label: "pike, backoff at once",
+        crash_window_retries: Some(0),
+    },
+];
+
 /// Settings of S8.
 #[derive(Clone, Debug)]
 pub(crate) struct S8Settings {
@@ -29,6 +53,7 @@ pub(crate) struct S8Settings {
 /// One S8 round.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct S8Result {
+    pub(crate) label: String,
     pub(crate) round: usize,
     pub(crate) clients: usize,
     pub(crate) connected: u64,
@@ -45,6 +70,7 @@ pub(crate) struct S8Result {
 impl S8Result {
     pub(crate) fn to_json(&self) -> Value {
         serde_json::json!({
+            "label": self.label,
             "round": self.round,
             "clients": self.clients,
             "connected": self.connected,
@@ -63,6 +89,7 @@ pub(crate) async fn measure(
     bins: &Binaries,
     tls: &TlsFiles,
     settings: &S8Settings,
+    variant: S8Variant,
     round: usize,
 ) -> Result<S8Result, String> {
     let dir = tempfile::Builder::new()
@@ -115,6 +142,9 @@ pub(crate) async fn measure(
         .arg(settings.deadline.to_string())
         .arg("--stable-secs")
         .arg(STABLE_SECS.to_string());
+    if let Some(n) = variant.crash_window_retries {
+        command.arg("--crash-window-retries").arg(n.to_string());
+    }
     let mut storm = Load::spawn(command, dir.path())?;
     let connected = storm
         .expect("connected", Duration::from_secs(settings.deadline + 60))
@@ -131,7 +161,10 @@ pub(crate) async fn measure(
     storm
         .expect("down", Duration::from_secs(settings.deadline + 30))
         .await?;
+    let restarting = tokio::time::Instant::now();
     server.restart(bins).await?;
+    let restart_secs = restarting.elapsed().as_secs_f64();
+    eprintln!("xtask bench:   the gateway accepts again after {restart_secs:.3} s");
     let recovered = storm
         .expect("recovered", Duration::from_secs(settings.deadline + 60))
         .await?;
@@ -147,6 +180,7 @@ pub(crate) async fn measure(
         })
         .unwrap_or_default();
     Ok(S8Result {
+        label: variant.label.to_owned(),
         round,
         clients: settings.clients,
         connected: connected["connections"].as_u64().unwrap_or(0),
@@ -164,7 +198,7 @@ pub(crate) async fn measure(
     })
 }
 
-/// The S8 table: per round figures and the median.
+/// The S8 table: the median over rounds (min–max), a column per variant.
 pub(crate) fn table(results: &[S8Result]) -> String {
     use super::report::render;
     use super::sweep_report::spread;
@@ -180,48 +214,49 @@ pub(crate) fn table(results: &[S8Result]) -> String {
             },
         )
     };
-    let rows = vec![
-        vec!["metric".to_owned(), "pike".to_owned()],
-        vec![
-            "TLS clients".into(),
-            cell(results.iter().map(|r| r.clients as f64).collect(), 0),
-        ],
-        vec![
-            "raw TLS handshakes/s of the gateway (the ceiling)".into(),
-            cell(results.iter().map(|r| r.handshakes_per_sec).collect(), 0),
-        ],
-        vec![
-            "ideal recovery: clients / ceiling, s".into(),
-            cell(results.iter().map(|r| r.ideal_secs).collect(), 2),
-        ],
-        vec![
-            "seconds until 99 % logged in again".into(),
-            cell(results.iter().map(|r| r.seconds_to_99).collect(), 2),
-        ],
-        vec![
-            "seconds until 100 %".into(),
-            cell(
-                results
-                    .iter()
-                    .map(|r| r.seconds_to_100.unwrap_or(f64::NAN))
-                    .collect(),
-                2,
-            ),
-        ],
-        vec![
-            "99 % time / ideal (1.00 = at the ceiling)".into(),
-            cell(
-                results
-                    .iter()
-                    .map(|r| r.seconds_to_99 / r.ideal_secs)
-                    .collect(),
-                2,
-            ),
-        ],
-        vec![
-            "clients that gave up (must be 0)".into(),
-            cell(results.iter().map(|r| r.gave_up as f64).collect(), 0),
-        ],
+    let mut labels: Vec<&str> = Vec::new();
+    for r in results {
+        if !labels.contains(&r.label.as_str()) {
+            labels.push(&r.label);
+        }
+    }
+    type Metric = (&'static str, usize, fn(&S8Result) -> f64);
+    let metrics: [Metric; 8] = [
+        ("TLS clients", 0, |r| r.clients as f64),
+        (
+            "raw TLS handshakes/s of the gateway (the ceiling)",
+            0,
+            |r| r.handshakes_per_sec,
+        ),
+        ("ideal recovery: clients / ceiling, s", 2, |r| r.ideal_secs),
+        ("seconds until 99 % logged in again", 2, |r| r.seconds_to_99),
+        ("seconds until 100 %", 2, |r| {
+            r.seconds_to_100.unwrap_or(f64::NAN)
+        }),
+        ("99 % time / ideal (1.00 = at the ceiling)", 2, |r| {
+            r.seconds_to_99 / r.ideal_secs
+        }),
+        ("100 % time / ideal", 2, |r| {
+            r.seconds_to_100.unwrap_or(f64::NAN) / r.ideal_secs
+        }),
+        ("clients that gave up (must be 0)", 0, |r| r.gave_up as f64),
     ];
+    let mut header = vec!["metric".to_owned()];
+    header.extend(labels.iter().map(|l| (*l).to_owned()));
+    let mut rows = vec![header];
+    for (name, decimals, value) in metrics {
+        let mut row = vec![name.to_owned()];
+        for label in &labels {
+            row.push(cell(
+                results
+                    .iter()
+                    .filter(|r| r.label == *label)
+                    .map(value)
+                    .collect(),
+                decimals,
+            ));
+        }
+        rows.push(row);
+    }
     render(&rows)
 }

@@ -35,6 +35,7 @@ const DEFAULT_STABLE_SECS: u64 = 30;
 const BACKOFF_BASE_MS: u64 = 1_000;
 const BACKOFF_MAX_MS: u64 = 60_000;
 const BACKOFF_JITTER: f64 = 0.5;
+const DEFAULT_CRASH_WINDOW_RETRIES: u8 = 3;
 
 /// Arguments of `pike bench storm`.
 #[derive(Debug, Args)]
@@ -56,6 +57,11 @@ pub(crate) struct StormArgs {
     /// this after `connected`.
     #[arg(long)]
     stable_secs: Option<u64>,
+    /// Dials failing in a row after the outage that are retried in the
+    /// window the gateway's hello advised before the Fibonacci backoff
+    /// (default: the driver's, 3; 0 gives the backoff at once).
+    #[arg(long)]
+    crash_window_retries: Option<u8>,
 }
 
 /// The reconnect policy in effect, as reported.
@@ -66,6 +72,8 @@ struct Backoff {
     first_reconnect_spread_ms: u64,
     /// A connection that lived this long counts as stable.
     stable_period_secs: u64,
+    /// Failed dials after the outage retried in the advised window.
+    crash_window_retries: u8,
     /// Later reconnects: `base · F(n)` (1, 1, 2, 3, 5, ... s), jittered,
     /// capped.
     fibonacci_base_ms: u64,
@@ -105,7 +113,12 @@ struct StormReport {
 pub(crate) async fn run(common: &Common, mut args: StormArgs) -> Result<(), Failure> {
     args.fleet.dial.transport.get_or_insert(Transport::Tls);
     let mut plan = plan(common, &args.fleet)?;
-    let backoff = configure(&mut plan.channel, args.spread_ms, args.stable_secs)?;
+    let backoff = configure(
+        &mut plan.channel,
+        args.spread_ms,
+        args.stable_secs,
+        args.crash_window_retries,
+    )?;
     let progress = Progress::new(args.fleet.quiet);
     let (fleet, connect) = fleet::connect(plan, None, &progress)
         .await
@@ -212,13 +225,19 @@ pub(crate) async fn run(common: &Common, mut args: StormArgs) -> Result<(), Fail
     Ok(())
 }
 
-/// Applies the spread and stable-period overrides; returns the policy in
-/// effect.
+/// Applies the spread, stable-period and crash-window overrides; returns
+/// the policy in effect.
 fn configure(
     channel: &mut ClientConfig,
     spread_ms: Option<u64>,
     stable_secs: Option<u64>,
+    crash_window_retries: Option<u8>,
 ) -> Result<Backoff, Failure> {
+    if let Some(n) = crash_window_retries {
+        channel
+            .crash_window_retries(n)
+            .map_err(|e| Failure::usage(format!("--crash-window-retries: {e}")))?;
+    }
     if let Some(ms) = spread_ms {
         channel
             .reconnect_spread(Duration::from_millis(ms))
@@ -232,6 +251,7 @@ fn configure(
     Ok(Backoff {
         first_reconnect_spread_ms: spread_ms.unwrap_or(DEFAULT_SPREAD_MS),
         stable_period_secs: stable_secs.unwrap_or(DEFAULT_STABLE_SECS),
+        crash_window_retries: crash_window_retries.unwrap_or(DEFAULT_CRASH_WINDOW_RETRIES),
         fibonacci_base_ms: BACKOFF_BASE_MS,
         fibonacci_max_ms: BACKOFF_MAX_MS,
         jitter: BACKOFF_JITTER,
@@ -331,12 +351,16 @@ mod tests {
         assert!(debug.contains("reconnect_spread: 10s"), "{debug}");
         assert!(debug.contains("stable_period: 30s"), "{debug}");
         assert!(debug.contains("unit: 1s, cap: 60s, jitter: 0.5"), "{debug}");
+        assert!(debug.contains("crash_window_retries: 3,"), "{debug}");
         let mut channel = ClientConfig::default();
-        let b = configure(&mut channel, Some(2_000), Some(5)).unwrap();
+        let b = configure(&mut channel, Some(2_000), Some(5), Some(0)).unwrap();
         assert_eq!(b.first_reconnect_spread_ms, 2_000);
         assert_eq!(b.stable_period_secs, 5);
+        assert_eq!(b.crash_window_retries, 0);
         let debug = format!("{channel:?}");
         assert!(debug.contains("reconnect_spread: 2s"), "{debug}");
-        assert!(configure(&mut channel, Some(601_000), None).is_err());
+        assert!(debug.contains("crash_window_retries: 0,"), "{debug}");
+        assert!(configure(&mut channel, Some(601_000), None, None).is_err());
+        assert!(configure(&mut channel, None, None, Some(11)).is_err());
     }
 }
