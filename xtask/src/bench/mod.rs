@@ -96,7 +96,7 @@ Options:
   --report FILE       Measure nothing: render the sweep tables and charts
                       again from a run's JSON (into --out-dir, default the
                       file's directory)
-  --baseline BIN      S2-S7: also measure this pike-server binary (the
+  --baseline BIN      S2-S8: also measure this pike-server binary (the
                       build before a change) as `pike (baseline)`, in the
                       same run; the tables show pike / pike (baseline)
   -h, --help          Print this help
@@ -843,9 +843,19 @@ async fn run_s8(
         ceiling_secs: if options.quick { 2 } else { 5 },
         deadline: if options.quick { 60 } else { 180 },
     };
+    // `--baseline`: the build before a change, with the shipped client.
+    let baseline = options.baseline.as_ref().map(|path| Binaries {
+        pike_server: path.clone(),
+        ..bins.clone()
+    });
+    let mut runs: Vec<(s8::S8Variant, &Binaries)> =
+        s8::VARIANTS.iter().map(|v| (*v, bins)).collect();
+    if let Some(baseline) = &baseline {
+        runs.push((s8::BASELINE, baseline));
+    }
     let mut results = Vec::new();
     for round in 1..=rounds {
-        for variant in s8::VARIANTS {
+        for &(variant, bins) in &runs {
             eprintln!(
                 "xtask bench: S8 reconnect storm round {round}/{rounds}: {} ...",
                 variant.label

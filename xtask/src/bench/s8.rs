@@ -40,6 +40,13 @@ pub(crate) const VARIANTS: [S8Variant; 2] = [
     },
 ];
 
+/// The `--baseline` gateway (the build before a change) with the shipped
+/// client driver.
+pub(crate) const BASELINE: S8Variant = S8Variant {
+    label: "pike (baseline)",
+    crash_window_retries: None,
+};
+
 /// Settings of S8.
 #[derive(Clone, Debug)]
 pub(crate) struct S8Settings {
