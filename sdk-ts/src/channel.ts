@@ -145,8 +145,8 @@ export class PikeChannel {
   private urlIndex = 0;
   private adviceOnce: ReconnectAdvice | undefined;
   private helloAdvice: ReconnectAdvice | undefined;
-  /** The hello's crash window kept after a stable loss, and the failed dials it may still take. */
-  private respread: { advice: ReconnectAdvice; left: number } | undefined;
+  /** The hello's crash window, kept after a stable loss until a dial connects (see scheduleReconnect). */
+  private crashWindow: ReconnectAdvice | undefined;
   private forceStable = false;
   private advisedEndpoints: string[] = [];
   private currentState: ChannelState = "idle";
@@ -206,6 +206,7 @@ export class PikeChannel {
     this.members.add(member);
     if (this.currentState === "idle" || this.currentState === "closed") {
       this.attempt = 0;
+      this.crashWindow = undefined;
       this.backoff.reset();
       this.dial();
     } else if (this.conn?.handshaken === true && this.conn.alive) {
@@ -411,7 +412,7 @@ export class PikeChannel {
     // Without a server time the device's wall clock stands in for the server's.
     conn.serverClockOffsetMs = (hello.serverTimeMs > 0n ? Number(hello.serverTimeMs) : Date.now()) - now;
     this.helloAdvice = hello.reconnect;
-    this.respread = undefined;
+    this.crashWindow = undefined;
     this.token = hello.connectionToken;
     this.currentState = "connected";
     this.emit({ type: "connected", connectionToken: hello.connectionToken });
@@ -538,24 +539,22 @@ export class PikeChannel {
     let delay: number;
     const once = this.adviceOnce;
     this.adviceOnce = undefined;
-    // Only dials failing right after a stable loss may use the crash window again.
-    const respread = !wasUp && this.respread !== undefined && this.respread.left > 0 ? this.respread : undefined;
-    this.respread = undefined;
+    // A failed dial after a stable loss: `attempt` counts the dials since the loss (1 was its spread).
+    const crashRetries = Math.min(10, Math.max(0, Math.floor(this.options.crashWindowRetries ?? 3)));
+    const crashWindow = !wasUp && this.attempt <= crashRetries ? this.crashWindow : undefined;
     if (once !== undefined && once.maxDelayMs > 0) {
       delay = uniformDelay(this.random, once.minDelayMs, once.maxDelayMs);
       this.advisedEndpoints = wsEndpoints(once.endpoints);
     } else if (stable) {
       if (helloAdvice !== undefined && helloAdvice.maxDelayMs > 0) {
         delay = uniformDelay(this.random, helloAdvice.minDelayMs, helloAdvice.maxDelayMs);
-        const retries = Math.min(10, Math.max(0, Math.floor(this.options.crashWindowRetries ?? 3)));
-        this.respread = { advice: helloAdvice, left: retries };
+        this.crashWindow = helloAdvice;
       } else {
         delay = uniformDelay(this.random, 0, this.options.reconnectSpreadMs ?? 10_000);
       }
       if (once !== undefined) this.advisedEndpoints = wsEndpoints(once.endpoints);
-    } else if (respread !== undefined) {
-      delay = uniformDelay(this.random, respread.advice.minDelayMs, respread.advice.maxDelayMs);
-      this.respread = { advice: respread.advice, left: respread.left - 1 };
+    } else if (crashWindow !== undefined) {
+      delay = uniformDelay(this.random, crashWindow.minDelayMs, crashWindow.maxDelayMs);
     } else {
       delay = this.backoff.next();
     }

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { ErrorCode } from "../src/codes.js";
 import { FrameType } from "../src/frame.js";
 import { PikeClient } from "../src/client.js";
-import { acceptLogin, rig } from "./setup.js";
+import { acceptLogin, rig, type Rig } from "./setup.js";
 
 test("a throwing listener neither breaks delivery nor the acknowledgement", () => {
   const r = rig();
@@ -67,7 +67,8 @@ test("a frame only clients send, arriving from the server, is a protocol error",
   assert.ok(lost?.type === "disconnected" && lost.reason.kind === "protocolError" && lost.reason.code === ErrorCode.PROTOCOL);
 });
 
-test("after a stable connection is lost the hello's reconnect window replaces the backoff", () => {
+/** A rig whose stable connection (hello window 2 to 4 s) was just lost. */
+function lostAfterStableConnection(): Rig {
   const r = rig({}, false);
   r.server.accept({ reconnect: { minDelayMs: 2000, maxDelayMs: 4000 } });
   acceptLogin(r);
@@ -75,18 +76,17 @@ test("after a stable connection is lost the hello's reconnect window replaces th
   r.clock.advance(30_000);
   r.server.send(FrameType.PONG, {});
   r.server.drop();
+  return r;
+}
+
+test("after a stable connection is lost the hello's reconnect window replaces the backoff", () => {
+  const r = lostAfterStableConnection();
   const rec = r.channelEvents.find((e) => e.type === "reconnecting");
   assert.ok(rec?.type === "reconnecting" && rec.delayMs === 3000);
 });
 
 test("dials failing after a crash are retried in the hello's window three times, then the backoff", () => {
-  const r = rig({}, false);
-  r.server.accept({ reconnect: { minDelayMs: 2000, maxDelayMs: 4000 } });
-  acceptLogin(r);
-  r.server.send(FrameType.PONG, {});
-  r.clock.advance(30_000);
-  r.server.send(FrameType.PONG, {});
-  r.server.drop();
+  const r = lostAfterStableConnection();
   // The gateway is not back: every dial fails before its hello.
   for (let i = 0; i < 5; i++) {
     const delays = r.channelEvents.filter((e) => e.type === "reconnecting");

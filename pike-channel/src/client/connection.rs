@@ -67,12 +67,12 @@ pub(super) struct Link {
     /// Advice from the server hello, for the reconnect after this connection.
     hello_advice: Option<ReconnectAdvice>,
     /// The crash window the last hello advised, kept after a stable
-    /// connection was lost for up to `crash_window_retries` failed dials
-    /// in a row: each is retried at a delay drawn in the window again
-    /// instead of the Fibonacci backoff's first steps (the window is the
-    /// server's own estimate of how fast its replacement takes every client
-    /// back). The count is what is left.
-    respread: Option<(ReconnectAdvice, u8)>,
+    /// connection was lost until a dial connects: the first
+    /// `crash_window_retries` failed dials (counted by `attempt`) are
+    /// retried at a delay drawn in it again instead of the Fibonacci
+    /// backoff's first steps (the window is the server's own estimate of
+    /// how fast its replacement takes every client back).
+    crash_window: Option<ReconnectAdvice>,
     /// The current connection counts as stable whatever its age (go-away).
     force_stable: bool,
     /// Closed because the server refused the client for good (not by the
@@ -93,7 +93,7 @@ impl Link {
             attempt: 0,
             advice_once: None,
             hello_advice: None,
-            respread: None,
+            crash_window: None,
             force_stable: false,
             refused: false,
             connection_token: String::new(),
@@ -143,6 +143,7 @@ impl ClientChannel {
         self.link.refused = false;
         self.link.backoff.reset();
         self.link.attempt = 0;
+        self.link.crash_window = None;
         self.inspection.reset();
         self.arm_inspection(now);
         self.begin_connect(now);
@@ -178,6 +179,7 @@ impl ClientChannel {
         self.tear_down(DisconnectReason::Restart, Some(close), true, now);
         self.link.backoff.reset();
         self.link.attempt = 0;
+        self.link.crash_window = None;
         self.inspection.reset();
         self.begin_connect(now);
         self.update_timers();
@@ -212,7 +214,7 @@ impl ClientChannel {
             .connection_token
             .clone_from(&hello.connection_token);
         self.link.hello_advice = meaningful(hello.reconnect.clone());
-        self.link.respread = None;
+        self.link.crash_window = None;
         self.link.server_clock = (hello.server_time_ms != 0).then_some((now, hello.server_time_ms));
         self.stats.connections += 1;
         let interval = match hello.heartbeat_interval_ms {
@@ -463,36 +465,29 @@ impl ClientChannel {
         } else {
             None
         };
-        // Only a failed dial right after a stable loss may use the window
-        // again; any other outcome forgets it.
-        let respread = self
-            .link
-            .respread
-            .take()
-            .filter(|(_, left)| connected_since.is_none() && *left > 0);
+        // A failed dial after a stable loss: `attempt` counts the dials
+        // since the loss (1 was its spread).
+        let crash_retry = connected_since.is_none()
+            && self.link.attempt <= u32::from(self.config.crash_window_retries);
         let delay = match (self.link.advice_once.as_ref(), stable) {
-            (Some(advice), _) if advice.max_delay_ms > 0 => self.advised_delay(advice.clone()),
+            (Some(advice), _) if advice.max_delay_ms > 0 => advised_delay(&mut self.rng, advice),
             (_, true) => match hello_advice {
                 Some(advice) => {
                     if self.link.advice_once.is_none() && !advice.endpoints.is_empty() {
                         self.link.advice_once = Some(advice.clone());
                     }
                     if advice.max_delay_ms > 0 {
-                        self.link.respread =
-                            Some((advice.clone(), self.config.crash_window_retries));
-                        self.advised_delay(advice)
+                        let delay = advised_delay(&mut self.rng, &advice);
+                        self.link.crash_window = Some(advice);
+                        delay
                     } else {
                         uniform(&mut self.rng, Duration::ZERO, self.config.reconnect_spread)
                     }
                 }
                 None => uniform(&mut self.rng, Duration::ZERO, self.config.reconnect_spread),
             },
-            (_, false) => match respread {
-                Some((advice, left)) => {
-                    let delay = self.advised_delay(advice.clone());
-                    self.link.respread = Some((advice, left - 1));
-                    delay
-                }
+            (_, false) => match self.link.crash_window.as_ref().filter(|_| crash_retry) {
+                Some(window) => advised_delay(&mut self.rng, window),
                 None => self.link.backoff.next_delay(),
             },
         };
@@ -504,12 +499,6 @@ impl ClientChannel {
             attempt: self.link.attempt,
             delay,
         });
-    }
-
-    fn advised_delay(&mut self, advice: ReconnectAdvice) -> Duration {
-        let min = Duration::from_millis(u64::from(advice.min_delay_ms));
-        let max = Duration::from_millis(u64::from(advice.max_delay_ms));
-        uniform(&mut self.rng, min, max)
     }
 
     pub(super) fn handle_go_away(&mut self, m: GoAway, now: Instant) {
@@ -600,4 +589,11 @@ impl ClientChannel {
     pub(crate) fn lose_reconnect_timer_for_test(&mut self) {
         self.timers.stop(ClientTimer::Reconnect);
     }
+}
+
+/// A delay drawn uniformly in the range `advice` gives.
+fn advised_delay(rng: &mut fastrand::Rng, advice: &ReconnectAdvice) -> Duration {
+    let min = Duration::from_millis(u64::from(advice.min_delay_ms));
+    let max = Duration::from_millis(u64::from(advice.max_delay_ms));
+    uniform(rng, min, max)
 }

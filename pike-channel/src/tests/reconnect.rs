@@ -158,45 +158,51 @@ fn mass_disconnect_spreads_reconnects() {
     }
 }
 
-#[test]
-fn hello_advice_sets_the_reconnect_window() {
-    let _guard = subscribe();
-    let mut pair = Pair::new();
+/// The crash window every hello advises in the tests below, ms.
+const WINDOW_MS: (u32, u32) = (5_000, 20_000);
+
+/// Advises [`WINDOW_MS`] in every hello, logs in and stays connected past the
+/// stable period.
+fn connect_stably_with_window(pair: &mut Pair) {
     pair.hello_advice = Some(ReconnectAdvice {
-        min_delay_ms: 5_000,
-        max_delay_ms: 20_000,
+        min_delay_ms: WINDOW_MS.0,
+        max_delay_ms: WINDOW_MS.1,
         endpoints: vec![],
     });
     pair.login("chat", "u1");
     pair.start();
     pair.connect_and_login();
     pair.drive_for(secs(40));
+}
+
+/// Whether `delay` was drawn in [`WINDOW_MS`].
+fn in_window(delay: Duration) -> bool {
+    let ms = |v: u32| Duration::from_millis(u64::from(v));
+    delay >= ms(WINDOW_MS.0) && delay <= ms(WINDOW_MS.1)
+}
+
+#[test]
+fn hello_advice_sets_the_reconnect_window() {
+    let _guard = subscribe();
+    let mut pair = Pair::new();
+    connect_stably_with_window(&mut pair);
     pair.kill_connection();
     assert!(pair.run_until(secs(5), |p| !reconnect_delays(p).is_empty()));
     let delay = reconnect_delays(&pair)[0].1;
-    assert!(delay >= secs(5) && delay <= secs(20), "{delay:?}");
+    assert!(in_window(delay), "{delay:?}");
 }
 
 #[test]
 fn dials_failing_after_a_crash_are_retried_in_the_advised_window_a_few_times() {
     let _guard = subscribe();
     let mut pair = Pair::new();
-    pair.hello_advice = Some(ReconnectAdvice {
-        min_delay_ms: 5_000,
-        max_delay_ms: 20_000,
-        endpoints: vec![],
-    });
-    pair.login("chat", "u1");
-    pair.start();
-    pair.connect_and_login();
-    pair.drive_for(secs(40));
+    connect_stably_with_window(&mut pair);
     // The gateway dies and is not back when the first dials come.
     pair.server_up = false;
     pair.kill_connection();
     let retries = 3; // the default `crash_window_retries`
     assert!(pair.run_until(secs(600), |p| reconnect_delays(p).len() == retries + 3));
     let delays = reconnect_delays(&pair);
-    let in_window = |d: Duration| d >= secs(5) && d <= secs(20);
     for (i, (_, delay)) in delays.iter().enumerate().take(retries + 1) {
         assert!(
             in_window(*delay),
@@ -223,20 +229,12 @@ fn no_crash_window_retries_means_the_backoff_at_once() {
     config.crash_window_retries(0).unwrap();
     assert!(ClientConfig::default().crash_window_retries(11).is_err());
     let mut pair = Pair::with_config(config, crate::ServerConfig::default(), 7);
-    pair.hello_advice = Some(ReconnectAdvice {
-        min_delay_ms: 5_000,
-        max_delay_ms: 20_000,
-        endpoints: vec![],
-    });
-    pair.login("chat", "u1");
-    pair.start();
-    pair.connect_and_login();
-    pair.drive_for(secs(40));
+    connect_stably_with_window(&mut pair);
     pair.server_up = false;
     pair.kill_connection();
     assert!(pair.run_until(secs(600), |p| reconnect_delays(p).len() == 2));
     let delays = reconnect_delays(&pair);
-    assert!(delays[0].1 >= secs(5) && delays[0].1 <= secs(20));
+    assert!(in_window(delays[0].1));
     let (_, low, high) = fib_bounds(1);
     assert!(delays[1].1 >= low && delays[1].1 <= high, "{:?}", delays[1]);
 }
@@ -245,15 +243,7 @@ fn no_crash_window_retries_means_the_backoff_at_once() {
 fn a_flapping_connection_does_not_reuse_the_crash_window() {
     let _guard = subscribe();
     let mut pair = Pair::new();
-    pair.hello_advice = Some(ReconnectAdvice {
-        min_delay_ms: 5_000,
-        max_delay_ms: 20_000,
-        endpoints: vec![],
-    });
-    pair.login("chat", "u1");
-    pair.start();
-    pair.connect_and_login();
-    pair.drive_for(secs(40));
+    connect_stably_with_window(&mut pair);
     pair.kill_connection();
     assert!(pair.run_until(secs(5), |p| reconnect_delays(p).len() == 1));
     // Back in the window, up for less than the stable period, lost again
@@ -264,7 +254,7 @@ fn a_flapping_connection_does_not_reuse_the_crash_window() {
     pair.kill_connection();
     assert!(pair.run_until(secs(600), |p| reconnect_delays(p).len() == 3));
     let delays = reconnect_delays(&pair);
-    assert!(delays[0].1 >= secs(5) && delays[0].1 <= secs(20));
+    assert!(in_window(delays[0].1));
     for d in &delays[1..] {
         assert!(
             d.1 <= secs(3),
