@@ -57,6 +57,7 @@ enum Op {
         seq: u64,
         key: String,
         len: u16,
+        first_attempt: bool,
     },
     RoomJoin {
         stream: u8,
@@ -187,12 +188,14 @@ fuzz_target!(|ops: Vec<Op>| {
                 seq,
                 key,
                 len,
+                first_attempt,
             } => {
                 let m = Message::Uplink(Uplink {
                     stream: stream(s).value(),
                     seq,
                     idempotency_key: key,
                     payload: vec![0u8; usize::from(len)].into(),
+                    first_attempt,
                 });
                 server.handle_frame(frame(&m), now);
             }

@@ -152,6 +152,9 @@ async fn switch_mid_stream() {
             client.alias()
         );
     }
+    // A send placed again on the other channel is never called a first
+    // attempt (it may have reached the gateway on the first).
+    assert_eq!(fx.gateway.first_attempt_repeats(), 0);
 
     // The switches happened mid-stream, in both directions.
     let logins: Vec<_> = fx

@@ -54,6 +54,7 @@ async fn server_restart(wire: Wire) {
         fx.gateway.uplinks("u42"),
         (1..=5).map(|i| format!("up-{i}")).collect::<Vec<_>>()
     );
+    assert_eq!(fx.gateway.first_attempt_repeats(), 0, "resends say so");
     // The outage was reported as connectivity, not as a stop.
     let lost = connectivity
         .iter()

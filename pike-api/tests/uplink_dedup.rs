@@ -8,9 +8,13 @@ mod support;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use pike_api::server::{BoxFuture, Gateway, PushHandle, UplinkError, UplinkHandler, UplinkRequest};
+use proto::tunnel::ErrorCode;
+use support::gated_store::GatedStore;
+use support::raw::Raw;
 use support::{
     ChannelProxy, ClientConfig, ClientOptions, LIMIT, TestTls, Wire, connector, running, trace_init,
 };
@@ -171,4 +175,65 @@ async fn a_resend_after_a_reconnect_joins_the_call_in_flight() {
         .expect("in time");
     assert!(again.is_ok(), "{again:?}");
     assert_eq!(backend.calls("key-1"), 1);
+}
+
+/// `Uplink.first_attempt` skips the dedup lookup and nothing else: the
+/// outcome is still recorded before the ack, so a resend of the same key
+/// on a later connection (not flagged) is looked up and answered from the
+/// record without reaching the backend again.
+#[tokio::test]
+async fn a_first_attempt_skips_the_lookup_and_its_resend_still_finds_the_record() {
+    let _trace = trace_init();
+    let store = Arc::new(GatedStore::default());
+    let backend = Arc::new(HeldBackend {
+        gate: Semaphore::new(0),
+        calls: Mutex::new(HashMap::new()),
+        called: Notify::new(),
+    });
+    backend.gate.close(); // every call goes on at once
+    let gateway = Gateway::builder()
+        .tcp("127.0.0.1:0".parse().unwrap())
+        .store(store.clone())
+        .uplink(backend.clone())
+        .bind()
+        .await
+        .unwrap();
+    let addr = gateway.local_addrs()[0].1;
+    tokio::spawn(gateway.serve());
+
+    let mut first = Raw::device(addr, "demo", "d1").await;
+    assert_eq!(first.login(0, "u1", "any").await.code, 0);
+    first.uplink_keyed(1, "generated-1", true).await;
+    let ack = tokio::time::timeout(LIMIT, first.uplink_ack())
+        .await
+        .unwrap();
+    assert_eq!((ack.seq, ack.code), (1, ErrorCode::Unspecified as i32));
+    assert_eq!(backend.calls("generated-1"), 1);
+    assert_eq!(
+        store.uplink_lookups.load(Ordering::SeqCst),
+        0,
+        "a first attempt is not looked up"
+    );
+    first.uplink_keyed(2, "chosen-2", false).await;
+    let ack = tokio::time::timeout(LIMIT, first.uplink_ack())
+        .await
+        .unwrap();
+    assert_eq!((ack.seq, ack.code), (2, ErrorCode::Unspecified as i32));
+    assert_eq!(store.uplink_lookups.load(Ordering::SeqCst), 1);
+    drop(first);
+
+    // The ack was lost, say: the client resends on a new connection.
+    let mut again = Raw::device(addr, "demo", "d1").await;
+    assert_eq!(again.login(0, "u1", "any").await.code, 0);
+    again.uplink_keyed(1, "generated-1", false).await;
+    let ack = tokio::time::timeout(LIMIT, again.uplink_ack())
+        .await
+        .unwrap();
+    assert_eq!((ack.seq, ack.code), (1, ErrorCode::Unspecified as i32));
+    assert_eq!(store.uplink_lookups.load(Ordering::SeqCst), 2);
+    assert_eq!(
+        backend.calls("generated-1"),
+        1,
+        "the resend is answered from the record"
+    );
 }

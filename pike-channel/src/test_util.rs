@@ -144,6 +144,7 @@ struct State {
     backend: BTreeMap<String, Vec<Bytes>>,
     keys: HashSet<(String, String)>,
     uplink_events: u64,
+    first_attempt_repeats: u64,
     logins: Vec<LoginRecord>,
     acked: BTreeMap<String, u64>,
     connections_made: u64,
@@ -369,6 +370,7 @@ impl TestGateway {
                 seq,
                 idempotency_key,
                 payload,
+                first_attempt,
             } => {
                 state.uplink_events += 1;
                 let alias = conn
@@ -378,6 +380,8 @@ impl TestGateway {
                     .unwrap_or_default();
                 if state.keys.insert((alias.clone(), idempotency_key)) {
                     state.backend.entry(alias).or_default().push(payload);
+                } else if first_attempt {
+                    state.first_attempt_repeats += 1;
                 }
                 let _ = handle.ack_uplink(stream, seq, UplinkResult::accepted());
             }
@@ -453,6 +457,12 @@ impl TestGateway {
     /// Uplink events the server machines reported (duplicates included).
     pub fn uplink_events(&self) -> u64 {
         self.lock().uplink_events
+    }
+
+    /// Uplink events flagged `first_attempt` whose key this gateway had
+    /// already recorded for the alias (a client bug: always 0 for ours).
+    pub fn first_attempt_repeats(&self) -> u64 {
+        self.lock().first_attempt_repeats
     }
 
     /// Every login request so far.

@@ -232,7 +232,10 @@ export class PikeClient implements Member {
       resolve({ ok: false, id, key: k, code: ErrorCode.FRAME_TOO_LARGE, message: `payload of ${payload.length} bytes is above the server's frame limit of ${limit}`, retryable: false });
       return { id, key: k, result };
     }
-    if (this.uplink.push(id, k, payload) === undefined) {
+    // Only a key from the random prefix is known to be new; one the
+    // application chose (or a prefix it fixed) may have been sent before.
+    const generatedKey = key === undefined && this.opts.keyPrefix === undefined;
+    if (this.uplink.push(id, k, payload, generatedKey) === undefined) {
       resolve({ ok: false, id, key: k, code: undefined, message: "send queue full", retryable: true });
       return { id, key: k, result };
     }
@@ -527,7 +530,10 @@ export class PikeClient implements Member {
     const configured = this.opts.sendWindow ?? 16;
     const window = login.serverWindow > 0 ? Math.min(configured, login.serverWindow) : configured;
     for (const p of this.uplink.takeSendable(window, this.clock.now())) {
-      if (!login.link.send(FrameType.UPLINK, { stream: login.stream, seq: p.seq, idempotencyKey: p.key, payload: p.payload })) return;
+      // `attempts` counts this transmission already: 1 means no connection
+      // carried the message before.
+      const firstAttempt = p.generatedKey && p.attempts === 1;
+      if (!login.link.send(FrameType.UPLINK, { stream: login.stream, seq: p.seq, idempotencyKey: p.key, payload: p.payload, firstAttempt })) return;
     }
     this.armSendTimer();
   }

@@ -40,6 +40,28 @@ test("uplink sent before the login goes once it is accepted; unacked messages ar
   assert.deepEqual(r.server.take(FrameType.UPLINK).map((u) => [u.seq, u.idempotencyKey]), [[2n, "b"]]);
 });
 
+test("only the first transmission of a generated key says firstAttempt; resends, chosen keys and a fixed prefix do not", () => {
+  const r = rig();
+  r.client.send(new Uint8Array([1]));
+  r.client.send(new Uint8Array([2]), "chosen");
+  const stream = acceptLogin(r);
+  const first = r.server.take(FrameType.UPLINK);
+  assert.deepEqual(first.map((u) => [u.seq, u.firstAttempt]), [[1n, true], [2n, false]]);
+  r.server.send(FrameType.UPLINK_ACK, { stream, seq: 2n });
+  r.server.drop();
+  r.clock.advance(1000);
+  r.server.accept();
+  acceptLogin(r);
+  const resent = r.server.take(FrameType.UPLINK);
+  assert.deepEqual(resent.map((u) => [u.seq, u.idempotencyKey, u.firstAttempt]), [[1n, first[0]?.idempotencyKey, false]]);
+
+  // A prefix the application fixed may repeat keys of an earlier process.
+  const fixed = rig({ keyPrefix: "k" });
+  fixed.client.send(new Uint8Array([1]));
+  acceptLogin(fixed);
+  assert.deepEqual(fixed.server.take(FrameType.UPLINK).map((u) => u.firstAttempt), [false]);
+});
+
 test("an uplink ack that does not come in time declares the link stuck", () => {
   const r = rig({ sendTimeoutMs: 5000 });
   acceptLogin(r);

@@ -40,6 +40,9 @@ pub(crate) enum Command {
     Send {
         id: u64,
         key: String,
+        /// The key was generated here from the random prefix (see
+        /// `ClientChannel::send_new_key`).
+        new_key: bool,
         payload: Bytes,
         reply: oneshot::Sender<Result<SendReceipt, Error>>,
     },
@@ -185,21 +188,22 @@ impl PikeClient {
     pub fn send(&self, payload: impl Into<Bytes>) -> Sending {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let key = format!("{:016x}-{id}", self.key_prefix);
-        self.send_keyed(id, key, payload.into())
+        self.send_keyed(id, key, true, payload.into())
     }
 
     /// Sends an uplink message with the caller's idempotency key (the
     /// gateway delivers each key to the backend once).
     pub fn send_with_key(&self, payload: impl Into<Bytes>, key: impl Into<String>) -> Sending {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        self.send_keyed(id, key.into(), payload.into())
+        self.send_keyed(id, key.into(), false, payload.into())
     }
 
-    fn send_keyed(&self, id: u64, key: String, payload: Bytes) -> Sending {
+    fn send_keyed(&self, id: u64, key: String, new_key: bool, payload: Bytes) -> Sending {
         let (reply, rx) = oneshot::channel();
         self.command(Command::Send {
             id,
             key: key.clone(),
+            new_key,
             payload,
             reply,
         });
@@ -446,9 +450,10 @@ impl Actor {
             Command::Send {
                 id,
                 key,
+                new_key,
                 payload,
                 reply,
-            } => self.send(id, key, payload, reply).await,
+            } => self.send(id, key, new_key, payload, reply).await,
             Command::UpdateTags {
                 bind,
                 unbind,
@@ -558,6 +563,7 @@ impl Actor {
         &mut self,
         id: u64,
         key: String,
+        new_key: bool,
         payload: Bytes,
         reply: oneshot::Sender<Result<SendReceipt, Error>>,
     ) {
@@ -565,11 +571,20 @@ impl Actor {
             .current
             .and_then(|g| self.bindings.get(&g).map(|b| (g, b)))
         {
-            Some((generation, binding)) if self.is_started() => binding
-                .channel
-                .send(binding.stream, payload.clone(), Some(key.clone()))
-                .map(|send| (generation, send))
-                .map_err(send_error),
+            // Only the first placement of a generated key may say it is
+            // new; one placed again on another channel (a switch) may have
+            // been sent on this one's connection already.
+            Some((generation, binding)) if self.is_started() => if new_key {
+                binding
+                    .channel
+                    .send_new_key(binding.stream, payload.clone(), key.clone())
+            } else {
+                binding
+                    .channel
+                    .send(binding.stream, payload.clone(), Some(key.clone()))
+            }
+            .map(|send| (generation, send))
+            .map_err(send_error),
             _ => Err(Error::new(ErrorKind::NotStarted, "start the client first")),
         };
         match placed {

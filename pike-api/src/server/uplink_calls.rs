@@ -60,11 +60,15 @@ impl UplinkCalls {
 /// Delivers `request` (a message of stream `key`) to a backend once: joins
 /// the call in flight for the same idempotency key if there is one, else
 /// starts one in a task of its own. Resolves to the call's outcome; dropping
-/// the future leaves the call running.
+/// the future leaves the call running. `first_attempt` is the client's word
+/// that no connection carried the message before and its key is one the
+/// client generated: the call then skips the dedup lookup (its record is
+/// still written before the outcome), see [`Dedup`].
 pub(crate) fn deliver(
     hub: &Arc<Hub>,
     key: StreamKey,
     request: UplinkRequest,
+    first_attempt: bool,
 ) -> impl Future<Output = Outcome> + Send + 'static {
     let call_key = (key.clone(), request.idempotency_key.clone());
     let joined = {
@@ -96,7 +100,12 @@ pub(crate) fn deliver(
                         hub: &hub,
                         key: Some(call_key),
                     };
-                    let outcome = deliver_once(&hub, key, request).await;
+                    let dedup = if first_attempt {
+                        Dedup::FirstAttempt
+                    } else {
+                        Dedup::LookUp
+                    };
+                    let outcome = deliver_once(&hub, key, request, dedup).await;
                     tx.send_replace(Some(outcome));
                 });
                 Ok(rx)
@@ -134,10 +143,31 @@ impl Drop for Entry<'_> {
     }
 }
 
+/// Whether a call looks its idempotency key up before the backend call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Dedup {
+    /// The message may have been delivered before (a resend, or a key the
+    /// application chose): the recorded outcome, if any, answers it.
+    LookUp,
+    /// The client says no connection carried the message before and the key
+    /// is one it generated (`Uplink.first_attempt`): no outcome can be
+    /// recorded for it, and the lookup (a store read, a thread hand-off on
+    /// the embedded store) is skipped. The outcome is still recorded before
+    /// the client is acked, so a later resend finds it; the record keeps the
+    /// first outcome if one exists after all. A client that says so wrongly
+    /// can only get its own message delivered twice.
+    FirstAttempt,
+}
+
 /// Delivers one uplink message exactly once to a backend: answers from the
 /// dedup record when it was delivered before, re-routes after a route
 /// failure, records the delivery before the client is acked.
-async fn deliver_once(hub: &Hub, key: StreamKey, mut request: UplinkRequest) -> Outcome {
+async fn deliver_once(
+    hub: &Hub,
+    key: StreamKey,
+    mut request: UplinkRequest,
+    dedup: Dedup,
+) -> Outcome {
     let store_error = |e: EngineError| UplinkError {
         code: match e {
             EngineError::Unavailable(_) => ErrorCode::Overloaded,
@@ -146,13 +176,16 @@ async fn deliver_once(hub: &Hub, key: StreamKey, mut request: UplinkRequest) -> 
         message: e.to_string(),
         route_failed: false,
     };
-    if let Some(record) = hub
-        .engine
-        .uplinks
-        .delivered(key.clone(), request.idempotency_key.clone())
-        .await
-        .map_err(store_error)?
-    {
+    let recorded = match dedup {
+        Dedup::FirstAttempt => None,
+        Dedup::LookUp => hub
+            .engine
+            .uplinks
+            .delivered(key.clone(), request.idempotency_key.clone())
+            .await
+            .map_err(store_error)?,
+    };
+    if let Some(record) = recorded {
         metrics::counter!(crate::server::metric_families::UPLINK_DUPLICATES_TOTAL).increment(1);
         return Ok(record.route_id);
     }

@@ -3,7 +3,7 @@
 //! closed, as a slow fsync or a slow read would. It also tells when a device
 //! position was saved.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use pike_api::server::{
     Append, Appended, BoxFuture, MemoryStore, ReadBatch, Store, StoreError, StreamKey, UplinkRecord,
@@ -50,6 +50,8 @@ pub struct GatedStore {
     pub reads: Gate,
     /// Notified after each device position is saved.
     pub positions_saved: Notify,
+    /// Uplink dedup records looked up so far.
+    pub uplink_lookups: AtomicUsize,
 }
 
 impl Store for GatedStore {
@@ -143,6 +145,7 @@ impl Store for GatedStore {
         stream: StreamKey,
         key: String,
     ) -> BoxFuture<'_, Result<Option<UplinkRecord>, StoreError>> {
+        self.uplink_lookups.fetch_add(1, Ordering::SeqCst);
         self.inner.uplink_record(stream, key)
     }
 

@@ -92,6 +92,19 @@ impl Raw {
             seq,
             idempotency_key: format!("key-{seq}"),
             payload: Bytes::from(vec![b'u'; size]),
+            first_attempt: false,
+        }))
+        .await;
+    }
+
+    /// Sends uplink `seq` of stream 0 with `key` and `first_attempt`.
+    pub async fn uplink_keyed(&mut self, seq: u64, key: &str, first_attempt: bool) {
+        self.send(Message::Uplink(Uplink {
+            stream: 0,
+            seq,
+            idempotency_key: key.into(),
+            payload: Bytes::from_static(b"u"),
+            first_attempt,
         }))
         .await;
     }

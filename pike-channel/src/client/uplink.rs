@@ -26,6 +26,10 @@ struct PendingSend {
     id: SendId,
     seq: u64,
     key: String,
+    /// `key` is new: generated here (unique per login) or vouched for by
+    /// the caller ([`ClientChannel::send_new_key`]); its first transmission
+    /// is flagged `first_attempt`.
+    new_key: bool,
     payload: Bytes,
     /// Transmissions so far.
     attempts: u32,
@@ -121,6 +125,37 @@ impl ClientChannel {
         idempotency_key: Option<String>,
         now: Instant,
     ) -> Result<SendId, SendError> {
+        let new_key = idempotency_key.is_none();
+        self.queue_send(stream, payload.into(), idempotency_key, new_key, now)
+    }
+
+    /// Queues an uplink message like [`send`](Self::send) with `key`, the
+    /// caller vouching that no one sent `key` before (it made it unique,
+    /// say from a random prefix, and has not placed it on another channel).
+    /// Like a generated key, its first transmission then says so
+    /// (`Uplink.first_attempt`) and the gateway skips its dedup lookup; its
+    /// resends do not. A key that may have been sent before (by an earlier
+    /// process, on another connection) must go through
+    /// [`send`](Self::send): wrongly vouched, only this message is at stake
+    /// (the backend may get it twice).
+    pub fn send_new_key(
+        &mut self,
+        stream: StreamId,
+        payload: impl Into<Bytes>,
+        key: String,
+        now: Instant,
+    ) -> Result<SendId, SendError> {
+        self.queue_send(stream, payload.into(), Some(key), true, now)
+    }
+
+    fn queue_send(
+        &mut self,
+        stream: StreamId,
+        payload: Bytes,
+        idempotency_key: Option<String>,
+        new_key: bool,
+        now: Instant,
+    ) -> Result<SendId, SendError> {
         if matches!(self.state(), super::ConnectionState::Closed) {
             return Err(SendError::Stopped);
         }
@@ -142,7 +177,8 @@ impl ClientChannel {
             id,
             seq,
             key,
-            payload: payload.into(),
+            new_key,
+            payload,
             attempts: 0,
             sent_at: None,
             timed_out: false,
@@ -207,6 +243,9 @@ impl ClientChannel {
                 seq: pending.seq,
                 idempotency_key: pending.key.clone(),
                 payload: pending.payload.clone(),
+                // No connection carried it and no earlier process can have
+                // sent its key: the gateway need not look the key up.
+                first_attempt: !resend && pending.new_key,
             };
             self.stats.uplink_sent += 1;
             if resend {

@@ -306,6 +306,17 @@ impl ClientHandle {
         self.command(|c, now| c.send(stream, payload, idempotency_key, now))
     }
 
+    /// Queues an uplink message whose `key` the caller vouches is new (see
+    /// [`ClientChannel::send_new_key`]).
+    pub fn send_new_key(
+        &self,
+        stream: StreamId,
+        payload: impl Into<Bytes>,
+        key: String,
+    ) -> Result<SendId, SendError> {
+        self.command(|c, now| c.send_new_key(stream, payload, key, now))
+    }
+
     /// Binds and unbinds tags; answered by [`Event::TagsResult`].
     pub fn update_tags(
         &self,

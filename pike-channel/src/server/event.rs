@@ -111,6 +111,12 @@ pub enum ServerEvent {
         idempotency_key: String,
         /// The payload.
         payload: Bytes,
+        /// The client says no connection carried this message before and
+        /// its key is one it generated (`Uplink.first_attempt`): no outcome
+        /// can be recorded for the key, so looking it up before the backend
+        /// call may be skipped. Only the client's own message is at stake
+        /// if it is wrong.
+        first_attempt: bool,
     },
     /// The client joins a room; answer with
     /// [`room_joined`](crate::ServerChannel::room_joined) or

@@ -139,6 +139,7 @@ impl ServerChannel {
             seq: m.seq,
             idempotency_key: m.idempotency_key,
             payload: m.payload,
+            first_attempt: m.first_attempt,
         });
     }
 

@@ -208,6 +208,7 @@ fn uplink_resend_is_reacked_without_a_new_event() {
         seq: 1,
         idempotency_key: "k1".into(),
         payload: Bytes::from_static(b"p"),
+        first_attempt: false,
     };
     server.handle_frame(Message::Uplink(uplink.clone()).to_frame(), t);
     assert_eq!(events(&mut server).len(), 1);
@@ -759,6 +760,7 @@ fn uplink_idempotency_keys_are_bounded() {
             seq,
             idempotency_key: key,
             payload: Bytes::from_static(b"p"),
+            first_attempt: false,
         };
         server.handle_frame(Message::Uplink(uplink).to_frame(), t);
         assert!(events(&mut server).is_empty(), "seq {seq}");
@@ -771,6 +773,7 @@ fn uplink_idempotency_keys_are_bounded() {
         seq: 4,
         idempotency_key: "k".repeat(MAX_IDEMPOTENCY_KEY_LEN),
         payload: Bytes::from_static(b"p"),
+        first_attempt: false,
     };
     server.handle_frame(Message::Uplink(uplink).to_frame(), t);
     assert_eq!(events(&mut server).len(), 1);
@@ -847,6 +850,7 @@ fn uplink_frame(seq: u64, size: usize) -> Frame {
         seq,
         idempotency_key: format!("k{seq}"),
         payload: Bytes::from(vec![b'x'; size]),
+        first_attempt: false,
     })
     .to_frame()
 }
@@ -928,6 +932,7 @@ fn uplink_bytes_pending_per_connection_are_bounded() {
         seq: 1,
         idempotency_key: "o1".into(),
         payload: Bytes::from_static(b"small"),
+        first_attempt: false,
     })
     .to_frame();
     server.handle_frame(other.clone(), t);

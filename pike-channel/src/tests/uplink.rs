@@ -111,6 +111,10 @@ fn uplink_order_and_keys_kept_across_reconnect() {
     for (_, seq, key) in seen {
         assert_eq!(*key, format!("key-m{}", seq - 1));
     }
+    // The application chose the keys: the client cannot know they were
+    // never sent before (by an earlier process, say), so no transmission
+    // claims to be a first attempt.
+    assert!(!pair.gateway.first_attempts_seen.contains(&true));
     assert!(pair.client.stats().uplink_resent >= 8);
     // Exactly one outcome per send, all successes, in order.
     let seqs: Vec<u64> = outcomes(&pair)
@@ -149,6 +153,47 @@ fn generated_idempotency_keys_are_unique_and_stable() {
     );
     assert_ne!(seen[0].2, seen[1].2);
     assert_eq!(pair.gateway.backend.len(), 3);
+    // Generated keys: the first transmission of each says so (the gateway
+    // may skip its dedup lookup); the resends after the reconnect do not.
+    assert_eq!(
+        pair.gateway.first_attempts_seen,
+        [true, true, true, false, false, false]
+    );
+}
+
+#[test]
+fn a_key_vouched_new_is_a_first_attempt_once_and_a_chosen_key_never() {
+    let _guard = subscribe();
+    let mut pair = Pair::new();
+    let chat = pair.login("chat", "u1");
+    pair.start();
+    pair.connect_and_login();
+    pair.gateway.ack_uplink = false;
+    pair.client
+        .send_new_key(chat, &b"x"[..], "mine-1".into(), pair.time)
+        .unwrap();
+    pair.client
+        .send(chat, &b"y"[..], Some("mine-2".into()), pair.time)
+        .unwrap();
+    pair.flush();
+    pair.drive_for(ms(100));
+    pair.kill_connection();
+    pair.wait_disconnected();
+    pair.gateway.ack_uplink = true;
+    pair.connect_and_login();
+    pair.drive_for(secs(1));
+    let keys: Vec<&str> = pair
+        .gateway
+        .uplinks_seen
+        .iter()
+        .map(|(_, _, k)| k.as_str())
+        .collect();
+    assert_eq!(keys, ["mine-1", "mine-2", "mine-1", "mine-2"]);
+    assert_eq!(
+        pair.gateway.first_attempts_seen,
+        [true, false, false, false]
+    );
+    assert_eq!(pair.gateway.backend.len(), 2);
 }
 
 #[test]

@@ -16,6 +16,7 @@ fn uplink(server: &mut ServerChannel, seq: u64, t: std::time::Instant) {
         seq,
         idempotency_key: format!("k{seq}"),
         payload: Bytes::from_static(b"p"),
+        first_attempt: false,
     })
     .to_frame();
     server.handle_frame(frame, t);
@@ -146,6 +147,7 @@ fn refused_at_once_seqs_do_not_count() {
         seq: 4,
         idempotency_key: String::new(),
         payload: Bytes::from_static(b"p"),
+        first_attempt: false,
     })
     .to_frame();
     server.handle_frame(bad, t);

@@ -712,6 +712,8 @@ pub(crate) struct FakeGateway {
     /// Every uplink event: (alias, seq, key) — what the server machine
     /// reported, per connection.
     pub(crate) uplinks_seen: Vec<(String, u64, String)>,
+    /// `first_attempt` of each of `uplinks_seen`, in the same order.
+    pub(crate) first_attempts_seen: Vec<bool>,
     /// What the backend received: deduped by idempotency key.
     pub(crate) backend: Vec<(String, u64, String)>,
     /// Room rings.
@@ -753,6 +755,7 @@ impl Default for FakeGateway {
             acked: BTreeMap::new(),
             logins: Vec::new(),
             uplinks_seen: Vec::new(),
+            first_attempts_seen: Vec::new(),
             backend: Vec::new(),
             rooms: BTreeMap::new(),
             pulls: Vec::new(),
@@ -975,6 +978,7 @@ impl FakeGateway {
                 stream,
                 seq,
                 idempotency_key,
+                first_attempt,
                 ..
             } => {
                 let alias = self
@@ -984,6 +988,7 @@ impl FakeGateway {
                     .unwrap_or_default();
                 self.uplinks_seen
                     .push((alias.clone(), seq, idempotency_key.clone()));
+                self.first_attempts_seen.push(first_attempt);
                 if !self.backend.iter().any(|(_, _, k)| *k == idempotency_key) {
                     if self
                         .backend

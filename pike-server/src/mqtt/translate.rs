@@ -600,6 +600,7 @@ impl Translator {
             seq,
             idempotency_key: id.unwrap_or_else(|| format!("will:{}", self.token)),
             payload,
+            first_attempt: false,
         };
         let pike = &mut self.pike;
         let delivered = timeout(WILL_TIMEOUT, async {
@@ -686,12 +687,17 @@ impl Translator {
         let (id, payload) = split_envelope(p.payload);
         self.uplink_seq += 1;
         let seq = self.uplink_seq;
+        // A key made here from this connection's random token and a number
+        // new on it was never used: the gateway need not look it up. An
+        // envelope's id is the device's own and may have been sent before.
+        let first_attempt = id.is_none();
         let key = id.unwrap_or_else(|| format!("mqtt:{}:{seq}", self.token));
         let uplink = Uplink {
             stream: 0,
             seq,
             idempotency_key: key,
             payload,
+            first_attempt,
         };
         self.frames.push(Message::Uplink(uplink).to_frame());
         self.uplink_pending

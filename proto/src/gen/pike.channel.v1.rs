@@ -186,6 +186,17 @@ pub struct Uplink {
     /// Business payload.
     #[prost(bytes = "bytes", tag = "4")]
     pub payload: ::prost::bytes::Bytes,
+    /// True only when no connection carried this message before and its
+    /// idempotency key is one the client generated for it (unique per login):
+    /// no outcome can be recorded for the key yet, so the gateway skips looking
+    /// it up before the backend call (its record is still written before the
+    /// ack, and a message already in flight with the same key is still
+    /// joined). A resend, or a message with a key the application chose (it may
+    /// have sent it before, from an earlier process), leaves it false, the safe
+    /// default: the gateway then looks the key up first. A client that sets it
+    /// wrongly can only get its own message delivered twice.
+    #[prost(bool, tag = "5")]
+    pub first_attempt: bool,
 }
 /// Ack of one uplink message (0x1B, server -> client), sent after the
 /// business backend accepted it (or definitively refused it).

@@ -110,7 +110,8 @@ impl Conn {
                 seq,
                 idempotency_key,
                 payload,
-            } => self.uplink(stream, seq, idempotency_key, payload),
+                first_attempt,
+            } => self.uplink(stream, seq, idempotency_key, payload, first_attempt),
             ServerEvent::RoomJoin { stream, room } => {
                 // The app id is the channel's (borrowed mutably here).
                 let app = self.app().to_owned();

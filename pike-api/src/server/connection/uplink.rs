@@ -20,13 +20,23 @@ pub(super) struct PendingUplink {
     seq: u64,
     key: String,
     payload: Bytes,
+    /// The client's word that the key was never sent before (no dedup
+    /// lookup needed).
+    first_attempt: bool,
     received_at: Instant,
 }
 
 impl Conn {
     /// A new uplink message from the machine: queued behind the login's
     /// others.
-    pub(super) fn uplink(&mut self, stream: StreamId, seq: u64, key: String, payload: Bytes) {
+    pub(super) fn uplink(
+        &mut self,
+        stream: StreamId,
+        seq: u64,
+        key: String,
+        payload: Bytes,
+        first_attempt: bool,
+    ) {
         metrics::counter!(crate::server::metric_families::UPLINK_RECEIVED_TOTAL).increment(1);
         self.record(
             "uplink",
@@ -37,6 +47,7 @@ impl Conn {
                 seq,
                 key,
                 payload,
+                first_attempt,
                 received_at: Instant::now(),
             });
             metrics::histogram!(crate::server::metric_families::UPLINK_QUEUE_DEPTH)
@@ -70,7 +81,7 @@ impl Conn {
             payload: item.payload.clone(),
         };
         let seq = item.seq;
-        let call = uplink_calls::deliver(&self.hub, state.key.clone(), request);
+        let call = uplink_calls::deliver(&self.hub, state.key.clone(), request, item.first_attempt);
         self.start(Box::pin(async move {
             let result = call.await;
             Work::Uplink {
