@@ -341,9 +341,11 @@ class PikeConnection:
         """Cumulative DOWNLINK_ACK: every message of `stream` up to `seq`."""
         self.send(DOWNLINK_ACK, ch.DownlinkAck(stream=stream, seq=seq))
 
-    def uplink(self, stream, seq, key, payload):
-        """Sends one UPLINK; its UPLINK_ACK comes later (`wait_for(UPLINK_ACK, ...)`)."""
-        self.send(UPLINK, ch.Uplink(stream=stream, seq=seq, idempotency_key=key, payload=payload))
+    def uplink(self, stream, seq, key, payload, first_attempt=False):
+        """Sends one UPLINK; its UPLINK_ACK comes later (`wait_for(UPLINK_ACK, ...)`).
+        `first_attempt`: no connection carried it before and the key is new."""
+        self.send(UPLINK, ch.Uplink(stream=stream, seq=seq, idempotency_key=key, payload=payload,
+                                    first_attempt=first_attempt))
 
     def join_room(self, stream, room):
         """ROOM_JOIN, then its ROOM_JOIN_RESULT."""

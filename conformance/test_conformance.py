@@ -383,6 +383,25 @@ class T3Uplink(PikeTest):
         self.assertEqual([c.key for c in calls], keys)
         self.assertEqual(calls[-1].seq, 6)
 
+    def test_a_first_attempt_is_delivered_and_its_resend_is_still_deduplicated(self):
+        # docs/protocol.md "Deduplication across connections": first_attempt
+        # spares the lookup, not the record.
+        alias, device, prefix = fresh("u"), fresh("dev"), fresh("k")
+        key = f"{prefix}-1"
+        conn, result = self.login(device, alias)
+        conn.uplink(0, 1, key, b"fresh", first_attempt=True)
+        ack = conn.wait_for(UPLINK_ACK, lambda a: a.seq == 1)
+        self.assertEqual(ack.code, OK, ack.message)
+        self.assertEqual([c.key for c in BACKEND.calls_of(alias)], [key])
+        conn.close()
+        # The ack was lost, say: the resend on the next connection is not a
+        # first attempt and is answered from the record.
+        conn, _ = self.login(device, alias, route_id=result.route_id)
+        conn.uplink(0, 1, key, b"fresh")
+        ack = conn.wait_for(UPLINK_ACK, lambda a: a.seq == 1)
+        self.assertEqual(ack.code, OK, ack.message)
+        self.assertEqual([c.key for c in BACKEND.calls_of(alias)], [key])
+
 
 class T4Rooms(PikeTest):
     def repeated(self):
