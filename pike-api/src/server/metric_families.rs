@@ -109,6 +109,8 @@ pub const UPLINK_JOINED_TOTAL: &str = "pike_uplink_joined_total";
 pub const UPLINK_CALLS_IN_FLIGHT: &str = "pike_uplink_calls_in_flight";
 /// Uplink messages answered from the dedup record.
 pub const UPLINK_DUPLICATES_TOTAL: &str = "pike_uplink_duplicates_total";
+/// Uplink backend calls started without a dedup lookup (`first_attempt`).
+pub const UPLINK_FIRST_ATTEMPTS_TOTAL: &str = "pike_uplink_first_attempts_total";
 /// Live rooms.
 pub const ROOMS: &str = "pike_rooms";
 /// Room starts refused.
@@ -304,6 +306,12 @@ pub const FAMILIES: &[MetricFamily] = &[
     counter(
         UPLINK_DUPLICATES_TOTAL,
         "Uplink messages answered from the dedup record (delivered before).",
+        &[],
+        &[],
+    ),
+    counter(
+        UPLINK_FIRST_ATTEMPTS_TOTAL,
+        "Uplink backend calls started without a dedup lookup: the client flagged the message a first attempt.",
         &[],
         &[],
     ),

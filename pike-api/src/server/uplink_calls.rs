@@ -177,7 +177,11 @@ async fn deliver_once(
         route_failed: false,
     };
     let recorded = match dedup {
-        Dedup::FirstAttempt => None,
+        Dedup::FirstAttempt => {
+            metrics::counter!(crate::server::metric_families::UPLINK_FIRST_ATTEMPTS_TOTAL)
+                .increment(1);
+            None
+        }
         Dedup::LookUp => hub
             .engine
             .uplinks

@@ -235,6 +235,9 @@ async fn metrics_count_a_session() {
         delta("pike_uplink_acked_total", &[("result", "failed")]),
         0.0
     );
+    // The SDK's generated keys go out as first attempts: no dedup lookup.
+    assert_eq!(delta("pike_uplink_first_attempts_total", &[]), 2.0);
+    assert_eq!(delta("pike_uplink_duplicates_total", &[]), 0.0);
     assert_eq!(
         delta(
             "pike_http_requests_total",
