@@ -32,6 +32,15 @@ struct HeldBackend {
 }
 
 impl HeldBackend {
+    /// A backend holding every call until its gate opens.
+    fn held() -> Arc<Self> {
+        Arc::new(Self {
+            gate: Semaphore::new(0),
+            calls: Mutex::new(HashMap::new()),
+            called: Notify::new(),
+        })
+    }
+
     fn calls(&self, key: &str) -> usize {
         self.calls.lock().unwrap().get(key).copied().unwrap_or(0)
     }
@@ -104,11 +113,7 @@ fn resend_seen(pusher: &PushHandle, old: &str) -> bool {
 #[tokio::test]
 async fn a_resend_after_a_reconnect_joins_the_call_in_flight() {
     let _trace = trace_init();
-    let backend = Arc::new(HeldBackend {
-        gate: Semaphore::new(0),
-        calls: Mutex::new(HashMap::new()),
-        called: Notify::new(),
-    });
+    let backend = HeldBackend::held();
     let gateway = Gateway::builder()
         .tcp("127.0.0.1:0".parse().unwrap())
         .uplink(backend.clone())
@@ -177,6 +182,12 @@ async fn a_resend_after_a_reconnect_joins_the_call_in_flight() {
     assert_eq!(backend.calls("key-1"), 1);
 }
 
+/// The next frame acks uplink `seq` as accepted.
+async fn assert_accepted(raw: &mut Raw, seq: u64) {
+    let ack = tokio::time::timeout(LIMIT, raw.uplink_ack()).await.unwrap();
+    assert_eq!((ack.seq, ack.code), (seq, ErrorCode::Unspecified as i32));
+}
+
 /// `Uplink.first_attempt` skips the dedup lookup and nothing else: the
 /// outcome is still recorded before the ack, so a resend of the same key
 /// on a later connection (not flagged) is looked up and answered from the
@@ -185,11 +196,7 @@ async fn a_resend_after_a_reconnect_joins_the_call_in_flight() {
 async fn a_first_attempt_skips_the_lookup_and_its_resend_still_finds_the_record() {
     let _trace = trace_init();
     let store = Arc::new(GatedStore::default());
-    let backend = Arc::new(HeldBackend {
-        gate: Semaphore::new(0),
-        calls: Mutex::new(HashMap::new()),
-        called: Notify::new(),
-    });
+    let backend = HeldBackend::held();
     backend.gate.close(); // every call goes on at once
     let gateway = Gateway::builder()
         .tcp("127.0.0.1:0".parse().unwrap())
@@ -204,10 +211,7 @@ async fn a_first_attempt_skips_the_lookup_and_its_resend_still_finds_the_record(
     let mut first = Raw::device(addr, "demo", "d1").await;
     assert_eq!(first.login(0, "u1", "any").await.code, 0);
     first.uplink_keyed(1, "generated-1", true).await;
-    let ack = tokio::time::timeout(LIMIT, first.uplink_ack())
-        .await
-        .unwrap();
-    assert_eq!((ack.seq, ack.code), (1, ErrorCode::Unspecified as i32));
+    assert_accepted(&mut first, 1).await;
     assert_eq!(backend.calls("generated-1"), 1);
     assert_eq!(
         store.uplink_lookups.load(Ordering::SeqCst),
@@ -215,10 +219,7 @@ async fn a_first_attempt_skips_the_lookup_and_its_resend_still_finds_the_record(
         "a first attempt is not looked up"
     );
     first.uplink_keyed(2, "chosen-2", false).await;
-    let ack = tokio::time::timeout(LIMIT, first.uplink_ack())
-        .await
-        .unwrap();
-    assert_eq!((ack.seq, ack.code), (2, ErrorCode::Unspecified as i32));
+    assert_accepted(&mut first, 2).await;
     assert_eq!(store.uplink_lookups.load(Ordering::SeqCst), 1);
     drop(first);
 
@@ -226,10 +227,7 @@ async fn a_first_attempt_skips_the_lookup_and_its_resend_still_finds_the_record(
     let mut again = Raw::device(addr, "demo", "d1").await;
     assert_eq!(again.login(0, "u1", "any").await.code, 0);
     again.uplink_keyed(1, "generated-1", false).await;
-    let ack = tokio::time::timeout(LIMIT, again.uplink_ack())
-        .await
-        .unwrap();
-    assert_eq!((ack.seq, ack.code), (1, ErrorCode::Unspecified as i32));
+    assert_accepted(&mut again, 1).await;
     assert_eq!(store.uplink_lookups.load(Ordering::SeqCst), 2);
     assert_eq!(
         backend.calls("generated-1"),

@@ -571,20 +571,18 @@ impl Actor {
             .current
             .and_then(|g| self.bindings.get(&g).map(|b| (g, b)))
         {
-            // Only the first placement of a generated key may say it is
-            // new; one placed again on another channel (a switch) may have
-            // been sent on this one's connection already.
-            Some((generation, binding)) if self.is_started() => if new_key {
-                binding
-                    .channel
-                    .send_new_key(binding.stream, payload.clone(), key.clone())
-            } else {
-                binding
-                    .channel
-                    .send(binding.stream, payload.clone(), Some(key.clone()))
+            Some((generation, binding)) if self.is_started() => {
+                // Only the first placement of a generated key may say it is
+                // new; one placed again on another channel (a switch) may
+                // have been sent on this one's connection already.
+                let (channel, stream) = (&binding.channel, binding.stream);
+                let sent = if new_key {
+                    channel.send_new_key(stream, payload.clone(), key.clone())
+                } else {
+                    channel.send(stream, payload.clone(), Some(key.clone()))
+                };
+                sent.map(|send| (generation, send)).map_err(send_error)
             }
-            .map(|send| (generation, send))
-            .map_err(send_error),
             _ => Err(Error::new(ErrorKind::NotStarted, "start the client first")),
         };
         match placed {

@@ -63,7 +63,7 @@ impl UplinkCalls {
 /// the future leaves the call running. `first_attempt` is the client's word
 /// that no connection carried the message before and its key is one the
 /// client generated: the call then skips the dedup lookup (its record is
-/// still written before the outcome), see [`Dedup`].
+/// still written before the outcome), see `deliver_once`.
 pub(crate) fn deliver(
     hub: &Arc<Hub>,
     key: StreamKey,
@@ -100,12 +100,7 @@ pub(crate) fn deliver(
                         hub: &hub,
                         key: Some(call_key),
                     };
-                    let dedup = if first_attempt {
-                        Dedup::FirstAttempt
-                    } else {
-                        Dedup::LookUp
-                    };
-                    let outcome = deliver_once(&hub, key, request, dedup).await;
+                    let outcome = deliver_once(&hub, key, request, first_attempt).await;
                     tx.send_replace(Some(outcome));
                 });
                 Ok(rx)
@@ -143,30 +138,22 @@ impl Drop for Entry<'_> {
     }
 }
 
-/// Whether a call looks its idempotency key up before the backend call.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Dedup {
-    /// The message may have been delivered before (a resend, or a key the
-    /// application chose): the recorded outcome, if any, answers it.
-    LookUp,
-    /// The client says no connection carried the message before and the key
-    /// is one it generated (`Uplink.first_attempt`): no outcome can be
-    /// recorded for it, and the lookup (a store read, a thread hand-off on
-    /// the embedded store) is skipped. The outcome is still recorded before
-    /// the client is acked, so a later resend finds it; the record keeps the
-    /// first outcome if one exists after all. A client that says so wrongly
-    /// can only get its own message delivered twice.
-    FirstAttempt,
-}
-
 /// Delivers one uplink message exactly once to a backend: answers from the
 /// dedup record when it was delivered before, re-routes after a route
 /// failure, records the delivery before the client is acked.
+///
+/// `first_attempt` (`Uplink.first_attempt`): the client says no connection
+/// carried the message before and the key is one it generated, so no
+/// outcome can be recorded for it and the lookup (a store read, a thread
+/// hand-off on the embedded store) is skipped. The outcome is still
+/// recorded before the client is acked, so a later resend finds it, and a
+/// record that exists after all keeps its first outcome. A client that says
+/// so wrongly can only get its own message delivered twice.
 async fn deliver_once(
     hub: &Hub,
     key: StreamKey,
     mut request: UplinkRequest,
-    dedup: Dedup,
+    first_attempt: bool,
 ) -> Outcome {
     let store_error = |e: EngineError| UplinkError {
         code: match e {
@@ -176,18 +163,15 @@ async fn deliver_once(
         message: e.to_string(),
         route_failed: false,
     };
-    let recorded = match dedup {
-        Dedup::FirstAttempt => {
-            metrics::counter!(crate::server::metric_families::UPLINK_FIRST_ATTEMPTS_TOTAL)
-                .increment(1);
-            None
-        }
-        Dedup::LookUp => hub
-            .engine
+    let recorded = if first_attempt {
+        metrics::counter!(crate::server::metric_families::UPLINK_FIRST_ATTEMPTS_TOTAL).increment(1);
+        None
+    } else {
+        hub.engine
             .uplinks
             .delivered(key.clone(), request.idempotency_key.clone())
             .await
-            .map_err(store_error)?,
+            .map_err(store_error)?
     };
     if let Some(record) = recorded {
         metrics::counter!(crate::server::metric_families::UPLINK_DUPLICATES_TOTAL).increment(1);

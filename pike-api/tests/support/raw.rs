@@ -87,23 +87,23 @@ impl Raw {
 
     /// Sends uplink `seq` of stream 0 (key `key-<seq>`, `size` bytes).
     pub async fn uplink(&mut self, seq: u64, size: usize) {
-        self.send(Message::Uplink(Uplink {
-            stream: 0,
-            seq,
-            idempotency_key: format!("key-{seq}"),
-            payload: Bytes::from(vec![b'u'; size]),
-            first_attempt: false,
-        }))
-        .await;
+        let payload = Bytes::from(vec![b'u'; size]);
+        self.send_uplink(seq, format!("key-{seq}"), payload, false)
+            .await;
     }
 
     /// Sends uplink `seq` of stream 0 with `key` and `first_attempt`.
     pub async fn uplink_keyed(&mut self, seq: u64, key: &str, first_attempt: bool) {
+        self.send_uplink(seq, key.into(), Bytes::from_static(b"u"), first_attempt)
+            .await;
+    }
+
+    async fn send_uplink(&mut self, seq: u64, key: String, payload: Bytes, first_attempt: bool) {
         self.send(Message::Uplink(Uplink {
             stream: 0,
             seq,
-            idempotency_key: key.into(),
-            payload: Bytes::from_static(b"u"),
+            idempotency_key: key,
+            payload,
             first_attempt,
         }))
         .await;

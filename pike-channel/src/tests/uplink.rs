@@ -6,7 +6,7 @@ use proto::tunnel::ErrorCode;
 
 use super::util::*;
 use crate::frame_types::UPLINK;
-use crate::{ClientConfig, Event, SendError, SendFailureReason, ServerConfig};
+use crate::{ClientConfig, Event, SendError, SendFailureReason, ServerConfig, StreamId};
 
 fn outcomes(pair: &Pair) -> Vec<Event> {
     pair.events_where(|e| matches!(e, Event::SendSuccess { .. } | Event::SendFailure { .. }))
@@ -127,17 +127,15 @@ fn uplink_order_and_keys_kept_across_reconnect() {
     assert_eq!(seqs, (1..=40).collect::<Vec<_>>());
 }
 
-#[test]
-fn generated_idempotency_keys_are_unique_and_stable() {
-    let _guard = subscribe();
+/// Logs in, has `send` queue messages that reach the gateway unacked, then
+/// cuts the connection and reconnects: every message is sent twice.
+fn sent_then_resent(send: impl FnOnce(&mut Pair, StreamId)) -> Pair {
     let mut pair = Pair::new();
     let chat = pair.login("chat", "u1");
     pair.start();
     pair.connect_and_login();
     pair.gateway.ack_uplink = false;
-    for _ in 0..3 {
-        pair.client.send(chat, &b"x"[..], None, pair.time).unwrap();
-    }
+    send(&mut pair, chat);
     pair.flush();
     pair.drive_for(ms(100));
     pair.kill_connection();
@@ -145,6 +143,17 @@ fn generated_idempotency_keys_are_unique_and_stable() {
     pair.gateway.ack_uplink = true;
     pair.connect_and_login();
     pair.drive_for(secs(1));
+    pair
+}
+
+#[test]
+fn generated_idempotency_keys_are_unique_and_stable() {
+    let _guard = subscribe();
+    let pair = sent_then_resent(|pair, chat| {
+        for _ in 0..3 {
+            pair.client.send(chat, &b"x"[..], None, pair.time).unwrap();
+        }
+    });
     let seen = &pair.gateway.uplinks_seen;
     assert_eq!(seen.len(), 6);
     assert_eq!(
@@ -164,24 +173,14 @@ fn generated_idempotency_keys_are_unique_and_stable() {
 #[test]
 fn a_key_vouched_new_is_a_first_attempt_once_and_a_chosen_key_never() {
     let _guard = subscribe();
-    let mut pair = Pair::new();
-    let chat = pair.login("chat", "u1");
-    pair.start();
-    pair.connect_and_login();
-    pair.gateway.ack_uplink = false;
-    pair.client
-        .send_new_key(chat, &b"x"[..], "mine-1".into(), pair.time)
-        .unwrap();
-    pair.client
-        .send(chat, &b"y"[..], Some("mine-2".into()), pair.time)
-        .unwrap();
-    pair.flush();
-    pair.drive_for(ms(100));
-    pair.kill_connection();
-    pair.wait_disconnected();
-    pair.gateway.ack_uplink = true;
-    pair.connect_and_login();
-    pair.drive_for(secs(1));
+    let pair = sent_then_resent(|pair, chat| {
+        pair.client
+            .send_new_key(chat, &b"x"[..], "mine-1".into(), pair.time)
+            .unwrap();
+        pair.client
+            .send(chat, &b"y"[..], Some("mine-2".into()), pair.time)
+            .unwrap();
+    });
     let keys: Vec<&str> = pair
         .gateway
         .uplinks_seen
@@ -267,7 +266,7 @@ fn send_checks_and_limits() {
             limit: 2
         })
     );
-    let unknown = crate::StreamId::new(99);
+    let unknown = StreamId::new(99);
     assert_eq!(
         pair.client.send(unknown, &b"c"[..], None, pair.time),
         Err(SendError::UnknownStream(unknown))
