@@ -131,7 +131,9 @@ struct StreamState {
 /// the whole of its life, and the connection's future is the biggest part
 /// of an idle connection's memory. The setup runs in [`start`], a plain
 /// function, so that its temporaries (the hello, the registry entry) take
-/// no room in the future either.
+/// no room in the future either; the box itself moves into `start` and is
+/// freed there (a box only moved out of would stay allocated, empty, as
+/// long as the future lives: ≈ 310 bytes per connection).
 pub(crate) async fn run<S>(hub: Arc<Hub>, accepted: Box<Accepted<S>>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
@@ -143,7 +145,7 @@ where
         span,
         transport,
         guard: _guard,
-    } = start(hub, *accepted);
+    } = start(hub, accepted);
     tracing::Instrument::instrument(conn.drive(&mut framed, shared), span).await;
 
     conn.release_all();
@@ -163,7 +165,7 @@ struct Started<S> {
 }
 
 /// Registers an accepted connection and builds its state.
-fn start<S>(hub: Arc<Hub>, accepted: Accepted<S>) -> Started<S> {
+fn start<S>(hub: Arc<Hub>, accepted: Box<Accepted<S>>) -> Started<S> {
     let Accepted {
         framed,
         hello,
@@ -171,7 +173,7 @@ fn start<S>(hub: Arc<Hub>, accepted: Accepted<S>) -> Started<S> {
         peer,
         transport,
         guard,
-    } = accepted;
+    } = *accepted;
     let id = hub.next_connection_id();
     let shared = Arc::new(ConnShared::new(hub.config.command_queue));
     let trace = SharedTrace::default();
