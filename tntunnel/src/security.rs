@@ -53,9 +53,10 @@ pub enum SecureStream<S> {
     /// The client side of a TLS 1.3 connection.
     #[cfg(feature = "tls")]
     ClientTls(Box<tokio_rustls::client::TlsStream<S>>),
-    /// The server side of a TLS 1.3 connection.
+    /// The server side of a TLS 1.3 connection, on rustls's unbuffered API: it holds no
+    /// buffer while idle (see [`ServerTlsStream`](crate::tls::ServerTlsStream)).
     #[cfg(feature = "tls")]
-    ServerTls(Box<tokio_rustls::server::TlsStream<S>>),
+    ServerTls(Box<crate::tls::ServerTlsStream<S>>),
 }
 
 // === impl SecureStream ===
@@ -74,7 +75,7 @@ impl<S> SecureStream<S> {
             #[cfg(feature = "tls")]
             Self::ClientTls(tls) => tls.get_ref().1.alpn_protocol(),
             #[cfg(feature = "tls")]
-            Self::ServerTls(tls) => tls.get_ref().1.alpn_protocol(),
+            Self::ServerTls(tls) => tls.connection().alpn_protocol(),
         }
     }
 
@@ -87,7 +88,7 @@ impl<S> SecureStream<S> {
             #[cfg(feature = "tls")]
             Self::ClientTls(tls) => tls.get_ref().0,
             #[cfg(feature = "tls")]
-            Self::ServerTls(tls) => tls.get_ref().0,
+            Self::ServerTls(tls) => tls.get_ref(),
         }
     }
 
@@ -100,7 +101,7 @@ impl<S> SecureStream<S> {
             #[cfg(feature = "tls")]
             Self::ClientTls(tls) => tls.get_mut().0,
             #[cfg(feature = "tls")]
-            Self::ServerTls(tls) => tls.get_mut().0,
+            Self::ServerTls(tls) => tls.get_mut(),
         }
     }
 }
@@ -157,7 +158,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for SecureStream<S> {
             #[cfg(feature = "tls")]
             Self::ClientTls(io) => io.is_write_vectored(),
             #[cfg(feature = "tls")]
-            Self::ServerTls(io) => io.is_write_vectored(),
+            // Each slice would be a record of its own: one slice at a time instead.
+            Self::ServerTls(_) => false,
         }
     }
 
@@ -185,12 +187,11 @@ impl<S: fmt::Debug> fmt::Debug for SecureStream<S> {
             }
             #[cfg(feature = "tls")]
             Self::ServerTls(tls) => {
-                let (io, conn) = tls.get_ref();
+                let conn = tls.connection();
                 f.debug_struct("ServerTls")
-                    .field("io", io)
+                    .field("io", tls.get_ref())
                     .field("version", &conn.protocol_version())
                     .field("alpn", &conn.alpn_protocol().map(String::from_utf8_lossy))
-                    .field("server_name", &conn.server_name())
                     .finish()
             }
         }
@@ -306,16 +307,15 @@ impl ServerSecurity {
             #[cfg(feature = "tls")]
             Self::Tls(config) => {
                 let timeout = config.timeout();
-                let accept = config.acceptor().accept(io);
+                let accept = crate::tls::ServerTlsStream::accept(config.rustls_config(), io);
                 let tls = match tokio::time::timeout(timeout, accept).await {
                     Ok(Ok(tls)) => tls,
                     Ok(Err(error)) => return Err(SecurityError::from_handshake(error)),
                     Err(_elapsed) => return Err(SecurityError::HandshakeTimeout(timeout)),
                 };
                 tracing::debug!(
-                    tls.version = ?tls.get_ref().1.protocol_version(),
-                    tls.alpn = ?tls.get_ref().1.alpn_protocol().map(String::from_utf8_lossy),
-                    tls.sni = ?tls.get_ref().1.server_name(),
+                    tls.version = ?tls.connection().protocol_version(),
+                    tls.alpn = ?tls.connection().alpn_protocol().map(String::from_utf8_lossy),
                     "TLS server handshake complete"
                 );
                 Ok(SecureStream::ServerTls(Box::new(tls)))

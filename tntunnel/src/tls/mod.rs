@@ -67,6 +67,7 @@ mod client;
 mod pinned;
 mod self_signed;
 mod server;
+mod server_stream;
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -81,6 +82,7 @@ pub use self::client::TlsClientConfig;
 pub(crate) use self::pinned::PinMismatch;
 pub use self::pinned::{Fingerprint, FingerprintParseError};
 pub use self::server::TlsServerConfig;
+pub use self::server_stream::ServerTlsStream;
 pub use rustls;
 pub use tokio_rustls;
 

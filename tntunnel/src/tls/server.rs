@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use tokio_rustls::TlsAcceptor;
 
 use super::{
     ALPN_PIKE, DEFAULT_TLS_HANDSHAKE_TIMEOUT, Fingerprint, TlsConfigError, parse_certificates,
@@ -187,10 +186,6 @@ impl TlsServerConfig {
     /// can pin it; `None` for configurations made with [`TlsServerConfig::from_rustls`].
     pub fn leaf_fingerprint(&self) -> Option<Fingerprint> {
         self.leaf
-    }
-
-    pub(crate) fn acceptor(&self) -> TlsAcceptor {
-        TlsAcceptor::from(Arc::clone(&self.rustls))
     }
 
     pub(crate) fn timeout(&self) -> Duration {
