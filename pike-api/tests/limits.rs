@@ -278,3 +278,95 @@ async fn room_joins_per_connection_per_app_quota_and_the_global_limit() {
     assert_eq!(global.code(), ErrorCode::Overloaded);
     assert!(global.message.contains("the gateway"), "{global:?}");
 }
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_closed_at_the_write_timeout_and_others_still_get_pushes() {
+    let mut config = GatewayConfig::default();
+    config.write_timeout(std::time::Duration::from_millis(300));
+    let (addr, pusher) = gateway(config, HeldBackend::held()).await;
+    // A small receive buffer (no autotuning: loopback's would take 32 MiB)
+    // so that the gateway's writes wait soon.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(16 * 1024).unwrap();
+    let io = socket.connect(addr).await.unwrap();
+    let hello = ClientHello {
+        app_id: "demo".into(),
+        device_id: "stalled".into(),
+        ..ClientHello::default()
+    };
+    let (framed, hello) = tntunnel::connect(io, hello, &tntunnel::TunnelConfig::default())
+        .await
+        .unwrap();
+    let mut stalled = Raw { framed, hello };
+    assert_eq!(
+        stalled.login(0, "s1", "good").await.code(),
+        ErrorCode::Unspecified
+    );
+    let mut reader = Raw::device(addr, "demo", "reader").await;
+    assert_eq!(
+        reader.login(0, "r1", "good").await.code(),
+        ErrorCode::Unspecified
+    );
+    let push = |alias: &str, payload: bytes::Bytes| pike_api::server::PushRequest {
+        app: "demo".into(),
+        biz: "chat".into(),
+        target: pike_api::server::Target::Alias(alias.into()),
+        payload,
+        delivery: pike_api::server::Delivery::Transient,
+        priority: 0,
+        receipt: false,
+    };
+
+    // The stalled client reads nothing: the socket buffers fill, a write
+    // waits, and the write timeout closes the connection.
+    // Incompressible (the tunnel compresses large bodies).
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let noise: Vec<u8> = (0..pusher.max_payload_len().min(64 * 1024))
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    let big = bytes::Bytes::from(noise);
+    let closed = tokio::time::timeout(LIMIT, async {
+        // Until the gateway drops the pushes (its queue for the connection
+        // is full), then until the connection is gone: the write timeout,
+        // then at most a second for the close frame.
+        for _ in 0..1_000_000 {
+            if pusher.presence("demo", "chat", "s1").is_empty() {
+                return true;
+            }
+            match pusher.push(push("s1", big.clone())).await {
+                Ok(receipt) if receipt.dropped > 0 => {
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+                _ => tokio::task::yield_now().await,
+            }
+        }
+        false
+    })
+    .await
+    .expect("the stalled client is closed in time");
+    assert!(closed, "the stalled client is still present");
+    let trace = pusher
+        .trace("demo", &stalled.hello.connection_token)
+        .expect("the closed connection's trace");
+    assert!(
+        trace
+            .iter()
+            .any(|e| e.signal == "close" && e.detail.contains("slow consumer")),
+        "{trace:#?}"
+    );
+
+    // The reader was not held up by it.
+    pusher
+        .push(push("r1", bytes::Bytes::from_static(b"still here")))
+        .await
+        .unwrap();
+    match reader.next().await {
+        Message::Downlink(downlink) => assert_eq!(&downlink.payload[..], b"still here"),
+        other => panic!("expected the push, got {other:?}"),
+    }
+}

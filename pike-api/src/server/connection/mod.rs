@@ -5,11 +5,13 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use futures_util::stream::FuturesUnordered;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{Sink, SinkExt, StreamExt};
 use pike_channel::{ServerChannel, StreamId};
 use proto::tunnel::ClientHello;
 use tntunnel::{CodecError, FramedTunnel};
@@ -333,48 +335,85 @@ impl Conn {
             }
         }
         shared.close_commands();
-        // Whatever the machine still holds (a close frame) goes out, briefly.
-        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        // Whatever the machine still holds (a close frame) goes out, briefly
+        // (boxed: the connection's future is not sized for its last words).
+        let _ = Box::pin(tokio::time::timeout(Duration::from_secs(1), async {
             while let Some(frame) = self.channel.poll_transmit() {
                 if framed.feed(frame).await.is_err() {
                     return;
                 }
             }
             let _ = framed.close().await;
-        })
+        }))
         .await;
     }
 
     /// Writes what the machine wants sent; `false` when the peer is gone or
     /// did not take the bytes within the write timeout.
+    ///
+    /// The common case, a socket that takes everything at once, completes in
+    /// one poll and arms no timer. Only a write that has to wait runs under
+    /// the write timeout, in a boxed future: the connection's future, held
+    /// for the connection's whole life, is not sized for the slow path (the
+    /// timer and the write's state were ≈ 260 bytes of every idle
+    /// connection).
     async fn flush<S>(&mut self, framed: &mut FramedTunnel<S>) -> bool
     where
         S: AsyncRead + AsyncWrite + Unpin + Send,
     {
         let mut wrote = false;
-        let write = async {
-            while let Some(frame) = self.channel.poll_transmit() {
-                framed.feed(frame).await?;
-                wrote = true;
+        let first =
+            std::future::poll_fn(|cx| Poll::Ready(self.poll_send(framed, cx, &mut wrote))).await;
+        let result = match first {
+            Poll::Ready(result) => result,
+            Poll::Pending => {
+                let write_timeout = self.hub.config.write_timeout;
+                let rest = std::future::poll_fn(|cx| self.poll_send(framed, cx, &mut wrote));
+                match Box::pin(tokio::time::timeout(write_timeout, rest)).await {
+                    Ok(result) => result,
+                    Err(_) => {
+                        metrics::counter!(
+                            crate::server::metric_families::SLOW_CONSUMER_CLOSED_TOTAL
+                        )
+                        .increment(1);
+                        self.record("close", "slow consumer: write timed out".into());
+                        return false;
+                    }
+                }
             }
-            if wrote {
-                framed.flush().await?;
-            }
-            Ok::<_, CodecError>(())
         };
-        match tokio::time::timeout(self.hub.config.write_timeout, write).await {
-            Ok(Ok(())) => true,
-            Ok(Err(e)) => {
+        match result {
+            Ok(()) => true,
+            Err(e) => {
                 self.record("transport-error", e.to_string());
                 false
             }
-            Err(_) => {
-                metrics::counter!(crate::server::metric_families::SLOW_CONSUMER_CLOSED_TOTAL)
-                    .increment(1);
-                self.record("close", "slow consumer: write timed out".into());
-                false
-            }
         }
+    }
+
+    /// Moves the machine's frames into the codec while it takes them, then
+    /// flushes if any was written (`wrote`, kept across polls).
+    fn poll_send<S>(
+        &mut self,
+        framed: &mut FramedTunnel<S>,
+        cx: &mut Context<'_>,
+        wrote: &mut bool,
+    ) -> Poll<Result<(), CodecError>>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send,
+    {
+        loop {
+            ready!(Pin::new(&mut *framed).poll_ready(cx))?;
+            let Some(frame) = self.channel.poll_transmit() else {
+                break;
+            };
+            Pin::new(&mut *framed).start_send(frame)?;
+            *wrote = true;
+        }
+        if *wrote {
+            ready!(Pin::new(&mut *framed).poll_flush(cx))?;
+        }
+        Poll::Ready(Ok(()))
     }
 
     /// Runs `work` in the background; its outcome comes back to
@@ -417,4 +456,36 @@ impl Conn {
 
 fn now() -> std::time::Instant {
     Instant::now().into_std()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+
+    use tntunnel::SecureStream;
+    use tokio::net::TcpStream;
+
+    use super::*;
+
+    /// The size of the future a two-argument async fn returns.
+    fn future_size<A, B, F: Future>(_: fn(A, B) -> F) -> usize {
+        size_of::<F>()
+    }
+
+    /// The largest connection future whose tokio task cell stays at 1,280
+    /// bytes (tokio 1.54: a 32-byte header, 32 bytes of core fields, a
+    /// 48-byte trailer, 128-byte alignment). Eight bytes more and the cell
+    /// is 1,408 bytes, which jemalloc serves from its 1,536-byte class:
+    /// 256 bytes more for every connection the gateway holds.
+    const TASK_BUDGET: usize = 1_168;
+
+    #[test]
+    fn a_connections_future_fits_a_1280_byte_task() {
+        let size = future_size(run::<SecureStream<TcpStream>>);
+        assert!(
+            size <= TASK_BUDGET,
+            "the connection future is {size} bytes, over its budget of {TASK_BUDGET}: \
+             box what only a rare path needs (see `Conn::flush`)"
+        );
+    }
 }
