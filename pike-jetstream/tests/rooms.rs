@@ -228,6 +228,38 @@ async fn a_room_spans_three_gateways_publish_anywhere_reach_everyone() {
     }
 }
 
+/// Waits until a subscription made through one NATS server is known to the
+/// server `publisher` talks to: core NATS spreads interest over the cluster
+/// routes asynchronously, and a live copy published before it arrives is
+/// dropped (droppable by design; reliable ones are read back by cursor).
+/// Publishes numbered droppable probes until the latest comes back.
+async fn interest_reached(
+    publisher: &Cluster,
+    key: &RoomKey,
+    live: &mut pike_jetstream::RoomStream,
+) {
+    tokio::time::timeout(LIMIT, async {
+        for n in 0u32..10_000 {
+            let probe = format!("probe-{n}");
+            publisher
+                .publish_room(key, false, 0, Bytes::from(probe.clone()))
+                .await
+                .expect("published");
+            // Earlier probes may come first; only the latest says that
+            // nothing published from now on is lost.
+            let deadline = tokio::time::Instant::now() + Duration::from_millis(200);
+            while let Ok(Some(message)) = tokio::time::timeout_at(deadline, live.next()).await {
+                if message.payload == probe {
+                    return;
+                }
+            }
+        }
+        panic!("no probe came back");
+    })
+    .await
+    .expect("the subscription's interest reached the publisher's server");
+}
+
 fn unix_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -249,6 +281,7 @@ async fn reliable_room_messages_are_stored_once_and_read_back_by_cursor_and_time
     assert_eq!(b.room_last_cursor(&key).await.unwrap(), 0, "a new room");
     let before = unix_ms();
     let mut live = b.subscribe_room(&key).await.expect("subscribed");
+    interest_reached(&a, &key, &mut live).await;
 
     let mut cursors = Vec::new();
     for i in 0..5u32 {
