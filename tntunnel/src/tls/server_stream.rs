@@ -16,6 +16,19 @@
 //! busy one allocates per wake-up (the allocator's thread cache makes that cheap next to
 //! the decryption). The protocol work (records, alerts, session tickets, key updates,
 //! close_notify) stays rustls's.
+//!
+//! # Bounds
+//!
+//! A peer cannot grow the buffers past these, whatever it sends:
+//!
+//! - received bytes: at most two records of the largest size TLS allows (rustls refuses a
+//!   longer record from its header; past the bound the read fails with `InvalidData`);
+//! - decrypted data: what one read brought in, until the caller reads it;
+//! - bytes to send: a write waits for the socket once 64 KiB are queued, and one write
+//!   encrypts at most 64 KiB.
+//!
+//! The handshake has no bound of its own: [`ServerSecurity::secure`](crate::ServerSecurity::secure)
+//! bounds it with the configuration's handshake timeout.
 
 use std::io;
 use std::pin::Pin;
