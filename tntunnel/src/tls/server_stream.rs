@@ -1,34 +1,4 @@
-//! The server side of a TLS 1.3 connection on rustls's unbuffered API, with buffers that
-//! exist only while bytes are in flight.
-//!
-//! rustls's buffered connection (what tokio-rustls drives) keeps a 4 KiB receive buffer,
-//! zero-filled and resident, between records for as long as the connection lives, and
-//! offers no call to give it back. A gateway holds mostly idle connections, so that buffer
-//! was a third of an idle TLS connection's memory. [`ServerTlsStream`] drives
-//! [`rustls::server::UnbufferedServerConnection`] instead and owns the three buffers
-//! itself:
-//!
-//! - received TLS bytes not yet processed (a partial record at most between reads);
-//! - decrypted application data not yet read;
-//! - encrypted bytes not yet written.
-//!
-//! Each is freed as soon as it is empty: an idle connection holds no buffer at all, and a
-//! busy one allocates per wake-up (the allocator's thread cache makes that cheap next to
-//! the decryption). The protocol work (records, alerts, session tickets, key updates,
-//! close_notify) stays rustls's.
-//!
-//! # Bounds
-//!
-//! A peer cannot grow the buffers past these, whatever it sends:
-//!
-//! - received bytes: at most two records of the largest size TLS allows (rustls refuses a
-//!   longer record from its header; past the bound the read fails with `InvalidData`);
-//! - decrypted data: what one read brought in, until the caller reads it;
-//! - bytes to send: a write waits for the socket once 64 KiB are queued, and one write
-//!   encrypts at most 64 KiB.
-//!
-//! The handshake has no bound of its own: [`ServerSecurity::secure`](crate::ServerSecurity::secure)
-//! bounds it with the configuration's handshake timeout.
+//! The server side of TLS 1.3 on rustls's unbuffered API: see [`ServerTlsStream`].
 
 use std::io;
 use std::pin::Pin;
@@ -55,8 +25,37 @@ const MAX_RECORD: usize = 5 + 16 * 1024 + 256;
 /// Per-record overhead of the encrypted form (header, content type, AEAD tag), with room.
 const RECORD_OVERHEAD: usize = 5 + 1 + 16 + 10;
 
-/// A server-side TLS 1.3 stream whose buffers exist only while bytes are in flight (see the
-/// [module documentation](self)).
+/// The server side of a TLS 1.3 connection on rustls's unbuffered API, with buffers that
+/// exist only while bytes are in flight.
+///
+/// rustls's buffered connection (what tokio-rustls drives) keeps a 4 KiB receive buffer,
+/// zero-filled and resident, between records for as long as the connection lives, and
+/// offers no call to give it back. A gateway holds mostly idle connections, so that buffer
+/// was a third of an idle TLS connection's memory. [`ServerTlsStream`] drives
+/// [`rustls::server::UnbufferedServerConnection`] instead and owns the three buffers
+/// itself:
+///
+/// - received TLS bytes not yet processed (a partial record at most between reads);
+/// - decrypted application data not yet read;
+/// - encrypted bytes not yet written.
+///
+/// Each is freed as soon as it is empty: an idle connection holds no buffer at all, and a
+/// busy one allocates per wake-up (the allocator's thread cache makes that cheap next to
+/// the decryption). The protocol work (records, alerts, session tickets, key updates,
+/// close_notify) stays rustls's.
+///
+/// # Bounds
+///
+/// A peer cannot grow the buffers past these, whatever it sends:
+///
+/// - received bytes: at most two records of the largest size TLS allows (rustls refuses a
+///   longer record from its header; past the bound the read fails with `InvalidData`);
+/// - decrypted data: what one read brought in, until the caller reads it;
+/// - bytes to send: a write waits for the socket once 64 KiB are queued, and one write
+///   encrypts at most 64 KiB.
+///
+/// The handshake has no bound of its own: [`ServerSecurity::secure`](crate::ServerSecurity::secure)
+/// bounds it with the configuration's handshake timeout.
 ///
 /// Made by [`ServerSecurity::secure`](crate::ServerSecurity::secure) for a
 /// [`TlsServerConfig`](super::TlsServerConfig); reads and writes application data like
