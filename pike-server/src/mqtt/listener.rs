@@ -4,9 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tntunnel::tls::{ServerTlsStream, rustls};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use tokio_rustls::TlsAcceptor;
 
 use super::translate::{Shared, serve};
 
@@ -15,11 +15,12 @@ use super::translate::{Shared, serve};
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Accepts on `listener` until the node shuts down; `tls` wraps each
-/// connection first. At most `permits` connections are served at once;
+/// connection first (tntunnel's server TLS stream, which holds no buffer
+/// while the connection is idle). At most `permits` connections are served at once;
 /// more are closed at accept.
 pub(crate) async fn accept_loop(
     listener: TcpListener,
-    tls: Option<TlsAcceptor>,
+    tls: Option<Arc<rustls::ServerConfig>>,
     shared: Arc<Shared>,
     permits: Arc<Semaphore>,
 ) {
@@ -48,9 +49,10 @@ pub(crate) async fn accept_loop(
         tokio::spawn(async move {
             match tls {
                 None => serve(stream, peer, shared, permit).await,
-                Some(acceptor) => {
+                Some(config) => {
                     let deadline = shared.config.connect_timeout();
-                    match tokio::time::timeout(deadline, acceptor.accept(stream)).await {
+                    let accept = ServerTlsStream::accept(config, stream);
+                    match tokio::time::timeout(deadline, accept).await {
                         Ok(Ok(stream)) => serve(stream, peer, shared, permit).await,
                         _ => tracing::debug!(%peer, "mqtt: TLS handshake failed"),
                     }

@@ -90,7 +90,7 @@ pub async fn start(
         let acceptor = secure.then(|| {
             let mut config = (*tls.rustls_config()).clone();
             config.alpn_protocols = MQTT_ALPN.iter().map(|p| p.to_vec()).collect();
-            tokio_rustls::TlsAcceptor::from(Arc::new(config))
+            Arc::new(config)
         });
         tokio::spawn(listener::accept_loop(
             listener,
