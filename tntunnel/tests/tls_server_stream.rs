@@ -216,3 +216,94 @@ async fn a_record_longer_than_tls_allows_fails_the_handshake_without_buffering_i
     );
     bounded("the hostile client", hostile).await.unwrap();
 }
+
+/// A ClientHello as rustls's client writes it first.
+fn client_hello() -> Vec<u8> {
+    use tntunnel::tls::rustls;
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    let mut client =
+        rustls::ClientConnection::new(config.into(), "localhost".try_into().unwrap()).unwrap();
+    let mut hello = Vec::new();
+    client.write_tls(&mut hello).unwrap();
+    hello
+}
+
+#[tokio::test]
+async fn a_client_hello_followed_by_part_of_another_message_is_refused_without_a_panic() {
+    let (server, _client) = securities();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    // The ClientHello record with one more byte: the start of a second handshake
+    // message in the same record (rustls fails the handshake while it still points into
+    // the received bytes).
+    let mut hello = client_hello();
+    let len = usize::from(u16::from_be_bytes([hello[3], hello[4]]));
+    hello.push(0x0b);
+    hello[3..5].copy_from_slice(&u16::try_from(len + 1).unwrap().to_be_bytes());
+    let hostile = tokio::spawn(async move {
+        let mut tcp = TcpStream::connect(addr).await.unwrap();
+        tcp.write_all(&hello).await.unwrap();
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(WAIT, tcp.read_to_end(&mut answer)).await;
+        answer
+    });
+    let (tcp, _) = listener.accept().await.unwrap();
+    let server_side = tokio::spawn(async move { server.secure(tcp).await.map(|_| ()) });
+    let outcome = bounded("the refusal", server_side).await;
+    let error = outcome.expect("no panic").expect_err("refused");
+    assert!(matches!(error, SecurityError::Handshake(_)), "{error:?}");
+    let answer = bounded("the hostile client", hostile).await.unwrap();
+    assert_eq!(
+        answer.first(),
+        Some(&0x15),
+        "an alert record answers: {answer:?}"
+    );
+}
+
+#[tokio::test]
+async fn after_a_record_that_fails_to_decrypt_the_session_fails_for_good() {
+    let (mut server, mut client) = pair().await;
+    let SecureStream::ClientTls(tls) = &mut client else {
+        panic!("a client TLS stream expected");
+    };
+    // An application-data record no key decrypts, written under the client's TLS.
+    let mut bogus = vec![0x17, 0x03, 0x03, 0x00, 0x20];
+    bogus.extend_from_slice(&[0x5a; 0x20]);
+    tls.get_mut().0.write_all(&bogus).await.unwrap();
+    let mut buf = [0u8; 64];
+    let first = bounded("the failed read", server.read(&mut buf)).await;
+    assert_eq!(first.unwrap_err().kind(), std::io::ErrorKind::InvalidData);
+    // Nothing more is processed or encrypted.
+    let again = server.read(&mut buf).await;
+    assert_eq!(again.unwrap_err().kind(), std::io::ErrorKind::InvalidData);
+    let write = server.write(b"after the failure").await;
+    assert_eq!(write.unwrap_err().kind(), std::io::ErrorKind::InvalidData);
+    // The client hears an alert, not data.
+    let read = bounded("the client's read", client.read(&mut buf)).await;
+    assert!(read.is_err(), "the client got {read:?}");
+}
+
+#[tokio::test]
+async fn a_peer_that_closes_without_close_notify_ends_in_an_unexpected_eof() {
+    let (mut server, mut client) = pair().await;
+    client.write_all(b"partial").await.unwrap();
+    client.flush().await.unwrap();
+    let SecureStream::ClientTls(tls) = &mut client else {
+        panic!("a client TLS stream expected");
+    };
+    // The TCP connection closes under the TLS session: no close_notify.
+    tls.get_mut().0.shutdown().await.unwrap();
+    let mut received = [0u8; 7];
+    bounded("the data", server.read_exact(&mut received))
+        .await
+        .unwrap();
+    assert_eq!(&received, b"partial");
+    let mut buf = [0u8; 16];
+    let end = bounded("the end", server.read(&mut buf)).await;
+    assert_eq!(end.unwrap_err().kind(), std::io::ErrorKind::UnexpectedEof);
+}

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker, ready};
 
 use bytes::{Buf, BytesMut};
-use rustls::server::UnbufferedServerConnection;
+use rustls::server::{ServerConnectionData, UnbufferedServerConnection};
 use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, UnbufferedStatus};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -22,6 +22,8 @@ const READ_CHUNK: usize = MAX_RECORD;
 /// Largest TLS 1.3 record on the wire: header, 2^14 bytes of plaintext, content type and
 /// up to 255 bytes of padding and tag. rustls refuses a longer record from its header.
 const MAX_RECORD: usize = 5 + 16 * 1024 + 256;
+/// Largest handshake message rustls takes (it refuses longer ones).
+const MAX_HANDSHAKE_MESSAGE: usize = 0xffff;
 /// Per-record overhead of the encrypted form (header, content type, AEAD tag), with room.
 const RECORD_OVERHEAD: usize = 5 + 1 + 16 + 10;
 
@@ -72,6 +74,12 @@ pub struct ServerTlsStream<S> {
     /// The peer sent close_notify or closed its side: reads return end of file once
     /// `plaintext` is drained.
     read_closed: bool,
+    /// The peer closed its side without close_notify: the end of the stream is an
+    /// `UnexpectedEof` error (as with rustls's buffered connection), not a clean end.
+    truncated: bool,
+    /// The session failed (a TLS error, its alert queued): every later read and write
+    /// fails, and nothing more is processed or encrypted.
+    failed: bool,
     /// Our close_notify is queued (by `poll_shutdown`).
     close_notify_queued: bool,
     /// The reader, when it waits for the socket: woken if a write decrypts records it has
@@ -139,8 +147,9 @@ impl<S> ServerTlsStream<S> {
         self.incoming.capacity() + self.plaintext.capacity() + self.outgoing.capacity()
     }
 
-    /// Runs one turn of rustls's state machine over the received bytes.
-    fn turn(&mut self, mut action: Action<'_, '_>) -> Result<Turn, rustls::Error> {
+    /// Runs one turn of rustls's state machine over the received bytes. The bytes rustls is
+    /// done with are discarded on every path, errors included.
+    fn turn(&mut self, action: Action<'_, '_>) -> Result<Turn, rustls::Error> {
         let Self {
             conn,
             incoming,
@@ -149,12 +158,37 @@ impl<S> ServerTlsStream<S> {
             read_closed,
             ..
         } = self;
-        let UnbufferedStatus { mut discard, state } = conn.process_tls_records(incoming);
-        let turn = match state? {
+        let UnbufferedStatus { discard, state } = conn.process_tls_records(incoming);
+        let mut discard = discard;
+        let turn = match state {
+            Err(error) => Err(error),
+            Ok(state) => Self::handle(
+                state,
+                action,
+                plaintext,
+                outgoing,
+                read_closed,
+                &mut discard,
+            ),
+        };
+        incoming.advance(discard);
+        turn
+    }
+
+    /// Handles one state rustls reached (see [`turn`](Self::turn)).
+    fn handle(
+        state: ConnectionState<'_, '_, ServerConnectionData>,
+        mut action: Action<'_, '_>,
+        plaintext: &mut BytesMut,
+        outgoing: &mut BytesMut,
+        read_closed: &mut bool,
+        discard: &mut usize,
+    ) -> Result<Turn, rustls::Error> {
+        Ok(match state {
             ConnectionState::ReadTraffic(mut traffic) => {
                 while let Some(record) = traffic.next_record() {
                     let record = record?;
-                    discard += record.discard;
+                    *discard += record.discard;
                     let mut payload = record.payload;
                     if let Action::Read(out) = &mut action
                         && plaintext.is_empty()
@@ -164,6 +198,15 @@ impl<S> ServerTlsStream<S> {
                         payload = &payload[n..];
                     }
                     plaintext.extend_from_slice(payload);
+                }
+                Turn::Again
+            }
+            // 0-RTT data (a configuration from `TlsServerConfig::from_rustls` may accept it):
+            // read and not delivered, as rustls's buffered connection keeps it aside from
+            // what its reader returns. Pike clients send none.
+            ConnectionState::ReadEarlyData(mut early) => {
+                while let Some(record) = early.next_record() {
+                    *discard += record?.discard;
                 }
                 Turn::Again
             }
@@ -235,30 +278,32 @@ impl<S> ServerTlsStream<S> {
                 }
                 Turn::Traffic
             }
-            // Early data is refused by the configurations of this crate; anything newer
-            // than this code knows is a failure, not a hang.
+            // A state newer than this code is a failure, not a hang.
             _ => {
                 return Err(rustls::Error::General(
                     "unexpected TLS connection state".into(),
                 ));
             }
-        };
-        incoming.advance(discard);
-        Ok(turn)
+        })
     }
 
-    /// After a TLS error: queues what rustls still has for the peer (its alert, after any
-    /// handshake message queued before it), for a best-effort write.
+    /// After a TLS error: marks the session failed and encodes what rustls still has queued
+    /// for the peer (its alert, after any handshake message queued before it), for a
+    /// best-effort write. Turns only while rustls has something queued: with nothing
+    /// queued, a turn would process the received bytes again.
     fn queue_alert(&mut self) {
-        // The failed connection reads nothing more: with no bytes to process, a turn only
-        // hands over what is queued (processing the bad bytes again would fail again).
-        self.incoming = BytesMut::new();
-        // Each turn encodes one queued message; a failed connection has a few at most.
+        self.failed = true;
+        // One queued message per turn; a failed connection has a few at most.
         for _ in 0..8 {
-            if !matches!(self.turn(Action::Process), Ok(Turn::Again)) {
+            if !self.conn.wants_write() || !matches!(self.turn(Action::Process), Ok(Turn::Again)) {
                 break;
             }
         }
+    }
+
+    /// The error every call returns once the session failed.
+    fn failed_error() -> io::Error {
+        io::Error::new(io::ErrorKind::InvalidData, "the TLS session failed earlier")
     }
 }
 
@@ -281,6 +326,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ServerTlsStream<S> {
             plaintext: BytesMut::new(),
             outgoing: BytesMut::new(),
             read_closed: false,
+            truncated: false,
+            failed: false,
             close_notify_queued: false,
             read_waker: None,
         };
@@ -323,8 +370,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ServerTlsStream<S> {
             Some(header) => 5 + usize::from(u16::from_be_bytes([header[3], header[4]])),
             None => 5,
         };
-        if self.incoming.len() > MAX_RECORD + READ_CHUNK {
-            // rustls refuses an oversized record from its header; never buffer past that.
+        // After the handshake rustls takes every complete record, so at most one partial
+        // record waits; during it, a handshake message (up to 64 KiB in rustls) may span
+        // records that stay here until it is whole.
+        let bound = if self.conn.is_handshaking() {
+            MAX_HANDSHAKE_MESSAGE + MAX_RECORD
+        } else {
+            MAX_RECORD + READ_CHUNK
+        };
+        if self.incoming.len() > bound {
             return Poll::Ready(Err(invalid_data(rustls::Error::InvalidMessage(
                 rustls::InvalidMessage::MessageTooLarge,
             ))));
@@ -389,6 +443,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for ServerTlsStream<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if this.failed {
+            return Poll::Ready(Err(Self::failed_error()));
+        }
         loop {
             if !this.plaintext.is_empty() {
                 let n = this.plaintext.len().min(buf.remaining());
@@ -398,6 +455,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for ServerTlsStream<S> {
                     this.plaintext = BytesMut::new();
                 }
                 return Poll::Ready(Ok(()));
+            }
+            if this.truncated {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the peer closed the connection without a TLS close_notify",
+                )));
             }
             if this.read_closed || buf.remaining() == 0 {
                 return Poll::Ready(Ok(()));
@@ -415,8 +478,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for ServerTlsStream<S> {
                         continue;
                     }
                     // Session tickets or a key update rustls answered: on their way
-                    // without waiting for the socket.
-                    if let Poll::Ready(Err(e)) = this.poll_write_outgoing(cx) {
+                    // if the socket takes them now. Not with the reader's waker: a
+                    // writer in another task may be waiting on the socket, and the
+                    // socket keeps one write waker (the writer's flush sends the rest).
+                    let mut no_wake = Context::from_waker(Waker::noop());
+                    if let Poll::Ready(Err(e)) = this.poll_write_outgoing(&mut no_wake) {
                         return Poll::Ready(Err(e));
                     }
                     match this.poll_fill(cx) {
@@ -425,7 +491,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for ServerTlsStream<S> {
                             return Poll::Pending;
                         }
                         Poll::Ready(Ok(0)) => {
-                            this.read_closed = true;
+                            // close_notify (`PeerClosed`) set `read_closed` before.
+                            this.truncated = true;
                             this.release_empty();
                         }
                         Poll::Ready(Ok(_)) => {}
@@ -444,6 +511,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for ServerTlsStream<S> {
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        if this.failed {
+            return Poll::Ready(Err(Self::failed_error()));
+        }
         if data.is_empty() {
             return Poll::Ready(Ok(0));
         }
@@ -486,7 +556,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for ServerTlsStream<S> {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if !this.close_notify_queued {
+        if !this.close_notify_queued && !this.failed {
             this.close_notify_queued = true;
             loop {
                 match this.turn(Action::CloseNotify) {
