@@ -3,7 +3,6 @@
 //! speak the wrong protocol for the port.
 #![cfg(feature = "tls")]
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -14,14 +13,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
-/// Upper bound for every wait on the network; reaching it fails the test instead of hanging.
-const WAIT: Duration = Duration::from_secs(10);
+mod support;
 
-async fn bounded<F: Future>(what: &str, future: F) -> F::Output {
-    tokio::time::timeout(WAIT, future)
-        .await
-        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
-}
+use support::bounded;
 
 /// A test CA and a leaf certificate for `localhost` / `127.0.0.1` issued by it.
 struct TestPki {

@@ -4,24 +4,17 @@
 //! hostile record length.
 #![cfg(feature = "tls")]
 
-use std::future::Future;
 use std::pin::Pin;
 use std::task::Poll;
-use std::time::Duration;
 
 use tntunnel::tls::{ServerTlsStream, TlsClientConfig, TlsServerConfig};
 use tntunnel::{ClientSecurity, SecureStream, SecurityError, ServerSecurity};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
-/// Upper bound for every wait on the network; reaching it fails the test instead of hanging.
-const WAIT: Duration = Duration::from_secs(10);
+mod support;
 
-async fn bounded<F: Future>(what: &str, future: F) -> F::Output {
-    tokio::time::timeout(WAIT, future)
-        .await
-        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
-}
+use support::{WAIT, bounded};
 
 /// A server and a client that pins the server's self-signed certificate.
 fn securities() -> (ServerSecurity, ClientSecurity) {

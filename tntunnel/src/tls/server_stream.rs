@@ -158,8 +158,7 @@ impl<S> ServerTlsStream<S> {
             read_closed,
             ..
         } = self;
-        let UnbufferedStatus { discard, state } = conn.process_tls_records(incoming);
-        let mut discard = discard;
+        let UnbufferedStatus { mut discard, state } = conn.process_tls_records(incoming);
         let turn = match state {
             Err(error) => Err(error),
             Ok(state) => Self::handle(
