@@ -4,9 +4,12 @@
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::ops::Bound;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use futures_util::task::AtomicWaker;
 use pike_channel::StreamId;
 use proto::tunnel::{ErrorCode, ReconnectAdvice};
 
@@ -21,15 +24,26 @@ pub(crate) type ConnId = u64;
 /// all of it: reliable-push notifications, coalesced per stream (never
 /// dropped, never blocking the pusher, bounded by the number of streams the
 /// connection is logged in to), room wake-ups and the command queue.
+///
+/// Held by every connection for its whole life, so kept small (112 bytes,
+/// a 128-byte allocation with its reference counts): the wake-up is a flag
+/// and a waker rather than a `tokio::sync::Notify` (whose `Notified`
+/// future also took ≈ 60 bytes of the connection's future), and the
+/// pending notifications a vector (one stream is the common case).
 #[derive(Debug)]
 pub(crate) struct ConnShared {
-    reliable: Mutex<HashMap<StreamKey, Arc<StoredMessage>>>,
+    /// The newest stored message per stream, at most one entry per stream
+    /// the connection is logged in to.
+    reliable: Mutex<Vec<(StreamKey, Arc<StoredMessage>)>>,
     commands: Mutex<Commands>,
     /// Commands the queue holds at most.
-    command_capacity: usize,
+    command_capacity: u32,
     /// A room the connection joined released a batch.
-    rooms_ready: std::sync::atomic::AtomicBool,
-    pub(crate) notify: tokio::sync::Notify,
+    rooms_ready: AtomicBool,
+    /// Something was handed over since the connection task last looked.
+    woken: AtomicBool,
+    /// The connection task, woken by [`wake`](Self::wake).
+    waker: AtomicWaker,
 }
 
 /// A connection's command queue: unallocated while empty (an idle
@@ -48,10 +62,32 @@ impl ConnShared {
         Self {
             reliable: Mutex::default(),
             commands: Mutex::default(),
-            command_capacity,
-            rooms_ready: std::sync::atomic::AtomicBool::new(false),
-            notify: tokio::sync::Notify::new(),
+            command_capacity: u32::try_from(command_capacity).unwrap_or(u32::MAX),
+            rooms_ready: AtomicBool::new(false),
+            woken: AtomicBool::new(false),
+            waker: AtomicWaker::new(),
         }
+    }
+
+    /// Wakes the connection task (its [`poll_woken`](Self::poll_woken)
+    /// answers `Ready` once for any number of wake-ups before it looks).
+    fn wake(&self) {
+        self.woken.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+
+    /// `Ready` when something was handed over since the last `Ready`;
+    /// otherwise registers the task's waker.
+    pub(crate) fn poll_woken(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.woken.swap(false, Ordering::AcqRel) {
+            return Poll::Ready(());
+        }
+        self.waker.register(cx.waker());
+        // A wake between the swap and the registration found no waker.
+        if self.woken.swap(false, Ordering::AcqRel) {
+            return Poll::Ready(());
+        }
+        Poll::Pending
     }
 
     /// Queues a command; gives it back when the queue is full or the
@@ -62,13 +98,13 @@ impl ConnShared {
     pub(crate) fn send(&self, command: ConnCommand) -> Result<(), ConnCommand> {
         {
             let mut commands = mutex(&self.commands);
-            let capacity = self.command_capacity + usize::from(command.is_close());
+            let capacity = self.command_capacity as usize + usize::from(command.is_close());
             if commands.closed || commands.queue.len() >= capacity {
                 return Err(command);
             }
             commands.queue.push_back(command);
         }
-        self.notify.notify_one();
+        self.wake();
         Ok(())
     }
 
@@ -105,33 +141,29 @@ impl ConnShared {
     pub(crate) fn stored(&self, stream: &StreamKey, message: &Arc<StoredMessage>) {
         {
             let mut pending = mutex(&self.reliable);
-            match pending.get_mut(stream) {
-                Some(newest) if newest.seq >= message.seq => {}
-                Some(newest) => *newest = message.clone(),
-                None => {
-                    pending.insert(stream.clone(), message.clone());
-                }
+            match pending.iter_mut().find(|(key, _)| key == stream) {
+                Some((_, newest)) if newest.seq >= message.seq => {}
+                Some((_, newest)) => *newest = message.clone(),
+                None => pending.push((stream.clone(), message.clone())),
             }
         }
-        self.notify.notify_one();
+        self.wake();
     }
 
     /// Takes the pending notifications.
-    pub(crate) fn take(&self) -> HashMap<StreamKey, Arc<StoredMessage>> {
+    pub(crate) fn take(&self) -> Vec<(StreamKey, Arc<StoredMessage>)> {
         std::mem::take(&mut *mutex(&self.reliable))
     }
 
     /// Notes that a joined room released a batch.
     pub(crate) fn wake_rooms(&self) {
-        self.rooms_ready
-            .store(true, std::sync::atomic::Ordering::Release);
-        self.notify.notify_one();
+        self.rooms_ready.store(true, Ordering::Release);
+        self.wake();
     }
 
     /// Whether a joined room released a batch since the last call.
     pub(crate) fn take_rooms_ready(&self) -> bool {
-        self.rooms_ready
-            .swap(false, std::sync::atomic::Ordering::AcqRel)
+        self.rooms_ready.swap(false, Ordering::AcqRel)
     }
 }
 
@@ -357,10 +389,10 @@ impl Registry {
         write(&self.conns).insert(id, entry);
     }
 
-    pub(crate) fn remove(&self, id: ConnId) {
-        let Some(entry) = write(&self.conns).remove(&id) else {
-            return;
-        };
+    /// Removes connection `id`; its transport name, if it was registered.
+    pub(crate) fn remove(&self, id: ConnId) -> Option<&'static str> {
+        let entry = write(&self.conns).remove(&id)?;
+        let transport = entry.transport;
         write(&self.tokens).remove(&entry.token);
         {
             let mut by_app = write(&self.by_app);
@@ -387,6 +419,7 @@ impl Registry {
             }
         }
         mutex(&self.closed).insert(entry.token, entry.app, entry.trace);
+        Some(transport)
     }
 
     /// Registers a granted login. With `takeover`, the node's other

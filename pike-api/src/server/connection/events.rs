@@ -5,9 +5,15 @@ use pike_channel::ServerEvent;
 use proto::tunnel::ErrorCode;
 use tokio::time::Instant;
 
+use std::sync::Arc;
+
+use proto::tunnel::Compression;
+
 use super::{Conn, Work, now};
+use crate::server::hub::Hub;
 use crate::server::login_expiry;
-use crate::server::room::JoinOutcome;
+use crate::server::registry::{ConnId, ConnShared};
+use crate::server::room::{ConnRooms, JoinOutcome};
 
 impl Conn {
     pub(super) fn event(&mut self, event: ServerEvent) {
@@ -115,7 +121,14 @@ impl Conn {
             ServerEvent::RoomJoin { stream, room } => {
                 // The app id is the channel's (borrowed mutably here).
                 let app = self.app().to_owned();
-                let outcome = self.rooms.join(
+                let rooms = rooms_slot(
+                    &mut self.rooms,
+                    &self.hub,
+                    self.id,
+                    &self.shared,
+                    self.room_codec,
+                );
+                let outcome = rooms.join(
                     &self.hub.rooms,
                     &app,
                     &mut self.channel,
@@ -133,14 +146,19 @@ impl Conn {
                     "room-join",
                     format!("stream={} room={room} {detail}", stream.value()),
                 );
+                self.drop_rooms_if_empty();
             }
             ServerEvent::RoomLeave { stream, room }
-                if self.rooms.leave(stream, &room, Instant::now()) =>
+                if self
+                    .rooms
+                    .as_mut()
+                    .is_some_and(|rooms| rooms.leave(stream, &room, Instant::now())) =>
             {
                 self.record(
                     "room-leave",
                     format!("stream={} room={room}", stream.value()),
                 );
+                self.drop_rooms_if_empty();
             }
             ServerEvent::RoomPull {
                 stream,
@@ -149,7 +167,14 @@ impl Conn {
                 max,
                 wait,
             } => {
-                self.rooms.pull(
+                rooms_slot(
+                    &mut self.rooms,
+                    &self.hub,
+                    self.id,
+                    &self.shared,
+                    self.room_codec,
+                )
+                .pull(
                     &mut self.channel,
                     stream,
                     &room,
@@ -158,6 +183,7 @@ impl Conn {
                     wait,
                     Instant::now(),
                 );
+                self.drop_rooms_if_empty();
             }
             ServerEvent::Closed {
                 code,
@@ -166,7 +192,9 @@ impl Conn {
                 ..
             } => {
                 self.record("close", format!("code={code:?} by={initiator:?} {message}"));
-                self.rooms.leave_all(Instant::now());
+                if let Some(mut rooms) = self.rooms.take() {
+                    rooms.leave_all(Instant::now());
+                }
             }
             _ => {}
         }
@@ -222,4 +250,31 @@ impl Conn {
             Work::Done => {}
         }
     }
+
+    /// Drops the connection's rooms once none is joined.
+    pub(super) fn drop_rooms_if_empty(&mut self) {
+        if self.rooms.as_ref().is_some_and(|rooms| rooms.is_empty()) {
+            self.rooms = None;
+        }
+    }
+}
+
+/// The connection's rooms, created at their first use (a join, or a pull
+/// to refuse). Fields of the connection rather than `&mut Conn`, so that
+/// the channel stays free to borrow beside it.
+fn rooms_slot<'a>(
+    slot: &'a mut Option<Box<ConnRooms>>,
+    hub: &Hub,
+    id: ConnId,
+    shared: &Arc<ConnShared>,
+    (compression, threshold): (Compression, u32),
+) -> &'a mut ConnRooms {
+    slot.get_or_insert_with(|| {
+        Box::new(ConnRooms::new(
+            id,
+            shared.clone(),
+            (compression, threshold as usize),
+            hub.config.max_room_joins,
+        ))
+    })
 }

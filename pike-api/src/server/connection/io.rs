@@ -1,5 +1,7 @@
 //! Small pieces of the connection task's I/O loop.
 
+use std::task::{Context, Poll};
+
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use tntunnel::FramedTunnel;
@@ -8,12 +10,15 @@ use super::Work;
 use crate::server::store::BoxFuture;
 
 /// The next finished piece of background work (pending while none runs).
-pub(super) async fn next_work(
-    work: &mut Option<FuturesUnordered<BoxFuture<'static, Work>>>,
-) -> Option<Work> {
+/// A poll function rather than an async fn: the connection's future holds
+/// no state for it.
+pub(super) fn poll_next_work(
+    work: &mut Option<Box<FuturesUnordered<BoxFuture<'static, Work>>>>,
+    cx: &mut Context<'_>,
+) -> Poll<Option<Work>> {
     match work {
-        Some(set) if !set.is_empty() => set.next().await,
-        _ => std::future::pending().await,
+        Some(set) if !set.is_empty() => set.poll_next_unpin(cx),
+        _ => Poll::Pending,
     }
 }
 

@@ -33,7 +33,7 @@ impl Conn {
         let request = LoginRequest {
             app: self.app().to_owned(),
             device_id: self.device_id().to_owned(),
-            connection_token: self.token.clone(),
+            connection_token: self.token.to_string(),
             biz: biz.clone(),
             alias: alias.clone(),
             credential,
@@ -105,7 +105,7 @@ impl Conn {
             self.hub
                 .engine
                 .presence
-                .release(self.login_id(&state.key), self.token.clone());
+                .release(self.login_id(&state.key), self.token.to_string());
         }
     }
 
@@ -131,7 +131,7 @@ impl Conn {
         let key = StreamKey::new(self.app(), biz, alias);
         self.hub.engine.presence.claim(Claim {
             login: self.login_id(&key),
-            token: self.token.clone(),
+            token: self.token.to_string(),
             since_ms: unix_ms(),
         });
     }
@@ -157,7 +157,10 @@ impl Conn {
             self.release(&state);
         }
         self.hub.registry.remove_login(self.id, stream);
-        self.rooms.logged_out(stream, Instant::now());
+        if let Some(rooms) = &mut self.rooms {
+            rooms.logged_out(stream, Instant::now());
+        }
+        self.drop_rooms_if_empty();
     }
 
     pub(super) fn login_granted(

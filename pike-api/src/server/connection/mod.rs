@@ -13,7 +13,7 @@ use std::time::Duration;
 use futures_util::stream::FuturesUnordered;
 use futures_util::{Sink, SinkExt, StreamExt};
 use pike_channel::{ServerChannel, StreamId};
-use proto::tunnel::ClientHello;
+use proto::tunnel::{ClientHello, Compression};
 use tntunnel::{CodecError, FramedTunnel};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
@@ -39,7 +39,7 @@ mod login;
 mod uplink;
 
 use self::interests::Interests;
-use self::io::next_work;
+use self::io::poll_next_work;
 pub(crate) use self::io::release_idle_buffers;
 use self::uplink::PendingUplink;
 
@@ -129,40 +129,55 @@ struct StreamState {
 
 /// Runs one connection to its end.
 ///
-/// `accepted` comes boxed: an async fn keeps its arguments in its future for
-/// the whole of its life, and the connection's future is the biggest part
-/// of an idle connection's memory. The setup runs in [`start`], a plain
-/// function, so that its temporaries (the hello, the registry entry) take
-/// no room in the future either; the box itself moves into `start` and is
-/// freed there (a box only moved out of would stay allocated, empty, as
-/// long as the future lives: ≈ 310 bytes per connection).
-pub(crate) async fn run<S>(hub: Arc<Hub>, accepted: Box<Accepted<S>>)
+/// Not an async fn: an async fn keeps its arguments in its future for the
+/// whole of its life, and the connection's future is the biggest part of an
+/// idle connection's memory. The setup runs here, in [`start`], before the
+/// future exists, so that its temporaries (the hello, the registry entry)
+/// and the arguments take no room in the future; `accepted` comes boxed and
+/// is freed in `start` (≈ 310 bytes per connection otherwise).
+pub(crate) fn run<S>(
+    hub: Arc<Hub>,
+    accepted: Box<Accepted<S>>,
+) -> impl Future<Output = ()> + Send + use<S>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let Started {
         mut conn,
         mut framed,
-        shared,
         span,
-        transport,
-        guard: _guard,
+        guard,
     } = start(hub, accepted);
-    tracing::Instrument::instrument(conn.drive(&mut framed, shared), span).await;
-
-    conn.release_all();
-    conn.hub.registry.remove(conn.id);
-    metrics::gauge!(crate::server::metric_families::CONNECTIONS, "transport" => transport)
-        .decrement(1.0);
+    // What the block captures stays in the future for its whole life, and a
+    // captured value moved into a local takes room twice: the span is
+    // entered by hand rather than moved into `Instrumented` (and kept only
+    // when debug tracing is on: 8 bytes instead of 40), and the guard is
+    // dropped in place at the end.
+    async move {
+        {
+            let drive = std::pin::pin!(conn.drive(&mut framed));
+            let mut drive = drive;
+            std::future::poll_fn(|cx| {
+                let _entered = span.as_deref().map(tracing::Span::enter);
+                drive.as_mut().poll(cx)
+            })
+            .await;
+        }
+        conn.release_all();
+        if let Some(transport) = conn.hub.registry.remove(conn.id) {
+            metrics::gauge!(crate::server::metric_families::CONNECTIONS, "transport" => transport)
+                .decrement(1.0);
+        }
+        drop(guard);
+    }
 }
 
 /// A registered connection, ready to drive.
 struct Started<S> {
     conn: Conn,
     framed: Box<FramedTunnel<S>>,
-    shared: Arc<ConnShared>,
-    span: tracing::Span,
-    transport: &'static str,
+    /// The connection's span, if debug tracing is on.
+    span: Option<Box<tracing::Span>>,
     guard: tunnelkit::ConnGuard,
 }
 
@@ -209,16 +224,15 @@ fn start<S>(hub: Arc<Hub>, accepted: Box<Accepted<S>>) -> Started<S> {
     let now = Instant::now();
     let channel = ServerChannel::new(hub.config.channel.clone(), hello, now.into_std());
     let codec = framed.codec();
-    let rooms = ConnRooms::new(
-        id,
-        shared.clone(),
-        (codec.compression(), codec.compression_threshold()),
-        hub.config.max_room_joins,
+    let room_codec = (
+        codec.compression(),
+        u32::try_from(codec.compression_threshold()).unwrap_or(u32::MAX),
     );
     let conn = Conn {
         hub,
         id,
-        token,
+        shared,
+        token: token.into_boxed_str(),
         channel,
         streams: SmallMap::default(),
         work: None,
@@ -226,15 +240,15 @@ fn start<S>(hub: Arc<Hub>, accepted: Box<Accepted<S>>) -> Started<S> {
         connected_at: now,
         ready_reported: false,
         pings_seen: 0,
-        rooms,
+        rooms: None,
+        room_codec,
     };
     let span = tracing::debug_span!("conn", conn.token = %conn.token, peer.addr = %peer, transport);
+    let span = (!span.is_disabled()).then(|| Box::new(span));
     Started {
         conn,
         framed,
-        shared,
         span,
-        transport,
         guard,
     }
 }
@@ -242,24 +256,34 @@ fn start<S>(hub: Arc<Hub>, accepted: Box<Accepted<S>>) -> Started<S> {
 struct Conn {
     hub: Arc<Hub>,
     id: ConnId,
-    token: String,
+    /// What other tasks hand over to this connection, and its wake-up.
+    shared: Arc<ConnShared>,
+    token: Box<str>,
     /// Also the connection's app and device id (its client hello).
     channel: ServerChannel,
     /// Logins by stream: one is the common case.
     streams: SmallMap<StreamId, StreamState>,
     /// Background work in flight; created on demand and dropped when it
     /// runs dry (an idle connection has none: the set costs ≈ 150 bytes).
-    work: Option<FuturesUnordered<BoxFuture<'static, Work>>>,
+    /// Boxed: 8 bytes of the connection's future instead of 24.
+    work: Option<Box<FuturesUnordered<BoxFuture<'static, Work>>>>,
     trace: SharedTrace,
     connected_at: Instant,
     ready_reported: bool,
-    pings_seen: u64,
-    /// Live rooms joined by this connection's logins.
-    rooms: ConnRooms,
+    /// Heartbeats seen so far (saturating at `u32::MAX`, four billion:
+    /// beyond it every heartbeat counts as new).
+    pings_seen: u32,
+    /// Live rooms joined by this connection's logins: none for most
+    /// connections, so created at the first join (or pull) and dropped
+    /// when the last room is left (96 bytes of every connection's future
+    /// otherwise).
+    rooms: Option<Box<ConnRooms>>,
+    /// The codec's compression and its threshold, for room batches.
+    room_codec: (Compression, u32),
 }
 
 impl Conn {
-    async fn drive<S>(&mut self, framed: &mut FramedTunnel<S>, shared: Arc<ConnShared>)
+    async fn drive<S>(&mut self, framed: &mut FramedTunnel<S>)
     where
         S: AsyncRead + AsyncWrite + Unpin + Send,
     {
@@ -269,10 +293,24 @@ impl Conn {
         // (a delivery, say).
         let timer = tokio::time::sleep_until(Instant::now());
         tokio::pin!(timer);
-        let mut armed: Option<Instant> = None;
+        // Whether the timer runs (its deadline is then the machine's).
+        let mut armed = false;
         loop {
             self.process_events();
-            if !self.flush(framed).await {
+            // Writes what the machine wants sent: in one poll when the
+            // socket takes it all (no timer armed, no write state kept),
+            // otherwise the rest under the write timeout.
+            let sent = {
+                let mut wrote = false;
+                let first =
+                    std::future::poll_fn(|cx| Poll::Ready(self.poll_send(framed, cx, &mut wrote)))
+                        .await;
+                match first {
+                    Poll::Ready(result) => self.sent(result),
+                    Poll::Pending => Box::pin(self.flush_slow(framed, wrote)).await,
+                }
+            };
+            if !sent {
                 self.channel.handle_connection_lost(now());
                 self.process_events();
                 break;
@@ -280,12 +318,14 @@ impl Conn {
             if self.channel.is_closed() {
                 break;
             }
-            let deadline = self.channel.poll_timeout().map(Instant::from_std);
-            if deadline != armed {
-                if let Some(at) = deadline {
-                    timer.as_mut().reset(at);
+            {
+                let deadline = self.channel.poll_timeout().map(Instant::from_std);
+                if deadline != armed.then(|| timer.deadline()) {
+                    if let Some(at) = deadline {
+                        timer.as_mut().reset(at);
+                    }
+                    armed = deadline.is_some();
                 }
-                armed = deadline;
             }
             tokio::select! {
                 frame = framed.next() => match frame {
@@ -297,7 +337,7 @@ impl Conn {
                             // busy moment (the login, say) until it has
                             // more to say. Busy connections keep theirs.
                             release_idle_buffers(framed);
-                            shared.release_idle_commands();
+                            self.shared.release_idle_commands();
                         }
                     }
                     Some(Err(CodecError::Frame(e))) => {
@@ -310,31 +350,34 @@ impl Conn {
                     }
                     None => self.channel.handle_connection_lost(now()),
                 },
-                () = shared.notify.notified() => {
-                    for (key, message) in shared.take() {
+                () = std::future::poll_fn(|cx| self.shared.poll_woken(cx)) => {
+                    for (key, message) in self.shared.take() {
                         self.stored(&key, message);
                     }
-                    if shared.take_rooms_ready() {
-                        self.rooms.ready(&mut self.channel, Instant::now());
+                    if self.shared.take_rooms_ready()
+                        && let Some(rooms) = &mut self.rooms
+                    {
+                        rooms.ready(&mut self.channel, Instant::now());
                     }
-                    while let Some((command, depth)) = shared.next_command() {
+                    while let Some((command, depth)) = self.shared.next_command() {
                         self.hub.hot.command_queue_depth.record(depth as f64);
                         self.command(command);
                     }
                 }
-                Some(work) = next_work(&mut self.work), if self.work.is_some() => {
-                    if self.work.as_ref().is_some_and(FuturesUnordered::is_empty) {
+                Some(work) = std::future::poll_fn(|cx| poll_next_work(&mut self.work, cx)),
+                    if self.work.is_some() => {
+                    if self.work.as_ref().is_some_and(|work| work.is_empty()) {
                         self.work = None;
                     }
                     self.finish(work);
                 }
-                () = &mut timer, if armed.is_some() => {
-                    armed = None;
+                () = &mut timer, if armed => {
+                    armed = false;
                     self.channel.handle_timeout(now());
                 }
             }
         }
-        shared.close_commands();
+        self.shared.close_commands();
         // Whatever the machine still holds (a close frame) goes out, briefly
         // (boxed: the connection's future is not sized for its last words).
         let _ = Box::pin(tokio::time::timeout(Duration::from_secs(1), async {
@@ -348,40 +391,33 @@ impl Conn {
         .await;
     }
 
-    /// Writes what the machine wants sent; `false` when the peer is gone or
-    /// did not take the bytes within the write timeout.
-    ///
-    /// The common case, a socket that takes everything at once, completes in
-    /// one poll and arms no timer. Only a write that has to wait runs under
-    /// the write timeout, in a boxed future: the connection's future, held
-    /// for the connection's whole life, is not sized for the slow path (the
+    /// The rest of a write that the socket made wait (see the flush in
+    /// [`drive`](Self::drive)): under the write timeout, boxed by the
+    /// caller. `false` when the peer is gone or did not take the bytes in
+    /// time. The common case, a socket that takes everything at once,
+    /// completes in one poll and never comes here: the connection's future,
+    /// held for the connection's whole life, is not sized for this path (the
     /// timer and the write's state were ≈ 260 bytes of every idle
     /// connection).
-    async fn flush<S>(&mut self, framed: &mut FramedTunnel<S>) -> bool
+    async fn flush_slow<S>(&mut self, framed: &mut FramedTunnel<S>, mut wrote: bool) -> bool
     where
         S: AsyncRead + AsyncWrite + Unpin + Send,
     {
-        let mut wrote = false;
-        let first =
-            std::future::poll_fn(|cx| Poll::Ready(self.poll_send(framed, cx, &mut wrote))).await;
-        let result = match first {
-            Poll::Ready(result) => result,
-            Poll::Pending => {
-                let write_timeout = self.hub.config.write_timeout;
-                let rest = std::future::poll_fn(|cx| self.poll_send(framed, cx, &mut wrote));
-                match Box::pin(tokio::time::timeout(write_timeout, rest)).await {
-                    Ok(result) => result,
-                    Err(_) => {
-                        metrics::counter!(
-                            crate::server::metric_families::SLOW_CONSUMER_CLOSED_TOTAL
-                        )
-                        .increment(1);
-                        self.record("close", "slow consumer: write timed out".into());
-                        return false;
-                    }
-                }
+        let write_timeout = self.hub.config.write_timeout;
+        let rest = std::future::poll_fn(|cx| self.poll_send(framed, cx, &mut wrote));
+        match tokio::time::timeout(write_timeout, rest).await {
+            Ok(result) => self.sent(result),
+            Err(_) => {
+                metrics::counter!(crate::server::metric_families::SLOW_CONSUMER_CLOSED_TOTAL)
+                    .increment(1);
+                self.record("close", "slow consumer: write timed out".into());
+                false
             }
-        };
+        }
+    }
+
+    /// Whether a write went out; records why not.
+    fn sent(&self, result: Result<(), CodecError>) -> bool {
         match result {
             Ok(()) => true,
             Err(e) => {
@@ -420,7 +456,7 @@ impl Conn {
     /// [`finish`](Self::finish).
     fn start(&mut self, work: BoxFuture<'static, Work>) {
         self.work
-            .get_or_insert_with(FuturesUnordered::new)
+            .get_or_insert_with(|| Box::new(FuturesUnordered::new()))
             .push(work);
     }
 
@@ -441,8 +477,8 @@ impl Conn {
     /// Traces new heartbeats; whether there were any.
     fn note_heartbeats(&mut self) -> bool {
         let pings = self.channel.stats().pings;
-        if pings > self.pings_seen {
-            self.pings_seen = pings;
+        if pings > u64::from(self.pings_seen) {
+            self.pings_seen = u32::try_from(pings).unwrap_or(u32::MAX);
             trace::lock(&self.trace).heartbeat(unix_ms(), pings);
             return true;
         }
@@ -472,20 +508,21 @@ mod tests {
         size_of::<F>()
     }
 
-    /// The largest connection future whose tokio task cell stays at 1,280
+    /// The largest connection future whose tokio task cell stays at 1,024
     /// bytes (tokio 1.54: a 32-byte header, 32 bytes of core fields, a
-    /// 48-byte trailer, 128-byte alignment). Eight bytes more and the cell
-    /// is 1,408 bytes, which jemalloc serves from its 1,536-byte class:
-    /// 256 bytes more for every connection the gateway holds.
-    const TASK_BUDGET: usize = 1_168;
+    /// 48-byte trailer, 128-byte alignment), jemalloc's 1,024-byte class.
+    /// Eight bytes more and the cell is 1,152 bytes, served from the
+    /// 1,280-byte class: 256 bytes more for every connection the gateway
+    /// holds.
+    const TASK_BUDGET: usize = 912;
 
     #[test]
-    fn a_connections_future_fits_a_1280_byte_task() {
+    fn a_connections_future_fits_a_1024_byte_task() {
         let size = future_size(run::<SecureStream<TcpStream>>);
         assert!(
             size <= TASK_BUDGET,
             "the connection future is {size} bytes, over its budget of {TASK_BUDGET}: \
-             box what only a rare path needs (see `Conn::flush`)"
+             box what only a rare path needs (see `Conn::flush_slow`, `Conn::rooms`)"
         );
     }
 }

@@ -74,7 +74,7 @@ impl Conn {
             biz: state.key.biz.clone(),
             alias: state.key.alias.clone(),
             device_id: self.channel.client_hello().device_id.clone(),
-            connection_token: self.token.clone(),
+            connection_token: self.token.to_string(),
             route_id: state.route_id.clone(),
             seq: item.seq,
             idempotency_key: item.key.clone(),

@@ -292,6 +292,11 @@ impl ConnRooms {
         }
     }
 
+    /// Whether no room is joined.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.subs.is_empty()
+    }
+
     /// Leaves every room (the connection ends).
     pub(crate) fn leave_all(&mut self, now: Instant) {
         self.joins = 0;
