@@ -191,6 +191,7 @@ impl Conn {
         );
         metrics::counter!(crate::server::metric_families::LOGINS_TOTAL, "result" => "ok")
             .increment(1);
+        self.settle_buffers = true;
         if !self.ready_reported {
             self.ready_reported = true;
             metrics::histogram!(crate::server::metric_families::CHANNEL_READY_SECONDS)

@@ -239,6 +239,7 @@ fn start<S>(hub: Arc<Hub>, accepted: Box<Accepted<S>>) -> Started<S> {
         trace,
         connected_at: now,
         ready_reported: false,
+        settle_buffers: false,
         pings_seen: 0,
         rooms: None,
         room_codec,
@@ -270,6 +271,9 @@ struct Conn {
     trace: SharedTrace,
     connected_at: Instant,
     ready_reported: bool,
+    /// A login was granted: the codec's buffers go back once they are
+    /// empty (see the drive loop).
+    settle_buffers: bool,
     /// Heartbeats seen so far (saturating at `u32::MAX`, four billion:
     /// beyond it every heartbeat counts as new).
     pings_seen: u32,
@@ -317,6 +321,13 @@ impl Conn {
             }
             if self.channel.is_closed() {
                 break;
+            }
+            if std::mem::take(&mut self.settle_buffers) {
+                // A device that just logged in is most often idle next (until
+                // its heartbeat, which would release them too): give back
+                // the buffers the login and its answer grew (≈ 260 bytes
+                // per connection). A busy one grows them again once.
+                release_idle_buffers(framed);
             }
             {
                 let deadline = self.channel.poll_timeout().map(Instant::from_std);
