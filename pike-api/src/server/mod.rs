@@ -37,6 +37,7 @@
 mod auth;
 mod clock;
 mod config;
+mod conn_index;
 mod connection;
 pub mod engine;
 mod gateway;

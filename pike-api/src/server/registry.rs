@@ -13,6 +13,7 @@ use futures_util::task::AtomicWaker;
 use pike_channel::StreamId;
 use proto::tunnel::{ErrorCode, ReconnectAdvice};
 
+use super::conn_index::{ConnIndex, IndexKeys};
 use super::engine::LoginId;
 use super::store::{StoredMessage, StreamKey};
 use super::trace::{ClosedTraces, SharedTrace};
@@ -306,9 +307,16 @@ pub(crate) struct Registry {
     /// connections without scanning (or sorting) the others; and the app's
     /// count per transport.
     by_app: RwLock<HashMap<String, AppConns>>,
-    tokens: RwLock<HashMap<String, ConnId>>,
-    streams: RwLock<HashMap<StreamKey, Vec<ConnId>>>,
-    devices: RwLock<HashMap<(String, String), Vec<ConnId>>>,
+    /// The indexes below hold hashes of their keys, under these random
+    /// keys ([`ConnIndex`]: no key copies; each candidate is checked on its
+    /// entry).
+    keys: IndexKeys,
+    /// Connections by token.
+    tokens: RwLock<ConnIndex>,
+    /// Connections logged in to an alias stream (app, business, alias).
+    streams: RwLock<ConnIndex>,
+    /// Connections by app and device id.
+    devices: RwLock<ConnIndex>,
     closed: Mutex<ClosedTraces>,
 }
 
@@ -378,12 +386,34 @@ impl Registry {
         counts
     }
 
+    fn token_hash(&self, token: &str) -> u64 {
+        self.keys.hash(token)
+    }
+
+    fn device_hash(&self, app: &str, device: &str) -> u64 {
+        self.keys.hash((app, device))
+    }
+
+    fn stream_hash(&self, app: &str, biz: &str, alias: &str) -> u64 {
+        self.keys.hash((app, biz, alias))
+    }
+
+    /// The connection with `token`, among those the `conns` lock shows.
+    fn by_token<'a>(
+        &self,
+        conns: &'a HashMap<ConnId, Box<ConnEntry>>,
+        token: &str,
+    ) -> Option<&'a ConnEntry> {
+        read(&self.tokens)
+            .get(self.token_hash(token))
+            .filter_map(|id| conns.get(&id))
+            .find(|entry| *entry.token == *token)
+            .map(|entry| &**entry)
+    }
+
     pub(crate) fn insert(&self, id: ConnId, entry: ConnEntry) {
-        write(&self.tokens).insert(entry.token.clone(), id);
-        write(&self.devices)
-            .entry((entry.app.clone(), entry.device_id.clone()))
-            .or_default()
-            .push(id);
+        write(&self.tokens).add(self.token_hash(&entry.token), id);
+        write(&self.devices).add(self.device_hash(&entry.app, &entry.device_id), id);
         write(&self.by_app)
             .entry(entry.app.clone())
             .or_default()
@@ -395,7 +425,7 @@ impl Registry {
     pub(crate) fn remove(&self, id: ConnId) -> Option<&'static str> {
         let entry = write(&self.conns).remove(&id)?;
         let transport = entry.transport;
-        write(&self.tokens).remove(&entry.token);
+        write(&self.tokens).remove(self.token_hash(&entry.token), id);
         {
             let mut by_app = write(&self.by_app);
             if let Some(conns) = by_app.get_mut(&entry.app) {
@@ -405,19 +435,11 @@ impl Registry {
                 }
             }
         }
-        remove_from(
-            &mut write(&self.devices),
-            &(entry.app.clone(), entry.device_id.clone()),
-            id,
-        );
+        write(&self.devices).remove(self.device_hash(&entry.app, &entry.device_id), id);
         {
             let mut streams = write(&self.streams);
             for login in &entry.logins {
-                remove_from(
-                    &mut streams,
-                    &StreamKey::new(&entry.app, &login.biz, &login.alias),
-                    id,
-                );
+                streams.remove(self.stream_hash(&entry.app, &login.biz, &login.alias), id);
             }
         }
         mutex(&self.closed).insert(entry.token, entry.app, entry.trace);
@@ -435,7 +457,7 @@ impl Registry {
         login: LoginInfo,
         takeover: bool,
     ) -> Vec<CommandSender> {
-        let (key, device) = {
+        let key = {
             let mut conns = write(&self.conns);
             let Some(entry) = conns.get_mut(&id) else {
                 return Vec::new();
@@ -445,32 +467,33 @@ impl Registry {
             // would take four slots).
             entry.logins.reserve_exact(1);
             entry.logins.push(login);
-            (key, entry.device_id.clone())
+            key
         };
+        let hash = self.stream_hash(&key.app, &key.biz, &key.alias);
         let mut streams = write(&self.streams);
-        let ids = streams.entry(key).or_default();
         let replaced = if takeover {
             let conns = read(&self.conns);
-            ids.iter()
-                .filter(|other| **other != id)
-                .filter_map(|other| conns.get(other))
-                .filter(|e| e.device_id == device)
-                .map(|entry| entry.sender())
-                .collect()
+            match conns.get(&id) {
+                Some(this) => streams
+                    .get(hash)
+                    .filter(|other| *other != id)
+                    .filter_map(|other| conns.get(&other))
+                    .filter(|other| other.device_id == this.device_id && logged_in_to(other, &key))
+                    .map(|entry| entry.sender())
+                    .collect(),
+                None => Vec::new(),
+            }
         } else {
             Vec::new()
         };
-        if !ids.contains(&id) {
-            ids.push(id);
-        }
+        streams.add(hash, id);
         replaced
     }
 
     /// The sender of connection `token` if it is logged in as `login`.
     pub(crate) fn sender_for_login(&self, login: &LoginId, token: &str) -> Option<CommandSender> {
-        let id = *read(&self.tokens).get(token)?;
-        read(&self.conns)
-            .get(&id)
+        let conns = read(&self.conns);
+        self.by_token(&conns, token)
             .filter(|e| {
                 e.app == login.stream.app
                     && e.device_id == login.device
@@ -498,10 +521,10 @@ impl Registry {
                 .logins
                 .iter()
                 .any(|l| l.biz == login.biz && l.alias == login.alias);
-            (!still).then(|| StreamKey::new(&entry.app, &login.biz, &login.alias))
+            (!still).then(|| self.stream_hash(&entry.app, &login.biz, &login.alias))
         };
-        if let Some(key) = key {
-            remove_from(&mut write(&self.streams), &key, id);
+        if let Some(hash) = key {
+            write(&self.streams).remove(hash, id);
         }
     }
 
@@ -516,21 +539,32 @@ impl Registry {
     /// Tells every connection logged in to `stream` that `message` was
     /// stored; returns how many were told.
     pub(crate) fn notify_stored(&self, stream: &StreamKey, message: &Arc<StoredMessage>) -> usize {
-        let ids = read(&self.streams).get(stream).cloned().unwrap_or_default();
-        let conns = read(&self.conns);
-        ids.iter()
-            .filter_map(|id| conns.get(id))
-            .map(|e| e.shared.stored(stream, message))
-            .count()
+        self.stream_entries(stream, |entries| {
+            entries.map(|e| e.shared.stored(stream, message)).count()
+        })
     }
 
     /// Senders of the connections logged in to `stream`.
     pub(crate) fn senders_for_stream(&self, stream: &StreamKey) -> Vec<CommandSender> {
-        let ids = read(&self.streams).get(stream).cloned().unwrap_or_default();
+        self.stream_entries(stream, |entries| entries.map(ConnEntry::sender).collect())
+    }
+
+    /// Calls `with` with the entries of the connections logged in to
+    /// `stream`, under the locks (index, then table).
+    fn stream_entries<T>(
+        &self,
+        stream: &StreamKey,
+        with: impl FnOnce(&mut dyn Iterator<Item = &ConnEntry>) -> T,
+    ) -> T {
+        let hash = self.stream_hash(&stream.app, &stream.biz, &stream.alias);
+        let streams = read(&self.streams);
         let conns = read(&self.conns);
-        ids.iter()
-            .filter_map(|id| conns.get(id).map(|entry| entry.sender()))
-            .collect()
+        let mut entries = streams
+            .get(hash)
+            .filter_map(|id| conns.get(&id))
+            .map(|entry| &**entry)
+            .filter(|entry| logged_in_to(entry, stream));
+        with(&mut entries)
     }
 
     /// Calls `each` with every connection sender of each of `streams`
@@ -549,9 +583,11 @@ impl Registry {
             let ids = read(&self.streams);
             let conns = read(&self.conns);
             for &stream in chunk {
-                let Some(ids) = ids.get(stream) else { continue };
-                for entry in ids.iter().filter_map(|id| conns.get(id)) {
-                    each(stream, &entry.shared);
+                let hash = self.stream_hash(&stream.app, &stream.biz, &stream.alias);
+                for entry in ids.get(hash).filter_map(|id| conns.get(&id)) {
+                    if logged_in_to(entry, stream) {
+                        each(stream, &entry.shared);
+                    }
                 }
             }
         }
@@ -566,29 +602,38 @@ impl Registry {
         biz: &str,
         device: &str,
     ) -> Vec<CommandSender> {
-        let ids = read(&self.devices)
-            .get(&(app.to_owned(), device.to_owned()))
-            .cloned()
-            .unwrap_or_default();
-        let conns = read(&self.conns);
-        ids.iter()
-            .filter_map(|id| conns.get(id))
-            .filter(|e| e.logins.iter().any(|l| l.device_verified && l.biz == biz))
-            .map(|entry| entry.sender())
-            .collect()
+        self.device_entries(app, device, |entries| {
+            entries
+                .filter(|e| e.logins.iter().any(|l| l.device_verified && l.biz == biz))
+                .map(ConnEntry::sender)
+                .collect()
+        })
     }
 
     /// Senders of every connection of `app` whose hello names `device`,
     /// verified or not (for disconnecting a device id).
     pub(crate) fn senders_of_device(&self, app: &str, device: &str) -> Vec<CommandSender> {
-        let ids = read(&self.devices)
-            .get(&(app.to_owned(), device.to_owned()))
-            .cloned()
-            .unwrap_or_default();
+        self.device_entries(app, device, |entries| {
+            entries.map(ConnEntry::sender).collect()
+        })
+    }
+
+    /// Calls `with` with the entries of the connections of `device` in
+    /// `app`, under the locks (index, then table).
+    fn device_entries<T>(
+        &self,
+        app: &str,
+        device: &str,
+        with: impl FnOnce(&mut dyn Iterator<Item = &ConnEntry>) -> T,
+    ) -> T {
+        let devices = read(&self.devices);
         let conns = read(&self.conns);
-        ids.iter()
-            .filter_map(|id| conns.get(id).map(|entry| entry.sender()))
-            .collect()
+        let mut entries = devices
+            .get(self.device_hash(app, device))
+            .filter_map(|id| conns.get(&id))
+            .map(|entry| &**entry)
+            .filter(|entry| entry.app == app && entry.device_id == device);
+        with(&mut entries)
     }
 
     /// Senders of every connection (for shutdown).
@@ -605,11 +650,7 @@ impl Registry {
 
     /// Connections logged in as `alias` of `biz` in `app`.
     pub(crate) fn presence(&self, stream: &StreamKey) -> Vec<ConnectionInfo> {
-        let ids = read(&self.streams).get(stream).cloned().unwrap_or_default();
-        let conns = read(&self.conns);
-        ids.iter()
-            .filter_map(|id| conns.get(id).map(|entry| info(entry)))
-            .collect()
+        self.stream_entries(stream, |entries| entries.map(info).collect())
     }
 
     /// Up to `limit` connections of `app` after the connection `after`
@@ -666,21 +707,21 @@ impl Registry {
 
     /// The sender of the connection with `token`, if it belongs to `app`.
     pub(crate) fn sender_for_token(&self, app: &str, token: &str) -> Option<CommandSender> {
-        let id = *read(&self.tokens).get(token)?;
-        read(&self.conns)
-            .get(&id)
+        let conns = read(&self.conns);
+        self.by_token(&conns, token)
             .filter(|e| e.app == app)
-            .map(|entry| entry.sender())
+            .map(ConnEntry::sender)
     }
 
     /// The trace of the connection with `token`, live or recently closed,
     /// if it belongs to `app` (compared whole: app `demo` never sees a
     /// trace of app `demo2`).
     pub(crate) fn trace(&self, app: &str, token: &str) -> Option<SharedTrace> {
-        if let Some(id) = read(&self.tokens).get(token)
-            && let Some(entry) = read(&self.conns).get(id)
         {
-            return (entry.app == app).then(|| entry.trace.clone());
+            let conns = read(&self.conns);
+            if let Some(entry) = self.by_token(&conns, token) {
+                return (entry.app == app).then(|| entry.trace.clone());
+            }
         }
         mutex(&self.closed)
             .get(token)
@@ -710,13 +751,14 @@ fn info(e: &ConnEntry) -> ConnectionInfo {
     }
 }
 
-fn remove_from<K: std::hash::Hash + Eq>(map: &mut HashMap<K, Vec<ConnId>>, key: &K, id: ConnId) {
-    if let Some(ids) = map.get_mut(key) {
-        ids.retain(|x| *x != id);
-        if ids.is_empty() {
-            map.remove(key);
-        }
-    }
+/// Whether `entry` is logged in to `stream` (the index's candidates are
+/// checked on their entries).
+fn logged_in_to(entry: &ConnEntry, stream: &StreamKey) -> bool {
+    entry.app == stream.app
+        && entry
+            .logins
+            .iter()
+            .any(|l| l.biz == stream.biz && l.alias == stream.alias)
 }
 
 #[cfg(test)]
@@ -860,6 +902,67 @@ mod tests {
             std::iter::from_fn(|| shared.next_command()).count()
         };
         assert_eq!((queued(1), queued(2), queued(3)), (1, 1, 1));
+    }
+
+    /// The indexes keep hashes, not keys: an id under a key's hash that is
+    /// not that key's (a collision, forced here) is never answered.
+    #[test]
+    fn index_candidates_are_checked_on_their_entries() {
+        let registry = Registry::default();
+        registry.insert(1, entry("a", 1));
+        registry.insert(2, entry("a", 2));
+        registry.add_login(1, login(1, "x"), false);
+        registry.add_login(2, login(1, "y"), false);
+        // Connection 2 under the hashes of connection 1's keys.
+        let stream = registry.stream_hash("a", "chat", "x");
+        write(&registry.streams).add(stream, 2);
+        write(&registry.devices).add(registry.device_hash("a", "d1"), 2);
+        write(&registry.tokens).add(registry.token_hash("t1"), 2);
+
+        let x = StreamKey::new("a", "chat", "x");
+        let tokens_of = |infos: Vec<ConnectionInfo>| -> Vec<String> {
+            infos.into_iter().map(|c| c.token).collect()
+        };
+        assert_eq!(tokens_of(registry.presence(&x)), ["t1"]);
+        assert_eq!(registry.senders_for_stream(&x).len(), 1);
+        let mut visited = 0;
+        registry.for_each_stream_sender(&[&x], |_, _| visited += 1);
+        assert_eq!(visited, 1);
+        assert_eq!(registry.senders_of_device("a", "d1").len(), 1);
+        assert_eq!(
+            registry.senders_of_device("b", "d1").len(),
+            0,
+            "app checked"
+        );
+        assert!(registry.sender_for_token("a", "t1").is_some());
+        assert!(registry.sender_for_token("a", "t2").is_some());
+        assert!(
+            registry.sender_for_token("b", "t1").is_none(),
+            "app checked"
+        );
+        assert!(registry.sender_for_token("a", "t9").is_none());
+
+        // A takeover replaces the same device's login of the same stream
+        // only: connection 2 (device d2, stream y) sits under x's hash.
+        registry.insert(
+            3,
+            ConnEntry {
+                device_id: "d1".into(),
+                ..entry("a", 3)
+            },
+        );
+        let replaced = registry.add_login(3, login(1, "x"), true);
+        assert_eq!(replaced.len(), 1, "connection 1 only");
+
+        for id in 1..=3 {
+            registry.remove(id);
+        }
+        write(&registry.streams).remove(stream, 2);
+        write(&registry.devices).remove(registry.device_hash("a", "d1"), 2);
+        write(&registry.tokens).remove(registry.token_hash("t1"), 2);
+        assert_eq!(read(&registry.streams).len(), 0, "nothing left behind");
+        assert_eq!(read(&registry.devices).len(), 0);
+        assert_eq!(read(&registry.tokens).len(), 0);
     }
 
     #[test]
