@@ -6,23 +6,33 @@
 //! keys, and the ids under a hash are those of the connections whose key
 //! hashed to it. Callers check each candidate's key on its registry entry,
 //! so a collision costs a comparison, never a wrong answer; with SipHash's
-//! random keys a client cannot choose ids that collide. One id per key is
-//! the common case and takes no allocation.
+//! random keys a client cannot choose ids that collide. A key with one id
+//! (the common case) takes 16 bytes, its hash and the id.
 //!
 //! Per idle logged-in connection this saved the key copies (three strings
-//! of the stream key, two of the device key, the token) and the `Vec` of
-//! one id of each map, and shrank each map's slots to 32 bytes.
+//! of the stream key, two of the device key, the token) and a one-id `Vec`
+//! per key, and shrank each index's slots from 32-96 bytes to 16.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, RandomState};
 
+use hashbrown::HashTable;
+
 use super::registry::ConnId;
 
-/// Connection ids by the keyed hash of their key.
+/// Connection ids by the keyed hash of their key: a table of
+/// `(hash, id)` pairs, 16 bytes each; a hash with several ids (a stream
+/// several connections are logged in to) keeps them in `many`, so that
+/// many ids under one hash never crowd the table's probing.
 #[derive(Debug, Default)]
 pub(crate) struct ConnIndex {
-    map: HashMap<u64, ConnIds>,
+    table: HashTable<(u64, ConnId)>,
+    many: HashMap<u64, Vec<ConnId>>,
 }
+
+/// In the table, in place of an id: the ids are in `many`. Connection ids
+/// count up from 1 and never reach it.
+const MANY: ConnId = ConnId::MAX;
 
 /// The random keys of a registry's hashes.
 #[derive(Debug, Default)]
@@ -38,79 +48,67 @@ impl IndexKeys {
 impl ConnIndex {
     /// Adds `id` under `hash` (once).
     pub(crate) fn add(&mut self, hash: u64, id: ConnId) {
-        match self.map.get_mut(&hash) {
-            Some(ids) => ids.add(id),
-            None => {
-                self.map.insert(hash, ConnIds::One(id));
+        let Some(entry) = self.table.find_mut(hash, |e| e.0 == hash) else {
+            self.table.insert_unique(hash, (hash, id), |e| e.0);
+            return;
+        };
+        match entry.1 {
+            one if one == id => {}
+            MANY => {
+                let ids = self.many.entry(hash).or_default();
+                if !ids.contains(&id) {
+                    ids.push(id);
+                }
+            }
+            one => {
+                self.many.insert(hash, vec![one, id]);
+                entry.1 = MANY;
             }
         }
     }
 
-    /// Removes `id` from under `hash`; the key goes with its last id.
+    /// Removes `id` from under `hash`.
     pub(crate) fn remove(&mut self, hash: u64, id: ConnId) {
-        if let Some(ids) = self.map.get_mut(&hash)
-            && ids.remove(id)
-        {
-            self.map.remove(&hash);
+        let Ok(mut entry) = self.table.find_entry(hash, |e| e.0 == hash) else {
+            return;
+        };
+        match entry.get().1 {
+            MANY => {
+                let Some(ids) = self.many.get_mut(&hash) else {
+                    return;
+                };
+                ids.retain(|x| *x != id);
+                if let [last] = ids.as_slice() {
+                    entry.get_mut().1 = *last;
+                    self.many.remove(&hash);
+                }
+            }
+            one if one == id => {
+                entry.remove();
+            }
+            _ => {}
+        }
+        // A table that emptied out gives its memory back (a busy one keeps
+        // its slots).
+        if self.table.is_empty() && self.table.capacity() != 0 {
+            self.table = HashTable::new();
         }
     }
 
     /// The ids under `hash`: candidates, whose keys the caller checks.
     pub(crate) fn get(&self, hash: u64) -> impl Iterator<Item = ConnId> + '_ {
-        self.map.get(&hash).into_iter().flat_map(ConnIds::iter)
-    }
-
-    /// Keys held.
-    #[cfg(test)]
-    pub(crate) fn len(&self) -> usize {
-        self.map.len()
-    }
-}
-
-/// The ids under one hash: one, inline, is the common case.
-#[derive(Clone, Debug)]
-enum ConnIds {
-    One(ConnId),
-    Many(Vec<ConnId>),
-}
-
-impl ConnIds {
-    fn add(&mut self, id: ConnId) {
-        match self {
-            Self::One(one) if *one == id => {}
-            Self::One(one) => *self = Self::Many(vec![*one, id]),
-            Self::Many(ids) => {
-                if !ids.contains(&id) {
-                    ids.push(id);
-                }
-            }
-        }
-    }
-
-    /// Removes `id`; whether none is left.
-    fn remove(&mut self, id: ConnId) -> bool {
-        match self {
-            Self::One(one) => *one == id,
-            Self::Many(ids) => {
-                ids.retain(|x| *x != id);
-                match ids.as_slice() {
-                    [] => true,
-                    [last] => {
-                        *self = Self::One(*last);
-                        false
-                    }
-                    _ => false,
-                }
-            }
-        }
-    }
-
-    fn iter(&self) -> impl Iterator<Item = ConnId> + '_ {
-        let (one, many) = match self {
-            Self::One(id) => (Some(*id), &[][..]),
-            Self::Many(ids) => (None, ids.as_slice()),
+        let (one, many) = match self.table.find(hash, |e| e.0 == hash) {
+            Some(&(_, MANY)) => (None, self.many.get(&hash).map_or(&[][..], Vec::as_slice)),
+            Some(&(_, one)) => (Some(one), &[][..]),
+            None => (None, &[][..]),
         };
         one.into_iter().chain(many.iter().copied())
+    }
+
+    /// Hashes held.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.table.len()
     }
 }
 
@@ -140,8 +138,20 @@ mod tests {
         assert_eq!(ids(&index, 7), [3], "an unknown id changes nothing");
         index.remove(7, 3);
         assert_eq!(ids(&index, 7), Vec::<ConnId>::new());
-        assert_eq!(index.len(), 0, "no empty key is kept");
+        assert_eq!(index.len(), 0, "nothing is kept");
+        assert!(index.many.is_empty());
+        // Two hashes side by side.
+        index.add(1, 10);
+        index.add(2, 20);
+        index.add(2, 21);
+        assert_eq!((ids(&index, 1), ids(&index, 2)), (vec![10], vec![20, 21]));
+        index.remove(2, 20);
+        assert_eq!((ids(&index, 1), ids(&index, 2)), (vec![10], vec![21]));
+        assert!(index.many.is_empty(), "back to one id in the table");
         index.remove(8, 1);
+        assert_eq!(index.len(), 2, "an unknown hash changes nothing");
+        index.remove(1, 10);
+        index.remove(2, 21);
         assert_eq!(index.len(), 0);
     }
 

@@ -41,7 +41,7 @@ mod uplink;
 use self::interests::Interests;
 use self::io::poll_next_work;
 pub(crate) use self::io::release_idle_buffers;
-use self::uplink::PendingUplink;
+use self::uplink::UplinkQueue;
 
 /// A connection that passed the hello, ready to run.
 pub(crate) struct Accepted<S> {
@@ -118,9 +118,10 @@ struct StreamState {
     sent_at: VecDeque<(u64, u64, Instant)>,
     /// The login's business id and alias are `key.biz` and `key.alias`.
     route_id: String,
-    /// Uplink messages waiting for their turn (delivered one at a time).
-    uplink_queue: VecDeque<PendingUplink>,
-    uplink_busy: bool,
+    /// Uplink messages waiting for their turn (delivered one at a time);
+    /// none while the login sends nothing (8 bytes instead of 40 for every
+    /// idle login: with them the state's allocation was 224 bytes, now 192).
+    uplink: Option<Box<UplinkQueue>>,
     /// The login's credential proves the device id: it gets device pushes.
     device_verified: bool,
     /// A send-only login: no downlink, no engine subscriptions.

@@ -7,6 +7,8 @@
 //! bytes (`pike_channel::ServerConfig::uplink_window` and
 //! `uplink_pending_bytes`), and forgets it once acked here.
 
+use std::collections::VecDeque;
+
 use bytes::Bytes;
 use pike_channel::{StreamId, UplinkResult};
 use tokio::time::Instant;
@@ -26,6 +28,15 @@ pub(super) struct PendingUplink {
     received_at: Instant,
 }
 
+/// A login's uplink messages waiting for their turn, delivered one at a
+/// time; allocated while the login has some.
+#[derive(Default)]
+pub(super) struct UplinkQueue {
+    queue: VecDeque<PendingUplink>,
+    /// The front message is with the backend.
+    busy: bool,
+}
+
 impl Conn {
     /// A new uplink message from the machine: queued behind the login's
     /// others.
@@ -43,7 +54,8 @@ impl Conn {
             format!("stream={} seq={seq} key={key}", stream.value()),
         );
         if let Some(state) = self.streams.get_mut(&stream) {
-            state.uplink_queue.push_back(PendingUplink {
+            let uplink = state.uplink.get_or_insert_with(Box::default);
+            uplink.queue.push_back(PendingUplink {
                 seq,
                 key,
                 payload,
@@ -51,7 +63,7 @@ impl Conn {
                 received_at: Instant::now(),
             });
             metrics::histogram!(crate::server::metric_families::UPLINK_QUEUE_DEPTH)
-                .record(state.uplink_queue.len() as f64);
+                .record(uplink.queue.len() as f64);
             self.next_uplink(stream);
         }
     }
@@ -62,13 +74,16 @@ impl Conn {
         let Some(state) = self.streams.get_mut(&stream) else {
             return;
         };
-        if state.uplink_busy {
-            return;
-        }
-        let Some(item) = state.uplink_queue.front() else {
+        let Some(uplink) = state.uplink.as_mut() else {
             return;
         };
-        state.uplink_busy = true;
+        if uplink.busy {
+            return;
+        }
+        let Some(item) = uplink.queue.front() else {
+            return;
+        };
+        uplink.busy = true;
         let request = UplinkRequest {
             app: state.key.app.clone(),
             biz: state.key.biz.clone(),
@@ -103,8 +118,17 @@ impl Conn {
         let Some(state) = self.streams.get_mut(&stream) else {
             return;
         };
-        state.uplink_busy = false;
-        let item = state.uplink_queue.pop_front();
+        let item = state.uplink.as_mut().and_then(|uplink| {
+            uplink.busy = false;
+            uplink.queue.pop_front()
+        });
+        if state
+            .uplink
+            .as_ref()
+            .is_some_and(|uplink| uplink.queue.is_empty())
+        {
+            state.uplink = None;
+        }
         if let Some(item) = &item {
             metrics::histogram!(crate::server::metric_families::UPLINK_ACK_SECONDS)
                 .record(item.received_at.elapsed().as_secs_f64());
