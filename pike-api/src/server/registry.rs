@@ -235,7 +235,8 @@ pub(crate) struct LoginInfo {
 pub(crate) struct ConnEntry {
     pub(crate) app: String,
     pub(crate) device_id: String,
-    pub(crate) token: String,
+    /// Boxed: the entry is 160 bytes, not 168 in a 176-byte allocation.
+    pub(crate) token: Box<str>,
     pub(crate) transport: &'static str,
     pub(crate) peer: SocketAddr,
     pub(crate) connected_at_ms: u64,
@@ -443,7 +444,7 @@ impl Registry {
                 streams.remove(self.stream_hash(&entry.app, &login.biz, &login.alias), id);
             }
         }
-        mutex(&self.closed).insert(entry.token, entry.app, entry.trace);
+        mutex(&self.closed).insert(entry.token.into(), entry.app, entry.trace);
         Some(transport)
     }
 
@@ -732,7 +733,7 @@ impl Registry {
 
 fn info(e: &ConnEntry) -> ConnectionInfo {
     ConnectionInfo {
-        token: e.token.clone(),
+        token: e.token.to_string(),
         app: e.app.clone(),
         device_id: e.device_id.clone(),
         transport: e.transport,
@@ -770,7 +771,7 @@ mod tests {
         ConnEntry {
             app: app.to_owned(),
             device_id: format!("d{id}"),
-            token: format!("t{id}"),
+            token: format!("t{id}").into(),
             transport: "tcp",
             peer: SocketAddr::from(([127, 0, 0, 1], 1)),
             connected_at_ms: 0,

@@ -84,16 +84,16 @@ impl ServerChannel {
             self.send_uplink_ack(stream, m.seq, ErrorCode::InvalidArgument, message);
             return;
         }
-        if entry.uplink_pending.contains_key(&m.seq) {
+        if entry.uplink_is_pending(m.seq) {
             self.stats.uplink_duplicates += 1;
             return;
         }
-        if let Some((code, message)) = entry.uplink_results.get(m.seq) {
+        if let Some((code, message)) = entry.uplink_result(m.seq) {
             self.stats.uplink_duplicates += 1;
             self.send_uplink_ack(stream, m.seq, code, message);
             return;
         }
-        let highest = entry.uplink_accepted;
+        let highest = entry.uplink_accepted();
         if m.seq <= highest {
             self.stats.uplink_out_of_order += 1;
             let message = format!(
@@ -104,7 +104,7 @@ impl ServerChannel {
             self.send_uplink_ack(stream, m.seq, ErrorCode::InvalidArgument, message);
             return;
         }
-        if entry.uplink_pending.len() >= window as usize {
+        if entry.uplink_pending_count() >= window as usize {
             let message = format!(
                 "uplink window of stream {stream} exceeded: more than {window} messages unacked"
             );
@@ -132,8 +132,7 @@ impl ServerChannel {
             return;
         }
         self.uplink_pending_bytes += size;
-        entry.uplink_pending.insert(m.seq, size);
-        entry.uplink_accepted = m.seq;
+        entry.accept_uplink(m.seq, size);
         self.events.push_back(ServerEvent::Uplink {
             stream,
             seq: m.seq,
@@ -164,7 +163,7 @@ impl ServerChannel {
     ) -> Result<(), ReplyError> {
         let memory = self.config.uplink_dedup_memory;
         let entry = self.active_stream(stream)?;
-        let Some(size) = entry.uplink_pending.remove(&seq) else {
+        let Some(size) = entry.take_pending_uplink(seq) else {
             return Err(ReplyError::NoPendingUplink { stream, seq });
         };
         entry.remember_result(seq, result.code, result.message.clone(), memory);

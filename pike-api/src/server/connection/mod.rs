@@ -208,7 +208,7 @@ fn start<S>(hub: Arc<Hub>, accepted: Box<Accepted<S>>) -> Started<S> {
         ConnEntry {
             app: hello.app_id.clone(),
             device_id: hello.device_id.clone(),
-            token: token.clone(),
+            token: token.as_str().into(),
             transport,
             peer,
             connected_at_ms: unix_ms(),
