@@ -62,14 +62,40 @@ struct Entry {
     detail: Detail,
 }
 
+/// The signals the gateway records with text details, by index: an event
+/// keeps a byte for its signal rather than a 16-byte `&str`, so that an
+/// event is 32 bytes, not 48 (an idle connection keeps three or four).
+const TEXT_SIGNALS: [&str; 20] = [
+    "hello",
+    "auth",
+    "alias-bind",
+    "tags",
+    "logout",
+    "close",
+    "transport-error",
+    "protocol-error",
+    "uplink",
+    "uplink-ack",
+    "takeover",
+    "room-join",
+    "room-leave",
+    "replaced",
+    "refresh",
+    "login-expired",
+    "login-epoch-mismatch",
+    "login-ended",
+    "go-away",
+    "downlink",
+];
+
 /// What happened, with the numbers to format its details from.
 #[derive(Debug)]
 enum Detail {
-    /// Any signal, with its details already formatted.
-    Text {
-        signal: &'static str,
-        detail: Box<str>,
-    },
+    /// A signal of [`TEXT_SIGNALS`] (by index), with its details already
+    /// formatted.
+    Text { signal: u8, detail: Box<str> },
+    /// Any other signal, with its details already formatted (boxed: rare).
+    OtherText(Box<(&'static str, Box<str>)>),
     /// A reliable message pushed: `downlink`, `stream=S seq=Q message_id=M`.
     Downlink {
         stream: u32,
@@ -90,13 +116,18 @@ impl Detail {
     fn heap_bytes(&self) -> usize {
         match self {
             Self::Text { detail, .. } => detail.len(),
+            Self::OtherText(other) => size_of::<(&str, Box<str>)>() + other.1.len(),
             _ => 0,
         }
     }
 
     fn signal(&self) -> &'static str {
         match self {
-            Self::Text { signal, .. } => signal,
+            Self::Text { signal, .. } => TEXT_SIGNALS
+                .get(usize::from(*signal))
+                .copied()
+                .unwrap_or("unknown"),
+            Self::OtherText(other) => other.0,
             Self::Downlink { .. } | Self::Transient { .. } => "downlink",
             Self::Ack { .. } => "ack",
             Self::Heartbeat { .. } => "heartbeat",
@@ -106,6 +137,7 @@ impl Detail {
     fn format(&self) -> String {
         match self {
             Self::Text { detail, .. } => detail.to_string(),
+            Self::OtherText(other) => other.1.to_string(),
             Self::Downlink {
                 stream,
                 seq,
@@ -124,13 +156,15 @@ impl Trace {
     /// Appends an event, dropping the oldest past the limits. The detail is
     /// cut to [`MAX_DETAIL_BYTES`] and its control characters escaped.
     pub fn record(&mut self, at_ms: u64, signal: &'static str, detail: String) {
-        self.push(
-            at_ms,
-            Detail::Text {
-                signal,
-                detail: sanitize(detail).into_boxed_str(),
+        let detail = sanitize(detail).into_boxed_str();
+        let detail = match TEXT_SIGNALS.iter().position(|known| *known == signal) {
+            Some(index) => Detail::Text {
+                signal: u8::try_from(index).unwrap_or(u8::MAX),
+                detail,
             },
-        );
+            None => Detail::OtherText(Box::new((signal, detail))),
+        };
+        self.push(at_ms, detail);
     }
 
     /// Records a reliable push (`downlink`), formatted when read.
@@ -391,6 +425,30 @@ mod tests {
             trace.record(i, "x", String::new());
         }
         assert_eq!(trace.events.capacity(), 4);
+    }
+
+    #[test]
+    fn events_are_32_bytes_and_every_signal_reads_back() {
+        assert_eq!(
+            size_of::<Entry>(),
+            32,
+            "an idle connection keeps 3-4 of them"
+        );
+        let mut trace = Trace::default();
+        for (i, signal) in TEXT_SIGNALS.iter().enumerate() {
+            trace.record(i as u64, signal, format!("d{i}"));
+        }
+        trace.record(99, "not-a-known-signal", "other".into());
+        let events = trace.events();
+        assert_eq!(events.len(), TEXT_SIGNALS.len() + 1);
+        for (i, (event, signal)) in events.iter().zip(TEXT_SIGNALS).enumerate() {
+            assert_eq!(
+                (event.signal, event.detail.as_str()),
+                (signal, format!("d{i}").as_str())
+            );
+        }
+        let last = events.last().map(|e| (e.signal, e.detail.as_str()));
+        assert_eq!(last, Some(("not-a-known-signal", "other")), "kept by name");
     }
 
     #[test]

@@ -223,6 +223,16 @@ fn start<S>(hub: Arc<Hub>, accepted: Box<Accepted<S>>) -> Started<S> {
         .increment(1);
 
     let now = Instant::now();
+    // The channel keeps the hello for the connection's life and is asked
+    // only for its app and device id from here on: the rest (versions,
+    // compressions, the SDK's name and version, the resume token) served
+    // the handshake and the trace's first event. Small allocations each,
+    // ≈ 50 bytes per connection together.
+    let hello = ClientHello {
+        app_id: hello.app_id,
+        device_id: hello.device_id,
+        ..ClientHello::default()
+    };
     let channel = ServerChannel::new(hub.config.channel.clone(), hello, now.into_std());
     let codec = framed.codec();
     let room_codec = (
