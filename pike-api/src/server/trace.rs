@@ -44,12 +44,17 @@ pub struct TraceEvent {
 }
 
 /// The trace of one connection.
+///
+/// 40 bytes: with its `Arc<Mutex>` a 64-byte allocation (80 with 64-bit
+/// counts).
 #[derive(Debug, Default)]
 pub struct Trace {
     events: VecDeque<Entry>,
-    dropped: u64,
-    /// Bytes of the text details kept.
-    text_bytes: usize,
+    /// Events dropped, saturating at `u32::MAX` (four billion).
+    dropped: u32,
+    /// Bytes of the text details kept (at most [`TRACE_BYTES`] and one
+    /// more detail).
+    text_bytes: u32,
 }
 
 /// Below this many events the ring grows by one slot at a time.
@@ -152,6 +157,12 @@ impl Detail {
     }
 }
 
+/// Heap bytes of `detail`'s text, as the trace counts them (a detail is
+/// at most [`MAX_DETAIL_BYTES`] and a signal name: far below `u32::MAX`).
+fn text_len(detail: &Detail) -> u32 {
+    u32::try_from(detail.heap_bytes()).unwrap_or(u32::MAX)
+}
+
 impl Trace {
     /// Appends an event, dropping the oldest past the limits. The detail is
     /// cut to [`MAX_DETAIL_BYTES`] and its control characters escaped.
@@ -197,7 +208,7 @@ impl Trace {
             && last.detail.signal() == "heartbeat"
         {
             last.at_ms = at_ms;
-            self.text_bytes -= last.detail.heap_bytes();
+            self.text_bytes = self.text_bytes.saturating_sub(text_len(&last.detail));
             last.detail = Detail::Heartbeat { pings };
             return;
         }
@@ -205,7 +216,7 @@ impl Trace {
     }
 
     fn push(&mut self, at_ms: u64, detail: Detail) {
-        self.text_bytes += detail.heap_bytes();
+        self.text_bytes = self.text_bytes.saturating_add(text_len(&detail));
         if self.events.len() == TRACE_EVENTS {
             self.pop_oldest();
         } else if self.events.len() == self.events.capacity() && self.events.len() < EXACT_UNTIL {
@@ -219,14 +230,14 @@ impl Trace {
 
     fn pop_oldest(&mut self) {
         if let Some(old) = self.events.pop_front() {
-            self.text_bytes -= old.detail.heap_bytes();
-            self.dropped += 1;
+            self.text_bytes = self.text_bytes.saturating_sub(text_len(&old.detail));
+            self.dropped = self.dropped.saturating_add(1);
         }
     }
 
     /// Bytes the trace holds: its ring of events and their text.
     pub fn memory(&self) -> usize {
-        size_of::<Self>() + self.events.capacity() * size_of::<Entry>() + self.text_bytes
+        size_of::<Self>() + self.events.capacity() * size_of::<Entry>() + self.text_bytes as usize
     }
 
     /// The events kept, oldest first.
@@ -241,9 +252,10 @@ impl Trace {
             .collect()
     }
 
-    /// Events dropped because the ring was full (by count or bytes).
+    /// Events dropped because the ring was full (by count or bytes);
+    /// saturates at `u32::MAX`.
     pub fn dropped(&self) -> u64 {
-        self.dropped
+        u64::from(self.dropped)
     }
 }
 
@@ -433,6 +445,10 @@ mod tests {
             size_of::<Entry>(),
             32,
             "an idle connection keeps 3-4 of them"
+        );
+        assert!(
+            size_of::<Trace>() <= 40,
+            "with its Arc<Mutex> the trace fits a 64-byte allocation"
         );
         let mut trace = Trace::default();
         for (i, signal) in TEXT_SIGNALS.iter().enumerate() {

@@ -133,9 +133,11 @@ impl Conn {
                 if let Some(state) = self.streams.get_mut(&stream) {
                     state.next_seq = message.seq + 1;
                     state.read_cursor = message.cursor;
-                    state
-                        .sent_at
-                        .push_back((message.seq, message.cursor, Instant::now()));
+                    state.sent_at.get_or_insert_with(Box::default).push_back((
+                        message.seq,
+                        message.cursor,
+                        Instant::now(),
+                    ));
                 }
                 trace::lock(&self.trace).downlink(
                     unix_ms(),
@@ -180,15 +182,21 @@ impl Conn {
             seq,
             cursor: state.acked.cursor,
         };
-        while let Some(&(s, cursor, sent)) = state.sent_at.front() {
-            if s > seq {
-                break;
+        if let Some(sent_at) = state.sent_at.as_mut() {
+            while let Some(&(s, cursor, sent)) = sent_at.front() {
+                if s > seq {
+                    break;
+                }
+                sent_at.pop_front();
+                acked.cursor = cursor;
+                metrics::counter!(crate::server::metric_families::DOWNLINK_ACKED_TOTAL)
+                    .increment(1);
+                metrics::histogram!(crate::server::metric_families::DOWNLINK_ACK_SECONDS)
+                    .record((at - sent).as_secs_f64());
             }
-            state.sent_at.pop_front();
-            acked.cursor = cursor;
-            metrics::counter!(crate::server::metric_families::DOWNLINK_ACKED_TOTAL).increment(1);
-            metrics::histogram!(crate::server::metric_families::DOWNLINK_ACK_SECONDS)
-                .record((at - sent).as_secs_f64());
+            if sent_at.is_empty() {
+                state.sent_at = None;
+            }
         }
         if acked.seq <= state.acked.seq {
             // Nothing new to save (a repeated or stale ack).

@@ -1,8 +1,6 @@
 //! Logins: authentication, the store's login snapshot, the route, and the
 //! stream state a granted login starts with; logout and expiry.
 
-use std::collections::VecDeque;
-
 use pike_channel::StreamId;
 use proto::tunnel::ErrorCode;
 use tokio::time::Instant;
@@ -246,8 +244,8 @@ impl Conn {
                 last_known: ready.batch.last_seq,
                 reading: true,
                 unconfirmed_reads: 0,
-                sent_at: VecDeque::new(),
-                route_id: ready.route_id,
+                sent_at: None,
+                route_id: ready.route_id.into_boxed_str(),
                 uplink: None,
                 device_verified: ready.grant.device_verified,
                 send_only: ready.send_only,

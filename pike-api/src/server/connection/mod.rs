@@ -114,10 +114,16 @@ struct StreamState {
     /// announced.
     unconfirmed_reads: u8,
     /// In-flight messages (sequence number, engine cursor, push time), for
-    /// the acked position and the ack latency metric.
-    sent_at: VecDeque<(u64, u64, Instant)>,
+    /// the acked position and the ack latency metric; none while nothing is
+    /// in flight (an idle login holds 8 bytes, and no buffer sized by its
+    /// last busy moment).
+    // Boxed on purpose: an idle login holds 8 bytes, not the deque's 32.
+    #[allow(clippy::box_collection)]
+    sent_at: Option<Box<VecDeque<(u64, u64, Instant)>>>,
     /// The login's business id and alias are `key.biz` and `key.alias`.
-    route_id: String,
+    /// Boxed, like `sent_at` and the uplink queue: the state is 152 bytes,
+    /// a 160-byte map entry (224 before).
+    route_id: Box<str>,
     /// Uplink messages waiting for their turn (delivered one at a time);
     /// none while the login sends nothing (8 bytes instead of 40 for every
     /// idle login: with them the state's allocation was 224 bytes, now 192).
@@ -192,6 +198,7 @@ fn start<S>(hub: Arc<Hub>, accepted: Box<Accepted<S>>) -> Started<S> {
         transport,
         guard,
     } = *accepted;
+    let token: Arc<str> = token.into();
     let id = hub.next_connection_id();
     let shared = Arc::new(ConnShared::new(hub.config.command_queue));
     let trace = SharedTrace::default();
@@ -208,7 +215,7 @@ fn start<S>(hub: Arc<Hub>, accepted: Box<Accepted<S>>) -> Started<S> {
         ConnEntry {
             app: hello.app_id.clone(),
             device_id: hello.device_id.clone(),
-            token: token.as_str().into(),
+            token: token.clone(),
             transport,
             peer,
             connected_at_ms: unix_ms(),
@@ -243,7 +250,7 @@ fn start<S>(hub: Arc<Hub>, accepted: Box<Accepted<S>>) -> Started<S> {
         hub,
         id,
         shared,
-        token: token.into_boxed_str(),
+        token,
         channel,
         streams: SmallMap::default(),
         work: None,
@@ -270,7 +277,8 @@ struct Conn {
     id: ConnId,
     /// What other tasks hand over to this connection, and its wake-up.
     shared: Arc<ConnShared>,
-    token: Box<str>,
+    /// Shared with the registry's entry (one allocation, not two).
+    token: Arc<str>,
     /// Also the connection's app and device id (its client hello).
     channel: ServerChannel,
     /// Logins by stream: one is the common case.
@@ -545,6 +553,18 @@ mod tests {
             size <= TASK_BUDGET,
             "the connection future is {size} bytes, over its budget of {TASK_BUDGET}: \
              box what only a rare path needs (see `Conn::flush_slow`, `Conn::rooms`)"
+        );
+    }
+
+    /// A login's state is an entry of the connection's `SmallMap` with its
+    /// 4-byte stream id: at most 160 bytes, jemalloc's 160-byte class (the
+    /// next is 192).
+    #[test]
+    fn a_logins_state_fits_a_160_byte_entry() {
+        let entry = size_of::<(StreamId, StreamState)>();
+        assert!(
+            entry <= 160,
+            "a login's map entry is {entry} bytes, over 160"
         );
     }
 }

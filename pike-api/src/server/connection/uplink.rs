@@ -90,7 +90,7 @@ impl Conn {
             alias: state.key.alias.clone(),
             device_id: self.channel.client_hello().device_id.clone(),
             connection_token: self.token.to_string(),
-            route_id: state.route_id.clone(),
+            route_id: state.route_id.to_string(),
             seq: item.seq,
             idempotency_key: item.key.clone(),
             payload: item.payload.clone(),
@@ -141,8 +141,8 @@ impl Conn {
         let reply = match result {
             Ok(route_id) => {
                 metrics::counter!(crate::server::metric_families::UPLINK_ACKED_TOTAL, "result" => "ok").increment(1);
-                if route_id != state.route_id {
-                    state.route_id.clone_from(&route_id);
+                if *route_id != *state.route_id {
+                    state.route_id = route_id.as_str().into();
                     self.hub.registry.set_route(self.id, stream, &route_id);
                 }
                 UplinkResult::accepted().with_route_id(route_id)
