@@ -114,6 +114,65 @@ enum Detail {
     Ack { stream: u32, seq: u64 },
     /// Consecutive heartbeats: `heartbeat`, `N pings so far`.
     Heartbeat { pings: u64 },
+    /// A granted login: `auth`, `stream=S biz=B alias=A granted`.
+    Granted(Arc<GrantedLogin>),
+    /// The granted login bound to its alias: `alias-bind`, with its route
+    /// and start (the same allocation as its `auth` event).
+    AliasBind(Arc<GrantedLogin>),
+}
+
+/// A granted login, as its `auth` and `alias-bind` events show it: both
+/// events share this one allocation, formatted when the trace is read (as
+/// two texts they were an idle connection's largest trace allocations,
+/// 48 and 128 bytes).
+#[derive(Debug)]
+pub(crate) struct GrantedLogin {
+    /// The login's stream.
+    pub(crate) stream: u32,
+    /// The sequence number the login resumes after.
+    pub(crate) resume_after: u64,
+    /// The last sequence number of the login's stream when it was granted.
+    pub(crate) last_seq: u64,
+    /// When the grant expires, unix milliseconds (0: never).
+    pub(crate) expires_at_ms: u64,
+    /// Whether the grant binds the device.
+    pub(crate) device_verified: bool,
+    /// Whether the login only sends (no pushes).
+    pub(crate) send_only: bool,
+    /// Its business id, alias and route id.
+    pub(crate) names: LoginNames,
+}
+
+/// A login's business id, alias and route id in one allocation, each
+/// sanitized like any text detail: `biz=B alias=A` followed by the route.
+#[derive(Debug)]
+pub(crate) struct LoginNames {
+    text: Box<str>,
+    /// Where the route id starts in `text`.
+    route_at: usize,
+}
+
+impl LoginNames {
+    /// The names of a login to `biz` as `alias`, routed to `route`.
+    pub(crate) fn new(biz: &str, alias: &str, route: &str) -> Self {
+        let mut text = sanitize(format!("biz={biz} alias={alias}"));
+        let route_at = text.len();
+        text.push_str(&sanitize(route.to_owned()));
+        Self {
+            text: text.into_boxed_str(),
+            route_at,
+        }
+    }
+
+    /// `biz=B alias=A`.
+    fn biz_alias(&self) -> &str {
+        self.text.get(..self.route_at).unwrap_or_default()
+    }
+
+    /// The route id.
+    fn route(&self) -> &str {
+        self.text.get(self.route_at..).unwrap_or_default()
+    }
 }
 
 impl Detail {
@@ -122,6 +181,11 @@ impl Detail {
         match self {
             Self::Text { detail, .. } => detail.len(),
             Self::OtherText(other) => size_of::<(&str, Box<str>)>() + other.1.len(),
+            // Counted in full by both events that share it: a bound, not
+            // an exact sum.
+            Self::Granted(login) | Self::AliasBind(login) => {
+                2 * size_of::<usize>() + size_of::<GrantedLogin>() + login.names.text.len()
+            }
             _ => 0,
         }
     }
@@ -136,6 +200,8 @@ impl Detail {
             Self::Downlink { .. } | Self::Transient { .. } => "downlink",
             Self::Ack { .. } => "ack",
             Self::Heartbeat { .. } => "heartbeat",
+            Self::Granted(_) => "auth",
+            Self::AliasBind(_) => "alias-bind",
         }
     }
 
@@ -153,6 +219,24 @@ impl Detail {
             }
             Self::Ack { stream, seq } => format!("stream={stream} seq={seq}"),
             Self::Heartbeat { pings } => format!("{pings} pings so far"),
+            Self::Granted(login) => {
+                format!(
+                    "stream={} {} granted",
+                    login.stream,
+                    login.names.biz_alias()
+                )
+            }
+            Self::AliasBind(login) => format!(
+                "stream={} {} route={} resume_after={} last_seq={} device_verified={} expires_at_ms={} send_only={}",
+                login.stream,
+                login.names.biz_alias(),
+                login.names.route(),
+                login.resume_after,
+                login.last_seq,
+                login.device_verified,
+                login.expires_at_ms,
+                login.send_only
+            ),
         }
     }
 }
@@ -188,6 +272,14 @@ impl Trace {
                 message_id,
             },
         );
+    }
+
+    /// Records a granted login: its `auth` and `alias-bind` events, which
+    /// share one allocation and are formatted when read.
+    pub(crate) fn login_granted(&mut self, at_ms: u64, login: GrantedLogin) {
+        let login = Arc::new(login);
+        self.push(at_ms, Detail::Granted(Arc::clone(&login)));
+        self.push(at_ms, Detail::AliasBind(login));
     }
 
     /// Records a transient push (`downlink`), formatted when read.
@@ -427,6 +519,49 @@ mod tests {
                 (5, "logout", "stream=3".to_owned()),
             ]
         );
+    }
+
+    #[test]
+    fn a_granted_login_reads_as_auth_and_alias_bind() {
+        let mut trace = Trace::default();
+        let before = trace.memory();
+        trace.login_granted(
+            7,
+            GrantedLogin {
+                stream: 1,
+                resume_after: 4,
+                last_seq: 9,
+                expires_at_ms: 1_700_000_000_000,
+                device_verified: true,
+                send_only: false,
+                names: LoginNames::new("chat", "u42\r\nX-Evil: 1", "node-a"),
+            },
+        );
+        let events: Vec<(u64, &str, String)> = trace
+            .events()
+            .into_iter()
+            .map(|e| (e.at_ms, e.signal, e.detail))
+            .collect();
+        assert_eq!(
+            events,
+            [
+                (
+                    7,
+                    "auth",
+                    "stream=1 biz=chat alias=u42\\r\\nX-Evil: 1 granted".to_owned()
+                ),
+                (
+                    7,
+                    "alias-bind",
+                    "stream=1 biz=chat alias=u42\\r\\nX-Evil: 1 route=node-a resume_after=4 \
+                     last_seq=9 device_verified=true expires_at_ms=1700000000000 send_only=false"
+                        .to_owned()
+                ),
+            ]
+        );
+        // Both events count the shared allocation: the bound holds.
+        let shared = 2 * size_of::<usize>() + size_of::<GrantedLogin>();
+        assert!(trace.memory() >= before + 2 * shared, "{}", trace.memory());
     }
 
     #[test]

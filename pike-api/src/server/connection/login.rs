@@ -14,6 +14,7 @@ use crate::server::engine::{Claim, EngineError, LoginId, replaced_command};
 use crate::server::login_expiry;
 use crate::server::registry::{CommandSender, LoginInfo};
 use crate::server::store::StreamKey;
+use crate::server::trace::{self, GrantedLogin, LoginNames};
 
 impl Conn {
     pub(super) fn login(
@@ -183,10 +184,6 @@ impl Conn {
             // `ready.interests` gives its subscriptions back.
             return;
         }
-        self.record(
-            "auth",
-            format!("stream={} biz={biz} alias={alias} granted", stream.value()),
-        );
         metrics::counter!(crate::server::metric_families::LOGINS_TOTAL, "result" => "ok")
             .increment(1);
         self.settle_buffers = true;
@@ -195,18 +192,17 @@ impl Conn {
             metrics::histogram!(crate::server::metric_families::CHANNEL_READY_SECONDS)
                 .record(self.connected_at.elapsed().as_secs_f64());
         }
-        self.record(
-            "alias-bind",
-            format!(
-                "stream={} biz={biz} alias={alias} route={} resume_after={} last_seq={} device_verified={} expires_at_ms={} send_only={}",
-                stream.value(),
-                ready.route_id,
-                ready.start_after.seq,
-                ready.batch.last_seq,
-                ready.grant.device_verified,
-                ready.grant.expires_at_ms,
-                ready.send_only
-            ),
+        trace::lock(&self.trace).login_granted(
+            unix_ms(),
+            GrantedLogin {
+                stream: stream.value(),
+                resume_after: ready.start_after.seq,
+                last_seq: ready.batch.last_seq,
+                expires_at_ms: ready.grant.expires_at_ms,
+                device_verified: ready.grant.device_verified,
+                send_only: ready.send_only,
+                names: LoginNames::new(&biz, &alias, &ready.route_id),
+            },
         );
         // A send-only login is no recipient: not registered for pushes,
         // and its backlog is not read (`docs/protocol.md`, `send_only`).
