@@ -219,14 +219,14 @@ impl Detail {
             }
             Self::Ack { stream, seq } => format!("stream={stream} seq={seq}"),
             Self::Heartbeat { pings } => format!("{pings} pings so far"),
-            Self::Granted(login) => {
-                format!(
-                    "stream={} {} granted",
-                    login.stream,
-                    login.names.biz_alias()
-                )
-            }
-            Self::AliasBind(login) => format!(
+            // Cut as a whole, like the texts recorded formatted: the same
+            // text, and at most [`MAX_DETAIL_BYTES`], whatever the names.
+            Self::Granted(login) => sanitize(format!(
+                "stream={} {} granted",
+                login.stream,
+                login.names.biz_alias()
+            )),
+            Self::AliasBind(login) => sanitize(format!(
                 "stream={} {} route={} resume_after={} last_seq={} device_verified={} expires_at_ms={} send_only={}",
                 login.stream,
                 login.names.biz_alias(),
@@ -236,7 +236,7 @@ impl Detail {
                 login.device_verified,
                 login.expires_at_ms,
                 login.send_only
-            ),
+            )),
         }
     }
 }
@@ -559,9 +559,30 @@ mod tests {
                 ),
             ]
         );
+        let long = "a".repeat(2 * MAX_DETAIL_BYTES);
+        trace.login_granted(
+            8,
+            GrantedLogin {
+                stream: 2,
+                resume_after: 0,
+                last_seq: 0,
+                expires_at_ms: 0,
+                device_verified: false,
+                send_only: true,
+                names: LoginNames::new("chat", &long, &long),
+            },
+        );
+        for event in &trace.events()[2..] {
+            assert!(
+                event.detail.len() <= MAX_DETAIL_BYTES,
+                "{}",
+                event.detail.len()
+            );
+            assert!(event.detail.ends_with('…'), "{}", event.detail);
+        }
         // Both events count the shared allocation: the bound holds.
         let shared = 2 * size_of::<usize>() + size_of::<GrantedLogin>();
-        assert!(trace.memory() >= before + 2 * shared, "{}", trace.memory());
+        assert!(trace.memory() >= before + 4 * shared, "{}", trace.memory());
     }
 
     #[test]

@@ -141,7 +141,10 @@ struct StreamState {
 /// idle connection's memory. The setup runs here, in [`start`], before the
 /// future exists, so that its temporaries (the hello, the registry entry)
 /// and the arguments take no room in the future; `accepted` comes boxed and
-/// is freed in `start` (≈ 310 bytes per connection otherwise).
+/// is freed in `start` (≈ 310 bytes per connection otherwise). The
+/// connection is registered when `run` returns: the future must be polled
+/// to its end (spawned) for the registry to let go of it, as a connection
+/// whose task is dropped at runtime shutdown never is.
 pub(crate) fn run<S>(
     hub: Arc<Hub>,
     accepted: Box<Accepted<S>>,
@@ -262,7 +265,9 @@ fn start<S>(hub: Arc<Hub>, accepted: Box<Accepted<S>>) -> Started<S> {
         rooms: None,
         room_codec,
     };
-    let span = tracing::debug_span!("conn", conn.token = %conn.token, peer.addr = %peer, transport);
+    // A root span: `start` runs in the handshake's task and span, which
+    // end before the connection does.
+    let span = tracing::debug_span!(parent: None, "conn", conn.token = %conn.token, peer.addr = %peer, transport);
     let span = (!span.is_disabled()).then(|| Box::new(span));
     Started {
         conn,
