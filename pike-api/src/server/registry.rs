@@ -559,15 +559,25 @@ impl Registry {
         stream: &StreamKey,
         with: impl FnOnce(&mut dyn Iterator<Item = &ConnEntry>) -> T,
     ) -> T {
-        let hash = self.stream_hash(&stream.app, &stream.biz, &stream.alias);
         let streams = read(&self.streams);
         let conns = read(&self.conns);
-        let mut entries = streams
-            .get(hash)
+        with(&mut self.logged_in(&streams, &conns, stream))
+    }
+
+    /// The entries of the connections logged in to `stream`: the stream
+    /// index's candidates, checked on their entries (the caller holds both
+    /// locks).
+    fn logged_in<'a>(
+        &self,
+        streams: &'a ConnIndex,
+        conns: &'a HashMap<ConnId, Box<ConnEntry>>,
+        stream: &'a StreamKey,
+    ) -> impl Iterator<Item = &'a ConnEntry> + use<'a> {
+        streams
+            .get(self.stream_hash(&stream.app, &stream.biz, &stream.alias))
             .filter_map(|id| conns.get(&id))
             .map(|entry| &**entry)
-            .filter(|entry| logged_in_to(entry, stream));
-        with(&mut entries)
+            .filter(|entry| logged_in_to(entry, stream))
     }
 
     /// Calls `each` with every connection sender of each of `streams`
@@ -586,11 +596,8 @@ impl Registry {
             let ids = read(&self.streams);
             let conns = read(&self.conns);
             for &stream in chunk {
-                let hash = self.stream_hash(&stream.app, &stream.biz, &stream.alias);
-                for entry in ids.get(hash).filter_map(|id| conns.get(&id)) {
-                    if logged_in_to(entry, stream) {
-                        each(stream, &entry.shared);
-                    }
+                for entry in self.logged_in(&ids, &conns, stream) {
+                    each(stream, &entry.shared);
                 }
             }
         }

@@ -77,6 +77,14 @@ impl<K: Ord + Copy, V> SmallMap<K, V> {
         }
     }
 
+    /// Calls `each` with every value, in key order.
+    pub(crate) fn for_each_value_mut(&mut self, mut each: impl FnMut(&mut V)) {
+        match self {
+            Self::Few(v) => v.iter_mut().for_each(|(_, value)| each(value)),
+            Self::Many(m) => m.values_mut().for_each(each),
+        }
+    }
+
     /// The entries in key order.
     pub(crate) fn iter(&self) -> Iter<'_, K, V> {
         match self {

@@ -492,6 +492,15 @@ mod tests {
         assert_eq!(events[3].signal, "heartbeat");
     }
 
+    /// The events as (time, signal, detail).
+    fn read(trace: &Trace) -> Vec<(u64, &'static str, String)> {
+        trace
+            .events()
+            .into_iter()
+            .map(|e| (e.at_ms, e.signal, e.detail))
+            .collect()
+    }
+
     #[test]
     fn structured_events_read_as_text() {
         let mut trace = Trace::default();
@@ -500,11 +509,7 @@ mod tests {
         trace.ack(3, 3, 7);
         trace.heartbeat(4, 5);
         trace.record(5, "logout", "stream=3".into());
-        let events: Vec<(u64, &str, String)> = trace
-            .events()
-            .into_iter()
-            .map(|e| (e.at_ms, e.signal, e.detail))
-            .collect();
+        let events = read(&trace);
         assert_eq!(
             events,
             [
@@ -537,11 +542,7 @@ mod tests {
                 names: LoginNames::new("chat", "u42\r\nX-Evil: 1", "node-a"),
             },
         );
-        let events: Vec<(u64, &str, String)> = trace
-            .events()
-            .into_iter()
-            .map(|e| (e.at_ms, e.signal, e.detail))
-            .collect();
+        let events = read(&trace);
         assert_eq!(
             events,
             [

@@ -194,9 +194,6 @@ impl Conn {
                 metrics::histogram!(crate::server::metric_families::DOWNLINK_ACK_SECONDS)
                     .record((at - sent).as_secs_f64());
             }
-            if sent_at.is_empty() {
-                state.sent_at = None;
-            }
         }
         if acked.seq <= state.acked.seq {
             // Nothing new to save (a repeated or stale ack).

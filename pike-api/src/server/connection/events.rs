@@ -1,13 +1,11 @@
 //! Dispatch: what the channel machine reports and what background work
 //! finished, each turned into the connection's next step.
 
-use pike_channel::ServerEvent;
-use proto::tunnel::ErrorCode;
-use tokio::time::Instant;
-
 use std::sync::Arc;
 
-use proto::tunnel::Compression;
+use pike_channel::ServerEvent;
+use proto::tunnel::{Compression, ErrorCode};
+use tokio::time::Instant;
 
 use super::{Conn, Work, now};
 use crate::server::hub::Hub;

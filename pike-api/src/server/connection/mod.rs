@@ -114,19 +114,18 @@ struct StreamState {
     /// announced.
     unconfirmed_reads: u8,
     /// In-flight messages (sequence number, engine cursor, push time), for
-    /// the acked position and the ack latency metric; none while nothing is
-    /// in flight (an idle login holds 8 bytes, and no buffer sized by its
-    /// last busy moment).
-    // Boxed on purpose: an idle login holds 8 bytes, not the deque's 32.
+    /// the acked position and the ack latency metric. Allocated at the
+    /// login's first push and given back when the connection idles with it
+    /// empty (see [`Conn::release_idle_logins`]): an idle login holds 8
+    /// bytes, not the deque's 32.
     #[allow(clippy::box_collection)]
     sent_at: Option<Box<VecDeque<(u64, u64, Instant)>>>,
     /// The login's business id and alias are `key.biz` and `key.alias`.
-    /// Boxed, like `sent_at` and the uplink queue: the state is 152 bytes,
-    /// a 160-byte map entry (224 before).
+    /// Boxed, like `sent_at` and the uplink queue, so that the state fits a
+    /// 160-byte map entry (see the test `a_logins_state_fits_a_160_byte_entry`).
     route_id: Box<str>,
     /// Uplink messages waiting for their turn (delivered one at a time);
-    /// none while the login sends nothing (8 bytes instead of 40 for every
-    /// idle login: with them the state's allocation was 224 bytes, now 192).
+    /// allocated and given back like `sent_at`.
     uplink: Option<Box<UplinkQueue>>,
     /// The login's credential proves the device id: it gets device pushes.
     device_verified: bool,
@@ -165,8 +164,7 @@ where
     // dropped in place at the end.
     async move {
         {
-            let drive = std::pin::pin!(conn.drive(&mut framed));
-            let mut drive = drive;
+            let mut drive = std::pin::pin!(conn.drive(&mut framed));
             std::future::poll_fn(|cx| {
                 let _entered = span.as_deref().map(tracing::Span::enter);
                 drive.as_mut().poll(cx)
@@ -373,6 +371,7 @@ impl Conn {
                             // more to say. Busy connections keep theirs.
                             release_idle_buffers(framed);
                             self.shared.release_idle_commands();
+                            self.release_idle_logins();
                         }
                     }
                     Some(Err(CodecError::Frame(e))) => {
@@ -507,6 +506,21 @@ impl Conn {
 
     fn device_id(&self) -> &str {
         &self.channel.client_hello().device_id
+    }
+
+    /// Gives back the per-login buffers of the connection's last busy
+    /// moment, an empty in-flight ring and an empty uplink queue (at an idle
+    /// connection's heartbeat, as the codec's buffers): a busy login keeps
+    /// them rather than allocating them again for every message.
+    fn release_idle_logins(&mut self) {
+        self.streams.for_each_value_mut(|state| {
+            if state.sent_at.as_ref().is_some_and(|ring| ring.is_empty()) {
+                state.sent_at = None;
+            }
+            if state.uplink.as_ref().is_some_and(|queue| queue.is_idle()) {
+                state.uplink = None;
+            }
+        });
     }
 
     /// Traces new heartbeats; whether there were any.

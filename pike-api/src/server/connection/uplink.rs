@@ -29,12 +29,20 @@ pub(super) struct PendingUplink {
 }
 
 /// A login's uplink messages waiting for their turn, delivered one at a
-/// time; allocated while the login has some.
+/// time; allocated at the login's first uplink, given back when the
+/// connection idles with it empty (see `Conn::release_idle_logins`).
 #[derive(Default)]
 pub(super) struct UplinkQueue {
     queue: VecDeque<PendingUplink>,
     /// The front message is with the backend.
     busy: bool,
+}
+
+impl UplinkQueue {
+    /// Nothing queued, nothing with the backend.
+    pub(super) fn is_idle(&self) -> bool {
+        !self.busy && self.queue.is_empty()
+    }
 }
 
 impl Conn {
@@ -122,13 +130,6 @@ impl Conn {
             uplink.busy = false;
             uplink.queue.pop_front()
         });
-        if state
-            .uplink
-            .as_ref()
-            .is_some_and(|uplink| uplink.queue.is_empty())
-        {
-            state.uplink = None;
-        }
         if let Some(item) = &item {
             metrics::histogram!(crate::server::metric_families::UPLINK_ACK_SECONDS)
                 .record(item.received_at.elapsed().as_secs_f64());
